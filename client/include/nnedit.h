@@ -1,0 +1,461 @@
+/* nnedit.h — libnnedit, the C client of nneditd.
+ *
+ * A blocking C API over gRPC: every function returns when its call is over.
+ * One client holds one gRPC channel (one HTTP/2 connection, made lazily) and
+ * may be used by many threads at once; each call gets its own completion
+ * queue, so calls never wait on each other.
+ *
+ * Life cycle:
+ *
+ *   nne_client_opts_t opts;
+ *   nne_client_opts_init(&opts);            // 127.0.0.1:50051, 60 s per call
+ *   opts.address = "127.0.0.1:7000";
+ *
+ *   nne_client_t *cli;
+ *   nne_client_err_t err;
+ *   if (nne_client_connect(&opts, &cli, &err) < 0)      // no I/O yet
+ *     die("%s: %s", nne_client_status_name(err.code), err.message);
+ *   nne_client_wait_ready(cli, 5000, &err);  // optional: connect now
+ *
+ *   nne_client_model_info_t info;
+ *   nne_client_models_load(cli, "gpt2-script", NULL, 0, &info, &err);
+ *
+ *   int64_t ids[] = {31, 415, 926};
+ *   nne_client_token_row_t row = {ids, 3};
+ *   nne_client_forward_req_t req = {.model = "gpt2-script", .rows = &row,
+ *                                   .n_rows = 1, .top_k = 5};
+ *   nne_client_forward_result_t res;
+ *   if (nne_client_forward(cli, &req, &res, &err) == 0) {
+ *     ... res.rows[0].top[0].token_id ...
+ *   }
+ *   nne_client_forward_result_free(&res);   // safe after success or failure
+ *
+ *   nne_client_close(cli);
+ *
+ * Conventions (they hold for every function below unless it says otherwise):
+ *
+ * - Errors. A fallible function returns 0, or a negative number: minus the
+ *   gRPC status code it also writes into err->code (so -5 is NOT_FOUND).
+ *   err->message then holds the server's status details verbatim, or a
+ *   message of the library's own for errors found locally:
+ *     UNAVAILABLE        no connection to the daemon
+ *     DEADLINE_EXCEEDED  the call outlived its timeout
+ *     INTERNAL           a reply that could not be decoded or broke the
+ *                        protocol (a tensor chunk out of order, ...)
+ *     RESOURCE_EXHAUSTED a reply over one of this client's limits
+ *     INVALID_ARGUMENT   an argument that cannot be put on the wire (NULL,
+ *                        a name over its bound). Everything else is left to
+ *                        the daemon, whose messages name the bad field.
+ *   `err` may be NULL when the caller only wants the return value. On
+ *   success err is not touched.
+ *
+ * - Ownership. Result structs are allocated by the caller (usually on the
+ *   stack); the library fills them and allocates whatever they point to.
+ *   Each has a matching _free function that releases those allocations and
+ *   zeroes the struct; it does not free the struct itself. Results are zeroed
+ *   on entry, so calling _free after a failed call is always safe (and does
+ *   nothing). Input pointers are borrowed for the duration of the call only.
+ *
+ * - Bounds. Everything that comes from the server is bounded: message size
+ *   (opts.max_recv_bytes), tensor size (opts.max_tensor_bytes), list lengths
+ *   (the NNE_CLIENT_MAX_* below, or the request's own sizes) and strings
+ *   (the proto's nanopb bounds). A reply over a bound fails the call; a
+ *   misbehaving server can neither crash the client nor make it allocate
+ *   without limit.
+ *
+ * - Threads. Any function may be called from any thread, concurrently on one
+ *   client, except nne_client_close, which must come after every other call
+ *   on that client has returned.
+ */
+#ifndef NNEDIT_H
+#define NNEDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes -------------------------------------------------------- */
+
+/* The gRPC status codes (fixed by the protocol). X(name, value). */
+#define NNE_CLIENT_CODE_MAP(X)                                                 \
+  X(OK, 0)                                                                     \
+  X(CANCELLED, 1)                                                              \
+  X(UNKNOWN, 2)                                                                \
+  X(INVALID_ARGUMENT, 3)                                                       \
+  X(DEADLINE_EXCEEDED, 4)                                                      \
+  X(NOT_FOUND, 5)                                                              \
+  X(ALREADY_EXISTS, 6)                                                         \
+  X(PERMISSION_DENIED, 7)                                                      \
+  X(RESOURCE_EXHAUSTED, 8)                                                     \
+  X(FAILED_PRECONDITION, 9)                                                    \
+  X(ABORTED, 10)                                                               \
+  X(OUT_OF_RANGE, 11)                                                          \
+  X(UNIMPLEMENTED, 12)                                                         \
+  X(INTERNAL, 13)                                                              \
+  X(UNAVAILABLE, 14)                                                           \
+  X(DATA_LOSS, 15)                                                             \
+  X(UNAUTHENTICATED, 16)
+
+typedef enum nne_client_code {
+#define NNE_CLIENT__CODE_ENUM(name, val) NNE_CLIENT_##name = (val),
+  NNE_CLIENT_CODE_MAP(NNE_CLIENT__CODE_ENUM)
+#undef NNE_CLIENT__CODE_ENUM
+} nne_client_code_t;
+
+#define NNE_CLIENT_ERR_MAX 1024
+
+/* A gRPC status code (0..16) and a message. Owned by the caller. */
+typedef struct nne_client_err {
+  int code;
+  char message[NNE_CLIENT_ERR_MAX];
+} nne_client_err_t;
+
+/* "NOT_FOUND" for 5, ...; "UNKNOWN" for a number outside 0..16. A static
+ * string: never NULL, never freed. */
+const char *nne_client_status_name(int code);
+
+/* The library's version ("0.1.0"). Static string. */
+const char *nne_client_version(void);
+
+/* ---- connecting ---------------------------------------------------------- */
+
+#define NNE_CLIENT_DEFAULT_ADDRESS "127.0.0.1:50051"
+#define NNE_CLIENT_DEFAULT_TIMEOUT_MS 60000
+#define NNE_CLIENT_DEFAULT_MAX_RECV_BYTES (64u << 20)
+#define NNE_CLIENT_DEFAULT_MAX_TENSOR_BYTES ((uint64_t)2 << 30)
+
+typedef struct nne_client_opts {
+  /* gRPC target: "host:port", "unix:/path", ... NULL means the default.
+   * Copied by nne_client_connect. */
+  const char *address;
+  /* Deadline of every call, in milliseconds from its start; 0 = none. */
+  int64_t timeout_ms;
+  /* Largest message the client accepts (GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH);
+   * 0 = the default. At most INT32_MAX. Tensors arrive in chunks, so this
+   * bounds one chunk, not one tensor. */
+  size_t max_recv_bytes;
+  /* Largest tensor the client reassembles from chunks; 0 = the default. */
+  uint64_t max_tensor_bytes;
+} nne_client_opts_t;
+
+/* Fills opts with the defaults above. */
+void nne_client_opts_init(nne_client_opts_t *opts);
+
+/* The client: an opaque handle. */
+typedef struct nne_client nne_client_t;
+
+/* Creates a client (*out, freed with nne_client_close). opts may be NULL for
+ * all defaults; it is copied and may be freed after the call. No connection
+ * is made here: gRPC connects on the first call (or wait_ready). Fails only
+ * on bad options (INVALID_ARGUMENT). */
+int nne_client_connect(const nne_client_opts_t *opts, nne_client_t **out,
+                       nne_client_err_t *err);
+
+/* Closes the channel and frees the client. NULL is a no-op. Every call on
+ * this client must have returned. */
+void nne_client_close(nne_client_t *cli);
+
+/* Connects now and waits until the channel is ready or timeout_ms passes
+ * (UNAVAILABLE, naming the last connectivity state; 0 = no time limit).
+ * Useful after starting a daemon: a refused connection is retried (every
+ * 0.1 s at first, backing off to 2 s) until the timeout. */
+int nne_client_wait_ready(nne_client_t *cli, int64_t timeout_ms,
+                          nne_client_err_t *err);
+
+/* The address the client was created with. Borrowed: lives with the client. */
+const char *nne_client_address(const nne_client_t *cli);
+
+/* Calls a unary method by its full path ("/package.Service/Method") with a
+ * request already encoded as protobuf bytes (req[req_len], borrowed). For
+ * methods this library does not wrap yet (a newer daemon's) and for protocol
+ * tests. On success *resp is allocated by the library (NULL when the reply
+ * is empty; at most opts.max_recv_bytes) and freed with nne_client_free. */
+int nne_client_call_raw(nne_client_t *cli, const char *method, const void *req,
+                        size_t req_len, void **resp, size_t *resp_len,
+                        nne_client_err_t *err);
+
+/* Frees memory the library handed out as a bare pointer (call_raw's reply).
+ * NULL is a no-op. */
+void nne_client_free(void *p);
+
+/* ---- health (grpc.health.v1) --------------------------------------------- */
+
+typedef enum nne_client_health {
+  NNE_CLIENT_HEALTH_UNKNOWN = 0,
+  NNE_CLIENT_HEALTH_SERVING = 1,
+  NNE_CLIENT_HEALTH_NOT_SERVING = 2,
+  NNE_CLIENT_HEALTH_SERVICE_UNKNOWN = 3, /* only sent by Watch */
+} nne_client_health_t;
+
+/* "SERVING", ...; "UNKNOWN" for other values. Static string. */
+const char *nne_client_health_name(int status);
+
+/* Health/Check for `service` ("" or NULL = the whole server; otherwise a
+ * full service name such as "nnedit.v1.Inference"). A service the server
+ * does not know is the NOT_FOUND status, per the health protocol. */
+int nne_client_health_check(nne_client_t *cli, const char *service,
+                            nne_client_health_t *out, nne_client_err_t *err);
+
+/* Health/Watch, bounded: stores the statuses the server streams into
+ * out[0..max-1] (caller's array) and returns when `max` have arrived, when
+ * timeout_ms passes (0 = no time limit: wait for `max`), or when the server
+ * ends the stream. *n_out is the number stored, also on failure. Reaching
+ * the count or the timeout is success; a server error status is not. */
+int nne_client_health_watch(nne_client_t *cli, const char *service,
+                            nne_client_health_t *out, size_t max, size_t *n_out,
+                            int64_t timeout_ms, nne_client_err_t *err);
+
+/* ---- tensors ------------------------------------------------------------- */
+
+/* Element types; the numbers are the wire enum nnedit.v1.DType. */
+typedef enum nne_client_dtype {
+  NNE_CLIENT_DTYPE_UNSPECIFIED = 0,
+  NNE_CLIENT_DTYPE_FLOAT32 = 1,
+  NNE_CLIENT_DTYPE_FLOAT16 = 2,
+  NNE_CLIENT_DTYPE_BFLOAT16 = 3,
+  NNE_CLIENT_DTYPE_FLOAT64 = 4,
+  NNE_CLIENT_DTYPE_INT64 = 5,
+  NNE_CLIENT_DTYPE_INT32 = 6,
+  NNE_CLIENT_DTYPE_INT16 = 7,
+  NNE_CLIENT_DTYPE_INT8 = 8,
+  NNE_CLIENT_DTYPE_UINT8 = 9,
+  NNE_CLIENT_DTYPE_BOOL = 10,
+} nne_client_dtype_t;
+
+/* "float32", "bfloat16", ...; "unspecified" for 0 and unknown values. */
+const char *nne_client_dtype_name(int dtype);
+/* Bytes per element; 0 for unspecified or unknown values. */
+size_t nne_client_dtype_size(int dtype);
+/* Parses a dtype name: the names above, and "fp32", "float", "f32", "half",
+ * "fp16", "f16", "bf16", "double", "fp64", "f64", "long", "int", "short",
+ * "char", "byte". INVALID_ARGUMENT for anything else. */
+int nne_client_dtype_parse(const char *name, nne_client_dtype_t *out,
+                           nne_client_err_t *err);
+
+#define NNE_CLIENT_MAX_DIMS 8
+#define NNE_CLIENT_NAME_MAX 256
+
+/* A tensor received from the server: `nbytes` of little-endian data in C
+ * (row-major) order, numel(shape) * dtype_size(dtype) bytes. `data` is
+ * allocated by the library (NULL when nbytes is 0) and freed by
+ * nne_client_tensor_free, or by the _free function of the result holding it.
+ * The data is aligned for any element type. */
+typedef struct nne_client_tensor {
+  char name[NNE_CLIENT_NAME_MAX];
+  nne_client_dtype_t dtype;
+  size_t ndim;
+  int64_t shape[NNE_CLIENT_MAX_DIMS];
+  size_t nbytes;
+  void *data;
+} nne_client_tensor_t;
+
+/* Frees t->data and zeroes *t. NULL is a no-op. */
+void nne_client_tensor_free(nne_client_tensor_t *t);
+
+/* Number of elements (the product of the shape; 1 for ndim 0). */
+uint64_t nne_client_tensor_numel(const nne_client_tensor_t *t);
+
+/* Writes t as a NumPy .npy file (format 1.0, C order, little-endian descr),
+ * replacing `path`. numpy has no bfloat16, so a bfloat16 tensor is written
+ * as float32 (exact: every bfloat16 value is a float32 value). On failure
+ * no partial file is left behind. The tensor is only read. */
+int nne_client_tensor_write_npy(const nne_client_tensor_t *t, const char *path,
+                                nne_client_err_t *err);
+
+/* ---- models (nnedit.v1.Models) ------------------------------------------- */
+
+typedef enum nne_client_model_state {
+  NNE_CLIENT_MODEL_STATE_UNSPECIFIED = 0,
+  NNE_CLIENT_MODEL_AVAILABLE = 1, /* in the repository, not loaded */
+  NNE_CLIENT_MODEL_LOADING = 2,
+  NNE_CLIENT_MODEL_LOADED = 3,
+  NNE_CLIENT_MODEL_UNLOADING = 4,
+  NNE_CLIENT_MODEL_FAILED = 5, /* the last load failed; `error` says why */
+} nne_client_model_state_t;
+
+/* "AVAILABLE", "LOADED", ...; "UNSPECIFIED" for 0 and unknown values. */
+const char *nne_client_model_state_name(int state);
+
+/* Sizes of the strings below, NUL included (the proto's bounds). */
+#define NNE_CLIENT_MODEL_NAME_MAX 128
+#define NNE_CLIENT_DEVICE_MAX 32
+#define NNE_CLIENT_FAMILY_MAX 32
+#define NNE_CLIENT_MODEL_ERROR_MAX 1024
+#define NNE_CLIENT_EXPORT_KIND_MAX 16
+#define NNE_CLIENT_VERSION_MAX 64
+
+/* A model as the daemon reports it (models.proto ModelInfo). Holds no
+ * pointers; nne_client_model_info_free exists so that code written now keeps
+ * working if a field ever needs one. */
+typedef struct nne_client_model_info {
+  char name[NNE_CLIENT_MODEL_NAME_MAX];
+  nne_client_model_state_t state;
+  char device[NNE_CLIENT_DEVICE_MAX]; /* "cpu", "cuda:0", ... */
+  nne_client_dtype_t dtype;
+  char family[NNE_CLIENT_FAMILY_MAX];     /* "gpt2", "llama", ... */
+  char error[NNE_CLIENT_MODEL_ERROR_MAX]; /* when state is FAILED */
+  uint64_t param_count;
+  uint64_t param_bytes;
+  int64_t vocab_size;
+  uint32_t module_count;
+  uint32_t max_batch; /* Forward limits on this model */
+  uint32_t max_seq_len;
+  double load_ms;
+  uint32_t in_flight; /* calls holding the model right now */
+  char export_kind[NNE_CLIENT_EXPORT_KIND_MAX]; /* "script", "trace" */
+} nne_client_model_info_t;
+
+/* Zeroes *info. NULL is a no-op. */
+void nne_client_model_info_free(nne_client_model_info_t *info);
+
+/* Longest model list / module tree a reply may carry. */
+#define NNE_CLIENT_MAX_MODELS 4096
+#define NNE_CLIENT_MAX_MODULES 65536
+
+/* The models of the repository. `models` (n_models entries) is allocated by
+ * the library and freed by nne_client_model_list_free. */
+typedef struct nne_client_model_list {
+  nne_client_model_info_t *models;
+  size_t n_models;
+  char server_version[NNE_CLIENT_VERSION_MAX]; /* nneditd's version */
+} nne_client_model_list_t;
+
+/* Models/List into *out (caller's struct; free with model_list_free). */
+int nne_client_models_list(nne_client_t *cli, nne_client_model_list_t *out,
+                           nne_client_err_t *err);
+void nne_client_model_list_free(nne_client_model_list_t *list);
+
+/* Models/Load: loads `name` (blocking until loaded; a loaded model is
+ * returned as is). `device` ("cpu", "cuda:0"; NULL or "" = the model's
+ * model.json) and `dtype` (UNSPECIFIED = model.json) override the defaults.
+ * *out receives the model's info (caller's struct). */
+int nne_client_models_load(nne_client_t *cli, const char *name,
+                           const char *device, nne_client_dtype_t dtype,
+                           nne_client_model_info_t *out, nne_client_err_t *err);
+
+/* Models/Unload. *out (may be NULL) receives the model's info. */
+int nne_client_models_unload(nne_client_t *cli, const char *name,
+                             nne_client_model_info_t *out,
+                             nne_client_err_t *err);
+
+/* One module of a model's tree, in pre-order (named_modules() order). The
+ * strings point into the nne_client_model_desc_t that holds the module and
+ * live as long as it. The tree is checked on arrival: parent is -1 for the
+ * root and otherwise the index of an earlier module, and depth is the
+ * parent's depth + 1, so both can be used as indices and indents safely. */
+typedef struct nne_client_module {
+  const char *path;       /* dotted path; "" for the root */
+  const char *class_name; /* "GPT2Attention" */
+  const char *type_name;  /* the qualified TorchScript type name */
+  int32_t parent;         /* index in modules[]; -1 for the root */
+  uint32_t depth;         /* 0 for the root */
+  int32_t call_index;     /* order of the first call in forward; -1: never */
+  uint64_t param_count;   /* parameters held directly by this module */
+} nne_client_module_t;
+
+/* A model's info and module tree. `modules` and the strings they point to
+ * are allocated by the library and freed by nne_client_model_desc_free. */
+typedef struct nne_client_model_desc {
+  nne_client_model_info_t model;
+  nne_client_module_t *modules;
+  size_t n_modules;
+  char *strings; /* private: one block holding every module string */
+} nne_client_model_desc_t;
+
+/* Models/Describe into *out (caller's struct; free with model_desc_free). */
+int nne_client_models_describe(nne_client_t *cli, const char *name,
+                               nne_client_model_desc_t *out,
+                               nne_client_err_t *err);
+void nne_client_model_desc_free(nne_client_model_desc_t *desc);
+
+/* ---- inference (nnedit.v1.Inference) ------------------------------------- */
+
+typedef enum nne_client_padding {
+  /* Rows must have equal lengths (or a mask that matches them exactly). */
+  NNE_CLIENT_PAD_NONE = 0,
+  /* Rows may differ; the daemon pads them and builds the mask. */
+  NNE_CLIENT_PAD_LEFT = 1,
+  NNE_CLIENT_PAD_RIGHT = 2,
+} nne_client_padding_t;
+
+typedef enum nne_client_logits {
+  NNE_CLIENT_LOGITS_NONE = 0,
+  NNE_CLIENT_LOGITS_LAST = 1, /* [batch, vocab] at each row's last real token */
+  NNE_CLIENT_LOGITS_ALL = 2,  /* [batch, seq, vocab] */
+} nne_client_logits_t;
+
+/* One row of token ids (borrowed). */
+typedef struct nne_client_token_row {
+  const int64_t *ids;
+  size_t n_ids;
+} nne_client_token_row_t;
+
+/* One row of the attention mask (borrowed): 1 = real token, 0 = padding. */
+typedef struct nne_client_mask_row {
+  const int32_t *values;
+  size_t n_values;
+} nne_client_mask_row_t;
+
+/* A Forward request. Everything is borrowed for the call. The library sends
+ * what it is given: row lengths, mask shape, top_k and sizes are checked by
+ * the daemon, whose messages name the field (input_ids[1][4], ...). */
+typedef struct nne_client_forward_req {
+  const char *model;
+  const nne_client_token_row_t *rows;
+  size_t n_rows;
+  const nne_client_mask_row_t *mask; /* NULL / n_mask 0: no mask */
+  size_t n_mask;
+  nne_client_padding_t padding;
+  uint32_t top_k; /* 0 = no top-k lists */
+  nne_client_logits_t logits;
+} nne_client_forward_req_t;
+
+typedef struct nne_client_token_score {
+  int64_t token_id;
+  float logit;
+  float prob; /* softmax over the whole vocabulary */
+} nne_client_token_score_t;
+
+/* The top-k next tokens of one row, best first. */
+typedef struct nne_client_row_topk {
+  uint32_t position; /* index in the padded sequence of the last real token */
+  nne_client_token_score_t *top;
+  size_t n_top;
+} nne_client_row_topk_t;
+
+typedef struct nne_client_timing {
+  double queue_ms;   /* waiting for an executor */
+  double compute_ms; /* the forward pass and top-k */
+  double total_ms;   /* from request decoded to result ready */
+} nne_client_timing_t;
+
+/* A Forward result. `rows` (at most the request's n_rows, each with at most
+ * top_k scores) and the logits data are allocated by the library and freed
+ * by nne_client_forward_result_free. */
+typedef struct nne_client_forward_result {
+  uint32_t batch;
+  uint32_t seq_len; /* padded length */
+  nne_client_row_topk_t *rows;
+  size_t n_rows;
+  nne_client_timing_t timing;
+  bool has_logits; /* the request asked for logits and they arrived */
+  nne_client_tensor_t logits;
+} nne_client_forward_result_t;
+
+/* Inference/Forward into *out (caller's struct; free with
+ * forward_result_free). The logits, when asked for, arrive as a chunked
+ * tensor that is reassembled into one buffer (at most opts.max_tensor_bytes,
+ * else RESOURCE_EXHAUSTED). */
+int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
+                       nne_client_forward_result_t *out, nne_client_err_t *err);
+void nne_client_forward_result_free(nne_client_forward_result_t *res);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NNEDIT_H */

@@ -1,0 +1,1788 @@
+/* nnedit.c — libnnedit: see include/nnedit.h for the contract.
+ *
+ * Layout of this file:
+ *   tables       status, dtype, state and health names
+ *   client       connect / close / wait_ready
+ *   rpc          one call on its own pluck completion queue
+ *   health       Check, bounded Watch
+ *   models       List, Load, Unload, Describe
+ *   reassembler  TensorChunk runs -> one tensor (nnedit_internal.h)
+ *   forward      Inference/Forward
+ *   tensors      numel, free, .npy
+ *
+ * Every call creates its own completion queue and plucks only its own tags,
+ * so concurrent calls on one client never see each other's events, and the
+ * channel (thread-safe in gRPC) is the only shared object.
+ */
+#include "nnedit.h"
+#include "nnedit_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "grpc_health/v1/health.pb.h"
+#include "nne_pb.h"
+#include "nnedit/v1/inference.pb.h"
+#include "nnedit/v1/models.pb.h"
+#include "nnedit/v1/tensor.pb.h"
+
+#ifndef NNE_VERSION
+#define NNE_VERSION "0.0.0"
+#endif
+
+/* The public fixed-size strings mirror the proto's nanopb bounds; if a bound
+ * changes, the header must change with it (and these fail to compile). */
+#define FIELD_SIZE(type, field) sizeof(((type *)0)->field)
+_Static_assert(FIELD_SIZE(nnedit_v1_ModelInfo, name) ==
+                   NNE_CLIENT_MODEL_NAME_MAX,
+               "ModelInfo.name bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_ModelInfo, device) == NNE_CLIENT_DEVICE_MAX,
+               "ModelInfo.device bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_ModelInfo, family) == NNE_CLIENT_FAMILY_MAX,
+               "ModelInfo.family bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_ModelInfo, error) ==
+                   NNE_CLIENT_MODEL_ERROR_MAX,
+               "ModelInfo.error bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_ModelInfo, export_kind) ==
+                   NNE_CLIENT_EXPORT_KIND_MAX,
+               "ModelInfo.export_kind bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_ListModelsResponse, server_version) ==
+                   NNE_CLIENT_VERSION_MAX,
+               "ListModelsResponse.server_version bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_TensorChunk, name) == NNE_CLIENT_NAME_MAX,
+               "TensorChunk.name bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_TensorChunk, shape) ==
+                   NNE_CLIENT_MAX_DIMS * sizeof(int64_t),
+               "TensorChunk.shape bound");
+_Static_assert((int)GRPC_STATUS_UNAUTHENTICATED ==
+                   (int)NNE_CLIENT_UNAUTHENTICATED,
+               "gRPC status numbers");
+
+/* Method paths. */
+#define M_HEALTH_CHECK "/grpc.health.v1.Health/Check"
+#define M_HEALTH_WATCH "/grpc.health.v1.Health/Watch"
+#define M_MODELS_LIST "/nnedit.v1.Models/List"
+#define M_MODELS_LOAD "/nnedit.v1.Models/Load"
+#define M_MODELS_UNLOAD "/nnedit.v1.Models/Unload"
+#define M_MODELS_DESCRIBE "/nnedit.v1.Models/Describe"
+#define M_FORWARD "/nnedit.v1.Inference/Forward"
+
+/* ---- errors -------------------------------------------------------------- */
+
+static int err_setv(nne_client_err_t *err, int code, const char *fmt,
+                    va_list ap) {
+  if (err != NULL) {
+    err->code = code;
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+  }
+  return -code;
+}
+
+/* Fills err (if any) and returns -code. */
+static int err_set(nne_client_err_t *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int err_set(nne_client_err_t *err, int code, const char *fmt, ...) {
+  va_list ap;
+  int rc;
+  va_start(ap, fmt);
+  rc = err_setv(err, code, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+/* Copies a NUL-terminated string into a fixed array; false when it does not
+ * fit (the array is then left holding an empty string). */
+static bool copy_str(char *dst, size_t cap, const char *src) {
+  size_t n = src ? strlen(src) : 0;
+  if (n >= cap) {
+    dst[0] = '\0';
+    return false;
+  }
+  memcpy(dst, src ? src : "", n + 1);
+  return true;
+}
+
+/* ---- tables -------------------------------------------------------------- */
+
+const char *nne_client_status_name(int code) {
+  switch (code) {
+#define NNE_CLIENT__CODE_NAME(name, val)                                       \
+  case val: return #name;
+    NNE_CLIENT_CODE_MAP(NNE_CLIENT__CODE_NAME)
+#undef NNE_CLIENT__CODE_NAME
+  default: return "UNKNOWN";
+  }
+}
+
+const char *nne_client_version(void) {
+  return NNE_VERSION;
+}
+
+static const struct {
+  const char *name;
+  size_t size;
+} dtypes[] = {
+    [NNE_CLIENT_DTYPE_UNSPECIFIED] = {"unspecified", 0},
+    [NNE_CLIENT_DTYPE_FLOAT32] = {"float32", 4},
+    [NNE_CLIENT_DTYPE_FLOAT16] = {"float16", 2},
+    [NNE_CLIENT_DTYPE_BFLOAT16] = {"bfloat16", 2},
+    [NNE_CLIENT_DTYPE_FLOAT64] = {"float64", 8},
+    [NNE_CLIENT_DTYPE_INT64] = {"int64", 8},
+    [NNE_CLIENT_DTYPE_INT32] = {"int32", 4},
+    [NNE_CLIENT_DTYPE_INT16] = {"int16", 2},
+    [NNE_CLIENT_DTYPE_INT8] = {"int8", 1},
+    [NNE_CLIENT_DTYPE_UINT8] = {"uint8", 1},
+    [NNE_CLIENT_DTYPE_BOOL] = {"bool", 1},
+};
+#define N_DTYPES ((int)(sizeof dtypes / sizeof dtypes[0]))
+
+const char *nne_client_dtype_name(int dtype) {
+  if (dtype <= 0 || dtype >= N_DTYPES)
+    return dtypes[0].name;
+  return dtypes[dtype].name;
+}
+
+size_t nne_client_dtype_size(int dtype) {
+  if (dtype <= 0 || dtype >= N_DTYPES)
+    return 0;
+  return dtypes[dtype].size;
+}
+
+int nne_client_dtype_parse(const char *name, nne_client_dtype_t *out,
+                           nne_client_err_t *err) {
+  static const struct {
+    const char *alias;
+    nne_client_dtype_t dt;
+  } aliases[] = {
+      {"fp32", NNE_CLIENT_DTYPE_FLOAT32},  {"f32", NNE_CLIENT_DTYPE_FLOAT32},
+      {"float", NNE_CLIENT_DTYPE_FLOAT32}, {"fp16", NNE_CLIENT_DTYPE_FLOAT16},
+      {"f16", NNE_CLIENT_DTYPE_FLOAT16},   {"half", NNE_CLIENT_DTYPE_FLOAT16},
+      {"bf16", NNE_CLIENT_DTYPE_BFLOAT16}, {"fp64", NNE_CLIENT_DTYPE_FLOAT64},
+      {"f64", NNE_CLIENT_DTYPE_FLOAT64},   {"double", NNE_CLIENT_DTYPE_FLOAT64},
+      {"long", NNE_CLIENT_DTYPE_INT64},    {"int", NNE_CLIENT_DTYPE_INT32},
+      {"short", NNE_CLIENT_DTYPE_INT16},   {"char", NNE_CLIENT_DTYPE_INT8},
+      {"byte", NNE_CLIENT_DTYPE_UINT8},
+  };
+  int i;
+  size_t k;
+
+  if (name == NULL || out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "dtype: NULL argument");
+  for (i = 1; i < N_DTYPES; i++)
+    if (strcmp(name, dtypes[i].name) == 0) {
+      *out = (nne_client_dtype_t)i;
+      return 0;
+    }
+  for (k = 0; k < sizeof aliases / sizeof aliases[0]; k++)
+    if (strcmp(name, aliases[k].alias) == 0) {
+      *out = aliases[k].dt;
+      return 0;
+    }
+  return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                 "unknown dtype '%.64s' (float32, float16, bfloat16, float64, "
+                 "int64, int32, int16, int8, uint8, bool)",
+                 name);
+}
+
+const char *nne_client_model_state_name(int state) {
+  switch (state) {
+  case NNE_CLIENT_MODEL_AVAILABLE: return "AVAILABLE";
+  case NNE_CLIENT_MODEL_LOADING: return "LOADING";
+  case NNE_CLIENT_MODEL_LOADED: return "LOADED";
+  case NNE_CLIENT_MODEL_UNLOADING: return "UNLOADING";
+  case NNE_CLIENT_MODEL_FAILED: return "FAILED";
+  default: return "UNSPECIFIED";
+  }
+}
+
+const char *nne_client_health_name(int status) {
+  switch (status) {
+  case NNE_CLIENT_HEALTH_SERVING: return "SERVING";
+  case NNE_CLIENT_HEALTH_NOT_SERVING: return "NOT_SERVING";
+  case NNE_CLIENT_HEALTH_SERVICE_UNKNOWN: return "SERVICE_UNKNOWN";
+  default: return "UNKNOWN";
+  }
+}
+
+/* ---- client -------------------------------------------------------------- */
+
+struct nne_client {
+  grpc_channel *channel;
+  char *address;
+  int64_t timeout_ms;
+  size_t max_recv_bytes;
+  uint64_t max_tensor_bytes;
+};
+
+void nne_client_opts_init(nne_client_opts_t *opts) {
+  if (opts == NULL)
+    return;
+  memset(opts, 0, sizeof *opts);
+  opts->address = NNE_CLIENT_DEFAULT_ADDRESS;
+  opts->timeout_ms = NNE_CLIENT_DEFAULT_TIMEOUT_MS;
+  opts->max_recv_bytes = NNE_CLIENT_DEFAULT_MAX_RECV_BYTES;
+  opts->max_tensor_bytes = NNE_CLIENT_DEFAULT_MAX_TENSOR_BYTES;
+}
+
+int nne_client_connect(const nne_client_opts_t *opts, nne_client_t **out,
+                       nne_client_err_t *err) {
+  nne_client_opts_t o;
+  nne_client_t *cli;
+  grpc_channel_credentials *creds;
+  grpc_arg args[4];
+  grpc_channel_args chargs;
+  char agent[64];
+
+  if (out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "connect: out is NULL");
+  *out = NULL;
+  nne_client_opts_init(&o);
+  if (opts != NULL) {
+    if (opts->address != NULL)
+      o.address = opts->address;
+    o.timeout_ms = opts->timeout_ms;
+    if (opts->max_recv_bytes != 0)
+      o.max_recv_bytes = opts->max_recv_bytes;
+    if (opts->max_tensor_bytes != 0)
+      o.max_tensor_bytes = opts->max_tensor_bytes;
+  }
+  if (o.address[0] == '\0')
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "connect: empty address");
+  if (o.timeout_ms < 0)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "connect: timeout_ms %" PRId64 " is negative", o.timeout_ms);
+  /* The gRPC argument is an int. */
+  if (o.max_recv_bytes > INT32_MAX)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "connect: max_recv_bytes %zu is over %d", o.max_recv_bytes,
+                   INT32_MAX);
+  if (o.max_tensor_bytes > SIZE_MAX / 2)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "connect: max_tensor_bytes %" PRIu64 " is too large",
+                   o.max_tensor_bytes);
+
+  cli = calloc(1, sizeof *cli);
+  if (cli == NULL || (cli->address = strdup(o.address)) == NULL) {
+    free(cli);
+    return err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                   "connect: out of memory");
+  }
+  cli->timeout_ms = o.timeout_ms;
+  cli->max_recv_bytes = o.max_recv_bytes;
+  cli->max_tensor_bytes = o.max_tensor_bytes;
+
+  grpc_init();
+  snprintf(agent, sizeof agent, "nnedit-c/%s", NNE_VERSION);
+  memset(args, 0, sizeof args);
+  /* Set on purpose: gRPC's default (4 MiB) is below a logits chunk plus its
+   * header on a big vocabulary, and the limit is part of our bounds. */
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[0].value.integer = (int)cli->max_recv_bytes;
+  args[1].type = GRPC_ARG_STRING;
+  args[1].key = (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING;
+  args[1].value.string = agent;
+  /* The daemon is usually on this host and often just (re)started: retry a
+   * refused connection quickly instead of backing off to gRPC's 120 s. */
+  args[2].type = GRPC_ARG_INTEGER;
+  args[2].key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+  args[2].value.integer = 100;
+  args[3].type = GRPC_ARG_INTEGER;
+  args[3].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+  args[3].value.integer = 2000;
+  chargs.num_args = sizeof args / sizeof args[0];
+  chargs.args = args;
+
+  creds = grpc_insecure_credentials_create();
+  cli->channel = grpc_channel_create(cli->address, creds, &chargs);
+  grpc_channel_credentials_release(creds);
+  if (cli->channel == NULL) {
+    free(cli->address);
+    free(cli);
+    grpc_shutdown_blocking();
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "connect: cannot create a channel to '%.200s'", o.address);
+  }
+  *out = cli;
+  return 0;
+}
+
+void nne_client_close(nne_client_t *cli) {
+  if (cli == NULL)
+    return;
+  grpc_channel_destroy(cli->channel);
+  free(cli->address);
+  free(cli);
+  /* Blocking, so that a program that closes its last client has no gRPC
+   * threads left behind (leak checkers, fork). */
+  grpc_shutdown_blocking();
+}
+
+const char *nne_client_address(const nne_client_t *cli) {
+  return cli ? cli->address : NULL;
+}
+
+static gpr_timespec deadline_in(int64_t ms) {
+  if (ms <= 0)
+    return gpr_inf_future(GPR_CLOCK_MONOTONIC);
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                      gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+/* Destroys a pluck queue whose tags have all been plucked. */
+static void cq_destroy(grpc_completion_queue *cq) {
+  grpc_event ev;
+  grpc_completion_queue_shutdown(cq);
+  do
+    ev = grpc_completion_queue_pluck(cq, NULL,
+                                     gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  while (ev.type != GRPC_QUEUE_SHUTDOWN);
+  grpc_completion_queue_destroy(cq);
+}
+
+static const char *conn_state_name(grpc_connectivity_state s) {
+  switch (s) {
+  case GRPC_CHANNEL_IDLE: return "IDLE";
+  case GRPC_CHANNEL_CONNECTING: return "CONNECTING";
+  case GRPC_CHANNEL_READY: return "READY";
+  case GRPC_CHANNEL_TRANSIENT_FAILURE: return "TRANSIENT_FAILURE";
+  case GRPC_CHANNEL_SHUTDOWN: return "SHUTDOWN";
+  }
+  return "?";
+}
+
+int nne_client_wait_ready(nne_client_t *cli, int64_t timeout_ms,
+                          nne_client_err_t *err) {
+  grpc_completion_queue *cq;
+  grpc_connectivity_state st;
+  gpr_timespec deadline;
+  int tag;
+  int rc = 0;
+
+  if (cli == NULL || timeout_ms < 0)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "wait_ready: NULL client or negative timeout");
+  deadline = deadline_in(timeout_ms);
+  cq = grpc_completion_queue_create_for_pluck(NULL);
+  st = grpc_channel_check_connectivity_state(cli->channel, 1);
+  while (st != GRPC_CHANNEL_READY) {
+    grpc_event ev;
+    if (st == GRPC_CHANNEL_SHUTDOWN) {
+      rc = err_set(err, NNE_CLIENT_UNAVAILABLE, "channel to %s is shut down",
+                   cli->address);
+      break;
+    }
+    grpc_channel_watch_connectivity_state(cli->channel, st, deadline, cq, &tag);
+    ev = grpc_completion_queue_pluck(cq, &tag,
+                                     gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (!ev.success) {
+      rc = err_set(err, NNE_CLIENT_UNAVAILABLE,
+                   "no connection to %s after %" PRId64 " ms (channel %s)",
+                   cli->address, timeout_ms, conn_state_name(st));
+      break;
+    }
+    /* try_to_connect: an IDLE channel (after a failure) must be kicked. */
+    st = grpc_channel_check_connectivity_state(cli->channel, 1);
+  }
+  cq_destroy(cq);
+  return rc;
+}
+
+/* ---- rpc ----------------------------------------------------------------- */
+
+/* One call. The status op is started first, in its own batch, because it
+ * completes only when the call is over, whatever happened: every path out of
+ * a call (success, server error, local abort, deadline) ends by plucking it.
+ * Other batches are started one at a time and plucked before the next. */
+typedef struct rpc {
+  nne_client_t *cli;
+  const char *method;
+  grpc_completion_queue *cq;
+  grpc_call *call;
+  grpc_metadata_array md_initial;
+  grpc_metadata_array md_trailing;
+  grpc_status_code status;
+  grpc_slice details;
+  const char *error_string;
+  grpc_byte_buffer *recv;
+  bool status_started;
+  char tag_ops, tag_status; /* their addresses are the tags */
+} rpc_t;
+
+static bool rpc_batch(rpc_t *r, const grpc_op *ops, size_t n) {
+  grpc_event ev;
+  if (grpc_call_start_batch(r->call, ops, n, &r->tag_ops, NULL) !=
+      GRPC_CALL_OK) {
+    /* Only a bug of ours gets here (two ops of a kind in flight). */
+    grpc_call_cancel_with_status(r->call, GRPC_STATUS_INTERNAL,
+                                 "libnnedit: batch refused", NULL);
+    return false;
+  }
+  ev = grpc_completion_queue_pluck(r->cq, &r->tag_ops,
+                                   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  return ev.type == GRPC_OP_COMPLETE && ev.success;
+}
+
+/* Starts a call with one request message. Returns false when the call
+ * failed already (then rpc_finish reports why). */
+static bool rpc_start(rpc_t *r, nne_client_t *cli, const char *method,
+                      grpc_byte_buffer *req, gpr_timespec deadline) {
+  grpc_op ops[4];
+  grpc_slice m;
+
+  memset(r, 0, sizeof *r);
+  r->cli = cli;
+  r->method = method;
+  r->details = grpc_empty_slice();
+  grpc_metadata_array_init(&r->md_initial);
+  grpc_metadata_array_init(&r->md_trailing);
+  r->cq = grpc_completion_queue_create_for_pluck(NULL);
+  /* gRPC needs the method only during create_call, but it would keep a
+   * static slice by reference: copy, since raw calls pass the caller's. */
+  m = grpc_slice_from_copied_string(method);
+  r->call =
+      grpc_channel_create_call(cli->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
+                               r->cq, m, NULL, deadline, NULL);
+  grpc_slice_unref(m);
+
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[0].data.recv_status_on_client.trailing_metadata = &r->md_trailing;
+  ops[0].data.recv_status_on_client.status = &r->status;
+  ops[0].data.recv_status_on_client.status_details = &r->details;
+  ops[0].data.recv_status_on_client.error_string = &r->error_string;
+  if (grpc_call_start_batch(r->call, ops, 1, &r->tag_status, NULL) !=
+      GRPC_CALL_OK) {
+    r->status = GRPC_STATUS_INTERNAL;
+    return false;
+  }
+  r->status_started = true;
+
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = req;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &r->md_initial;
+  return rpc_batch(r, ops, 4);
+}
+
+/* Receives the next message: true with *out set (the caller destroys it),
+ * true with *out NULL at the end of the stream, false when the call failed. */
+static bool rpc_recv(rpc_t *r, grpc_byte_buffer **out) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &r->recv;
+  *out = NULL;
+  if (!rpc_batch(r, &op, 1))
+    return false;
+  *out = r->recv;
+  r->recv = NULL;
+  return true;
+}
+
+/* Ends the call early (a bad reply, enough messages): the server sees a
+ * cancellation. rpc_finish must still follow. */
+static void rpc_cancel(rpc_t *r) {
+  grpc_call_cancel_with_status(r->call, GRPC_STATUS_CANCELLED,
+                               "cancelled by libnnedit", NULL);
+}
+
+/* Waits for the call's status, releases everything, and returns 0 for OK or
+ * -code with err filled from the status. */
+static int rpc_finish(rpc_t *r, nne_client_err_t *err) {
+  int rc = 0;
+  grpc_status_code st = r->status;
+
+  if (r->status_started) {
+    grpc_completion_queue_pluck(r->cq, &r->tag_status,
+                                gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    st = r->status;
+  }
+  if (st != GRPC_STATUS_OK) {
+    int code = ((int)st >= 0 && (int)st <= 16) ? (int)st : NNE_CLIENT_UNKNOWN;
+    size_t n = GRPC_SLICE_LENGTH(r->details);
+    const char *what = r->method + 1; /* "nnedit.v1.Models/Load" */
+    if (n >= NNE_CLIENT_ERR_MAX)
+      n = NNE_CLIENT_ERR_MAX - 1;
+    if (code == NNE_CLIENT_DEADLINE_EXCEEDED)
+      rc = err_set(err, code, "%.*s (%s, timeout %" PRId64 " ms)", (int)n,
+                   (const char *)GRPC_SLICE_START_PTR(r->details), what,
+                   r->cli->timeout_ms);
+    else if (code == NNE_CLIENT_UNAVAILABLE)
+      rc = err_set(err, code, "%.*s (%s at %s)", (int)n,
+                   (const char *)GRPC_SLICE_START_PTR(r->details), what,
+                   r->cli->address);
+    else if (n == 0)
+      rc = err_set(err, code, "%s: %s", what, nne_client_status_name(code));
+    else
+      /* The server's own words: they name the bad field. */
+      rc = err_set(err, code, "%.*s", (int)n,
+                   (const char *)GRPC_SLICE_START_PTR(r->details));
+  }
+  if (r->recv != NULL)
+    grpc_byte_buffer_destroy(r->recv);
+  grpc_call_unref(r->call);
+  grpc_metadata_array_destroy(&r->md_initial);
+  grpc_metadata_array_destroy(&r->md_trailing);
+  grpc_slice_unref(r->details);
+  gpr_free((void *)r->error_string);
+  cq_destroy(r->cq);
+  return rc;
+}
+
+/* Why a decode failed when a callback of ours refused the bytes. */
+typedef struct dec_err {
+  int code;
+  char msg[512];
+} dec_err_t;
+
+static bool dec_fail(dec_err_t *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static bool dec_fail(dec_err_t *e, int code, const char *fmt, ...) {
+  va_list ap;
+  if (e->code == 0) { /* the first reason is the real one */
+    e->code = code;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+  }
+  return false;
+}
+
+static int encode_req(const char *method, const pb_msgdesc_t *desc,
+                      const void *msg, grpc_byte_buffer **bb,
+                      nne_client_err_t *err) {
+  char why[128] = "";
+  if (!nne_pb_encode_bb(desc, msg, bb, why, sizeof why))
+    return err_set(err, NNE_CLIENT_INTERNAL, "%s: cannot encode request: %s",
+                   method + 1, why);
+  return 0;
+}
+
+/* A unary call: encode, send, receive one reply, decode it into resp (whose
+ * callbacks the caller has set, reporting refusals in *dec). */
+static int rpc_unary(nne_client_t *cli, const char *method,
+                     const pb_msgdesc_t *req_desc, const void *req,
+                     const pb_msgdesc_t *resp_desc, void *resp, dec_err_t *dec,
+                     nne_client_err_t *err) {
+  rpc_t r;
+  grpc_byte_buffer *bb = NULL, *reply = NULL;
+  char why[128] = "";
+  int rc;
+
+  rc = encode_req(method, req_desc, req, &bb, err);
+  if (rc < 0)
+    return rc;
+  if (rpc_start(&r, cli, method, bb, deadline_in(cli->timeout_ms)))
+    rpc_recv(&r, &reply);
+  grpc_byte_buffer_destroy(bb);
+  rc = rpc_finish(&r, err);
+  if (rc == 0) {
+    if (reply == NULL)
+      rc =
+          err_set(err, NNE_CLIENT_INTERNAL, "%s: no reply message", method + 1);
+    else if (!nne_pb_decode_bb(reply, resp_desc, resp, why, sizeof why))
+      rc = dec && dec->code
+               ? err_set(err, dec->code, "%s: %s", method + 1, dec->msg)
+               : err_set(err, NNE_CLIENT_INTERNAL, "%s: undecodable reply: %s",
+                         method + 1, why);
+  }
+  if (reply != NULL)
+    grpc_byte_buffer_destroy(reply);
+  return rc;
+}
+
+int nne_client_call_raw(nne_client_t *cli, const char *method, const void *req,
+                        size_t req_len, void **resp, size_t *resp_len,
+                        nne_client_err_t *err) {
+  grpc_slice slice;
+  grpc_byte_buffer *bb, *reply = NULL;
+  rpc_t r;
+  int rc;
+
+  if (resp != NULL)
+    *resp = NULL;
+  if (resp_len != NULL)
+    *resp_len = 0;
+  if (cli == NULL || method == NULL || method[0] != '/' || resp == NULL ||
+      resp_len == NULL || (req == NULL && req_len > 0))
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "call_raw: NULL argument or a method not of the form "
+                   "/package.Service/Method");
+  slice = req_len ? grpc_slice_from_copied_buffer(req, req_len)
+                  : grpc_empty_slice();
+  bb = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);
+  if (rpc_start(&r, cli, method, bb, deadline_in(cli->timeout_ms)))
+    rpc_recv(&r, &reply);
+  grpc_byte_buffer_destroy(bb);
+  rc = rpc_finish(&r, err);
+  if (rc == 0 && reply == NULL)
+    rc = err_set(err, NNE_CLIENT_INTERNAL, "%s: no reply message", method + 1);
+  if (rc == 0) {
+    grpc_byte_buffer_reader rd;
+    size_t n;
+    if (!grpc_byte_buffer_reader_init(&rd, reply)) {
+      rc =
+          err_set(err, NNE_CLIENT_INTERNAL, "%s: unreadable reply", method + 1);
+    } else {
+      grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
+      n = GRPC_SLICE_LENGTH(all);
+      if (n > 0 && (*resp = malloc(n)) == NULL)
+        rc = err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                     "%s: cannot allocate %zu bytes", method + 1, n);
+      else if (n > 0) {
+        memcpy(*resp, GRPC_SLICE_START_PTR(all), n);
+        *resp_len = n;
+      }
+      grpc_slice_unref(all);
+      grpc_byte_buffer_reader_destroy(&rd);
+    }
+  }
+  if (reply != NULL)
+    grpc_byte_buffer_destroy(reply);
+  return rc;
+}
+
+void nne_client_free(void *p) {
+  free(p);
+}
+
+/* ---- health -------------------------------------------------------------- */
+
+static int health_req(const char *service,
+                      grpc_health_v1_HealthCheckRequest *req,
+                      nne_client_err_t *err) {
+  *req = (grpc_health_v1_HealthCheckRequest)
+      grpc_health_v1_HealthCheckRequest_init_zero;
+  if (!copy_str(req->service, sizeof req->service, service))
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "health: service name longer than %zu bytes",
+                   sizeof req->service - 1);
+  return 0;
+}
+
+int nne_client_health_check(nne_client_t *cli, const char *service,
+                            nne_client_health_t *out, nne_client_err_t *err) {
+  grpc_health_v1_HealthCheckRequest req;
+  grpc_health_v1_HealthCheckResponse resp =
+      grpc_health_v1_HealthCheckResponse_init_zero;
+  int rc;
+
+  if (cli == NULL || out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "health_check: NULL argument");
+  *out = NNE_CLIENT_HEALTH_UNKNOWN;
+  if ((rc = health_req(service, &req, err)) < 0)
+    return rc;
+  rc = rpc_unary(cli, M_HEALTH_CHECK, grpc_health_v1_HealthCheckRequest_fields,
+                 &req, grpc_health_v1_HealthCheckResponse_fields, &resp, NULL,
+                 err);
+  if (rc == 0)
+    *out = (nne_client_health_t)resp.status;
+  return rc;
+}
+
+int nne_client_health_watch(nne_client_t *cli, const char *service,
+                            nne_client_health_t *out, size_t max, size_t *n_out,
+                            int64_t timeout_ms, nne_client_err_t *err) {
+  grpc_health_v1_HealthCheckRequest req;
+  grpc_byte_buffer *bb = NULL, *msg;
+  rpc_t r;
+  size_t n = 0;
+  int rc, local = 0;
+  nne_client_err_t lerr;
+  bool cancelled = false;
+
+  if (n_out != NULL)
+    *n_out = 0;
+  if (cli == NULL || n_out == NULL || (out == NULL && max > 0) ||
+      timeout_ms < 0)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "health_watch: NULL argument or negative timeout");
+  if (max == 0)
+    return 0;
+  if ((rc = health_req(service, &req, err)) < 0)
+    return rc;
+  if ((rc = encode_req(M_HEALTH_WATCH, grpc_health_v1_HealthCheckRequest_fields,
+                       &req, &bb, err)) < 0)
+    return rc;
+
+  if (rpc_start(&r, cli, M_HEALTH_WATCH, bb, deadline_in(timeout_ms))) {
+    while (n < max && rpc_recv(&r, &msg) && msg != NULL) {
+      grpc_health_v1_HealthCheckResponse resp =
+          grpc_health_v1_HealthCheckResponse_init_zero;
+      char why[128] = "";
+      bool ok = nne_pb_decode_bb(msg, grpc_health_v1_HealthCheckResponse_fields,
+                                 &resp, why, sizeof why);
+      grpc_byte_buffer_destroy(msg);
+      if (!ok) {
+        local = err_set(&lerr, NNE_CLIENT_INTERNAL,
+                        "Health/Watch: undecodable reply: %s", why);
+        break;
+      }
+      out[n++] = (nne_client_health_t)resp.status;
+    }
+    if (n == max || local < 0) {
+      rpc_cancel(&r);
+      cancelled = true;
+    }
+  }
+  grpc_byte_buffer_destroy(bb);
+  rc = rpc_finish(&r, err);
+  *n_out = n;
+  if (local < 0) {
+    if (err != NULL)
+      *err = lerr;
+    return local;
+  }
+  /* Our own cancel after `max` statuses, or the time limit: the bounded
+   * watch ended as asked. */
+  if ((cancelled && rc == -NNE_CLIENT_CANCELLED) ||
+      (timeout_ms > 0 && rc == -NNE_CLIENT_DEADLINE_EXCEEDED))
+    return 0;
+  return rc;
+}
+
+/* ---- models -------------------------------------------------------------- */
+
+static void info_from_pb(nne_client_model_info_t *o,
+                         const nnedit_v1_ModelInfo *m) {
+  /* Same sizes (static asserts above) and nanopb NUL-terminates. */
+  memset(o, 0, sizeof *o);
+  memcpy(o->name, m->name, sizeof o->name);
+  o->state = (nne_client_model_state_t)m->state;
+  memcpy(o->device, m->device, sizeof o->device);
+  o->dtype = (nne_client_dtype_t)m->dtype;
+  memcpy(o->family, m->family, sizeof o->family);
+  memcpy(o->error, m->error, sizeof o->error);
+  o->param_count = m->param_count;
+  o->param_bytes = m->param_bytes;
+  o->vocab_size = m->vocab_size;
+  o->module_count = m->module_count;
+  o->max_batch = m->max_batch;
+  o->max_seq_len = m->max_seq_len;
+  o->load_ms = m->load_ms;
+  o->in_flight = m->in_flight;
+  memcpy(o->export_kind, m->export_kind, sizeof o->export_kind);
+}
+
+void nne_client_model_info_free(nne_client_model_info_t *info) {
+  if (info != NULL)
+    memset(info, 0, sizeof *info);
+}
+
+/* Grows *arr (of elem-sized items, capacity *cap) to hold n + 1 items,
+ * doubling up to `max`. False when n is already at max or memory runs out. */
+static bool grow(void **arr, size_t *cap, size_t n, size_t max, size_t elem) {
+  size_t ncap;
+  void *p;
+  if (n < *cap)
+    return true;
+  if (n >= max)
+    return false;
+  ncap = *cap ? *cap * 2 : 8;
+  if (ncap > max)
+    ncap = max;
+  p = realloc(*arr, ncap * elem);
+  if (p == NULL)
+    return false;
+  *arr = p;
+  *cap = ncap;
+  return true;
+}
+
+typedef struct list_dec {
+  nne_client_model_list_t *out;
+  size_t cap;
+  dec_err_t e;
+} list_dec_t;
+
+static bool models_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  list_dec_t *st = *arg;
+  nnedit_v1_ModelInfo m = nnedit_v1_ModelInfo_init_zero;
+  (void)f;
+  if (st->out->n_models >= NNE_CLIENT_MAX_MODELS)
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                    "reply lists more than %d models", NNE_CLIENT_MAX_MODELS);
+  if (!grow((void **)&st->out->models, &st->cap, st->out->n_models,
+            NNE_CLIENT_MAX_MODELS, sizeof *st->out->models))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  if (!pb_decode(s, nnedit_v1_ModelInfo_fields, &m))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "models[%zu]: %s",
+                    st->out->n_models, PB_GET_ERROR(s));
+  info_from_pb(&st->out->models[st->out->n_models++], &m);
+  return true;
+}
+
+int nne_client_models_list(nne_client_t *cli, nne_client_model_list_t *out,
+                           nne_client_err_t *err) {
+  nnedit_v1_ListModelsRequest req = nnedit_v1_ListModelsRequest_init_zero;
+  nnedit_v1_ListModelsResponse resp = nnedit_v1_ListModelsResponse_init_zero;
+  list_dec_t st;
+  int rc;
+
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (cli == NULL || out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "models_list: NULL argument");
+  memset(&st, 0, sizeof st);
+  st.out = out;
+  NNE_PB_DEC(resp.models, models_dec, &st);
+  rc = rpc_unary(cli, M_MODELS_LIST, nnedit_v1_ListModelsRequest_fields, &req,
+                 nnedit_v1_ListModelsResponse_fields, &resp, &st.e, err);
+  if (rc < 0) {
+    nne_client_model_list_free(out);
+    return rc;
+  }
+  memcpy(out->server_version, resp.server_version, sizeof out->server_version);
+  return 0;
+}
+
+void nne_client_model_list_free(nne_client_model_list_t *list) {
+  if (list == NULL)
+    return;
+  free(list->models);
+  memset(list, 0, sizeof *list);
+}
+
+static int check_name(const char *what, const char *name, size_t cap,
+                      nne_client_err_t *err) {
+  if (name == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "%s: name is NULL", what);
+  if (strlen(name) >= cap)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "%s: name '%.64s...' is longer than %zu bytes", what, name,
+                   cap - 1);
+  return 0;
+}
+
+int nne_client_models_load(nne_client_t *cli, const char *name,
+                           const char *device, nne_client_dtype_t dtype,
+                           nne_client_model_info_t *out,
+                           nne_client_err_t *err) {
+  nnedit_v1_LoadModelRequest req = nnedit_v1_LoadModelRequest_init_zero;
+  nnedit_v1_LoadModelResponse resp = nnedit_v1_LoadModelResponse_init_zero;
+  int rc;
+
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (cli == NULL || out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "models_load: NULL argument");
+  if ((rc = check_name("models_load", name, sizeof req.name, err)) < 0)
+    return rc;
+  copy_str(req.name, sizeof req.name, name);
+  if (!copy_str(req.device, sizeof req.device, device))
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "models_load: device '%.40s' is longer than %zu bytes",
+                   device, sizeof req.device - 1);
+  if ((int)dtype < 0 || (int)dtype >= N_DTYPES)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "models_load: unknown dtype %d", (int)dtype);
+  req.dtype = (nnedit_v1_DType)dtype;
+  rc = rpc_unary(cli, M_MODELS_LOAD, nnedit_v1_LoadModelRequest_fields, &req,
+                 nnedit_v1_LoadModelResponse_fields, &resp, NULL, err);
+  if (rc < 0)
+    return rc;
+  if (!resp.has_model)
+    return err_set(err, NNE_CLIENT_INTERNAL, "Models/Load: reply has no model");
+  info_from_pb(out, &resp.model);
+  return 0;
+}
+
+int nne_client_models_unload(nne_client_t *cli, const char *name,
+                             nne_client_model_info_t *out,
+                             nne_client_err_t *err) {
+  nnedit_v1_UnloadModelRequest req = nnedit_v1_UnloadModelRequest_init_zero;
+  nnedit_v1_UnloadModelResponse resp = nnedit_v1_UnloadModelResponse_init_zero;
+  int rc;
+
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (cli == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "models_unload: NULL client");
+  if ((rc = check_name("models_unload", name, sizeof req.name, err)) < 0)
+    return rc;
+  copy_str(req.name, sizeof req.name, name);
+  rc = rpc_unary(cli, M_MODELS_UNLOAD, nnedit_v1_UnloadModelRequest_fields,
+                 &req, nnedit_v1_UnloadModelResponse_fields, &resp, NULL, err);
+  if (rc < 0)
+    return rc;
+  if (out != NULL && resp.has_model)
+    info_from_pb(out, &resp.model);
+  return 0;
+}
+
+/* Module strings are appended to one growing block and addressed by offset
+ * while decoding (the block moves when it grows); pointers are set at the
+ * end. The block is bounded by the reply's size, itself bounded. */
+typedef struct desc_dec {
+  nne_client_model_desc_t *out;
+  size_t cap;
+  char *str;
+  size_t str_len, str_cap;
+  size_t (*offs)[3]; /* per module: path, class_name, type_name */
+  size_t offs_cap;
+  dec_err_t e;
+} desc_dec_t;
+
+static bool desc_str(desc_dec_t *st, const char *s, size_t *off) {
+  size_t n = strlen(s) + 1;
+  if (st->str_len + n > st->str_cap) {
+    size_t ncap = st->str_cap ? st->str_cap : 4096;
+    char *p;
+    while (ncap < st->str_len + n)
+      ncap *= 2;
+    p = realloc(st->str, ncap);
+    if (p == NULL)
+      return false;
+    st->str = p;
+    st->str_cap = ncap;
+  }
+  memcpy(st->str + st->str_len, s, n);
+  *off = st->str_len;
+  st->str_len += n;
+  return true;
+}
+
+static bool modules_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  desc_dec_t *st = *arg;
+  nnedit_v1_Module m = nnedit_v1_Module_init_zero;
+  size_t i = st->out->n_modules;
+  nne_client_module_t *mod;
+  (void)f;
+
+  if (i >= NNE_CLIENT_MAX_MODULES)
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                    "reply has more than %d modules", NNE_CLIENT_MAX_MODULES);
+  if (!grow((void **)&st->out->modules, &st->cap, i, NNE_CLIENT_MAX_MODULES,
+            sizeof *st->out->modules))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  if (!grow((void **)&st->offs, &st->offs_cap, i, NNE_CLIENT_MAX_MODULES,
+            sizeof *st->offs))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  if (!pb_decode(s, nnedit_v1_Module_fields, &m))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "modules[%zu]: %s", i,
+                    PB_GET_ERROR(s));
+  /* The tree must be usable as given: parents precede their children
+   * (pre-order) and depths follow from them. */
+  if (m.parent < -1 || (m.parent >= 0 && (size_t)m.parent >= i) ||
+      (m.parent == -1) != (i == 0))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "modules[%zu] ('%s'): parent %d is not an earlier module",
+                    i, m.path, (int)m.parent);
+  if (m.depth != (m.parent < 0 ? 0 : st->out->modules[m.parent].depth + 1))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "modules[%zu] ('%s'): depth %u does not follow its parent",
+                    i, m.path, (unsigned)m.depth);
+  if (!desc_str(st, m.path, &st->offs[i][0]) ||
+      !desc_str(st, m.class_name, &st->offs[i][1]) ||
+      !desc_str(st, m.type_name, &st->offs[i][2]))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  mod = &st->out->modules[i];
+  memset(mod, 0, sizeof *mod);
+  mod->parent = m.parent;
+  mod->depth = m.depth;
+  mod->call_index = m.call_index;
+  mod->param_count = m.param_count;
+  st->out->n_modules = i + 1;
+  return true;
+}
+
+int nne_client_models_describe(nne_client_t *cli, const char *name,
+                               nne_client_model_desc_t *out,
+                               nne_client_err_t *err) {
+  nnedit_v1_DescribeModelRequest req = nnedit_v1_DescribeModelRequest_init_zero;
+  nnedit_v1_DescribeModelResponse resp =
+      nnedit_v1_DescribeModelResponse_init_zero;
+  desc_dec_t st;
+  size_t i;
+  int rc;
+
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (cli == NULL || out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "models_describe: NULL argument");
+  if ((rc = check_name("models_describe", name, sizeof req.name, err)) < 0)
+    return rc;
+  copy_str(req.name, sizeof req.name, name);
+  memset(&st, 0, sizeof st);
+  st.out = out;
+  NNE_PB_DEC(resp.modules, modules_dec, &st);
+  rc = rpc_unary(cli, M_MODELS_DESCRIBE, nnedit_v1_DescribeModelRequest_fields,
+                 &req, nnedit_v1_DescribeModelResponse_fields, &resp, &st.e,
+                 err);
+  if (rc == 0 && !resp.has_model)
+    rc = err_set(err, NNE_CLIENT_INTERNAL,
+                 "Models/Describe: reply has no model");
+  if (rc < 0) {
+    free(st.str);
+    free(st.offs);
+    nne_client_model_desc_free(out);
+    return rc;
+  }
+  info_from_pb(&out->model, &resp.model);
+  out->strings = st.str;
+  for (i = 0; i < out->n_modules; i++) {
+    out->modules[i].path = st.str + st.offs[i][0];
+    out->modules[i].class_name = st.str + st.offs[i][1];
+    out->modules[i].type_name = st.str + st.offs[i][2];
+  }
+  free(st.offs);
+  return 0;
+}
+
+void nne_client_model_desc_free(nne_client_model_desc_t *desc) {
+  if (desc == NULL)
+    return;
+  free(desc->modules);
+  free(desc->strings);
+  memset(desc, 0, sizeof *desc);
+}
+
+/* ---- reassembler --------------------------------------------------------- */
+
+static int asm_fail(nne_client_err_t *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int asm_fail(nne_client_err_t *err, int code, const char *fmt, ...) {
+  va_list ap;
+  int rc;
+  va_start(ap, fmt);
+  rc = err_setv(err, code, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+void nne_client__asm_init(nne_client__asm_t *a, uint64_t max_bytes) {
+  memset(a, 0, sizeof *a);
+  a->max_bytes = max_bytes;
+}
+
+bool nne_client__asm_active(const nne_client__asm_t *a) {
+  return a->active;
+}
+
+uint64_t nne_client__asm_got(const nne_client__asm_t *a) {
+  return a->got;
+}
+
+void nne_client__asm_reset(nne_client__asm_t *a) {
+  uint64_t max = a->max_bytes;
+  free(a->t.data);
+  free(a->stash);
+  nne_client__asm_init(a, max);
+}
+
+int nne_client__asm_error(const nne_client__asm_t *a, nne_client_err_t *err) {
+  if (a->err.code == 0)
+    return 0;
+  if (err != NULL)
+    *err = a->err;
+  return -a->err.code;
+}
+
+/* Places the bytes of a chunk's `data` field. A continuation goes straight
+ * into the buffer at the bytes received so far (the offset field is checked
+ * against that after the decode, so that its position on the wire does not
+ * matter; a wrong offset fails the call having only written where the rest
+ * of the tensor had yet to go). A first chunk goes straight in once its
+ * total_bytes has been seen, else aside into the stash. */
+static bool asm_data_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  nne_client__asm_t *a = *arg;
+  nnedit_v1_TensorChunk *c = a->msg;
+  size_t n = s->bytes_left;
+  nne_pb_bytes_dec_t d;
+
+  void *darg = &d;
+  bool to_stash = false;
+
+  memset(&d, 0, sizeof d);
+  if (a->active) {
+    if (n > a->t.nbytes - a->got) {
+      asm_fail(&a->err, NNE_CLIENT_INTERNAL,
+               "tensor '%s': chunk of %zu bytes at %" PRIu64
+               " overruns its %zu bytes",
+               a->t.name, n, a->got, a->t.nbytes);
+      return false;
+    }
+    d.dst = a->t.data;
+    d.cap = a->t.nbytes;
+    d.off = a->got;
+  } else if (c->total_bytes > 0) {
+    if (c->total_bytes > a->max_bytes) {
+      asm_fail(&a->err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+               "tensor '%s' has %" PRIu64 " bytes, over this client's limit "
+               "of %" PRIu64 " (opts.max_tensor_bytes)",
+               c->name, c->total_bytes, a->max_bytes);
+      return false;
+    }
+    if (n > c->total_bytes) {
+      asm_fail(&a->err, NNE_CLIENT_INTERNAL,
+               "tensor '%s': first chunk has %zu bytes of %" PRIu64, c->name, n,
+               c->total_bytes);
+      return false;
+    }
+    if (!a->allocated) {
+      free(a->t.data);
+      a->t.data = malloc((size_t)c->total_bytes);
+      if (a->t.data == NULL) {
+        asm_fail(&a->err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                 "tensor '%s': cannot allocate %" PRIu64 " bytes", c->name,
+                 c->total_bytes);
+        return false;
+      }
+      a->t.nbytes = (size_t)c->total_bytes;
+      a->allocated = true;
+    } else if (a->t.nbytes != c->total_bytes) {
+      asm_fail(&a->err, NNE_CLIENT_INTERNAL,
+               "tensor '%s': total_bytes changed within a chunk", c->name);
+      return false;
+    }
+    d.dst = a->t.data;
+    d.cap = a->t.nbytes;
+    d.off = 0;
+  } else {
+    /* Header not seen yet (or an empty tensor, where n must be 0). Bounded
+     * by the message, itself bounded by the receive limit. */
+    to_stash = true;
+    free(a->stash);
+    a->stash = NULL;
+    a->stash_len = 0;
+    if (n > a->max_bytes) {
+      asm_fail(&a->err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+               "tensor chunk of %zu bytes is over this client's limit", n);
+      return false;
+    }
+    if (n > 0 && (a->stash = malloc(n)) == NULL) {
+      asm_fail(&a->err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+               "cannot allocate %zu bytes", n);
+      return false;
+    }
+    d.dst = a->stash;
+    d.cap = n;
+    d.off = 0;
+  }
+  if (!nne_pb_bytes_dec(s, f, &darg))
+    return false;
+  /* The field may repeat (protobuf keeps the last occurrence), so these
+   * record the last one rather than add up. */
+  if (to_stash)
+    a->stash_len = d.len;
+  else
+    a->placed = d.len;
+  return true;
+}
+
+void nne_client__asm_arm(nne_client__asm_t *a, nnedit_v1_TensorChunk *msg) {
+  *msg = (nnedit_v1_TensorChunk)nnedit_v1_TensorChunk_init_zero;
+  NNE_PB_DEC(msg->data, asm_data_dec, a);
+  a->msg = msg;
+  a->placed = 0;
+  a->allocated = false;
+  free(a->stash);
+  a->stash = NULL;
+  a->stash_len = 0;
+  memset(&a->err, 0, sizeof a->err);
+}
+
+/* numel * itemsize without overflow; false on a negative dim or overflow. */
+static bool tensor_size(int dtype, const int64_t *shape, size_t ndim,
+                        uint64_t *out) {
+  uint64_t n = nne_client_dtype_size(dtype);
+  size_t i;
+  for (i = 0; i < ndim; i++) {
+    if (shape[i] < 0)
+      return false;
+    if (shape[i] != 0 && n > UINT64_MAX / (uint64_t)shape[i])
+      return false;
+    n *= (uint64_t)shape[i];
+  }
+  *out = n;
+  return true;
+}
+
+int nne_client__asm_feed(nne_client__asm_t *a, bool *done,
+                         nne_client_err_t *err) {
+  const nnedit_v1_TensorChunk *c = a->msg;
+  uint64_t chunk_len;
+
+  *done = false;
+  if (c == NULL)
+    return asm_fail(err, NNE_CLIENT_INTERNAL, "reassembler: chunk not armed");
+  a->msg = NULL;
+  if (a->complete)
+    return asm_fail(err, NNE_CLIENT_INTERNAL,
+                    "reassembler: completed tensor not taken");
+
+  if (!a->active) {
+    /* The first chunk: carries the header. */
+    uint64_t size;
+    if (c->name[0] == '\0')
+      return asm_fail(err, NNE_CLIENT_INTERNAL, "tensor chunk without a name");
+    if (c->offset != 0)
+      return asm_fail(err, NNE_CLIENT_INTERNAL,
+                      "tensor '%s': first chunk seen at offset %" PRIu64
+                      " (its start is missing)",
+                      c->name, c->offset);
+    if (nne_client_dtype_size(c->dtype) == 0)
+      return asm_fail(err, NNE_CLIENT_INTERNAL, "tensor '%s': unknown dtype %d",
+                      c->name, (int)c->dtype);
+    if (!tensor_size(c->dtype, c->shape, c->shape_count, &size))
+      return asm_fail(err, NNE_CLIENT_INTERNAL,
+                      "tensor '%s': invalid shape (negative or overflowing)",
+                      c->name);
+    if (size != c->total_bytes || (a->allocated && a->t.nbytes != size))
+      return asm_fail(err, NNE_CLIENT_INTERNAL,
+                      "tensor '%s': total_bytes %" PRIu64
+                      " is not numel * itemsize = %" PRIu64,
+                      c->name, c->total_bytes, size);
+    if (size > a->max_bytes)
+      return asm_fail(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                      "tensor '%s' has %" PRIu64 " bytes, over this client's "
+                      "limit of %" PRIu64 " (opts.max_tensor_bytes)",
+                      c->name, size, a->max_bytes);
+    if (!a->allocated) {
+      /* No data placed directly: an empty first chunk, or a stashed one. */
+      free(a->t.data);
+      a->t.data = NULL;
+      a->t.nbytes = (size_t)size;
+      if (size > 0 && (a->t.data = malloc((size_t)size)) == NULL)
+        return asm_fail(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                        "tensor '%s': cannot allocate %" PRIu64 " bytes",
+                        c->name, size);
+      if (a->stash_len > size)
+        return asm_fail(err, NNE_CLIENT_INTERNAL,
+                        "tensor '%s': first chunk has %zu bytes of %" PRIu64,
+                        c->name, a->stash_len, size);
+      if (a->stash_len > 0)
+        memcpy(a->t.data, a->stash, a->stash_len);
+      a->placed = a->stash_len;
+    }
+    free(a->stash);
+    a->stash = NULL;
+    a->stash_len = 0;
+    memcpy(a->t.name, c->name, sizeof a->t.name);
+    a->t.dtype = (nne_client_dtype_t)c->dtype;
+    a->t.ndim = c->shape_count;
+    memset(a->t.shape, 0, sizeof a->t.shape);
+    memcpy(a->t.shape, c->shape, c->shape_count * sizeof c->shape[0]);
+    a->got = 0;
+    a->active = true;
+  } else {
+    /* A continuation: same tensor, next offset. Header fields, when a
+     * server repeats them, must agree. */
+    if (strcmp(c->name, a->t.name) != 0)
+      return asm_fail(err, NNE_CLIENT_INTERNAL,
+                      "chunk of tensor '%s' while tensor '%s' is incomplete "
+                      "(%" PRIu64 " of %zu bytes)",
+                      c->name, a->t.name, a->got, a->t.nbytes);
+    if (c->offset != a->got)
+      return asm_fail(err, NNE_CLIENT_INTERNAL,
+                      "tensor '%s': chunk at offset %" PRIu64
+                      ", expected %" PRIu64,
+                      a->t.name, c->offset, a->got);
+    if ((c->total_bytes != 0 && c->total_bytes != a->t.nbytes) ||
+        (c->dtype != 0 && (int)c->dtype != (int)a->t.dtype))
+      return asm_fail(err, NNE_CLIENT_INTERNAL,
+                      "tensor '%s': chunk at %" PRIu64
+                      " changes dtype or total_bytes",
+                      a->t.name, c->offset);
+  }
+  chunk_len = a->placed;
+  a->placed = 0;
+  a->allocated = false;
+  a->got += chunk_len;
+  if (a->got > a->t.nbytes) /* the data callback prevents this */
+    return asm_fail(err, NNE_CLIENT_INTERNAL, "tensor '%s': overrun",
+                    a->t.name);
+  if (c->last != (a->got == a->t.nbytes))
+    return asm_fail(err, NNE_CLIENT_INTERNAL,
+                    c->last ? "tensor '%s': chunk marked last at %" PRIu64
+                              " of %zu bytes"
+                            : "tensor '%s': complete at %" PRIu64
+                              " of %zu bytes but the chunk is not marked last",
+                    a->t.name, a->got, a->t.nbytes);
+  if (c->last) {
+    a->active = false;
+    a->complete = true;
+    *done = true;
+  }
+  return 0;
+}
+
+void nne_client__asm_take(nne_client__asm_t *a, nne_client_tensor_t *out) {
+  *out = a->t;
+  memset(&a->t, 0, sizeof a->t);
+  a->complete = false;
+  a->active = false;
+  a->got = 0;
+}
+
+/* ---- forward ------------------------------------------------------------- */
+
+/* ForwardResponse is a oneof of two messages that both hold callback fields.
+ * nanopb zeroes a oneof member (callbacks included) when its tag arrives, so
+ * the generated descriptor cannot route `rows` or `data` to us. This view of
+ * the same wire message makes each member a callback of its own, which then
+ * decodes the member with its callbacks set. */
+typedef struct nne_client__fwd_frame {
+  pb_callback_t result;
+  pb_callback_t chunk;
+} nne_client__fwd_frame;
+#define nne_client__fwd_frame_FIELDLIST(X, a)                                  \
+  X(a, CALLBACK, OPTIONAL, MESSAGE, result, 1)                                 \
+  X(a, CALLBACK, OPTIONAL, MESSAGE, chunk, 2)
+#define nne_client__fwd_frame_CALLBACK pb_default_field_callback
+#define nne_client__fwd_frame_DEFAULT NULL
+#define nne_client__fwd_frame_result_MSGTYPE nnedit_v1_ForwardResult
+#define nne_client__fwd_frame_chunk_MSGTYPE nnedit_v1_TensorChunk
+PB_BIND(nne_client__fwd_frame, nne_client__fwd_frame, AUTO)
+_Static_assert(nnedit_v1_ForwardResponse_result_tag == 1 &&
+                   nnedit_v1_ForwardResponse_chunk_tag == 2,
+               "ForwardResponse tags");
+
+typedef struct fwd_dec {
+  const nne_client_forward_req_t *req;
+  nne_client_forward_result_t *out;
+  size_t rows_cap;
+  bool have_result;
+  char tensor_name[NNE_CLIENT_NAME_MAX]; /* what result.logits_tensor said */
+  unsigned frame_fields;                 /* members seen in this frame */
+  nne_client__asm_t asm_;
+  nne_client_err_t aerr; /* a refusal by the reassembler */
+  dec_err_t e;
+} fwd_dec_t;
+
+typedef struct top_dec {
+  fwd_dec_t *st;
+  nne_client_row_topk_t *row;
+  size_t cap;
+  size_t index;
+} top_dec_t;
+
+static bool top_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  top_dec_t *t = *arg;
+  nnedit_v1_TokenScore m = nnedit_v1_TokenScore_init_zero;
+  nne_client_token_score_t *sc;
+  size_t max = t->st->req->top_k;
+  (void)f;
+  if (t->row->n_top >= max)
+    return dec_fail(&t->st->e, NNE_CLIENT_INTERNAL,
+                    "rows[%zu] has more than top_k = %zu scores", t->index,
+                    max);
+  if (!grow((void **)&t->row->top, &t->cap, t->row->n_top, max,
+            sizeof *t->row->top))
+    return dec_fail(&t->st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  if (!pb_decode(s, nnedit_v1_TokenScore_fields, &m))
+    return dec_fail(&t->st->e, NNE_CLIENT_INTERNAL, "rows[%zu].top[%zu]: %s",
+                    t->index, t->row->n_top, PB_GET_ERROR(s));
+  sc = &t->row->top[t->row->n_top++];
+  sc->token_id = m.token_id;
+  sc->logit = m.logit;
+  sc->prob = m.prob;
+  return true;
+}
+
+static bool rows_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  fwd_dec_t *st = *arg;
+  nnedit_v1_RowTopK m = nnedit_v1_RowTopK_init_zero;
+  nne_client_forward_result_t *out = st->out;
+  top_dec_t t;
+  (void)f;
+  if (out->n_rows >= st->req->n_rows)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "reply has more rows than the request's %zu",
+                    st->req->n_rows);
+  if (!grow((void **)&out->rows, &st->rows_cap, out->n_rows, st->req->n_rows,
+            sizeof *out->rows))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  /* Count the row before decoding into it, so that its scores are freed
+   * with the result even if the decode fails halfway. */
+  t.st = st;
+  t.row = &out->rows[out->n_rows];
+  t.cap = 0;
+  t.index = out->n_rows++;
+  memset(t.row, 0, sizeof *t.row);
+  NNE_PB_DEC(m.top, top_dec, &t);
+  if (!pb_decode(s, nnedit_v1_RowTopK_fields, &m))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "rows[%zu]: %s", t.index,
+                    PB_GET_ERROR(s));
+  t.row->position = m.position;
+  return true;
+}
+
+static bool fwd_result_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  fwd_dec_t *st = *arg;
+  nnedit_v1_ForwardResult m = nnedit_v1_ForwardResult_init_zero;
+  (void)f;
+  st->frame_fields++;
+  if (st->have_result)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "a second ForwardResult in the stream");
+  NNE_PB_DEC(m.rows, rows_dec, st);
+  if (!pb_decode(s, nnedit_v1_ForwardResult_fields, &m))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "result: %s", PB_GET_ERROR(s));
+  st->out->batch = m.batch;
+  st->out->seq_len = m.seq_len;
+  if (m.has_timing) {
+    st->out->timing.queue_ms = m.timing.queue_ms;
+    st->out->timing.compute_ms = m.timing.compute_ms;
+    st->out->timing.total_ms = m.timing.total_ms;
+  }
+  memcpy(st->tensor_name, m.logits_tensor, sizeof st->tensor_name);
+  st->have_result = true;
+  return true;
+}
+
+static bool fwd_chunk_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  fwd_dec_t *st = *arg;
+  nnedit_v1_TensorChunk c;
+  const char *want;
+  bool done;
+  (void)f;
+  st->frame_fields++;
+  if (!st->have_result)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "a tensor chunk before the ForwardResult");
+  if (st->req->logits == NNE_CLIENT_LOGITS_NONE)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "a tensor chunk, but no logits were asked for");
+  if (st->out->has_logits)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "a tensor chunk after the logits were complete");
+  nne_client__asm_arm(&st->asm_, &c);
+  if (!pb_decode(s, nnedit_v1_TensorChunk_fields, &c)) {
+    if (nne_client__asm_error(&st->asm_, &st->aerr) < 0)
+      return dec_fail(&st->e, st->aerr.code, "%s", st->aerr.message);
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "chunk: %s", PB_GET_ERROR(s));
+  }
+  want = st->tensor_name[0] ? st->tensor_name : "logits";
+  if (strcmp(c.name, want) != 0)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "a chunk of tensor '%.200s', expected '%.200s'", c.name,
+                    want);
+  if (nne_client__asm_feed(&st->asm_, &done, &st->aerr) < 0)
+    return dec_fail(&st->e, st->aerr.code, "%s", st->aerr.message);
+  if (done) {
+    nne_client__asm_take(&st->asm_, &st->out->logits);
+    st->out->has_logits = true;
+  }
+  return true;
+}
+
+typedef struct fwd_enc {
+  const nne_client_forward_req_t *req;
+  nne_pb_i64_enc_t cur; /* the row being encoded (one at a time) */
+  int64_t *tmp;         /* a mask row widened to int64 */
+} fwd_enc_t;
+
+static bool fill_ids(void *ctx, size_t i, void *msg) {
+  fwd_enc_t *e = ctx;
+  nnedit_v1_TokenRow *row = msg;
+  *row = (nnedit_v1_TokenRow)nnedit_v1_TokenRow_init_zero;
+  e->cur.v = e->req->rows[i].ids;
+  e->cur.n = e->req->rows[i].n_ids;
+  NNE_PB_ENC(row->ids, nne_pb_i64_enc, &e->cur);
+  return true;
+}
+
+static bool fill_mask(void *ctx, size_t i, void *msg) {
+  fwd_enc_t *e = ctx;
+  nnedit_v1_MaskRow *row = msg;
+  const nne_client_mask_row_t *src = &e->req->mask[i];
+  size_t k;
+  *row = (nnedit_v1_MaskRow)nnedit_v1_MaskRow_init_zero;
+  for (k = 0; k < src->n_values; k++)
+    e->tmp[k] = src->values[k];
+  e->cur.v = e->tmp;
+  e->cur.n = src->n_values;
+  NNE_PB_ENC(row->values, nne_pb_i64_enc, &e->cur);
+  return true;
+}
+
+static int forward_check(const nne_client_forward_req_t *req, size_t *max_mask,
+                         nne_client_err_t *err) {
+  size_t i;
+  *max_mask = 0;
+  if (req->model == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "forward: model is NULL");
+  if (strlen(req->model) >= FIELD_SIZE(nnedit_v1_ForwardRequest, model))
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "forward: model name longer than %zu bytes",
+                   FIELD_SIZE(nnedit_v1_ForwardRequest, model) - 1);
+  if (req->n_rows > 0 && req->rows == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "forward: rows is NULL with n_rows %zu", req->n_rows);
+  for (i = 0; i < req->n_rows; i++)
+    if (req->rows[i].n_ids > 0 && req->rows[i].ids == NULL)
+      return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                     "forward: rows[%zu].ids is NULL", i);
+  if (req->n_mask > 0 && req->mask == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "forward: mask is NULL with n_mask %zu", req->n_mask);
+  for (i = 0; i < req->n_mask; i++) {
+    if (req->mask[i].n_values > 0 && req->mask[i].values == NULL)
+      return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                     "forward: mask[%zu].values is NULL", i);
+    if (req->mask[i].n_values > *max_mask)
+      *max_mask = req->mask[i].n_values;
+  }
+  if ((int)req->padding < 0 || (int)req->padding > NNE_CLIENT_PAD_RIGHT)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "forward: unknown padding %d", (int)req->padding);
+  if ((int)req->logits < 0 || (int)req->logits > NNE_CLIENT_LOGITS_ALL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "forward: unknown logits mode %d", (int)req->logits);
+  return 0;
+}
+
+int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
+                       nne_client_forward_result_t *out,
+                       nne_client_err_t *err) {
+  nnedit_v1_ForwardRequest preq = nnedit_v1_ForwardRequest_init_zero;
+  nne_pb_list_enc_t ids_list, mask_list;
+  fwd_enc_t enc;
+  fwd_dec_t st;
+  grpc_byte_buffer *bb = NULL, *msg;
+  rpc_t r;
+  size_t max_mask;
+  nne_client_err_t lerr;
+  int rc, local = 0;
+
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (cli == NULL || req == NULL || out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "forward: NULL argument");
+  if ((rc = forward_check(req, &max_mask, err)) < 0)
+    return rc;
+
+  memset(&enc, 0, sizeof enc);
+  enc.req = req;
+  if (max_mask > 0 && (enc.tmp = malloc(max_mask * sizeof *enc.tmp)) == NULL)
+    return err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                   "forward: out of memory");
+  copy_str(preq.model, sizeof preq.model, req->model);
+  ids_list = (nne_pb_list_enc_t){req->n_rows, fill_ids, &enc,
+                                 sizeof(nnedit_v1_TokenRow)};
+  mask_list = (nne_pb_list_enc_t){req->n_mask, fill_mask, &enc,
+                                  sizeof(nnedit_v1_MaskRow)};
+  NNE_PB_ENC(preq.input_ids, nne_pb_list_enc, &ids_list);
+  NNE_PB_ENC(preq.attention_mask, nne_pb_list_enc, &mask_list);
+  preq.padding = (nnedit_v1_Padding)req->padding;
+  preq.top_k = req->top_k;
+  preq.logits = (nnedit_v1_LogitsMode)req->logits;
+  rc = encode_req(M_FORWARD, nnedit_v1_ForwardRequest_fields, &preq, &bb, err);
+  free(enc.tmp);
+  if (rc < 0)
+    return rc;
+
+  memset(&st, 0, sizeof st);
+  st.req = req;
+  st.out = out;
+  nne_client__asm_init(&st.asm_, cli->max_tensor_bytes);
+
+  if (rpc_start(&r, cli, M_FORWARD, bb, deadline_in(cli->timeout_ms))) {
+    while (rpc_recv(&r, &msg) && msg != NULL) {
+      nne_client__fwd_frame frame;
+      char why[128] = "";
+      bool ok;
+      memset(&frame, 0, sizeof frame);
+      NNE_PB_DEC(frame.result, fwd_result_dec, &st);
+      NNE_PB_DEC(frame.chunk, fwd_chunk_dec, &st);
+      st.frame_fields = 0;
+      ok = nne_pb_decode_bb(msg, &nne_client__fwd_frame_msg, &frame, why,
+                            sizeof why);
+      grpc_byte_buffer_destroy(msg);
+      if (ok && st.frame_fields != 1)
+        ok = dec_fail(&st.e, NNE_CLIENT_INTERNAL,
+                      "a ForwardResponse with %u members (one expected)",
+                      st.frame_fields);
+      if (!ok) {
+        local =
+            st.e.code
+                ? err_set(&lerr, st.e.code, "Inference/Forward: %s", st.e.msg)
+                : err_set(&lerr, NNE_CLIENT_INTERNAL,
+                          "Inference/Forward: undecodable reply: %s", why);
+        rpc_cancel(&r);
+        break;
+      }
+    }
+  }
+  grpc_byte_buffer_destroy(bb);
+  rc = rpc_finish(&r, err);
+  if (local < 0) {
+    if (err != NULL)
+      *err = lerr;
+    rc = local;
+  } else if (rc == 0) {
+    /* The server said OK: the stream must have been whole. */
+    if (!st.have_result)
+      rc = err_set(err, NNE_CLIENT_INTERNAL,
+                   "Inference/Forward: the stream ended without a result");
+    else if (nne_client__asm_active(&st.asm_))
+      rc = err_set(err, NNE_CLIENT_INTERNAL,
+                   "Inference/Forward: tensor '%s' cut short at %" PRIu64
+                   " of %zu bytes",
+                   st.asm_.t.name, nne_client__asm_got(&st.asm_),
+                   st.asm_.t.nbytes);
+    else if (req->logits != NNE_CLIENT_LOGITS_NONE && !out->has_logits)
+      rc = err_set(err, NNE_CLIENT_INTERNAL,
+                   "Inference/Forward: logits were asked for and not sent");
+  }
+  nne_client__asm_reset(&st.asm_);
+  if (rc < 0)
+    nne_client_forward_result_free(out);
+  return rc;
+}
+
+void nne_client_forward_result_free(nne_client_forward_result_t *res) {
+  size_t i;
+  if (res == NULL)
+    return;
+  for (i = 0; i < res->n_rows; i++)
+    free(res->rows[i].top);
+  free(res->rows);
+  nne_client_tensor_free(&res->logits);
+  memset(res, 0, sizeof *res);
+}
+
+/* ---- tensors ------------------------------------------------------------- */
+
+void nne_client_tensor_free(nne_client_tensor_t *t) {
+  if (t == NULL)
+    return;
+  free(t->data);
+  memset(t, 0, sizeof *t);
+}
+
+uint64_t nne_client_tensor_numel(const nne_client_tensor_t *t) {
+  uint64_t n = 1;
+  size_t i;
+  if (t == NULL)
+    return 0;
+  for (i = 0; i < t->ndim && i < NNE_CLIENT_MAX_DIMS; i++)
+    n *= t->shape[i] > 0 ? (uint64_t)t->shape[i] : 0;
+  return n;
+}
+
+static const char *npy_descr(int dtype) {
+  switch (dtype) {
+  case NNE_CLIENT_DTYPE_FLOAT32:
+  case NNE_CLIENT_DTYPE_BFLOAT16: /* widened on write */ return "<f4";
+  case NNE_CLIENT_DTYPE_FLOAT16: return "<f2";
+  case NNE_CLIENT_DTYPE_FLOAT64: return "<f8";
+  case NNE_CLIENT_DTYPE_INT64: return "<i8";
+  case NNE_CLIENT_DTYPE_INT32: return "<i4";
+  case NNE_CLIENT_DTYPE_INT16: return "<i2";
+  case NNE_CLIENT_DTYPE_INT8: return "|i1";
+  case NNE_CLIENT_DTYPE_UINT8: return "|u1";
+  case NNE_CLIENT_DTYPE_BOOL: return "|b1";
+  default: return NULL;
+  }
+}
+
+/* bfloat16 is the high half of a float32: widen 2-byte little-endian values
+ * into 4-byte little-endian ones, a block at a time. */
+static bool write_bf16_as_f32(FILE *f, const uint8_t *src, size_t n) {
+  uint8_t buf[4096 * 4];
+  size_t i, k;
+  for (i = 0; i < n; i += k) {
+    size_t block = n - i < 4096 ? n - i : 4096;
+    for (k = 0; k < block; k++) {
+      buf[4 * k + 0] = 0;
+      buf[4 * k + 1] = 0;
+      buf[4 * k + 2] = src[2 * (i + k) + 0];
+      buf[4 * k + 3] = src[2 * (i + k) + 1];
+    }
+    if (fwrite(buf, 4, block, f) != block)
+      return false;
+  }
+  return true;
+}
+
+int nne_client_tensor_write_npy(const nne_client_tensor_t *t, const char *path,
+                                nne_client_err_t *err) {
+  char hdr[512];
+  size_t len, i, total;
+  uint64_t size;
+  const char *descr;
+  FILE *f;
+  bool ok;
+
+  if (t == NULL || path == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "write_npy: NULL argument");
+  descr = npy_descr(t->dtype);
+  if (descr == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "write_npy: tensor '%s' has unknown dtype %d", t->name,
+                   (int)t->dtype);
+  if (t->ndim > NNE_CLIENT_MAX_DIMS ||
+      !tensor_size(t->dtype, t->shape, t->ndim, &size) || size != t->nbytes ||
+      (t->nbytes > 0 && t->data == NULL))
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "write_npy: tensor '%s': shape, dtype and nbytes (%zu) "
+                   "disagree",
+                   t->name, t->nbytes);
+
+  /* The header: magic, version 1.0, little-endian uint16 length, then a
+   * Python dict literal padded with spaces and a newline so that the data
+   * starts at a multiple of 64 bytes (numpy's own alignment). */
+  len = (size_t)snprintf(hdr + 10, sizeof hdr - 10,
+                         "{'descr': '%s', 'fortran_order': False, 'shape': (",
+                         descr);
+  for (i = 0; i < t->ndim; i++)
+    len += (size_t)snprintf(hdr + 10 + len, sizeof hdr - 10 - len,
+                            "%" PRId64 "%s", t->shape[i],
+                            (t->ndim == 1 || i + 1 < t->ndim) ? ", " : "");
+  if (t->ndim == 1)
+    len -= 1; /* "(5,)" rather than "(5, )" */
+  len += (size_t)snprintf(hdr + 10 + len, sizeof hdr - 10 - len, "), }");
+  total = 10 + len + 1;
+  total = (total + 63) / 64 * 64;
+  memset(hdr + 10 + len, ' ', total - 10 - len - 1);
+  hdr[total - 1] = '\n';
+  memcpy(hdr, "\x93NUMPY\x01\x00", 8);
+  hdr[8] = (char)((total - 10) & 0xff);
+  hdr[9] = (char)((total - 10) >> 8);
+
+  f = fopen(path, "wb");
+  if (f == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "write_npy: %s: %s", path,
+                   strerror(errno));
+  ok = fwrite(hdr, 1, total, f) == total;
+  if (ok && t->nbytes > 0) {
+    if (t->dtype == NNE_CLIENT_DTYPE_BFLOAT16)
+      ok = write_bf16_as_f32(f, t->data, t->nbytes / 2);
+    else
+      ok = fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
+  }
+  if (fclose(f) != 0)
+    ok = false;
+  if (!ok) {
+    int e = errno;
+    remove(path);
+    return err_set(err, NNE_CLIENT_INTERNAL, "write_npy: %s: %s", path,
+                   strerror(e));
+  }
+  return 0;
+}

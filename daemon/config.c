@@ -1,0 +1,215 @@
+/* config.c — see config.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+void nne_config_defaults(nne_config_t *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->listen = "127.0.0.1:50051"; /* never a public interface by default */
+  cfg->model_repo = "./models";
+  cfg->threads = 0;
+  cfg->workers = 1;   /* one forward at a time per device; ops go parallel */
+  cfg->max_queue = 64;
+  cfg->log_level = "info";
+  cfg->max_message_bytes = 64u << 20;
+  cfg->chunk_bytes = 1u << 20;            /* well under gRPC's 4 MiB default */
+  cfg->max_response_bytes = 1ull << 30;
+  cfg->max_batch = 1024;
+  cfg->max_seq_len = 32768;
+  cfg->drain_timeout_s = 30.0;
+}
+
+void nne_config_usage(void *stream, const char *argv0) {
+  fprintf((FILE *)stream,
+          "usage: %s [options]\n"
+          "\n"
+          "nneditd serves TorchScript models for interpretability work over gRPC.\n"
+          "\n"
+          "  --listen ADDR          address to serve on (default 127.0.0.1:50051;\n"
+          "                         port 0 picks a free port; unix:/path works)\n"
+          "  --model-repo DIR       model repository: DIR/<name>/model.pt + model.json\n"
+          "                         (default ./models)\n"
+          "  --load NAME            load this model at start (repeatable)\n"
+          "  --device DEV           device for every model (cpu, cuda, cuda:N);\n"
+          "                         overrides model.json, a Load request overrides it\n"
+          "  --threads N            threads per CPU operation (default: all cores)\n"
+          "  --workers N            forward passes run at once (default 1)\n"
+          "  --max-queue N          queued forward passes before RESOURCE_EXHAUSTED\n"
+          "                         (default 64)\n"
+          "  --max-message-bytes N  largest request message (default 64 MiB)\n"
+          "  --max-response-bytes N largest tensor one call streams back (default 1 GiB)\n"
+          "  --chunk-bytes N        tensor bytes per streamed message (default 1 MiB)\n"
+          "  --max-batch N          hard cap on rows per request (default 1024)\n"
+          "  --max-seq-len N        hard cap on tokens per row (default 32768)\n"
+          "  --drain-timeout SEC    grace for in-flight calls on SIGTERM (default 30)\n"
+          "  --ready-file PATH      write \"host:port\" here once serving\n"
+          "  --log-level LEVEL      debug, info, warn, error, off (default info)\n"
+          "  --version              print the version and exit\n"
+          "  --help                 print this help and exit\n"
+          "\n"
+          "SIGINT/SIGTERM stop accepting calls, let in-flight calls finish, and exit 0;\n"
+          "a second signal exits at once.\n",
+          argv0);
+}
+
+/* Parses an unsigned decimal in [lo, hi] with an optional K/M/G suffix
+ * (powers of 1024) when `sizes` is set. */
+static int parse_u64(const char *opt, const char *s, uint64_t lo, uint64_t hi,
+                     int sizes, uint64_t *out, nne_err_t *err) {
+  char *end;
+  unsigned long long v;
+  uint64_t mult = 1;
+
+  errno = 0;
+  if (s[0] == '-' || s[0] == '\0')
+    goto bad;
+  v = strtoull(s, &end, 10);
+  if (errno != 0 || end == s)
+    goto bad;
+  if (sizes && *end != '\0') {
+    switch (*end) {
+    case 'k': case 'K': mult = 1ull << 10; break;
+    case 'm': case 'M': mult = 1ull << 20; break;
+    case 'g': case 'G': mult = 1ull << 30; break;
+    default: goto bad;
+    }
+    end++;
+    /* K, Ki, KB and KiB all mean 1024 here. */
+    if (*end == 'i')
+      end++;
+    if (*end == 'B')
+      end++;
+  }
+  if (*end != '\0')
+    goto bad;
+  if (v > hi / mult)
+    goto range;
+  v *= mult;
+  if (v < lo || v > hi)
+    goto range;
+  *out = v;
+  return 0;
+bad:
+  return nne_err_set(err, NNE_EINVAL, "%s: '%s' is not a number", opt, s);
+range:
+  return nne_err_set(err, NNE_EINVAL, "%s: %s is outside [%llu, %llu]", opt, s,
+                     (unsigned long long)lo, (unsigned long long)hi);
+}
+
+enum {
+  OPT_LISTEN = 256, OPT_REPO, OPT_LOAD, OPT_DEVICE, OPT_THREADS, OPT_WORKERS,
+  OPT_MAX_QUEUE, OPT_LOG_LEVEL, OPT_READY, OPT_MAX_MSG, OPT_MAX_RESP,
+  OPT_CHUNK, OPT_MAX_BATCH, OPT_MAX_SEQ, OPT_DRAIN, OPT_VERSION, OPT_HELP,
+};
+
+int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
+  static const struct option opts[] = {
+      {"listen", required_argument, NULL, OPT_LISTEN},
+      {"model-repo", required_argument, NULL, OPT_REPO},
+      {"load", required_argument, NULL, OPT_LOAD},
+      {"device", required_argument, NULL, OPT_DEVICE},
+      {"threads", required_argument, NULL, OPT_THREADS},
+      {"workers", required_argument, NULL, OPT_WORKERS},
+      {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
+      {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+      {"ready-file", required_argument, NULL, OPT_READY},
+      {"max-message-bytes", required_argument, NULL, OPT_MAX_MSG},
+      {"max-response-bytes", required_argument, NULL, OPT_MAX_RESP},
+      {"chunk-bytes", required_argument, NULL, OPT_CHUNK},
+      {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
+      {"max-seq-len", required_argument, NULL, OPT_MAX_SEQ},
+      {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+      {"version", no_argument, NULL, OPT_VERSION},
+      {"help", no_argument, NULL, OPT_HELP},
+      {NULL, 0, NULL, 0},
+  };
+  uint64_t v;
+  int c, rc;
+
+/* Numbers: parse first, assign only what was accepted. */
+#define NNE__NUM(flag, lo, hi, sizes, field, type)                             \
+  if ((rc = parse_u64(flag, optarg, lo, hi, sizes, &v, err)) != 0)            \
+    return rc;                                                                 \
+  cfg->field = (type)v;                                                        \
+  break
+/* Strings: an empty value is a mistake, not a request for the default. */
+#define NNE__STR(flag, field)                                                  \
+  if (optarg[0] == '\0')                                                       \
+    return nne_err_set(err, NNE_EINVAL, "%s: empty value", flag);              \
+  cfg->field = optarg;                                                         \
+  break
+
+  optind = 0; /* 0, not 1: also resets getopt's place inside "-abc" */
+  opterr = 0; /* we report errors ourselves, with the option's name */
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    switch (c) {
+    case OPT_LISTEN: NNE__STR("--listen", listen);
+    case OPT_REPO: NNE__STR("--model-repo", model_repo);
+    case OPT_DEVICE: NNE__STR("--device", device);
+    case OPT_READY: NNE__STR("--ready-file", ready_file);
+    case OPT_LOAD:
+      if (cfg->n_loads == NNE_CONFIG_MAX_LOADS)
+        return nne_err_set(err, NNE_EINVAL, "--load: at most %d models",
+                           NNE_CONFIG_MAX_LOADS);
+      if (optarg[0] == '\0')
+        return nne_err_set(err, NNE_EINVAL, "--load: empty value");
+      cfg->loads[cfg->n_loads++] = optarg;
+      break;
+    case OPT_THREADS: NNE__NUM("--threads", 0, 1024, 0, threads, int);
+    case OPT_WORKERS: NNE__NUM("--workers", 1, 256, 0, workers, int);
+    case OPT_MAX_QUEUE:
+      NNE__NUM("--max-queue", 1, 1u << 20, 0, max_queue, int);
+    case OPT_LOG_LEVEL:
+      if (nne_log_level_parse(optarg) < 0)
+        return nne_err_set(err, NNE_EINVAL,
+                           "--log-level: '%s' is not debug, info, warn, "
+                           "error or off", optarg);
+      cfg->log_level = optarg;
+      break;
+    case OPT_MAX_MSG:
+      /* gRPC takes an int for this limit. */
+      NNE__NUM("--max-message-bytes", 1024, (1u << 31) - 1, 1,
+               max_message_bytes, size_t);
+    case OPT_MAX_RESP:
+      NNE__NUM("--max-response-bytes", 1, 1ull << 40, 1, max_response_bytes,
+               uint64_t);
+    case OPT_CHUNK:
+      NNE__NUM("--chunk-bytes", 1024, 3u << 20, 1, chunk_bytes, size_t);
+    case OPT_MAX_BATCH:
+      NNE__NUM("--max-batch", 1, 1u << 16, 0, max_batch, uint32_t);
+    case OPT_MAX_SEQ:
+      NNE__NUM("--max-seq-len", 1, 1u << 20, 0, max_seq_len, uint32_t);
+    case OPT_DRAIN:
+      NNE__NUM("--drain-timeout", 0, 3600, 0, drain_timeout_s, double);
+    case OPT_VERSION:
+      printf("nneditd %s\n", NNE_VERSION);
+      return 1;
+    case 'h':
+    case OPT_HELP:
+      nne_config_usage(stdout, argv[0]);
+      return 1;
+    case ':':
+      /* optopt names a short option; a long one is the last argv seen. */
+      if (optopt != 0 && optopt < 256)
+        return nne_err_set(err, NNE_EINVAL, "-%c needs a value", optopt);
+      return nne_err_set(err, NNE_EINVAL, "%s needs a value", argv[optind - 1]);
+    default:
+      if (optopt != 0 && optopt < 256)
+        return nne_err_set(err, NNE_EINVAL, "unknown option '-%c'", optopt);
+      return nne_err_set(err, NNE_EINVAL, "unknown option '%s'",
+                         argv[optind - 1]);
+    }
+  }
+#undef NNE__NUM
+#undef NNE__STR
+  if (optind < argc)
+    return nne_err_set(err, NNE_EINVAL, "unexpected argument '%s'",
+                       argv[optind]);
+  return 0;
+}

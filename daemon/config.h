@@ -1,0 +1,48 @@
+/* config.h — nneditd's command-line configuration.
+ *
+ * One struct with every setting and its safe default (loopback listen
+ * address, bounded queues and message sizes), filled from argv by
+ * nne_config_parse. The struct is plain data owned by the caller; the strings
+ * it points to are argv's or static.
+ */
+#ifndef NNE_CONFIG_H
+#define NNE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+#define NNE_CONFIG_MAX_LOADS 64
+
+typedef struct nne_config {
+  const char *listen;      /* "127.0.0.1:50051": loopback unless told */
+  const char *model_repo;  /* directory of <name>/model.pt + model.json */
+  const char *loads[NNE_CONFIG_MAX_LOADS]; /* models to load at start */
+  int n_loads;
+  const char *device;      /* overrides model.json's device when set */
+  int threads;             /* intra-op threads per CPU op; 0 = all cores */
+  int workers;             /* compute executor threads */
+  int max_queue;           /* queued compute jobs before RESOURCE_EXHAUSTED */
+  const char *log_level;
+  const char *ready_file;  /* written with "host:port\n" once serving */
+  size_t max_message_bytes;  /* largest request message accepted */
+  size_t chunk_bytes;        /* tensor payload per streamed message */
+  uint64_t max_response_bytes; /* largest tensor one call may stream back */
+  uint32_t max_batch;        /* hard caps; model.json limits can only lower */
+  uint32_t max_seq_len;
+  double drain_timeout_s;    /* grace for in-flight calls on SIGTERM */
+} nne_config_t;
+
+/* Fills cfg with the defaults. */
+void nne_config_defaults(nne_config_t *cfg);
+
+/* Parses argv into cfg (which should hold the defaults). Returns 0, 1 when
+ * --help or --version printed what was asked and the program should exit 0,
+ * or NNE_EINVAL with the reason in err (the caller prints usage, exit 2). */
+int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err);
+
+/* Writes the --help text to the stream (a FILE *). */
+void nne_config_usage(void *stream, const char *argv0);
+
+#endif /* NNE_CONFIG_H */

@@ -1,0 +1,192 @@
+/* engine.h — the C face of the libtorch shim (the only C++ in nnedit).
+ *
+ * Life cycle:
+ *   nne_engine_init()                       once per process, before anything else
+ *   nne_model_load()   → nne_model_t*       a TorchScript archive on a device/dtype
+ *   nne_model_module*()                     the module tree (borrowed, lives with the model)
+ *   nne_tensor_from_host() → nne_tensor_t*  inputs
+ *   nne_model_forward()    → nne_tensor_t*  logits
+ *   nne_tensor_host_data()                  contiguous little-endian host bytes
+ *   nne_tensor_unref(), nne_model_unref()   release
+ *
+ * Models and tensors are opaque, reference-counted handles. Counts are atomic:
+ * a handle may be ref'd and unref'd from any thread (gRPC frees zero-copy
+ * slices on its own threads). A function that returns a new handle through an
+ * out-parameter gives the caller one reference.
+ *
+ * Every function catches every C++ exception and reports it as a negative
+ * NNE_E* code (error.h) plus a message in the caller's nne_err_t; no
+ * exception ever crosses into C. On failure no out-parameter is written.
+ *
+ * Threads: any function may be called from any thread. nne_model_forward may
+ * run concurrently on one model from several threads. Each call sets
+ * inference mode for its own thread.
+ */
+#ifndef NNE_ENGINE_H
+#define NNE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Element types. The numbers equal the wire enum nnedit.v1.DType so that the
+ * RPC layer can pass them through (a unit test holds them equal). A value
+ * that came off the wire may be any int: every function taking a dtype
+ * reads it as an int and rejects unknown values with NNE_EINVAL rather than
+ * trusting the enum. */
+typedef enum nne_dtype {
+  NNE_DTYPE_INVALID = 0,
+  NNE_DTYPE_F32 = 1,
+  NNE_DTYPE_F16 = 2,
+  NNE_DTYPE_BF16 = 3,
+  NNE_DTYPE_F64 = 4,
+  NNE_DTYPE_I64 = 5,
+  NNE_DTYPE_I32 = 6,
+  NNE_DTYPE_I16 = 7,
+  NNE_DTYPE_I8 = 8,
+  NNE_DTYPE_U8 = 9,
+  NNE_DTYPE_BOOL = 10,
+} nne_dtype_t;
+
+#define NNE_TENSOR_MAX_DIMS 8
+
+/* Bytes per element; 0 for NNE_DTYPE_INVALID. */
+size_t nne_dtype_size(nne_dtype_t dt);
+/* "float32", "bfloat16", ...; "invalid" for unknown values. Static string. */
+const char *nne_dtype_name(nne_dtype_t dt);
+/* Parses the names above (also "fp32", "float", "half", "fp16", "bf16").
+ * Returns NNE_DTYPE_INVALID when the name is unknown. */
+nne_dtype_t nne_dtype_parse(const char *name);
+
+/* ---- engine ------------------------------------------------------------ */
+
+typedef struct nne_engine_opts {
+  int intra_op_threads; /* threads per CPU op; 0 = leave libtorch's default */
+} nne_engine_opts_t;
+
+/* Process-wide setup (thread counts). Safe to call more than once; the last
+ * call's thread count wins. */
+int nne_engine_init(const nne_engine_opts_t *opts, nne_err_t *err);
+
+/* The libtorch version this process runs, e.g. "1.13.1". Static string. */
+const char *nne_engine_torch_version(void);
+
+/* Number of CUDA devices usable by this libtorch (0 for a CPU-only build). */
+int nne_engine_cuda_device_count(void);
+
+/* Checks a device string: "cpu", "cuda" (= "cuda:0") or "cuda:N" with N an
+ * existing device. Writes the canonical form ("cpu", "cuda:0") into
+ * canon[canon_len]. NNE_EINVAL names the problem. */
+int nne_engine_device_parse(const char *device, char *canon, size_t canon_len,
+                            nne_err_t *err);
+
+/* ---- tensors ----------------------------------------------------------- */
+
+typedef struct nne_tensor nne_tensor_t;
+
+/* A new CPU tensor of the given dtype and shape holding a copy of `data`
+ * (numel * itemsize bytes, little-endian, C order). data == NULL gives
+ * zeros. ndim may be 0 (a scalar). */
+int nne_tensor_from_host(nne_dtype_t dt, const int64_t *shape, int ndim,
+                         const void *data, nne_tensor_t **out, nne_err_t *err);
+
+/* Adds a reference and returns t. */
+nne_tensor_t *nne_tensor_ref(nne_tensor_t *t);
+/* Drops a reference; frees the tensor (its device memory too) at zero.
+ * NULL is ignored. */
+void nne_tensor_unref(nne_tensor_t *t);
+
+nne_dtype_t nne_tensor_dtype(const nne_tensor_t *t);
+int nne_tensor_ndim(const nne_tensor_t *t);
+/* Borrowed array of ndim sizes, valid while a reference is held. */
+const int64_t *nne_tensor_shape(const nne_tensor_t *t);
+int64_t nne_tensor_numel(const nne_tensor_t *t);
+/* numel * itemsize. */
+size_t nne_tensor_nbytes(const nne_tensor_t *t);
+
+/* Contiguous host bytes of the tensor (little-endian, C order). The first
+ * call may copy from the device or make a contiguous copy; the bytes then
+ * live inside the handle and stay valid, unchanged, while a reference is
+ * held. Later calls return the same pointer. Thread-safe. */
+int nne_tensor_host_data(nne_tensor_t *t, const void **data, nne_err_t *err);
+
+/* Rows of a [B, S, V] tensor at one position per row: out[b] = x[b, pos[b]].
+ * Result is [B, V] float32 on the host. pos has B entries in [0, S). */
+int nne_tensor_select_positions(const nne_tensor_t *x, const int64_t *pos,
+                                nne_tensor_t **out, nne_err_t *err);
+
+/* Top-k over the last dimension of a [B, V] tensor, computed in float32:
+ * ids [B, k] int64, values [B, k] float32 (the logits), probs [B, k] float32
+ * (softmax over all V). Sorted by descending value. 1 <= k <= V. */
+int nne_tensor_topk(const nne_tensor_t *x, int k, nne_tensor_t **ids,
+                    nne_tensor_t **values, nne_tensor_t **probs,
+                    nne_err_t *err);
+
+/* ---- models ------------------------------------------------------------ */
+
+typedef struct nne_model nne_model_t;
+
+/* One module of a model's tree. Strings and arrays are owned by the model and
+ * valid while a reference to it is held. */
+typedef struct nne_module_info {
+  const char *path;       /* dotted path; "" for the root */
+  const char *name;       /* last path component; "" for the root */
+  const char *class_name; /* "GPT2Attention": the type's unqualified name,
+                             TorchScript mangling removed */
+  const char *type_name;  /* qualified TorchScript type name */
+  int parent;             /* index of the parent; -1 for the root */
+  int depth;              /* 0 for the root */
+  int n_children;
+  const int *children;    /* n_children indices, in registration order */
+  int call_index;         /* order of first call in forward; -1 if never */
+  uint64_t param_count;   /* parameters held directly (not by children) */
+} nne_module_info_t;
+
+/* Loads a TorchScript archive and moves it to `device` ("cpu", "cuda:N") and
+ * floating dtype `dt` (NNE_DTYPE_INVALID keeps the archive's). Puts it in
+ * eval mode and reads its module tree and call order. Fails with NNE_EIO for
+ * a missing or unreadable file, NNE_EINVAL for a corrupt archive, a bad
+ * device or dtype, or a model without a usable forward. */
+int nne_model_load(const char *path, const char *device, nne_dtype_t dt,
+                   nne_model_t **out, nne_err_t *err);
+
+nne_model_t *nne_model_ref(nne_model_t *m);
+void nne_model_unref(nne_model_t *m); /* NULL is ignored */
+
+/* Canonical device string ("cpu", "cuda:0"); owned by the model. */
+const char *nne_model_device(const nne_model_t *m);
+nne_dtype_t nne_model_dtype(const nne_model_t *m);
+uint64_t nne_model_param_count(const nne_model_t *m);
+uint64_t nne_model_param_bytes(const nne_model_t *m);
+
+/* The module tree in pre-order (the order of named_modules(): index 0 is the
+ * root, children in registration order). */
+size_t nne_model_module_count(const nne_model_t *m);
+const nne_module_info_t *nne_model_module(const nne_model_t *m, size_t i);
+/* Index of the module with that exact path, or -1. */
+int nne_model_module_find(const nne_model_t *m, const char *path);
+
+/* Number of tensor arguments forward takes after self (1 = input_ids only,
+ * 2 = input_ids and attention_mask, which may be declared Optional). */
+int nne_model_forward_arity(const nne_model_t *m);
+
+/* Runs forward on input_ids [B, S] int64 (host or device) with an optional
+ * attention_mask [B, S] (any integer dtype; 1 = token, 0 = padding). When
+ * the model requires a mask and none is given, an all-ones mask is passed.
+ * The model's output may be a tensor, a tuple whose first element is the
+ * logits, or a dict with "logits". *logits gets [B, S, V] on the model's
+ * device in the model's dtype. */
+int nne_model_forward(nne_model_t *m, const nne_tensor_t *input_ids,
+                      const nne_tensor_t *attention_mask, nne_tensor_t **logits,
+                      nne_err_t *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NNE_ENGINE_H */

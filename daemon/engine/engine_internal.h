@@ -1,0 +1,119 @@
+/* engine_internal.h — what the shim's .cc files share; never included from C.
+ *
+ * The handles behind engine.h's opaque types, the mapping between
+ * nne_dtype_t and at::ScalarType, and nne__guard(), the one place where C++
+ * exceptions are turned into NNE_E* codes. Every extern "C" function that can
+ * throw runs its body inside nne__guard, so that no exception reaches a C
+ * caller; the accessors that cannot throw read plain fields.
+ */
+#ifndef NNE_ENGINE_INTERNAL_H
+#define NNE_ENGINE_INTERNAL_H
+
+#ifndef __cplusplus
+#error "engine_internal.h is C++ only"
+#endif
+
+#include <torch/script.h>
+
+#include <atomic>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+
+#include "engine.h"
+
+/* A tensor handle. Shape and dtype are copied out of `t` when the handle is
+ * made, so that the C accessors need no libtorch call and cannot throw. */
+struct nne_tensor {
+  std::atomic<long> refs{1};
+  at::Tensor t;
+  nne_dtype_t dtype = NNE_DTYPE_INVALID;
+  int ndim = 0;
+  int64_t shape[NNE_TENSOR_MAX_DIMS] = {0};
+  int64_t numel = 0;
+
+  /* The host copy made by nne_tensor_host_data(). `host_ptr` is published
+   * (release) only after `host` holds the bytes, so a reader that sees it
+   * non-NULL can use it without taking the mutex. */
+  std::mutex host_mu;
+  at::Tensor host;
+  std::atomic<const void *> host_ptr{nullptr};
+};
+
+/* A C caller may pass any int as an nne_dtype_t (the RPC layer forwards the
+ * wire's number). In C++ an enum holding a value outside its enumerators'
+ * range is undefined behaviour, so the public functions read such a
+ * parameter's bytes as the int it is and work on that. */
+inline int nne__dtype_int(const nne_dtype_t &dt) noexcept {
+  int v;
+  static_assert(sizeof v == sizeof dt, "nne_dtype_t is int-sized");
+  std::memcpy(&v, &dt, sizeof v);
+  return v;
+}
+
+/* nne_dtype_t <-> at::ScalarType. Both return false when there is no
+ * counterpart (complex and quantized types; unknown numbers). */
+bool nne__dtype_from_scalar(at::ScalarType st, nne_dtype_t *out);
+bool nne__scalar_from_dtype(int dt, at::ScalarType *out);
+
+/* Owns one reference; for building several handles where a later failure
+ * must release the earlier ones. */
+struct nne__tensor_unref_fn {
+  void operator()(nne_tensor_t *t) const noexcept {
+    nne_tensor_unref(t);
+  }
+};
+using nne__tensor_ptr = std::unique_ptr<nne_tensor_t, nne__tensor_unref_fn>;
+
+/* Wraps `t` in a new handle (one reference). Fails with NNE_EINVAL when the
+ * tensor's dtype or rank cannot be described by engine.h. */
+int nne__tensor_wrap(at::Tensor t, nne_tensor_t **out, nne_err_t *err,
+                     const char *what);
+
+/* Checks a device string (see nne_engine_device_parse) and gives its
+ * canonical name and the at::Device. */
+int nne__device_parse(const char *device, std::string *canon, at::Device *dev,
+                      nne_err_t *err);
+
+/* Reports a libtorch failure: shortens the message (the TorchScript
+ * interpreter puts a serialized-code traceback before the actual error) and
+ * fills err with `code`, or NNE_ENOMEM when the message is an allocator's
+ * "out of memory". Returns the code. */
+int nne__err_libtorch(nne_err_t *err, int code, const char *ctx,
+                      const char *what) noexcept;
+
+/* True when `what` is an error the TorchScript interpreter rethrew while
+ * running a model. It rethrows everything (c10::Error, a model's `raise`)
+ * as a plain std::runtime_error carrying the traceback, so the type alone
+ * cannot tell a model's failure from a bug of ours. */
+bool nne__is_interpreter_error(const char *what) noexcept;
+
+/* Runs f() (which returns 0 or a negative NNE_E* code) and turns any exception
+ * into a code and a message prefixed by `ctx`. A libtorch error becomes
+ * `torch_code`: what it means depends on the call (a corrupt archive during
+ * load, an input the model rejects during forward). Any other exception is
+ * NNE_EINTERNAL. */
+template <typename F>
+int nne__guard(nne_err_t *err, int torch_code, const char *ctx,
+               F &&f) noexcept {
+  try {
+    return f();
+  } catch (const c10::OutOfMemoryError &e) {
+    return nne__err_libtorch(err, NNE_ENOMEM, ctx, e.what_without_backtrace());
+  } catch (const c10::Error &e) {
+    return nne__err_libtorch(err, torch_code, ctx, e.what_without_backtrace());
+  } catch (const std::bad_alloc &) {
+    return nne_err_set(err, NNE_ENOMEM, "%s: out of memory", ctx);
+  } catch (const std::exception &e) {
+    if (nne__is_interpreter_error(e.what()))
+      return nne__err_libtorch(err, torch_code, ctx, e.what());
+    return nne_err_set(err, NNE_EINTERNAL, "%s: %s", ctx, e.what());
+  } catch (...) {
+    return nne_err_set(err, NNE_EINTERNAL, "%s: unknown C++ exception", ctx);
+  }
+}
+
+#endif /* NNE_ENGINE_INTERNAL_H */

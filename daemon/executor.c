@@ -1,0 +1,180 @@
+/* executor.c — see executor.h. */
+#include "executor.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+uint64_t nne_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void *worker_main(void *arg) {
+  nne_executor_t *ex = arg;
+
+  pthread_mutex_lock(&ex->mu);
+  for (;;) {
+    nne_job_t *job;
+    while (ex->head == NULL && !ex->stopping)
+      pthread_cond_wait(&ex->cv, &ex->mu);
+    if (ex->head == NULL) /* stopping and nothing left */
+      break;
+    job = ex->head;
+    ex->head = job->next;
+    if (ex->head == NULL)
+      ex->tail = NULL;
+    ex->queued--;
+    ex->running++;
+    pthread_mutex_unlock(&ex->mu);
+
+    job->t_start_ns = nne_now_ns();
+    job->work(job);
+    job->t_end_ns = nne_now_ns();
+
+    pthread_mutex_lock(&ex->mu);
+    ex->running--;
+    job->next = NULL;
+    if (ex->done_tail)
+      ex->done_tail->next = job;
+    else
+      ex->done_head = job;
+    ex->done_tail = job;
+    /* uv_async_send coalesces; the callback drains the whole done list. */
+    uv_async_send(&ex->done_async);
+  }
+  pthread_mutex_unlock(&ex->mu);
+  return NULL;
+}
+
+static void on_done(uv_async_t *h) {
+  nne_executor_t *ex = h->data;
+  nne_job_t *list;
+
+  pthread_mutex_lock(&ex->mu);
+  list = ex->done_head;
+  ex->done_head = ex->done_tail = NULL;
+  pthread_mutex_unlock(&ex->mu);
+  while (list != NULL) {
+    nne_job_t *job = list;
+    list = job->next;
+    job->next = NULL;
+    atomic_fetch_sub(&ex->pending, 1);
+    job->done(job); /* may free the job */
+  }
+}
+
+static void close_noop(uv_handle_t *h) { (void)h; }
+
+int nne_executor_init(nne_executor_t *ex, uv_loop_t *loop, const char *name,
+                      int n_workers, int max_queue, nne_err_t *err) {
+  int i, rc;
+
+  memset(ex, 0, sizeof *ex);
+  if (n_workers < 1 || n_workers > 4096 || max_queue < 1)
+    return nne_err_set(err, NNE_EINVAL,
+                       "executor %s: %d workers and a queue of %d (need at "
+                       "least 1 of each, at most 4096 workers)",
+                       name, n_workers, max_queue);
+  ex->name = name;
+  ex->loop = loop;
+  ex->max_queue = max_queue;
+  atomic_init(&ex->pending, 0);
+  ex->workers = calloc((size_t)n_workers, sizeof *ex->workers);
+  if (ex->workers == NULL)
+    return nne_err_set(err, NNE_ENOMEM, "executor %s: out of memory", name);
+  rc = uv_async_init(loop, &ex->done_async, on_done);
+  if (rc != 0) {
+    free(ex->workers);
+    ex->workers = NULL;
+    return nne_err_set(err, NNE_EINTERNAL, "executor %s: %s", name,
+                       uv_strerror(rc));
+  }
+  ex->done_async.data = ex;
+  pthread_mutex_init(&ex->mu, NULL);
+  pthread_cond_init(&ex->cv, NULL);
+  for (i = 0; i < n_workers; i++) {
+    rc = pthread_create(&ex->workers[i], NULL, worker_main, ex);
+    if (rc != 0) {
+      /* Stop the ones that did start, and leave the loop as we found it:
+       * an open async handle would keep uv_run from ever returning. */
+      pthread_mutex_lock(&ex->mu);
+      ex->stopping = true;
+      pthread_cond_broadcast(&ex->cv);
+      pthread_mutex_unlock(&ex->mu);
+      while (i-- > 0)
+        pthread_join(ex->workers[i], NULL);
+      free(ex->workers);
+      ex->workers = NULL;
+      ex->n_workers = 0;
+      uv_close((uv_handle_t *)&ex->done_async, close_noop);
+      pthread_cond_destroy(&ex->cv);
+      pthread_mutex_destroy(&ex->mu);
+      return nne_err_set(err, NNE_EINTERNAL, "executor %s: %s", name,
+                         strerror(rc));
+    }
+    ex->n_workers++;
+  }
+  return 0;
+}
+
+int nne_executor_submit(nne_executor_t *ex, nne_job_t *job, nne_err_t *err) {
+  pthread_mutex_lock(&ex->mu);
+  if (ex->stopping) {
+    pthread_mutex_unlock(&ex->mu);
+    return nne_err_set(err, NNE_EUNAVAIL, "the %s executor is shutting down",
+                       ex->name);
+  }
+  if (ex->queued >= ex->max_queue) {
+    pthread_mutex_unlock(&ex->mu);
+    return nne_err_set(err, NNE_ERESOURCE,
+                       "the %s queue is full (%d jobs waiting; --max-queue)",
+                       ex->name, ex->max_queue);
+  }
+  job->next = NULL;
+  job->t_submit_ns = nne_now_ns();
+  job->t_start_ns = job->t_end_ns = 0;
+  if (ex->tail)
+    ex->tail->next = job;
+  else
+    ex->head = job;
+  ex->tail = job;
+  ex->queued++;
+  atomic_fetch_add(&ex->pending, 1);
+  pthread_cond_signal(&ex->cv);
+  pthread_mutex_unlock(&ex->mu);
+  return 0;
+}
+
+int nne_executor_pending(nne_executor_t *ex) {
+  return atomic_load(&ex->pending);
+}
+
+int nne_executor_queued(nne_executor_t *ex) {
+  int n;
+  pthread_mutex_lock(&ex->mu);
+  n = ex->queued;
+  pthread_mutex_unlock(&ex->mu);
+  return n;
+}
+
+void nne_executor_close(nne_executor_t *ex) {
+  int i;
+
+  pthread_mutex_lock(&ex->mu);
+  ex->stopping = true;
+  pthread_cond_broadcast(&ex->cv);
+  pthread_mutex_unlock(&ex->mu);
+  for (i = 0; i < ex->n_workers; i++)
+    pthread_join(ex->workers[i], NULL);
+  free(ex->workers);
+  ex->workers = NULL;
+  ex->n_workers = 0;
+  if (ex->done_head != NULL)
+    nne_log_warn("executor %s closed with finished jobs not delivered",
+                 ex->name);
+  uv_close((uv_handle_t *)&ex->done_async, NULL);
+}

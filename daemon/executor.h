@@ -1,0 +1,83 @@
+/* executor.h — worker threads with a bounded job queue, reporting to a loop.
+ *
+ * The libuv loop thread owns all daemon state and must never block on model
+ * work, so forward passes, loads and compiles run here. A job is submitted
+ * from the loop thread; a worker runs job->work (off the loop, touching only
+ * what the job carries); then job->done runs back on the loop thread, where
+ * it may touch daemon state again and reply to the call.
+ *
+ * The queue is bounded: a full queue refuses the job (NNE_ERESOURCE) rather
+ * than letting memory or latency grow without limit, and the caller answers
+ * RESOURCE_EXHAUSTED. libuv's shared thread pool is not used because it has
+ * no such admission control.
+ *
+ * If nne_executor_submit fails, neither callback is ever called.
+ */
+#ifndef NNE_EXECUTOR_H
+#define NNE_EXECUTOR_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "error.h"
+
+typedef struct nne_job nne_job_t;
+
+/* Embedded by the owner in its own request struct (container_of style).
+ * The executor only links it into its lists and stamps the times. */
+struct nne_job {
+  void (*work)(nne_job_t *job); /* on a worker thread */
+  void (*done)(nne_job_t *job); /* on the loop thread, after work */
+  nne_job_t *next;
+  uint64_t t_submit_ns, t_start_ns, t_end_ns; /* monotonic clock */
+};
+
+typedef struct nne_executor {
+  const char *name;
+  uv_loop_t *loop;
+  uv_async_t done_async;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  nne_job_t *head, *tail;        /* queued, FIFO */
+  nne_job_t *done_head, *done_tail; /* finished, waiting for the loop */
+  int queued;
+  int max_queue;
+  int running;                   /* jobs inside work() */
+  int n_workers;
+  pthread_t *workers;
+  bool stopping;
+  atomic_int pending;            /* submitted and not yet done()'d */
+} nne_executor_t;
+
+/* Starts n_workers threads (1..4096; max_queue >= 1). The executor struct is
+ * caller-owned and must stay put until the loop has run once more after
+ * nne_executor_close (the async handle closes asynchronously). Returns
+ * NNE_EINVAL for bad counts, NNE_ENOMEM / NNE_EINTERNAL if threads cannot
+ * start; on failure nothing is left open on the loop (the handle it opened
+ * is already closing). */
+int nne_executor_init(nne_executor_t *ex, uv_loop_t *loop, const char *name,
+                      int n_workers, int max_queue, nne_err_t *err);
+
+/* Queues a job (loop thread only). NNE_ERESOURCE when the queue holds
+ * max_queue jobs already, NNE_EUNAVAIL when the executor is stopping. */
+int nne_executor_submit(nne_executor_t *ex, nne_job_t *job, nne_err_t *err);
+
+/* Jobs submitted and not yet completed (queued + running + awaiting done). */
+int nne_executor_pending(nne_executor_t *ex);
+
+/* Jobs waiting in the queue (not yet started). */
+int nne_executor_queued(nne_executor_t *ex);
+
+/* Stops the workers once the queue is empty, joins them (blocks until the
+ * running jobs end: call it when nothing is pending), and closes the async
+ * handle. Loop thread only. */
+void nne_executor_close(nne_executor_t *ex);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t nne_now_ns(void);
+
+#endif /* NNE_EXECUTOR_H */

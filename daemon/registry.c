@@ -1,0 +1,687 @@
+/* registry.c — see registry.h. */
+#include "registry.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+
+#include "log.h"
+
+/* model.json is a few hundred bytes; anything far larger is a mistake. */
+#define NNE_MODEL_JSON_MAX (256u << 10)
+
+/* ---- names ---------------------------------------------------------------- */
+
+int nne_registry_check_name(const char *field, const char *name,
+                            nne_err_t *err) {
+  size_t i, n = strlen(name);
+
+  if (n == 0)
+    return nne_err_set(err, NNE_EINVAL, "%s: a model name is required", field);
+  if (n > NNE_MODEL_NAME_MAX)
+    return nne_err_set(err, NNE_EINVAL,
+                       "%s: model name is %zu characters (at most %d)", field,
+                       n, NNE_MODEL_NAME_MAX);
+  if (name[0] == '.')
+    return nne_err_set(err, NNE_EINVAL, "%s: model name '%s' starts with '.'",
+                       field, name);
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+      return nne_err_set(err, NNE_EINVAL,
+                         "%s: model name has character 0x%02x at %zu (allowed: "
+                         "letters, digits, '.', '_', '-')",
+                         field, c, i);
+  }
+  return 0;
+}
+
+/* ---- model.json ----------------------------------------------------------- */
+
+static int spec_str(json_t *root, const char *key, char *dst, size_t cap,
+                    const char *where, nne_err_t *err) {
+  json_t *v = json_object_get(root, key);
+  if (v == NULL || json_is_null(v))
+    return 0;
+  if (!json_is_string(v))
+    return nne_err_set(err, NNE_EINVAL, "%s: \"%s\" must be a string", where,
+                       key);
+  if (json_string_length(v) >= cap)
+    return nne_err_set(err, NNE_EINVAL, "%s: \"%s\" is longer than %zu", where,
+                       key, cap - 1);
+  memcpy(dst, json_string_value(v), json_string_length(v) + 1);
+  return 0;
+}
+
+static int spec_u32(json_t *obj, const char *key, uint32_t *dst,
+                    const char *where, nne_err_t *err) {
+  json_t *v = json_object_get(obj, key);
+  if (v == NULL || json_is_null(v))
+    return 0;
+  if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+      json_integer_value(v) > (json_int_t)UINT32_MAX)
+    return nne_err_set(err, NNE_EINVAL,
+                       "%s: \"%s\" must be a positive integer", where, key);
+  *dst = (uint32_t)json_integer_value(v);
+  return 0;
+}
+
+int nne_model_spec_parse(const char *text, size_t len, const char *where,
+                         nne_model_spec_t *spec, nne_err_t *err) {
+  json_error_t jerr;
+  json_t *root, *limits, *v;
+  char dtype[32] = "";
+  int rc = 0;
+
+  memset(spec, 0, sizeof *spec);
+  spec->pad_token_id = -1;
+  root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+  if (root == NULL)
+    return nne_err_set(err, NNE_EINVAL, "%s: line %d column %d: %s", where,
+                       jerr.line, jerr.column, jerr.text);
+  if (!json_is_object(root)) {
+    rc = nne_err_set(err, NNE_EINVAL, "%s: must hold a JSON object", where);
+    goto out;
+  }
+  if ((rc = spec_str(root, "family", spec->family, sizeof spec->family, where,
+                     err)) != 0 ||
+      (rc = spec_str(root, "export", spec->export_kind,
+                     sizeof spec->export_kind, where, err)) != 0 ||
+      (rc = spec_str(root, "device", spec->device, sizeof spec->device, where,
+                     err)) != 0 ||
+      (rc = spec_str(root, "dtype", dtype, sizeof dtype, where, err)) != 0)
+    goto out;
+  if (dtype[0] != '\0') {
+    spec->dtype = nne_dtype_parse(dtype);
+    if (spec->dtype == NNE_DTYPE_INVALID) {
+      rc = nne_err_set(err, NNE_EINVAL, "%s: \"dtype\": unknown dtype '%s'",
+                       where, dtype);
+      goto out;
+    }
+    if (spec->dtype != NNE_DTYPE_F32 && spec->dtype != NNE_DTYPE_F16 &&
+        spec->dtype != NNE_DTYPE_BF16 && spec->dtype != NNE_DTYPE_F64) {
+      rc = nne_err_set(err, NNE_EINVAL,
+                       "%s: \"dtype\": '%s' is not a floating type a model "
+                       "can run in (float32, float16, bfloat16, float64)",
+                       where, dtype);
+      goto out;
+    }
+  }
+  limits = json_object_get(root, "limits");
+  if (limits != NULL && !json_is_null(limits)) {
+    if (!json_is_object(limits)) {
+      rc = nne_err_set(err, NNE_EINVAL, "%s: \"limits\" must be an object",
+                       where);
+      goto out;
+    }
+    if ((rc = spec_u32(limits, "max_batch", &spec->max_batch, where, err)) ||
+        (rc = spec_u32(limits, "max_seq_len", &spec->max_seq_len, where, err)))
+      goto out;
+  }
+  v = json_object_get(root, "pad_token_id");
+  if (v != NULL && !json_is_null(v)) {
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+      rc = nne_err_set(err, NNE_EINVAL,
+                       "%s: \"pad_token_id\" must be a non-negative integer",
+                       where);
+      goto out;
+    }
+    spec->pad_token_id = json_integer_value(v);
+  }
+out:
+  json_decref(root);
+  return rc;
+}
+
+/* ---- entries -------------------------------------------------------------- */
+
+static nne_model_entry_t *find(nne_registry_t *reg, const char *name) {
+  nne_model_entry_t *e;
+  for (e = reg->entries; e != NULL; e = e->next)
+    if (strcmp(e->name, name) == 0)
+      return e;
+  return NULL;
+}
+
+static nne_model_entry_t *insert(nne_registry_t *reg, const char *name) {
+  nne_model_entry_t **pp = &reg->entries, *e;
+
+  while (*pp != NULL && strcmp((*pp)->name, name) < 0)
+    pp = &(*pp)->next;
+  e = calloc(1, sizeof *e);
+  if (e == NULL)
+    return NULL;
+  /* Names were checked to be at most NNE_MODEL_NAME_MAX long. */
+  memcpy(e->name, name, strnlen(name, NNE_MODEL_NAME_MAX));
+  e->state = NNE_MODEL_AVAILABLE;
+  e->spec.pad_token_id = -1;
+  e->next = *pp;
+  *pp = e;
+  return e;
+}
+
+static bool is_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int nne_registry_scan(nne_registry_t *reg, nne_err_t *err) {
+  DIR *d;
+  struct dirent *de;
+  nne_model_entry_t **pp, *e;
+  char path[PATH_MAX];
+
+  d = opendir(reg->repo);
+  if (d == NULL)
+    return nne_err_set(err, NNE_EIO, "model repository %s: %s", reg->repo,
+                       strerror(errno));
+  for (e = reg->entries; e != NULL; e = e->next)
+    e->present = false;
+  while ((de = readdir(d)) != NULL) {
+    if (nne_registry_check_name("name", de->d_name, NULL) != 0)
+      continue; /* ".", "..", hidden and oddly named entries are not models */
+    /* A directory with either file is a model: one whose model.pt is
+     * missing is listed, and its Load says what is missing. */
+    if ((size_t)snprintf(path, sizeof path, "%s/%s/model.pt", reg->repo,
+                         de->d_name) >= sizeof path)
+      continue;
+    if (!is_file(path)) {
+      snprintf(path, sizeof path, "%s/%s/model.json", reg->repo, de->d_name);
+      if (!is_file(path))
+        continue;
+    }
+    e = find(reg, de->d_name);
+    if (e == NULL) {
+      e = insert(reg, de->d_name);
+      if (e == NULL) {
+        closedir(d);
+        return nne_err_set(err, NNE_ENOMEM, "out of memory");
+      }
+    }
+    e->present = true;
+  }
+  closedir(d);
+  /* Forget models that vanished, unless they are in use. */
+  pp = &reg->entries;
+  while ((e = *pp) != NULL) {
+    if (!e->present &&
+        (e->state == NNE_MODEL_AVAILABLE || e->state == NNE_MODEL_FAILED) &&
+        e->in_flight == 0 && e->waiters == NULL) {
+      *pp = e->next;
+      free(e);
+    } else {
+      pp = &e->next;
+    }
+  }
+  return 0;
+}
+
+int nne_registry_init(nne_registry_t *reg, const char *repo,
+                      const char *device_override, uint32_t max_batch,
+                      uint32_t max_seq_len, nne_executor_t *loader,
+                      nne_err_t *err) {
+  char abs[PATH_MAX];
+  struct stat st;
+
+  memset(reg, 0, sizeof *reg);
+  if (stat(repo, &st) != 0)
+    return nne_err_set(err, NNE_EIO, "--model-repo %s: %s", repo,
+                       strerror(errno));
+  if (!S_ISDIR(st.st_mode))
+    return nne_err_set(err, NNE_EINVAL, "--model-repo %s: not a directory",
+                       repo);
+  if (realpath(repo, abs) == NULL)
+    return nne_err_set(err, NNE_EIO, "--model-repo %s: %s", repo,
+                       strerror(errno));
+  reg->repo = strdup(abs);
+  if (reg->repo == NULL)
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  reg->device_override = device_override;
+  reg->max_batch = max_batch;
+  reg->max_seq_len = max_seq_len;
+  reg->loader = loader;
+  if (nne_registry_scan(reg, err) != 0) {
+    nne_registry_close(reg);
+    return err != NULL ? err->code : NNE_EIO;
+  }
+  return 0;
+}
+
+void nne_registry_close(nne_registry_t *reg) {
+  nne_model_entry_t *e = reg->entries;
+  while (e != NULL) {
+    nne_model_entry_t *next = e->next;
+    nne_model_unref(e->model);
+    while (e->waiters != NULL) {
+      nne_registry_waiter_t *w = e->waiters;
+      e->waiters = w->next;
+      free(w);
+    }
+    free(e);
+    e = next;
+  }
+  reg->entries = NULL;
+  free(reg->repo);
+  reg->repo = NULL;
+}
+
+static int available_list(nne_registry_t *reg, char *buf, size_t cap) {
+  nne_model_entry_t *e;
+  size_t n = 0;
+  buf[0] = '\0';
+  for (e = reg->entries; e != NULL && n + 4 < cap; e = e->next) {
+    int k = snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", e->name);
+    if (k < 0 || (size_t)k >= cap - n) {
+      snprintf(buf + n, cap - n, ", ...");
+      break;
+    }
+    n += (size_t)k;
+  }
+  return (int)n;
+}
+
+int nne_registry_lookup(nne_registry_t *reg, const char *field,
+                        const char *name, nne_model_entry_t **out,
+                        nne_err_t *err) {
+  nne_model_entry_t *e;
+  char avail[512];
+  int rc;
+
+  rc = nne_registry_check_name(field, name, err);
+  if (rc != 0)
+    return rc;
+  e = find(reg, name);
+  if (e == NULL) {
+    /* A model may have been dropped into the repository since start. */
+    if (nne_registry_scan(reg, NULL) == 0)
+      e = find(reg, name);
+  }
+  if (e == NULL) {
+    available_list(reg, avail, sizeof avail);
+    return nne_err_set(err, NNE_ENOTFOUND,
+                       "%s: model '%s' is not in the model repository "
+                       "(available: %s)",
+                       field, name, avail[0] ? avail : "none");
+  }
+  *out = e;
+  return 0;
+}
+
+/* ---- loading -------------------------------------------------------------- */
+
+typedef struct load_job {
+  nne_job_t job;
+  nne_registry_t *reg;
+  nne_model_entry_t *entry;
+  char dir[PATH_MAX];
+  char device[32];         /* requested; "" = from model.json or cpu */
+  nne_dtype_t dtype;       /* requested; INVALID = from model.json */
+  /* results */
+  nne_model_spec_t spec;
+  nne_model_t *model;
+  int64_t vocab;
+  nne_err_t err;
+  int rc;
+} load_job_t;
+
+static void notify(nne_registry_t *reg, nne_model_entry_t *e,
+                   const nne_err_t *err) {
+  nne_registry_waiter_t *w = e->waiters;
+  e->waiters = NULL;
+  while (w != NULL) {
+    nne_registry_waiter_t *next = w->next;
+    w->cb(w->ctx, e, err);
+    free(w);
+    w = next;
+  }
+  (void)reg;
+}
+
+static void job_finished(nne_registry_t *reg) {
+  if (--reg->busy == 0 && reg->on_idle != NULL)
+    reg->on_idle(reg->on_idle_ctx);
+}
+
+static int read_file(const char *path, char **out, size_t *len, size_t max,
+                     nne_err_t *err) {
+  FILE *f = fopen(path, "rb");
+  char *buf;
+  size_t n;
+
+  if (f == NULL)
+    return nne_err_set(err, NNE_EIO, "%s: %s", path, strerror(errno));
+  buf = malloc(max + 1);
+  if (buf == NULL) {
+    fclose(f);
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  }
+  n = fread(buf, 1, max + 1, f);
+  if (ferror(f)) {
+    fclose(f);
+    free(buf);
+    return nne_err_set(err, NNE_EIO, "%s: read error", path);
+  }
+  fclose(f);
+  if (n > max) {
+    free(buf);
+    return nne_err_set(err, NNE_EINVAL, "%s: larger than %zu bytes", path, max);
+  }
+  buf[n] = '\0';
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
+/* On the loader thread: read model.json, load the archive, and measure the
+ * vocabulary with a one-token forward (which also proves the model runs). */
+static void load_work(nne_job_t *job) {
+  load_job_t *lj = (load_job_t *)job;
+  char path[PATH_MAX + 32], where[NNE_MODEL_NAME_MAX + 16];
+  char *text = NULL;
+  size_t len = 0;
+  const char *device;
+  nne_dtype_t dtype;
+  bool traced_converted;
+  nne_tensor_t *ids = NULL, *logits = NULL;
+  static const int64_t one[2] = {1, 1};
+  static const int64_t zero_id = 0;
+
+  lj->rc = 0;
+  snprintf(where, sizeof where, "%s/model.json", lj->entry->name);
+  snprintf(path, sizeof path, "%s/model.json", lj->dir);
+  if (is_file(path)) {
+    lj->rc = read_file(path, &text, &len, NNE_MODEL_JSON_MAX, &lj->err);
+    if (lj->rc == 0)
+      lj->rc = nne_model_spec_parse(text, len, where, &lj->spec, &lj->err);
+    free(text);
+    if (lj->rc != 0)
+      return;
+  } else {
+    memset(&lj->spec, 0, sizeof lj->spec);
+    lj->spec.pad_token_id = -1;
+  }
+  /* Precedence: the Load request, then --device, then model.json. */
+  device = lj->device[0] ? lj->device
+           : lj->reg->device_override ? lj->reg->device_override
+           : lj->spec.device[0]       ? lj->spec.device
+                                      : "cpu";
+  dtype = lj->dtype != NNE_DTYPE_INVALID ? lj->dtype : lj->spec.dtype;
+  snprintf(path, sizeof path, "%s/model.pt", lj->dir);
+  lj->rc = nne_model_load(path, device, dtype, &lj->model, &lj->err);
+  if (lj->rc != 0)
+    return;
+  /* Traced archives bake dtype and device constants into their graphs: say
+   * so when converting one fails below. */
+  traced_converted = strcmp(lj->spec.export_kind, "trace") == 0 &&
+                     ((dtype != NNE_DTYPE_INVALID && dtype != lj->spec.dtype) ||
+                      strcmp(device, lj->spec.device[0] ? lj->spec.device
+                                                        : "cpu") != 0);
+  lj->rc = nne_tensor_from_host(NNE_DTYPE_I64, one, 2, &zero_id, &ids,
+                                &lj->err);
+  if (lj->rc == 0)
+    lj->rc = nne_model_forward(lj->model, ids, NULL, &logits, &lj->err);
+  if (lj->rc == 0) {
+    if (nne_tensor_ndim(logits) != 3 || nne_tensor_shape(logits)[0] != 1 ||
+        nne_tensor_shape(logits)[1] != 1 || nne_tensor_shape(logits)[2] < 1) {
+      const int64_t *s = nne_tensor_shape(logits);
+      lj->rc = nne_err_set(
+          &lj->err, NNE_EINVAL,
+          "forward on one token returned a %d-d tensor (%lld, ...), expected "
+          "logits [batch, seq, vocab]",
+          nne_tensor_ndim(logits), (long long)(nne_tensor_ndim(logits) ? s[0] : 0));
+    } else {
+      lj->vocab = nne_tensor_shape(logits)[2];
+    }
+  } else {
+    nne_err_prefix(&lj->err, "test forward on one token failed");
+    if (traced_converted) {
+      size_t n = strlen(lj->err.msg);
+      snprintf(lj->err.msg + n, sizeof lj->err.msg - n,
+               " (a traced archive keeps the dtype and device it was traced "
+               "with; load it as exported)");
+    }
+  }
+  nne_tensor_unref(ids);
+  nne_tensor_unref(logits);
+  if (lj->rc != 0) {
+    nne_model_unref(lj->model);
+    lj->model = NULL;
+  }
+}
+
+static uint32_t min_nonzero(uint32_t cap, uint32_t v) {
+  return v != 0 && v < cap ? v : cap;
+}
+
+static void load_done(nne_job_t *job) {
+  load_job_t *lj = (load_job_t *)job;
+  nne_registry_t *reg = lj->reg;
+  nne_model_entry_t *e = lj->entry;
+  double ms = (double)(job->t_end_ns - job->t_start_ns) / 1e6;
+
+  if (lj->rc == 0) {
+    e->state = NNE_MODEL_LOADED;
+    e->model = lj->model;
+    e->spec = lj->spec;
+    snprintf(e->device, sizeof e->device, "%s", nne_model_device(lj->model));
+    e->dtype = nne_model_dtype(lj->model);
+    e->vocab_size = lj->vocab;
+    e->max_batch = min_nonzero(reg->max_batch, lj->spec.max_batch);
+    e->max_seq_len = min_nonzero(reg->max_seq_len, lj->spec.max_seq_len);
+    e->pad_token_id = lj->spec.pad_token_id >= 0 ? lj->spec.pad_token_id : 0;
+    e->load_ms = ms;
+    e->error[0] = '\0';
+    nne_log_info("model %s loaded on %s (%s, vocab %lld, %zu modules) in "
+                 "%.1f ms",
+                 e->name, e->device, nne_dtype_name(e->dtype),
+                 (long long)e->vocab_size, nne_model_module_count(e->model), ms);
+    notify(reg, e, NULL);
+  } else {
+    e->state = NNE_MODEL_FAILED;
+    snprintf(e->error, sizeof e->error, "%s", lj->err.msg);
+    nne_log_error("model %s failed to load: %s", e->name, lj->err.msg);
+    notify(reg, e, &lj->err);
+  }
+  free(lj);
+  job_finished(reg);
+}
+
+static int add_waiter(nne_model_entry_t *e, nne_registry_cb cb, void *ctx,
+                      nne_err_t *err) {
+  nne_registry_waiter_t *w, **pp;
+  if (cb == NULL)
+    return 0;
+  w = calloc(1, sizeof *w);
+  if (w == NULL)
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  w->cb = cb;
+  w->ctx = ctx;
+  for (pp = &e->waiters; *pp != NULL; pp = &(*pp)->next)
+    ;
+  *pp = w;
+  return 0;
+}
+
+int nne_registry_load(nne_registry_t *reg, nne_model_entry_t *e,
+                      const char *device, nne_dtype_t dtype, nne_registry_cb cb,
+                      void *ctx, nne_err_t *err) {
+  load_job_t *lj;
+  int rc;
+
+  switch (e->state) {
+  case NNE_MODEL_LOADED:
+    if (cb != NULL)
+      cb(ctx, e, NULL);
+    return 0;
+  case NNE_MODEL_LOADING:
+    return add_waiter(e, cb, ctx, err);
+  case NNE_MODEL_UNLOADING:
+    return nne_err_set(err, NNE_ESTATE,
+                       "model '%s' is being unloaded; load it again once "
+                       "Unload has returned",
+                       e->name);
+  case NNE_MODEL_AVAILABLE:
+  case NNE_MODEL_FAILED:
+    break;
+  }
+  if (device != NULL && device[0] != '\0' && strlen(device) >= 32)
+    return nne_err_set(err, NNE_EINVAL, "device: '%s' is too long", device);
+  lj = calloc(1, sizeof *lj);
+  if (lj == NULL)
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  lj->job.work = load_work;
+  lj->job.done = load_done;
+  lj->reg = reg;
+  lj->entry = e;
+  snprintf(lj->dir, sizeof lj->dir, "%s/%s", reg->repo, e->name);
+  if (device != NULL)
+    snprintf(lj->device, sizeof lj->device, "%s", device);
+  lj->dtype = dtype;
+  rc = add_waiter(e, cb, ctx, err);
+  if (rc == 0)
+    rc = nne_executor_submit(reg->loader, &lj->job, err);
+  if (rc != 0) {
+    /* Nothing started: drop the waiter we may have added. */
+    if (e->waiters != NULL && cb != NULL) {
+      nne_registry_waiter_t **pp = &e->waiters;
+      while ((*pp)->next != NULL)
+        pp = &(*pp)->next;
+      free(*pp);
+      *pp = NULL;
+    }
+    free(lj);
+    return rc;
+  }
+  e->state = NNE_MODEL_LOADING;
+  reg->busy++;
+  nne_log_info("loading model %s", e->name);
+  return 0;
+}
+
+/* ---- unloading ------------------------------------------------------------ */
+
+typedef struct unload_job {
+  nne_job_t job;
+  nne_registry_t *reg;
+  nne_model_entry_t *entry;
+  nne_model_t *model;
+} unload_job_t;
+
+/* Freeing a large model returns gigabytes to the allocator: off the loop. */
+static void unload_work(nne_job_t *job) {
+  unload_job_t *uj = (unload_job_t *)job;
+  nne_model_unref(uj->model);
+}
+
+static void unload_done(nne_job_t *job) {
+  unload_job_t *uj = (unload_job_t *)job;
+  nne_model_entry_t *e = uj->entry;
+  nne_registry_t *reg = uj->reg;
+
+  e->state = NNE_MODEL_AVAILABLE;
+  nne_log_info("model %s unloaded", e->name);
+  free(uj);
+  notify(reg, e, NULL);
+  job_finished(reg);
+}
+
+static void start_unload(nne_registry_t *reg, nne_model_entry_t *e) {
+  unload_job_t *uj = calloc(1, sizeof *uj);
+  nne_err_t err;
+
+  if (uj != NULL) {
+    uj->job.work = unload_work;
+    uj->job.done = unload_done;
+    uj->reg = reg;
+    uj->entry = e;
+    uj->model = e->model;
+    e->model = NULL;
+    if (nne_executor_submit(reg->loader, &uj->job, &err) == 0) {
+      reg->busy++;
+      return;
+    }
+    e->model = uj->model;
+    free(uj);
+  }
+  /* The loader refused (full or stopping): free it here rather than leak. */
+  nne_model_unref(e->model);
+  e->model = NULL;
+  e->state = NNE_MODEL_AVAILABLE;
+  notify(reg, e, NULL);
+}
+
+int nne_registry_unload(nne_registry_t *reg, nne_model_entry_t *e,
+                        nne_registry_cb cb, void *ctx, nne_err_t *err) {
+  int rc;
+
+  switch (e->state) {
+  case NNE_MODEL_AVAILABLE:
+  case NNE_MODEL_FAILED:
+    if (cb != NULL)
+      cb(ctx, e, NULL);
+    return 0;
+  case NNE_MODEL_LOADING:
+    return nne_err_set(err, NNE_ESTATE,
+                       "model '%s' is loading; unload it once Load has "
+                       "returned",
+                       e->name);
+  case NNE_MODEL_UNLOADING:
+    return add_waiter(e, cb, ctx, err);
+  case NNE_MODEL_LOADED:
+    break;
+  }
+  rc = add_waiter(e, cb, ctx, err);
+  if (rc != 0)
+    return rc;
+  e->state = NNE_MODEL_UNLOADING;
+  nne_log_info("unloading model %s (%d calls in flight)", e->name,
+               e->in_flight);
+  if (e->in_flight == 0)
+    start_unload(reg, e);
+  return 0;
+}
+
+/* ---- use by calls --------------------------------------------------------- */
+
+int nne_registry_acquire(nne_registry_t *reg, nne_model_entry_t *e,
+                         nne_model_t **model, nne_err_t *err) {
+  (void)reg;
+  switch (e->state) {
+  case NNE_MODEL_LOADED:
+    e->in_flight++;
+    *model = nne_model_ref(e->model);
+    return 0;
+  case NNE_MODEL_AVAILABLE:
+    return nne_err_set(err, NNE_ESTATE,
+                       "model '%s' is not loaded; call Models.Load first",
+                       e->name);
+  case NNE_MODEL_LOADING:
+    return nne_err_set(err, NNE_EUNAVAIL,
+                       "model '%s' is still loading; retry when Load returns",
+                       e->name);
+  case NNE_MODEL_UNLOADING:
+    return nne_err_set(err, NNE_ESTATE, "model '%s' is being unloaded",
+                       e->name);
+  case NNE_MODEL_FAILED:
+    return nne_err_set(err, NNE_ESTATE,
+                       "model '%s' failed to load (%s); fix it and Load again",
+                       e->name, e->error);
+  }
+  return nne_err_set(err, NNE_EINTERNAL, "model '%s' in unknown state",
+                     e->name);
+}
+
+void nne_registry_release(nne_registry_t *reg, nne_model_entry_t *e,
+                          nne_model_t *model) {
+  nne_model_unref(model);
+  if (--e->in_flight == 0 && e->state == NNE_MODEL_UNLOADING &&
+      e->model != NULL)
+    start_unload(reg, e);
+}

@@ -1,0 +1,145 @@
+/* registry.h — the model repository and the models loaded from it.
+ *
+ * The repository is an operator-owned directory: <repo>/<name>/model.pt (a
+ * TorchScript archive: code, hence trusted) and <repo>/<name>/model.json
+ * (device, dtype, family, limits); a directory holding either file is a
+ * model. Clients name models; they never pass a
+ * path. Names are checked against a strict alphabet before they touch the
+ * file system, so "../x" is simply an unknown model.
+ *
+ * The registry lives on the loop thread. Loading and unloading run on the
+ * loader executor (reading files and building a libtorch module takes from
+ * milliseconds to minutes); their completion callbacks run on the loop.
+ * Calls that use a model hold it with nne_registry_acquire/release, so an
+ * Unload waits for in-flight calls and never frees a model under them.
+ */
+#ifndef NNE_REGISTRY_H
+#define NNE_REGISTRY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "error.h"
+#include "executor.h"
+
+#define NNE_MODEL_NAME_MAX 127
+
+/* The numbers equal the wire enum nnedit.v1.ModelState. */
+typedef enum nne_model_state {
+  NNE_MODEL_AVAILABLE = 1,
+  NNE_MODEL_LOADING = 2,
+  NNE_MODEL_LOADED = 3,
+  NNE_MODEL_UNLOADING = 4,
+  NNE_MODEL_FAILED = 5,
+} nne_model_state_t;
+
+/* What model.json says (every field optional). */
+typedef struct nne_model_spec {
+  char family[32];
+  char export_kind[16];
+  char device[32];
+  nne_dtype_t dtype;       /* NNE_DTYPE_INVALID: keep the archive's */
+  uint32_t max_batch;      /* 0: the daemon's cap */
+  uint32_t max_seq_len;    /* 0: the daemon's cap */
+  int64_t pad_token_id;    /* -1: none given (0 is used for padding) */
+} nne_model_spec_t;
+
+typedef struct nne_model_entry nne_model_entry_t;
+
+/* Called on the loop thread when a load or unload finished; err is NULL on
+ * success. */
+typedef void (*nne_registry_cb)(void *ctx, nne_model_entry_t *entry,
+                                const nne_err_t *err);
+
+typedef struct nne_registry_waiter {
+  nne_registry_cb cb;
+  void *ctx;
+  struct nne_registry_waiter *next;
+} nne_registry_waiter_t;
+
+struct nne_model_entry {
+  char name[NNE_MODEL_NAME_MAX + 1];
+  nne_model_state_t state;
+  nne_model_spec_t spec;   /* as read at the last load */
+  nne_model_t *model;      /* engine handle while LOADED / UNLOADING */
+  char device[32];         /* where it actually lives */
+  nne_dtype_t dtype;
+  int64_t vocab_size;
+  uint32_t max_batch;      /* effective limits */
+  uint32_t max_seq_len;
+  int64_t pad_token_id;    /* effective: spec's or 0 */
+  double load_ms;
+  char error[NNE_ERR_MSG_MAX]; /* why the last load failed */
+  int in_flight;           /* calls holding the model */
+  bool present;            /* seen in the repository at the last scan */
+  nne_registry_waiter_t *waiters; /* for the load/unload in progress */
+  nne_model_entry_t *next;
+};
+
+typedef struct nne_registry {
+  char *repo;              /* absolute path of the repository */
+  const char *device_override; /* --device, or NULL */
+  uint32_t max_batch, max_seq_len; /* the daemon's hard caps */
+  nne_executor_t *loader;
+  nne_model_entry_t *entries; /* sorted by name */
+  int busy;                /* load/unload jobs not yet completed */
+  void (*on_idle)(void *ctx); /* called when busy drops to 0 */
+  void *on_idle_ctx;
+} nne_registry_t;
+
+/* Opens the repository (which must be a readable directory) and scans it.
+ * The registry copies repo; device_override must outlive it. */
+int nne_registry_init(nne_registry_t *reg, const char *repo,
+                      const char *device_override, uint32_t max_batch,
+                      uint32_t max_seq_len, nne_executor_t *loader,
+                      nne_err_t *err);
+
+/* Unreferences every loaded model and frees the entries. Call when no job
+ * is in flight. */
+void nne_registry_close(nne_registry_t *reg);
+
+/* Re-reads the repository directory: new model directories appear as
+ * AVAILABLE, vanished ones that are not loaded disappear. */
+int nne_registry_scan(nne_registry_t *reg, nne_err_t *err);
+
+/* Checks a client-supplied name: 1..127 characters of [A-Za-z0-9._-], not
+ * starting with '.'. NNE_EINVAL names the field (`field`, e.g. "name"). */
+int nne_registry_check_name(const char *field, const char *name,
+                            nne_err_t *err);
+
+/* Finds a model by name (rescanning once if it is not known yet).
+ * NNE_EINVAL for a malformed name, NNE_ENOTFOUND naming it otherwise. */
+int nne_registry_lookup(nne_registry_t *reg, const char *field,
+                        const char *name, nne_model_entry_t **out,
+                        nne_err_t *err);
+
+/* Loads the model, or joins the load in progress. device/dtype override
+ * model.json and --device when non-empty / valid. cb runs on the loop
+ * thread when the model is LOADED or the load FAILED; if the model already
+ * is LOADED, cb runs synchronously before this returns. Returns an error
+ * (and never calls cb) when the load cannot start. */
+int nne_registry_load(nne_registry_t *reg, nne_model_entry_t *entry,
+                      const char *device, nne_dtype_t dtype, nne_registry_cb cb,
+                      void *ctx, nne_err_t *err);
+
+/* Unloads: refuses new work at once, frees the model when the last call
+ * holding it releases it, then runs cb. A model that is not loaded is
+ * already unloaded (cb runs synchronously). */
+int nne_registry_unload(nne_registry_t *reg, nne_model_entry_t *entry,
+                        nne_registry_cb cb, void *ctx, nne_err_t *err);
+
+/* Takes a model for a call: NNE_ESTATE (with a message saying what to do)
+ * unless it is LOADED. On success the caller holds the entry and an engine
+ * reference (*model) until nne_registry_release. */
+int nne_registry_acquire(nne_registry_t *reg, nne_model_entry_t *entry,
+                         nne_model_t **model, nne_err_t *err);
+void nne_registry_release(nne_registry_t *reg, nne_model_entry_t *entry,
+                          nne_model_t *model);
+
+/* Parses a model.json text (exposed for unit tests). `where` prefixes
+ * messages ("gpt2/model.json"). */
+int nne_model_spec_parse(const char *text, size_t len, const char *where,
+                         nne_model_spec_t *spec, nne_err_t *err);
+
+#endif /* NNE_REGISTRY_H */

@@ -1,0 +1,543 @@
+/* rpc_inference.c — nnedit.v1.Inference/Forward.
+ *
+ * The request is decoded and checked on the loop thread (rows, lengths,
+ * vocabulary, mask, limits), padded into [B, S] arrays, and handed to the
+ * compute executor. The job runs the forward, picks each row's last real
+ * position, computes top-k, and prepares the logits' host bytes. Back on the
+ * loop, the reply streams: one ForwardResponse{result}, then, when asked, the
+ * "logits" tensor in TensorChunk messages whose payload is sent zero-copy
+ * from the tensor's memory (the slice holds a tensor reference), one message
+ * in flight at a time.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/slice.h>
+
+#include "log.h"
+#include "nnedit/v1/inference.pb.h"
+#include "rpc.h"
+
+#define NNE_TOP_K_MAX 1000
+
+/* ---- request decoding ----------------------------------------------------- */
+
+/* Rows of a repeated TokenRow / MaskRow field, flattened: values of all rows
+ * in `vals`, and each row's length in `len`. */
+typedef struct rows_dec {
+  nne_pb_i64_dec_t vals;
+  uint32_t *len;
+  size_t n, cap, max_rows;
+  bool overflow;
+  uint32_t value_tag; /* TokenRow.ids or MaskRow.values */
+} rows_dec_t;
+
+static bool rows_dec_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  rows_dec_t *rd = *arg;
+  size_t before = rd->vals.n;
+  bool ok;
+
+  (void)f;
+  if (rd->n >= rd->max_rows) {
+    rd->overflow = true;
+    PB_RETURN_ERROR(s, "too many rows");
+  }
+  if (rd->n == rd->cap) {
+    size_t cap = rd->cap ? rd->cap * 2 : 8;
+    uint32_t *nl = realloc(rd->len, cap * sizeof *nl);
+    if (nl == NULL)
+      PB_RETURN_ERROR(s, "out of memory");
+    rd->len = nl;
+    rd->cap = cap;
+  }
+  /* TokenRow and MaskRow each hold one repeated integer field; their values
+   * go to the shared, bounded list. */
+  ok = nne_pb_decode_int_list_msg(s, rd->value_tag, &rd->vals);
+  if (!ok)
+    return false;
+  rd->len[rd->n++] = (uint32_t)(rd->vals.n - before);
+  return true;
+}
+
+static void rows_free(rows_dec_t *rd) {
+  free(rd->vals.v);
+  free(rd->len);
+}
+
+/* ---- the job -------------------------------------------------------------- */
+
+typedef struct fwd_job {
+  nne_job_t job;
+  nne_server_t *srv;
+  nne_call_t *call;
+  nne_model_entry_t *entry;
+  nne_model_t *model;
+  /* inputs, [B, S] padded */
+  int64_t B, S;
+  int64_t *ids;
+  int64_t *mask;      /* NULL when no row is padded and no mask was given */
+  int64_t *last_pos;  /* B: each row's last real position */
+  int top_k;
+  int logits_mode;
+  /* results */
+  int rc;
+  nne_err_t err;
+  nne_tensor_t *tk_ids, *tk_vals, *tk_probs;
+  const int64_t *tk_ids_p;
+  const float *tk_vals_p, *tk_probs_p;
+  nne_tensor_t *out;  /* the tensor to stream, or NULL */
+  const uint8_t *out_p;
+  size_t out_bytes, sent;
+  /* encoding state for the result message */
+  nne_pb_list_enc_t *row_tops;
+  double queue_ms, compute_ms;
+} fwd_job_t;
+
+static void fwd_job_free(fwd_job_t *fj) {
+  free(fj->ids);
+  free(fj->mask);
+  free(fj->last_pos);
+  free(fj->row_tops);
+  nne_tensor_unref(fj->tk_ids);
+  nne_tensor_unref(fj->tk_vals);
+  nne_tensor_unref(fj->tk_probs);
+  nne_tensor_unref(fj->out);
+  free(fj);
+}
+
+static void fwd_work(nne_job_t *job) {
+  fwd_job_t *fj = (fwd_job_t *)job;
+  nne_tensor_t *ids = NULL, *mask = NULL, *logits = NULL, *last = NULL;
+  int64_t shape[2] = {fj->B, fj->S};
+  const void *p;
+
+  if (nne_call_cancelled(fj->call)) {
+    /* The client is gone or out of time: don't spend the device on it. */
+    fj->rc = nne_err_set(&fj->err, NNE_ECANCELED, "cancelled before it ran");
+    return;
+  }
+  fj->rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, fj->ids, &ids,
+                                &fj->err);
+  if (fj->rc == 0 && fj->mask != NULL)
+    fj->rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, fj->mask, &mask,
+                                  &fj->err);
+  if (fj->rc == 0)
+    fj->rc = nne_model_forward(fj->model, ids, mask, &logits, &fj->err);
+  if (fj->rc == 0 && (fj->top_k > 0 ||
+                      fj->logits_mode == nnedit_v1_LogitsMode_LOGITS_LAST))
+    fj->rc = nne_tensor_select_positions(logits, fj->last_pos, &last, &fj->err);
+  if (fj->rc == 0 && fj->top_k > 0) {
+    fj->rc = nne_tensor_topk(last, fj->top_k, &fj->tk_ids, &fj->tk_vals,
+                             &fj->tk_probs, &fj->err);
+    if (fj->rc == 0)
+      fj->rc = nne_tensor_host_data(fj->tk_ids, &p, &fj->err);
+    if (fj->rc == 0) {
+      fj->tk_ids_p = p;
+      fj->rc = nne_tensor_host_data(fj->tk_vals, &p, &fj->err);
+    }
+    if (fj->rc == 0) {
+      fj->tk_vals_p = p;
+      fj->rc = nne_tensor_host_data(fj->tk_probs, &p, &fj->err);
+    }
+    if (fj->rc == 0)
+      fj->tk_probs_p = p;
+  }
+  if (fj->rc == 0 && fj->logits_mode != nnedit_v1_LogitsMode_LOGITS_NONE) {
+    fj->out = nne_tensor_ref(
+        fj->logits_mode == nnedit_v1_LogitsMode_LOGITS_LAST ? last : logits);
+    /* Host bytes now, on the executor, so the loop only hands out slices. */
+    fj->rc = nne_tensor_host_data(fj->out, &p, &fj->err);
+    if (fj->rc == 0) {
+      fj->out_p = p;
+      fj->out_bytes = nne_tensor_nbytes(fj->out);
+    }
+  }
+  nne_tensor_unref(ids);
+  nne_tensor_unref(mask);
+  nne_tensor_unref(logits);
+  nne_tensor_unref(last);
+}
+
+/* ---- streaming the reply -------------------------------------------------- */
+
+typedef struct row_ctx {
+  fwd_job_t *fj;
+  int64_t row;
+} row_ctx_t;
+
+static bool fill_score(void *ctx, size_t i, void *msg) {
+  row_ctx_t *rc = ctx;
+  fwd_job_t *fj = rc->fj;
+  nnedit_v1_TokenScore *ts = msg;
+  size_t k = (size_t)rc->row * (size_t)fj->top_k + i;
+  ts->token_id = fj->tk_ids_p[k];
+  ts->logit = fj->tk_vals_p[k];
+  ts->prob = fj->tk_probs_p[k];
+  return true;
+}
+
+static bool fill_row(void *ctx, size_t i, void *msg) {
+  fwd_job_t *fj = ctx;
+  nnedit_v1_RowTopK *row = msg;
+  row->position = (uint32_t)fj->last_pos[i];
+  if (fj->top_k > 0)
+    NNE_PB_ENC(row->top, nne_pb_list_enc, &fj->row_tops[i]);
+  return true;
+}
+
+static void tensor_slice_free(void *p) { nne_tensor_unref(p); }
+
+static void send_next_chunk(nne_call_t *call, bool ok);
+
+static void chunk_sent(nne_call_t *call, bool ok) { send_next_chunk(call, ok); }
+
+static void send_next_chunk(nne_call_t *call, bool ok) {
+  fwd_job_t *fj = call->user;
+  nnedit_v1_TensorChunk hdr = nnedit_v1_TensorChunk_init_zero;
+  uint8_t inner[512], framed[600];
+  pb_ostream_t os;
+  size_t n, framed_len;
+  grpc_slice slices[2];
+  grpc_byte_buffer *bb;
+  int i, nd;
+
+  if (!ok || nne_call_cancelled(call))
+    return; /* the client went away; the call's free releases the job */
+  if (fj->out == NULL || fj->sent >= fj->out_bytes) {
+    nne_call_finish(call);
+    return;
+  }
+  n = fj->out_bytes - fj->sent;
+  if (n > call->srv->cfg->chunk_bytes)
+    n = call->srv->cfg->chunk_bytes;
+  snprintf(hdr.name, sizeof hdr.name, "logits");
+  hdr.dtype = (nnedit_v1_DType)nne_tensor_dtype(fj->out);
+  nd = nne_tensor_ndim(fj->out);
+  hdr.shape_count = (pb_size_t)nd;
+  for (i = 0; i < nd; i++)
+    hdr.shape[i] = nne_tensor_shape(fj->out)[i];
+  hdr.total_bytes = fj->out_bytes;
+  hdr.offset = fj->sent;
+  hdr.last = fj->sent + n == fj->out_bytes;
+  os = pb_ostream_from_buffer(inner, sizeof inner);
+  if (!pb_encode(&os, nnedit_v1_TensorChunk_fields, &hdr)) {
+    nne_call_fail(call, NNE_EINTERNAL, "cannot encode a tensor chunk header");
+    return;
+  }
+  framed_len = nne_pb_frame_chunk(inner, os.bytes_written,
+                                  nnedit_v1_TensorChunk_data_tag, n,
+                                  nnedit_v1_ForwardResponse_chunk_tag, framed,
+                                  sizeof framed);
+  slices[0] = grpc_slice_from_copied_buffer((const char *)framed, framed_len);
+  /* The payload goes out straight from tensor memory; the slice keeps the
+   * tensor alive until gRPC is done with it (on any of its threads). */
+  slices[1] = grpc_slice_new_with_user_data(
+      (void *)(fj->out_p + fj->sent), n, tensor_slice_free,
+      nne_tensor_ref(fj->out));
+  bb = grpc_raw_byte_buffer_create(slices, 2);
+  grpc_slice_unref(slices[0]);
+  grpc_slice_unref(slices[1]);
+  fj->sent += n;
+  nne_call_send(call, bb, chunk_sent);
+}
+
+static void send_result(nne_call_t *call, fwd_job_t *fj) {
+  nnedit_v1_ForwardResponse resp = nnedit_v1_ForwardResponse_init_zero;
+  nnedit_v1_ForwardResult *r = &resp.msg.result;
+  nne_pb_list_enc_t rows;
+  row_ctx_t *rcs = NULL;
+  int64_t b;
+
+  resp.which_msg = nnedit_v1_ForwardResponse_result_tag;
+  r->batch = (uint32_t)fj->B;
+  r->seq_len = (uint32_t)fj->S;
+  if (fj->top_k > 0) {
+    rcs = calloc((size_t)fj->B, sizeof *rcs);
+    fj->row_tops = calloc((size_t)fj->B, sizeof *fj->row_tops);
+    if (rcs == NULL || fj->row_tops == NULL) {
+      free(rcs);
+      nne_call_fail(call, NNE_ENOMEM, "out of memory building the reply");
+      return;
+    }
+    for (b = 0; b < fj->B; b++) {
+      rcs[b].fj = fj;
+      rcs[b].row = b;
+      fj->row_tops[b].n = (size_t)fj->top_k;
+      fj->row_tops[b].fill = fill_score;
+      fj->row_tops[b].ctx = &rcs[b];
+      fj->row_tops[b].msg_size = sizeof(nnedit_v1_TokenScore);
+    }
+  }
+  rows.n = (size_t)fj->B;
+  rows.fill = fill_row;
+  rows.ctx = fj;
+  rows.msg_size = sizeof(nnedit_v1_RowTopK);
+  NNE_PB_ENC(r->rows, nne_pb_list_enc, &rows);
+  r->has_timing = true;
+  r->timing.queue_ms = fj->queue_ms;
+  r->timing.compute_ms = fj->compute_ms;
+  r->timing.total_ms = (double)(nne_now_ns() - call->t_start_ns) / 1e6;
+  if (fj->out != NULL)
+    snprintf(r->logits_tensor, sizeof r->logits_tensor, "logits");
+  nne_call_send_msg(call, nnedit_v1_ForwardResponse_fields, &resp,
+                    send_next_chunk);
+  free(rcs); /* encoding is synchronous: the contexts are no longer used */
+}
+
+static void fwd_done(nne_job_t *job) {
+  fwd_job_t *fj = (fwd_job_t *)job;
+  nne_call_t *call = fj->call;
+
+  fj->queue_ms = (double)(job->t_start_ns - job->t_submit_ns) / 1e6;
+  fj->compute_ms = (double)(job->t_end_ns - job->t_start_ns) / 1e6;
+  nne_registry_release(&fj->srv->registry, fj->entry, fj->model);
+  fj->model = NULL;
+  nne_server_poke(fj->srv);
+  if (nne_call_cancelled(call)) {
+    nne_log_debug("Forward: client gone after %.1f ms of compute",
+                  fj->compute_ms);
+  } else if (fj->rc != 0) {
+    nne_call_fail_err(call, &fj->err);
+  } else {
+    /* The call owns the job from here: the stream reads from it. */
+    call->user = fj;
+    call->user_free = (void (*)(void *))fwd_job_free;
+    send_result(call, fj);
+    nne_call_unref(call); /* the job's reference */
+    return;
+  }
+  nne_call_unref(call);
+  fwd_job_free(fj);
+}
+
+/* ---- validation ----------------------------------------------------------- */
+
+static int check_request(nne_server_t *srv, const nnedit_v1_ForwardRequest *in,
+                         const rows_dec_t *ids, const rows_dec_t *mask,
+                         const nne_model_entry_t *e, nne_err_t *err) {
+  size_t r, c, off;
+  uint32_t maxlen = 0, minlen = UINT32_MAX;
+  size_t r_min = 0, r_max = 0;
+
+  (void)srv;
+  if (in->padding < nnedit_v1_Padding_PADDING_NONE ||
+      in->padding > nnedit_v1_Padding_PADDING_RIGHT)
+    return nne_err_set(err, NNE_EINVAL, "padding: unknown value %d",
+                       (int)in->padding);
+  if (in->logits < nnedit_v1_LogitsMode_LOGITS_NONE ||
+      in->logits > nnedit_v1_LogitsMode_LOGITS_ALL)
+    return nne_err_set(err, NNE_EINVAL, "logits: unknown value %d",
+                       (int)in->logits);
+  if (in->top_k > NNE_TOP_K_MAX)
+    return nne_err_set(err, NNE_EINVAL, "top_k: %u is more than %d",
+                       in->top_k, NNE_TOP_K_MAX);
+  if ((int64_t)in->top_k > e->vocab_size)
+    return nne_err_set(err, NNE_EINVAL,
+                       "top_k: %u is more than the vocabulary (%" PRId64 ")",
+                       in->top_k, e->vocab_size);
+  if (ids->n == 0)
+    return nne_err_set(err, NNE_EINVAL, "input_ids: the batch is empty");
+  if (ids->n > e->max_batch)
+    return nne_err_set(err, NNE_ERESOURCE,
+                       "input_ids: %zu rows exceed the model's max_batch %u",
+                       ids->n, e->max_batch);
+  for (r = 0; r < ids->n; r++) {
+    if (ids->len[r] == 0)
+      return nne_err_set(err, NNE_EINVAL, "input_ids[%zu]: the row is empty",
+                         r);
+    if (ids->len[r] > e->max_seq_len)
+      return nne_err_set(err, NNE_ERESOURCE,
+                         "input_ids[%zu]: %u tokens exceed the model's "
+                         "max_seq_len %u",
+                         r, ids->len[r], e->max_seq_len);
+    if (ids->len[r] > maxlen) {
+      maxlen = ids->len[r];
+      r_max = r;
+    }
+    if (ids->len[r] < minlen) {
+      minlen = ids->len[r];
+      r_min = r;
+    }
+  }
+  for (r = 0, off = 0; r < ids->n; r++)
+    for (c = 0; c < ids->len[r]; c++, off++) {
+      int64_t t = ids->vals.v[off];
+      if (t < 0 || t >= e->vocab_size)
+        return nne_err_set(err, NNE_EINVAL,
+                           "input_ids[%zu][%zu]: token id %" PRId64
+                           " is outside the vocabulary [0, %" PRId64 ")",
+                           r, c, t, e->vocab_size);
+    }
+  if (mask->n > 0) {
+    if (mask->n != ids->n)
+      return nne_err_set(err, NNE_EINVAL,
+                         "attention_mask: %zu rows for %zu input_ids rows",
+                         mask->n, ids->n);
+    for (r = 0, off = 0; r < mask->n; r++) {
+      bool any = false;
+      if (mask->len[r] != ids->len[r])
+        return nne_err_set(err, NNE_EINVAL,
+                           "attention_mask[%zu]: %u values for %u tokens", r,
+                           mask->len[r], ids->len[r]);
+      for (c = 0; c < mask->len[r]; c++, off++) {
+        int64_t v = mask->vals.v[off];
+        if (v != 0 && v != 1)
+          return nne_err_set(err, NNE_EINVAL,
+                             "attention_mask[%zu][%zu]: value %" PRId64
+                             " is not 0 or 1",
+                             r, c, v);
+        any |= v == 1;
+      }
+      if (!any)
+        return nne_err_set(err, NNE_EINVAL,
+                           "attention_mask[%zu]: every position is padding",
+                           r);
+    }
+  }
+  if (maxlen != minlen && in->padding == nnedit_v1_Padding_PADDING_NONE)
+    return nne_err_set(err, NNE_EINVAL,
+                       "input_ids: rows differ in length (row %zu has %u "
+                       "tokens, row %zu has %u); set padding to PADDING_LEFT "
+                       "or PADDING_RIGHT",
+                       r_min, minlen, r_max, maxlen);
+  return 0;
+}
+
+/* Lays the rows out in [B, S] with padding on the asked side and computes
+ * each row's last real position. */
+static int build_inputs(fwd_job_t *fj, const nnedit_v1_ForwardRequest *in,
+                        const rows_dec_t *ids, const rows_dec_t *mask,
+                        int64_t pad_id, nne_err_t *err) {
+  size_t r, c, off = 0;
+  int64_t S = 0, B = (int64_t)ids->n;
+  bool ragged = false, need_mask;
+
+  for (r = 0; r < ids->n; r++) {
+    if ((int64_t)ids->len[r] > S)
+      S = ids->len[r];
+    if (r > 0 && ids->len[r] != ids->len[0])
+      ragged = true;
+  }
+  need_mask = ragged || mask->n > 0;
+  fj->B = B;
+  fj->S = S;
+  fj->ids = malloc((size_t)(B * S) * sizeof *fj->ids);
+  fj->last_pos = malloc((size_t)B * sizeof *fj->last_pos);
+  fj->mask = need_mask ? calloc((size_t)(B * S), sizeof *fj->mask) : NULL;
+  if (fj->ids == NULL || fj->last_pos == NULL || (need_mask && !fj->mask))
+    return nne_err_set(err, NNE_ENOMEM, "out of memory for %" PRId64 "x%" PRId64
+                       " inputs", B, S);
+  for (r = 0; r < ids->n; r++) {
+    int64_t len = ids->len[r];
+    int64_t start = in->padding == nnedit_v1_Padding_PADDING_LEFT ? S - len : 0;
+    int64_t *row = fj->ids + (int64_t)r * S, *mrow;
+    int64_t last = -1;
+    for (c = 0; c < (size_t)S; c++)
+      row[c] = pad_id;
+    memcpy(row + start, ids->vals.v + off, (size_t)len * sizeof *row);
+    if (need_mask) {
+      mrow = fj->mask + (int64_t)r * S;
+      for (c = 0; c < (size_t)len; c++)
+        mrow[start + (int64_t)c] = mask->n > 0 ? mask->vals.v[off + c] : 1;
+      for (c = 0; c < (size_t)S; c++)
+        if (mrow[c] == 1)
+          last = (int64_t)c;
+    } else {
+      last = S - 1;
+    }
+    fj->last_pos[r] = last;
+    off += (size_t)len;
+  }
+  return 0;
+}
+
+void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
+                               grpc_byte_buffer *req) {
+  const nne_config_t *cfg = srv->cfg;
+  nnedit_v1_ForwardRequest in = nnedit_v1_ForwardRequest_init_zero;
+  rows_dec_t ids, mask;
+  nne_model_entry_t *e;
+  fwd_job_t *fj = NULL;
+  nne_err_t err;
+  char why[256];
+  uint64_t out_bytes;
+  int rc;
+
+  memset(&ids, 0, sizeof ids);
+  memset(&mask, 0, sizeof mask);
+  ids.value_tag = nnedit_v1_TokenRow_ids_tag;
+  mask.value_tag = nnedit_v1_MaskRow_values_tag;
+  ids.max_rows = mask.max_rows = cfg->max_batch;
+  /* Every value takes at least one byte on the wire, so the message limit
+   * already bounds these; the per-model limits are checked after decoding,
+   * when the model (which may come last on the wire) is known. */
+  ids.vals.max = mask.vals.max = cfg->max_message_bytes;
+  NNE_PB_DEC(in.input_ids, rows_dec_cb, &ids);
+  NNE_PB_DEC(in.attention_mask, rows_dec_cb, &mask);
+  if (!nne_pb_decode_bb(req, nnedit_v1_ForwardRequest_fields, &in, why,
+                        sizeof why)) {
+    if (ids.overflow || mask.overflow)
+      nne_err_set(&err, NNE_ERESOURCE,
+                  "%s: more than %u rows (--max-batch)",
+                  ids.overflow ? "input_ids" : "attention_mask",
+                  cfg->max_batch);
+    else
+      nne_err_set(&err, NNE_EINVAL, "malformed ForwardRequest: %s", why);
+    goto fail;
+  }
+  if (nne_registry_lookup(&srv->registry, "model", in.model, &e, &err) != 0)
+    goto fail;
+  fj = calloc(1, sizeof *fj);
+  if (fj == NULL) {
+    nne_err_set(&err, NNE_ENOMEM, "out of memory");
+    goto fail;
+  }
+  if (nne_registry_acquire(&srv->registry, e, &fj->model, &err) != 0)
+    goto fail;
+  fj->entry = e;
+  rc = check_request(srv, &in, &ids, &mask, e, &err);
+  if (rc == 0)
+    rc = build_inputs(fj, &in, &ids, &mask, e->pad_token_id, &err);
+  if (rc == 0) {
+    out_bytes = 0;
+    if (in.logits == nnedit_v1_LogitsMode_LOGITS_LAST)
+      out_bytes = (uint64_t)fj->B * (uint64_t)e->vocab_size * 4u;
+    else if (in.logits == nnedit_v1_LogitsMode_LOGITS_ALL)
+      out_bytes = (uint64_t)fj->B * (uint64_t)fj->S *
+                  (uint64_t)e->vocab_size * nne_dtype_size(e->dtype);
+    if (out_bytes > cfg->max_response_bytes)
+      rc = nne_err_set(&err, NNE_ERESOURCE,
+                       "logits: %" PRIu64 " bytes exceed the response limit "
+                       "of %" PRIu64 " bytes (--max-response-bytes)",
+                       out_bytes, cfg->max_response_bytes);
+  }
+  if (rc != 0) {
+    nne_registry_release(&srv->registry, e, fj->model);
+    fj->model = NULL;
+    goto fail;
+  }
+  fj->job.work = fwd_work;
+  fj->job.done = fwd_done;
+  fj->srv = srv;
+  fj->call = call;
+  fj->top_k = (int)in.top_k;
+  fj->logits_mode = (int)in.logits;
+  nne_call_ref(call); /* the job's reference */
+  if (nne_executor_submit(&srv->compute, &fj->job, &err) != 0) {
+    nne_call_unref(call);
+    nne_registry_release(&srv->registry, e, fj->model);
+    fj->model = NULL;
+    goto fail;
+  }
+  rows_free(&ids);
+  rows_free(&mask);
+  return;
+fail:
+  rows_free(&ids);
+  rows_free(&mask);
+  if (fj != NULL)
+    fwd_job_free(fj);
+  nne_call_fail_err(call, &err);
+}

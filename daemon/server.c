@@ -1,0 +1,528 @@
+/* server.c — the gRPC server's life: start, accept calls, drain, tear down.
+ * See server.h for the threads and the shutdown order. */
+#include "server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+
+#include "log.h"
+#include "rpc.h"
+
+/* Requests kept armed per method, so that a burst of new calls does not wait
+ * for the loop to re-arm one at a time. */
+#define NNE_ARMED_PER_METHOD 4
+
+static const nne_method_t methods[] = {
+    {"/nnedit.v1.Models/List", nne_rpc_models_list},
+    {"/nnedit.v1.Models/Load", nne_rpc_models_load},
+    {"/nnedit.v1.Models/Unload", nne_rpc_models_unload},
+    {"/nnedit.v1.Models/Describe", nne_rpc_models_describe},
+    {"/nnedit.v1.Inference/Forward", nne_rpc_inference_forward},
+    {"/grpc.health.v1.Health/Check", nne_rpc_health_check},
+    {"/grpc.health.v1.Health/Watch", nne_rpc_health_watch},
+};
+#define N_METHODS ((int)(sizeof methods / sizeof methods[0]))
+#define GENERIC_METHOD (-1)
+
+static void maybe_finish_shutdown(nne_server_t *srv);
+static void arm(nne_server_t *srv, int method_index);
+
+/* ---- completion-queue thread ---------------------------------------------- */
+
+static void *cq_main(void *arg) {
+  nne_server_t *srv = arg;
+
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(
+        srv->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    pthread_mutex_lock(&srv->ev_mu);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) {
+      srv->cq_thread_exited = true;
+      pthread_mutex_unlock(&srv->ev_mu);
+      uv_async_send(&srv->cq_async);
+      return NULL;
+    }
+    if (ev.type == GRPC_OP_COMPLETE) {
+      if (srv->n_events == srv->cap_events) {
+        size_t cap = srv->cap_events ? srv->cap_events * 2 : 64;
+        nne_event_t *ne = realloc(srv->events, cap * sizeof *ne);
+        if (ne == NULL) {
+          /* Losing an event would leak a call forever; nothing sane is
+           * left to do. */
+          nne_log_error("out of memory in the completion-queue thread");
+          abort();
+        }
+        srv->events = ne;
+        srv->cap_events = cap;
+      }
+      srv->events[srv->n_events].tag = ev.tag;
+      srv->events[srv->n_events].ok = ev.success != 0;
+      srv->n_events++;
+    }
+    pthread_mutex_unlock(&srv->ev_mu);
+    /* Coalesces: the loop drains every queued event per callback. */
+    uv_async_send(&srv->cq_async);
+  }
+}
+
+static void on_cq_events(uv_async_t *h) {
+  nne_server_t *srv = h->data;
+  nne_event_t *batch;
+  size_t n, i, cap;
+  bool exited;
+
+  pthread_mutex_lock(&srv->ev_mu);
+  batch = srv->events;
+  n = srv->n_events;
+  cap = srv->cap_events;
+  srv->events = NULL;
+  srv->n_events = srv->cap_events = 0;
+  exited = srv->cq_thread_exited;
+  pthread_mutex_unlock(&srv->ev_mu);
+  (void)cap;
+  for (i = 0; i < n; i++)
+    batch[i].tag->fn(srv, batch[i].tag, batch[i].ok);
+  free(batch);
+  if (exited)
+    maybe_finish_shutdown(srv);
+}
+
+/* ---- calls ---------------------------------------------------------------- */
+
+static void call_free(nne_call_t *call) {
+  nne_server_t *srv = call->srv;
+
+  if (call->user_free != NULL)
+    call->user_free(call->user);
+  if (call->call != NULL)
+    grpc_call_unref(call->call);
+  grpc_metadata_array_destroy(&call->md);
+  if (call->method_index == GENERIC_METHOD)
+    grpc_call_details_destroy(&call->details);
+  if (call->payload != NULL)
+    grpc_byte_buffer_destroy(call->payload);
+  if (call->send_bb != NULL)
+    grpc_byte_buffer_destroy(call->send_bb);
+  grpc_slice_unref(call->status_details);
+  free(call);
+  srv->live_calls--;
+  maybe_finish_shutdown(srv);
+}
+
+void nne_call_ref(nne_call_t *call) { call->refs++; }
+
+void nne_call_unref(nne_call_t *call) {
+  if (--call->refs == 0)
+    call_free(call);
+}
+
+static void on_close(nne_server_t *srv, nne_tag_t *tag, bool ok) {
+  nne_call_t *call = (nne_call_t *)((char *)tag - offsetof(nne_call_t, close_tag));
+  (void)srv;
+  (void)ok;
+  call->closed = true;
+  if (call->cancelled_flag) {
+    void (*cb)(nne_call_t *) = call->on_cancel;
+    atomic_store(&call->cancel, 1);
+    call->on_cancel = NULL;
+    if (cb != NULL)
+      cb(call);
+  }
+  nne_call_unref(call);
+}
+
+static void start_call(nne_server_t *srv, nne_call_t *call) {
+  grpc_op op;
+  grpc_call_error e;
+
+  /* Close-on-server first: its `cancelled` flag is how we learn that the
+   * client went away or the deadline passed. */
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op.data.recv_close_on_server.cancelled = &call->cancelled_flag;
+  call->close_tag.fn = on_close;
+  nne_call_ref(call);
+  e = grpc_call_start_batch(call->call, &op, 1, &call->close_tag, NULL);
+  if (e != GRPC_CALL_OK) {
+    nne_log_error("cannot watch call for close: %d", (int)e);
+    call->closed = true;
+    atomic_store(&call->cancel, 1);
+    nne_call_unref(call);
+  }
+  (void)srv;
+}
+
+static void on_new_call(nne_server_t *srv, nne_tag_t *tag, bool ok) {
+  nne_call_t *call = (nne_call_t *)((char *)tag - offsetof(nne_call_t, arm_tag));
+  int mi = call->method_index;
+
+  srv->armed_calls--;
+  if (!ok) {
+    /* The server is shutting down and cancelled the armed request. */
+    nne_call_unref(call);
+    return;
+  }
+  if (!srv->draining)
+    arm(srv, mi);
+  srv->calls_total++;
+  call->t_start_ns = nne_now_ns();
+  start_call(srv, call);
+  if (mi == GENERIC_METHOD) {
+    char *m = grpc_slice_to_c_string(call->details.method);
+    nne_err_t err;
+    nne_log_debug("unknown method %s", m);
+    nne_err_set(&err, NNE_EUNIMPL,
+                "method %s is not served by nneditd %s (it serves "
+                "nnedit.v1 and grpc.health.v1)",
+                m, NNE_VERSION);
+    gpr_free(m);
+    nne_call_fail_err(call, &err);
+  } else {
+    methods[mi].handler(srv, call, call->payload);
+  }
+  nne_call_unref(call); /* the handler's reference */
+}
+
+static void arm(nne_server_t *srv, int mi) {
+  nne_call_t *call = calloc(1, sizeof *call);
+  grpc_call_error e;
+
+  if (call == NULL) {
+    nne_log_error("out of memory arming a call");
+    return;
+  }
+  call->srv = srv;
+  call->method_index = mi;
+  call->method = mi == GENERIC_METHOD ? NULL : &methods[mi];
+  call->refs = 1;
+  call->status_details = grpc_empty_slice();
+  atomic_init(&call->cancel, 0);
+  call->arm_tag.fn = on_new_call;
+  grpc_metadata_array_init(&call->md);
+  srv->live_calls++;
+  if (mi == GENERIC_METHOD) {
+    grpc_call_details_init(&call->details);
+    e = grpc_server_request_call(srv->server, &call->call, &call->details,
+                                 &call->md, srv->cq, srv->cq, &call->arm_tag);
+  } else {
+    e = grpc_server_request_registered_call(
+        srv->server, srv->method_handles[mi], &call->call, &call->deadline,
+        &call->md, &call->payload, srv->cq, srv->cq, &call->arm_tag);
+  }
+  if (e != GRPC_CALL_OK) {
+    nne_log_error("cannot arm a call for %s: %d",
+                  mi == GENERIC_METHOD ? "unknown methods" : methods[mi].path,
+                  (int)e);
+    call->call = NULL;
+    nne_call_unref(call);
+    return;
+  }
+  srv->armed_calls++;
+}
+
+/* ---- health --------------------------------------------------------------- */
+
+void nne_server_set_health(nne_server_t *srv, int status) {
+  if (srv->health == status)
+    return;
+  srv->health = status;
+  nne_log_info("health: %s",
+               status == NNE_HEALTH_SERVING ? "SERVING" : "NOT_SERVING");
+  nne_rpc_health_changed(srv);
+}
+
+/* ---- shutdown ------------------------------------------------------------- */
+
+static void on_shutdown_tag(nne_server_t *srv, nne_tag_t *tag, bool ok) {
+  (void)tag;
+  (void)ok;
+  srv->shutdown_tag_seen = true;
+  nne_log_debug("gRPC server shut down (%d calls still live)", srv->live_calls);
+  maybe_finish_shutdown(srv);
+}
+
+static void on_drain_timeout(uv_timer_t *t) {
+  nne_server_t *srv = t->data;
+  nne_log_warn("drain timeout: cancelling %d calls still in flight",
+               srv->live_calls);
+  grpc_server_cancel_all_calls(srv->server);
+}
+
+static void close_cb_noop(uv_handle_t *h) { (void)h; }
+
+/* Runs whenever something that shutdown waits for may have finished. The
+ * order below is the one gRPC core needs (NOTES-grpc-core.md). */
+static void maybe_finish_shutdown(nne_server_t *srv) {
+  bool exited;
+
+  if (!srv->draining || srv->closed)
+    return;
+  if (!srv->cq_shutdown_started) {
+    if (!srv->shutdown_tag_seen || srv->live_calls > 0 ||
+        srv->registry.busy > 0 || nne_executor_pending(&srv->compute) > 0)
+      return;
+    srv->cq_shutdown_started = true;
+    grpc_completion_queue_shutdown(srv->cq);
+    return; /* the cq thread reports GRPC_QUEUE_SHUTDOWN through cq_async */
+  }
+  pthread_mutex_lock(&srv->ev_mu);
+  exited = srv->cq_thread_exited && srv->n_events == 0;
+  pthread_mutex_unlock(&srv->ev_mu);
+  if (!exited)
+    return;
+  srv->closed = true;
+  pthread_join(srv->cq_thread, NULL);
+  srv->cq_thread_started = false;
+  grpc_server_destroy(srv->server);
+  srv->server = NULL;
+  grpc_completion_queue_destroy(srv->cq);
+  srv->cq = NULL;
+  nne_executor_close(&srv->compute);
+  nne_executor_close(&srv->loader);
+  nne_registry_close(&srv->registry);
+  uv_timer_stop(&srv->drain_timer);
+  uv_close((uv_handle_t *)&srv->drain_timer, close_cb_noop);
+  uv_close((uv_handle_t *)&srv->sigint, close_cb_noop);
+  uv_close((uv_handle_t *)&srv->sigterm, close_cb_noop);
+  uv_close((uv_handle_t *)&srv->cq_async, close_cb_noop);
+  free(srv->method_handles);
+  srv->method_handles = NULL;
+  nne_log_info("stopped after %llu calls",
+               (unsigned long long)srv->calls_total);
+}
+
+void nne_server_poke(nne_server_t *srv) { maybe_finish_shutdown(srv); }
+
+static void on_registry_idle(void *ctx) { maybe_finish_shutdown(ctx); }
+
+void nne_server_drain(nne_server_t *srv, const char *why) {
+  if (srv->draining)
+    return;
+  srv->draining = true;
+  nne_log_info("%s: draining %d live calls (grace %.0f s)", why,
+               srv->live_calls - srv->armed_calls, srv->cfg->drain_timeout_s);
+  nne_server_set_health(srv, NNE_HEALTH_NOT_SERVING);
+  nne_rpc_health_close_watchers(srv);
+  srv->shutdown_tag.fn = on_shutdown_tag;
+  /* Stops accepting calls and fails the armed requests; calls in flight go
+   * on until they finish or the drain timer cancels them. */
+  grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->shutdown_tag);
+  uv_timer_start(&srv->drain_timer, on_drain_timeout,
+                 (uint64_t)(srv->cfg->drain_timeout_s * 1000.0), 0);
+  maybe_finish_shutdown(srv);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  nne_server_t *srv = h->data;
+  if (++srv->signals_seen > 1) {
+    /* The operator insists: leave now, without cleanup. */
+    static const char msg[] = "nneditd: second signal, exiting at once\n";
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+    }
+    _exit(128 + signum);
+  }
+  nne_server_drain(srv, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+/* ---- start ---------------------------------------------------------------- */
+
+static int write_ready_file(const char *path, const char *addr,
+                            nne_err_t *err) {
+  char tmp[4096];
+  FILE *f;
+
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >=
+      sizeof tmp)
+    return nne_err_set(err, NNE_EINVAL, "--ready-file: path too long");
+  f = fopen(tmp, "w");
+  if (f == NULL)
+    return nne_err_set(err, NNE_EIO, "--ready-file %s: %s", tmp,
+                       strerror(errno));
+  fprintf(f, "%s\n", addr);
+  if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    unlink(tmp);
+    return nne_err_set(err, NNE_EIO, "--ready-file %s: %s", path,
+                       strerror(errno));
+  }
+  return 0;
+}
+
+/* "host:0" with the bound port substituted, for logs and the ready file. */
+static void format_bound(nne_server_t *srv, const char *listen) {
+  const char *colon = strrchr(listen, ':');
+  if (strncmp(listen, "unix:", 5) == 0 || colon == NULL || srv->port <= 0) {
+    snprintf(srv->bound_addr, sizeof srv->bound_addr, "%s", listen);
+    return;
+  }
+  snprintf(srv->bound_addr, sizeof srv->bound_addr, "%.*s:%d",
+           (int)(colon - listen), listen, srv->port);
+}
+
+static void on_startup_load(void *ctx, nne_model_entry_t *e,
+                            const nne_err_t *err) {
+  (void)ctx;
+  if (err != NULL)
+    nne_log_error("--load %s: %s", e->name, err->msg);
+}
+
+int nne_server_start(nne_server_t *srv, const nne_config_t *cfg,
+                     uv_loop_t *loop, nne_err_t *err) {
+  grpc_arg args[2];
+  grpc_channel_args chargs;
+  grpc_server_credentials *creds;
+  int i, rc;
+
+  memset(srv, 0, sizeof *srv);
+  srv->cfg = cfg;
+  srv->loop = loop;
+  srv->health = NNE_HEALTH_NOT_SERVING;
+  pthread_mutex_init(&srv->ev_mu, NULL);
+
+  rc = nne_executor_init(&srv->loader, loop, "loader", 1, 64, err);
+  if (rc != 0)
+    return rc;
+  rc = nne_executor_init(&srv->compute, loop, "compute", cfg->workers,
+                         cfg->max_queue, err);
+  if (rc != 0)
+    goto fail_loader;
+  rc = nne_registry_init(&srv->registry, cfg->model_repo, cfg->device,
+                         cfg->max_batch, cfg->max_seq_len, &srv->loader, err);
+  if (rc != 0)
+    goto fail_compute;
+  srv->registry.on_idle = on_registry_idle;
+  srv->registry.on_idle_ctx = srv;
+  for (i = 0; i < cfg->n_loads; i++) {
+    nne_model_entry_t *e;
+    rc = nne_registry_lookup(&srv->registry, "--load", cfg->loads[i], &e, err);
+    if (rc != 0)
+      goto fail_registry;
+  }
+
+  grpc_init();
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[0].value.integer = (int)cfg->max_message_bytes;
+  /* Responses are chunked well below this; it only guards mistakes. */
+  args[1].type = GRPC_ARG_INTEGER;
+  args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+  args[1].value.integer = 64 << 20;
+  chargs.num_args = 2;
+  chargs.args = args;
+  srv->server = grpc_server_create(&chargs, NULL);
+  srv->cq = grpc_completion_queue_create_for_next(NULL);
+  grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
+  srv->method_handles = calloc(N_METHODS, sizeof *srv->method_handles);
+  if (srv->method_handles == NULL) {
+    rc = nne_err_set(err, NNE_ENOMEM, "out of memory");
+    goto fail_grpc;
+  }
+  for (i = 0; i < N_METHODS; i++) {
+    srv->method_handles[i] = grpc_server_register_method(
+        srv->server, methods[i].path, NULL,
+        GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    if (srv->method_handles[i] == NULL) {
+      rc = nne_err_set(err, NNE_EINTERNAL, "cannot register %s",
+                       methods[i].path);
+      goto fail_grpc;
+    }
+  }
+  creds = grpc_insecure_server_credentials_create();
+  srv->port = grpc_server_add_http2_port(srv->server, cfg->listen, creds);
+  grpc_server_credentials_release(creds);
+  if (srv->port == 0) {
+    rc = nne_err_set(err, NNE_EUNAVAIL,
+                     "--listen %s: cannot bind (in use, or not a valid "
+                     "address)",
+                     cfg->listen);
+    goto fail_grpc;
+  }
+  format_bound(srv, cfg->listen);
+  grpc_server_start(srv->server);
+
+  rc = uv_async_init(loop, &srv->cq_async, on_cq_events);
+  if (rc != 0) {
+    rc = nne_err_set(err, NNE_EINTERNAL, "uv_async_init: %s", uv_strerror(rc));
+    goto fail_started;
+  }
+  srv->cq_async.data = srv;
+  if (pthread_create(&srv->cq_thread, NULL, cq_main, srv) != 0) {
+    uv_close((uv_handle_t *)&srv->cq_async, close_cb_noop);
+    rc = nne_err_set(err, NNE_EINTERNAL, "cannot start the cq thread");
+    goto fail_started;
+  }
+  srv->cq_thread_started = true;
+
+  for (i = 0; i < N_METHODS; i++) {
+    int k;
+    for (k = 0; k < NNE_ARMED_PER_METHOD; k++)
+      arm(srv, i);
+  }
+  /* Unknown methods get UNIMPLEMENTED instead of hanging until the
+   * client's deadline. */
+  arm(srv, GENERIC_METHOD);
+  arm(srv, GENERIC_METHOD);
+
+  uv_timer_init(loop, &srv->drain_timer);
+  srv->drain_timer.data = srv;
+  uv_signal_init(loop, &srv->sigint);
+  uv_signal_init(loop, &srv->sigterm);
+  srv->sigint.data = srv->sigterm.data = srv;
+  uv_signal_start(&srv->sigint, on_signal, SIGINT);
+  uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+
+  for (i = 0; i < cfg->n_loads; i++) {
+    nne_model_entry_t *e;
+    nne_err_t lerr;
+    if (nne_registry_lookup(&srv->registry, "--load", cfg->loads[i], &e,
+                            &lerr) == 0 &&
+        nne_registry_load(&srv->registry, e, NULL, NNE_DTYPE_INVALID,
+                          on_startup_load, NULL, &lerr) != 0)
+      nne_log_error("--load %s: %s", cfg->loads[i], lerr.msg);
+  }
+  nne_server_set_health(srv, NNE_HEALTH_SERVING);
+  nne_log_info("nneditd %s serving on %s (model repository %s, libtorch %s)",
+               NNE_VERSION, srv->bound_addr, srv->registry.repo,
+               nne_engine_torch_version());
+  if (cfg->ready_file != NULL) {
+    rc = write_ready_file(cfg->ready_file, srv->bound_addr, err);
+    if (rc != 0) {
+      /* Serving without telling the one who waits would hang them. */
+      nne_log_error("%s", err->msg);
+      srv->exit_code = 1;
+      nne_server_drain(srv, "ready file");
+      return 0;
+    }
+  }
+  return 0;
+
+fail_started:
+  grpc_server_shutdown_and_notify(srv->server, srv->cq, NULL);
+  grpc_server_cancel_all_calls(srv->server);
+fail_grpc:
+  if (srv->server != NULL) {
+    grpc_completion_queue_shutdown(srv->cq);
+    while (grpc_completion_queue_next(srv->cq,
+                                      gpr_inf_future(GPR_CLOCK_MONOTONIC),
+                                      NULL)
+               .type != GRPC_QUEUE_SHUTDOWN)
+      ;
+    grpc_server_destroy(srv->server);
+    grpc_completion_queue_destroy(srv->cq);
+  }
+  free(srv->method_handles);
+  grpc_shutdown_blocking();
+fail_registry:
+  nne_registry_close(&srv->registry);
+fail_compute:
+  nne_executor_close(&srv->compute);
+fail_loader:
+  nne_executor_close(&srv->loader);
+  return rc;
+}

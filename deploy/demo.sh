@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The main job, from a fresh clone: installs what is missing, builds nneditd
+# and nneditctl, generates the example model repository (small GPT-2, Llama
+# and GPT-NeoX models in Hugging Face layouts), starts nneditd on 127.0.0.1
+# with it, and shows a session through nneditctl. Stops the daemon at the end.
+#
+#   deploy/demo.sh             the session above
+#   deploy/demo.sh --keep      leave the daemon running afterwards (prints how to stop it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+keep=${1:-}
+
+deploy/setup.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"${NNE_JOBS:-2}" --target nneditd nneditctl fixtures
+
+repo=$PWD/build/fixtures
+addr=${NNEDIT_ADDR:-127.0.0.1:50051}
+state=$(mktemp -d /tmp/nnedit-demo-XXXXXX)
+build/nneditd --listen "$addr" --model-repo "$repo" --load gpt2-script \
+  --ready-file "$state/ready" 2>"$state/nneditd.log" &
+pid=$!
+stop() {
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid"
+    wait "$pid" && echo "nneditd stopped cleanly (exit 0)" || echo "nneditd exited $?"
+  fi
+}
+if [[ "$keep" != "--keep" ]]; then trap stop EXIT; fi
+
+for _ in $(seq 1 300); do
+  [[ -s "$state/ready" ]] && break
+  kill -0 "$pid" 2>/dev/null || { cat "$state/nneditd.log" >&2; exit 1; }
+  sleep 0.1
+done
+[[ -s "$state/ready" ]] || { echo "nneditd did not start" >&2; cat "$state/nneditd.log" >&2; exit 1; }
+export NNEDIT_ADDR=$(cat "$state/ready")
+
+show() { echo; echo "\$ $*"; "$@"; }
+show build/nneditctl health
+show build/nneditctl models list
+show build/nneditctl models load gpt2-script
+show build/nneditctl models load llama-script
+show build/nneditctl models list
+show build/nneditctl modules gpt2-script
+show build/nneditctl forward gpt2-script --tokens 31,415,926,5,27 --top-k 5
+show build/nneditctl forward llama-script --tokens 1,2,3 --tokens 4,5 --pad left --top-k 5
+show build/nneditctl -o json forward gpt2-script --tokens 7,8,9 --top-k 3
+# A mistake gets a precise status and a non-zero exit:
+show build/nneditctl forward gpt2-script --tokens 7,8,5000 || echo "(exit $?)"
+
+echo
+echo "daemon log: $state/nneditd.log"
+if [[ "$keep" == "--keep" ]]; then
+  echo "nneditd is still running (pid $pid) on $NNEDIT_ADDR; stop it with: kill -TERM $pid"
+fi

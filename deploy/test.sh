@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what is missing, builds
+# (warnings are errors), generates the fixture models, runs every unit and
+# integration test; then does the same under AddressSanitizer and
+# UndefinedBehaviorSanitizer. Exits non-zero on any failure.
+#
+#   deploy/test.sh             both builds
+#   NNE_SKIP_ASAN=1 deploy/test.sh   the normal build only (quicker, local use)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+deploy/setup.sh
+jobs=${NNE_JOBS:-2}
+
+run_suite() {
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DNNE_WERROR=ON "$@"
+  cmake --build "$dir" -j"$jobs"
+  ctest --test-dir "$dir" --output-on-failure --timeout 900
+}
+
+echo "== build and test: $PWD/build"
+run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+if [[ -z "${NNE_SKIP_ASAN:-}" ]]; then
+  echo "== build and test with ASan+UBSan: $PWD/build-asan"
+  run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DNNE_SANITIZE=ON
+fi
+echo "== all tests passed"

@@ -1,0 +1,186 @@
+"""Shared pieces of the Python integration tests.
+
+Starts a real nneditd on 127.0.0.1 with a free port (it announces the port in
+its --ready-file), gives out grpcio stubs generated from proto/, and reads the
+fixture references. Every wait is bounded and every daemon started is stopped
+(SIGTERM, then SIGKILL) by the test that started it.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.environ.get("NNE_PY_GEN", ""))
+
+import grpc  # noqa: E402
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from nnedit.v1 import inference_pb2, inference_pb2_grpc  # noqa: E402
+from nnedit.v1 import models_pb2, models_pb2_grpc  # noqa: E402
+from nnedit.v1 import tensor_pb2  # noqa: E402
+
+FIXTURES = os.environ.get("NNE_FIXTURES_DIR", "")
+NNEDITD = os.environ.get("NNEDITD", "nneditd")
+
+NP_DTYPES = {
+    tensor_pb2.FLOAT32: np.float32,
+    tensor_pb2.FLOAT64: np.float64,
+    tensor_pb2.FLOAT16: np.float16,
+    tensor_pb2.INT64: np.int64,
+    tensor_pb2.INT32: np.int32,
+    tensor_pb2.BOOL: np.bool_,
+    tensor_pb2.UINT8: np.uint8,
+    tensor_pb2.INT8: np.int8,
+    tensor_pb2.INT16: np.int16,
+}
+
+
+def _die_with_parent():
+    """In the child: a test runner killed by a timeout takes its daemon along."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class Daemon:
+    """A real nneditd process; use as a context manager or call stop()."""
+
+    def __init__(self, *args, repo=None, timeout=60.0):
+        self.dir = tempfile.mkdtemp(prefix="nnedit-pytest-")
+        self.ready = os.path.join(self.dir, "ready")
+        self.log_path = os.path.join(self.dir, "nneditd.log")
+        self.log = open(self.log_path, "wb")
+        argv = [NNEDITD, "--listen", "127.0.0.1:0", "--ready-file", self.ready,
+                "--model-repo", repo or FIXTURES] + list(args)
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.exists(self.ready):
+                with open(self.ready) as f:
+                    addr = f.read().strip()
+                if addr:
+                    self.addr = addr
+                    break
+            if self.proc.poll() is not None:
+                raise RuntimeError("nneditd exited during start:\n" + self.log_text())
+            time.sleep(0.02)
+        else:
+            self.kill()
+            raise RuntimeError("nneditd did not become ready:\n" + self.log_text())
+        self.channel = grpc.insecure_channel(
+            self.addr, options=[("grpc.max_receive_message_length", 64 << 20)])
+        self.models = models_pb2_grpc.ModelsStub(self.channel)
+        self.inference = inference_pb2_grpc.InferenceStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    def log_text(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def signal(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=30.0):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self):
+        """SIGTERM and wait; returns the exit code."""
+        if hasattr(self, "channel"):
+            self.channel.close()
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError("nneditd did not stop in 30 s:\n" + self.log_text())
+        else:
+            code = self.proc.returncode
+        self.log.close()
+        return code
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def manifest(name):
+    with open(os.path.join(FIXTURES, name, "ref", "manifest.json")) as f:
+        return json.load(f)
+
+
+def ref_array(name, rel):
+    return np.load(os.path.join(FIXTURES, name, "ref", rel))
+
+
+def forward(stub, model, rows, mask=None, padding=0, top_k=0, logits=0, timeout=60):
+    """Runs Forward; returns (result, {tensor name: ndarray})."""
+    req = inference_pb2.ForwardRequest(
+        model=model,
+        input_ids=[inference_pb2.TokenRow(ids=r) for r in rows],
+        attention_mask=[inference_pb2.MaskRow(values=m) for m in (mask or [])],
+        padding=padding, top_k=top_k, logits=logits)
+    result = None
+    tensors = {}
+    bufs = {}
+    for msg in stub.Forward(req, timeout=timeout):
+        if msg.HasField("result"):
+            result = msg.result
+            continue
+        c = msg.chunk
+        buf = bufs.setdefault(c.name, {"dtype": c.dtype, "shape": list(c.shape),
+                                       "data": bytearray(), "total": c.total_bytes})
+        assert c.offset == len(buf["data"]), (c.offset, len(buf["data"]))
+        buf["data"] += c.data
+        if c.last:
+            assert len(buf["data"]) == buf["total"]
+            tensors[c.name] = np.frombuffer(bytes(buf["data"]), dtype=NP_DTYPES[buf["dtype"]]) \
+                .reshape(buf["shape"])
+    return result, tensors
+
+
+def write_slow_model(repo, name="slow", iters=400, width=512, vocab=100):
+    """A scripted model whose forward takes about a second on two cores, for
+    tests that need a call to be in flight while something happens."""
+    import torch  # Debian's torch; only the tests that need it import it
+
+    class Slow(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.emb = torch.nn.Parameter(torch.randn(vocab, width, generator=g) * 0.1)
+            self.w = torch.nn.Parameter(torch.randn(width, width, generator=g) / width ** 0.5)
+            self.iters = iters
+            self.vocab = vocab
+
+        def forward(self, input_ids: torch.Tensor):
+            x = self.emb[input_ids]
+            for _ in range(self.iters):
+                x = torch.tanh(x @ self.w)
+            return x[..., : self.vocab]
+
+    d = os.path.join(repo, name)
+    os.makedirs(d, exist_ok=True)
+    torch.jit.save(torch.jit.script(Slow()), os.path.join(d, "model.pt"))
+    with open(os.path.join(d, "model.json"), "w") as f:
+        json.dump({"family": "test", "device": "cpu", "dtype": "float32"}, f)
+    return d

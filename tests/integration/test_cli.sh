@@ -1,0 +1,597 @@
+#!/usr/bin/env bash
+# test_cli.sh — nneditctl end to end: exit codes (0 ok, 1 error, 2 usage),
+# the table and JSON outputs (parsed with Python), numbers against the
+# fixtures' references, and libnnedit's defences against a misbehaving
+# server (a scripted fake that sends broken replies: the CLI must report
+# them as errors, never crash or hang).
+#
+# Runs under ctest (which sets NNEDITCTL, NNEDITD, NNE_FIXTURES_DIR,
+# NNE_PYTHON, NNE_PY_GEN) or by hand from the source tree with a build in
+# ./build. Only 127.0.0.1 is used; every wait is bounded; everything started
+# is killed on exit.
+set -u
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+BUILD=${NNE_BUILD_DIR:-$HERE/../../build}
+CTL=${NNEDITCTL:-$BUILD/nneditctl}
+NNEDITD=${NNEDITD:-$BUILD/nneditd}
+FIX=${NNE_FIXTURES_DIR:-$BUILD/fixtures}
+PY=${NNE_PYTHON:-/usr/bin/python3}
+PY_GEN=${NNE_PY_GEN:-$BUILD/gen_py}
+
+TMP=$(mktemp -d /tmp/nnedit-cli-XXXXXX)
+DPID=
+FPID=
+FAILS=0
+CHECKS=0
+
+cleanup() {
+  local p
+  for p in $DPID $FPID; do
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() {
+  echo "FAIL: $*" >&2
+  FAILS=$((FAILS + 1))
+}
+
+# run ARGS...: runs nneditctl (bounded), sets OUT, ERR and RC.
+run() {
+  OUT=$(timeout 60 "$CTL" "$@" 2>"$TMP/stderr")
+  RC=$?
+  ERR=$(cat "$TMP/stderr")
+  CHECKS=$((CHECKS + 1))
+}
+
+# expect CODE WHAT: the last run's exit status.
+expect() {
+  [ "$RC" = "$1" ] || fail "$2: exit $RC, expected $1 (stdout: ${OUT:0:300}; stderr: $ERR)"
+}
+
+# has HAYSTACK NEEDLE WHAT
+has() {
+  case "$1" in
+  *"$2"*) ;;
+  *) fail "$3: '$2' not in: ${1:0:400}" ;;
+  esac
+}
+
+# json PYTHON WHAT: the last run's stdout is one JSON document `d` for which
+# the Python statements hold.
+json() {
+  printf '%s' "$OUT" | "$PY" -c "
+import json, sys
+d = json.load(sys.stdin)
+$1
+" 2>"$TMP/pyerr" || fail "$2: $(tail -3 "$TMP/pyerr") (stdout: ${OUT:0:300})"
+}
+
+# wait_ready FILE PID: bounded wait for a "host:port\n" ready file.
+wait_ready() {
+  local _
+  for _ in $(seq 600); do
+    if [ -s "$1" ] && [ -z "$(tail -c1 "$1" | tr -d '\n')" ]; then
+      head -n1 "$1"
+      return 0
+    fi
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+for f in "$CTL" "$NNEDITD"; do
+  [ -x "$f" ] || { echo "test_cli: $f is not built" >&2; exit 1; }
+done
+[ -f "$FIX/gpt2-script/ref/manifest.json" ] ||
+  { echo "test_cli: no fixtures in $FIX" >&2; exit 1; }
+
+# ---- usage errors (no daemon needed) -----------------------------------------
+
+run
+expect 2 "no command"
+has "$ERR" "usage: nneditctl" "no command"
+run --bogus health
+expect 2 "unknown global option"
+run frobnicate
+expect 2 "unknown command"
+has "$ERR" "unknown command 'frobnicate'" "unknown command"
+run models
+expect 2 "models without subcommand"
+run models fly
+expect 2 "unknown models subcommand"
+run models load
+expect 2 "models load without NAME"
+has "$ERR" "usage: nneditctl models load NAME" "models load usage line"
+run models load a b
+expect 2 "models load with two names"
+run models load x --dtype float128
+expect 2 "unknown dtype"
+has "$ERR" "float128" "unknown dtype"
+run models load x --device
+expect 2 "--device without value"
+run modules
+expect 2 "modules without MODEL"
+run forward gpt2-script
+expect 2 "forward without tokens"
+run forward --tokens 1,2
+expect 2 "forward without MODEL"
+run forward m --tokens 1,x
+expect 2 "unparsable token"
+has "$ERR" "'1,x'" "unparsable token named"
+run forward m --tokens 1,,2
+expect 2 "empty element"
+run forward m --tokens 99999999999999999999
+expect 2 "token out of int64"
+run forward m --tokens 1 --mask 1,3000000000
+expect 2 "mask value out of int32"
+run forward m --tokens 1 --top-k -1
+expect 2 "negative top-k"
+run forward m --tokens 1 --top-k many
+expect 2 "unparsable top-k"
+run forward m --tokens 1 --pad up
+expect 2 "bad --pad"
+run forward m --tokens 1 --logits some
+expect 2 "bad --logits"
+run forward m --tokens 1 --logits none --save-logits "$TMP/x.npy"
+expect 2 "--save-logits with --logits none"
+run --timeout abc health
+expect 2 "unparsable timeout"
+run --timeout -1 health
+expect 2 "negative timeout"
+run -o yaml health
+expect 2 "bad output format"
+run --addr
+expect 2 "--addr without value"
+
+run --help
+expect 0 "--help"
+has "$OUT" "usage: nneditctl" "--help text"
+run --version
+expect 0 "--version"
+has "$OUT" "nneditctl " "--version text"
+for c in "health" "models" "models list" "models load" "models unload" "modules" "forward"; do
+  # shellcheck disable=SC2086
+  run $c --help
+  expect 0 "$c --help"
+  has "$OUT" "usage: nneditctl $c" "$c --help text"
+done
+
+# ---- no daemon: connection errors ---------------------------------------------
+
+run --addr 127.0.0.1:1 health
+expect 1 "unreachable daemon"
+has "$ERR" "nneditctl: UNAVAILABLE: " "unreachable daemon message"
+NNEDIT_ADDR=127.0.0.1:1 run models list
+expect 1 "NNEDIT_ADDR is used"
+has "$ERR" "127.0.0.1:1" "NNEDIT_ADDR named"
+
+# ---- a real daemon -----------------------------------------------------------
+
+"$NNEDITD" --listen 127.0.0.1:0 --ready-file "$TMP/ready" --model-repo "$FIX" \
+  >"$TMP/nneditd.log" 2>&1 &
+DPID=$!
+ADDR=$(wait_ready "$TMP/ready" "$DPID") || {
+  echo "test_cli: nneditd did not start:" >&2
+  cat "$TMP/nneditd.log" >&2
+  exit 1
+}
+A=(--addr "$ADDR")
+
+run "${A[@]}" health
+expect 0 "health"
+[ "$OUT" = "SERVING" ] || fail "health prints '$OUT'"
+NNEDIT_ADDR=$ADDR run health nnedit.v1.Inference
+expect 0 "health of a service via NNEDIT_ADDR"
+run "${A[@]}" -o json health nnedit.v1.Models
+expect 0 "health json"
+json 'assert d == {"service": "nnedit.v1.Models", "status": "SERVING"}, d' "health json"
+run "${A[@]}" health no.such.Service
+expect 1 "health of an unknown service"
+has "$ERR" "nneditctl: NOT_FOUND: " "unknown service status"
+has "$ERR" "no.such.Service" "unknown service named"
+
+run "${A[@]}" models load gpt2-script
+expect 0 "models load"
+has "$OUT" "state:        LOADED" "models load table"
+has "$OUT" "vocab size:   1000" "models load table vocab"
+run "${A[@]}" -o json models load llama-script --device cpu --dtype float32
+expect 0 "models load json"
+json '
+m = d["model"]
+assert m["name"] == "llama-script" and m["state"] == "LOADED", m
+assert m["device"] == "cpu" and m["dtype"] == "float32" and m["vocab_size"] == 1000, m
+assert m["param_bytes"] == 4 * m["param_count"] > 0, m
+assert set(m) >= {"family", "export_kind", "error", "module_count", "max_batch",
+                  "max_seq_len", "load_ms", "in_flight"}, sorted(m)' "models load json"
+run "${A[@]}" models load no-such-model
+expect 1 "load of an unknown model"
+has "$ERR" "nneditctl: NOT_FOUND: " "unknown model status"
+has "$ERR" "no-such-model" "unknown model named"
+
+run "${A[@]}" models list
+expect 0 "models list"
+for n in gpt2-script gpt2-trace llama-script llama-trace neox-script neox-trace; do
+  has "$OUT" "$n" "models list names $n"
+done
+has "$OUT" "NAME" "models list header"
+run "${A[@]}" -o json models list
+expect 0 "models list json"
+json '
+names = {m["name"]: m for m in d["models"]}
+assert d["server_version"].startswith("nneditd "), d["server_version"]
+assert names["gpt2-script"]["state"] == "LOADED", names["gpt2-script"]
+assert names["neox-trace"]["state"] in ("AVAILABLE", "LOADED")' "models list json"
+
+# The tree: the root as the model class, children indented by depth, and
+# the JSON equal to what Python saw.
+run "${A[@]}" modules gpt2-script
+expect 0 "modules"
+first=$(printf '%s\n' "$OUT" | head -n1)
+second=$(printf '%s\n' "$OUT" | sed -n 2p)
+case "$first" in GPT2LMHeadModel*"call 0") ;; *) fail "modules root line: '$first'" ;; esac
+case "$second" in "  transformer "*GPT2Model*"call 1") ;; *) fail "modules line 2: '$second'" ;; esac
+has "$OUT" "      transformer.h.0 " "depth-3 indent"
+has "$OUT" "not called" "a module never called"
+printf '%s\n' "$OUT" | grep -q ' $' && fail "modules: trailing blanks"
+run "${A[@]}" -o json modules gpt2-script
+expect 0 "modules json"
+json "
+ref = json.load(open('$FIX/gpt2-script/ref/manifest.json'))['modules']
+got = d['modules']
+assert [m['path'] for m in got] == [m['path'] for m in ref]
+assert [m['class_name'] for m in got] == [m['class'] for m in ref]
+assert [m['call_index'] for m in got] == [m['call_index'] for m in ref]
+assert got[0]['parent'] == -1 and got[0]['depth'] == 0
+for m in got[1:]:
+    assert m['depth'] == got[m['parent']]['depth'] + 1, m
+assert d['model']['module_count'] == len(ref)" "modules json vs manifest"
+run "${A[@]}" modules no-such-model
+expect 1 "modules of an unknown model"
+has "$ERR" "nneditctl: NOT_FOUND: " "modules unknown model"
+
+# Forward: the reference batch, all logits saved and compared bit for bit
+# with the archive run in Python; top-k from those logits.
+IDS0=31,415,926,5,27,3,777
+IDS1=1,998,512,64,300,71,2
+run "${A[@]}" forward gpt2-script --tokens $IDS0 --tokens $IDS1 --top-k 5 \
+  --save-logits "$TMP/logits.npy"
+expect 0 "forward table"
+has "$OUT" "batch 2  seq_len 7" "forward table header"
+has "$OUT" "row 1  position 6" "forward table rows"
+has "$OUT" "saved to $TMP/logits.npy" "forward table saved"
+run "${A[@]}" -o json forward gpt2-script --tokens $IDS0 --tokens $IDS1 --top-k 5 \
+  --save-logits "$TMP/logits.npy"
+expect 0 "forward json"
+json "
+import numpy as np
+ref = np.load('$FIX/gpt2-script/ref/logits_jit.npy')
+got = np.load('$TMP/logits.npy')
+assert got.dtype == np.float32 and got.shape == (2, 7, 1000), (got.dtype, got.shape)
+assert np.array_equal(got, ref), float(np.abs(got - ref).max())
+assert (d['model'], d['batch'], d['seq_len']) == ('gpt2-script', 2, 7), d
+assert d['logits'] == {'name': 'logits', 'dtype': 'float32', 'shape': [2, 7, 1000],
+                       'nbytes': 56000, 'file': '$TMP/logits.npy'}, d['logits']
+assert set(d['timing']) == {'queue_ms', 'compute_ms', 'total_ms'}
+for r, row in enumerate(d['rows']):
+    assert row['row'] == r and row['position'] == 6
+    v = ref[r, 6]
+    want = np.argsort(-v, kind='stable')[:5]
+    assert [t['token_id'] for t in row['top']] == list(want), (row, want)
+    assert [np.float32(t['logit']) for t in row['top']] == list(v[want])
+    p = np.exp(v.astype(np.float64) - v.max()); p /= p.sum()
+    assert np.allclose([t['prob'] for t in row['top']], p[want], rtol=1e-5, atol=0)" \
+  "forward json vs reference"
+
+# The masked batch, with the mask given and with left padding by the daemon.
+run "${A[@]}" forward gpt2-script --tokens 11,42,7,500,999 --tokens 0,0,123,45,6 \
+  --mask 1,1,1,1,1 --mask 0,0,1,1,1 --top-k 1 --logits all --save-logits "$TMP/m1.npy"
+expect 0 "forward with a mask"
+run "${A[@]}" -o json forward gpt2-script --tokens 11,42,7,500,999 --tokens 123,45,6 \
+  --pad left --top-k 1 --save-logits "$TMP/m2.npy"
+expect 0 "forward with left padding"
+json "
+import numpy as np
+ref = np.load('$FIX/gpt2-script/ref/logits_masked_jit.npy')
+assert np.array_equal(np.load('$TMP/m1.npy'), ref)
+assert np.array_equal(np.load('$TMP/m2.npy'), ref)
+assert [r['position'] for r in d['rows']] == [4, 4], d['rows']" "masked forward vs reference"
+run "${A[@]}" -o json forward gpt2-script --tokens 5,6,7,8,9 --tokens 10,11 --pad right \
+  --top-k 0 --logits last
+expect 0 "forward with right padding"
+json "
+assert [r['position'] for r in d['rows']] == [4, 1], d['rows']
+assert all(r['top'] == [] for r in d['rows'])
+assert d['logits']['shape'] == [2, 1000] and d['logits']['file'] is None, d['logits']" \
+  "right padding json"
+run "${A[@]}" -o json forward gpt2-script --tokens 1,2,3
+expect 0 "forward without logits"
+json 'assert d["logits"] is None and len(d["rows"][0]["top"]) == 5, d' "default top-k 5, no logits"
+
+# Forward errors: named by the daemon, status name on stderr, exit 1.
+run "${A[@]}" forward no-such-model --tokens 1,2
+expect 1 "forward of an unknown model"
+has "$ERR" "nneditctl: NOT_FOUND: " "forward unknown model"
+run "${A[@]}" forward gpt2-script --tokens 1,1000
+expect 1 "token id over the vocabulary"
+has "$ERR" "nneditctl: INVALID_ARGUMENT: " "token id status"
+has "$ERR" "input_ids[0][1]" "token id field"
+run "${A[@]}" forward gpt2-script --tokens 1,2 --tokens 3
+expect 1 "ragged rows without padding"
+has "$ERR" "INVALID_ARGUMENT" "ragged rows status"
+run "${A[@]}" forward gpt2-script --tokens 1,2 --mask 1
+expect 1 "mask shape mismatch"
+has "$ERR" "attention_mask[0]" "mask field"
+run "${A[@]}" forward gpt2-script --tokens 1,2 --top-k 1001
+expect 1 "top-k over the limit"
+has "$ERR" "top_k" "top-k field"
+run "${A[@]}" --timeout 0.001 forward gpt2-script --tokens $IDS0 --logits all
+expect 1 "a 1 ms deadline"
+has "$ERR" "nneditctl: DEADLINE_EXCEEDED: " "deadline status"
+
+run "${A[@]}" -o json models unload llama-script
+expect 0 "models unload"
+json 'assert d["model"]["state"] == "AVAILABLE", d' "models unload json"
+run "${A[@]}" forward llama-script --tokens 1
+expect 1 "forward of an unloaded model"
+has "$ERR" "FAILED_PRECONDITION" "unloaded model status"
+
+# SIGTERM drains and exits 0 (bounded wait).
+kill -TERM "$DPID"
+for _ in $(seq 300); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$DPID" 2>/dev/null; then
+  fail "nneditd did not exit within 30 s of SIGTERM"
+else
+  wait "$DPID"
+  code=$?
+  [ "$code" = 0 ] || { fail "nneditd exited $code after SIGTERM"; cat "$TMP/nneditd.log" >&2; }
+fi
+DPID=
+
+# ---- a misbehaving server ------------------------------------------------------
+#
+# A fake daemon in Python answering with crafted bytes. Each model name picks
+# one breach of the protocol; the CLI must exit 1 with the status libnnedit
+# gives it (INTERNAL, or RESOURCE_EXHAUSTED for a client limit) and a message
+# that says what was wrong. "ooo" is legal protobuf that no encoder we know
+# writes (a chunk's data before its header): it must work.
+
+cat >"$TMP/fake.py" <<'PYEOF'
+import sys, os, time
+from concurrent import futures
+sys.path.insert(0, os.environ["NNE_PY_GEN"])
+import grpc
+from nnedit.v1 import inference_pb2 as ip, models_pb2 as mp, tensor_pb2 as tp
+
+def varint(n):
+    out = b""
+    while n >= 0x80:
+        out += bytes([(n & 0x7f) | 0x80]); n >>= 7
+    return out + bytes([n])
+
+def field(num, payload):
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+def result(batch=1, rows=None, logits=True):
+    rows = rows if rows is not None else [ip.RowTopK(position=0, top=[ip.TokenScore(token_id=1, logit=1.0, prob=0.5)])]
+    r = ip.ForwardResult(batch=batch, seq_len=1, rows=rows, logits_tensor="logits" if logits else "")
+    return ip.ForwardResponse(result=r).SerializeToString()
+
+DATA = bytes(range(256)) * 4          # 1024 bytes = float32 [16, 16]
+
+def chunk(**kw):
+    return ip.ForwardResponse(chunk=tp.TensorChunk(**kw)).SerializeToString()
+
+def good_chunks(n=256):
+    out = []
+    for off in range(0, len(DATA), n):
+        kw = dict(name="logits", offset=off, data=DATA[off:off + n], last=off + n >= len(DATA))
+        if off == 0:
+            kw.update(dtype=tp.FLOAT32, shape=[16, 16], total_bytes=len(DATA))
+        out.append(chunk(**kw))
+    return out
+
+def forward(req_bytes, ctx):
+    req = ip.ForwardRequest.FromString(req_bytes)
+    m = req.model
+    if m == "ok":
+        yield result(); yield from good_chunks()
+    elif m == "ooo":                    # data field before the header fields
+        yield result()
+        for off in range(0, len(DATA), 300):
+            n = min(300, len(DATA) - off)
+            hdr = tp.TensorChunk(name="logits", offset=off, last=off + n == len(DATA))
+            if off == 0:
+                hdr.dtype = tp.FLOAT32; hdr.shape.extend([16, 16]); hdr.total_bytes = len(DATA)
+            inner = field(6, DATA[off:off + n]) + hdr.SerializeToString()
+            yield field(2, inner)
+    elif m == "gap":
+        yield result(); c = good_chunks(); yield c[0]; yield c[2]
+    elif m == "huge":
+        yield result(); yield chunk(name="logits", dtype=tp.FLOAT32, shape=[1 << 20, 1 << 20], total_bytes=1 << 42, data=b"x")
+    elif m == "overrun":
+        yield result(); yield chunk(name="logits", dtype=tp.FLOAT32, shape=[2], total_bytes=8, data=b"0123456789ab", last=True)
+    elif m == "badshape":
+        yield result(); yield chunk(name="logits", dtype=tp.FLOAT32, shape=[3, 3], total_bytes=1024, data=DATA, last=True)
+    elif m == "negshape":
+        yield result(); yield chunk(name="logits", dtype=tp.FLOAT32, shape=[-4, -64], total_bytes=1024, data=DATA, last=True)
+    elif m == "dtype":
+        yield result(); yield chunk(name="logits", dtype=99, shape=[1024], total_bytes=1024, data=DATA, last=True)
+    elif m == "cut":
+        yield result(); yield good_chunks()[0]
+    elif m == "nolast":
+        yield result(); yield from good_chunks()[:-1]
+        yield chunk(name="logits", offset=768, data=DATA[768:], last=False)
+    elif m == "othername":
+        yield result(); c = good_chunks(); yield c[0]; yield chunk(name="other", offset=256, data=DATA[256:], last=True)
+    elif m == "chunkfirst":
+        yield good_chunks()[0]
+    elif m == "tworesults":
+        yield result(); yield result()
+    elif m == "rows":
+        yield result(batch=5, rows=[ip.RowTopK()] * 5, logits=False)
+    elif m == "topk":
+        yield result(rows=[ip.RowTopK(top=[ip.TokenScore(token_id=i) for i in range(50)])], logits=False)
+    elif m == "unasked":
+        yield result(logits=False); yield from good_chunks()
+    elif m == "garbage":
+        yield b"\xff\xff\xff\xff\x0f\x12"
+    elif m == "empty":
+        yield result(); yield b""
+    elif m == "noresult":
+        return
+    elif m == "endless":                 # a stream that never ends: the deadline does
+        yield result()
+        while ctx.is_active():
+            time.sleep(0.05)
+            yield chunk(name="logits", dtype=tp.FLOAT32, shape=[1 << 20], total_bytes=4 << 20, data=b"", offset=0)
+
+def describe(req_bytes, ctx):
+    req = mp.DescribeModelRequest.FromString(req_bytes)
+    mods = [mp.Module(path="", class_name="Root", parent=-1, depth=0),
+            mp.Module(path="a", class_name="A", parent=0, depth=1)]
+    if req.name == "badparent":
+        mods.append(mp.Module(path="a.b", class_name="B", parent=7, depth=2))
+    elif req.name == "baddepth":
+        mods.append(mp.Module(path="a.b", class_name="B", parent=1, depth=4000000000))
+    elif req.name == "tworoots":
+        mods.append(mp.Module(path="x", class_name="X", parent=-1, depth=0))
+    elif req.name == "longpath":
+        mods.append(mp.Module(path="p" * 600, class_name="B", parent=1, depth=2))
+    elif req.name == "many":
+        mods += [mp.Module(path="m%d" % i, class_name="M", parent=0, depth=1) for i in range(70000)]
+    return mp.DescribeModelResponse(model=mp.ModelInfo(name=req.name), modules=mods).SerializeToString()
+
+def list_models(req_bytes, ctx):
+    if os.environ.get("FAKE_LIST") == "many":
+        return mp.ListModelsResponse(models=[mp.ModelInfo(name="m%d" % i) for i in range(5000)]).SerializeToString()
+    return mp.ListModelsResponse(models=[mp.ModelInfo(name="x" * 300)]).SerializeToString()
+
+def load(req_bytes, ctx):
+    return b""                          # a reply without the model
+
+server = grpc.server(futures.ThreadPoolExecutor(4), options=[("grpc.max_send_message_length", 1 << 26)])
+server.add_generic_rpc_handlers([
+    grpc.method_handlers_generic_handler("nnedit.v1.Inference", {
+        "Forward": grpc.unary_stream_rpc_method_handler(forward)}),
+    grpc.method_handlers_generic_handler("nnedit.v1.Models", {
+        "Describe": grpc.unary_unary_rpc_method_handler(describe),
+        "List": grpc.unary_unary_rpc_method_handler(list_models),
+        "Load": grpc.unary_unary_rpc_method_handler(load)}),
+    grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+        "Check": grpc.unary_unary_rpc_method_handler(lambda b, c: b"\x08\x01\xff")}),
+])
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write("127.0.0.1:%d\n" % port)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+server.wait_for_termination()
+PYEOF
+
+start_fake() {
+  rm -f "$TMP/fake.ready"
+  NNE_PY_GEN=$PY_GEN "$PY" "$TMP/fake.py" "$TMP/fake.ready" >"$TMP/fake.log" 2>&1 &
+  FPID=$!
+  FADDR=$(wait_ready "$TMP/fake.ready" "$FPID") || {
+    echo "test_cli: the fake server did not start:" >&2
+    cat "$TMP/fake.log" >&2
+    exit 1
+  }
+  F=(--addr "$FADDR")
+}
+stop_fake() {
+  kill -KILL "$FPID" 2>/dev/null
+  wait "$FPID" 2>/dev/null
+  FPID=
+}
+
+start_fake
+run "${F[@]}" forward ok --tokens 1 --save-logits "$TMP/ok.npy"
+expect 0 "fake: a well-formed stream"
+run "${F[@]}" -o json forward ooo --tokens 1 --save-logits "$TMP/ooo.npy"
+expect 0 "fake: data before header"
+json "
+import numpy as np
+a = np.load('$TMP/ooo.npy'); b = np.load('$TMP/ok.npy')
+assert a.shape == (16, 16) and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+assert a.tobytes() == bytes(range(256)) * 4" "fake: reassembly of both orders"
+
+# model  status  needle
+while read -r model status needle; do
+  run "${F[@]}" --timeout 10 forward "$model" --tokens 1 --logits all
+  expect 1 "fake forward $model"
+  has "$ERR" "nneditctl: $status: " "fake forward $model status"
+  has "$ERR" "$needle" "fake forward $model message"
+done <<'EOF'
+gap INTERNAL offset
+huge RESOURCE_EXHAUSTED max_tensor_bytes
+overrun INTERNAL 12 bytes of 8
+badshape INTERNAL numel
+negshape INTERNAL shape
+dtype INTERNAL dtype
+cut INTERNAL cut short
+nolast INTERNAL not marked last
+othername INTERNAL other
+chunkfirst INTERNAL before the ForwardResult
+tworesults INTERNAL second ForwardResult
+rows INTERNAL more rows
+garbage INTERNAL undecodable
+empty INTERNAL members
+noresult INTERNAL without a result
+EOF
+run "${F[@]}" forward topk --tokens 1 --top-k 3
+expect 1 "fake forward topk"
+has "$ERR" "more than top_k" "fake: more scores than asked"
+run "${F[@]}" forward unasked --tokens 1
+expect 1 "fake forward unasked"
+has "$ERR" "no logits were asked for" "fake: unasked tensor"
+SECONDS=0
+run "${F[@]}" --timeout 1 forward endless --tokens 1 --logits all
+expect 1 "fake forward endless"
+has "$ERR" "DEADLINE_EXCEEDED" "fake: endless stream ends at the deadline"
+[ "$SECONDS" -le 10 ] || fail "fake: endless stream took $SECONDS s"
+
+while read -r model status needle; do
+  run "${F[@]}" modules "$model"
+  expect 1 "fake modules $model"
+  has "$ERR" "nneditctl: $status: " "fake modules $model status"
+  has "$ERR" "$needle" "fake modules $model message"
+done <<'EOF'
+badparent INTERNAL parent 7
+baddepth INTERNAL depth
+tworoots INTERNAL parent -1
+longpath INTERNAL modules[2]
+many RESOURCE_EXHAUSTED 65536
+EOF
+run "${F[@]}" modules fine
+expect 0 "fake modules fine"
+run "${F[@]}" models list
+expect 1 "fake: a name over its bound"
+has "$ERR" "nneditctl: INTERNAL: " "fake: name over its bound"
+run "${F[@]}" models load x
+expect 1 "fake: load reply without a model"
+has "$ERR" "no model" "fake: load reply without a model"
+run "${F[@]}" health
+expect 1 "fake: undecodable health reply"
+has "$ERR" "INTERNAL" "fake: undecodable health reply"
+stop_fake
+
+FAKE_LIST=many start_fake
+run "${F[@]}" models list
+expect 1 "fake: too many models"
+has "$ERR" "nneditctl: RESOURCE_EXHAUSTED: " "fake: too many models"
+has "$ERR" "4096" "fake: too many models limit"
+stop_fake
+
+if [ "$FAILS" -ne 0 ]; then
+  echo "test_cli: $FAILS failed expectations in $CHECKS runs" >&2
+  exit 1
+fi
+echo "test_cli: $CHECKS runs, every expectation met"
