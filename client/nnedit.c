@@ -58,6 +58,15 @@ _Static_assert(FIELD_SIZE(nnedit_v1_ModelInfo, error) ==
 _Static_assert(FIELD_SIZE(nnedit_v1_ModelInfo, export_kind) ==
                    NNE_CLIENT_EXPORT_KIND_MAX,
                "ModelInfo.export_kind bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_ModelInfo, family_reason) ==
+                   NNE_CLIENT_FAMILY_REASON_MAX,
+               "ModelInfo.family_reason bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_DescribeModelRequest, module) ==
+                   NNE_CLIENT_MODULE_NAME_MAX,
+               "DescribeModelRequest.module bound");
+_Static_assert((int)nnedit_v1_SiteKind_SITE_NODE_INPUT ==
+                   (int)NNE_CLIENT_SITE_NODE_INPUT,
+               "SiteKind numbers");
 _Static_assert(FIELD_SIZE(nnedit_v1_ListModelsResponse, server_version) ==
                    NNE_CLIENT_VERSION_MAX,
                "ListModelsResponse.server_version bound");
@@ -204,6 +213,16 @@ const char *nne_client_model_state_name(int state) {
   case NNE_CLIENT_MODEL_UNLOADING: return "UNLOADING";
   case NNE_CLIENT_MODEL_FAILED: return "FAILED";
   default: return "UNSPECIFIED";
+  }
+}
+
+const char *nne_client_site_kind_name(int kind) {
+  switch (kind) {
+  case NNE_CLIENT_SITE_INPUT: return "input";
+  case NNE_CLIENT_SITE_OUTPUT: return "output";
+  case NNE_CLIENT_SITE_NODE: return "node";
+  case NNE_CLIENT_SITE_NODE_INPUT: return "node_input";
+  default: return "unspecified";
   }
 }
 
@@ -761,32 +780,6 @@ int nne_client_health_watch(nne_client_t *cli, const char *service,
 
 /* ---- models -------------------------------------------------------------- */
 
-static void info_from_pb(nne_client_model_info_t *o,
-                         const nnedit_v1_ModelInfo *m) {
-  /* Same sizes (static asserts above) and nanopb NUL-terminates. */
-  memset(o, 0, sizeof *o);
-  memcpy(o->name, m->name, sizeof o->name);
-  o->state = (nne_client_model_state_t)m->state;
-  memcpy(o->device, m->device, sizeof o->device);
-  o->dtype = (nne_client_dtype_t)m->dtype;
-  memcpy(o->family, m->family, sizeof o->family);
-  memcpy(o->error, m->error, sizeof o->error);
-  o->param_count = m->param_count;
-  o->param_bytes = m->param_bytes;
-  o->vocab_size = m->vocab_size;
-  o->module_count = m->module_count;
-  o->max_batch = m->max_batch;
-  o->max_seq_len = m->max_seq_len;
-  o->load_ms = m->load_ms;
-  o->in_flight = m->in_flight;
-  memcpy(o->export_kind, m->export_kind, sizeof o->export_kind);
-}
-
-void nne_client_model_info_free(nne_client_model_info_t *info) {
-  if (info != NULL)
-    memset(info, 0, sizeof *info);
-}
-
 /* Grows *arr (of elem-sized items, capacity *cap) to hold n + 1 items,
  * doubling up to `max`. False when n is already at max or memory runs out. */
 static bool grow(void **arr, size_t *cap, size_t n, size_t max, size_t elem) {
@@ -807,6 +800,163 @@ static bool grow(void **arr, size_t *cap, size_t n, size_t max, size_t elem) {
   return true;
 }
 
+/* A block of NUL-terminated strings, appended back to back and addressed by
+ * offset while it grows (it moves when it does); pointers are made once it
+ * is complete. Bounded by the reply it comes from, itself bounded. */
+typedef struct sblock {
+  char *p;
+  size_t len, cap;
+} sblock_t;
+
+/* Makes room for n more bytes. */
+static bool sb_reserve(sblock_t *b, size_t n) {
+  size_t ncap;
+  char *p;
+  if (b->len + n <= b->cap)
+    return true;
+  ncap = b->cap ? b->cap : 4096;
+  while (ncap < b->len + n)
+    ncap *= 2;
+  p = realloc(b->p, ncap);
+  if (p == NULL)
+    return false;
+  b->p = p;
+  b->cap = ncap;
+  return true;
+}
+
+static bool sb_add(sblock_t *b, const char *s, size_t *off) {
+  size_t n = strlen(s) + 1;
+  if (!sb_reserve(b, n))
+    return false;
+  memcpy(b->p + b->len, s, n);
+  *off = b->len;
+  b->len += n;
+  return true;
+}
+
+/* Reads the string field being decoded (at most max_len bytes) into the
+ * block. On failure, says why in e (naming `what`). */
+static bool sb_read(sblock_t *b, pb_istream_t *s, size_t max_len, size_t *off,
+                    dec_err_t *e, const char *what) {
+  size_t n = s->bytes_left;
+  if (n > max_len)
+    return dec_fail(e, NNE_CLIENT_INTERNAL,
+                    "%s: a string of %zu bytes, over the bound of %zu", what, n,
+                    max_len);
+  if (!sb_reserve(b, n + 1))
+    return dec_fail(e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  if (!pb_read(s, (pb_byte_t *)b->p + b->len, n))
+    return dec_fail(e, NNE_CLIENT_INTERNAL, "%s: %s", what, PB_GET_ERROR(s));
+  b->p[b->len + n] = '\0';
+  *off = b->len;
+  b->len += n + 1;
+  return true;
+}
+
+/* The warnings of one ModelInfo while it is decoded (ModelInfo.warnings is
+ * a callback field), then packed into the info's one block. */
+typedef struct warn_dec {
+  sblock_t sb;
+  size_t *offs;
+  size_t n, cap;
+  dec_err_t *e;
+} warn_dec_t;
+
+static bool warnings_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  warn_dec_t *w = *arg;
+  (void)f;
+  if (w->n >= NNE_CLIENT_MAX_WARNINGS)
+    return dec_fail(w->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                    "model has more than %d warnings", NNE_CLIENT_MAX_WARNINGS);
+  if (!grow((void **)&w->offs, &w->cap, w->n, NNE_CLIENT_MAX_WARNINGS,
+            sizeof *w->offs))
+    return dec_fail(w->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  if (!sb_read(&w->sb, s, NNE_CLIENT_WARNING_MAX - 1, &w->offs[w->n], w->e,
+               "warnings"))
+    return false;
+  w->n++;
+  return true;
+}
+
+/* Zeroes *w and hooks it to m's warnings; refusals are reported in *e. */
+static void warn_arm(warn_dec_t *w, nnedit_v1_ModelInfo *m, dec_err_t *e) {
+  memset(w, 0, sizeof *w);
+  w->e = e;
+  NNE_PB_DEC(m->warnings, warnings_dec, w);
+}
+
+static void warn_reset(warn_dec_t *w) {
+  free(w->sb.p);
+  free(w->offs);
+  w->sb.p = NULL;
+  w->offs = NULL;
+  w->n = w->cap = w->sb.len = w->sb.cap = 0;
+}
+
+/* Moves the decoded warnings into o as one block: the pointer array, then
+ * the strings it points to. */
+static bool warn_take(warn_dec_t *w, nne_client_model_info_t *o) {
+  const char **v;
+  char *strs;
+  size_t i;
+  if (w->n == 0) {
+    warn_reset(w);
+    return true;
+  }
+  v = malloc(w->n * sizeof *v + w->sb.len);
+  if (v == NULL) {
+    warn_reset(w);
+    return false;
+  }
+  strs = (char *)(v + w->n);
+  memcpy(strs, w->sb.p, w->sb.len);
+  for (i = 0; i < w->n; i++)
+    v[i] = strs + w->offs[i];
+  o->warnings = v;
+  o->n_warnings = w->n;
+  warn_reset(w);
+  return true;
+}
+
+static void info_from_pb(nne_client_model_info_t *o,
+                         const nnedit_v1_ModelInfo *m) {
+  /* Same sizes (static asserts above) and nanopb NUL-terminates. */
+  memset(o, 0, sizeof *o);
+  memcpy(o->name, m->name, sizeof o->name);
+  o->state = (nne_client_model_state_t)m->state;
+  memcpy(o->device, m->device, sizeof o->device);
+  o->dtype = (nne_client_dtype_t)m->dtype;
+  memcpy(o->family, m->family, sizeof o->family);
+  memcpy(o->error, m->error, sizeof o->error);
+  o->param_count = m->param_count;
+  o->param_bytes = m->param_bytes;
+  o->vocab_size = m->vocab_size;
+  o->module_count = m->module_count;
+  o->max_batch = m->max_batch;
+  o->max_seq_len = m->max_seq_len;
+  o->load_ms = m->load_ms;
+  o->in_flight = m->in_flight;
+  memcpy(o->export_kind, m->export_kind, sizeof o->export_kind);
+  memcpy(o->family_reason, m->family_reason, sizeof o->family_reason);
+  o->layer_count = m->layer_count;
+}
+
+/* info_from_pb plus the decoded warnings (which w gives up either way).
+ * False only when memory runs out. */
+static bool info_take(nne_client_model_info_t *o, const nnedit_v1_ModelInfo *m,
+                      warn_dec_t *w) {
+  info_from_pb(o, m);
+  return warn_take(w, o);
+}
+
+void nne_client_model_info_free(nne_client_model_info_t *info) {
+  if (info == NULL)
+    return;
+  free((void *)info->warnings);
+  memset(info, 0, sizeof *info);
+}
+
 typedef struct list_dec {
   nne_client_model_list_t *out;
   size_t cap;
@@ -816,6 +966,7 @@ typedef struct list_dec {
 static bool models_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   list_dec_t *st = *arg;
   nnedit_v1_ModelInfo m = nnedit_v1_ModelInfo_init_zero;
+  warn_dec_t w;
   (void)f;
   if (st->out->n_models >= NNE_CLIENT_MAX_MODELS)
     return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
@@ -823,10 +974,16 @@ static bool models_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   if (!grow((void **)&st->out->models, &st->cap, st->out->n_models,
             NNE_CLIENT_MAX_MODELS, sizeof *st->out->models))
     return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
-  if (!pb_decode(s, nnedit_v1_ModelInfo_fields, &m))
+  warn_arm(&w, &m, &st->e);
+  if (!pb_decode(s, nnedit_v1_ModelInfo_fields, &m)) {
+    warn_reset(&w);
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "models[%zu]: %s",
                     st->out->n_models, PB_GET_ERROR(s));
-  info_from_pb(&st->out->models[st->out->n_models++], &m);
+  }
+  /* Counted even when the warnings cannot be kept, so that list_free sees
+   * the (zeroed) entry. */
+  if (!info_take(&st->out->models[st->out->n_models++], &m, &w))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
   return true;
 }
 
@@ -856,8 +1013,11 @@ int nne_client_models_list(nne_client_t *cli, nne_client_model_list_t *out,
 }
 
 void nne_client_model_list_free(nne_client_model_list_t *list) {
+  size_t i;
   if (list == NULL)
     return;
+  for (i = 0; i < list->n_models; i++)
+    nne_client_model_info_free(&list->models[i]);
   free(list->models);
   memset(list, 0, sizeof *list);
 }
@@ -873,12 +1033,34 @@ static int check_name(const char *what, const char *name, size_t cap,
   return 0;
 }
 
+/* The end of Load and Unload: the reply's model into *out (may be NULL). */
+static int info_reply(const char *method, bool has_model,
+                      const nnedit_v1_ModelInfo *m, warn_dec_t *w,
+                      nne_client_model_info_t *out, nne_client_err_t *err) {
+  if (out == NULL) {
+    warn_reset(w);
+    return 0;
+  }
+  if (!has_model) {
+    warn_reset(w);
+    return err_set(err, NNE_CLIENT_INTERNAL, "%s: reply has no model", method);
+  }
+  if (!info_take(out, m, w)) {
+    nne_client_model_info_free(out);
+    return err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED, "%s: out of memory",
+                   method);
+  }
+  return 0;
+}
+
 int nne_client_models_load(nne_client_t *cli, const char *name,
                            const char *device, nne_client_dtype_t dtype,
                            nne_client_model_info_t *out,
                            nne_client_err_t *err) {
   nnedit_v1_LoadModelRequest req = nnedit_v1_LoadModelRequest_init_zero;
   nnedit_v1_LoadModelResponse resp = nnedit_v1_LoadModelResponse_init_zero;
+  warn_dec_t w;
+  dec_err_t e;
   int rc;
 
   if (out != NULL)
@@ -897,14 +1079,15 @@ int nne_client_models_load(nne_client_t *cli, const char *name,
     return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
                    "models_load: unknown dtype %d", (int)dtype);
   req.dtype = (nnedit_v1_DType)dtype;
+  memset(&e, 0, sizeof e);
+  warn_arm(&w, &resp.model, &e);
   rc = rpc_unary(cli, M_MODELS_LOAD, nnedit_v1_LoadModelRequest_fields, &req,
-                 nnedit_v1_LoadModelResponse_fields, &resp, NULL, err);
-  if (rc < 0)
+                 nnedit_v1_LoadModelResponse_fields, &resp, &e, err);
+  if (rc < 0) {
+    warn_reset(&w);
     return rc;
-  if (!resp.has_model)
-    return err_set(err, NNE_CLIENT_INTERNAL, "Models/Load: reply has no model");
-  info_from_pb(out, &resp.model);
-  return 0;
+  }
+  return info_reply("Models/Load", resp.has_model, &resp.model, &w, out, err);
 }
 
 int nne_client_models_unload(nne_client_t *cli, const char *name,
@@ -912,6 +1095,8 @@ int nne_client_models_unload(nne_client_t *cli, const char *name,
                              nne_client_err_t *err) {
   nnedit_v1_UnloadModelRequest req = nnedit_v1_UnloadModelRequest_init_zero;
   nnedit_v1_UnloadModelResponse resp = nnedit_v1_UnloadModelResponse_init_zero;
+  warn_dec_t w;
+  dec_err_t e;
   int rc;
 
   if (out != NULL)
@@ -922,44 +1107,89 @@ int nne_client_models_unload(nne_client_t *cli, const char *name,
   if ((rc = check_name("models_unload", name, sizeof req.name, err)) < 0)
     return rc;
   copy_str(req.name, sizeof req.name, name);
+  memset(&e, 0, sizeof e);
+  warn_arm(&w, &resp.model, &e);
   rc = rpc_unary(cli, M_MODELS_UNLOAD, nnedit_v1_UnloadModelRequest_fields,
-                 &req, nnedit_v1_UnloadModelResponse_fields, &resp, NULL, err);
-  if (rc < 0)
+                 &req, nnedit_v1_UnloadModelResponse_fields, &resp, &e, err);
+  if (rc < 0) {
+    warn_reset(&w);
     return rc;
-  if (out != NULL && resp.has_model)
-    info_from_pb(out, &resp.model);
-  return 0;
+  }
+  /* A reply without the model is tolerated here: *out stays zeroed. */
+  if (!resp.has_model)
+    out = NULL;
+  return info_reply("Models/Unload", resp.has_model, &resp.model, &w, out,
+                    err);
 }
 
-/* Module strings are appended to one growing block and addressed by offset
- * while decoding (the block moves when it grows); pointers are set at the
- * end. The block is bounded by the reply's size, itself bounded. */
+/* Where one module's strings and name lists sit while decoding: offsets
+ * into the string block and runs of desc_dec.name_offs. */
+typedef struct mod_offs {
+  size_t path, class_name, type_name;
+  size_t std_first, n_std, alias_first, n_alias;
+} mod_offs_t;
+
+typedef struct site_offs {
+  size_t name, tl_name, reason, canonical, module;
+} site_offs_t;
+
+/* Module and site strings are appended to one growing block and addressed
+ * by offset while decoding; pointers are set at the end. */
 typedef struct desc_dec {
   nne_client_model_desc_t *out;
-  size_t cap;
-  char *str;
-  size_t str_len, str_cap;
-  size_t (*offs)[3]; /* per module: path, class_name, type_name */
+  bool subtree; /* a module was asked for: modules[0] may be deeper */
+  size_t cap, sites_cap;
+  sblock_t sb;
+  mod_offs_t *offs;
   size_t offs_cap;
+  site_offs_t *soffs;
+  size_t soffs_cap;
+  size_t *name_offs; /* every module's standard names and aliases */
+  size_t n_names, names_cap;
   dec_err_t e;
 } desc_dec_t;
 
-static bool desc_str(desc_dec_t *st, const char *s, size_t *off) {
-  size_t n = strlen(s) + 1;
-  if (st->str_len + n > st->str_cap) {
-    size_t ncap = st->str_cap ? st->str_cap : 4096;
-    char *p;
-    while (ncap < st->str_len + n)
-      ncap *= 2;
-    p = realloc(st->str, ncap);
-    if (p == NULL)
+/* One module's standard names or aliases while it is decoded: offsets into
+ * the block, bounded per list. */
+typedef struct mod_names_dec {
+  desc_dec_t *st;
+  size_t module;
+  const char *what; /* "standard_names", "aliases" */
+  size_t offs[NNE_CLIENT_MAX_MODULE_NAMES];
+  size_t n;
+} mod_names_dec_t;
+
+static bool mod_names_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  mod_names_dec_t *d = *arg;
+  char what[64];
+  (void)f;
+  snprintf(what, sizeof what, "modules[%zu].%s", d->module, d->what);
+  if (d->n >= NNE_CLIENT_MAX_MODULE_NAMES)
+    return dec_fail(&d->st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                    "%s: more than %d names", what,
+                    NNE_CLIENT_MAX_MODULE_NAMES);
+  /* A name is a module spelling: bounded like a path. */
+  if (!sb_read(&d->st->sb, s, FIELD_SIZE(nnedit_v1_Module, path) - 1,
+               &d->offs[d->n], &d->st->e, what))
+    return false;
+  d->n++;
+  return true;
+}
+
+/* Appends a module's decoded name list to name_offs; *first is where it
+ * starts. */
+static bool names_append(desc_dec_t *st, const mod_names_dec_t *d,
+                         size_t *first) {
+  size_t k;
+  *first = st->n_names;
+  for (k = 0; k < d->n; k++) {
+    /* At most 2 * 64 names per module, 65536 modules. */
+    if (!grow((void **)&st->name_offs, &st->names_cap, st->n_names,
+              (size_t)2 * NNE_CLIENT_MAX_MODULE_NAMES * NNE_CLIENT_MAX_MODULES,
+              sizeof *st->name_offs))
       return false;
-    st->str = p;
-    st->str_cap = ncap;
+    st->name_offs[st->n_names++] = d->offs[k];
   }
-  memcpy(st->str + st->str_len, s, n);
-  *off = st->str_len;
-  st->str_len += n;
   return true;
 }
 
@@ -968,6 +1198,9 @@ static bool modules_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   nnedit_v1_Module m = nnedit_v1_Module_init_zero;
   size_t i = st->out->n_modules;
   nne_client_module_t *mod;
+  mod_names_dec_t stdn, alias;
+  mod_offs_t *o;
+  bool root_ok;
   (void)f;
 
   if (i >= NNE_CLIENT_MAX_MODULES)
@@ -979,24 +1212,41 @@ static bool modules_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   if (!grow((void **)&st->offs, &st->offs_cap, i, NNE_CLIENT_MAX_MODULES,
             sizeof *st->offs))
     return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  memset(&stdn, 0, sizeof stdn);
+  stdn.st = st;
+  stdn.module = i;
+  stdn.what = "standard_names";
+  alias = stdn;
+  alias.what = "aliases";
+  NNE_PB_DEC(m.standard_names, mod_names_dec, &stdn);
+  NNE_PB_DEC(m.aliases, mod_names_dec, &alias);
   if (!pb_decode(s, nnedit_v1_Module_fields, &m))
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "modules[%zu]: %s", i,
                     PB_GET_ERROR(s));
   /* The tree must be usable as given: parents precede their children
-   * (pre-order) and depths follow from them. */
+   * (pre-order) and depths follow from them. Only the first module is
+   * parentless; for a subtree its depth is the daemon's to say. */
   if (m.parent < -1 || (m.parent >= 0 && (size_t)m.parent >= i) ||
       (m.parent == -1) != (i == 0))
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
                     "modules[%zu] ('%s'): parent %d is not an earlier module",
                     i, m.path, (int)m.parent);
-  if (m.depth != (m.parent < 0 ? 0 : st->out->modules[m.parent].depth + 1))
+  root_ok = m.parent < 0 && (st->subtree || m.depth == 0) &&
+            m.depth < NNE_CLIENT_MAX_MODULES;
+  if (m.parent < 0 ? !root_ok
+                   : m.depth != st->out->modules[m.parent].depth + 1)
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
                     "modules[%zu] ('%s'): depth %u does not follow its parent",
                     i, m.path, (unsigned)m.depth);
-  if (!desc_str(st, m.path, &st->offs[i][0]) ||
-      !desc_str(st, m.class_name, &st->offs[i][1]) ||
-      !desc_str(st, m.type_name, &st->offs[i][2]))
+  o = &st->offs[i];
+  if (!sb_add(&st->sb, m.path, &o->path) ||
+      !sb_add(&st->sb, m.class_name, &o->class_name) ||
+      !sb_add(&st->sb, m.type_name, &o->type_name) ||
+      !names_append(st, &stdn, &o->std_first) ||
+      !names_append(st, &alias, &o->alias_first))
     return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  o->n_std = stdn.n;
+  o->n_alias = alias.n;
   mod = &st->out->modules[i];
   memset(mod, 0, sizeof *mod);
   mod->parent = m.parent;
@@ -1007,14 +1257,95 @@ static bool modules_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   return true;
 }
 
-int nne_client_models_describe(nne_client_t *cli, const char *name,
-                               nne_client_model_desc_t *out,
-                               nne_client_err_t *err) {
+static bool sites_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  desc_dec_t *st = *arg;
+  nnedit_v1_Site m = nnedit_v1_Site_init_zero;
+  size_t i = st->out->n_sites;
+  nne_client_site_t *site;
+  site_offs_t *o;
+  (void)f;
+
+  if (i >= NNE_CLIENT_MAX_SITES)
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                    "reply has more than %d sites", NNE_CLIENT_MAX_SITES);
+  if (!grow((void **)&st->out->sites, &st->sites_cap, i, NNE_CLIENT_MAX_SITES,
+            sizeof *st->out->sites) ||
+      !grow((void **)&st->soffs, &st->soffs_cap, i, NNE_CLIENT_MAX_SITES,
+            sizeof *st->soffs))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  if (!pb_decode(s, nnedit_v1_Site_fields, &m))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "sites[%zu]: %s", i,
+                    PB_GET_ERROR(s));
+  /* A view must be one that can be taken: callers may index with it. */
+  if (m.view_parts < 0 ||
+      (m.view_parts > 0 && (m.view_part < 0 || m.view_part >= m.view_parts)))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "sites[%zu] ('%s'): view part %d of %d", i, m.name,
+                    (int)m.view_part, (int)m.view_parts);
+  o = &st->soffs[i];
+  if (!sb_add(&st->sb, m.name, &o->name) ||
+      !sb_add(&st->sb, m.tl_name, &o->tl_name) ||
+      !sb_add(&st->sb, m.reason, &o->reason) ||
+      !sb_add(&st->sb, m.canonical, &o->canonical) ||
+      !sb_add(&st->sb, m.module, &o->module))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  site = &st->out->sites[i];
+  memset(site, 0, sizeof *site);
+  site->available = m.available;
+  site->kind = (nne_client_site_kind_t)m.kind;
+  site->index = m.index;
+  site->view_parts = m.view_parts;
+  site->view_part = m.view_part;
+  site->view_heads = m.view_heads;
+  st->out->n_sites = i + 1;
+  return true;
+}
+
+/* Turns the offsets into pointers once the block stops moving. */
+static bool desc_finish(desc_dec_t *st) {
+  nne_client_model_desc_t *d = st->out;
+  const char *b = d->strings;
+  size_t i;
+
+  if (st->n_names > 0) {
+    d->names = malloc(st->n_names * sizeof *d->names);
+    if (d->names == NULL)
+      return false;
+    for (i = 0; i < st->n_names; i++)
+      d->names[i] = b + st->name_offs[i];
+  }
+  for (i = 0; i < d->n_modules; i++) {
+    nne_client_module_t *m = &d->modules[i];
+    const mod_offs_t *o = &st->offs[i];
+    m->path = b + o->path;
+    m->class_name = b + o->class_name;
+    m->type_name = b + o->type_name;
+    m->standard_names = o->n_std ? d->names + o->std_first : NULL;
+    m->n_standard_names = o->n_std;
+    m->aliases = o->n_alias ? d->names + o->alias_first : NULL;
+    m->n_aliases = o->n_alias;
+  }
+  for (i = 0; i < d->n_sites; i++) {
+    nne_client_site_t *s = &d->sites[i];
+    const site_offs_t *o = &st->soffs[i];
+    s->name = b + o->name;
+    s->tl_name = b + o->tl_name;
+    s->reason = b + o->reason;
+    s->canonical = b + o->canonical;
+    s->module = b + o->module;
+  }
+  return true;
+}
+
+int nne_client_models_describe_module(nne_client_t *cli, const char *name,
+                                      const char *module,
+                                      nne_client_model_desc_t *out,
+                                      nne_client_err_t *err) {
   nnedit_v1_DescribeModelRequest req = nnedit_v1_DescribeModelRequest_init_zero;
   nnedit_v1_DescribeModelResponse resp =
       nnedit_v1_DescribeModelResponse_init_zero;
   desc_dec_t st;
-  size_t i;
+  warn_dec_t w;
   int rc;
 
   if (out != NULL)
@@ -1025,36 +1356,56 @@ int nne_client_models_describe(nne_client_t *cli, const char *name,
   if ((rc = check_name("models_describe", name, sizeof req.name, err)) < 0)
     return rc;
   copy_str(req.name, sizeof req.name, name);
+  if (!copy_str(req.module, sizeof req.module, module))
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "models_describe: module '%.64s...' is longer than %zu "
+                   "bytes",
+                   module, sizeof req.module - 1);
   memset(&st, 0, sizeof st);
   st.out = out;
+  st.subtree = req.module[0] != '\0';
+  /* A hostile reply cannot fill the block without limit: every string in
+   * it came from a message of at most opts.max_recv_bytes. */
   NNE_PB_DEC(resp.modules, modules_dec, &st);
+  NNE_PB_DEC(resp.sites, sites_dec, &st);
+  warn_arm(&w, &resp.model, &st.e);
   rc = rpc_unary(cli, M_MODELS_DESCRIBE, nnedit_v1_DescribeModelRequest_fields,
                  &req, nnedit_v1_DescribeModelResponse_fields, &resp, &st.e,
                  err);
   if (rc == 0 && !resp.has_model)
     rc = err_set(err, NNE_CLIENT_INTERNAL,
                  "Models/Describe: reply has no model");
-  if (rc < 0) {
-    free(st.str);
-    free(st.offs);
-    nne_client_model_desc_free(out);
-    return rc;
+  if (rc == 0) {
+    /* The block stops moving here: it becomes the desc's. */
+    out->strings = st.sb.p;
+    st.sb.p = NULL;
+    if (!info_take(&out->model, &resp.model, &w) || !desc_finish(&st))
+      rc = err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                   "Models/Describe: out of memory");
   }
-  info_from_pb(&out->model, &resp.model);
-  out->strings = st.str;
-  for (i = 0; i < out->n_modules; i++) {
-    out->modules[i].path = st.str + st.offs[i][0];
-    out->modules[i].class_name = st.str + st.offs[i][1];
-    out->modules[i].type_name = st.str + st.offs[i][2];
-  }
+  warn_reset(&w);
+  free(st.sb.p);
   free(st.offs);
-  return 0;
+  free(st.soffs);
+  free(st.name_offs);
+  if (rc < 0)
+    nne_client_model_desc_free(out);
+  return rc;
+}
+
+int nne_client_models_describe(nne_client_t *cli, const char *name,
+                               nne_client_model_desc_t *out,
+                               nne_client_err_t *err) {
+  return nne_client_models_describe_module(cli, name, NULL, out, err);
 }
 
 void nne_client_model_desc_free(nne_client_model_desc_t *desc) {
   if (desc == NULL)
     return;
+  nne_client_model_info_free(&desc->model);
   free(desc->modules);
+  free(desc->sites);
+  free(desc->names);
   free(desc->strings);
   memset(desc, 0, sizeof *desc);
 }
@@ -1367,6 +1718,10 @@ typedef struct fwd_dec {
   bool have_result;
   char tensor_name[NNE_CLIENT_NAME_MAX]; /* what result.logits_tensor said */
   unsigned frame_fields;                 /* members seen in this frame */
+  size_t n_saved_names; /* result.saved entries seen (each checked) */
+  /* The tensors that follow the result, in order: the logits (when asked
+   * for), then one per save entry. `next` is the one being received. */
+  size_t n_tensors, next;
   nne_client__asm_t asm_;
   nne_client_err_t aerr; /* a refusal by the reassembler */
   dec_err_t e;
@@ -1430,6 +1785,37 @@ static bool rows_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   return true;
 }
 
+/* ForwardResult.saved: must be the request's save list, as spelled. */
+static bool saved_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  fwd_dec_t *st = *arg;
+  char name[NNE_CLIENT_NAME_MAX];
+  size_t n = s->bytes_left, i = st->n_saved_names;
+  (void)f;
+  if (i >= st->req->n_save)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "result lists more saved tensors than the request's %zu "
+                    "save entries",
+                    st->req->n_save);
+  /* Request names were checked to be shorter than a tensor name: a longer
+   * one cannot match. */
+  if (n >= sizeof name)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "result.saved[%zu]: a name of %zu bytes, not the "
+                    "request's save[%zu] '%s'",
+                    i, n, i, st->req->save[i]);
+  if (!pb_read(s, (pb_byte_t *)name, n))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "result.saved[%zu]: %s", i,
+                    PB_GET_ERROR(s));
+  name[n] = '\0';
+  if (strlen(name) != n || strcmp(name, st->req->save[i]) != 0)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "result.saved[%zu] is '%s', the request's save[%zu] is "
+                    "'%s'",
+                    i, name, i, st->req->save[i]);
+  st->n_saved_names++;
+  return true;
+}
+
 static bool fwd_result_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   fwd_dec_t *st = *arg;
   nnedit_v1_ForwardResult m = nnedit_v1_ForwardResult_init_zero;
@@ -1439,8 +1825,15 @@ static bool fwd_result_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
                     "a second ForwardResult in the stream");
   NNE_PB_DEC(m.rows, rows_dec, st);
+  NNE_PB_DEC(m.saved, saved_dec, st);
   if (!pb_decode(s, nnedit_v1_ForwardResult_fields, &m))
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "result: %s", PB_GET_ERROR(s));
+  if (st->n_saved_names != st->req->n_save)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "result lists %zu saved tensors for %zu save entries%s",
+                    st->n_saved_names, st->req->n_save,
+                    st->n_saved_names == 0 ? " (a daemon without save support?)"
+                                           : "");
   st->out->batch = m.batch;
   st->out->seq_len = m.seq_len;
   if (m.has_timing) {
@@ -1453,6 +1846,18 @@ static bool fwd_result_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   return true;
 }
 
+/* The k-th tensor of the stream: the logits when asked for, then the
+ * saves. */
+static bool fwd_is_logits(const fwd_dec_t *st, size_t k) {
+  return st->req->logits != NNE_CLIENT_LOGITS_NONE && k == 0;
+}
+
+static const char *fwd_tensor_name(const fwd_dec_t *st, size_t k) {
+  if (fwd_is_logits(st, k))
+    return st->tensor_name[0] ? st->tensor_name : "logits";
+  return st->req->save[k - (st->req->logits != NNE_CLIENT_LOGITS_NONE)];
+}
+
 static bool fwd_chunk_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   fwd_dec_t *st = *arg;
   nnedit_v1_TensorChunk c;
@@ -1463,19 +1868,24 @@ static bool fwd_chunk_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   if (!st->have_result)
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
                     "a tensor chunk before the ForwardResult");
-  if (st->req->logits == NNE_CLIENT_LOGITS_NONE)
+  if (st->n_tensors == 0)
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
-                    "a tensor chunk, but no logits were asked for");
-  if (st->out->has_logits)
+                    "a tensor chunk, but no logits were asked for (nor any "
+                    "save)");
+  if (st->next >= st->n_tensors)
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
-                    "a tensor chunk after the logits were complete");
+                    "a tensor chunk after the %zu tensors asked for were "
+                    "complete",
+                    st->n_tensors);
   nne_client__asm_arm(&st->asm_, &c);
   if (!pb_decode(s, nnedit_v1_TensorChunk_fields, &c)) {
     if (nne_client__asm_error(&st->asm_, &st->aerr) < 0)
       return dec_fail(&st->e, st->aerr.code, "%s", st->aerr.message);
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "chunk: %s", PB_GET_ERROR(s));
   }
-  want = st->tensor_name[0] ? st->tensor_name : "logits";
+  /* Tensors come in the order of the result, never interleaved: a chunk
+   * names the tensor in progress. */
+  want = fwd_tensor_name(st, st->next);
   if (strcmp(c.name, want) != 0)
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
                     "a chunk of tensor '%.200s', expected '%.200s'", c.name,
@@ -1483,8 +1893,14 @@ static bool fwd_chunk_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   if (nne_client__asm_feed(&st->asm_, &done, &st->aerr) < 0)
     return dec_fail(&st->e, st->aerr.code, "%s", st->aerr.message);
   if (done) {
-    nne_client__asm_take(&st->asm_, &st->out->logits);
-    st->out->has_logits = true;
+    if (fwd_is_logits(st, st->next)) {
+      nne_client__asm_take(&st->asm_, &st->out->logits);
+      st->out->has_logits = true;
+    } else {
+      /* saved[] has room for every save entry (allocated up front). */
+      nne_client__asm_take(&st->asm_, &st->out->saved[st->out->n_saved++]);
+    }
+    st->next++;
   }
   return true;
 }
@@ -1552,6 +1968,21 @@ static int forward_check(const nne_client_forward_req_t *req, size_t *max_mask,
   if ((int)req->logits < 0 || (int)req->logits > NNE_CLIENT_LOGITS_ALL)
     return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
                    "forward: unknown logits mode %d", (int)req->logits);
+  if (req->n_save > 0 && req->save == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "forward: save is NULL with n_save %zu", req->n_save);
+  /* A saved tensor comes back named as spelled: the name must fit a
+   * TensorChunk's name, whatever the request field would take. */
+  for (i = 0; i < req->n_save; i++) {
+    if (req->save[i] == NULL)
+      return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                     "forward: save[%zu] is NULL", i);
+    if (strlen(req->save[i]) >= NNE_CLIENT_NAME_MAX)
+      return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                     "forward: save[%zu] '%.64s...' is longer than %d bytes, "
+                     "the longest tensor name",
+                     i, req->save[i], NNE_CLIENT_NAME_MAX - 1);
+  }
   return 0;
 }
 
@@ -1560,6 +1991,7 @@ int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
                        nne_client_err_t *err) {
   nnedit_v1_ForwardRequest preq = nnedit_v1_ForwardRequest_init_zero;
   nne_pb_list_enc_t ids_list, mask_list;
+  nne_pb_str_list_enc_t save_list;
   fwd_enc_t enc;
   fwd_dec_t st;
   grpc_byte_buffer *bb = NULL, *msg;
@@ -1587,6 +2019,9 @@ int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
                                   sizeof(nnedit_v1_MaskRow)};
   NNE_PB_ENC(preq.input_ids, nne_pb_list_enc, &ids_list);
   NNE_PB_ENC(preq.attention_mask, nne_pb_list_enc, &mask_list);
+  save_list.v = req->save;
+  save_list.n = req->n_save;
+  NNE_PB_ENC(preq.save, nne_pb_str_list_enc, &save_list);
   preq.padding = (nnedit_v1_Padding)req->padding;
   preq.top_k = req->top_k;
   preq.logits = (nnedit_v1_LogitsMode)req->logits;
@@ -1595,9 +2030,18 @@ int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
   if (rc < 0)
     return rc;
 
+  /* Room for every saved tensor now, so that a failure halfway leaves
+   * nothing that forward_result_free would not find. */
+  if (req->n_save > 0 &&
+      (out->saved = calloc(req->n_save, sizeof *out->saved)) == NULL) {
+    grpc_byte_buffer_destroy(bb);
+    return err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                   "forward: out of memory");
+  }
   memset(&st, 0, sizeof st);
   st.req = req;
   st.out = out;
+  st.n_tensors = (req->logits != NNE_CLIENT_LOGITS_NONE) + req->n_save;
   nne_client__asm_init(&st.asm_, cli->max_tensor_bytes);
 
   if (rpc_start(&r, cli, M_FORWARD, bb, deadline_in(cli->timeout_ms))) {
@@ -1647,6 +2091,11 @@ int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
     else if (req->logits != NNE_CLIENT_LOGITS_NONE && !out->has_logits)
       rc = err_set(err, NNE_CLIENT_INTERNAL,
                    "Inference/Forward: logits were asked for and not sent");
+    else if (out->n_saved < req->n_save)
+      rc = err_set(err, NNE_CLIENT_INTERNAL,
+                   "Inference/Forward: save[%zu] '%s' was asked for and not "
+                   "sent",
+                   out->n_saved, req->save[out->n_saved]);
   }
   nne_client__asm_reset(&st.asm_);
   if (rc < 0)
@@ -1662,7 +2111,22 @@ void nne_client_forward_result_free(nne_client_forward_result_t *res) {
     free(res->rows[i].top);
   free(res->rows);
   nne_client_tensor_free(&res->logits);
+  for (i = 0; i < res->n_saved; i++)
+    nne_client_tensor_free(&res->saved[i]);
+  free(res->saved);
   memset(res, 0, sizeof *res);
+}
+
+const nne_client_tensor_t *
+nne_client_forward_result_saved(const nne_client_forward_result_t *res,
+                                const char *name) {
+  size_t i;
+  if (res == NULL || name == NULL)
+    return NULL;
+  for (i = 0; i < res->n_saved; i++)
+    if (strcmp(res->saved[i].name, name) == 0)
+      return &res->saved[i];
+  return NULL;
 }
 
 /* ---- tensors ------------------------------------------------------------- */

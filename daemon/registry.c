@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "validate.h"
 
 /* model.json is a few hundred bytes; anything far larger is a mistake. */
 #define NNE_MODEL_JSON_MAX (256u << 10)
@@ -73,6 +74,66 @@ static int spec_u32(json_t *obj, const char *key, uint32_t *dst,
   return 0;
 }
 
+/* "names": {"from": "alias" | ["alias", ...], ...}. Bounded: a model.json
+ * is operator-written, but a runaway file must not eat the daemon. */
+#define NNE_MAX_RENAMES 4096
+#define NNE_MAX_RENAME_TARGETS 16
+#define NNE_MAX_NAME_LEN 256
+
+static int spec_renames(json_t *obj, const char *where, nne_model_spec_t *spec,
+                        nne_err_t *err) {
+  const char *key;
+  json_t *val;
+  size_t n, i = 0;
+
+  if (!json_is_object(obj))
+    return nne_err_set(err, NNE_EINVAL,
+                       "%s: \"names\" must map names to an alias or a list "
+                       "of aliases",
+                       where);
+  n = json_object_size(obj);
+  if (n > NNE_MAX_RENAMES)
+    return nne_err_set(err, NNE_EINVAL, "%s: \"names\" has %zu entries (at "
+                       "most %d)", where, n, NNE_MAX_RENAMES);
+  spec->renames = calloc(n ? n : 1, sizeof *spec->renames);
+  if (spec->renames == NULL)
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  json_object_foreach(obj, key, val) {
+    nne_names_rename_t *r = &spec->renames[i];
+    size_t k, m = json_is_array(val) ? json_array_size(val) : 1;
+    char **to;
+
+    if (strlen(key) == 0 || strlen(key) > NNE_MAX_NAME_LEN)
+      return nne_err_set(err, NNE_EINVAL, "%s: \"names\": key '%.64s' must "
+                         "have 1..%d characters", where, key, NNE_MAX_NAME_LEN);
+    if (!json_is_string(val) && !json_is_array(val))
+      return nne_err_set(err, NNE_EINVAL, "%s: \"names\".\"%s\": expected an "
+                         "alias or a list of aliases", where, key);
+    if (m == 0 || m > NNE_MAX_RENAME_TARGETS)
+      return nne_err_set(err, NNE_EINVAL, "%s: \"names\".\"%s\": 1..%d aliases "
+                         "expected", where, key, NNE_MAX_RENAME_TARGETS);
+    to = calloc(m, sizeof *to);
+    r->from = strdup(key);
+    r->to = (const char *const *)to;
+    spec->n_renames = ++i;
+    if (to == NULL || r->from == NULL)
+      return nne_err_set(err, NNE_ENOMEM, "out of memory");
+    for (k = 0; k < m; k++) {
+      json_t *t = json_is_array(val) ? json_array_get(val, k) : val;
+      if (!json_is_string(t) || json_string_length(t) == 0 ||
+          json_string_length(t) > NNE_MAX_NAME_LEN)
+        return nne_err_set(err, NNE_EINVAL, "%s: \"names\".\"%s\": alias %zu "
+                           "must be a string of 1..%d characters", where, key,
+                           k, NNE_MAX_NAME_LEN);
+      to[k] = strdup(json_string_value(t));
+      r->n_to = k + 1;
+      if (to[k] == NULL)
+        return nne_err_set(err, NNE_ENOMEM, "out of memory");
+    }
+  }
+  return 0;
+}
+
 int nne_model_spec_parse(const char *text, size_t len, const char *where,
                          nne_model_spec_t *spec, nne_err_t *err) {
   json_error_t jerr;
@@ -125,6 +186,20 @@ int nne_model_spec_parse(const char *text, size_t len, const char *where,
         (rc = spec_u32(limits, "max_seq_len", &spec->max_seq_len, where, err)))
       goto out;
   }
+  v = json_object_get(root, "config");
+  if (v != NULL && !json_is_null(v)) {
+    if (!json_is_object(v)) {
+      rc = nne_err_set(err, NNE_EINVAL, "%s: \"config\" must be an object",
+                       where);
+      goto out;
+    }
+    if ((rc = spec_u32(v, "n_heads", &spec->n_heads, where, err)) != 0)
+      goto out;
+  }
+  v = json_object_get(root, "names");
+  if (v != NULL && !json_is_null(v) &&
+      (rc = spec_renames(v, where, spec, err)) != 0)
+    goto out;
   v = json_object_get(root, "pad_token_id");
   if (v != NULL && !json_is_null(v)) {
     if (!json_is_integer(v) || json_integer_value(v) < 0) {
@@ -137,10 +212,27 @@ int nne_model_spec_parse(const char *text, size_t len, const char *where,
   }
 out:
   json_decref(root);
+  if (rc != 0)
+    nne_model_spec_free(spec);
   return rc;
 }
 
+void nne_model_spec_free(nne_model_spec_t *spec) {
+  size_t i, k;
+  for (i = 0; i < spec->n_renames; i++) {
+    free((char *)spec->renames[i].from);
+    for (k = 0; k < spec->renames[i].n_to; k++)
+      free((char *)spec->renames[i].to[k]);
+    free((char **)spec->renames[i].to);
+  }
+  free(spec->renames);
+  spec->renames = NULL;
+  spec->n_renames = 0;
+}
+
 /* ---- entries -------------------------------------------------------------- */
+
+static void variants_clear(nne_model_entry_t *e);
 
 static nne_model_entry_t *find(nne_registry_t *reg, const char *name) {
   nne_model_entry_t *e;
@@ -215,6 +307,7 @@ int nne_registry_scan(nne_registry_t *reg, nne_err_t *err) {
         (e->state == NNE_MODEL_AVAILABLE || e->state == NNE_MODEL_FAILED) &&
         e->in_flight == 0 && e->waiters == NULL) {
       *pp = e->next;
+      nne_model_spec_free(&e->spec);
       free(e);
     } else {
       pp = &e->next;
@@ -258,7 +351,10 @@ void nne_registry_close(nne_registry_t *reg) {
   nne_model_entry_t *e = reg->entries;
   while (e != NULL) {
     nne_model_entry_t *next = e->next;
+    variants_clear(e);
     nne_model_unref(e->model);
+    nne_names_free(e->names);
+    nne_model_spec_free(&e->spec);
     while (e->waiters != NULL) {
       nne_registry_waiter_t *w = e->waiters;
       e->waiters = w->next;
@@ -326,6 +422,7 @@ typedef struct load_job {
   /* results */
   nne_model_spec_t spec;
   nne_model_t *model;
+  nne_names_t *names;
   int64_t vocab;
   nne_err_t err;
   int rc;
@@ -376,6 +473,57 @@ static int read_file(const char *path, char **out, size_t *len, size_t max,
   buf[n] = '\0';
   *out = buf;
   *len = n;
+  return 0;
+}
+
+/* The model's standard names: family detection (or model.json's family),
+ * user renames, then load-time validation of every name against a small
+ * forward. Names that fail are marked unavailable, not fatal. */
+static int build_names(load_job_t *lj) {
+  size_t i, n = nne_model_module_count(lj->model);
+  nne_names_module_t *mods = calloc(n ? n : 1, sizeof *mods);
+  nne_err_t verr;
+  int rc;
+
+  if (mods == NULL)
+    return nne_err_set(&lj->err, NNE_ENOMEM, "out of memory");
+  for (i = 0; i < n; i++) {
+    const nne_module_info_t *mi = nne_model_module(lj->model, i);
+    mods[i].path = mi->path;
+    mods[i].class_name = mi->class_name;
+    mods[i].parent = mi->parent;
+  }
+  rc = nne_names_build(lj->reg->families, lj->spec.family, mods, n,
+                       lj->spec.renames, lj->spec.n_renames, &lj->names,
+                       &verr);
+  if (rc == NNE_EINVAL && lj->spec.family[0] != '\0') {
+    /* A family we have no map for (a custom architecture) must not keep
+     * the model from loading: detect instead, and say so. */
+    rc = nne_names_build(lj->reg->families, NULL, mods, n, lj->spec.renames,
+                         lj->spec.n_renames, &lj->names, &lj->err);
+    if (rc == 0)
+      nne_names_add_warning(lj->names, "model.json: %s; detected '%s' instead",
+                            verr.msg,
+                            nne_names_family(lj->names)[0]
+                                ? nne_names_family(lj->names)
+                                : "no family");
+  } else if (rc != 0) {
+    lj->err = verr;
+  }
+  free(mods);
+  if (rc != 0) {
+    nne_err_prefix(&lj->err, "model.json");
+    return rc;
+  }
+  if (nne_validate_names(lj->model, lj->names, lj->vocab,
+                         (int)lj->spec.n_heads, &verr) != 0) {
+    /* The model itself ran; only the check could not. Keep the names and
+     * say so, to the log and to whoever asks about the model. */
+    nne_log_warn("model %s: standard names not validated: %s",
+                 lj->entry->name, verr.msg);
+    nne_names_add_warning(lj->names, "standard names not validated: %s",
+                          verr.msg);
+  }
   return 0;
 }
 
@@ -450,7 +598,11 @@ static void load_work(nne_job_t *job) {
   }
   nne_tensor_unref(ids);
   nne_tensor_unref(logits);
+  if (lj->rc == 0 && lj->reg->families != NULL)
+    lj->rc = build_names(lj);
   if (lj->rc != 0) {
+    nne_names_free(lj->names);
+    lj->names = NULL;
     nne_model_unref(lj->model);
     lj->model = NULL;
   }
@@ -469,7 +621,10 @@ static void load_done(nne_job_t *job) {
   if (lj->rc == 0) {
     e->state = NNE_MODEL_LOADED;
     e->model = lj->model;
-    e->spec = lj->spec;
+    nne_model_spec_free(&e->spec);
+    e->spec = lj->spec; /* the entry owns it now */
+    nne_names_free(e->names);
+    e->names = lj->names;
     snprintf(e->device, sizeof e->device, "%s", nne_model_device(lj->model));
     e->dtype = nne_model_dtype(lj->model);
     e->vocab_size = lj->vocab;
@@ -482,9 +637,20 @@ static void load_done(nne_job_t *job) {
                  "%.1f ms",
                  e->name, e->device, nne_dtype_name(e->dtype),
                  (long long)e->vocab_size, nne_model_module_count(e->model), ms);
+    if (e->names != NULL) {
+      size_t i, nw = nne_names_warning_count(e->names);
+      const char *fam = nne_names_family(e->names);
+      nne_log_info("model %s: family %s (%s), %d layers", e->name,
+                   fam[0] ? fam : "none", nne_names_family_reason(e->names),
+                   nne_names_layer_count(e->names));
+      /* A user alias that matches nothing is said, never swallowed. */
+      for (i = 0; i < nw; i++)
+        nne_log_warn("model %s: %s", e->name, nne_names_warning(e->names, i));
+    }
     notify(reg, e, NULL);
   } else {
     e->state = NNE_MODEL_FAILED;
+    nne_model_spec_free(&lj->spec);
     snprintf(e->error, sizeof e->error, "%s", lj->err.msg);
     nne_log_error("model %s failed to load: %s", e->name, lj->err.msg);
     notify(reg, e, &lj->err);
@@ -603,6 +769,9 @@ static void start_unload(nne_registry_t *reg, nne_model_entry_t *e) {
     uj->entry = e;
     uj->model = e->model;
     e->model = NULL;
+    nne_names_free(e->names);
+    e->names = NULL;
+    variants_clear(e);
     if (nne_executor_submit(reg->loader, &uj->job, &err) == 0) {
       reg->busy++;
       return;
@@ -613,6 +782,9 @@ static void start_unload(nne_registry_t *reg, nne_model_entry_t *e) {
   /* The loader refused (full or stopping): free it here rather than leak. */
   nne_model_unref(e->model);
   e->model = NULL;
+  nne_names_free(e->names);
+  e->names = NULL;
+  variants_clear(e);
   e->state = NNE_MODEL_AVAILABLE;
   notify(reg, e, NULL);
 }
@@ -646,6 +818,58 @@ int nne_registry_unload(nne_registry_t *reg, nne_model_entry_t *e,
   if (e->in_flight == 0)
     start_unload(reg, e);
   return 0;
+}
+
+/* ---- variants ------------------------------------------------------------- */
+
+#define N_VARIANT_SLOTS (sizeof(((nne_model_entry_t *)0)->variants) /       \
+                         sizeof(((nne_model_entry_t *)0)->variants[0]))
+
+nne_variant_t *nne_registry_variant_get(nne_model_entry_t *e,
+                                        const char *key) {
+  size_t i;
+  for (i = 0; i < N_VARIANT_SLOTS; i++)
+    if (e->variants[i].key != NULL && strcmp(e->variants[i].key, key) == 0) {
+      e->variants[i].last_used = ++e->variant_clock;
+      e->variant_hits++;
+      return nne_variant_ref(e->variants[i].v);
+    }
+  e->variant_misses++;
+  return NULL;
+}
+
+void nne_registry_variant_put(nne_model_entry_t *e, const char *key,
+                              nne_variant_t *v) {
+  size_t i, victim = 0;
+  char *k;
+  for (i = 0; i < N_VARIANT_SLOTS; i++) {
+    if (e->variants[i].key != NULL && strcmp(e->variants[i].key, key) == 0)
+      return; /* a concurrent request built it first */
+    if (e->variants[i].key == NULL) {
+      victim = i;
+      break;
+    }
+    if (e->variants[i].last_used < e->variants[victim].last_used)
+      victim = i;
+  }
+  k = strdup(key);
+  if (k == NULL)
+    return;
+  free(e->variants[victim].key);
+  nne_variant_unref(e->variants[victim].v);
+  e->variants[victim].key = k;
+  e->variants[victim].v = nne_variant_ref(v);
+  e->variants[victim].last_used = ++e->variant_clock;
+}
+
+static void variants_clear(nne_model_entry_t *e) {
+  size_t i;
+  for (i = 0; i < N_VARIANT_SLOTS; i++) {
+    free(e->variants[i].key);
+    nne_variant_unref(e->variants[i].v);
+    e->variants[i].key = NULL;
+    e->variants[i].v = NULL;
+  }
 }
 
 /* ---- use by calls --------------------------------------------------------- */

@@ -87,15 +87,37 @@ typedef struct fwd_job {
   nne_tensor_t *tk_ids, *tk_vals, *tk_probs;
   const int64_t *tk_ids_p;
   const float *tk_vals_p, *tk_probs_p;
-  nne_tensor_t *out;  /* the tensor to stream, or NULL */
-  const uint8_t *out_p;
-  size_t out_bytes, sent;
+  /* Saves: each request entry (as spelled) and the variant site it reads. */
+  size_t n_saves;
+  char **save_names;          /* owned */
+  int *save_site;             /* index into vsites */
+  nne_names_view_t *save_view;
+  int n_heads;
+  nne_names_site_t *vsites_names; /* owned storage the engine sites point into */
+  nne_site_t *vsites;         /* unique sites, in key order */
+  size_t n_vsites;
+  char *variant_key;          /* owned; NULL without saves */
+  nne_variant_t *variant;     /* from the cache, or built by the job */
+  bool variant_built;         /* built here: the loop caches it */
+  nne_tensor_t **captured;    /* per vsite: the first value seen (a clone) */
+  uint64_t budget, used;      /* response bytes: --max-response-bytes */
+  nne_err_t hook_err;         /* why a hook stopped the forward */
+  /* The tensors to stream, in order: logits (if asked), then the saves. */
+  size_t n_outs;
+  struct fwd_out {
+    const char *name;         /* borrowed: "logits" or a save name */
+    nne_tensor_t *t;
+    const uint8_t *p;
+    size_t bytes;
+  } *outs;
+  size_t out_i, sent;
   /* encoding state for the result message */
   nne_pb_list_enc_t *row_tops;
   double queue_ms, compute_ms;
 } fwd_job_t;
 
 static void fwd_job_free(fwd_job_t *fj) {
+  size_t i;
   free(fj->ids);
   free(fj->mask);
   free(fj->last_pos);
@@ -103,8 +125,62 @@ static void fwd_job_free(fwd_job_t *fj) {
   nne_tensor_unref(fj->tk_ids);
   nne_tensor_unref(fj->tk_vals);
   nne_tensor_unref(fj->tk_probs);
-  nne_tensor_unref(fj->out);
+  for (i = 0; i < fj->n_outs; i++)
+    nne_tensor_unref(fj->outs[i].t);
+  free(fj->outs);
+  for (i = 0; fj->captured != NULL && i < fj->n_vsites; i++)
+    nne_tensor_unref(fj->captured[i]);
+  free(fj->captured);
+  for (i = 0; i < fj->n_saves; i++)
+    free(fj->save_names[i]);
+  free(fj->save_names);
+  free(fj->save_site);
+  free(fj->save_view);
+  free(fj->vsites_names);
+  free(fj->vsites);
+  free(fj->variant_key);
+  nne_variant_unref(fj->variant);
   free(fj);
+}
+
+/* The hook of a Forward with saves: keep a copy of each site's first value,
+ * within the response budget; stop at once if the client is gone. */
+static int save_hook(void *ctx, int site, nne_tensor_t *value,
+                     nne_tensor_t **replace) {
+  fwd_job_t *fj = ctx;
+  nne_tensor_t *copy;
+
+  (void)replace;
+  if (nne_call_cancelled(fj->call))
+    return nne_err_set(&fj->hook_err, NNE_ECANCELED,
+                       "cancelled during the forward");
+  if (site < 0 || (size_t)site >= fj->n_vsites || fj->captured[site] != NULL)
+    return 0;
+  fj->used += nne_tensor_nbytes(value);
+  if (fj->used > fj->budget)
+    return nne_err_set(&fj->hook_err, NNE_ERESOURCE,
+                       "save: the saved tensors exceed the response limit of "
+                       "%llu bytes (--max-response-bytes)",
+                       (unsigned long long)fj->budget);
+  if (nne_tensor_clone(value, &copy, &fj->hook_err) != 0)
+    return fj->hook_err.code;
+  fj->captured[site] = copy;
+  return 0;
+}
+
+static int add_out(fwd_job_t *fj, const char *name, nne_tensor_t *t) {
+  const void *p;
+  int rc = nne_tensor_host_data(t, &p, &fj->err);
+  if (rc != 0) {
+    nne_tensor_unref(t);
+    return rc;
+  }
+  fj->outs[fj->n_outs].name = name;
+  fj->outs[fj->n_outs].t = t;
+  fj->outs[fj->n_outs].p = p;
+  fj->outs[fj->n_outs].bytes = nne_tensor_nbytes(t);
+  fj->n_outs++;
+  return 0;
 }
 
 static void fwd_work(nne_job_t *job) {
@@ -112,6 +188,7 @@ static void fwd_work(nne_job_t *job) {
   nne_tensor_t *ids = NULL, *mask = NULL, *logits = NULL, *last = NULL;
   int64_t shape[2] = {fj->B, fj->S};
   const void *p;
+  size_t i;
 
   if (nne_call_cancelled(fj->call)) {
     /* The client is gone or out of time: don't spend the device on it. */
@@ -123,8 +200,19 @@ static void fwd_work(nne_job_t *job) {
   if (fj->rc == 0 && fj->mask != NULL)
     fj->rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, fj->mask, &mask,
                                   &fj->err);
-  if (fj->rc == 0)
+  if (fj->rc == 0 && fj->n_saves > 0 && fj->variant == NULL) {
+    fj->rc = nne_variant_build(fj->model, fj->vsites, fj->n_vsites,
+                               &fj->variant, &fj->err);
+    fj->variant_built = fj->rc == 0;
+  }
+  if (fj->rc == 0 && fj->n_saves > 0) {
+    fj->rc = nne_variant_forward(fj->variant, ids, mask, save_hook, fj,
+                                 &logits, &fj->err);
+    if (fj->rc != 0 && fj->hook_err.code != 0)
+      fj->err = fj->hook_err; /* our reason beats the engine's relay */
+  } else if (fj->rc == 0) {
     fj->rc = nne_model_forward(fj->model, ids, mask, &logits, &fj->err);
+  }
   if (fj->rc == 0 && (fj->top_k > 0 ||
                       fj->logits_mode == nnedit_v1_LogitsMode_LOGITS_LAST))
     fj->rc = nne_tensor_select_positions(logits, fj->last_pos, &last, &fj->err);
@@ -144,14 +232,35 @@ static void fwd_work(nne_job_t *job) {
     if (fj->rc == 0)
       fj->tk_probs_p = p;
   }
-  if (fj->rc == 0 && fj->logits_mode != nnedit_v1_LogitsMode_LOGITS_NONE) {
-    fj->out = nne_tensor_ref(
-        fj->logits_mode == nnedit_v1_LogitsMode_LOGITS_LAST ? last : logits);
-    /* Host bytes now, on the executor, so the loop only hands out slices. */
-    fj->rc = nne_tensor_host_data(fj->out, &p, &fj->err);
-    if (fj->rc == 0) {
-      fj->out_p = p;
-      fj->out_bytes = nne_tensor_nbytes(fj->out);
+  /* Host bytes now, on the executor, so the loop only hands out slices. */
+  if (fj->rc == 0 && fj->logits_mode != nnedit_v1_LogitsMode_LOGITS_NONE)
+    fj->rc = add_out(fj, "logits",
+                     nne_tensor_ref(fj->logits_mode ==
+                                            nnedit_v1_LogitsMode_LOGITS_LAST
+                                        ? last
+                                        : logits));
+  for (i = 0; fj->rc == 0 && i < fj->n_saves; i++) {
+    nne_tensor_t *t = fj->captured[fj->save_site[i]];
+    const nne_names_view_t *vw = &fj->save_view[i];
+    if (t == NULL) {
+      fj->rc = nne_err_set(&fj->err, NNE_ESTATE,
+                           "save[%zu] '%s': the site did not run in this "
+                           "forward",
+                           i, fj->save_names[i]);
+      break;
+    }
+    if (vw->parts > 0) {
+      nne_tensor_t *part;
+      fj->rc = nne_tensor_split_last(t, vw->parts, vw->part,
+                                     vw->heads_view ? fj->n_heads : 0, &part,
+                                     &fj->err);
+      if (fj->rc != 0) {
+        nne_err_prefix(&fj->err, "save[%zu] '%s'", i, fj->save_names[i]);
+        break;
+      }
+      fj->rc = add_out(fj, fj->save_names[i], part);
+    } else {
+      fj->rc = add_out(fj, fj->save_names[i], nne_tensor_ref(t));
     }
   }
   nne_tensor_unref(ids);
@@ -196,31 +305,38 @@ static void chunk_sent(nne_call_t *call, bool ok) { send_next_chunk(call, ok); }
 static void send_next_chunk(nne_call_t *call, bool ok) {
   fwd_job_t *fj = call->user;
   nnedit_v1_TensorChunk hdr = nnedit_v1_TensorChunk_init_zero;
-  uint8_t inner[512], framed[600];
+  uint8_t inner[1024], framed[1100];
   pb_ostream_t os;
   size_t n, framed_len;
   grpc_slice slices[2];
   grpc_byte_buffer *bb;
+  struct fwd_out *o;
   int i, nd;
 
   if (!ok || nne_call_cancelled(call))
     return; /* the client went away; the call's free releases the job */
-  if (fj->out == NULL || fj->sent >= fj->out_bytes) {
+  while (fj->out_i < fj->n_outs && fj->sent >= fj->outs[fj->out_i].bytes &&
+         !(fj->outs[fj->out_i].bytes == 0 && fj->sent == 0)) {
+    fj->out_i++;
+    fj->sent = 0;
+  }
+  if (fj->out_i >= fj->n_outs) {
     nne_call_finish(call);
     return;
   }
-  n = fj->out_bytes - fj->sent;
+  o = &fj->outs[fj->out_i];
+  n = o->bytes - fj->sent;
   if (n > call->srv->cfg->chunk_bytes)
     n = call->srv->cfg->chunk_bytes;
-  snprintf(hdr.name, sizeof hdr.name, "logits");
-  hdr.dtype = (nnedit_v1_DType)nne_tensor_dtype(fj->out);
-  nd = nne_tensor_ndim(fj->out);
+  snprintf(hdr.name, sizeof hdr.name, "%s", o->name);
+  hdr.dtype = (nnedit_v1_DType)nne_tensor_dtype(o->t);
+  nd = nne_tensor_ndim(o->t);
   hdr.shape_count = (pb_size_t)nd;
   for (i = 0; i < nd; i++)
-    hdr.shape[i] = nne_tensor_shape(fj->out)[i];
-  hdr.total_bytes = fj->out_bytes;
+    hdr.shape[i] = nne_tensor_shape(o->t)[i];
+  hdr.total_bytes = o->bytes;
   hdr.offset = fj->sent;
-  hdr.last = fj->sent + n == fj->out_bytes;
+  hdr.last = fj->sent + n == o->bytes;
   os = pb_ostream_from_buffer(inner, sizeof inner);
   if (!pb_encode(&os, nnedit_v1_TensorChunk_fields, &hdr)) {
     nne_call_fail(call, NNE_EINTERNAL, "cannot encode a tensor chunk header");
@@ -233,13 +349,18 @@ static void send_next_chunk(nne_call_t *call, bool ok) {
   slices[0] = grpc_slice_from_copied_buffer((const char *)framed, framed_len);
   /* The payload goes out straight from tensor memory; the slice keeps the
    * tensor alive until gRPC is done with it (on any of its threads). */
-  slices[1] = grpc_slice_new_with_user_data(
-      (void *)(fj->out_p + fj->sent), n, tensor_slice_free,
-      nne_tensor_ref(fj->out));
+  slices[1] = n > 0 ? grpc_slice_new_with_user_data(
+                          (void *)(o->p + fj->sent), n, tensor_slice_free,
+                          nne_tensor_ref(o->t))
+                    : grpc_empty_slice();
   bb = grpc_raw_byte_buffer_create(slices, 2);
   grpc_slice_unref(slices[0]);
   grpc_slice_unref(slices[1]);
   fj->sent += n;
+  if (n == 0) { /* an empty tensor: its one chunk is out */
+    fj->out_i++;
+    fj->sent = 0;
+  }
   nne_call_send(call, bb, chunk_sent);
 }
 
@@ -247,6 +368,7 @@ static void send_result(nne_call_t *call, fwd_job_t *fj) {
   nnedit_v1_ForwardResponse resp = nnedit_v1_ForwardResponse_init_zero;
   nnedit_v1_ForwardResult *r = &resp.msg.result;
   nne_pb_list_enc_t rows;
+  nne_pb_str_list_enc_t saved;
   row_ctx_t *rcs = NULL;
   int64_t b;
 
@@ -279,8 +401,11 @@ static void send_result(nne_call_t *call, fwd_job_t *fj) {
   r->timing.queue_ms = fj->queue_ms;
   r->timing.compute_ms = fj->compute_ms;
   r->timing.total_ms = (double)(nne_now_ns() - call->t_start_ns) / 1e6;
-  if (fj->out != NULL)
+  if (fj->logits_mode != nnedit_v1_LogitsMode_LOGITS_NONE)
     snprintf(r->logits_tensor, sizeof r->logits_tensor, "logits");
+  saved.v = (const char *const *)fj->save_names;
+  saved.n = fj->n_saves;
+  NNE_PB_ENC(r->saved, nne_pb_str_list_enc, &saved);
   nne_call_send_msg(call, nnedit_v1_ForwardResponse_fields, &resp,
                     send_next_chunk);
   free(rcs); /* encoding is synchronous: the contexts are no longer used */
@@ -292,6 +417,8 @@ static void fwd_done(nne_job_t *job) {
 
   fj->queue_ms = (double)(job->t_start_ns - job->t_submit_ns) / 1e6;
   fj->compute_ms = (double)(job->t_end_ns - job->t_start_ns) / 1e6;
+  if (fj->variant_built && fj->entry->model != NULL)
+    nne_registry_variant_put(fj->entry, fj->variant_key, fj->variant);
   nne_registry_release(&fj->srv->registry, fj->entry, fj->model);
   fj->model = NULL;
   nne_server_poke(fj->srv);
@@ -405,6 +532,92 @@ static int check_request(nne_server_t *srv, const nnedit_v1_ForwardRequest *in,
   return 0;
 }
 
+/* Resolves the save list into unique variant sites (sorted by canonical
+ * form, so that the cache key does not depend on the request's order) and
+ * looks the variant up in the model's cache. */
+static int prepare_saves(fwd_job_t *fj, nne_model_entry_t *e,
+                         nne_pb_str_list_dec_t *saves, nne_err_t *err) {
+  size_t i, j, n = saves->n, keylen = 1;
+  nne_names_site_t *rs;
+  size_t *order;
+  char field[32];
+
+  if (n == 0)
+    return 0;
+  if (e->names == NULL)
+    return nne_err_set(err, NNE_ESTATE, "save: model '%s' has no names",
+                       e->name);
+  rs = calloc(n, sizeof *rs);
+  order = calloc(n, sizeof *order);
+  fj->save_site = calloc(n, sizeof *fj->save_site);
+  fj->save_view = calloc(n, sizeof *fj->save_view);
+  fj->vsites_names = calloc(n, sizeof *fj->vsites_names);
+  fj->vsites = calloc(n, sizeof *fj->vsites);
+  fj->captured = calloc(n, sizeof *fj->captured);
+  if (rs == NULL || order == NULL || !fj->save_site || !fj->save_view ||
+      !fj->vsites_names || !fj->vsites || !fj->captured) {
+    free(rs);
+    free(order);
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  }
+  /* The job owns the names as spelled; they name the streamed tensors. */
+  fj->save_names = saves->v;
+  fj->n_saves = n;
+  saves->v = NULL;
+  saves->n = saves->cap = 0;
+  for (i = 0; i < n; i++) {
+    int rc;
+    snprintf(field, sizeof field, "save[%zu]", i);
+    rc = nne_names_resolve_site(e->names, field, fj->save_names[i], &rs[i],
+                                err);
+    if (rc != 0) {
+      free(rs);
+      free(order);
+      return rc;
+    }
+    fj->save_view[i] = rs[i].view;
+    order[i] = i;
+  }
+  /* Sort by canonical form (insertion sort: n <= 256) and de-duplicate. */
+  for (i = 1; i < n; i++)
+    for (j = i; j > 0 && strcmp(rs[order[j - 1]].canonical,
+                                rs[order[j]].canonical) > 0; j--) {
+      size_t t = order[j];
+      order[j] = order[j - 1];
+      order[j - 1] = t;
+    }
+  for (i = 0; i < n; i++) {
+    const nne_names_site_t *r = &rs[order[i]];
+    if (fj->n_vsites == 0 ||
+        strcmp(fj->vsites_names[fj->n_vsites - 1].canonical, r->canonical) !=
+            0) {
+      nne_site_t *v = &fj->vsites[fj->n_vsites];
+      fj->vsites_names[fj->n_vsites] = *r;
+      v->module = r->module;
+      v->kind = (nne_site_kind_t)r->kind;
+      v->index = r->index;
+      v->node_kind = fj->vsites_names[fj->n_vsites].node_kind;
+      v->node_occurrence = r->node_occurrence;
+      keylen += strlen(r->canonical) + 1;
+      fj->n_vsites++;
+    }
+    fj->save_site[order[i]] = (int)fj->n_vsites - 1;
+  }
+  free(rs);
+  free(order);
+  fj->variant_key = malloc(keylen);
+  if (fj->variant_key == NULL)
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  fj->variant_key[0] = '\0';
+  for (i = 0; i < fj->n_vsites; i++) {
+    strcat(fj->variant_key, fj->vsites_names[i].canonical);
+    strcat(fj->variant_key, "\n");
+  }
+  fj->variant = nne_registry_variant_get(e, fj->variant_key);
+  fj->n_heads = (int)e->spec.n_heads;
+  return 0;
+}
+
 /* Lays the rows out in [B, S] with padding on the asked side and computes
  * each row's last real position. */
 static int build_inputs(fwd_job_t *fj, const nnedit_v1_ForwardRequest *in,
@@ -458,6 +671,7 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
   const nne_config_t *cfg = srv->cfg;
   nnedit_v1_ForwardRequest in = nnedit_v1_ForwardRequest_init_zero;
   rows_dec_t ids, mask;
+  nne_pb_str_list_dec_t saves;
   nne_model_entry_t *e;
   fwd_job_t *fj = NULL;
   nne_err_t err;
@@ -474,11 +688,19 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
    * already bounds these; the per-model limits are checked after decoding,
    * when the model (which may come last on the wire) is known. */
   ids.vals.max = mask.vals.max = cfg->max_message_bytes;
+  memset(&saves, 0, sizeof saves);
+  saves.max = 256;
+  saves.max_len = 255; /* it names a streamed tensor: TensorChunk.name */
   NNE_PB_DEC(in.input_ids, rows_dec_cb, &ids);
   NNE_PB_DEC(in.attention_mask, rows_dec_cb, &mask);
+  NNE_PB_DEC(in.save, nne_pb_str_list_dec, &saves);
   if (!nne_pb_decode_bb(req, nnedit_v1_ForwardRequest_fields, &in, why,
                         sizeof why)) {
-    if (ids.overflow || mask.overflow)
+    if (saves.overflow)
+      nne_err_set(&err, NNE_ERESOURCE,
+                  "save: more than %zu sites, or a site name longer than %zu",
+                  saves.max, saves.max_len);
+    else if (ids.overflow || mask.overflow)
       nne_err_set(&err, NNE_ERESOURCE,
                   "%s: more than %u rows (--max-batch)",
                   ids.overflow ? "input_ids" : "attention_mask",
@@ -512,6 +734,15 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
                        "logits: %" PRIu64 " bytes exceed the response limit "
                        "of %" PRIu64 " bytes (--max-response-bytes)",
                        out_bytes, cfg->max_response_bytes);
+    else
+      fj->budget = cfg->max_response_bytes - out_bytes;
+  }
+  if (rc == 0)
+    rc = prepare_saves(fj, e, &saves, &err);
+  if (rc == 0) {
+    fj->outs = calloc(fj->n_saves + 1, sizeof *fj->outs);
+    if (fj->outs == NULL)
+      rc = nne_err_set(&err, NNE_ENOMEM, "out of memory");
   }
   if (rc != 0) {
     nne_registry_release(&srv->registry, e, fj->model);
@@ -533,10 +764,12 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
   }
   rows_free(&ids);
   rows_free(&mask);
+  nne_pb_str_list_free(&saves);
   return;
 fail:
   rows_free(&ids);
   rows_free(&mask);
+  nne_pb_str_list_free(&saves);
   if (fj != NULL)
     fwd_job_free(fj);
   nne_call_fail_err(call, &err);

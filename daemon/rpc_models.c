@@ -1,17 +1,41 @@
 /* rpc_models.c — nnedit.v1.Models: List, Load, Unload, Describe. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "nnedit/v1/models.pb.h"
 #include "rpc.h"
 
+/* ModelInfo.warnings straight from the model's names. */
+static bool enc_warnings(pb_ostream_t *s, const pb_field_t *f,
+                         void *const *arg) {
+  const nne_names_t *names = *arg;
+  size_t i, n = names != NULL ? nne_names_warning_count(names) : 0;
+  for (i = 0; i < n; i++) {
+    const char *w = nne_names_warning(names, i);
+    if (!pb_encode_tag_for_field(s, f) ||
+        !pb_encode_string(s, (const pb_byte_t *)w, strlen(w)))
+      return false;
+  }
+  return true;
+}
+
 /* Fills the wire form of a model's state. */
 static void fill_info(nnedit_v1_ModelInfo *mi, const nne_model_entry_t *e) {
   memset(mi, 0, sizeof *mi);
   snprintf(mi->name, sizeof mi->name, "%s", e->name);
   mi->state = (nnedit_v1_ModelState)e->state;
-  snprintf(mi->family, sizeof mi->family, "%s", e->spec.family);
+  if (e->names != NULL && nne_names_family(e->names)[0] != '\0') {
+    snprintf(mi->family, sizeof mi->family, "%s", nne_names_family(e->names));
+    snprintf(mi->family_reason, sizeof mi->family_reason, "%s",
+             nne_names_family_reason(e->names));
+    mi->layer_count = (uint32_t)nne_names_layer_count(e->names);
+  } else {
+    snprintf(mi->family, sizeof mi->family, "%s", e->spec.family);
+  }
+  if (e->names != NULL)
+    NNE_PB_ENC(mi->warnings, enc_warnings, e->names);
   snprintf(mi->export_kind, sizeof mi->export_kind, "%s", e->spec.export_kind);
   if (e->state == NNE_MODEL_FAILED)
     snprintf(mi->error, sizeof mi->error, "%s", e->error);
@@ -165,25 +189,97 @@ void nne_rpc_models_unload(nne_server_t *srv, nne_call_t *call,
 
 /* ---- Describe ------------------------------------------------------------- */
 
+/* Aliases of one module: standard names or user aliases. */
+typedef struct alias_arg {
+  const nne_names_t *names;
+  int module;
+  bool standard;
+} alias_arg_t;
+
+static bool enc_aliases(pb_ostream_t *s, const pb_field_t *f,
+                        void *const *arg) {
+  const alias_arg_t *a = *arg;
+  size_t k, n;
+  if (a->names == NULL)
+    return true;
+  n = nne_names_module_alias_count(a->names, a->module);
+  for (k = 0; k < n; k++) {
+    const char *name = nne_names_module_alias(a->names, a->module, k);
+    if (nne_names_module_alias_is_standard(a->names, a->module, k) !=
+        a->standard)
+      continue;
+    if (!pb_encode_tag_for_field(s, f) ||
+        !pb_encode_string(s, (const pb_byte_t *)name, strlen(name)))
+      return false;
+  }
+  return true;
+}
+
 typedef struct describe_ctx {
   const nne_model_t *model;
+  const nne_names_t *names;
+  int first;             /* index of the subtree's root in the model */
+  alias_arg_t std_arg, alias_arg; /* reused per element: encoded in turn */
+  size_t *sites;         /* site entries to send */
 } describe_ctx_t;
 
 static bool fill_module(void *ctx, size_t i, void *msg) {
   describe_ctx_t *dc = ctx;
   nnedit_v1_Module *m = msg;
-  const nne_module_info_t *mi = nne_model_module(dc->model, i);
+  int idx = dc->first + (int)i;
+  const nne_module_info_t *mi = nne_model_module(dc->model, (size_t)idx);
 
   if (mi == NULL || strlen(mi->path) >= sizeof m->path)
     return false;
   memcpy(m->path, mi->path, strlen(mi->path) + 1);
   snprintf(m->class_name, sizeof m->class_name, "%s", mi->class_name);
   snprintf(m->type_name, sizeof m->type_name, "%s", mi->type_name);
-  m->parent = mi->parent;
+  /* Parents are positions in this response; the subtree's root has none. */
+  m->parent = i == 0 ? -1 : mi->parent - dc->first;
   m->depth = (uint32_t)mi->depth;
   m->call_index = mi->call_index;
   m->param_count = mi->param_count;
+  dc->std_arg = (alias_arg_t){dc->names, idx, true};
+  dc->alias_arg = (alias_arg_t){dc->names, idx, false};
+  NNE_PB_ENC(m->standard_names, enc_aliases, &dc->std_arg);
+  NNE_PB_ENC(m->aliases, enc_aliases, &dc->alias_arg);
   return true;
+}
+
+static bool fill_site(void *ctx, size_t i, void *msg) {
+  describe_ctx_t *dc = ctx;
+  nnedit_v1_Site *w = msg;
+  const nne_names_site_entry_t *e = nne_names_site(dc->names, dc->sites[i]);
+  const nne_module_info_t *mi;
+
+  snprintf(w->name, sizeof w->name, "%s", e->name);
+  snprintf(w->tl_name, sizeof w->tl_name, "%s", e->tl_name ? e->tl_name : "");
+  w->available = e->available;
+  if (!e->available) {
+    snprintf(w->reason, sizeof w->reason, "%s", e->reason ? e->reason : "");
+    return true;
+  }
+  mi = nne_model_module(dc->model, (size_t)e->site.module);
+  snprintf(w->canonical, sizeof w->canonical, "%s", e->site.canonical);
+  snprintf(w->module, sizeof w->module, "%s", mi != NULL ? mi->path : "");
+  w->kind = (nnedit_v1_SiteKind)e->site.kind;
+  w->index = e->site.index;
+  w->view_parts = e->site.view.parts;
+  w->view_part = e->site.view.part;
+  w->view_heads = e->site.view.heads_view;
+  return true;
+}
+
+/* Resolves a module spelling: through the names when the model has them,
+ * else the raw path only. */
+static int resolve_module(const nne_model_entry_t *e, const char *field,
+                          const char *name, int *idx, nne_err_t *err) {
+  if (e->names != NULL)
+    return nne_names_resolve_module(e->names, field, name, idx, err);
+  *idx = nne_model_module_find(e->model, name);
+  if (*idx < 0)
+    return nne_err_set(err, NNE_ENOTFOUND, "%s: no module '%s'", field, name);
+  return 0;
 }
 
 void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
@@ -193,8 +289,11 @@ void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
   nne_model_entry_t *e;
   nne_model_t *model;
   describe_ctx_t dc;
-  nne_pb_list_enc_t list;
+  nne_pb_list_enc_t list, sites;
   nne_err_t err;
+  size_t n_mods, end, i, n_sites = 0;
+  int first = 0, depth0;
+  const char *root;
 
   if (!nne_rpc_decode(call, req, nnedit_v1_DescribeModelRequest_fields, &in,
                       NULL))
@@ -204,14 +303,58 @@ void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
     nne_call_fail_err(call, &err);
     return;
   }
+  if (in.module[0] != '\0' &&
+      resolve_module(e, "module", in.module, &first, &err) != 0) {
+    nne_registry_release(&srv->registry, e, model);
+    nne_call_fail_err(call, &err);
+    return;
+  }
+  /* Pre-order: a module's subtree is the run after it of deeper modules. */
+  n_mods = nne_model_module_count(model);
+  depth0 = nne_model_module(model, (size_t)first)->depth;
+  for (end = (size_t)first + 1;
+       end < n_mods && nne_model_module(model, end)->depth > depth0; end++)
+    ;
+  root = nne_model_module(model, (size_t)first)->path;
+  memset(&dc, 0, sizeof dc);
+  dc.model = model;
+  dc.names = e->names;
+  dc.first = first;
+  if (e->names != NULL) {
+    size_t n = nne_names_site_count(e->names), rl = strlen(root);
+    dc.sites = malloc((n ? n : 1) * sizeof *dc.sites);
+    if (dc.sites == NULL) {
+      nne_registry_release(&srv->registry, e, model);
+      nne_call_fail(call, NNE_ENOMEM, "out of memory");
+      return;
+    }
+    for (i = 0; i < n; i++) {
+      const nne_names_site_entry_t *se = nne_names_site(e->names, i);
+      const char *mp;
+      if (first == 0) {
+        dc.sites[n_sites++] = i;
+        continue;
+      }
+      if (!se->available)
+        continue; /* no module to place it under */
+      mp = nne_model_module(model, (size_t)se->site.module)->path;
+      if (strncmp(mp, root, rl) == 0 && (mp[rl] == '\0' || mp[rl] == '.'))
+        dc.sites[n_sites++] = i;
+    }
+  }
   out.has_model = true;
   fill_info(&out.model, e);
-  dc.model = model;
-  list.n = nne_model_module_count(model);
+  list.n = end - (size_t)first;
   list.fill = fill_module;
   list.ctx = &dc;
   list.msg_size = sizeof(nnedit_v1_Module);
   NNE_PB_ENC(out.modules, nne_pb_list_enc, &list);
+  sites.n = n_sites;
+  sites.fill = fill_site;
+  sites.ctx = &dc;
+  sites.msg_size = sizeof(nnedit_v1_Site);
+  NNE_PB_ENC(out.sites, nne_pb_list_enc, &sites);
   nne_call_reply(call, nnedit_v1_DescribeModelResponse_fields, &out);
+  free(dc.sites);
   nne_registry_release(&srv->registry, e, model);
 }

@@ -287,6 +287,8 @@ static void maybe_finish_shutdown(nne_server_t *srv) {
   nne_executor_close(&srv->compute);
   nne_executor_close(&srv->loader);
   nne_registry_close(&srv->registry);
+  nne_family_set_free(srv->families);
+  srv->families = NULL;
   uv_timer_stop(&srv->drain_timer);
   uv_close((uv_handle_t *)&srv->drain_timer, close_cb_noop);
   uv_close((uv_handle_t *)&srv->sigint, close_cb_noop);
@@ -392,10 +394,21 @@ int nne_server_start(nne_server_t *srv, const nne_config_t *cfg,
                          cfg->max_queue, err);
   if (rc != 0)
     goto fail_loader;
+  {
+    /* Family maps: the builtin ones, overridden or extended by
+     * <repo>/names.d/<family>.json. A malformed map stops the start with
+     * the file and line. */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/names.d", cfg->model_repo);
+    rc = nne_family_set_load(dir, &srv->families, err);
+    if (rc != 0)
+      goto fail_compute;
+  }
   rc = nne_registry_init(&srv->registry, cfg->model_repo, cfg->device,
                          cfg->max_batch, cfg->max_seq_len, &srv->loader, err);
   if (rc != 0)
-    goto fail_compute;
+    goto fail_families;
+  srv->registry.families = srv->families;
   srv->registry.on_idle = on_registry_idle;
   srv->registry.on_idle_ctx = srv;
   for (i = 0; i < cfg->n_loads; i++) {
@@ -520,6 +533,9 @@ fail_grpc:
   grpc_shutdown_blocking();
 fail_registry:
   nne_registry_close(&srv->registry);
+fail_families:
+  nne_family_set_free(srv->families);
+  srv->families = NULL;
 fail_compute:
   nne_executor_close(&srv->compute);
 fail_loader:

@@ -126,6 +126,7 @@ struct nne_server {
   int armed_calls;            /* requests armed and not yet fired */
   uint64_t calls_total;
 
+  nne_family_set_t *families; /* family name maps: builtin + repo's names.d/ */
   nne_registry_t registry;
   nne_executor_t compute;     /* forward passes */
   nne_executor_t loader;      /* model loads and unloads */

@@ -40,6 +40,46 @@ bool nne_pb_str_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   return true;
 }
 
+bool nne_pb_str_list_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  nne_pb_str_list_dec_t *st = *arg;
+  size_t n = s->bytes_left;
+  char *p;
+
+  (void)f;
+  if (st->n >= st->max || n > st->max_len) {
+    st->overflow = true;
+    PB_RETURN_ERROR(s, st->n >= st->max ? "too many strings"
+                                        : "string too long");
+  }
+  if (st->n == st->cap) {
+    size_t cap = st->cap ? st->cap * 2 : 8;
+    char **nv = realloc(st->v, cap * sizeof *nv);
+    if (nv == NULL)
+      PB_RETURN_ERROR(s, "out of memory");
+    st->v = nv;
+    st->cap = cap;
+  }
+  p = malloc(n + 1);
+  if (p == NULL)
+    PB_RETURN_ERROR(s, "out of memory");
+  if (!pb_read(s, (pb_byte_t *)p, n)) {
+    free(p);
+    return false;
+  }
+  p[n] = '\0';
+  st->v[st->n++] = p;
+  return true;
+}
+
+void nne_pb_str_list_free(nne_pb_str_list_dec_t *st) {
+  size_t i;
+  for (i = 0; i < st->n; i++)
+    free(st->v[i]);
+  free(st->v);
+  st->v = NULL;
+  st->n = st->cap = 0;
+}
+
 static bool i64_push(pb_istream_t *s, nne_pb_i64_dec_t *st, int64_t v) {
   if (st->n >= st->max) {
     st->overflow = true;
@@ -139,6 +179,19 @@ bool nne_pb_str_enc(pb_ostream_t *s, const pb_field_t *f, void *const *arg) {
     return true;
   return pb_encode_tag_for_field(s, f) &&
          pb_encode_string(s, (const pb_byte_t *)str, strlen(str));
+}
+
+bool nne_pb_str_list_enc(pb_ostream_t *s, const pb_field_t *f,
+                         void *const *arg) {
+  const nne_pb_str_list_enc_t *st = *arg;
+  size_t i;
+  if (st == NULL)
+    return true;
+  for (i = 0; i < st->n; i++)
+    if (!pb_encode_tag_for_field(s, f) ||
+        !pb_encode_string(s, (const pb_byte_t *)st->v[i], strlen(st->v[i])))
+      return false;
+  return true;
 }
 
 bool nne_pb_i64_enc(pb_ostream_t *s, const pb_field_t *f, void *const *arg) {

@@ -52,6 +52,20 @@ typedef struct nne_pb_str_dec {
   bool overflow;
 } nne_pb_str_dec_t;
 
+/* Strings of a repeated string field, each NUL-terminated on the heap (free
+ * with nne_pb_str_list_free). At most `max` strings of at most `max_len`
+ * bytes each. */
+typedef struct nne_pb_str_list_dec {
+  char **v;
+  size_t n;
+  size_t cap;
+  size_t max;
+  size_t max_len;
+  bool overflow;
+} nne_pb_str_list_dec_t;
+
+void nne_pb_str_list_free(nne_pb_str_list_dec_t *st);
+
 /* Integers of a repeated int32/int64/uint32/uint64 field, appended to `v`
  * (heap, grown by doubling, freed with free()). At most `max` values in total
  * (0 means none allowed). Accepts packed and unpacked encodings. */
@@ -83,6 +97,7 @@ bool nne_pb_decode_int_list_msg(pb_istream_t *s, uint32_t tag,
                                 nne_pb_i64_dec_t *st);
 
 bool nne_pb_str_dec(pb_istream_t *s, const pb_field_t *f, void **arg);
+bool nne_pb_str_list_dec(pb_istream_t *s, const pb_field_t *f, void **arg);
 bool nne_pb_i64_dec(pb_istream_t *s, const pb_field_t *f, void **arg);
 bool nne_pb_bytes_dec(pb_istream_t *s, const pb_field_t *f, void **arg);
 
@@ -119,6 +134,16 @@ typedef struct nne_pb_list_enc {
 
 /* arg: a `const char *` (NULL encodes nothing). */
 bool nne_pb_str_enc(pb_ostream_t *s, const pb_field_t *f, void *const *arg);
+
+/* A repeated string field from an array of C strings. */
+typedef struct nne_pb_str_list_enc {
+  const char *const *v;
+  size_t n;
+} nne_pb_str_list_enc_t;
+
+/* arg: nne_pb_str_list_enc_t*. */
+bool nne_pb_str_list_enc(pb_ostream_t *s, const pb_field_t *f,
+                         void *const *arg);
 /* arg: nne_pb_i64_enc_t*; written packed. Works for int32 fields too when
  * the values fit (negative values take the 10-byte form either way). */
 bool nne_pb_i64_enc(pb_ostream_t *s, const pb_field_t *f, void *const *arg);

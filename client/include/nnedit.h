@@ -30,6 +30,24 @@
  *   }
  *   nne_client_forward_result_free(&res);   // safe after success or failure
  *
+ *   // Values inside the model, by any spelling of a site:
+ *   const char *save[] = {"layers.0.resid_post", "blocks.0.attn.hook_pattern"};
+ *   req.save = save;
+ *   req.n_save = 2;
+ *   if (nne_client_forward(cli, &req, &res, &err) == 0) {
+ *     const nne_client_tensor_t *t =
+ *         nne_client_forward_result_saved(&res, "layers.0.resid_post");
+ *     ... t->shape, t->data ...
+ *   }
+ *   nne_client_forward_result_free(&res);
+ *
+ *   // The module tree with standard names; one subtree by any spelling:
+ *   nne_client_model_desc_t d;
+ *   nne_client_models_describe_module(cli, "gpt2-script", "layers.3.self_attn",
+ *                                     &d, &err);
+ *   ... d.modules[0].path ("transformer.h.3.attn"), d.sites ...
+ *   nne_client_model_desc_free(&d);
+ *
  *   nne_client_close(cli);
  *
  * Conventions (they hold for every function below unless it says otherwise):
@@ -284,13 +302,20 @@ const char *nne_client_model_state_name(int state);
 #define NNE_CLIENT_MODEL_NAME_MAX 128
 #define NNE_CLIENT_DEVICE_MAX 32
 #define NNE_CLIENT_FAMILY_MAX 32
+#define NNE_CLIENT_FAMILY_REASON_MAX 128
 #define NNE_CLIENT_MODEL_ERROR_MAX 1024
 #define NNE_CLIENT_EXPORT_KIND_MAX 16
 #define NNE_CLIENT_VERSION_MAX 64
 
-/* A model as the daemon reports it (models.proto ModelInfo). Holds no
- * pointers; nne_client_model_info_free exists so that code written now keeps
- * working if a field ever needs one. */
+/* Most warnings one model info may carry, and the longest one (bytes, NUL
+ * included). The proto leaves both open; these are this client's bounds. */
+#define NNE_CLIENT_MAX_WARNINGS 4096
+#define NNE_CLIENT_WARNING_MAX 4096
+
+/* A model as the daemon reports it (models.proto ModelInfo). The warnings
+ * are the one allocation it holds (NULL when there are none): free it with
+ * nne_client_model_info_free, which model_list_free and model_desc_free call
+ * for the infos they hold. */
 typedef struct nne_client_model_info {
   char name[NNE_CLIENT_MODEL_NAME_MAX];
   nne_client_model_state_t state;
@@ -307,14 +332,29 @@ typedef struct nne_client_model_info {
   double load_ms;
   uint32_t in_flight; /* calls holding the model right now */
   char export_kind[NNE_CLIENT_EXPORT_KIND_MAX]; /* "script", "trace" */
+  /* How the family was decided: "class GPT2LMHeadModel", "structure",
+   * "model.json"; "" when no family map matched. */
+  char family_reason[NNE_CLIENT_FAMILY_REASON_MAX];
+  uint32_t layer_count; /* layers of the family's layer list; 0: no family */
+  /* Things the user should know: user aliases that matched nothing,
+   * standard names that failed load-time validation, no family detected.
+   * n_warnings strings in one block allocated by the library. */
+  const char *const *warnings;
+  size_t n_warnings;
 } nne_client_model_info_t;
 
-/* Zeroes *info. NULL is a no-op. */
+/* Frees the warnings and zeroes *info. NULL is a no-op. */
 void nne_client_model_info_free(nne_client_model_info_t *info);
 
-/* Longest model list / module tree a reply may carry. */
+/* Longest model list / module tree / site list a reply may carry, and the
+ * most standard names (and, separately, user aliases) of one module. */
 #define NNE_CLIENT_MAX_MODELS 4096
 #define NNE_CLIENT_MAX_MODULES 65536
+#define NNE_CLIENT_MAX_SITES 65536
+#define NNE_CLIENT_MAX_MODULE_NAMES 64
+/* Longest module spelling a Describe request may name (bytes, NUL
+ * included): DescribeModelRequest.module. */
+#define NNE_CLIENT_MODULE_NAME_MAX 512
 
 /* The models of the repository. `models` (n_models entries) is allocated by
  * the library and freed by nne_client_model_list_free. */
@@ -332,44 +372,114 @@ void nne_client_model_list_free(nne_client_model_list_t *list);
 /* Models/Load: loads `name` (blocking until loaded; a loaded model is
  * returned as is). `device` ("cpu", "cuda:0"; NULL or "" = the model's
  * model.json) and `dtype` (UNSPECIFIED = model.json) override the defaults.
- * *out receives the model's info (caller's struct). */
+ * *out receives the model's info (caller's struct; free with
+ * model_info_free). */
 int nne_client_models_load(nne_client_t *cli, const char *name,
                            const char *device, nne_client_dtype_t dtype,
                            nne_client_model_info_t *out, nne_client_err_t *err);
 
-/* Models/Unload. *out (may be NULL) receives the model's info. */
+/* Models/Unload. *out (may be NULL) receives the model's info (free with
+ * model_info_free). */
 int nne_client_models_unload(nne_client_t *cli, const char *name,
                              nne_client_model_info_t *out,
                              nne_client_err_t *err);
 
 /* One module of a model's tree, in pre-order (named_modules() order). The
- * strings point into the nne_client_model_desc_t that holds the module and
- * live as long as it. The tree is checked on arrival: parent is -1 for the
- * root and otherwise the index of an earlier module, and depth is the
- * parent's depth + 1, so both can be used as indices and indents safely. */
+ * strings and string lists point into the nne_client_model_desc_t that
+ * holds the module and live as long as it. The tree is checked on arrival:
+ * parent is -1 for modules[0] only and otherwise the index of an earlier
+ * module, and depth is the parent's depth + 1, so both can be used as
+ * indices and indents safely. modules[0].depth is 0 for the whole model;
+ * for a subtree (describe_module) it is whatever the daemon says the
+ * subtree root's depth is, so indent by depth - modules[0].depth. */
 typedef struct nne_client_module {
-  const char *path;       /* dotted path; "" for the root */
+  const char *path;       /* dotted raw path; "" for the root */
   const char *class_name; /* "GPT2Attention" */
   const char *type_name;  /* the qualified TorchScript type name */
-  int32_t parent;         /* index in modules[]; -1 for the root */
+  int32_t parent;         /* index in modules[]; -1 for modules[0] */
   uint32_t depth;         /* 0 for the root */
   int32_t call_index;     /* order of the first call in forward; -1: never */
   uint64_t param_count;   /* parameters held directly by this module */
+  /* Family-independent names of this module ("layers.3.self_attn"), and
+   * user aliases from model.json "names" ("blk3.attention"): each resolves
+   * to this module wherever a module is accepted. At most
+   * NNE_CLIENT_MAX_MODULE_NAMES of each. */
+  const char *const *standard_names;
+  size_t n_standard_names;
+  const char *const *aliases;
+  size_t n_aliases;
 } nne_client_module_t;
 
-/* A model's info and module tree. `modules` and the strings they point to
- * are allocated by the library and freed by nne_client_model_desc_free. */
+/* Where a standard site lives; the numbers are the wire enum
+ * nnedit.v1.SiteKind. */
+typedef enum nne_client_site_kind {
+  NNE_CLIENT_SITE_KIND_UNSPECIFIED = 0,
+  NNE_CLIENT_SITE_INPUT = 1,      /* module input `index` */
+  NNE_CLIENT_SITE_OUTPUT = 2,     /* module output element `index` */
+  NNE_CLIENT_SITE_NODE = 3,       /* output `index` of a node in the
+                                     module's own code */
+  NNE_CLIENT_SITE_NODE_INPUT = 4, /* input `index` of that node */
+} nne_client_site_kind_t;
+
+/* "input", "output", "node", "node_input"; "unspecified" for 0 and unknown
+ * values. Static string. */
+const char *nne_client_site_kind_name(int kind);
+
+/* A standard site of the model (NAMES.md): where it resolved, or why not.
+ * The strings point into the nne_client_model_desc_t that holds the site
+ * and live as long as it; none is NULL ("" when the daemon sent nothing). */
+typedef struct nne_client_site {
+  const char *name;      /* "layers.3.resid_post" */
+  const char *tl_name;   /* "blocks.3.hook_resid_post"; "" if none */
+  bool available;
+  const char *reason;    /* why not, when !available */
+  const char *canonical; /* raw form: "transformer.h.3.output.0",
+                            "transformer.h.3.attn:aten::softmax#0" */
+  const char *module;    /* raw path of the module it lives in */
+  nne_client_site_kind_t kind;
+  int32_t index;
+  /* A view taken of the value (q/k/v of a fused projection): the last
+   * dimension split into view_parts parts (0: no view), part view_part
+   * (checked: 0 <= view_part < view_parts), after reshaping it to
+   * [heads, -1] when view_heads. */
+  int32_t view_parts;
+  int32_t view_part;
+  bool view_heads;
+} nne_client_site_t;
+
+/* A model's info, module tree and standard sites. `modules`, `sites` and
+ * the strings they point to are allocated by the library and freed by
+ * nne_client_model_desc_free (which frees model's warnings too). */
 typedef struct nne_client_model_desc {
   nne_client_model_info_t model;
   nne_client_module_t *modules;
   size_t n_modules;
-  char *strings; /* private: one block holding every module string */
+  char *strings; /* private: one block holding every module and site string */
+  /* The standard sites: per layer, all of them; for a subtree, those inside
+   * it. Empty for a model without a family. */
+  nne_client_site_t *sites;
+  size_t n_sites;
+  const char **names; /* private: the modules' name lists, back to back */
 } nne_client_model_desc_t;
 
-/* Models/Describe into *out (caller's struct; free with model_desc_free). */
+/* Models/Describe of the whole model into *out (caller's struct; free with
+ * model_desc_free). Same as describe_module with module NULL. */
 int nne_client_models_describe(nne_client_t *cli, const char *name,
                                nne_client_model_desc_t *out,
                                nne_client_err_t *err);
+
+/* Models/Describe of one module's subtree: `module` is any spelling of it
+ * (raw path "transformer.h.3.attn", standard name "layers.3.self_attn", a
+ * user alias; shorter than NNE_CLIENT_MODULE_NAME_MAX bytes). modules[0] is
+ * that module (parent -1), the others its descendants with parents indexing
+ * this response; sites are those inside the subtree. NULL or "" describes
+ * the whole model. An unknown name is the daemon's NOT_FOUND (its message
+ * lists the closest valid names); a layer index out of range its
+ * INVALID_ARGUMENT. */
+int nne_client_models_describe_module(nne_client_t *cli, const char *name,
+                                      const char *module,
+                                      nne_client_model_desc_t *out,
+                                      nne_client_err_t *err);
 void nne_client_model_desc_free(nne_client_model_desc_t *desc);
 
 /* ---- inference (nnedit.v1.Inference) ------------------------------------- */
@@ -401,8 +511,9 @@ typedef struct nne_client_mask_row {
 } nne_client_mask_row_t;
 
 /* A Forward request. Everything is borrowed for the call. The library sends
- * what it is given: row lengths, mask shape, top_k and sizes are checked by
- * the daemon, whose messages name the field (input_ids[1][4], ...). */
+ * what it is given: row lengths, mask shape, top_k, the number of saves and
+ * sizes are checked by the daemon, whose messages name the field
+ * (input_ids[1][4], save[2], ...). */
 typedef struct nne_client_forward_req {
   const char *model;
   const nne_client_token_row_t *rows;
@@ -412,6 +523,15 @@ typedef struct nne_client_forward_req {
   nne_client_padding_t padding;
   uint32_t top_k; /* 0 = no top-k lists */
   nne_client_logits_t logits;
+  /* Sites whose values to bring back (NULL / n_save 0: none): any spelling
+   * of a site, raw ("transformer.h.3.output"), standard
+   * ("layers.3.resid_post"), TransformerLens ("blocks.3.hook_resid_post"),
+   * a node ("layers.3.self_attn:aten::softmax#0"), a user alias +
+   * ".output". Each comes back as a tensor named exactly as spelled here,
+   * so each must be shorter than NNE_CLIENT_NAME_MAX bytes (a tensor
+   * name's bound; checked here). The daemon takes at most 256. */
+  const char *const *save;
+  size_t n_save;
 } nne_client_forward_req_t;
 
 typedef struct nne_client_token_score {
@@ -434,8 +554,8 @@ typedef struct nne_client_timing {
 } nne_client_timing_t;
 
 /* A Forward result. `rows` (at most the request's n_rows, each with at most
- * top_k scores) and the logits data are allocated by the library and freed
- * by nne_client_forward_result_free. */
+ * top_k scores), the logits data and the saved tensors are allocated by the
+ * library and freed by nne_client_forward_result_free. */
 typedef struct nne_client_forward_result {
   uint32_t batch;
   uint32_t seq_len; /* padded length */
@@ -444,15 +564,29 @@ typedef struct nne_client_forward_result {
   nne_client_timing_t timing;
   bool has_logits; /* the request asked for logits and they arrived */
   nne_client_tensor_t logits;
+  /* The saved tensors: one per request save entry, in the request's order,
+   * each named as spelled there (so n_saved == req->n_save on success;
+   * the same name twice comes back twice). */
+  nne_client_tensor_t *saved;
+  size_t n_saved;
 } nne_client_forward_result_t;
 
 /* Inference/Forward into *out (caller's struct; free with
- * forward_result_free). The logits, when asked for, arrive as a chunked
- * tensor that is reassembled into one buffer (at most opts.max_tensor_bytes,
- * else RESOURCE_EXHAUSTED). */
+ * forward_result_free). The logits, when asked for, and each saved site
+ * arrive as chunked tensors that are reassembled into one buffer each (at
+ * most opts.max_tensor_bytes, else RESOURCE_EXHAUSTED). The daemon's
+ * result must list the request's saves exactly, in order, and send every
+ * one of them (INTERNAL otherwise: a daemon without save support lists
+ * none). */
 int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
                        nne_client_forward_result_t *out, nne_client_err_t *err);
 void nne_client_forward_result_free(nne_client_forward_result_t *res);
+
+/* The first saved tensor of res named `name` (as the request spelled it),
+ * or NULL. Borrowed: lives as long as res. */
+const nne_client_tensor_t *
+nne_client_forward_result_saved(const nne_client_forward_result_t *res,
+                                const char *name);
 
 #ifdef __cplusplus
 }

@@ -127,6 +127,19 @@ int nne_tensor_topk(const nne_tensor_t *x, int k, nne_tensor_t **ids,
                     nne_tensor_t **values, nne_tensor_t **probs,
                     nne_err_t *err);
 
+/* A copy of x with its own memory, on x's device (a saved value must not
+ * change when the forward later writes to the tensor in place). */
+int nne_tensor_clone(const nne_tensor_t *x, nne_tensor_t **out,
+                     nne_err_t *err);
+
+/* Part `part` of `parts` equal parts of x's last dimension; with `heads`
+ * > 0, the last dimension is first viewed as [heads, -1] and each head's
+ * slice is split (a per-head interleaved fused projection, GPT-NeoX's
+ * query_key_value). The result is a contiguous copy: [..., D/parts] or
+ * [..., heads, D/(heads*parts)]. NNE_EINVAL when the sizes do not divide. */
+int nne_tensor_split_last(const nne_tensor_t *x, int parts, int part,
+                          int heads, nne_tensor_t **out, nne_err_t *err);
+
 /* ---- models ------------------------------------------------------------ */
 
 typedef struct nne_model nne_model_t;
@@ -184,6 +197,101 @@ int nne_model_forward_arity(const nne_model_t *m);
 int nne_model_forward(nne_model_t *m, const nne_tensor_t *input_ids,
                       const nne_tensor_t *attention_mask, nne_tensor_t **logits,
                       nne_err_t *err);
+
+/* ---- sites, hooks and variants ---------------------------------------------
+ *
+ * A site is a place in a forward where a value can be read or replaced: a
+ * module's input or output, or a value of a node inside a module's own
+ * forward code. A *variant* is a copy of the model's forward graph in which
+ * every module on the way to a site is inlined (per instance: scripted
+ * instances that share one graph are told apart by the GetAttr chain that
+ * reaches them) and a hook op sits at each site. Modules with no site below
+ * them stay calls of their original code. The model's own forward is never
+ * touched and every variant reads the model's weights: nothing is copied.
+ *
+ * Only the site numbers are compiled in; what happens at a site is decided
+ * at run time by the hook callback, so one variant serves every request that
+ * touches the same sites.
+ */
+
+typedef enum nne_site_kind {
+  NNE_SITE_INPUT = 1,      /* argument `index` of the module's forward (after self) */
+  NNE_SITE_OUTPUT = 2,     /* output element `index` (0 for a plain tensor) */
+  NNE_SITE_NODE = 3,       /* output `index` of a node of the module's own code */
+  NNE_SITE_NODE_INPUT = 4, /* input `index` of that node */
+} nne_site_kind_t;
+
+typedef struct nne_site {
+  int module;            /* index in the module tree */
+  nne_site_kind_t kind;
+  int index;
+  const char *node_kind; /* NODE*: e.g. "aten::softmax" */
+  int node_occurrence;   /* NODE*: 0 = the first node of that kind */
+} nne_site_t;
+
+/* One node of a module's own forward code: its graph, with helper functions
+ * (prim::CallFunction) inlined and submodule calls (prim::CallMethod) left
+ * as calls, in graph order (blocks of If/Loop included, depth first). */
+typedef struct nne_node_info {
+  const char *kind;      /* "aten::softmax", "prim::CallMethod", ... */
+  int occurrence;        /* index among the nodes of the same kind */
+  int n_inputs;
+  int n_outputs;
+  unsigned tensor_outputs; /* bit i set: output i is a Tensor (i < 32) */
+  unsigned tensor_inputs;  /* bit i set: input i is a Tensor (i < 32) */
+  const char *callee;    /* prim::CallMethod: the submodule path; else "" */
+  const char *source;    /* one line of source it came from, or "" */
+} nne_node_info_t;
+
+/* The own-code nodes of module `module`, computed once and kept with the
+ * model (borrowed, valid while a reference is held). Thread-safe. Fails with
+ * NNE_EINVAL when the module has no forward. */
+int nne_model_module_nodes(nne_model_t *m, int module,
+                           const nne_node_info_t **nodes, size_t *n,
+                           nne_err_t *err);
+
+/* Number of tensor-or-not arguments of module's forward after self, and the
+ * number of output elements (1 for a plain tensor, the tuple size for a
+ * tuple); -1 when unknown. */
+int nne_model_module_arity(nne_model_t *m, int module, int *n_inputs,
+                           int *n_outputs, nne_err_t *err);
+
+typedef struct nne_variant nne_variant_t;
+
+/* Builds a variant with a hook at each of the n sites; the hook of sites[i]
+ * reports site number i. Fails with NNE_EINVAL naming the site by position
+ * ("site 3 (transformer.h.0.attn:aten::softmax#2): the module's own code
+ * has 1 aten::softmax") for a module that does not exist or that forward
+ * never calls, an index past the arguments or outputs, a value that is not
+ * a tensor, or a node that is not there. n == 0 is allowed (a copy of the
+ * forward with no hooks). */
+int nne_variant_build(nne_model_t *m, const nne_site_t *sites, size_t n,
+                      nne_variant_t **out, nne_err_t *err);
+
+nne_variant_t *nne_variant_ref(nne_variant_t *v);
+void nne_variant_unref(nne_variant_t *v); /* NULL is ignored */
+
+/* Milliseconds the build took; bytes the variant holds beyond the model
+ * (graph and executor state; grows after the first runs). */
+double nne_variant_build_ms(const nne_variant_t *v);
+size_t nne_variant_bytes(const nne_variant_t *v);
+
+/* Called on the forward's thread each time a site fires (a module called
+ * twice fires twice). `value` is borrowed for the duration of the call:
+ * nne_tensor_ref it to keep it. To replace the value, store a new tensor in
+ * *replace (the engine takes that reference); it must have the value's
+ * shape, dtype and device, or the forward fails with NNE_EINVAL naming the
+ * site. Return 0 to go on, or a negative NNE_E* code to stop the forward
+ * (it then returns that code: cancellation, a failed write). */
+typedef int (*nne_hook_fn)(void *ctx, int site, nne_tensor_t *value,
+                           nne_tensor_t **replace);
+
+/* nne_model_forward through a variant, with fn (may be NULL: hooks do
+ * nothing) called at its sites. Several threads may run one variant at
+ * once, each with its own fn/ctx. */
+int nne_variant_forward(nne_variant_t *v, const nne_tensor_t *input_ids,
+                        const nne_tensor_t *attention_mask, nne_hook_fn fn,
+                        void *ctx, nne_tensor_t **logits, nne_err_t *err);
 
 #ifdef __cplusplus
 }

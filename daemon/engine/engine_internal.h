@@ -17,11 +17,14 @@
 
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "engine.h"
 
@@ -58,6 +61,64 @@ inline int nne__dtype_int(const nne_dtype_t &dt) noexcept {
  * counterpart (complex and quantized types; unknown numbers). */
 bool nne__dtype_from_scalar(at::ScalarType st, nne_dtype_t *out);
 bool nne__scalar_from_dtype(int dt, at::ScalarType *out);
+
+/* The own-code nodes of one module (nne_model_module_nodes): the infos and
+ * the strings they point into, built once and never changed afterwards. */
+struct nne__node_list {
+  std::vector<nne_node_info_t> infos;
+  std::deque<std::string> strings; /* a deque: c_str()s stay put on growth */
+};
+
+/* A loaded model. Everything but the node cache is written by
+ * nne_model_load and read-only afterwards, so it may be read from any thread
+ * without a lock. */
+struct nne_model {
+  /* What forward takes after input_ids. */
+  enum class mask_kind { none, required, optional };
+
+  /* Storage for the strings and arrays that nne_module_info_t points into.
+   * Filled completely before `infos` is built, and never resized afterwards. */
+  struct module_rec {
+    std::string path, name, class_name, type_name;
+    std::vector<int> children;
+  };
+
+  std::atomic<long> refs{1};
+  torch::jit::Module module;
+  at::Device device{at::kCPU};
+  std::string device_name;
+  nne_dtype_t dtype = NNE_DTYPE_F32;
+  mask_kind mask = mask_kind::none;
+  uint64_t param_count = 0;
+  uint64_t param_bytes = 0;
+  std::vector<module_rec> recs;
+  std::vector<nne_module_info_t> infos;
+  std::vector<torch::jit::Module> mods; /* the module of each infos[i] */
+  std::unordered_map<std::string, int> by_path;
+
+  /* nne_model_module_nodes' cache, one slot per module, filled on demand. */
+  std::mutex nodes_mu;
+  std::vector<std::unique_ptr<nne__node_list>> nodes;
+};
+
+/* The instance path of a module value inside a method graph: its chain of
+ * prim::GetAttr nodes followed back to `self` (the graph's first input, whose
+ * path is `base`). False when the value comes from anywhere else (a list, a
+ * branch's output, an argument other than self). */
+bool nne__module_path_of(torch::jit::Value *v, torch::jit::Value *self,
+                         const std::string &base, std::string *out);
+
+/* What nne_model_forward and nne_variant_forward share: checks input_ids and
+ * the mask against the model and builds forward's arguments after self
+ * (input_ids on the model's device, the mask as int64, an all-ones mask or
+ * None as the signature wants). */
+int nne__forward_args(const nne_model_t *m, const nne_tensor_t *input_ids,
+                      const nne_tensor_t *attention_mask,
+                      std::vector<c10::IValue> *args, nne_err_t *err);
+
+/* Checks forward's result and wraps its logits (see nne_model_forward). */
+int nne__forward_logits(const c10::IValue &out, const nne_tensor_t *input_ids,
+                        nne_tensor_t **logits, nne_err_t *err);
 
 /* Owns one reference; for building several handles where a later failure
  * must release the earlier ones. */

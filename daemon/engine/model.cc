@@ -18,30 +18,6 @@
 #include <unordered_set>
 #include <vector>
 
-struct nne_model {
-  // What forward takes after input_ids.
-  enum class mask_kind { none, required, optional };
-
-  // Storage for the strings and arrays that nne_module_info_t points into.
-  // Filled completely before `infos` is built, and never resized afterwards.
-  struct module_rec {
-    std::string path, name, class_name, type_name;
-    std::vector<int> children;
-  };
-
-  std::atomic<long> refs{1};
-  torch::jit::Module module;
-  at::Device device{at::kCPU};
-  std::string device_name;
-  nne_dtype_t dtype = NNE_DTYPE_F32;
-  mask_kind mask = mask_kind::none;
-  uint64_t param_count = 0;
-  uint64_t param_bytes = 0;
-  std::vector<module_rec> recs;
-  std::vector<nne_module_info_t> infos;
-  std::unordered_map<std::string, int> by_path;
-};
-
 namespace {
 
 using torch::jit::Block;
@@ -143,27 +119,6 @@ struct call_walker {
   // by the module tree; the limit only guards against a malformed archive.
   static constexpr int k_max_depth = 256;
 
-  // The instance path of a module value: its chain of prim::GetAttr nodes,
-  // followed back to the graph's self (whose path is `base`). Empty optional
-  // when the value comes from anywhere else (a list, a branch's output, an
-  // argument other than self).
-  static bool resolve(Value *v, Value *self, const std::string &base,
-                      std::string *out) {
-    std::vector<std::string> names;
-    while (v != self) {
-      Node *n = v->node();
-      if (n->kind() != c10::prim::GetAttr)
-        return false;
-      names.push_back(n->s(c10::attr::name));
-      v = n->input(0);
-    }
-    std::string p = base;
-    for (auto it = names.rbegin(); it != names.rend(); ++it)
-      p = join_path(p, *it);
-    *out = std::move(p);
-    return true;
-  }
-
   void walk_graph(Graph &g, const std::string &base, int depth) {
     if (depth > k_max_depth || g.inputs().empty())
       return;
@@ -184,7 +139,8 @@ struct call_walker {
 
   void visit_call(Node *n, Value *self, const std::string &base, int depth) {
     std::string path;
-    if (n->inputs().empty() || !resolve(n->input(0), self, base, &path))
+    if (n->inputs().empty() ||
+        !nne__module_path_of(n->input(0), self, base, &path))
       return;
     auto it = by_path.find(path);
     if (it == by_path.end())
@@ -251,6 +207,8 @@ void read_tree(nne_model_t *m) {
   }
 
   std::vector<int> call_index = read_call_order(m, mods);
+  m->mods = std::move(mods);
+  m->nodes.resize(m->recs.size());
 
   m->infos.resize(m->recs.size());
   for (size_t i = 0; i < m->recs.size(); i++) {
@@ -266,7 +224,7 @@ void read_tree(nne_model_t *m) {
     info.children = r.children.empty() ? nullptr : r.children.data();
     info.call_index = call_index[i];
     uint64_t n = 0;
-    for (const at::Tensor &t : mods[i].parameters(/*recurse=*/false))
+    for (const at::Tensor &t : m->mods[i].parameters(/*recurse=*/false))
       n += static_cast<uint64_t>(t.numel());
     info.param_count = n;
   }
@@ -383,6 +341,74 @@ bool output_logits(const c10::IValue &out, at::Tensor *t) {
 }
 
 } // namespace
+
+bool nne__module_path_of(Value *v, Value *self, const std::string &base,
+                         std::string *out) {
+  std::vector<std::string> names;
+  while (v != self) {
+    Node *n = v->node();
+    if (n->kind() != c10::prim::GetAttr)
+      return false;
+    names.push_back(n->s(c10::attr::name));
+    v = n->input(0);
+  }
+  std::string p = base;
+  for (auto it = names.rbegin(); it != names.rend(); ++it)
+    p = join_path(p, *it);
+  *out = std::move(p);
+  return true;
+}
+
+int nne__forward_args(const nne_model_t *m, const nne_tensor_t *input_ids,
+                      const nne_tensor_t *attention_mask,
+                      std::vector<c10::IValue> *args, nne_err_t *err) {
+  int rc = check_ids_and_mask(input_ids, attention_mask, err);
+  if (rc != 0) {
+    nne_err_prefix(err, "forward");
+    return rc;
+  }
+  if (attention_mask != nullptr && m->mask == nne_model::mask_kind::none)
+    return nne_err_set(err, NNE_EINVAL,
+                       "forward: attention_mask: this model's forward "
+                       "takes input_ids only");
+  at::Tensor ids = input_ids->t.to(m->device);
+  args->reserve(2);
+  args->emplace_back(ids);
+  if (attention_mask != nullptr)
+    args->emplace_back(attention_mask->t.to(m->device, at::kLong));
+  else if (m->mask == nne_model::mask_kind::required)
+    args->emplace_back(at::ones_like(ids));
+  else if (m->mask == nne_model::mask_kind::optional)
+    args->emplace_back(c10::IValue());
+  return 0;
+}
+
+int nne__forward_logits(const c10::IValue &out, const nne_tensor_t *input_ids,
+                        nne_tensor_t **logits, nne_err_t *err) {
+  at::Tensor t;
+  if (!output_logits(out, &t))
+    return nne_err_set(err, NNE_EINVAL,
+                       "forward: the model returned %s; expected a tensor, "
+                       "a tuple starting with one, or a dict with "
+                       "\"logits\"",
+                       out.tagKind().c_str());
+  if (t.dim() != 3 || t.size(0) != input_ids->shape[0] ||
+      t.size(1) != input_ids->shape[1]) {
+    std::ostringstream s;
+    s << t.sizes();
+    return nne_err_set(err, NNE_EINVAL,
+                       "forward: the model returned logits of shape %s; "
+                       "expected [%lld, %lld, vocab]",
+                       s.str().c_str(),
+                       static_cast<long long>(input_ids->shape[0]),
+                       static_cast<long long>(input_ids->shape[1]));
+  }
+  nne_tensor_t *h = nullptr;
+  int rc = nne__tensor_wrap(std::move(t), &h, err, "forward: logits");
+  if (rc == 0)
+    *logits = h;
+  return rc;
+}
 
 extern "C" {
 
@@ -503,53 +529,14 @@ int nne_model_forward(nne_model_t *m, const nne_tensor_t *input_ids,
   return nne__guard(err, NNE_EINVAL, "forward", [&]() -> int {
     if (m == nullptr || input_ids == nullptr || logits == nullptr)
       return nne_err_set(err, NNE_EINVAL, "forward: NULL argument");
-    int rc = check_ids_and_mask(input_ids, attention_mask, err);
-    if (rc != 0) {
-      nne_err_prefix(err, "forward");
-      return rc;
-    }
-    if (attention_mask != nullptr && m->mask == nne_model::mask_kind::none)
-      return nne_err_set(err, NNE_EINVAL,
-                         "forward: attention_mask: this model's forward "
-                         "takes input_ids only");
-
     // Inference mode is thread-local: set it for this call on this thread.
     c10::InferenceMode guard;
-    at::Tensor ids = input_ids->t.to(m->device);
     std::vector<c10::IValue> args;
-    args.reserve(2);
-    args.emplace_back(ids);
-    if (attention_mask != nullptr)
-      args.emplace_back(attention_mask->t.to(m->device, at::kLong));
-    else if (m->mask == nne_model::mask_kind::required)
-      args.emplace_back(at::ones_like(ids));
-    else if (m->mask == nne_model::mask_kind::optional)
-      args.emplace_back(c10::IValue());
-
+    int rc = nne__forward_args(m, input_ids, attention_mask, &args, err);
+    if (rc != 0)
+      return rc;
     c10::IValue out = m->module.forward(std::move(args));
-    at::Tensor t;
-    if (!output_logits(out, &t))
-      return nne_err_set(err, NNE_EINVAL,
-                         "forward: the model returned %s; expected a tensor, "
-                         "a tuple starting with one, or a dict with "
-                         "\"logits\"",
-                         out.tagKind().c_str());
-    if (t.dim() != 3 || t.size(0) != input_ids->shape[0] ||
-        t.size(1) != input_ids->shape[1]) {
-      std::ostringstream s;
-      s << t.sizes();
-      return nne_err_set(err, NNE_EINVAL,
-                         "forward: the model returned logits of shape %s; "
-                         "expected [%lld, %lld, vocab]",
-                         s.str().c_str(),
-                         static_cast<long long>(input_ids->shape[0]),
-                         static_cast<long long>(input_ids->shape[1]));
-    }
-    nne_tensor_t *h = nullptr;
-    rc = nne__tensor_wrap(std::move(t), &h, err, "forward: logits");
-    if (rc == 0)
-      *logits = h;
-    return rc;
+    return nne__forward_logits(out, input_ids, logits, err);
   });
 }
 

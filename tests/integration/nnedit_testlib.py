@@ -68,11 +68,15 @@ class Daemon:
                     self.addr = addr
                     break
             if self.proc.poll() is not None:
-                raise RuntimeError("nneditd exited during start:\n" + self.log_text())
+                text = self.log_text()
+                self.log.close()
+                raise RuntimeError("nneditd exited during start:\n" + text)
             time.sleep(0.02)
         else:
             self.kill()
-            raise RuntimeError("nneditd did not become ready:\n" + self.log_text())
+            text = self.log_text()
+            self.log.close()
+            raise RuntimeError("nneditd did not become ready:\n" + text)
         self.channel = grpc.insecure_channel(
             self.addr, options=[("grpc.max_receive_message_length", 64 << 20)])
         self.models = models_pb2_grpc.ModelsStub(self.channel)
@@ -132,13 +136,14 @@ def ref_array(name, rel):
     return np.load(os.path.join(FIXTURES, name, "ref", rel))
 
 
-def forward(stub, model, rows, mask=None, padding=0, top_k=0, logits=0, timeout=60):
+def forward(stub, model, rows, mask=None, padding=0, top_k=0, logits=0, timeout=60,
+            save=()):
     """Runs Forward; returns (result, {tensor name: ndarray})."""
     req = inference_pb2.ForwardRequest(
         model=model,
         input_ids=[inference_pb2.TokenRow(ids=r) for r in rows],
         attention_mask=[inference_pb2.MaskRow(values=m) for m in (mask or [])],
-        padding=padding, top_k=top_k, logits=logits)
+        padding=padding, top_k=top_k, logits=logits, save=list(save))
     result = None
     tensors = {}
     bufs = {}

@@ -118,6 +118,27 @@ run models load x --device
 expect 2 "--device without value"
 run modules
 expect 2 "modules without MODEL"
+run modules m --bogus
+expect 2 "modules with an unknown option"
+run modules m --module
+expect 2 "modules --module without a value"
+run modules m n
+expect 2 "modules with two models"
+run sites
+expect 2 "sites without MODEL"
+has "$ERR" "usage: nneditctl sites MODEL" "sites usage line"
+run sites m --sites
+expect 2 "sites --sites"
+run forward m --tokens 1 --save
+expect 2 "--save without a site"
+run forward m --tokens 1 --save-dir "$TMP/sd"
+expect 2 "--save-dir without --save"
+has "$ERR" "--save-dir needs at least one --save" "--save-dir without --save message"
+run forward m --tokens 1 --values
+expect 2 "--values without --save"
+run forward m --tokens 1 --save "$(printf 'x%.0s' $(seq 300))"
+expect 2 "--save with a name longer than a tensor name"
+has "$ERR" "longer than 255" "--save name bound"
 run forward gpt2-script
 expect 2 "forward without tokens"
 run forward --tokens 1,2
@@ -156,7 +177,7 @@ has "$OUT" "usage: nneditctl" "--help text"
 run --version
 expect 0 "--version"
 has "$OUT" "nneditctl " "--version text"
-for c in "health" "models" "models list" "models load" "models unload" "modules" "forward"; do
+for c in "health" "models" "models list" "models load" "models unload" "modules" "sites" "forward"; do
   # shellcheck disable=SC2086
   run $c --help
   expect 0 "$c --help"
@@ -229,17 +250,59 @@ assert d["server_version"].startswith("nneditd "), d["server_version"]
 assert names["gpt2-script"]["state"] == "LOADED", names["gpt2-script"]
 assert names["neox-trace"]["state"] in ("AVAILABLE", "LOADED")' "models list json"
 
-# The tree: the root as the model class, children indented by depth, and
-# the JSON equal to what Python saw.
+# The tree: a line on the model (family and how it was found), the root as
+# the model class, children indented by depth under their standard names
+# with the raw path beside, identical layers folded; the JSON equal to what
+# Python saw.
 run "${A[@]}" modules gpt2-script
 expect 0 "modules"
-first=$(printf '%s\n' "$OUT" | head -n1)
-second=$(printf '%s\n' "$OUT" | sed -n 2p)
-case "$first" in GPT2LMHeadModel*"call 0") ;; *) fail "modules root line: '$first'" ;; esac
-case "$second" in "  transformer "*GPT2Model*"call 1") ;; *) fail "modules line 2: '$second'" ;; esac
-has "$OUT" "      transformer.h.0 " "depth-3 indent"
+line() { printf '%s\n' "$OUT" | sed -n "$1p"; }
+case "$(line 1)" in "gpt2-script: GPT2LMHeadModel, family gpt2 ("*"), 2 layers") ;;
+  *) fail "modules model line: '$(line 1)'" ;; esac
+case "$(line 2)" in GPT2LMHeadModel*"call 0") ;; *) fail "modules root line: '$(line 2)'" ;; esac
+case "$(line 3)" in "  transformer "*GPT2Model*"call 1") ;; *) fail "modules line 3: '$(line 3)'" ;; esac
+has "$OUT" "      layers.0 (transformer.h.0) " "depth-3 indent, standard name first"
+printf '%s\n' "$OUT" | grep -Eq '^        layers\.0\.self_attn \(transformer\.h\.0\.attn\) +GPT2Attention +call [0-9]+' ||
+  fail "modules: no 'layers.0.self_attn (transformer.h.0.attn)  GPT2Attention' line: $OUT"
+has "$OUT" "    embed_tokens (transformer.wte) " "embed_tokens"
+has "$OUT" "  lm_head " "lm_head (standard name = raw path)"
+printf '%s\n' "$OUT" | grep -qx '      layers\.1  (1 more like layers\.0)' ||
+  fail "modules: no fold line for layers.1: $OUT"
+case "$OUT" in *transformer.h.1.*) fail "modules: layer 1 not folded" ;; esac
+has "$OUT" "transformer.drop " "a module without a standard name shows its path"
 has "$OUT" "not called" "a module never called"
 printf '%s\n' "$OUT" | grep -q ' $' && fail "modules: trailing blanks"
+run "${A[@]}" modules gpt2-script --all
+expect 0 "modules --all"
+has "$OUT" "        layers.1.self_attn (transformer.h.1.attn) " "--all shows layer 1"
+case "$OUT" in *"more like"*) fail "modules --all folded something" ;; esac
+run "${A[@]}" models load llama-script
+expect 0 "models load llama-script"
+run "${A[@]}" modules llama-script
+expect 0 "modules llama"
+has "$OUT" "layers.0.self_attn (model.layers.0.self_attn) " "llama standard names"
+has "$OUT" "family llama (" "llama family"
+run "${A[@]}" models load neox-script
+expect 0 "models load neox-script"
+run "${A[@]}" modules neox-script
+expect 0 "modules neox"
+has "$OUT" "layers.0.self_attn (gpt_neox.layers.0.attention) " "neox standard names"
+has "$OUT" "family gpt_neox (" "neox family"
+for spelling in layers.0.self_attn transformer.h.0.attn; do
+  run "${A[@]}" modules gpt2-script --module $spelling
+  expect 0 "modules --module $spelling"
+  case "$(line 2)" in "layers.0.self_attn (transformer.h.0.attn)  "*GPT2Attention*) ;;
+    *) fail "modules --module $spelling: first module line '$(line 2)'" ;; esac
+  has "$OUT" "  transformer.h.0.attn.c_attn " "modules --module $spelling: children"
+  case "$OUT" in *ln_2*|*mlp*) fail "modules --module $spelling: outside the subtree: $OUT" ;; esac
+done
+run "${A[@]}" modules gpt2-script --module layers.0.self_atn
+expect 1 "modules --module with a typo"
+has "$ERR" "nneditctl: NOT_FOUND: " "modules --module typo status"
+has "$ERR" "layers.0.self_attn" "modules --module typo suggestion"
+run "${A[@]}" modules gpt2-script --module layers.99.mlp
+expect 1 "modules --module out of range"
+has "$ERR" "nneditctl: INVALID_ARGUMENT: " "modules --module out of range status"
 run "${A[@]}" -o json modules gpt2-script
 expect 0 "modules json"
 json "
@@ -251,7 +314,37 @@ assert [m['call_index'] for m in got] == [m['call_index'] for m in ref]
 assert got[0]['parent'] == -1 and got[0]['depth'] == 0
 for m in got[1:]:
     assert m['depth'] == got[m['parent']]['depth'] + 1, m
-assert d['model']['module_count'] == len(ref)" "modules json vs manifest"
+assert d['model']['module_count'] == len(ref)
+by = {m['path']: m for m in got}
+assert 'layers.0.self_attn' in by['transformer.h.0.attn']['standard_names'], by['transformer.h.0.attn']
+assert 'layers.1' in by['transformer.h.1']['standard_names']
+assert all(isinstance(m['aliases'], list) for m in got)
+assert d['model']['family'] == 'gpt2' and d['model']['family_reason'], d['model']
+assert d['model']['layer_count'] == 2 and isinstance(d['model']['warnings'], list)
+sites = {s['name']: s for s in d['sites']}
+s = sites['layers.1.resid_post']
+assert s['tl_name'] == 'blocks.1.hook_resid_post' and s['available'], s
+assert s['module'] == 'transformer.h.1' and s['kind'] == 'output', s" "modules json vs manifest"
+
+# The standard sites, folded per layer.
+run "${A[@]}" sites gpt2-script
+expect 0 "sites"
+has "$OUT" "SITE" "sites header"
+printf '%s\n' "$OUT" | grep -Eq '^layers\.0\.resid_post +blocks\.0\.hook_resid_post +transformer\.h\.0\.' ||
+  fail "sites: no layers.0.resid_post line: $OUT"
+printf '%s\n' "$OUT" | grep -Eq '^embed +hook_embed +transformer\.wte\.' || fail "sites: no embed line: $OUT"
+printf '%s\n' "$OUT" | grep -qx 'layers\.1  (1 more like layers\.0)' || fail "sites: no fold line: $OUT"
+printf '%s\n' "$OUT" | grep -q ' $' && fail "sites: trailing blanks"
+run "${A[@]}" sites gpt2-script --all
+expect 0 "sites --all"
+has "$OUT" "layers.1.resid_post " "sites --all shows layer 1"
+run "${A[@]}" -o json sites gpt2-script
+expect 0 "sites json"
+json "
+names = [s['name'] for s in d['sites']]
+assert 'layers.0.self_attn.pattern' in names and 'logits' in names, names
+for s in d['sites']:
+    assert s['available'] or s['reason'], s" "sites json"
 run "${A[@]}" modules no-such-model
 expect 1 "modules of an unknown model"
 has "$ERR" "nneditctl: NOT_FOUND: " "modules unknown model"
@@ -314,6 +407,53 @@ run "${A[@]}" -o json forward gpt2-script --tokens 1,2,3
 expect 0 "forward without logits"
 json 'assert d["logits"] is None and len(d["rows"][0]["top"]) == 5, d' "default top-k 5, no logits"
 
+# Saved sites: one site under several spellings, written as .npy files
+# that numpy reads with the right shape and the values Python captured.
+run "${A[@]}" forward gpt2-script --tokens $IDS0 --tokens $IDS1 --top-k 1 \
+  --save transformer.h.0.output --save layers.0.resid_post --save blocks.0.hook_resid_post \
+  --save layers.0.attn_out --save layers.0.self_attn.pattern --save-dir "$TMP/saves"
+expect 0 "forward --save --save-dir"
+has "$OUT" "saved:" "forward --save table"
+printf '%s\n' "$OUT" | grep -Eq '^  layers\.0\.resid_post +float32 +\[2, 7, 64\] +-> '"$TMP"'/saves/layers\.0\.resid_post\.npy$' ||
+  fail "forward --save: no line for layers.0.resid_post: $OUT"
+"$PY" -c "
+import numpy as np
+d = '$TMP/saves/'
+io = '$FIX/gpt2-script/ref/io/'
+a = [np.load(d + n + '.npy') for n in ('transformer.h.0.output', 'layers.0.resid_post', 'blocks.0.hook_resid_post')]
+for x in a:
+    assert x.dtype == np.float32 and x.shape == (2, 7, 64), (x.dtype, x.shape)
+    assert np.array_equal(x, a[0])
+ref = np.load(io + 'transformer.h.0.output.0.npy')
+assert np.abs(a[0] - ref).max() <= 1e-5, np.abs(a[0] - ref).max()
+att = np.load(d + 'layers.0.attn_out.npy')
+assert np.abs(att - np.load(io + 'transformer.h.0.attn.output.0.npy')).max() <= 1e-5
+p = np.load(d + 'layers.0.self_attn.pattern.npy')
+assert p.shape == (2, 4, 7, 7) and np.allclose(p.sum(-1), 1, atol=1e-5), p.shape
+" 2>"$TMP/pyerr" || fail "forward --save-dir files: $(tail -3 "$TMP/pyerr")"
+run "${A[@]}" -o json forward gpt2-script --tokens $IDS0 --tokens $IDS1 --top-k 1 \
+  --save layers.0.self_attn.pattern --save lm_head.output --values
+expect 0 "forward --save json --values"
+json "
+import numpy as np
+s = d['saved']
+assert [t['name'] for t in s] == ['layers.0.self_attn.pattern', 'lm_head.output'], s
+assert s[0]['dtype'] == 'float32' and s[0]['shape'] == [2, 4, 7, 7] and s[0]['file'] is None
+p = np.array(s[0]['values'])
+assert p.shape == (2, 4, 7, 7) and np.allclose(p.sum(-1), 1, atol=1e-5)
+assert s[1]['shape'] == [2, 7, 1000] and s[1]['values'] is None, s[1]['shape']" "forward --save json"
+run "${A[@]}" forward gpt2-script --tokens 1,2 --save transformer.h.0.atn.output
+expect 1 "forward --save in an unknown module"
+has "$ERR" "nneditctl: NOT_FOUND: " "unknown module status"
+has "$ERR" "transformer.h.0.attn" "unknown module suggestion"
+run "${A[@]}" forward gpt2-script --tokens 1,2 --save layers.0.resid_pots
+expect 1 "forward --save of an unknown site"
+has "$ERR" "nneditctl: NOT_FOUND: " "unknown site status"
+has "$ERR" "layers.0.resid_post" "unknown site suggestion"
+run "${A[@]}" forward gpt2-script --tokens 1,2 --save layers.99.resid_post
+expect 1 "forward --save out of range"
+has "$ERR" "nneditctl: INVALID_ARGUMENT: " "site out of range status"
+
 # Forward errors: named by the daemon, status name on stderr, exit 1.
 run "${A[@]}" forward no-such-model --tokens 1,2
 expect 1 "forward of an unknown model"
@@ -363,7 +503,7 @@ DPID=
 # writes (a chunk's data before its header): it must work.
 
 cat >"$TMP/fake.py" <<'PYEOF'
-import sys, os, time
+import sys, os, struct, time
 from concurrent import futures
 sys.path.insert(0, os.environ["NNE_PY_GEN"])
 import grpc
@@ -446,6 +586,17 @@ def forward(req_bytes, ctx):
         yield result(); yield b""
     elif m == "noresult":
         return
+    elif m.startswith("saved"):        # saves: [2, 3] float32 0..5 each
+        names = list(req.save)
+        listed = {"savedwrong": names[::-1], "savednone": []}.get(m, names)
+        r = ip.ForwardResult(batch=1, seq_len=1, saved=listed)
+        yield ip.ForwardResponse(result=r).SerializeToString()
+        order = names[::-1] if m == "savedorder" else names
+        if m == "savedmissing":
+            order = order[:-1]
+        vals = b"".join(struct.pack("<f", float(i)) for i in range(6))
+        for n in order:
+            yield chunk(name=n, dtype=tp.FLOAT32, shape=[2, 3], total_bytes=24, data=vals, last=True)
     elif m == "endless":                 # a stream that never ends: the deadline does
         yield result()
         while ctx.is_active():
@@ -466,7 +617,73 @@ def describe(req_bytes, ctx):
         mods.append(mp.Module(path="p" * 600, class_name="B", parent=1, depth=2))
     elif req.name == "many":
         mods += [mp.Module(path="m%d" % i, class_name="M", parent=0, depth=1) for i in range(70000)]
+    elif req.name == "manywarnings":
+        return mp.DescribeModelResponse(model=mp.ModelInfo(name=req.name, warnings=["w"] * 5000),
+                                        modules=mods).SerializeToString()
+    elif req.name == "longwarning":
+        return mp.DescribeModelResponse(model=mp.ModelInfo(name=req.name, warnings=["w" * 5000]),
+                                        modules=mods).SerializeToString()
+    elif req.name == "manyaliases":
+        mods[1].aliases.extend("a%d" % i for i in range(65))
+    elif req.name == "badview":
+        return mp.DescribeModelResponse(model=mp.ModelInfo(name=req.name), modules=mods, sites=[
+            mp.Site(name="layers.0.self_attn.q", available=True, view_parts=3, view_part=3)]).SerializeToString()
+    elif req.name == "names":
+        return names_reply(req)
     return mp.DescribeModelResponse(model=mp.ModelInfo(name=req.name), modules=mods).SerializeToString()
+
+def names_reply(req):
+    """A family model: layers 1 and 2 like layer 0, layer 3 not; standard
+    names, aliases, sites, a warning. With `module`, the subtree of h.0 as a
+    daemon sends it (the root keeps its depth in the model)."""
+    M = mp.Module
+    mods = [M(path="", class_name="Root", parent=-1, depth=0),
+            M(path="h", class_name="ModuleList", parent=0, depth=1, standard_names=["layers"])]
+    for i in range(4):
+        b = len(mods)
+        mods.append(M(path="h.%d" % i, class_name="OddBlock" if i == 3 else "Block", parent=1, depth=2,
+                      standard_names=["layers.%d" % i], aliases=["block%d" % i], call_index=i))
+        mods.append(M(path="h.%d.attn" % i, class_name="Attn", parent=b, depth=3,
+                      standard_names=["layers.%d.self_attn" % i], aliases=["blk%d.attention" % i, "att%d" % i],
+                      param_count=12))
+        mods.append(M(path="h.%d.attn.proj" % i, class_name="Linear", parent=b + 1, depth=4, param_count=4))
+    mods.append(M(path="head", class_name="Linear", parent=0, depth=1, standard_names=["lm_head", "unembed"]))
+    sites = [mp.Site(name="embed", tl_name="hook_embed", available=True, canonical="wte.output.0",
+                     module="wte", kind=mp.SITE_OUTPUT)]
+    for i in range(4):
+        sites.append(mp.Site(name="layers.%d.resid_post" % i, tl_name="blocks.%d.hook_resid_post" % i,
+                             available=True, canonical="h.%d.output.0" % i, module="h.%d" % i,
+                             kind=mp.SITE_OUTPUT))
+        sites.append(mp.Site(name="layers.%d.self_attn.q" % i, tl_name="blocks.%d.attn.hook_q" % i,
+                             available=True, canonical="h.%d.attn.proj.output.0" % i,
+                             module="h.%d.attn.proj" % i, kind=mp.SITE_OUTPUT, view_parts=3, view_part=0,
+                             view_heads=True))
+        sites.append(mp.Site(name="layers.%d.self_attn.pattern" % i, tl_name="blocks.%d.attn.hook_pattern" % i,
+                             available=False, reason="layers.%d.self_attn: not eager attention" % i))
+    sites.append(mp.Site(name="logits", available=True, canonical="head.output.0", module="head",
+                         kind=mp.SITE_OUTPUT))
+    if req.module:
+        if req.module not in ("layers.0", "h.0", "block0"):
+            raise_not_found(req.module)
+        mods = [M(path=m.path, class_name=m.class_name, parent=-1 if m.path == "h.0" else m.parent - 2,
+                  depth=m.depth, standard_names=m.standard_names, aliases=m.aliases)
+                for m in mods if m.path == "h.0" or m.path.startswith("h.0.")]
+        sites = [s for s in sites if s.module.startswith("h.0")]
+    info = mp.ModelInfo(name="names", state=mp.LOADED, family="gpt2", family_reason="class Root",
+                        layer_count=4, warnings=["names: 'x.{i}' matches no module"])
+    return mp.DescribeModelResponse(model=info, modules=mods, sites=sites).SerializeToString()
+
+class NotFound(Exception):
+    pass
+
+def raise_not_found(name):
+    raise NotFound(name)
+
+def describe_or_abort(req_bytes, ctx):
+    try:
+        return describe(req_bytes, ctx)
+    except NotFound as e:
+        ctx.abort(grpc.StatusCode.NOT_FOUND, "module: no module '%s' (closest: layers.0)" % e)
 
 def list_models(req_bytes, ctx):
     if os.environ.get("FAKE_LIST") == "many":
@@ -481,7 +698,7 @@ server.add_generic_rpc_handlers([
     grpc.method_handlers_generic_handler("nnedit.v1.Inference", {
         "Forward": grpc.unary_stream_rpc_method_handler(forward)}),
     grpc.method_handlers_generic_handler("nnedit.v1.Models", {
-        "Describe": grpc.unary_unary_rpc_method_handler(describe),
+        "Describe": grpc.unary_unary_rpc_method_handler(describe_or_abort),
         "List": grpc.unary_unary_rpc_method_handler(list_models),
         "Load": grpc.unary_unary_rpc_method_handler(load)}),
     grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
@@ -572,6 +789,126 @@ many RESOURCE_EXHAUSTED 65536
 EOF
 run "${F[@]}" modules fine
 expect 0 "fake modules fine"
+while read -r model status needle; do
+  run "${F[@]}" modules "$model"
+  expect 1 "fake modules $model"
+  has "$ERR" "nneditctl: $status: " "fake modules $model status"
+  has "$ERR" "$needle" "fake modules $model message"
+done <<'EOF'
+manywarnings RESOURCE_EXHAUSTED 4096 warnings
+longwarning INTERNAL warnings
+manyaliases RESOURCE_EXHAUSTED more than 64
+badview INTERNAL view part 3 of 3
+EOF
+
+# The tree and the sites of a family model, folded and not, exactly.
+run "${F[@]}" modules names
+expect 0 "fake modules names"
+cat >"$TMP/want" <<'EOF'
+names: Root, family gpt2 (class Root), 4 layers
+Root                                             call 0
+  layers (h)                         ModuleList  call 0
+    layers.0 (h.0)                   Block       call 0     aka block0
+      layers.0.self_attn (h.0.attn)  Attn        call 0     12 params  aka blk0.attention, att0
+        h.0.attn.proj                Linear      call 0     4 params
+    layers.1 .. layers.2  (2 more like layers.0)
+    layers.3 (h.3)                   OddBlock    call 3     aka block3
+      layers.3.self_attn (h.3.attn)  Attn        call 0     12 params  aka blk3.attention, att3
+        h.3.attn.proj                Linear      call 0     4 params
+  lm_head (head)                     Linear      call 0     aka unembed
+warnings:
+  names: 'x.{i}' matches no module
+EOF
+printf '%s\n' "$OUT" | diff "$TMP/want" - >"$TMP/diff" || fail "fake modules names: $(cat "$TMP/diff")"
+run "${F[@]}" modules names --all
+expect 0 "fake modules names --all"
+has "$OUT" "    layers.2 (h.2)                   Block       call 2     aka block2" "--all: layer 2"
+case "$OUT" in *"more like"*) fail "fake modules --all folded" ;; esac
+for spelling in layers.0 h.0 block0; do
+  run "${F[@]}" modules names --module $spelling
+  expect 0 "fake modules --module $spelling"
+  case "$(printf '%s\n' "$OUT" | sed -n 2p)" in "layers.0 (h.0)  "*Block*"aka block0") ;;
+    *) fail "fake modules --module $spelling: subtree root not at the left: $OUT" ;; esac
+  has "$OUT" "; module $spelling (h.0)" "fake modules --module $spelling: model line"
+  has "$OUT" "
+  layers.0.self_attn (h.0.attn) " "fake modules --module $spelling: child indent"
+done
+run "${F[@]}" modules names --module nope
+expect 1 "fake modules --module nope"
+has "$ERR" "nneditctl: NOT_FOUND: module: no module 'nope'" "fake modules --module NOT_FOUND"
+run "${F[@]}" sites names
+expect 0 "fake sites names"
+cat >"$TMP/want" <<'EOF'
+names: Root, family gpt2 (class Root), 4 layers
+SITE                        TRANSFORMERLENS             WHERE
+embed                       hook_embed                  wte.output.0
+layers.0.resid_post         blocks.0.hook_resid_post    h.0.output.0
+layers.0.self_attn.q        blocks.0.attn.hook_q        h.0.attn.proj.output.0 [part 0 of 3 per head]
+layers.0.self_attn.pattern  blocks.0.attn.hook_pattern  unavailable: layers.0.self_attn: not eager attention
+layers.1 .. layers.3  (3 more like layers.0)
+logits                      -                           head.output.0
+warnings:
+  names: 'x.{i}' matches no module
+EOF
+printf '%s\n' "$OUT" | diff "$TMP/want" - >"$TMP/diff" || fail "fake sites names: $(cat "$TMP/diff")"
+run "${F[@]}" sites names --all
+expect 0 "fake sites names --all"
+has "$OUT" "layers.3.self_attn.pattern  blocks.3.attn.hook_pattern  unavailable: layers.3.self_attn: not eager attention" "sites --all: layer 3"
+run "${F[@]}" modules names --sites
+expect 0 "fake modules --sites"
+has "$OUT" "layers.1 .. layers.3  (3 more like layers.0)" "modules --sites: the sites"
+run "${F[@]}" -o json modules names
+expect 0 "fake modules names json"
+json '
+by = {m["path"]: m for m in d["modules"]}
+assert by["h.0.attn"]["standard_names"] == ["layers.0.self_attn"], by["h.0.attn"]
+assert by["h.0.attn"]["aliases"] == ["blk0.attention", "att0"]
+assert by["head"]["standard_names"] == ["lm_head", "unembed"]
+m = d["model"]
+assert (m["family"], m["family_reason"], m["layer_count"]) == ("gpt2", "class Root", 4), m
+assert m["warnings"] == ["names: '"'"'x.{i}'"'"' matches no module"], m["warnings"]
+q = [s for s in d["sites"] if s["name"] == "layers.2.self_attn.q"][0]
+assert q["view"] == {"parts": 3, "part": 0, "heads": True} and q["kind"] == "output", q
+p = [s for s in d["sites"] if s["name"] == "layers.2.self_attn.pattern"][0]
+assert not p["available"] and p["reason"].endswith("not eager attention") and p["view"] is None, p
+assert len(d["sites"]) == 14 and d["module"] is None' "fake modules names json"
+
+# Saved tensors: named as asked, written under sanitized names, values.
+run "${F[@]}" forward saved --tokens 1 --top-k 0 --save 'a/b:c#0' --save x --save x --save-dir "$TMP/fs"
+expect 0 "fake forward saved"
+has "$OUT" "-> $TMP/fs/a_b_c_0.npy" "fake saved: sanitized file"
+"$PY" -c "
+import numpy as np
+for n in ('a_b_c_0', 'x'):
+    a = np.load('$TMP/fs/%s.npy' % n)
+    assert a.shape == (2, 3) and a.tolist() == [[0, 1, 2], [3, 4, 5]], a
+" 2>"$TMP/pyerr" || fail "fake saved files: $(tail -3 "$TMP/pyerr")"
+[ "$(ls "$TMP/fs" | wc -l)" = 2 ] || fail "fake saved: files $(ls "$TMP/fs")"
+run "${F[@]}" -o json forward saved --tokens 1 --top-k 0 --save 'a:b' --save 'a_b' --save-dir "$TMP/fs2" --values
+expect 0 "fake forward saved json"
+json "
+s = d['saved']
+assert [t['name'] for t in s] == ['a:b', 'a_b'], s
+assert s[0]['file'] == '$TMP/fs2/a_b.npy' and s[1]['file'] == '$TMP/fs2/a_b~2.npy', s
+assert s[0]['values'] == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]] and s[0]['shape'] == [2, 3], s
+assert d['logits'] is None" "fake saved json"
+run "${F[@]}" forward saved --tokens 1 --top-k 0 --save q --values
+expect 0 "fake forward saved --values table"
+has "$OUT" "    [[0.0,1.0,2.0],[3.0,4.0,5.0]]" "fake saved --values table"
+run "${F[@]}" forward saved --tokens 1 --save q --save-dir /proc/nope/x
+expect 1 "fake forward --save-dir that cannot be made"
+has "$ERR" "--save-dir '/proc/nope/x'" "--save-dir error names it"
+while read -r model status needle; do
+  run "${F[@]}" forward "$model" --tokens 1 --top-k 0 --save s1 --save s2
+  expect 1 "fake forward $model"
+  has "$ERR" "nneditctl: $status: " "fake forward $model status"
+  has "$ERR" "$needle" "fake forward $model message"
+done <<'EOF'
+savedwrong INTERNAL result.saved[0] is 's2'
+savednone INTERNAL without save support
+savedmissing INTERNAL save[1] 's2' was asked for and not sent
+savedorder INTERNAL expected 's1'
+EOF
 run "${F[@]}" models list
 expect 1 "fake: a name over its bound"
 has "$ERR" "nneditctl: INTERNAL: " "fake: name over its bound"

@@ -15,6 +15,7 @@
  * field at fault.
  */
 #include <check.h>
+#include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,6 +75,7 @@ static void load(nne_client_t *c, const char *name) {
   ck_assert_msg(rc == 0, "load %s: %s: %s", name,
                 nne_client_status_name(err.code), err.message);
   ck_assert_int_eq(info.state, NNE_CLIENT_MODEL_LOADED);
+  nne_client_model_info_free(&info);
 }
 
 static nne_fixture_t *fixture(const char *name) {
@@ -370,6 +373,34 @@ START_TEST(test_local_errors) {
                 NNE_CLIENT_INVALID_ARGUMENT, "longer than 127", NULL);
   EXPECT_STATUS(nne_client_models_load(c, NULL, NULL, 0, NULL, &err), &err,
                 NNE_CLIENT_INVALID_ARGUMENT, NULL);
+  {
+    /* A module name over DescribeModelRequest.module's bound; save names
+     * that cannot come back as a tensor's name. */
+    static char longmod[NNE_CLIENT_MODULE_NAME_MAX + 8];
+    const char *saves[2] = {"layers.0.resid_post", NULL};
+    memset(longmod, 'm', sizeof longmod - 1);
+    req.padding = NNE_CLIENT_PAD_NONE;
+    EXPECT_STATUS(nne_client_models_describe_module(c, "gpt2-script", longmod,
+                                                    &desc, &err),
+                  &err, NNE_CLIENT_INVALID_ARGUMENT, "module",
+                  "longer than 511", NULL);
+    req.save = NULL;
+    req.n_save = 1;
+    EXPECT_STATUS(nne_client_forward(c, &req, &res, &err), &err,
+                  NNE_CLIENT_INVALID_ARGUMENT, "save is NULL", NULL);
+    req.save = saves;
+    req.n_save = 2;
+    EXPECT_STATUS(nne_client_forward(c, &req, &res, &err), &err,
+                  NNE_CLIENT_INVALID_ARGUMENT, "save[1] is NULL", NULL);
+    saves[1] = longname;
+    EXPECT_STATUS(nne_client_forward(c, &req, &res, &err), &err,
+                  NNE_CLIENT_INVALID_ARGUMENT, "save[1]", "longer than 255",
+                  NULL);
+    ck_assert_ptr_null(res.saved);
+    ck_assert_uint_eq(res.n_saved, 0);
+    req.save = NULL;
+    req.n_save = 0;
+  }
   ck_assert_msg(now_s() - t0 < 1.0, "local checks took %.2f s", now_s() - t0);
   /* Results are zeroed on failure: freeing them is safe. */
   ck_assert_ptr_null(res.rows);
@@ -573,6 +604,7 @@ START_TEST(test_load_describe) {
   ck_assert_uint_eq(info.max_batch, 16);
   ck_assert_uint_gt(info.param_count, 0);
   ck_assert_uint_eq(info.param_bytes, 4 * info.param_count);
+  nne_client_model_info_free(&info);
   /* Loading a loaded model returns it as is. */
   ck_assert_int_eq(nne_client_models_load(c, name, NULL, 0, &info, &err), 0);
   ck_assert_int_eq(info.state, NNE_CLIENT_MODEL_LOADED);
@@ -1173,6 +1205,722 @@ START_TEST(test_deadline) {
 }
 END_TEST
 
+/* ---- standard names (a daemon on a repository of the test's own) -------- */
+
+/* The names cases run against a daemon whose repository is made here: each
+ * fixture's archive (a symlink) with a model.json that has no "family", so
+ * the family must be detected from the archive, plus "gpt2-names", the
+ * GPT-2 archive with user renames (one of which matches nothing). */
+
+static nne_test_daemon_t g_names_daemon;
+static pid_t g_names_parent;
+static char g_names_repo[256];
+
+#define NAMES_MODEL "gpt2-names"
+static const char *g_names_renames =
+    "{\"transformer.h.{i}.attn\": \"blk{i}.attention\","
+    " \"transformer.h.{i}\": \"block{i}\","
+    " \"transformer.h.{i}.nonexistent\": \"ghost{i}\"}";
+
+/* Where each family keeps the standard modules (NAMES.md), with {i} for a
+ * layer index. */
+typedef struct std_row {
+  const char *std, *raw;
+} std_row_t;
+
+typedef struct family_map {
+  const char *family;
+  const char *layer_list; /* raw path of the layer list */
+  std_row_t rows[12];
+} family_map_t;
+
+static const family_map_t g_family_maps[] = {
+    {"gpt2",
+     "transformer.h",
+     {{"embed_tokens", "transformer.wte"},
+      {"embed_positions", "transformer.wpe"},
+      {"layers", "transformer.h"},
+      {"layers.{i}", "transformer.h.{i}"},
+      {"layers.{i}.self_attn", "transformer.h.{i}.attn"},
+      {"layers.{i}.mlp", "transformer.h.{i}.mlp"},
+      {"layers.{i}.ln_attn", "transformer.h.{i}.ln_1"},
+      {"layers.{i}.ln_mlp", "transformer.h.{i}.ln_2"},
+      {"ln_final", "transformer.ln_f"},
+      {"lm_head", "lm_head"},
+      {NULL, NULL}}},
+    {"llama",
+     "model.layers",
+     {{"embed_tokens", "model.embed_tokens"},
+      {"layers", "model.layers"},
+      {"layers.{i}", "model.layers.{i}"},
+      {"layers.{i}.self_attn", "model.layers.{i}.self_attn"},
+      {"layers.{i}.mlp", "model.layers.{i}.mlp"},
+      {"layers.{i}.ln_attn", "model.layers.{i}.input_layernorm"},
+      {"layers.{i}.ln_mlp", "model.layers.{i}.post_attention_layernorm"},
+      {"ln_final", "model.norm"},
+      {"lm_head", "lm_head"},
+      {NULL, NULL}}},
+    {"gpt_neox",
+     "gpt_neox.layers",
+     {{"embed_tokens", "gpt_neox.embed_in"},
+      {"layers", "gpt_neox.layers"},
+      {"layers.{i}", "gpt_neox.layers.{i}"},
+      {"layers.{i}.self_attn", "gpt_neox.layers.{i}.attention"},
+      {"layers.{i}.mlp", "gpt_neox.layers.{i}.mlp"},
+      {"layers.{i}.ln_attn", "gpt_neox.layers.{i}.input_layernorm"},
+      {"layers.{i}.ln_mlp", "gpt_neox.layers.{i}.post_attention_layernorm"},
+      {"ln_final", "gpt_neox.final_layer_norm"},
+      {"lm_head", "embed_out"},
+      {NULL, NULL}}},
+};
+
+static const family_map_t *family_map(const char *family) {
+  size_t i;
+  for (i = 0; i < sizeof g_family_maps / sizeof g_family_maps[0]; i++)
+    if (strcmp(g_family_maps[i].family, family) == 0)
+      return &g_family_maps[i];
+  ck_abort_msg("no family map for '%s' in the test", family);
+  return NULL;
+}
+
+/* pattern with "{i}" replaced by i. */
+static void expand(const char *pattern, int i, char *out, size_t cap) {
+  const char *p = strstr(pattern, "{i}");
+  if (p == NULL)
+    snprintf(out, cap, "%s", pattern);
+  else
+    snprintf(out, cap, "%.*s%d%s", (int)(p - pattern), pattern, i, p + 3);
+}
+
+static void names_write_model(const char *fixture_name, const char *as,
+                              const char *renames) {
+  char src[1024], dir[512], path[640];
+  json_error_t jerr;
+  json_t *root;
+
+  snprintf(dir, sizeof dir, "%s/%s", g_names_repo, as);
+  if (mkdir(dir, 0700) != 0) {
+    perror(dir);
+    exit(1);
+  }
+  snprintf(src, sizeof src, "%s/%s/model.pt", nne_fixtures_dir(), fixture_name);
+  snprintf(path, sizeof path, "%s/model.pt", dir);
+  if (symlink(src, path) != 0) {
+    perror(path);
+    exit(1);
+  }
+  snprintf(src, sizeof src, "%s/%s/model.json", nne_fixtures_dir(),
+           fixture_name);
+  root = json_load_file(src, 0, &jerr);
+  if (root == NULL) {
+    fprintf(stderr, "test_client: %s: %s\n", src, jerr.text);
+    exit(1);
+  }
+  /* No "family": the daemon must find it in the archive. */
+  json_object_del(root, "family");
+  if (renames != NULL)
+    json_object_set_new(root, "names", json_loads(renames, 0, &jerr));
+  snprintf(path, sizeof path, "%s/model.json", dir);
+  if (json_dump_file(root, path, JSON_INDENT(1)) != 0) {
+    fprintf(stderr, "test_client: cannot write %s\n", path);
+    exit(1);
+  }
+  json_decref(root);
+}
+
+static void names_repo_remove(void) {
+  static const char *const files[] = {"model.pt", "model.json"};
+  char path[640];
+  size_t i, k;
+  if (g_names_repo[0] == '\0')
+    return;
+  for (i = 0; i <= (size_t)N_NAMES; i++) {
+    const char *n = i < (size_t)N_NAMES ? g_names[i] : NAMES_MODEL;
+    for (k = 0; k < 2; k++) {
+      snprintf(path, sizeof path, "%s/%s/%s", g_names_repo, n, files[k]);
+      unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/%s", g_names_repo, n);
+    rmdir(path);
+  }
+  rmdir(g_names_repo);
+  g_names_repo[0] = '\0';
+}
+
+static void names_at_exit(void) {
+  if (getpid() != g_names_parent)
+    return;
+  if (g_names_daemon.pid > 0)
+    nne_test_daemon_stop(&g_names_daemon);
+  names_repo_remove();
+}
+
+static void names_setup(void) {
+  const char *args[] = {"--model-repo", g_names_repo, NULL};
+  int i;
+  snprintf(g_names_repo, sizeof g_names_repo, "/tmp/nnedit-names-XXXXXX");
+  if (mkdtemp(g_names_repo) == NULL) {
+    perror("mkdtemp");
+    exit(1);
+  }
+  g_names_parent = getpid();
+  atexit(names_at_exit);
+  for (i = 0; i < N_NAMES; i++)
+    names_write_model(g_names[i], g_names[i], NULL);
+  names_write_model("gpt2-script", NAMES_MODEL, g_names_renames);
+  if (nne_test_daemon_start(&g_names_daemon, args) != 0) {
+    fprintf(stderr, "test_client: cannot start nneditd on %s\n", g_names_repo);
+    exit(1);
+  }
+}
+
+static void names_teardown(void) {
+  int code = 0;
+  if (g_names_daemon.pid > 0) {
+    code = nne_test_daemon_stop(&g_names_daemon);
+    g_names_daemon.pid = 0;
+  }
+  names_repo_remove();
+  if (code != 0) {
+    fprintf(stderr, "test_client: nneditd (names) exited with %d\n", code);
+    exit(1);
+  }
+}
+
+static nne_client_t *names_client(void) {
+  nne_client_err_t err;
+  nne_client_t *c = client_to(g_names_daemon.addr, 60000);
+  ck_assert_msg(nne_client_wait_ready(c, 10000, &err) == 0, "wait_ready: %s",
+                err.message);
+  return c;
+}
+
+static bool has_str(const char *const *v, size_t n, const char *s) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (strcmp(v[i], s) == 0)
+      return true;
+  return false;
+}
+
+/* Some warning mentions `needle`. */
+static bool warned(const nne_client_model_info_t *m, const char *needle) {
+  size_t i;
+  for (i = 0; i < m->n_warnings; i++)
+    if (strstr(m->warnings[i], needle) != NULL)
+      return true;
+  return false;
+}
+
+static const nne_client_module_t *desc_module(const nne_client_model_desc_t *d,
+                                              const char *path) {
+  size_t i;
+  for (i = 0; i < d->n_modules; i++)
+    if (strcmp(d->modules[i].path, path) == 0)
+      return &d->modules[i];
+  return NULL;
+}
+
+static const nne_client_site_t *desc_site(const nne_client_model_desc_t *d,
+                                          const char *name) {
+  size_t i;
+  for (i = 0; i < d->n_sites; i++)
+    if (strcmp(d->sites[i].name, name) == 0)
+      return &d->sites[i];
+  return NULL;
+}
+
+static void describe_ok(nne_client_t *c, const char *model, const char *module,
+                        nne_client_model_desc_t *d) {
+  nne_client_err_t err;
+  int rc = nne_client_models_describe_module(c, model, module, d, &err);
+  ck_assert_msg(rc == 0, "describe %s module '%s': %s: %s", model,
+                module ? module : "", nne_client_status_name(err.code),
+                err.message);
+}
+
+/* Two descriptions hold the same modules (names included) and sites. */
+static void expect_same_desc(const nne_client_model_desc_t *a,
+                             const nne_client_model_desc_t *b,
+                             const char *what) {
+  size_t i, k;
+  ck_assert_msg(a->n_modules == b->n_modules, "%s: %zu vs %zu modules", what,
+                a->n_modules, b->n_modules);
+  for (i = 0; i < a->n_modules; i++) {
+    const nne_client_module_t *x = &a->modules[i], *y = &b->modules[i];
+    ck_assert_msg(strcmp(x->path, y->path) == 0 &&
+                      strcmp(x->class_name, y->class_name) == 0 &&
+                      x->parent == y->parent && x->depth == y->depth &&
+                      x->n_standard_names == y->n_standard_names &&
+                      x->n_aliases == y->n_aliases,
+                  "%s: modules[%zu] '%s' vs '%s'", what, i, x->path, y->path);
+    for (k = 0; k < x->n_standard_names; k++)
+      ck_assert_str_eq(x->standard_names[k], y->standard_names[k]);
+    for (k = 0; k < x->n_aliases; k++)
+      ck_assert_str_eq(x->aliases[k], y->aliases[k]);
+  }
+  ck_assert_msg(a->n_sites == b->n_sites, "%s: %zu vs %zu sites", what,
+                a->n_sites, b->n_sites);
+  for (i = 0; i < a->n_sites; i++) {
+    const nne_client_site_t *x = &a->sites[i], *y = &b->sites[i];
+    ck_assert_msg(strcmp(x->name, y->name) == 0 &&
+                      strcmp(x->canonical, y->canonical) == 0 &&
+                      x->available == y->available,
+                  "%s: sites[%zu] '%s' vs '%s'", what, i, x->name, y->name);
+  }
+}
+
+/* The family is detected from the archive (model.json has none), every
+ * standard module of NAMES.md is on the right module, the per-layer sites
+ * are there, and a subtree is the same whichever spelling names it. */
+START_TEST(test_names_family) {
+  const char *name = g_names[_i];
+  nne_client_t *c = names_client();
+  nne_fixture_t *f = fixture(name);
+  const family_map_t *fm = family_map(f->family);
+  nne_client_model_info_t info;
+  nne_client_model_desc_t d, by_std, by_raw;
+  nne_client_err_t err;
+  const nne_client_site_t *site;
+  char std[128], raw[512];
+  size_t i, r, n_layers = 0;
+  int layer;
+
+  ck_assert_msg(nne_client_models_load(c, name, NULL, 0, &info, &err) == 0,
+                "load %s: %s", name, err.message);
+  for (i = 0; i < info.n_warnings; i++)
+    fprintf(stderr, "%s: warning: %s\n", name, info.warnings[i]);
+  ck_assert_msg(strcmp(info.family, f->family) == 0,
+                "%s: family '%s' (%s), expected '%s'", name, info.family,
+                info.family_reason, f->family);
+  ck_assert_msg(info.family_reason[0] != '\0' &&
+                    strcmp(info.family_reason, "model.json") != 0,
+                "%s: family reason '%s' (model.json has no family)", name,
+                info.family_reason);
+  /* The layer count is that of the layer list's numbered children. */
+  for (i = 0; i < f->n_modules; i++) {
+    size_t l = strlen(fm->layer_list);
+    const char *p = f->modules[i].path;
+    if (strncmp(p, fm->layer_list, l) == 0 && p[l] == '.' &&
+        strchr(p + l + 1, '.') == NULL)
+      n_layers++;
+  }
+  ck_assert_uint_gt(n_layers, 0);
+  ck_assert_uint_eq(info.layer_count, n_layers);
+  nne_client_model_info_free(&info);
+
+  describe_ok(c, name, NULL, &d);
+  ck_assert_str_eq(d.model.family, f->family);
+  ck_assert_uint_eq(d.n_modules, f->n_modules);
+  for (r = 0; fm->rows[r].std != NULL; r++) {
+    bool per_layer = strstr(fm->rows[r].std, "{i}") != NULL;
+    for (layer = 0; layer < (per_layer ? (int)n_layers : 1); layer++) {
+      const nne_client_module_t *m;
+      expand(fm->rows[r].std, layer, std, sizeof std);
+      expand(fm->rows[r].raw, layer, raw, sizeof raw);
+      m = desc_module(&d, raw);
+      ck_assert_msg(m != NULL, "%s: no module '%s'", name, raw);
+      ck_assert_msg(has_str(m->standard_names, m->n_standard_names, std),
+                    "%s: module '%s' lacks the standard name '%s' (has %zu)",
+                    name, raw, std, m->n_standard_names);
+    }
+  }
+  /* The raw paths are never replaced. */
+  ck_assert_ptr_nonnull(desc_module(&d, fm->layer_list));
+
+  /* Sites: the residual stream of each layer, TransformerLens names. */
+  site = desc_site(&d, "embed");
+  ck_assert_msg(site != NULL && strcmp(site->tl_name, "hook_embed") == 0,
+                "%s: no site 'embed' (hook_embed)", name);
+  for (layer = 0; layer < (int)n_layers; layer++) {
+    char tl[128], lraw[512];
+    snprintf(std, sizeof std, "layers.%d.resid_post", layer);
+    snprintf(tl, sizeof tl, "blocks.%d.hook_resid_post", layer);
+    snprintf(lraw, sizeof lraw, "%s.%d", fm->layer_list, layer);
+    site = desc_site(&d, std);
+    ck_assert_msg(site != NULL, "%s: no site '%s'", name, std);
+    ck_assert_str_eq(site->tl_name, tl);
+    ck_assert_msg(site->available, "%s: %s unavailable: %s", name, std,
+                  site->reason);
+    ck_assert_str_eq(site->module, lraw);
+    ck_assert_int_eq(site->kind, NNE_CLIENT_SITE_OUTPUT);
+    ck_assert_msg(strncmp(site->canonical, lraw, strlen(lraw)) == 0,
+                  "%s: %s resolved to '%s', not in %s", name, std,
+                  site->canonical, lraw);
+  }
+
+  /* A subtree, by standard name and by raw path: the same description. */
+  for (r = 0; strcmp(fm->rows[r].std, "layers.{i}.self_attn") != 0; r++)
+    ;
+  expand(fm->rows[r].raw, 1, raw, sizeof raw);
+  describe_ok(c, name, "layers.1.self_attn", &by_std);
+  describe_ok(c, name, raw, &by_raw);
+  ck_assert_uint_gt(by_std.n_modules, 0);
+  ck_assert_str_eq(by_std.modules[0].path, raw);
+  ck_assert_int_eq(by_std.modules[0].parent, -1);
+  ck_assert_msg(has_str(by_std.modules[0].standard_names,
+                        by_std.modules[0].n_standard_names,
+                        "layers.1.self_attn"),
+                "%s: subtree root lacks its standard name", name);
+  expect_same_desc(&by_std, &by_raw, "layers.1.self_attn vs raw");
+  nne_client_model_desc_free(&by_std);
+  nne_client_model_desc_free(&by_raw);
+  nne_client_model_desc_free(&d);
+  nne_fixture_free(f);
+  nne_client_close(c);
+}
+END_TEST
+
+/* User renames: aliases on the modules, the same subtree by standard name,
+ * raw path and alias; a rename that matches nothing is a warning. */
+START_TEST(test_names_aliases) {
+  nne_client_t *c = names_client();
+  nne_fixture_t *f = fixture("gpt2-script");
+  nne_client_model_info_t info;
+  nne_client_model_desc_t d, s1, s2, s3;
+  nne_client_err_t err;
+  const nne_client_module_t *m;
+  size_t i, n_sub = 0;
+
+  ck_assert_msg(
+      nne_client_models_load(c, NAMES_MODEL, NULL, 0, &info, &err) == 0,
+      "load: %s", err.message);
+  ck_assert_str_eq(info.family, "gpt2");
+  ck_assert_msg(strcmp(info.family_reason, "model.json") != 0,
+                "family reason '%s'", info.family_reason);
+  ck_assert_msg(warned(&info, "nonexistent"),
+                "Load: no warning about the rename that matches nothing "
+                "(%zu warnings)",
+                info.n_warnings);
+  nne_client_model_info_free(&info);
+
+  describe_ok(c, NAMES_MODEL, NULL, &d);
+  ck_assert_msg(warned(&d.model, "nonexistent"),
+                "Describe: no warning about the rename that matches nothing");
+  m = desc_module(&d, "transformer.h.0.attn");
+  ck_assert_ptr_nonnull(m);
+  ck_assert(has_str(m->standard_names, m->n_standard_names,
+                    "layers.0.self_attn"));
+  ck_assert_msg(has_str(m->aliases, m->n_aliases, "blk0.attention"),
+                "transformer.h.0.attn: no alias blk0.attention (%zu aliases)",
+                m->n_aliases);
+  ck_assert(!has_str(m->aliases, m->n_aliases, "layers.0.self_attn"));
+  m = desc_module(&d, "transformer.h.1");
+  ck_assert_ptr_nonnull(m);
+  ck_assert(has_str(m->aliases, m->n_aliases, "block1"));
+  ck_assert(has_str(m->standard_names, m->n_standard_names, "layers.1"));
+  nne_client_model_desc_free(&d);
+
+  describe_ok(c, NAMES_MODEL, "layers.1.self_attn", &s1);
+  describe_ok(c, NAMES_MODEL, "transformer.h.1.attn", &s2);
+  describe_ok(c, NAMES_MODEL, "blk1.attention", &s3);
+  for (i = 0; i < f->n_modules; i++)
+    if (strncmp(f->modules[i].path, "transformer.h.1.attn", 20) == 0)
+      n_sub++;
+  ck_assert_uint_eq(s1.n_modules, n_sub);
+  ck_assert_str_eq(s1.modules[0].path, "transformer.h.1.attn");
+  ck_assert_str_eq(s1.modules[0].class_name, "GPT2Attention");
+  ck_assert_int_eq(s1.modules[0].parent, -1);
+  for (i = 1; i < s1.n_modules; i++) {
+    ck_assert_int_ge(s1.modules[i].parent, 0);
+    ck_assert_msg(strncmp(s1.modules[i].path, "transformer.h.1.attn.", 21) ==
+                      0,
+                  "subtree holds '%s'", s1.modules[i].path);
+  }
+  ck_assert_msg(desc_site(&s1, "layers.1.attn_out") != NULL,
+                "subtree sites lack layers.1.attn_out (%zu sites)",
+                s1.n_sites);
+  ck_assert_msg(desc_site(&s1, "layers.0.attn_out") == NULL &&
+                    desc_site(&s1, "layers.1.resid_post") == NULL,
+                "subtree sites hold sites outside it");
+  for (i = 0; i < s1.n_sites; i++)
+    ck_assert_msg(!s1.sites[i].available ||
+                      strncmp(s1.sites[i].module, "transformer.h.1.attn", 20) ==
+                          0,
+                  "subtree site %s lives in '%s'", s1.sites[i].name,
+                  s1.sites[i].module);
+  expect_same_desc(&s1, &s2, "standard name vs raw path");
+  expect_same_desc(&s1, &s3, "standard name vs user alias");
+  nne_client_model_desc_free(&s1);
+  nne_client_model_desc_free(&s2);
+  nne_client_model_desc_free(&s3);
+  nne_fixture_free(f);
+  nne_client_close(c);
+}
+END_TEST
+
+/* `n` appears in s as a number of its own ("2", not in "12" or "2.5"). */
+static bool has_number(const char *s, long n) {
+  const char *p;
+  for (p = s; *p; p++) {
+    char *end;
+    long v;
+    if (*p < '0' || *p > '9' || (p > s && p[-1] >= '0' && p[-1] <= '9') ||
+        (p > s && p[-1] == '.'))
+      continue;
+    v = strtol(p, &end, 10);
+    if (v == n && !(*end == '.' && end[1] >= '0' && end[1] <= '9'))
+      return true;
+  }
+  return false;
+}
+
+START_TEST(test_names_errors) {
+  nne_client_t *c = names_client();
+  nne_client_model_desc_t d;
+  nne_client_forward_result_t res;
+  nne_client_forward_req_t req;
+  nne_client_err_t err;
+  int64_t ids[] = {1, 2, 3};
+  nne_client_token_row_t row = {ids, 3};
+  const char *bad_site[] = {"layers.0.resid_pots"};
+  const char *bad_module[] = {"transformer.h.0.atn.output"};
+  const char *far_site[] = {"layers.99.resid_post"};
+  int rc;
+
+  load(c, NAMES_MODEL);
+  /* Unknown: NOT_FOUND with the closest valid names. */
+  EXPECT_STATUS(nne_client_models_describe_module(c, NAMES_MODEL,
+                                                  "layers.0.self_atn", &d,
+                                                  &err),
+                &err, NNE_CLIENT_NOT_FOUND, "layers.0.self_atn",
+                "layers.0.self_attn", NULL);
+  ck_assert_ptr_null(d.modules);
+  EXPECT_STATUS(nne_client_models_describe_module(c, NAMES_MODEL,
+                                                  "transformer.h.0.atn", &d,
+                                                  &err),
+                &err, NNE_CLIENT_NOT_FOUND, "transformer.h.0.atn", NULL);
+  /* A layer out of range: INVALID_ARGUMENT naming the layer count. */
+  rc = nne_client_models_describe_module(c, NAMES_MODEL, "layers.99.mlp", &d,
+                                         &err);
+  EXPECT_STATUS(rc, &err, NNE_CLIENT_INVALID_ARGUMENT, "layers.99", NULL);
+  ck_assert_msg(has_number(err.message, 2),
+                "'%s' does not name the layer count 2", err.message);
+
+  memset(&req, 0, sizeof req);
+  req.model = NAMES_MODEL;
+  req.rows = &row;
+  req.n_rows = 1;
+  req.top_k = 1;
+  req.save = bad_module;
+  req.n_save = 1;
+  EXPECT_STATUS(nne_client_forward(c, &req, &res, &err), &err,
+                NNE_CLIENT_NOT_FOUND, "transformer.h.0.atn",
+                "transformer.h.0.attn", NULL);
+  ck_assert_ptr_null(res.saved);
+  req.save = far_site;
+  rc = nne_client_forward(c, &req, &res, &err);
+  EXPECT_STATUS(rc, &err, NNE_CLIENT_INVALID_ARGUMENT, "layers.99", NULL);
+  ck_assert_msg(has_number(err.message, 2),
+                "'%s' does not name the layer count 2", err.message);
+  /* The model still serves. */
+  req.n_save = 0;
+  ck_assert_int_eq(nne_client_forward(c, &req, &res, &err), 0);
+  nne_client_forward_result_free(&res);
+  /* A misspelt standard site is an unknown name too (issue 3: NOT_FOUND
+   * with the closest valid names), not a malformed one. */
+  req.save = bad_site;
+  req.n_save = 1;
+  EXPECT_STATUS(nne_client_forward(c, &req, &res, &err), &err,
+                NNE_CLIENT_NOT_FOUND, "layers.0.resid_pots",
+                "layers.0.resid_post", NULL);
+  nne_client_close(c);
+}
+END_TEST
+
+/* Largest |a - b| over n floats. */
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+  double m = 0;
+  size_t i;
+  for (i = 0; i < n; i++)
+    m = fmax(m, fabs((double)a[i] - (double)b[i]));
+  return m;
+}
+
+/* A captured module input/output of the fixture's Python run. */
+static void io_ref(const nne_fixture_t *f, const char *path, const char *kind,
+                   int index, nne_npy_t *out) {
+  size_t i;
+  char msg[512];
+  for (i = 0; i < f->n_io; i++)
+    if (strcmp(f->io[i].path, path) == 0 && strcmp(f->io[i].kind, kind) == 0 &&
+        f->io[i].index == index) {
+      ck_assert_msg(nne_fixture_ref_load(&f->io[i].ref, out, msg, sizeof msg) ==
+                        0,
+                    "%s", msg);
+      return;
+    }
+  ck_abort_msg("%s: no reference %s.%s.%d", f->name, path, kind, index);
+}
+
+/* Saved tensor `k` has the reference's shape and values: bit-identical or
+ * within 1e-5 (the difference is printed either way). */
+static void expect_like_ref(const char *model, const nne_client_tensor_t *t,
+                            const nne_npy_t *ref, const char *what) {
+  int d;
+  double diff;
+  ck_assert_int_eq(t->dtype, NNE_CLIENT_DTYPE_FLOAT32);
+  ck_assert_msg(t->ndim == (size_t)ref->ndim, "%s '%s': %zu dims, ref %d",
+                model, t->name, t->ndim, ref->ndim);
+  for (d = 0; d < ref->ndim; d++)
+    ck_assert_msg(t->shape[d] == ref->shape[d], "%s '%s': dim %d is %lld, ref %lld",
+                  model, t->name, d, (long long)t->shape[d],
+                  (long long)ref->shape[d]);
+  ck_assert_uint_eq(t->nbytes, ref->nbytes);
+  diff = max_abs_diff(t->data, ref->data, ref->numel);
+  fprintf(stderr, "%s: saved '%s' vs reference %s: %s (max |diff| %.3g)\n",
+          model, t->name, what,
+          memcmp(t->data, ref->data, ref->nbytes) == 0 ? "bit-identical"
+                                                       : "differs",
+          diff);
+  ck_assert_msg(diff <= 1e-5, "%s '%s' vs %s: max |diff| %.3g > 1e-5", model,
+                t->name, what, diff);
+}
+
+static void expect_same_tensor(const nne_client_tensor_t *a,
+                               const nne_client_tensor_t *b) {
+  size_t d;
+  ck_assert_msg(a->dtype == b->dtype && a->ndim == b->ndim &&
+                    a->nbytes == b->nbytes,
+                "'%s' and '%s' differ in dtype or shape", a->name, b->name);
+  for (d = 0; d < a->ndim; d++)
+    ck_assert_int_eq(a->shape[d], b->shape[d]);
+  ck_assert_msg(memcmp(a->data, b->data, a->nbytes) == 0,
+                "'%s' and '%s' are not bit-identical", a->name, b->name);
+}
+
+static void forward_saves(nne_client_t *c, const char *model,
+                          const nne_fixture_t *f, const char *const *saves,
+                          size_t n, nne_client_forward_result_t *res) {
+  nne_client_forward_req_t req;
+  nne_client_err_t err;
+  batch_t b;
+  size_t i;
+  int rc;
+
+  batch_from_ids(&b, &f->input_ids);
+  memset(&req, 0, sizeof req);
+  req.model = model;
+  req.rows = b.rows;
+  req.n_rows = b.n_rows;
+  req.top_k = 1;
+  req.logits = NNE_CLIENT_LOGITS_ALL;
+  req.save = saves;
+  req.n_save = n;
+  rc = nne_client_forward(c, &req, res, &err);
+  ck_assert_msg(rc == 0, "forward %s with saves: %s: %s", model,
+                nne_client_status_name(err.code), err.message);
+  ck_assert(res->has_logits);
+  ck_assert_uint_eq(res->n_saved, n);
+  for (i = 0; i < n; i++) {
+    size_t first = 0;
+    ck_assert_str_eq(res->saved[i].name, saves[i]);
+    /* Looked up by name: the first tensor of that name. */
+    while (strcmp(saves[first], saves[i]) != 0)
+      first++;
+    ck_assert_ptr_eq(nne_client_forward_result_saved(res, saves[i]),
+                     &res->saved[first]);
+  }
+}
+
+/* The residual stream after layer 0 under three spellings: bit-identical,
+ * and the module output Python captured. Saving leaves the logits alone. */
+START_TEST(test_names_save) {
+  const char *name = g_names[_i];
+  nne_client_t *c = names_client();
+  nne_fixture_t *f = fixture(name);
+  const family_map_t *fm = family_map(f->family);
+  nne_client_forward_result_t res;
+  nne_npy_t ref, logits_ref;
+  char raw[600], layer0[512];
+  const char *saves[3];
+  double diff;
+
+  load(c, name);
+  snprintf(layer0, sizeof layer0, "%s.0", fm->layer_list);
+  snprintf(raw, sizeof raw, "%s.output", layer0);
+  saves[0] = raw;
+  saves[1] = "layers.0.resid_post";
+  saves[2] = "blocks.0.hook_resid_post";
+  forward_saves(c, name, f, saves, 3, &res);
+  expect_same_tensor(&res.saved[0], &res.saved[1]);
+  expect_same_tensor(&res.saved[0], &res.saved[2]);
+  io_ref(f, layer0, "output", 0, &ref);
+  expect_like_ref(name, &res.saved[1], &ref, "module output");
+  ref_load(f, "logits_jit.npy", &logits_ref);
+  diff = max_abs_diff(res.logits.data, logits_ref.data, logits_ref.numel);
+  fprintf(stderr, "%s: logits of a forward with saves vs logits_jit: max "
+                  "|diff| %.3g\n",
+          name, diff);
+  ck_assert_msg(diff <= 1e-5, "%s: saving changed the logits by %.3g", name,
+                diff);
+  nne_npy_free(&logits_ref);
+  nne_npy_free(&ref);
+  nne_client_forward_result_free(&res);
+  ck_assert_ptr_null(res.saved);
+  nne_fixture_free(f);
+  nne_client_close(c);
+}
+END_TEST
+
+/* With user aliases: the block output and the attention output under every
+ * spelling, the attention pattern (rows sum to 1), a name saved twice. */
+START_TEST(test_names_save_alias) {
+  nne_client_t *c = names_client();
+  nne_fixture_t *f = fixture("gpt2-script");
+  nne_client_forward_result_t res;
+  nne_npy_t ref;
+  const nne_client_tensor_t *pat;
+  static const char *const saves[] = {
+      "transformer.h.0.output",      "layers.0.resid_post",
+      "blocks.0.hook_resid_post",    "block0.output",
+      "transformer.h.0.attn.output", "layers.0.attn_out",
+      "blocks.0.hook_attn_out",      "blk0.attention.output",
+      "layers.0.self_attn.pattern",  "layers.0.resid_post",
+  };
+  size_t i, n = sizeof saves / sizeof saves[0], rows;
+  const float *p;
+
+  load(c, NAMES_MODEL);
+  forward_saves(c, NAMES_MODEL, f, saves, n, &res);
+  for (i = 1; i < 4; i++)
+    expect_same_tensor(&res.saved[0], &res.saved[i]);
+  expect_same_tensor(&res.saved[0], &res.saved[9]);
+  for (i = 5; i < 8; i++)
+    expect_same_tensor(&res.saved[4], &res.saved[i]);
+  io_ref(f, "transformer.h.0", "output", 0, &ref);
+  expect_like_ref(NAMES_MODEL, &res.saved[3], &ref, "transformer.h.0 output");
+  nne_npy_free(&ref);
+  io_ref(f, "transformer.h.0.attn", "output", 0, &ref);
+  expect_like_ref(NAMES_MODEL, &res.saved[7], &ref,
+                  "transformer.h.0.attn output");
+  nne_npy_free(&ref);
+
+  /* The pattern: [batch, heads, query, key], each row a distribution. */
+  pat = nne_client_forward_result_saved(&res, "layers.0.self_attn.pattern");
+  ck_assert_ptr_eq(pat, &res.saved[8]);
+  expect_shape(pat, 4, (int64_t)2, (int64_t)4, (int64_t)7, (int64_t)7);
+  rows = (size_t)(2 * 4 * 7);
+  p = pat->data;
+  for (i = 0; i < rows; i++) {
+    double sum = 0;
+    size_t k;
+    for (k = 0; k < 7; k++)
+      sum += p[i * 7 + k];
+    ck_assert_msg(fabs(sum - 1.0) <= 1e-5, "pattern row %zu sums to %.9g", i,
+                  sum);
+  }
+  /* GPT2Attention returns its softmax weights as output 1. */
+  io_ref(f, "transformer.h.0.attn", "output", 1, &ref);
+  expect_like_ref(NAMES_MODEL, pat, &ref, "attention weights (attn output 1)");
+  nne_npy_free(&ref);
+  ck_assert_ptr_null(nne_client_forward_result_saved(&res, "nope"));
+  nne_client_forward_result_free(&res);
+  nne_fixture_free(f);
+  nne_client_close(c);
+}
+END_TEST
+
 /* ---- a daemon of the test's own ----------------------------------------- */
 
 START_TEST(test_unload_and_drain) {
@@ -1202,6 +1950,7 @@ START_TEST(test_unload_and_drain) {
   nne_client_forward_result_free(&res);
   ck_assert_int_eq(nne_client_models_unload(c, "gpt2-script", &info, &err), 0);
   ck_assert_int_eq(info.state, NNE_CLIENT_MODEL_AVAILABLE);
+  nne_client_model_info_free(&info);
   EXPECT_STATUS(forward(c, "gpt2-script", &b, 0, 1, 0, &res, &err), &err,
                 NNE_CLIENT_FAILED_PRECONDITION, "not loaded", NULL);
   /* Reload in another dtype: the info says so. */
@@ -1211,6 +1960,7 @@ START_TEST(test_unload_and_drain) {
                 "%s", err.message);
   ck_assert_int_eq(info.dtype, NNE_CLIENT_DTYPE_FLOAT64);
   ck_assert_uint_eq(info.param_bytes, 8 * info.param_count);
+  nne_client_model_info_free(&info);
   forward_ok(c, "gpt2-script", &b, 0, 1, NNE_CLIENT_LOGITS_ALL, &res);
   ck_assert_int_eq(res.logits.dtype, NNE_CLIENT_DTYPE_FLOAT64);
   ck_assert_uint_eq(res.logits.nbytes, 8 * 3 * VOCAB);
@@ -1251,6 +2001,16 @@ static Suite *client_suite(void) {
   tcase_add_test(tc, test_unknown_method);
   tcase_add_test(tc, test_threads);
   tcase_add_test(tc, test_deadline);
+  tcase_set_timeout(tc, 180);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("names");
+  tcase_add_unchecked_fixture(tc, names_setup, names_teardown);
+  tcase_add_loop_test(tc, test_names_family, 0, N_NAMES);
+  tcase_add_test(tc, test_names_aliases);
+  tcase_add_test(tc, test_names_errors);
+  tcase_add_loop_test(tc, test_names_save, 0, N_NAMES);
+  tcase_add_test(tc, test_names_save_alias);
   tcase_set_timeout(tc, 180);
   suite_add_tcase(s, tc);
 

@@ -435,9 +435,11 @@ class Lifecycle(unittest.TestCase):
     def wait_loaded(self, d):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            ms = {m.name: m.state for m in d.models.List(models_pb2.ListModelsRequest()).models}
-            if ms.get("slow") == models_pb2.LOADED:
+            ms = {m.name: m for m in d.models.List(models_pb2.ListModelsRequest()).models}
+            if ms["slow"].state == models_pb2.LOADED:
                 return
+            if ms["slow"].state == models_pb2.FAILED:
+                raise AssertionError("slow model failed: " + ms["slow"].error)
             time.sleep(0.05)
         raise AssertionError("slow model did not load:\n" + d.log_text())
 

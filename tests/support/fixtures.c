@@ -298,6 +298,62 @@ static int count_elems(ctx_t *c, json_t *obj, const char *name, uint64_t *out) {
   return 0;
 }
 
+/* [{"input": 0}, {"param": "x.weight"}, {"output": 1}] */
+static int get_sig_list(ctx_t *c, json_t *arr, const char *name,
+                        nne_fixture_sig_t **out, size_t *n) {
+  size_t k;
+  if (!json_is_array(arr))
+    return bad(c, name, "expected a list");
+  *out = calloc(json_array_size(arr) + 1, sizeof **out);
+  if (*out == NULL)
+    return bad(c, name, "out of memory");
+  for (k = 0; k < json_array_size(arr); k++) {
+    json_t *e = json_array_get(arr, k), *x;
+    nne_fixture_sig_t *s = &(*out)[k];
+    if (!json_is_object(e) || json_object_size(e) != 1)
+      return bad(c, name, "expected {\"input\"|\"output\"|\"param\": ...}");
+    *n = k + 1; /* so that free sees what was filled */
+    if ((x = json_object_get(e, "input")) != NULL && json_is_integer(x)) {
+      s->kind = NNE_FIXTURE_SIG_INPUT;
+      s->index = (int)json_integer_value(x);
+    } else if ((x = json_object_get(e, "output")) != NULL &&
+               json_is_integer(x)) {
+      s->kind = NNE_FIXTURE_SIG_OUTPUT;
+      s->index = (int)json_integer_value(x);
+    } else if ((x = json_object_get(e, "param")) != NULL && json_is_string(x)) {
+      s->kind = NNE_FIXTURE_SIG_PARAM;
+      s->index = -1;
+      if ((s->param = xstrdup(json_string_value(x))) == NULL)
+        return bad(c, name, "out of memory");
+    } else {
+      return bad(c, name, "expected {\"input\"|\"output\"|\"param\": ...}");
+    }
+  }
+  return 0;
+}
+
+static int get_signature(ctx_t *c, json_t *m, const char *where,
+                         nne_fixture_module_t *mod) {
+  json_t *sig = json_object_get(m, "trace_signature");
+  char name[96];
+  int rc;
+  if (sig == NULL || json_is_null(sig))
+    return 0;
+  snprintf(name, sizeof name, "%s.trace_signature", where);
+  if (!json_is_object(sig))
+    return bad(c, name, "expected an object or null");
+  snprintf(name, sizeof name, "%s.trace_signature.inputs", where);
+  if ((rc = get_sig_list(c, json_object_get(sig, "inputs"), name,
+                         &mod->sig_inputs, &mod->n_sig_inputs)) != 0)
+    return rc;
+  snprintf(name, sizeof name, "%s.trace_signature.outputs", where);
+  if ((rc = get_sig_list(c, json_object_get(sig, "outputs"), name,
+                         &mod->sig_outputs, &mod->n_sig_outputs)) != 0)
+    return rc;
+  mod->has_trace_signature = 1;
+  return 0;
+}
+
 static int get_modules(ctx_t *c, json_t *root, nne_fixture_t *f) {
   int rc = 0;
   size_t i;
@@ -343,6 +399,8 @@ static int get_modules(ctx_t *c, json_t *root, nne_fixture_t *f) {
     snprintf(name, sizeof name, "%s.buffers", where);
     if ((rc = count_elems(c, json_object_get(m, "buffers"), name,
                           &mod->n_buffers)) != 0)
+      return rc;
+    if ((rc = get_signature(c, m, where, mod)) != 0)
       return rc;
   }
   return 0;
@@ -505,6 +563,12 @@ void nne_fixture_free(nne_fixture_t *f) {
     for (k = 0; k < m->n_children; k++)
       free(m->children[k]);
     free(m->children);
+    for (k = 0; m->sig_inputs != NULL && k < m->n_sig_inputs; k++)
+      free(m->sig_inputs[k].param);
+    free(m->sig_inputs);
+    for (k = 0; m->sig_outputs != NULL && k < m->n_sig_outputs; k++)
+      free(m->sig_outputs[k].param);
+    free(m->sig_outputs);
   }
   free(f->modules);
   for (i = 0; f->io != NULL && i < f->n_io; i++) {

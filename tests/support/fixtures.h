@@ -52,6 +52,20 @@ typedef struct nne_fixture_ref {
   char *dtype; /* numpy's name: "float32", "int64", ... */
 } nne_fixture_ref_t;
 
+/* One entry of a traced module's trace_signature: where a traced forward's
+ * argument or result comes from in the eager forward. */
+typedef enum nne_fixture_sig_kind {
+  NNE_FIXTURE_SIG_INPUT = 1,  /* eager positional argument `index` */
+  NNE_FIXTURE_SIG_OUTPUT = 2, /* eager output element `index` */
+  NNE_FIXTURE_SIG_PARAM = 3   /* a parameter of the model, `param` */
+} nne_fixture_sig_kind_t;
+
+typedef struct nne_fixture_sig {
+  nne_fixture_sig_kind_t kind;
+  int index;   /* INPUT, OUTPUT */
+  char *param; /* PARAM: "transformer.wte.weight"; else NULL */
+} nne_fixture_sig_t;
+
 typedef struct nne_fixture_module {
   char *path;       /* "" for the root */
   char *class_name; /* Python class name, "GPT2Attention" */
@@ -60,6 +74,15 @@ typedef struct nne_fixture_module {
   int call_index;     /* order of first forward pre-hook; -1 if never */
   uint64_t n_params;  /* elements of the parameters held directly */
   uint64_t n_buffers; /* elements of the buffers held directly */
+  /* Traced exports: trace_signature (see tests/fixtures/README.md), one
+   * entry per traced forward argument after self and per traced output
+   * element. has_trace_signature is 0 for scripted exports and for modules
+   * without a forward or never called. */
+  int has_trace_signature;
+  size_t n_sig_inputs;
+  nne_fixture_sig_t *sig_inputs;
+  size_t n_sig_outputs;
+  nne_fixture_sig_t *sig_outputs;
 } nne_fixture_module_t;
 
 /* One captured module input or output of the reference run. */
