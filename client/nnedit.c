@@ -7,8 +7,11 @@
  *   health       Check, bounded Watch
  *   models       List, Load, Unload, Describe
  *   reassembler  TensorChunk runs -> one tensor (nnedit_internal.h)
- *   forward      Inference/Forward
- *   tensors      numel, free, .npy
+ *   forward      Inference/Forward (on the pristine model or an edit set)
+ *   edits        Edits/Apply, List, Get, Drop
+ *   graph        Models/Graph
+ *   admin        Admin/Stats
+ *   tensors      numel, free, .npy (read and write)
  *
  * Every call creates its own completion queue and plucks only its own tags,
  * so concurrent calls on one client never see each other's events, and the
@@ -24,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -34,6 +38,8 @@
 
 #include "grpc_health/v1/health.pb.h"
 #include "nne_pb.h"
+#include "nnedit/v1/admin.pb.h"
+#include "nnedit/v1/edits.pb.h"
 #include "nnedit/v1/inference.pb.h"
 #include "nnedit/v1/models.pb.h"
 #include "nnedit/v1/tensor.pb.h"
@@ -75,6 +81,56 @@ _Static_assert(FIELD_SIZE(nnedit_v1_TensorChunk, name) == NNE_CLIENT_NAME_MAX,
 _Static_assert(FIELD_SIZE(nnedit_v1_TensorChunk, shape) ==
                    NNE_CLIENT_MAX_DIMS * sizeof(int64_t),
                "TensorChunk.shape bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_EditSetInfo, id) ==
+                   NNE_CLIENT_EDIT_SET_ID_MAX,
+               "EditSetInfo.id bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_EditSetInfo, model) ==
+                   NNE_CLIENT_MODEL_NAME_MAX,
+               "EditSetInfo.model bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_EditSetInfo, label) == NNE_CLIENT_LABEL_MAX,
+               "EditSetInfo.label bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_EditSetInfo, backend_key) ==
+                   NNE_CLIENT_BACKEND_KEY_MAX,
+               "EditSetInfo.backend_key bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_ApplyEditsRequest, label) ==
+                   NNE_CLIENT_LABEL_MAX,
+               "ApplyEditsRequest.label bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_ForwardRequest, edit_set) ==
+                   NNE_CLIENT_EDIT_SET_ID_MAX,
+               "ForwardRequest.edit_set bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_Edit, site) == NNE_CLIENT_SITE_MAX,
+               "Edit.site bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_Edit, name) == NNE_CLIENT_NAME_MAX,
+               "Edit.name bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_Edit, ranges) ==
+                   NNE_CLIENT_MAX_RANGES * sizeof(nnedit_v1_DimRange),
+               "Edit.ranges bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_ResolvedEdit, ranges) ==
+                   NNE_CLIENT_MAX_RANGES * sizeof(nnedit_v1_DimRange),
+               "ResolvedEdit.ranges bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_ResolvedEdit, tensor_shape) ==
+                   NNE_CLIENT_MAX_DIMS * sizeof(int64_t),
+               "ResolvedEdit.tensor_shape bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_Tensor, shape) ==
+                   NNE_CLIENT_MAX_DIMS * sizeof(int64_t),
+               "Tensor.shape bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_GraphRequest, module) ==
+                   NNE_CLIENT_MODULE_NAME_MAX,
+               "GraphRequest.module bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_GraphResponse, module) ==
+                   NNE_CLIENT_MODULE_NAME_MAX,
+               "GraphResponse.module bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_BackendCacheStats, model) ==
+                   NNE_CLIENT_MODEL_NAME_MAX,
+               "BackendCacheStats.model bound");
+_Static_assert((int)nnedit_v1_EditOp_ZERO == (int)NNE_CLIENT_EDIT_ZERO &&
+                   (int)nnedit_v1_EditOp_SAVE == (int)NNE_CLIENT_EDIT_SAVE,
+               "EditOp numbers");
+_Static_assert((int)nnedit_v1_NodeKind_NODE_OTHER ==
+                       (int)NNE_CLIENT_NODE_OTHER &&
+                   (int)nnedit_v1_NodeKind_NODE_HOOK ==
+                       (int)NNE_CLIENT_NODE_HOOK,
+               "NodeKind numbers");
 _Static_assert((int)GRPC_STATUS_UNAUTHENTICATED ==
                    (int)NNE_CLIENT_UNAUTHENTICATED,
                "gRPC status numbers");
@@ -86,7 +142,13 @@ _Static_assert((int)GRPC_STATUS_UNAUTHENTICATED ==
 #define M_MODELS_LOAD "/nnedit.v1.Models/Load"
 #define M_MODELS_UNLOAD "/nnedit.v1.Models/Unload"
 #define M_MODELS_DESCRIBE "/nnedit.v1.Models/Describe"
+#define M_MODELS_GRAPH "/nnedit.v1.Models/Graph"
 #define M_FORWARD "/nnedit.v1.Inference/Forward"
+#define M_EDITS_APPLY "/nnedit.v1.Edits/Apply"
+#define M_EDITS_LIST "/nnedit.v1.Edits/List"
+#define M_EDITS_GET "/nnedit.v1.Edits/Get"
+#define M_EDITS_DROP "/nnedit.v1.Edits/Drop"
+#define M_ADMIN_STATS "/nnedit.v1.Admin/Stats"
 
 /* ---- errors -------------------------------------------------------------- */
 
@@ -1719,6 +1781,15 @@ typedef struct fwd_dec {
   char tensor_name[NNE_CLIENT_NAME_MAX]; /* what result.logits_tensor said */
   unsigned frame_fields;                 /* members seen in this frame */
   size_t n_saved_names; /* result.saved entries seen (each checked) */
+  /* With an edit set: the names result.saved lists after the request's
+   * saves (the set's SAVE edits), at most NNE_CLIENT_MAX_EDITS. */
+  char **extra;
+  size_t n_extra, extra_cap;
+  /* With an edit set whose saves the result does not list: every tensor
+   * after the listed ones is one of them, named by its chunks (at most
+   * NNE_CLIENT_MAX_EDITS). saved_cap is the room in out->saved. */
+  bool open_ended;
+  size_t saved_cap;
   /* The tensors that follow the result, in order: the logits (when asked
    * for), then one per save entry. `next` is the one being received. */
   size_t n_tensors, next;
@@ -1785,17 +1856,58 @@ static bool rows_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   return true;
 }
 
-/* ForwardResult.saved: must be the request's save list, as spelled. */
+static bool fwd_has_edit_set(const nne_client_forward_req_t *req) {
+  return req->edit_set != NULL && req->edit_set[0] != '\0';
+}
+
+/* A name result.saved lists after the request's saves: one of the edit
+ * set's SAVE edits, whose names the client cannot know in advance. */
+static bool saved_extra_dec(fwd_dec_t *st, pb_istream_t *s, size_t i) {
+  size_t n = s->bytes_left;
+  char *name;
+  if (!fwd_has_edit_set(st->req))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "result lists more saved tensors than the request's %zu "
+                    "save entries",
+                    st->req->n_save);
+  if (st->n_extra >= NNE_CLIENT_MAX_EDITS)
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                    "result lists more than %d saved tensors of the edit set",
+                    NNE_CLIENT_MAX_EDITS);
+  if (n >= NNE_CLIENT_NAME_MAX)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "result.saved[%zu]: a name of %zu bytes, over a tensor "
+                    "name's bound of %d",
+                    i, n, NNE_CLIENT_NAME_MAX - 1);
+  if (!grow((void **)&st->extra, &st->extra_cap, st->n_extra,
+            NNE_CLIENT_MAX_EDITS, sizeof *st->extra) ||
+      (name = malloc(n + 1)) == NULL)
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  if (!pb_read(s, (pb_byte_t *)name, n)) {
+    free(name);
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "result.saved[%zu]: %s", i,
+                    PB_GET_ERROR(s));
+  }
+  name[n] = '\0';
+  if (strlen(name) != n || n == 0) {
+    free(name);
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "result.saved[%zu]: an empty name or one with a NUL", i);
+  }
+  st->extra[st->n_extra++] = name;
+  st->n_saved_names++;
+  return true;
+}
+
+/* ForwardResult.saved: must be the request's save list, as spelled (then,
+ * with an edit set, the set's SAVE names). */
 static bool saved_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   fwd_dec_t *st = *arg;
   char name[NNE_CLIENT_NAME_MAX];
   size_t n = s->bytes_left, i = st->n_saved_names;
   (void)f;
   if (i >= st->req->n_save)
-    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
-                    "result lists more saved tensors than the request's %zu "
-                    "save entries",
-                    st->req->n_save);
+    return saved_extra_dec(st, s, i);
   /* Request names were checked to be shorter than a tensor name: a longer
    * one cannot match. */
   if (n >= sizeof name)
@@ -1828,12 +1940,30 @@ static bool fwd_result_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   NNE_PB_DEC(m.saved, saved_dec, st);
   if (!pb_decode(s, nnedit_v1_ForwardResult_fields, &m))
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "result: %s", PB_GET_ERROR(s));
-  if (st->n_saved_names != st->req->n_save)
+  if (st->n_saved_names < st->req->n_save)
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
                     "result lists %zu saved tensors for %zu save entries%s",
                     st->n_saved_names, st->req->n_save,
                     st->n_saved_names == 0 ? " (a daemon without save support?)"
                                            : "");
+  if (st->n_extra > 0) {
+    /* Room for the edit set's saves too (the request's were allocated up
+     * front); the new entries are zeroed so that free finds nothing in
+     * them until they are filled. */
+    size_t total = st->req->n_save + st->n_extra;
+    nne_client_tensor_t *p = realloc(st->out->saved, total * sizeof *p);
+    if (p == NULL)
+      return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+    memset(p + st->req->n_save, 0, st->n_extra * sizeof *p);
+    st->out->saved = p;
+    st->saved_cap = total;
+    st->n_tensors += st->n_extra;
+  } else if (fwd_has_edit_set(st->req)) {
+    /* A daemon may stream the set's saves without listing them (the proto
+     * only promises that they follow the request's): take them as they
+     * come, named by their chunks. */
+    st->open_ended = true;
+  }
   st->out->batch = m.batch;
   st->out->seq_len = m.seq_len;
   if (m.has_timing) {
@@ -1853,9 +1983,15 @@ static bool fwd_is_logits(const fwd_dec_t *st, size_t k) {
 }
 
 static const char *fwd_tensor_name(const fwd_dec_t *st, size_t k) {
+  size_t j;
   if (fwd_is_logits(st, k))
     return st->tensor_name[0] ? st->tensor_name : "logits";
-  return st->req->save[k - (st->req->logits != NNE_CLIENT_LOGITS_NONE)];
+  j = k - (st->req->logits != NNE_CLIENT_LOGITS_NONE);
+  if (j < st->req->n_save)
+    return st->req->save[j];
+  /* NULL: an unlisted save of the edit set, named by its chunks. */
+  return j - st->req->n_save < st->n_extra ? st->extra[j - st->req->n_save]
+                                           : NULL;
 }
 
 static bool fwd_chunk_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
@@ -1868,6 +2004,22 @@ static bool fwd_chunk_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   if (!st->have_result)
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
                     "a tensor chunk before the ForwardResult");
+  if (st->next >= st->n_tensors && st->open_ended) {
+    /* One more of the edit set's unlisted saves: room for it in saved[]
+     * (counted by n_saved only once complete, so free never sees a
+     * half-made entry). */
+    size_t have = st->out->n_saved;
+    if (have - st->req->n_save >= NNE_CLIENT_MAX_EDITS)
+      return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                      "more than %d saved tensors of the edit set",
+                      NNE_CLIENT_MAX_EDITS);
+    if (st->saved_cap < st->req->n_save)
+      st->saved_cap = st->req->n_save;
+    if (!grow((void **)&st->out->saved, &st->saved_cap, have,
+              st->req->n_save + NNE_CLIENT_MAX_EDITS, sizeof *st->out->saved))
+      return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+    st->n_tensors++;
+  }
   if (st->n_tensors == 0)
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
                     "a tensor chunk, but no logits were asked for (nor any "
@@ -1884,9 +2036,10 @@ static bool fwd_chunk_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "chunk: %s", PB_GET_ERROR(s));
   }
   /* Tensors come in the order of the result, never interleaved: a chunk
-   * names the tensor in progress. */
+   * names the tensor in progress (an unlisted save of the edit set is
+   * named by its first chunk; the reassembler holds the rest to it). */
   want = fwd_tensor_name(st, st->next);
-  if (strcmp(c.name, want) != 0)
+  if (want != NULL && strcmp(c.name, want) != 0)
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
                     "a chunk of tensor '%.200s', expected '%.200s'", c.name,
                     want);
@@ -1897,7 +2050,9 @@ static bool fwd_chunk_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
       nne_client__asm_take(&st->asm_, &st->out->logits);
       st->out->has_logits = true;
     } else {
-      /* saved[] has room for every save entry (allocated up front). */
+      /* saved[] has room for every save entry (allocated up front, and
+       * grown for the edit set's when the result listed them, or as each
+       * unlisted one began). */
       nne_client__asm_take(&st->asm_, &st->out->saved[st->out->n_saved++]);
     }
     st->next++;
@@ -1971,6 +2126,12 @@ static int forward_check(const nne_client_forward_req_t *req, size_t *max_mask,
   if (req->n_save > 0 && req->save == NULL)
     return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
                    "forward: save is NULL with n_save %zu", req->n_save);
+  if (req->edit_set != NULL &&
+      strlen(req->edit_set) >= FIELD_SIZE(nnedit_v1_ForwardRequest, edit_set))
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "forward: edit_set '%.64s...' is longer than %zu bytes",
+                   req->edit_set,
+                   FIELD_SIZE(nnedit_v1_ForwardRequest, edit_set) - 1);
   /* A saved tensor comes back named as spelled: the name must fit a
    * TensorChunk's name, whatever the request field would take. */
   for (i = 0; i < req->n_save; i++) {
@@ -1996,7 +2157,7 @@ int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
   fwd_dec_t st;
   grpc_byte_buffer *bb = NULL, *msg;
   rpc_t r;
-  size_t max_mask;
+  size_t max_mask, k;
   nne_client_err_t lerr;
   int rc, local = 0;
 
@@ -2022,6 +2183,7 @@ int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
   save_list.v = req->save;
   save_list.n = req->n_save;
   NNE_PB_ENC(preq.save, nne_pb_str_list_enc, &save_list);
+  copy_str(preq.edit_set, sizeof preq.edit_set, req->edit_set);
   preq.padding = (nnedit_v1_Padding)req->padding;
   preq.top_k = req->top_k;
   preq.logits = (nnedit_v1_LogitsMode)req->logits;
@@ -2096,8 +2258,16 @@ int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
                    "Inference/Forward: save[%zu] '%s' was asked for and not "
                    "sent",
                    out->n_saved, req->save[out->n_saved]);
+    else if (out->n_saved < req->n_save + st.n_extra)
+      rc = err_set(err, NNE_CLIENT_INTERNAL,
+                   "Inference/Forward: the edit set's save '%s' was listed "
+                   "and not sent",
+                   st.extra[out->n_saved - req->n_save]);
   }
   nne_client__asm_reset(&st.asm_);
+  for (k = 0; k < st.n_extra; k++)
+    free(st.extra[k]);
+  free(st.extra);
   if (rc < 0)
     nne_client_forward_result_free(out);
   return rc;
@@ -2127,6 +2297,740 @@ nne_client_forward_result_saved(const nne_client_forward_result_t *res,
     if (strcmp(res->saved[i].name, name) == 0)
       return &res->saved[i];
   return NULL;
+}
+
+/* ---- edits --------------------------------------------------------------- */
+
+const char *nne_client_edit_op_name(int op) {
+  switch (op) {
+  case NNE_CLIENT_EDIT_SAVE: return "save";
+  case NNE_CLIENT_EDIT_REPLACE: return "replace";
+  case NNE_CLIENT_EDIT_ADD: return "add";
+  case NNE_CLIENT_EDIT_SCALE: return "scale";
+  case NNE_CLIENT_EDIT_ZERO: return "zero";
+  default: return "unspecified";
+  }
+}
+
+int nne_client_edit_op_parse(const char *name, nne_client_edit_op_t *out,
+                             nne_client_err_t *err) {
+  int op;
+  if (name == NULL || out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "edit op: NULL argument");
+  for (op = NNE_CLIENT_EDIT_SAVE; op <= NNE_CLIENT_EDIT_ZERO; op++)
+    if (strcasecmp(name, nne_client_edit_op_name(op)) == 0) {
+      *out = (nne_client_edit_op_t)op;
+      return 0;
+    }
+  return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                 "unknown edit op '%.64s' (save, replace, add, scale, zero)",
+                 name);
+}
+
+static void set_info_from_pb(nne_client_edit_set_info_t *o,
+                             const nnedit_v1_EditSetInfo *m) {
+  /* Same sizes (static asserts above) and nanopb NUL-terminates. */
+  memset(o, 0, sizeof *o);
+  memcpy(o->id, m->id, sizeof o->id);
+  memcpy(o->model, m->model, sizeof o->model);
+  memcpy(o->label, m->label, sizeof o->label);
+  o->edit_count = m->edit_count;
+  memcpy(o->backend_key, m->backend_key, sizeof o->backend_key);
+  o->backend_bytes = m->backend_bytes;
+  o->compile_ms = m->compile_ms;
+  o->cache_hit = m->cache_hit;
+  o->created_unix_ms = m->created_unix_ms;
+  o->in_flight = m->in_flight;
+  o->tensor_bytes = m->tensor_bytes;
+}
+
+/* An optional string argument of at most cap - 1 bytes. */
+static int check_opt_str(const char *what, const char *s, size_t cap,
+                         nne_client_err_t *err) {
+  if (s != NULL && strlen(s) >= cap)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "%s '%.64s...' is longer than %zu bytes", what, s, cap - 1);
+  return 0;
+}
+
+/* What cannot go on the wire, or is a caller's slip no daemon could mean
+ * to accept (a tensor whose bytes disagree with its shape). */
+static int apply_check_edit(const nne_client_edit_t *e, size_t i,
+                            nne_client_err_t *err) {
+  const nne_client_tensor_t *t = e->tensor;
+  uint64_t size;
+  size_t k;
+  char what[64];
+
+  if (e->site == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "edits_apply: edits[%zu].site is NULL", i);
+  snprintf(what, sizeof what, "edits_apply: edits[%zu].site", i);
+  if (check_opt_str(what, e->site, FIELD_SIZE(nnedit_v1_Edit, site), err) < 0)
+    return -NNE_CLIENT_INVALID_ARGUMENT;
+  snprintf(what, sizeof what, "edits_apply: edits[%zu].name", i);
+  if (check_opt_str(what, e->name, FIELD_SIZE(nnedit_v1_Edit, name), err) < 0)
+    return -NNE_CLIENT_INVALID_ARGUMENT;
+  if (e->n_ranges > NNE_CLIENT_MAX_RANGES)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "edits_apply: edits[%zu].ranges: %zu ranges, more than %d",
+                   i, e->n_ranges, NNE_CLIENT_MAX_RANGES);
+  if (e->n_ranges > 0 && e->ranges == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "edits_apply: edits[%zu].ranges is NULL with n_ranges %zu",
+                   i, e->n_ranges);
+  if (t == NULL)
+    return 0;
+  if (e->use_scalar)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "edits_apply: edits[%zu]: both a tensor and use_scalar "
+                   "(one operand)",
+                   i);
+  if (nne_client_dtype_size(t->dtype) == 0)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "edits_apply: edits[%zu].tensor: unknown dtype %d", i,
+                   (int)t->dtype);
+  if (t->ndim > NNE_CLIENT_MAX_DIMS)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "edits_apply: edits[%zu].tensor: %zu dims, more than %d", i,
+                   t->ndim, NNE_CLIENT_MAX_DIMS);
+  for (k = 0; k < t->ndim; k++)
+    if (t->shape[k] < 0)
+      return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                     "edits_apply: edits[%zu].tensor.shape[%zu] is %" PRId64, i,
+                     k, t->shape[k]);
+  if (!tensor_size(t->dtype, t->shape, t->ndim, &size) || size != t->nbytes)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "edits_apply: edits[%zu].tensor: nbytes %zu is not "
+                   "numel(shape) * %zu",
+                   i, t->nbytes, nne_client_dtype_size(t->dtype));
+  if (t->nbytes > 0 && t->data == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "edits_apply: edits[%zu].tensor.data is NULL", i);
+  return 0;
+}
+
+typedef struct apply_enc {
+  const nne_client_edit_t *edits;
+  /* The tensor bytes of the edit being encoded: nanopb copies them from the
+   * caller's buffer straight into the outgoing message, once per pass. */
+  nne_pb_bytes_enc_t data;
+} apply_enc_t;
+
+static bool fill_edit(void *ctx, size_t i, void *msg) {
+  apply_enc_t *a = ctx;
+  const nne_client_edit_t *e = &a->edits[i];
+  nnedit_v1_Edit *m = msg; /* zeroed by nne_pb_list_enc */
+  size_t k;
+
+  copy_str(m->site, sizeof m->site, e->site);
+  m->op = (nnedit_v1_EditOp)e->op;
+  if (e->use_scalar) {
+    m->use_scalar = true;
+    m->scalar = e->scalar;
+  } else if (e->tensor != NULL) {
+    const nne_client_tensor_t *t = e->tensor;
+    m->has_tensor = true;
+    m->tensor.dtype = (nnedit_v1_DType)t->dtype;
+    m->tensor.shape_count = (pb_size_t)t->ndim;
+    memcpy(m->tensor.shape, t->shape, t->ndim * sizeof t->shape[0]);
+    a->data.p = t->data;
+    a->data.n = t->nbytes;
+    if (t->nbytes > 0)
+      NNE_PB_ENC(m->tensor.data, nne_pb_bytes_enc, &a->data);
+  }
+  m->ranges_count = (pb_size_t)e->n_ranges;
+  for (k = 0; k < e->n_ranges; k++) {
+    m->ranges[k].dim = e->ranges[k].dim;
+    m->ranges[k].start = e->ranges[k].start;
+    m->ranges[k].stop = e->ranges[k].stop;
+  }
+  copy_str(m->name, sizeof m->name, e->name);
+  return true;
+}
+
+int nne_client_edits_apply(nne_client_t *cli, const char *model,
+                           const nne_client_edit_t *edits, size_t n,
+                           const char *label, nne_client_edit_set_info_t *out,
+                           nne_client_err_t *err) {
+  nnedit_v1_ApplyEditsRequest req = nnedit_v1_ApplyEditsRequest_init_zero;
+  nnedit_v1_ApplyEditsResponse resp = nnedit_v1_ApplyEditsResponse_init_zero;
+  nne_pb_list_enc_t list;
+  apply_enc_t enc;
+  size_t i;
+  int rc;
+
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (cli == NULL || out == NULL || (edits == NULL && n > 0))
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "edits_apply: NULL argument");
+  if ((rc = check_name("edits_apply", model, sizeof req.model, err)) < 0)
+    return rc;
+  if ((rc = check_opt_str("edits_apply: label", label, sizeof req.label, err)) <
+      0)
+    return rc;
+  if (n > NNE_CLIENT_MAX_EDITS)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "edits_apply: %zu edits, more than %d (a set this client "
+                   "could not read back)",
+                   n, NNE_CLIENT_MAX_EDITS);
+  for (i = 0; i < n; i++)
+    if ((rc = apply_check_edit(&edits[i], i, err)) < 0)
+      return rc;
+
+  copy_str(req.model, sizeof req.model, model);
+  copy_str(req.label, sizeof req.label, label);
+  memset(&enc, 0, sizeof enc);
+  enc.edits = edits;
+  list = (nne_pb_list_enc_t){n, fill_edit, &enc, sizeof(nnedit_v1_Edit)};
+  NNE_PB_ENC(req.edits, nne_pb_list_enc, &list);
+  rc = rpc_unary(cli, M_EDITS_APPLY, nnedit_v1_ApplyEditsRequest_fields, &req,
+                 nnedit_v1_ApplyEditsResponse_fields, &resp, NULL, err);
+  if (rc < 0)
+    return rc;
+  if (!resp.has_edit_set || resp.edit_set.id[0] == '\0')
+    return err_set(err, NNE_CLIENT_INTERNAL,
+                   "Edits/Apply: reply has no edit set id");
+  set_info_from_pb(out, &resp.edit_set);
+  return 0;
+}
+
+typedef struct sets_dec {
+  nne_client_edit_set_list_t *out;
+  size_t cap;
+  dec_err_t e;
+} sets_dec_t;
+
+static bool edit_sets_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  sets_dec_t *st = *arg;
+  nnedit_v1_EditSetInfo m = nnedit_v1_EditSetInfo_init_zero;
+  (void)f;
+  if (st->out->n_sets >= NNE_CLIENT_MAX_EDIT_SETS)
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                    "reply lists more than %d edit sets",
+                    NNE_CLIENT_MAX_EDIT_SETS);
+  if (!grow((void **)&st->out->sets, &st->cap, st->out->n_sets,
+            NNE_CLIENT_MAX_EDIT_SETS, sizeof *st->out->sets))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  if (!pb_decode(s, nnedit_v1_EditSetInfo_fields, &m))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "edit_sets[%zu]: %s",
+                    st->out->n_sets, PB_GET_ERROR(s));
+  set_info_from_pb(&st->out->sets[st->out->n_sets++], &m);
+  return true;
+}
+
+int nne_client_edits_list(nne_client_t *cli, const char *model,
+                          nne_client_edit_set_list_t *out,
+                          nne_client_err_t *err) {
+  nnedit_v1_ListEditSetsRequest req = nnedit_v1_ListEditSetsRequest_init_zero;
+  nnedit_v1_ListEditSetsResponse resp =
+      nnedit_v1_ListEditSetsResponse_init_zero;
+  sets_dec_t st;
+  int rc;
+
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (cli == NULL || out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "edits_list: NULL argument");
+  if ((rc = check_opt_str("edits_list: model", model, sizeof req.model, err)) <
+      0)
+    return rc;
+  copy_str(req.model, sizeof req.model, model);
+  memset(&st, 0, sizeof st);
+  st.out = out;
+  NNE_PB_DEC(resp.edit_sets, edit_sets_dec, &st);
+  rc = rpc_unary(cli, M_EDITS_LIST, nnedit_v1_ListEditSetsRequest_fields, &req,
+                 nnedit_v1_ListEditSetsResponse_fields, &resp, &st.e, err);
+  if (rc < 0)
+    nne_client_edit_set_list_free(out);
+  return rc;
+}
+
+void nne_client_edit_set_list_free(nne_client_edit_set_list_t *list) {
+  if (list == NULL)
+    return;
+  free(list->sets);
+  memset(list, 0, sizeof *list);
+}
+
+/* Where one resolved edit's strings sit in the block while decoding. */
+typedef struct redit_offs {
+  size_t site, canonical, instance, node, standard, name;
+} redit_offs_t;
+
+typedef struct get_dec {
+  nne_client_edit_set_t *out;
+  size_t cap, offs_cap;
+  sblock_t sb;
+  redit_offs_t *offs;
+  dec_err_t e;
+} get_dec_t;
+
+static bool resolved_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  get_dec_t *st = *arg;
+  nnedit_v1_ResolvedEdit m = nnedit_v1_ResolvedEdit_init_zero;
+  size_t i = st->out->n_edits, k;
+  nne_client_resolved_edit_t *r;
+  redit_offs_t *o;
+  (void)f;
+
+  if (i >= NNE_CLIENT_MAX_EDITS)
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                    "reply has more than %d edits", NNE_CLIENT_MAX_EDITS);
+  if (!grow((void **)&st->out->edits, &st->cap, i, NNE_CLIENT_MAX_EDITS,
+            sizeof *st->out->edits) ||
+      !grow((void **)&st->offs, &st->offs_cap, i, NNE_CLIENT_MAX_EDITS,
+            sizeof *st->offs))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  if (!pb_decode(s, nnedit_v1_ResolvedEdit_fields, &m))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "edits[%zu]: %s", i,
+                    PB_GET_ERROR(s));
+  if (m.tensor_dtype != 0 && nne_client_dtype_size(m.tensor_dtype) == 0)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "edits[%zu] ('%s'): unknown tensor dtype %d", i, m.site,
+                    (int)m.tensor_dtype);
+  o = &st->offs[i];
+  if (!sb_add(&st->sb, m.site, &o->site) ||
+      !sb_add(&st->sb, m.canonical, &o->canonical) ||
+      !sb_add(&st->sb, m.instance, &o->instance) ||
+      !sb_add(&st->sb, m.node, &o->node) ||
+      !sb_add(&st->sb, m.standard, &o->standard) ||
+      !sb_add(&st->sb, m.name, &o->name))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  r = &st->out->edits[i];
+  memset(r, 0, sizeof *r);
+  r->index = m.index;
+  r->op = (nne_client_edit_op_t)m.op;
+  r->tensor_dtype = (nne_client_dtype_t)m.tensor_dtype;
+  /* Both arrays have the proto's bound (static asserts above). */
+  r->tensor_ndim = m.tensor_shape_count;
+  memcpy(r->tensor_shape, m.tensor_shape,
+         m.tensor_shape_count * sizeof m.tensor_shape[0]);
+  r->use_scalar = m.use_scalar;
+  r->scalar = m.scalar;
+  r->n_ranges = m.ranges_count;
+  for (k = 0; k < m.ranges_count; k++) {
+    r->ranges[k].dim = m.ranges[k].dim;
+    r->ranges[k].start = m.ranges[k].start;
+    r->ranges[k].stop = m.ranges[k].stop;
+  }
+  r->hook_id = m.hook_id;
+  st->out->n_edits = i + 1;
+  return true;
+}
+
+int nne_client_edits_get(nne_client_t *cli, const char *id,
+                         nne_client_edit_set_t *out, nne_client_err_t *err) {
+  nnedit_v1_GetEditSetRequest req = nnedit_v1_GetEditSetRequest_init_zero;
+  nnedit_v1_GetEditSetResponse resp = nnedit_v1_GetEditSetResponse_init_zero;
+  get_dec_t st;
+  size_t i;
+  int rc;
+
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (cli == NULL || out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "edits_get: NULL argument");
+  if ((rc = check_name("edits_get", id, sizeof req.id, err)) < 0)
+    return rc;
+  copy_str(req.id, sizeof req.id, id);
+  memset(&st, 0, sizeof st);
+  st.out = out;
+  NNE_PB_DEC(resp.edits, resolved_dec, &st);
+  rc = rpc_unary(cli, M_EDITS_GET, nnedit_v1_GetEditSetRequest_fields, &req,
+                 nnedit_v1_GetEditSetResponse_fields, &resp, &st.e, err);
+  if (rc == 0 && !resp.has_edit_set)
+    rc = err_set(err, NNE_CLIENT_INTERNAL, "Edits/Get: reply has no edit set");
+  if (rc == 0) {
+    set_info_from_pb(&out->info, &resp.edit_set);
+    /* Callers may index their own request by it. */
+    for (i = 0; i < out->n_edits && rc == 0; i++)
+      if (out->edits[i].index >= out->info.edit_count)
+        rc = err_set(err, NNE_CLIENT_INTERNAL,
+                     "Edits/Get: edits[%zu] has index %" PRIu32
+                     " in a set of %" PRIu32 " edits",
+                     i, out->edits[i].index, out->info.edit_count);
+  }
+  if (rc == 0) {
+    /* The block stops moving here: it becomes the set's. */
+    const char *b;
+    out->strings = st.sb.p;
+    st.sb.p = NULL;
+    b = out->strings;
+    for (i = 0; i < out->n_edits; i++) {
+      nne_client_resolved_edit_t *r = &out->edits[i];
+      const redit_offs_t *o = &st.offs[i];
+      r->site = b + o->site;
+      r->canonical = b + o->canonical;
+      r->instance = b + o->instance;
+      r->node = b + o->node;
+      r->standard = b + o->standard;
+      r->name = b + o->name;
+    }
+  }
+  free(st.sb.p);
+  free(st.offs);
+  if (rc < 0)
+    nne_client_edit_set_free(out);
+  return rc;
+}
+
+void nne_client_edit_set_free(nne_client_edit_set_t *set) {
+  if (set == NULL)
+    return;
+  free(set->edits);
+  free(set->strings);
+  memset(set, 0, sizeof *set);
+}
+
+int nne_client_edits_drop(nne_client_t *cli, const char *id,
+                          nne_client_edit_set_info_t *info,
+                          uint64_t *freed_bytes, nne_client_err_t *err) {
+  nnedit_v1_DropEditSetRequest req = nnedit_v1_DropEditSetRequest_init_zero;
+  nnedit_v1_DropEditSetResponse resp = nnedit_v1_DropEditSetResponse_init_zero;
+  int rc;
+
+  if (info != NULL)
+    memset(info, 0, sizeof *info);
+  if (freed_bytes != NULL)
+    *freed_bytes = 0;
+  if (cli == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "edits_drop: NULL client");
+  if ((rc = check_name("edits_drop", id, sizeof req.id, err)) < 0)
+    return rc;
+  copy_str(req.id, sizeof req.id, id);
+  rc = rpc_unary(cli, M_EDITS_DROP, nnedit_v1_DropEditSetRequest_fields, &req,
+                 nnedit_v1_DropEditSetResponse_fields, &resp, NULL, err);
+  if (rc < 0)
+    return rc;
+  if (info != NULL && resp.has_edit_set)
+    set_info_from_pb(info, &resp.edit_set);
+  if (freed_bytes != NULL)
+    *freed_bytes = resp.freed_bytes;
+  return 0;
+}
+
+/* ---- graph --------------------------------------------------------------- */
+
+const char *nne_client_node_kind_name(int kind) {
+  switch (kind) {
+  case NNE_CLIENT_NODE_HOOK: return "hook";
+  case NNE_CLIENT_NODE_CALL: return "call";
+  case NNE_CLIENT_NODE_OP: return "op";
+  case NNE_CLIENT_NODE_CONSTANT: return "constant";
+  case NNE_CLIENT_NODE_ATTRIBUTE: return "attribute";
+  case NNE_CLIENT_NODE_OTHER: return "other";
+  default: return "unspecified";
+  }
+}
+
+/* Where one node's strings and value names sit while decoding: offsets
+ * into the string block and runs of graph_dec.value_offs. */
+typedef struct node_offs {
+  size_t op, instance, selector, source, shape, callee;
+  size_t in_first, n_in, out_first, n_out;
+} node_offs_t;
+
+/* The inputs or the outputs of the node being decoded (the two repeated
+ * fields may interleave on the wire, so each is gathered apart and
+ * appended to value_offs once the node is whole). */
+typedef struct vals_dec {
+  struct graph_dec *st;
+  const char *what; /* "inputs", "outputs" */
+  size_t *offs;
+  size_t n, cap;
+} vals_dec_t;
+
+typedef struct graph_dec {
+  nne_client_graph_t *out;
+  size_t cap;
+  sblock_t sb;
+  node_offs_t *offs;
+  size_t offs_cap;
+  size_t *value_offs; /* every node's inputs then outputs */
+  size_t n_values, values_cap;
+  vals_dec_t in, out_vals; /* reused from node to node */
+  nne_pb_str_dec_t text;
+  dec_err_t e;
+} graph_dec_t;
+
+static bool node_vals_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  vals_dec_t *v = *arg;
+  graph_dec_t *st = v->st;
+  char what[64];
+  (void)f;
+  snprintf(what, sizeof what, "nodes[%zu].%s", st->out->n_nodes, v->what);
+  if (v->n >= NNE_CLIENT_MAX_NODE_VALUES)
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                    "%s: more than %d values", what,
+                    NNE_CLIENT_MAX_NODE_VALUES);
+  if (!grow((void **)&v->offs, &v->cap, v->n, NNE_CLIENT_MAX_NODE_VALUES,
+            sizeof *v->offs))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  if (!sb_read(&st->sb, s, NNE_CLIENT_VALUE_NAME_MAX - 1, &v->offs[v->n],
+               &st->e, what))
+    return false;
+  v->n++;
+  return true;
+}
+
+/* Appends a node's gathered values to value_offs; *first is where they
+ * start. */
+static bool vals_append(graph_dec_t *st, const vals_dec_t *v, size_t *first) {
+  size_t k;
+  *first = st->n_values;
+  if (v->n > NNE_CLIENT_MAX_GRAPH_VALUES - st->n_values)
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                    "reply has more than %d value names in all",
+                    NNE_CLIENT_MAX_GRAPH_VALUES);
+  for (k = 0; k < v->n; k++) {
+    if (!grow((void **)&st->value_offs, &st->values_cap, st->n_values,
+              NNE_CLIENT_MAX_GRAPH_VALUES, sizeof *st->value_offs))
+      return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+    st->value_offs[st->n_values++] = v->offs[k];
+  }
+  return true;
+}
+
+static bool nodes_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  graph_dec_t *st = *arg;
+  nnedit_v1_GraphNode m = nnedit_v1_GraphNode_init_zero;
+  size_t i = st->out->n_nodes;
+  nne_client_graph_node_t *node;
+  node_offs_t *o;
+  (void)f;
+
+  if (i >= NNE_CLIENT_MAX_GRAPH_NODES)
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                    "reply has more than %d nodes", NNE_CLIENT_MAX_GRAPH_NODES);
+  if (!grow((void **)&st->out->nodes, &st->cap, i, NNE_CLIENT_MAX_GRAPH_NODES,
+            sizeof *st->out->nodes) ||
+      !grow((void **)&st->offs, &st->offs_cap, i, NNE_CLIENT_MAX_GRAPH_NODES,
+            sizeof *st->offs))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  st->in.n = 0;
+  st->out_vals.n = 0;
+  NNE_PB_DEC(m.inputs, node_vals_dec, &st->in);
+  NNE_PB_DEC(m.outputs, node_vals_dec, &st->out_vals);
+  if (!pb_decode(s, nnedit_v1_GraphNode_fields, &m))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "nodes[%zu]: %s", i,
+                    PB_GET_ERROR(s));
+  o = &st->offs[i];
+  if (!vals_append(st, &st->in, &o->in_first) ||
+      !vals_append(st, &st->out_vals, &o->out_first))
+    return false;
+  o->n_in = st->in.n;
+  o->n_out = st->out_vals.n;
+  if (!sb_add(&st->sb, m.op, &o->op) ||
+      !sb_add(&st->sb, m.instance, &o->instance) ||
+      !sb_add(&st->sb, m.selector, &o->selector) ||
+      !sb_add(&st->sb, m.source, &o->source) ||
+      !sb_add(&st->sb, m.shape, &o->shape) ||
+      !sb_add(&st->sb, m.callee, &o->callee))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  node = &st->out->nodes[i];
+  memset(node, 0, sizeof *node);
+  node->index = m.index;
+  node->kind = (nne_client_node_kind_t)m.kind;
+  node->inserted = m.inserted;
+  node->depth = m.depth;
+  st->out->n_nodes = i + 1;
+  return true;
+}
+
+/* GraphResponse.text through the shared string decoder, with the client's
+ * own bound and a RESOURCE_EXHAUSTED that says which. */
+static bool graph_text_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  graph_dec_t *st = *arg;
+  void *targ = &st->text;
+  size_t n = s->bytes_left;
+  if (!nne_pb_str_dec(s, f, &targ)) {
+    if (st->text.overflow)
+      return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                      "text: %zu bytes, over this client's bound of %zu", n,
+                      NNE_CLIENT_MAX_GRAPH_TEXT);
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "text: %s", PB_GET_ERROR(s));
+  }
+  return true;
+}
+
+/* Turns the offsets into pointers once the block stops moving. */
+static bool graph_finish(graph_dec_t *st) {
+  nne_client_graph_t *g = st->out;
+  const char *b = g->strings;
+  size_t i;
+  if (st->n_values > 0) {
+    g->values = malloc(st->n_values * sizeof *g->values);
+    if (g->values == NULL)
+      return false;
+    for (i = 0; i < st->n_values; i++)
+      g->values[i] = b + st->value_offs[i];
+  }
+  for (i = 0; i < g->n_nodes; i++) {
+    nne_client_graph_node_t *n = &g->nodes[i];
+    const node_offs_t *o = &st->offs[i];
+    n->op = b + o->op;
+    n->instance = b + o->instance;
+    n->selector = b + o->selector;
+    n->source = b + o->source;
+    n->shape = b + o->shape;
+    n->callee = b + o->callee;
+    n->inputs = o->n_in ? g->values + o->in_first : NULL;
+    n->n_inputs = o->n_in;
+    n->outputs = o->n_out ? g->values + o->out_first : NULL;
+    n->n_outputs = o->n_out;
+  }
+  return true;
+}
+
+int nne_client_models_graph(nne_client_t *cli, const char *model,
+                            const char *module, const char *edit_set,
+                            nne_client_graph_t *out, nne_client_err_t *err) {
+  nnedit_v1_GraphRequest req = nnedit_v1_GraphRequest_init_zero;
+  nnedit_v1_GraphResponse resp = nnedit_v1_GraphResponse_init_zero;
+  graph_dec_t st;
+  int rc;
+
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (cli == NULL || out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "models_graph: NULL argument");
+  if ((rc = check_name("models_graph", model, sizeof req.model, err)) < 0 ||
+      (rc = check_opt_str("models_graph: module", module, sizeof req.module,
+                          err)) < 0 ||
+      (rc = check_opt_str("models_graph: edit_set", edit_set,
+                          sizeof req.edit_set, err)) < 0)
+    return rc;
+  copy_str(req.model, sizeof req.model, model);
+  copy_str(req.module, sizeof req.module, module);
+  copy_str(req.edit_set, sizeof req.edit_set, edit_set);
+  memset(&st, 0, sizeof st);
+  st.out = out;
+  st.in.st = st.out_vals.st = &st;
+  st.in.what = "inputs";
+  st.out_vals.what = "outputs";
+  st.text.max = NNE_CLIENT_MAX_GRAPH_TEXT;
+  NNE_PB_DEC(resp.nodes, nodes_dec, &st);
+  NNE_PB_DEC(resp.text, graph_text_dec, &st);
+  rc = rpc_unary(cli, M_MODELS_GRAPH, nnedit_v1_GraphRequest_fields, &req,
+                 nnedit_v1_GraphResponse_fields, &resp, &st.e, err);
+  if (rc == 0) {
+    memcpy(out->module, resp.module, sizeof out->module);
+    out->edited = resp.edited;
+    /* The text is the decoder's allocation, NUL-terminated; "" when the
+     * daemon sent none, so that callers never see NULL. */
+    if (st.text.s == NULL && (st.text.s = calloc(1, 1)) == NULL)
+      rc = err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                   "Models/Graph: out of memory");
+  }
+  if (rc == 0) {
+    out->text = st.text.s;
+    out->text_len = st.text.len;
+    st.text.s = NULL;
+    out->strings = st.sb.p;
+    st.sb.p = NULL;
+    if (out->strings == NULL && out->n_nodes > 0)
+      rc = err_set(err, NNE_CLIENT_INTERNAL, "Models/Graph: no node strings");
+    else if (!graph_finish(&st))
+      rc = err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                   "Models/Graph: out of memory");
+  }
+  free(st.text.s);
+  free(st.sb.p);
+  free(st.offs);
+  free(st.value_offs);
+  free(st.in.offs);
+  free(st.out_vals.offs);
+  if (rc < 0)
+    nne_client_graph_free(out);
+  return rc;
+}
+
+void nne_client_graph_free(nne_client_graph_t *graph) {
+  if (graph == NULL)
+    return;
+  free(graph->nodes);
+  free(graph->text);
+  free(graph->strings);
+  free((void *)graph->values);
+  memset(graph, 0, sizeof *graph);
+}
+
+/* ---- admin --------------------------------------------------------------- */
+
+typedef struct stats_dec {
+  nne_client_stats_t *out;
+  size_t cap;
+  dec_err_t e;
+} stats_dec_t;
+
+static bool caches_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  stats_dec_t *st = *arg;
+  nnedit_v1_BackendCacheStats m = nnedit_v1_BackendCacheStats_init_zero;
+  nne_client_cache_stats_t *c;
+  (void)f;
+  if (st->out->n_caches >= NNE_CLIENT_MAX_MODELS)
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                    "reply has more than %d caches", NNE_CLIENT_MAX_MODELS);
+  if (!grow((void **)&st->out->caches, &st->cap, st->out->n_caches,
+            NNE_CLIENT_MAX_MODELS, sizeof *st->out->caches))
+    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  if (!pb_decode(s, nnedit_v1_BackendCacheStats_fields, &m))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "caches[%zu]: %s",
+                    st->out->n_caches, PB_GET_ERROR(s));
+  c = &st->out->caches[st->out->n_caches++];
+  memset(c, 0, sizeof *c);
+  memcpy(c->model, m.model, sizeof c->model);
+  c->hits = m.hits;
+  c->misses = m.misses;
+  c->entries = m.entries;
+  c->bytes = m.bytes;
+  c->capacity_bytes = m.capacity_bytes;
+  c->evictions = m.evictions;
+  c->compile_ms_total = m.compile_ms_total;
+  c->compile_ms_last = m.compile_ms_last;
+  c->pinned = m.pinned;
+  return true;
+}
+
+int nne_client_admin_stats(nne_client_t *cli, nne_client_stats_t *out,
+                           nne_client_err_t *err) {
+  nnedit_v1_StatsRequest req = nnedit_v1_StatsRequest_init_zero;
+  nnedit_v1_StatsResponse resp = nnedit_v1_StatsResponse_init_zero;
+  stats_dec_t st;
+  int rc;
+
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (cli == NULL || out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "admin_stats: NULL argument");
+  memset(&st, 0, sizeof st);
+  st.out = out;
+  NNE_PB_DEC(resp.caches, caches_dec, &st);
+  rc = rpc_unary(cli, M_ADMIN_STATS, nnedit_v1_StatsRequest_fields, &req,
+                 nnedit_v1_StatsResponse_fields, &resp, &st.e, err);
+  if (rc < 0) {
+    nne_client_stats_free(out);
+    return rc;
+  }
+  out->queue_depth = resp.queue_depth;
+  out->queue_capacity = resp.queue_capacity;
+  out->calls_total = resp.calls_total;
+  out->live_calls = resp.live_calls;
+  out->edit_sets = resp.edit_sets;
+  return 0;
+}
+
+void nne_client_stats_free(nne_client_stats_t *stats) {
+  if (stats == NULL)
+    return;
+  free(stats->caches);
+  memset(stats, 0, sizeof *stats);
 }
 
 /* ---- tensors ------------------------------------------------------------- */
@@ -2249,4 +3153,214 @@ int nne_client_tensor_write_npy(const nne_client_tensor_t *t, const char *path,
                    strerror(e));
   }
   return 0;
+}
+
+/* The value of key `key` in a .npy header dict ("{'descr': '<f4', ...}"),
+ * or NULL: the text right after the key's colon, blanks skipped. */
+static const char *npy_key(const char *hdr, const char *key) {
+  size_t n = strlen(key);
+  const char *p = hdr;
+  while ((p = strstr(p, key)) != NULL) {
+    const char *q = p + n;
+    char quote = p > hdr ? p[-1] : '\0';
+    if ((quote == '\'' || quote == '"') && *q == quote) {
+      q++;
+      while (*q == ' ')
+        q++;
+      if (*q == ':') {
+        q++;
+        while (*q == ' ')
+          q++;
+        return q;
+      }
+    }
+    p += n;
+  }
+  return NULL;
+}
+
+static int npy_dtype(const char *descr, size_t len) {
+  static const struct {
+    const char *descr;
+    nne_client_dtype_t dt;
+  } map[] = {
+      {"<f4", NNE_CLIENT_DTYPE_FLOAT32}, {"<f2", NNE_CLIENT_DTYPE_FLOAT16},
+      {"<f8", NNE_CLIENT_DTYPE_FLOAT64}, {"<i8", NNE_CLIENT_DTYPE_INT64},
+      {"<i4", NNE_CLIENT_DTYPE_INT32},   {"<i2", NNE_CLIENT_DTYPE_INT16},
+      {"|i1", NNE_CLIENT_DTYPE_INT8},    {"|u1", NNE_CLIENT_DTYPE_UINT8},
+      {"|b1", NNE_CLIENT_DTYPE_BOOL},    {"<i1", NNE_CLIENT_DTYPE_INT8},
+      {"<u1", NNE_CLIENT_DTYPE_UINT8},   {"<b1", NNE_CLIENT_DTYPE_BOOL},
+  };
+  size_t k;
+  for (k = 0; k < sizeof map / sizeof map[0]; k++)
+    if (len == 3 && memcmp(descr, map[k].descr, 3) == 0)
+      return map[k].dt;
+  return 0;
+}
+
+/* Parses the header dict into t's dtype and shape. */
+static int npy_header(const char *path, const char *hdr, nne_client_tensor_t *t,
+                      nne_client_err_t *err) {
+  const char *p, *end;
+  char quote;
+
+  if ((p = npy_key(hdr, "descr")) == NULL || (*p != '\'' && *p != '"'))
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "read_npy: %s: header has no 'descr'", path);
+  quote = *p++;
+  if ((end = strchr(p, quote)) == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "read_npy: %s: header 'descr' is not a string", path);
+  t->dtype = (nne_client_dtype_t)npy_dtype(p, (size_t)(end - p));
+  if (t->dtype == 0)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "read_npy: %s: header 'descr' '%.*s' is not one of <f4 <f2 "
+                   "<f8 <i8 <i4 <i2 |i1 |u1 |b1",
+                   path, (int)(end - p < 32 ? end - p : 32), p);
+  if ((p = npy_key(hdr, "fortran_order")) == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "read_npy: %s: header has no 'fortran_order'", path);
+  if (strncmp(p, "False", 5) != 0)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "read_npy: %s: header 'fortran_order' is not False (only "
+                   "C order is read)",
+                   path);
+  if ((p = npy_key(hdr, "shape")) == NULL || *p != '(')
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "read_npy: %s: header has no 'shape' tuple", path);
+  p++;
+  t->ndim = 0;
+  for (;;) {
+    char *e;
+    long long v;
+    while (*p == ' ')
+      p++;
+    if (*p == ')')
+      break;
+    if (t->ndim == NNE_CLIENT_MAX_DIMS)
+      return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                     "read_npy: %s: header 'shape' has more than %d dims", path,
+                     NNE_CLIENT_MAX_DIMS);
+    errno = 0;
+    v = strtoll(p, &e, 10);
+    if (e == p || errno != 0 || v < 0 || *p == '-')
+      return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                     "read_npy: %s: header 'shape' element %zu is not a "
+                     "non-negative integer",
+                     path, t->ndim);
+    t->shape[t->ndim++] = (int64_t)v;
+    p = e;
+    while (*p == ' ' || *p == 'L')
+      p++;
+    if (*p == ',')
+      p++;
+    else if (*p != ')')
+      return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                     "read_npy: %s: header 'shape' is not a tuple of "
+                     "integers",
+                     path);
+  }
+  return 0;
+}
+
+int nne_client_tensor_read_npy(const char *path, uint64_t max_bytes,
+                               nne_client_tensor_t *out,
+                               nne_client_err_t *err) {
+  unsigned char pre[12];
+  char *hdr = NULL;
+  size_t hlen, pre_len;
+  uint64_t size;
+  long data_at, file_end;
+  FILE *f;
+  int rc = 0;
+
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (path == NULL || out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "read_npy: NULL argument");
+  if (max_bytes == 0)
+    max_bytes = NNE_CLIENT_DEFAULT_MAX_TENSOR_BYTES;
+  f = fopen(path, "rb");
+  if (f == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "read_npy: %s: %s", path,
+                   strerror(errno));
+  /* Magic, version, then a 2-byte (1.0) or 4-byte (2.0, 3.0) little-endian
+   * header length. */
+  if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
+    rc = err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                 "read_npy: %s: not a .npy file (no \\x93NUMPY magic)", path);
+    goto out;
+  }
+  if (pre[6] == 1) {
+    hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
+    pre_len = 10;
+  } else if ((pre[6] == 2 || pre[6] == 3) && fread(pre + 10, 1, 2, f) == 2) {
+    hlen = (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 |
+           (size_t)pre[11] << 24;
+    pre_len = 12;
+  } else {
+    rc = err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                 "read_npy: %s: format version %d.%d is not 1.0, 2.0 or 3.0",
+                 path, pre[6], pre[7]);
+    goto out;
+  }
+  /* numpy's own headers stay far below this. */
+  if (hlen > (1u << 20)) {
+    rc = err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                 "read_npy: %s: header of %zu bytes", path, hlen);
+    goto out;
+  }
+  if ((hdr = malloc(hlen + 1)) == NULL) {
+    rc = err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED, "read_npy: out of memory");
+    goto out;
+  }
+  if (fread(hdr, 1, hlen, f) != hlen) {
+    rc = err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                 "read_npy: %s: header cut short", path);
+    goto out;
+  }
+  hdr[hlen] = '\0';
+  if ((rc = npy_header(path, hdr, out, err)) < 0)
+    goto out;
+  if (!tensor_size(out->dtype, out->shape, out->ndim, &size)) {
+    rc = err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                 "read_npy: %s: header 'shape' overflows", path);
+    goto out;
+  }
+  if (size > max_bytes) {
+    rc = err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                 "read_npy: %s: %" PRIu64 " bytes of data, over the limit of "
+                 "%" PRIu64,
+                 path, size, max_bytes);
+    goto out;
+  }
+  data_at = (long)(pre_len + hlen);
+  if (fseek(f, 0, SEEK_END) != 0 || (file_end = ftell(f)) < 0 ||
+      fseek(f, data_at, SEEK_SET) != 0) {
+    rc = err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "read_npy: %s: %s", path,
+                 strerror(errno));
+    goto out;
+  }
+  if ((uint64_t)(file_end - data_at) != size) {
+    rc = err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                 "read_npy: %s: %ld bytes of data, the header's dtype and "
+                 "shape say %" PRIu64,
+                 path, file_end - data_at, size);
+    goto out;
+  }
+  out->nbytes = (size_t)size;
+  if (size > 0 && (out->data = malloc((size_t)size)) == NULL) {
+    rc = err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                 "read_npy: %s: cannot allocate %" PRIu64 " bytes", path, size);
+    goto out;
+  }
+  if (size > 0 && fread(out->data, 1, (size_t)size, f) != size)
+    rc = err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "read_npy: %s: read failed",
+                 path);
+out:
+  free(hdr);
+  fclose(f);
+  if (rc < 0)
+    nne_client_tensor_free(out);
+  return rc;
 }

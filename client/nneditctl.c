@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -51,7 +53,13 @@ static const char *global_usage =
     "  modules MODEL [--module M] [--all] [--sites]\n"
     "                                   module tree of a loaded model\n"
     "  sites MODEL [--module M] [--all] standard sites of a loaded model\n"
-    "  forward MODEL --tokens 1,2,3 [--tokens ...] [options]\n"
+    "  forward MODEL --tokens 1,2,3 [--tokens ...] [--edit-set ID] [options]\n"
+    "  edits apply MODEL -f EDITS.json [--label L]\n"
+    "                                   create an edit set; prints its id\n"
+    "  edits list [MODEL] | edits get ID | edits drop ID\n"
+    "  graph MODEL [MODULE] [--edit-set ID] [--no-color]\n"
+    "                                   a module's forward graph, per node\n"
+    "  stats                            backend caches, queue, edit sets\n"
     "\n"
     "options:\n"
     "  --addr ADDR      daemon address (default: $NNEDIT_ADDR, "
@@ -1111,13 +1119,13 @@ static json_t *shape_json(const nne_client_tensor_t *t) {
 /* The file a saved tensor goes to: DIR/<name>.npy with every character
  * other than [A-Za-z0-9._-] made '_' (so no name leaves DIR), and "~2",
  * "~3", ... when two different names would share a file. files[] holds
- * the files of the saves before `i` (NULL for a repeated name). */
-static char *save_file(const char *dir, const nne_client_forward_req_t *req,
-                       char *const *files, size_t i) {
+ * the files of the `i` saves before this one (NULL for a repeated name). */
+static char *save_file(const char *dir, const char *name, char *const *files,
+                       size_t i) {
   char base[NNE_CLIENT_NAME_MAX + 16], *path;
   size_t n, k, tries;
   const char *p;
-  for (n = 0, p = req->save[i]; *p && n < NNE_CLIENT_NAME_MAX; p++)
+  for (n = 0, p = name; *p && n < NNE_CLIENT_NAME_MAX; p++)
     base[n++] = ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
                  (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' ||
                  *p == '_')
@@ -1126,7 +1134,7 @@ static char *save_file(const char *dir, const nne_client_forward_req_t *req,
   base[n] = '\0';
   if (n == 0 || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
     base[n++] = '_', base[n] = '\0';
-  for (tries = 1; tries <= req->n_save + 1; tries++) {
+  for (tries = 1; tries <= i + 1; tries++) {
     bool taken = false;
     if (asprintf(&path, tries == 1 ? "%s/%s.npy" : "%s/%s~%zu.npy", dir, base,
                  tries) < 0)
@@ -1220,7 +1228,7 @@ static void saved_table(const nne_client_forward_result_t *res,
   }
 }
 
-static json_t *forward_json(const char *model,
+static json_t *forward_json(const char *model, const char *edit_set,
                             const nne_client_forward_result_t *res,
                             const char *saved) {
   json_t *rows = json_array(), *logits;
@@ -1249,21 +1257,25 @@ static json_t *forward_json(const char *model,
     logits = json_null();
   }
   return json_pack(
-      "{s:s, s:I, s:I, s:{s:o, s:o, s:o}, s:o, s:o}", "model", model, "batch",
+      "{s:s, s:o, s:I, s:I, s:{s:o, s:o, s:o}, s:o, s:o}", "model", model,
+      "edit_set", edit_set ? json_string(edit_set) : json_null(), "batch",
       (json_int_t)res->batch, "seq_len", (json_int_t)res->seq_len, "timing",
       "queue_ms", json_num(res->timing.queue_ms), "compute_ms",
       json_num(res->timing.compute_ms), "total_ms",
       json_num(res->timing.total_ms), "rows", rows, "logits", logits);
 }
 
-static void forward_table(const char *model,
+static void forward_table(const char *model, const char *edit_set,
                           const nne_client_forward_result_t *res,
                           const char *saved) {
   size_t i, k;
-  printf("model %s  batch %" PRIu32 "  seq_len %" PRIu32
+  printf("model %s", model);
+  if (edit_set != NULL)
+    printf("  edit set %s", edit_set);
+  printf("  batch %" PRIu32 "  seq_len %" PRIu32
          "  (queue %.2f ms, compute %.2f ms, total %.2f ms)\n",
-         model, res->batch, res->seq_len, res->timing.queue_ms,
-         res->timing.compute_ms, res->timing.total_ms);
+         res->batch, res->seq_len, res->timing.queue_ms, res->timing.compute_ms,
+         res->timing.total_ms);
   for (i = 0; i < res->n_rows; i++) {
     const nne_client_row_topk_t *r = &res->rows[i];
     printf("\nrow %zu  position %" PRIu32 "\n", i, r->position);
@@ -1288,6 +1300,7 @@ static void forward_table(const char *model,
 
 static int run_forward(ctl_t *c, const cmd_t *self, int argc, char **argv) {
   const char *model = NULL, *save = NULL, *save_dir = NULL, *val;
+  const char *edit_set = NULL;
   rows_t ids = {0}, masks = {0};
   nne_client_mask_row_t *mask_rows = NULL;
   int32_t **mask32 = NULL;
@@ -1298,7 +1311,7 @@ static int run_forward(ctl_t *c, const cmd_t *self, int argc, char **argv) {
   nne_client_err_t err;
   bool logits_set = false, values = false;
   int i, r, rc = 0;
-  size_t k, n_sites = 0;
+  size_t k, n_sites = 0, n_files = 0;
 
   memset(&req, 0, sizeof req);
   req.top_k = 5;
@@ -1403,6 +1416,13 @@ static int run_forward(ctl_t *c, const cmd_t *self, int argc, char **argv) {
       }
       continue;
     }
+    if ((r = take_opt(argc, argv, &i, "--edit-set", NULL, &edit_set)) != 0) {
+      if (r < 0 || *edit_set == '\0') {
+        rc = usage_error(self, "--edit-set needs an edit set id");
+        goto out;
+      }
+      continue;
+    }
     if (strcmp(argv[i], "--values") == 0) {
       values = true;
       continue;
@@ -1433,12 +1453,20 @@ static int run_forward(ctl_t *c, const cmd_t *self, int argc, char **argv) {
     if (!logits_set)
       req.logits = NNE_CLIENT_LOGITS_ALL;
   }
-  if (save_dir != NULL && n_sites == 0) {
-    rc = usage_error(self, "--save-dir needs at least one --save SITE");
+  /* An edit set may bring saves of its own (its SAVE edits). */
+  if (save_dir != NULL && n_sites == 0 && edit_set == NULL) {
+    rc = usage_error(self, "--save-dir needs at least one --save SITE (or "
+                           "an --edit-set with SAVE edits)");
     goto out;
   }
-  if (values && n_sites == 0) {
-    rc = usage_error(self, "--values needs at least one --save SITE");
+  if (values && n_sites == 0 && edit_set == NULL) {
+    rc = usage_error(self, "--values needs at least one --save SITE (or an "
+                           "--edit-set with SAVE edits)");
+    goto out;
+  }
+  if (edit_set != NULL && strlen(edit_set) >= NNE_CLIENT_EDIT_SET_ID_MAX) {
+    rc = usage_error(self, "--edit-set: '%.40s...' is longer than %d bytes",
+                     edit_set, NNE_CLIENT_EDIT_SET_ID_MAX - 1);
     goto out;
   }
   for (k = 0; k < n_sites; k++)
@@ -1449,16 +1477,10 @@ static int run_forward(ctl_t *c, const cmd_t *self, int argc, char **argv) {
     }
   req.save = sites;
   req.n_save = n_sites;
-  if (save_dir != NULL) {
-    files = calloc(n_sites, sizeof *files);
-    if (files == NULL) {
-      rc = usage_error(self, "out of memory");
-      goto out;
-    }
-    /* Before the call: a directory that cannot be made wastes no forward. */
-    if ((rc = make_save_dir(save_dir)) != 0)
-      goto out;
-  }
+  req.edit_set = edit_set;
+  /* Before the call: a directory that cannot be made wastes no forward. */
+  if (save_dir != NULL && (rc = make_save_dir(save_dir)) != 0)
+    goto out;
   if (masks.n > 0) {
     /* Mask values were range-checked to int32 when parsed. */
     mask_rows = calloc(masks.n, sizeof *mask_rows);
@@ -1497,6 +1519,15 @@ static int run_forward(ctl_t *c, const cmd_t *self, int argc, char **argv) {
     nne_client_forward_result_free(&res);
     goto out;
   }
+  /* One file per saved tensor, the edit set's included: known only now. */
+  n_files = res.n_saved;
+  if (save_dir != NULL && n_files > 0 &&
+      (files = calloc(n_files, sizeof *files)) == NULL) {
+    fputs("nneditctl: out of memory\n", stderr);
+    rc = 1;
+    nne_client_forward_result_free(&res);
+    goto out;
+  }
   for (k = 0; files != NULL && k < res.n_saved; k++) {
     size_t j;
     bool again = false;
@@ -1505,7 +1536,7 @@ static int run_forward(ctl_t *c, const cmd_t *self, int argc, char **argv) {
       again = strcmp(res.saved[j].name, res.saved[k].name) == 0;
     if (again)
       continue;
-    if ((files[k] = save_file(save_dir, &req, files, k)) == NULL) {
+    if ((files[k] = save_file(save_dir, res.saved[k].name, files, k)) == NULL) {
       fputs("nneditctl: out of memory\n", stderr);
       rc = 1;
     } else if (nne_client_tensor_write_npy(&res.saved[k], files[k], &err) < 0) {
@@ -1528,17 +1559,18 @@ static int run_forward(ctl_t *c, const cmd_t *self, int argc, char **argv) {
           }
       }
   if (c->json) {
-    json_t *doc = forward_json(model, &res, res.has_logits ? save : NULL);
+    json_t *doc =
+        forward_json(model, edit_set, &res, res.has_logits ? save : NULL);
     if (doc != NULL)
       json_object_set_new(doc, "saved", saved_json(&res, files, values));
     rc = json_out(doc);
   } else {
-    forward_table(model, &res, res.has_logits ? save : NULL);
+    forward_table(model, edit_set, &res, res.has_logits ? save : NULL);
     saved_table(&res, files, values);
   }
   nne_client_forward_result_free(&res);
 out:
-  for (k = 0; files != NULL && k < n_sites; k++)
+  for (k = 0; files != NULL && k < n_files; k++)
     free(files[k]);
   free(files);
   free(sites);
@@ -1549,6 +1581,1560 @@ out:
   rows_free(&ids);
   rows_free(&masks);
   free(mask_rows);
+  return rc;
+}
+
+/* ---- per-command output option ------------------------------------------- */
+
+/* "-o json" / "--output table" after the command (the newer commands take
+ * it there too, as their usage lines show). 1: matched, 0: not this
+ * option, -1: a bad or missing value (usage already printed). */
+static int take_output(ctl_t *c, const cmd_t *self, int argc, char **argv,
+                       int *i) {
+  const char *val;
+  int r = take_opt(argc, argv, i, "--output", "-o", &val);
+  if (r == 0 && strncmp(argv[*i], "-o", 2) == 0 && argv[*i][2] != '\0') {
+    val = argv[*i] + 2; /* -ojson */
+    r = 1;
+  }
+  if (r == 0)
+    return 0;
+  if (r > 0 && strcmp(val, "json") == 0)
+    c->json = true;
+  else if (r > 0 && strcmp(val, "table") == 0)
+    c->json = false;
+  else {
+    usage_error(self, "-o needs table or json");
+    return -1;
+  }
+  return 1;
+}
+
+/* ---- edits: the JSON form of an Apply request -------------------------
+ *
+ * client/EDITS-JSON.md is the reference; 'nneditctl edits apply --help'
+ * holds a summary. The file becomes nne_client_edit_t values that borrow
+ * their strings from the parsed document and own their tensors. */
+
+/* float32 -> IEEE half, rounding to nearest even (subnormals, overflow to
+ * infinity, NaN kept a NaN). */
+static uint16_t float_to_half(float f) {
+  uint32_t x, sign, exp, man, h, rem, halfway;
+  int e, shift;
+  memcpy(&x, &f, sizeof x);
+  sign = (x >> 16) & 0x8000u;
+  exp = (x >> 23) & 0xffu;
+  man = x & 0x7fffffu;
+  if (exp == 0xff)
+    return (uint16_t)(sign | 0x7c00u | (man ? 0x200u : 0));
+  e = (int)exp - 127 + 15;
+  if (e >= 0x1f)
+    return (uint16_t)(sign | 0x7c00u);
+  if (e <= 0) {
+    if (e < -10)
+      return (uint16_t)sign;
+    man |= 0x800000u;
+    shift = 14 - e;
+    h = man >> shift;
+    rem = man & ((1u << shift) - 1);
+    halfway = 1u << (shift - 1);
+    if (rem > halfway || (rem == halfway && (h & 1u)))
+      h++;
+    return (uint16_t)(sign | h);
+  }
+  h = ((uint32_t)e << 10) | (man >> 13);
+  rem = man & 0x1fffu;
+  /* A carry out of the mantissa bumps the exponent: right, up to inf. */
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
+    h++;
+  return (uint16_t)(sign | h);
+}
+
+/* float32 -> bfloat16, rounding to nearest even; NaN kept a NaN. */
+static uint16_t float_to_bf16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, sizeof x);
+  if ((x & 0x7fffffffu) > 0x7f800000u)
+    return (uint16_t)((x >> 16) | 0x40u);
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return (uint16_t)(x >> 16);
+}
+
+/* One element to be written: an integer (exact) or a real. */
+typedef struct elem {
+  bool is_int;
+  int64_t i;
+  double d;
+} elem_t;
+
+/* Writes v as element k of dst (dtype dt). On failure says why in why. */
+static bool put_elem(void *dst, size_t k, nne_client_dtype_t dt, elem_t v,
+                     const char **why) {
+  uint8_t *p = (uint8_t *)dst;
+  double d = v.is_int ? (double)v.i : v.d;
+  int64_t iv;
+  switch (dt) {
+  case NNE_CLIENT_DTYPE_FLOAT32: {
+    float f = (float)d;
+    memcpy(p + 4 * k, &f, 4);
+    return true;
+  }
+  case NNE_CLIENT_DTYPE_FLOAT64: memcpy(p + 8 * k, &d, 8); return true;
+  case NNE_CLIENT_DTYPE_FLOAT16: {
+    uint16_t h = float_to_half((float)d);
+    memcpy(p + 2 * k, &h, 2);
+    return true;
+  }
+  case NNE_CLIENT_DTYPE_BFLOAT16: {
+    uint16_t h = float_to_bf16((float)d);
+    memcpy(p + 2 * k, &h, 2);
+    return true;
+  }
+  default: break;
+  }
+  /* Integer and bool dtypes take integral values only, in range. */
+  if (v.is_int) {
+    iv = v.i;
+  } else {
+    if (!(d == floor(d)) || d < -9223372036854775808.0 ||
+        d >= 9223372036854775808.0) {
+      *why = "not an integer";
+      return false;
+    }
+    iv = (int64_t)d;
+  }
+  switch (dt) {
+  case NNE_CLIENT_DTYPE_INT64: memcpy(p + 8 * k, &iv, 8); return true;
+  case NNE_CLIENT_DTYPE_INT32:
+    if (iv < INT32_MIN || iv > INT32_MAX)
+      break;
+    {
+      int32_t x = (int32_t)iv;
+      memcpy(p + 4 * k, &x, 4);
+    }
+    return true;
+  case NNE_CLIENT_DTYPE_INT16:
+    if (iv < INT16_MIN || iv > INT16_MAX)
+      break;
+    {
+      int16_t x = (int16_t)iv;
+      memcpy(p + 2 * k, &x, 2);
+    }
+    return true;
+  case NNE_CLIENT_DTYPE_INT8:
+    if (iv < INT8_MIN || iv > INT8_MAX)
+      break;
+    p[k] = (uint8_t)(int8_t)iv;
+    return true;
+  case NNE_CLIENT_DTYPE_UINT8:
+    if (iv < 0 || iv > UINT8_MAX)
+      break;
+    p[k] = (uint8_t)iv;
+    return true;
+  case NNE_CLIENT_DTYPE_BOOL:
+    if (iv != 0 && iv != 1)
+      break;
+    p[k] = (uint8_t)iv;
+    return true;
+  default: *why = "unsupported dtype"; return false;
+  }
+  *why = "out of the dtype's range";
+  return false;
+}
+
+/* Element k of t. */
+static elem_t get_elem(const nne_client_tensor_t *t, size_t k) {
+  const uint8_t *p = (const uint8_t *)t->data;
+  elem_t v = {true, 0, 0.0};
+  switch (t->dtype) {
+  case NNE_CLIENT_DTYPE_FLOAT32: {
+    float f;
+    memcpy(&f, p + 4 * k, 4);
+    v.is_int = false;
+    v.d = f;
+    break;
+  }
+  case NNE_CLIENT_DTYPE_FLOAT64:
+    memcpy(&v.d, p + 8 * k, 8);
+    v.is_int = false;
+    break;
+  case NNE_CLIENT_DTYPE_FLOAT16: {
+    uint16_t h;
+    memcpy(&h, p + 2 * k, 2);
+    v.is_int = false;
+    v.d = half_to_float(h);
+    break;
+  }
+  case NNE_CLIENT_DTYPE_BFLOAT16: {
+    uint16_t h;
+    uint32_t bits;
+    float f;
+    memcpy(&h, p + 2 * k, 2);
+    bits = (uint32_t)h << 16;
+    memcpy(&f, &bits, sizeof f);
+    v.is_int = false;
+    v.d = f;
+    break;
+  }
+  case NNE_CLIENT_DTYPE_INT64: memcpy(&v.i, p + 8 * k, 8); break;
+  case NNE_CLIENT_DTYPE_INT32: {
+    int32_t x;
+    memcpy(&x, p + 4 * k, 4);
+    v.i = x;
+    break;
+  }
+  case NNE_CLIENT_DTYPE_INT16: {
+    int16_t x;
+    memcpy(&x, p + 2 * k, 2);
+    v.i = x;
+    break;
+  }
+  case NNE_CLIENT_DTYPE_INT8: v.i = (int8_t)p[k]; break;
+  case NNE_CLIENT_DTYPE_UINT8:
+  case NNE_CLIENT_DTYPE_BOOL: v.i = p[k]; break;
+  default: break;
+  }
+  return v;
+}
+
+typedef struct edits_file {
+  json_t *doc;
+  const char *path; /* as given ("-" = stdin) */
+  const char *label;
+  nne_client_edit_t *edits;
+  size_t n;
+  nne_client_tensor_t *tensors; /* tensors[i]: edit i's operand */
+  nne_client_dim_range_t (*ranges)[NNE_CLIENT_MAX_RANGES];
+  char msg[1400]; /* why the file was refused */
+} edits_file_t;
+
+static bool ef_fail(edits_file_t *ef, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static bool ef_fail(edits_file_t *ef, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ef->msg, sizeof ef->msg, fmt, ap);
+  va_end(ap);
+  return false;
+}
+
+static void edits_file_free(edits_file_t *ef) {
+  size_t i;
+  for (i = 0; ef->tensors != NULL && i < ef->n; i++)
+    nne_client_tensor_free(&ef->tensors[i]);
+  free(ef->tensors);
+  free(ef->ranges);
+  free(ef->edits);
+  json_decref(ef->doc);
+  memset(ef, 0, sizeof *ef);
+}
+
+/* Refuses keys of obj not in the NULL-terminated list (a typo must not
+ * silently drop part of an edit). */
+static bool check_keys(edits_file_t *ef, const char *path, json_t *obj,
+                       const char *const *keys) {
+  const char *key;
+  json_t *v;
+  json_object_foreach(obj, key, v) {
+    size_t k;
+    char list[256];
+    size_t n = 0;
+    for (k = 0; keys[k] != NULL && strcmp(keys[k], key) != 0; k++)
+      ;
+    if (keys[k] != NULL)
+      continue;
+    list[0] = '\0';
+    for (k = 0; keys[k] != NULL; k++)
+      line_add(list, sizeof list, &n, "%s%s", k ? ", " : "", keys[k]);
+    return ef_fail(ef, "%s%sunknown key '%.64s' (known: %s)", path,
+                   *path ? ": " : "", key, list);
+  }
+  (void)v;
+  return true;
+}
+
+static bool json_int64(json_t *v, int64_t *out) {
+  if (!json_is_integer(v))
+    return false;
+  *out = (int64_t)json_integer_value(v);
+  return true;
+}
+
+/* A range shorthand: k (that one index; -1 = the last) or [start, stop]
+ * or [start] (to the end). */
+static bool parse_span(edits_file_t *ef, const char *path, json_t *v,
+                       int64_t *start, int64_t *stop) {
+  int64_t k;
+  if (json_int64(v, &k)) {
+    if (k == INT64_MAX)
+      return ef_fail(ef, "%s: index %" PRId64 " is too large", path, k);
+    *start = k;
+    *stop = k + 1; /* -1 gives [-1, 0): stop 0 is "to the end" */
+    return true;
+  }
+  if (json_is_array(v) &&
+      (json_array_size(v) == 1 || json_array_size(v) == 2) &&
+      json_int64(json_array_get(v, 0), start)) {
+    *stop = 0;
+    if (json_array_size(v) == 1 || json_int64(json_array_get(v, 1), stop))
+      return true;
+  }
+  return ef_fail(ef,
+                 "%s: expected an index or [start, stop] (integers; stop 0 = "
+                 "to the end)",
+                 path);
+}
+
+static bool add_range(edits_file_t *ef, size_t i, const char *path, int32_t dim,
+                      int64_t start, int64_t stop) {
+  nne_client_edit_t *e = &ef->edits[i];
+  size_t k;
+  for (k = 0; k < e->n_ranges; k++)
+    if (ef->ranges[i][k].dim == dim)
+      return ef_fail(ef, "%s: dim %d already has a range (one per dimension)",
+                     path, (int)dim);
+  if (e->n_ranges == NNE_CLIENT_MAX_RANGES)
+    return ef_fail(ef, "%s: more than %d ranges", path, NNE_CLIENT_MAX_RANGES);
+  ef->ranges[i][e->n_ranges++] = (nne_client_dim_range_t){dim, start, stop};
+  return true;
+}
+
+static bool parse_ranges(edits_file_t *ef, size_t i, const char *epath,
+                         json_t *obj) {
+  static const struct {
+    const char *key;
+    int32_t dim;
+  } shorthands[] = {{"rows", 0}, {"positions", 1}, {"last", -1}};
+  json_t *ranges = json_object_get(obj, "ranges"), *r;
+  char path[128];
+  size_t k;
+
+  if (ranges != NULL) {
+    if (!json_is_array(ranges))
+      return ef_fail(ef, "%s.ranges: expected an array of {dim, start, stop}",
+                     epath);
+    json_array_foreach(ranges, k, r) {
+      int64_t dim, start = 0, stop = 0;
+      snprintf(path, sizeof path, "%s.ranges[%zu]", epath, k);
+      if (json_is_object(r)) {
+        static const char *const keys[] = {"dim", "start", "stop", NULL};
+        json_t *js = json_object_get(r, "start"),
+               *jt = json_object_get(r, "stop");
+        if (!check_keys(ef, path, r, keys))
+          return false;
+        if (!json_int64(json_object_get(r, "dim"), &dim))
+          return ef_fail(ef, "%s.dim: expected an integer", path);
+        if (js != NULL && !json_int64(js, &start))
+          return ef_fail(ef, "%s.start: expected an integer", path);
+        if (jt != NULL && !json_int64(jt, &stop))
+          return ef_fail(ef, "%s.stop: expected an integer", path);
+      } else if (json_is_array(r) && json_array_size(r) >= 2 &&
+                 json_array_size(r) <= 3 &&
+                 json_int64(json_array_get(r, 0), &dim) &&
+                 json_int64(json_array_get(r, 1), &start) &&
+                 (json_array_size(r) == 2 ||
+                  json_int64(json_array_get(r, 2), &stop))) {
+        /* [dim, start, stop] or [dim, start] */
+      } else {
+        return ef_fail(ef,
+                       "%s: expected {\"dim\": D, \"start\": A, \"stop\": B} "
+                       "or [D, A, B]",
+                       path);
+      }
+      if (dim < INT32_MIN || dim > INT32_MAX)
+        return ef_fail(ef, "%s.dim: %" PRId64 " is out of range", path, dim);
+      if (!add_range(ef, i, path, (int32_t)dim, start, stop))
+        return false;
+    }
+  }
+  for (k = 0; k < sizeof shorthands / sizeof shorthands[0]; k++) {
+    json_t *v = json_object_get(obj, shorthands[k].key);
+    int64_t start = 0, stop = 0;
+    if (v == NULL)
+      continue;
+    snprintf(path, sizeof path, "%s.%s", epath, shorthands[k].key);
+    if (!parse_span(ef, path, v, &start, &stop) ||
+        !add_range(ef, i, path, shorthands[k].dim, start, stop))
+      return false;
+  }
+  return true;
+}
+
+/* Collects the leaves of nested arrays in order (any nesting), at most
+ * 8 deep. */
+static bool flatten(edits_file_t *ef, const char *path, json_t *v, int depth,
+                    json_t ***vals, size_t *n, size_t *cap) {
+  size_t k;
+  json_t *x;
+  if (!json_is_array(v)) {
+    if (*n == *cap) {
+      size_t ncap = *cap ? *cap * 2 : 64;
+      json_t **p = realloc(*vals, ncap * sizeof *p);
+      if (p == NULL)
+        return ef_fail(ef, "%s: out of memory", path);
+      *vals = p;
+      *cap = ncap;
+    }
+    (*vals)[(*n)++] = v;
+    return true;
+  }
+  if (depth >= NNE_CLIENT_MAX_DIMS)
+    return ef_fail(ef, "%s: nested more than %d deep", path,
+                   NNE_CLIENT_MAX_DIMS);
+  json_array_foreach(v, k, x) {
+    if (!flatten(ef, path, x, depth + 1, vals, n, cap))
+      return false;
+  }
+  return true;
+}
+
+/* The shape nested arrays spell: the length at each level along the first
+ * elements, then checked to hold everywhere (rectangular). */
+static bool nested_shape(edits_file_t *ef, const char *path, json_t *v,
+                         nne_client_tensor_t *t) {
+  json_t *x = v;
+  t->ndim = 0;
+  while (json_is_array(x)) {
+    if (t->ndim == NNE_CLIENT_MAX_DIMS)
+      return ef_fail(ef, "%s: nested more than %d deep", path,
+                     NNE_CLIENT_MAX_DIMS);
+    t->shape[t->ndim++] = (int64_t)json_array_size(x);
+    x = json_array_size(x) ? json_array_get(x, 0) : NULL;
+  }
+  return true;
+}
+
+static bool check_rect(edits_file_t *ef, const char *path, json_t *v,
+                       const nne_client_tensor_t *t, size_t depth) {
+  size_t k;
+  json_t *x;
+  if (depth == t->ndim) {
+    if (json_is_array(v))
+      return ef_fail(ef, "%s: nested deeper than its first element", path);
+    return true;
+  }
+  if (!json_is_array(v) || (int64_t)json_array_size(v) != t->shape[depth])
+    return ef_fail(ef,
+                   "%s: ragged nesting (dim %zu has %" PRId64
+                   " elements in its first row)",
+                   path, depth, t->shape[depth]);
+  json_array_foreach(v, k, x) {
+    if (!check_rect(ef, path, x, t, depth + 1))
+      return false;
+  }
+  return true;
+}
+
+/* t := src converted to dtype dt (src is freed either way). */
+static bool tensor_cast(edits_file_t *ef, const char *path,
+                        nne_client_tensor_t *src, nne_client_dtype_t dt,
+                        nne_client_tensor_t *t) {
+  uint64_t n = nne_client_tensor_numel(src), k;
+  const char *why = NULL;
+  *t = *src;
+  t->data = NULL;
+  t->dtype = dt;
+  t->nbytes = (size_t)n * nne_client_dtype_size(dt);
+  if (t->nbytes > 0 && (t->data = malloc(t->nbytes)) == NULL) {
+    nne_client_tensor_free(src);
+    return ef_fail(ef, "%s: out of memory", path);
+  }
+  for (k = 0; k < n; k++)
+    if (!put_elem(t->data, (size_t)k, dt, get_elem(src, (size_t)k), &why)) {
+      nne_client_tensor_free(src);
+      return ef_fail(ef, "%s: element %" PRIu64 " as %s: %s", path, k,
+                     nne_client_dtype_name(dt), why);
+    }
+  nne_client_tensor_free(src);
+  return true;
+}
+
+/* The directory part of a path ("." when it has none). */
+static char *dir_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL)
+    return strdup(".");
+  if (slash == path)
+    return strdup("/");
+  return strndup(path, (size_t)(slash - path));
+}
+
+static bool parse_tensor(edits_file_t *ef, const char *epath, json_t *obj,
+                         nne_client_tensor_t *t) {
+  static const char *const keys[] = {"dtype", "shape", "data", "npy", NULL};
+  json_t *jdt = json_object_get(obj, "dtype"),
+         *jshape = json_object_get(obj, "shape"),
+         *jdata = json_object_get(obj, "data"),
+         *jnpy = json_object_get(obj, "npy");
+  nne_client_dtype_t dt = NNE_CLIENT_DTYPE_FLOAT32;
+  nne_client_err_t err;
+  char path[160];
+  json_t **vals = NULL;
+  size_t n = 0, cap = 0, k;
+  uint64_t numel;
+  bool ok;
+
+  snprintf(path, sizeof path, "%s.tensor", epath);
+  if (!json_is_object(obj))
+    return ef_fail(ef, "%s: expected an object {dtype, shape, data} or {npy}",
+                   path);
+  if (!check_keys(ef, path, obj, keys))
+    return false;
+  if (jdt != NULL) {
+    if (!json_is_string(jdt))
+      return ef_fail(ef, "%s.dtype: expected a string", path);
+    if (nne_client_dtype_parse(json_string_value(jdt), &dt, &err) < 0)
+      return ef_fail(ef, "%s.dtype: %s", path, err.message);
+  }
+  if ((jdata == NULL) == (jnpy == NULL))
+    return ef_fail(ef, "%s: give exactly one of 'data' and 'npy'", path);
+
+  if (jnpy != NULL) {
+    nne_client_tensor_t src;
+    const char *rel;
+    char *file;
+    if (!json_is_string(jnpy) || json_string_length(jnpy) == 0)
+      return ef_fail(ef, "%s.npy: expected a file name", path);
+    if (jshape != NULL)
+      return ef_fail(ef, "%s.shape: the .npy file has its own shape", path);
+    rel = json_string_value(jnpy);
+    if (rel[0] == '/' || strcmp(ef->path, "-") == 0) {
+      file = strdup(rel);
+    } else {
+      /* Relative to the JSON file, so that a file and its tensors move
+       * together. */
+      char *dir = dir_of(ef->path);
+      file = NULL;
+      if (dir != NULL && asprintf(&file, "%s/%s", dir, rel) < 0)
+        file = NULL;
+      free(dir);
+    }
+    if (file == NULL)
+      return ef_fail(ef, "%s.npy: out of memory", path);
+    if (nne_client_tensor_read_npy(file, 0, &src, &err) < 0) {
+      ef_fail(ef, "%s.npy: %s", path, err.message);
+      free(file);
+      return false;
+    }
+    free(file);
+    if (jdt == NULL || src.dtype == dt) {
+      *t = src;
+      return true;
+    }
+    return tensor_cast(ef, path, &src, dt, t);
+  }
+
+  /* Inline data: a number (a 0-dim tensor), or (nested) arrays. */
+  memset(t, 0, sizeof *t);
+  t->dtype = dt;
+  if (jshape != NULL) {
+    json_t *d;
+    if (!json_is_array(jshape) || json_array_size(jshape) > NNE_CLIENT_MAX_DIMS)
+      return ef_fail(ef,
+                     "%s.shape: expected an array of at most %d non-negative "
+                     "integers",
+                     path, NNE_CLIENT_MAX_DIMS);
+    json_array_foreach(jshape, k, d) {
+      int64_t v;
+      if (!json_int64(d, &v) || v < 0)
+        return ef_fail(ef, "%s.shape[%zu]: expected a non-negative integer",
+                       path, k);
+      t->shape[k] = v;
+    }
+    t->ndim = json_array_size(jshape);
+  } else {
+    if (!nested_shape(ef, path, jdata, t) || !check_rect(ef, path, jdata, t, 0))
+      return false;
+  }
+  {
+    char dpath[170];
+    snprintf(dpath, sizeof dpath, "%s.data", path);
+    if (!flatten(ef, dpath, jdata, 0, &vals, &n, &cap)) {
+      free(vals);
+      return false;
+    }
+  }
+  /* No overflow: a product that passes the value count is refused anyway,
+   * and 2^40 elements is far more than a JSON file holds. */
+  numel = 1;
+  for (k = 0; k < t->ndim; k++) {
+    if (t->shape[k] > 0 && numel > (1ull << 40) / (uint64_t)t->shape[k]) {
+      free(vals);
+      return ef_fail(ef, "%s.shape: too many elements", path);
+    }
+    numel *= (uint64_t)t->shape[k];
+  }
+  if (numel != n) {
+    free(vals);
+    return ef_fail(ef, "%s.data: %zu values, shape needs %" PRIu64, path, n,
+                   numel);
+  }
+  t->nbytes = n * nne_client_dtype_size(dt);
+  if (t->nbytes > 0 && (t->data = malloc(t->nbytes)) == NULL) {
+    free(vals);
+    return ef_fail(ef, "%s: out of memory", path);
+  }
+  ok = true;
+  for (k = 0; k < n && ok; k++) {
+    elem_t v = {false, 0, 0.0};
+    const char *why = "expected a number";
+    if (json_is_integer(vals[k])) {
+      v.is_int = true;
+      v.i = (int64_t)json_integer_value(vals[k]);
+    } else if (json_is_real(vals[k])) {
+      v.d = json_real_value(vals[k]);
+    } else if (json_is_boolean(vals[k])) {
+      v.is_int = true;
+      v.i = json_is_true(vals[k]);
+    } else {
+      ok = ef_fail(ef, "%s.data: value %zu: %s", path, k, why);
+      break;
+    }
+    if (!put_elem(t->data, k, dt, v, &why))
+      ok = ef_fail(ef, "%s.data: value %zu as %s: %s", path, k,
+                   nne_client_dtype_name(dt), why);
+  }
+  free(vals);
+  if (!ok)
+    nne_client_tensor_free(t);
+  return ok;
+}
+
+static bool parse_edit(edits_file_t *ef, size_t i, json_t *obj) {
+  static const char *const keys[] = {"site",   "op",   "tensor",    "scalar",
+                                     "ranges", "rows", "positions", "last",
+                                     "name",   NULL};
+  nne_client_edit_t *e = &ef->edits[i];
+  json_t *site = json_object_get(obj, "site"), *op = json_object_get(obj, "op"),
+         *tensor = json_object_get(obj, "tensor"),
+         *scalar = json_object_get(obj, "scalar"),
+         *name = json_object_get(obj, "name");
+  nne_client_err_t err;
+  char path[64];
+  bool operand;
+
+  snprintf(path, sizeof path, "edits[%zu]", i);
+  if (!json_is_object(obj))
+    return ef_fail(ef, "%s: expected an object {site, op, ...}", path);
+  if (!check_keys(ef, path, obj, keys))
+    return false;
+  if (!json_is_string(site) || json_string_length(site) == 0)
+    return ef_fail(ef, "%s.site: expected a site name (a string)", path);
+  if (json_string_length(site) >= NNE_CLIENT_SITE_MAX)
+    return ef_fail(ef, "%s.site: longer than %d bytes", path,
+                   NNE_CLIENT_SITE_MAX - 1);
+  e->site = json_string_value(site);
+  if (!json_is_string(op))
+    return ef_fail(ef, "%s.op: expected one of save, replace, add, scale, zero",
+                   path);
+  if (nne_client_edit_op_parse(json_string_value(op), &e->op, &err) < 0)
+    return ef_fail(ef, "%s.op: %s", path, err.message);
+  operand = e->op == NNE_CLIENT_EDIT_REPLACE || e->op == NNE_CLIENT_EDIT_ADD ||
+            e->op == NNE_CLIENT_EDIT_SCALE;
+  if (operand && (tensor == NULL) == (scalar == NULL))
+    return ef_fail(ef, "%s: op %s needs exactly one of 'tensor' and 'scalar'",
+                   path, nne_client_edit_op_name(e->op));
+  if (!operand && (tensor != NULL || scalar != NULL))
+    return ef_fail(ef, "%s.%s: op %s takes no operand", path,
+                   tensor != NULL ? "tensor" : "scalar",
+                   nne_client_edit_op_name(e->op));
+  if (scalar != NULL) {
+    if (!json_is_number(scalar))
+      return ef_fail(ef, "%s.scalar: expected a number", path);
+    e->use_scalar = true;
+    e->scalar = json_number_value(scalar);
+  }
+  if (tensor != NULL) {
+    if (!parse_tensor(ef, path, tensor, &ef->tensors[i]))
+      return false;
+    e->tensor = &ef->tensors[i];
+  }
+  if (name != NULL) {
+    if (e->op != NNE_CLIENT_EDIT_SAVE)
+      return ef_fail(ef, "%s.name: only a save edit has a name", path);
+    if (!json_is_string(name) || json_string_length(name) == 0 ||
+        json_string_length(name) >= NNE_CLIENT_NAME_MAX)
+      return ef_fail(ef, "%s.name: expected a string of 1 to %d bytes", path,
+                     NNE_CLIENT_NAME_MAX - 1);
+    e->name = json_string_value(name);
+  }
+  if (!parse_ranges(ef, i, path, obj))
+    return false;
+  e->ranges = e->n_ranges ? ef->ranges[i] : NULL;
+  return true;
+}
+
+/* Reads and checks an edits file ("-" = stdin). False with ef->msg. */
+static bool edits_file_load(edits_file_t *ef, const char *path) {
+  static const char *const keys[] = {"label", "edits", NULL};
+  json_error_t jerr;
+  json_t *label, *edits, *x;
+  size_t i;
+
+  memset(ef, 0, sizeof *ef);
+  ef->path = path;
+  ef->doc = strcmp(path, "-") == 0
+                ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr)
+                : json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+  if (ef->doc == NULL && jerr.line < 1)
+    return ef_fail(ef, "%s", jerr.text); /* cannot be read at all */
+  if (ef->doc == NULL)
+    return ef_fail(ef, "line %d, column %d: %s", jerr.line, jerr.column,
+                   jerr.text);
+  if (!json_is_object(ef->doc))
+    return ef_fail(ef, "expected an object {\"label\": ..., \"edits\": [...]}");
+  if (!check_keys(ef, "", ef->doc, keys))
+    return false;
+  label = json_object_get(ef->doc, "label");
+  if (label != NULL) {
+    if (!json_is_string(label) ||
+        json_string_length(label) >= NNE_CLIENT_LABEL_MAX)
+      return ef_fail(ef, "label: expected a string of at most %d bytes",
+                     NNE_CLIENT_LABEL_MAX - 1);
+    ef->label = json_string_value(label);
+  }
+  edits = json_object_get(ef->doc, "edits");
+  if (!json_is_array(edits))
+    return ef_fail(ef, "edits: expected an array of edits");
+  if (json_array_size(edits) == 0)
+    return ef_fail(ef, "edits: the array is empty");
+  if (json_array_size(edits) > NNE_CLIENT_MAX_EDITS)
+    return ef_fail(ef, "edits: %zu edits, more than %d", json_array_size(edits),
+                   NNE_CLIENT_MAX_EDITS);
+  ef->n = json_array_size(edits);
+  ef->edits = calloc(ef->n, sizeof *ef->edits);
+  ef->tensors = calloc(ef->n, sizeof *ef->tensors);
+  ef->ranges = calloc(ef->n, sizeof *ef->ranges);
+  if (ef->edits == NULL || ef->tensors == NULL || ef->ranges == NULL)
+    return ef_fail(ef, "out of memory");
+  json_array_foreach(edits, i, x) {
+    if (!parse_edit(ef, i, x))
+      return false;
+  }
+  return true;
+}
+
+/* ---- edits: output ------------------------------------------------------- */
+
+static json_t *set_info_json(const nne_client_edit_set_info_t *s) {
+  return json_pack(
+      "{s:s, s:s, s:s, s:I, s:s, s:I, s:o, s:b, s:I, s:I, s:I}", "id", s->id,
+      "model", s->model, "label", s->label, "edit_count",
+      (json_int_t)s->edit_count, "backend_key", s->backend_key, "backend_bytes",
+      (json_int_t)s->backend_bytes, "compile_ms", json_num(s->compile_ms),
+      "cache_hit", (int)s->cache_hit, "created_unix_ms",
+      (json_int_t)s->created_unix_ms, "in_flight", (json_int_t)s->in_flight,
+      "tensor_bytes", (json_int_t)s->tensor_bytes);
+}
+
+/* "2024-05-01 12:00:03" (UTC), or "-" for 0. */
+static void time_text(int64_t unix_ms, char *buf, size_t cap) {
+  time_t t = (time_t)(unix_ms / 1000);
+  struct tm tm;
+  if (unix_ms <= 0 || gmtime_r(&t, &tm) == NULL ||
+      strftime(buf, cap, "%Y-%m-%d %H:%M:%SZ", &tm) == 0)
+    snprintf(buf, cap, "-");
+}
+
+static void set_info_table(const nne_client_edit_set_info_t *s) {
+  char when[64];
+  time_text(s->created_unix_ms, when, sizeof when);
+  printf("id:            %s\n", s->id);
+  printf("model:         %s\n", s->model);
+  printf("label:         %s\n", s->label[0] ? s->label : "-");
+  printf("edits:         %" PRIu32 "\n", s->edit_count);
+  printf("backend:       %s%s\n", s->backend_key[0] ? s->backend_key : "-",
+         s->cache_hit ? " (cache hit)" : "");
+  printf("backend bytes: %" PRIu64 "\n", s->backend_bytes);
+  printf("tensor bytes:  %" PRIu64 "\n", s->tensor_bytes);
+  printf("compile:       %.2f ms\n", s->compile_ms);
+  printf("created:       %s\n", when);
+  printf("in flight:     %" PRIu32 "\n", s->in_flight);
+}
+
+/* "d1[3:4] d-1[128:192]"; stop 0 prints as an open end ("d1[-1:]"). */
+static void ranges_text(const nne_client_dim_range_t *r, size_t n, char *buf,
+                        size_t cap) {
+  size_t k, len = 0;
+  buf[0] = '\0';
+  if (n == 0) {
+    line_add(buf, cap, &len, "-");
+    return;
+  }
+  for (k = 0; k < n; k++) {
+    line_add(buf, cap, &len, "%sd%d[%" PRId64 ":", k ? " " : "", (int)r[k].dim,
+             r[k].start);
+    if (r[k].stop != 0)
+      line_add(buf, cap, &len, "%" PRId64, r[k].stop);
+    line_add(buf, cap, &len, "]");
+  }
+}
+
+/* "float32[64]", "scalar 0.5", "-" */
+static void operand_text(const nne_client_resolved_edit_t *r, char *buf,
+                         size_t cap) {
+  size_t k, len = 0;
+  buf[0] = '\0';
+  if (r->use_scalar) {
+    line_add(buf, cap, &len, "scalar %.9g", r->scalar);
+  } else if (r->tensor_dtype != NNE_CLIENT_DTYPE_UNSPECIFIED) {
+    line_add(buf, cap, &len, "%s[", nne_client_dtype_name(r->tensor_dtype));
+    for (k = 0; k < r->tensor_ndim; k++)
+      line_add(buf, cap, &len, "%s%" PRId64, k ? ", " : "", r->tensor_shape[k]);
+    line_add(buf, cap, &len, "]");
+  } else {
+    line_add(buf, cap, &len, "-");
+  }
+}
+
+static json_t *ranges_json(const nne_client_dim_range_t *r, size_t n) {
+  json_t *a = json_array();
+  size_t k;
+  for (k = 0; k < n; k++)
+    json_array_append_new(a, json_pack("{s:i, s:I, s:I}", "dim", (int)r[k].dim,
+                                       "start", (json_int_t)r[k].start, "stop",
+                                       (json_int_t)r[k].stop));
+  return a;
+}
+
+static json_t *resolved_json(const nne_client_resolved_edit_t *r) {
+  json_t *shape = json_array(), *operand;
+  size_t k;
+  for (k = 0; k < r->tensor_ndim; k++)
+    json_array_append_new(shape, json_integer(r->tensor_shape[k]));
+  if (r->use_scalar) {
+    json_decref(shape);
+    operand = json_pack("{s:o}", "scalar", json_num(r->scalar));
+  } else if (r->tensor_dtype != NNE_CLIENT_DTYPE_UNSPECIFIED) {
+    operand = json_pack("{s:s, s:o}", "dtype",
+                        nne_client_dtype_name(r->tensor_dtype), "shape", shape);
+  } else {
+    json_decref(shape);
+    operand = json_null();
+  }
+  return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:s}",
+                   "index", (json_int_t)r->index, "site", r->site, "canonical",
+                   r->canonical, "instance", r->instance, "node", r->node,
+                   "standard", r->standard, "op",
+                   nne_client_edit_op_name(r->op), "operand", operand, "ranges",
+                   ranges_json(r->ranges, r->n_ranges), "hook_id",
+                   (json_int_t)r->hook_id, "name", r->name);
+}
+
+/* Prints rows of n columns aligned on their widest cell, trailing blanks
+ * trimmed. cells[r * n + k]. align[k] is 'r' for a right-aligned column
+ * (numbers); align NULL or any other letter: left. */
+static void print_columns(const char *const *cells, size_t rows, size_t n,
+                          const char *align) {
+  size_t *w = calloc(n ? n : 1, sizeof *w), r, k;
+  if (w == NULL)
+    return;
+  for (r = 0; r < rows; r++)
+    for (k = 0; k < n; k++)
+      if (strlen(cells[r * n + k]) > w[k])
+        w[k] = strlen(cells[r * n + k]);
+  for (r = 0; r < rows; r++) {
+    char line[4096];
+    size_t len = 0;
+    line[0] = '\0';
+    for (k = 0; k < n; k++) {
+      bool right = align != NULL && align[k] == 'r';
+      line_add(line, sizeof line, &len, right ? "%s%*s" : "%s%-*s",
+               k ? "  " : "", right || k + 1 < n ? (int)w[k] : 0,
+               cells[r * n + k]);
+    }
+    print_trimmed(line);
+  }
+  free(w);
+}
+
+static const cmd_t edits_cmds[];
+
+static int edits_apply(ctl_t *c, const cmd_t *self, int argc, char **argv) {
+  const char *model = NULL, *file = NULL, *label = NULL;
+  nne_client_edit_set_info_t info;
+  nne_client_err_t err;
+  edits_file_t ef;
+  int i, r, rc;
+
+  for (i = 0; i < argc; i++) {
+    if (is_help(argv[i]))
+      return cmd_help(self);
+    if ((r = take_output(c, self, argc, argv, &i)) != 0) {
+      if (r < 0)
+        return EXIT_USAGE;
+      continue;
+    }
+    if ((r = take_opt(argc, argv, &i, "--file", "-f", &file)) != 0) {
+      if (r < 0 || *file == '\0')
+        return usage_error(self, "-f needs a file name ('-' = stdin)");
+      continue;
+    }
+    if ((r = take_opt(argc, argv, &i, "--label", NULL, &label)) != 0) {
+      if (r < 0)
+        return usage_error(self, "--label needs a value");
+      continue;
+    }
+    if (argv[i][0] == '-' && argv[i][1] != '\0')
+      return usage_error(self, "unknown option '%s'", argv[i]);
+    if (model != NULL)
+      return usage_error(self, "unexpected argument '%s'", argv[i]);
+    model = argv[i];
+  }
+  if (model == NULL)
+    return usage_error(self, "missing MODEL");
+  if (file == NULL)
+    return usage_error(self, "missing -f EDITS.json");
+  if (label != NULL && strlen(label) >= NNE_CLIENT_LABEL_MAX)
+    return usage_error(self, "--label: longer than %d bytes",
+                       NNE_CLIENT_LABEL_MAX - 1);
+  if (!edits_file_load(&ef, file)) {
+    rc = usage_error(self, "%s: %s", file, ef.msg);
+    edits_file_free(&ef);
+    return rc;
+  }
+  if ((rc = connect_ctl(c)) != 0) {
+    edits_file_free(&ef);
+    return rc;
+  }
+  rc = nne_client_edits_apply(c->cli, model, ef.edits, ef.n,
+                              label != NULL ? label : ef.label, &info, &err);
+  edits_file_free(&ef);
+  if (rc < 0)
+    return call_error(&err);
+  if (c->json)
+    return json_out(json_pack("{s:o}", "edit_set", set_info_json(&info)));
+  /* The id alone, so that ID=$(nneditctl edits apply ...) works. */
+  printf("%s\n", info.id);
+  return 0;
+}
+
+static int edits_list(ctl_t *c, const cmd_t *self, int argc, char **argv) {
+  const char *model = NULL;
+  nne_client_edit_set_list_t list;
+  nne_client_err_t err;
+  int i, r, rc;
+  size_t k;
+
+  for (i = 0; i < argc; i++) {
+    if (is_help(argv[i]))
+      return cmd_help(self);
+    if ((r = take_output(c, self, argc, argv, &i)) != 0) {
+      if (r < 0)
+        return EXIT_USAGE;
+      continue;
+    }
+    if (argv[i][0] == '-' && argv[i][1] != '\0')
+      return usage_error(self, "unknown option '%s'", argv[i]);
+    if (model != NULL)
+      return usage_error(self, "unexpected argument '%s'", argv[i]);
+    model = argv[i];
+  }
+  if ((rc = connect_ctl(c)) != 0)
+    return rc;
+  if (nne_client_edits_list(c->cli, model, &list, &err) < 0)
+    return call_error(&err);
+  if (c->json) {
+    json_t *arr = json_array();
+    for (k = 0; k < list.n_sets; k++)
+      json_array_append_new(arr, set_info_json(&list.sets[k]));
+    rc = json_out(json_pack("{s:o}", "edit_sets", arr));
+  } else if (list.n_sets == 0) {
+    printf("no edit sets%s%s\n", model ? " on " : "", model ? model : "");
+  } else {
+    enum { NC = 9 };
+    size_t rows = list.n_sets + 1;
+    const char **cells = calloc(rows * NC, sizeof *cells);
+    char(*num)[5][64] = calloc(list.n_sets, sizeof *num);
+    if (cells == NULL || num == NULL) {
+      free(cells);
+      free(num);
+      nne_client_edit_set_list_free(&list);
+      fputs("nneditctl: out of memory\n", stderr);
+      return 1;
+    }
+    {
+      static const char *const head[NC] = {
+          "ID",      "MODEL",         "LABEL",        "EDITS",  "CACHE",
+          "COMPILE", "BACKEND_BYTES", "TENSOR_BYTES", "CREATED"};
+      memcpy(cells, head, sizeof head);
+    }
+    for (k = 0; k < list.n_sets; k++) {
+      const nne_client_edit_set_info_t *s = &list.sets[k];
+      const char **row = cells + (k + 1) * NC;
+      snprintf(num[k][0], 64, "%" PRIu32, s->edit_count);
+      snprintf(num[k][1], 64, "%.2f ms", s->compile_ms);
+      snprintf(num[k][2], 64, "%" PRIu64, s->backend_bytes);
+      snprintf(num[k][3], 64, "%" PRIu64, s->tensor_bytes);
+      time_text(s->created_unix_ms, num[k][4], 64);
+      row[0] = s->id;
+      row[1] = s->model;
+      row[2] = s->label[0] ? s->label : "-";
+      row[3] = num[k][0];
+      row[4] = s->cache_hit ? "hit" : "miss";
+      row[5] = num[k][1];
+      row[6] = num[k][2];
+      row[7] = num[k][3];
+      row[8] = num[k][4];
+    }
+    print_columns(cells, rows, NC, "lllrlrrrl");
+    free(cells);
+    free(num);
+  }
+  nne_client_edit_set_list_free(&list);
+  return rc;
+}
+
+/* edits get ID and edits drop ID: one argument, the id. */
+static int edits_id_arg(ctl_t *c, const cmd_t *self, int argc, char **argv,
+                        const char **id) {
+  int i, r;
+  *id = NULL;
+  for (i = 0; i < argc; i++) {
+    if (is_help(argv[i])) {
+      cmd_help(self);
+      return -1;
+    }
+    if ((r = take_output(c, self, argc, argv, &i)) != 0) {
+      if (r < 0)
+        return EXIT_USAGE;
+      continue;
+    }
+    if (argv[i][0] == '-' && argv[i][1] != '\0')
+      return usage_error(self, "unknown option '%s'", argv[i]);
+    if (*id != NULL)
+      return usage_error(self, "unexpected argument '%s'", argv[i]);
+    *id = argv[i];
+  }
+  if (*id == NULL)
+    return usage_error(self, "missing edit set ID");
+  if (strlen(*id) >= NNE_CLIENT_EDIT_SET_ID_MAX)
+    return usage_error(self, "ID: longer than %d bytes",
+                       NNE_CLIENT_EDIT_SET_ID_MAX - 1);
+  return 0;
+}
+
+static int edits_get(ctl_t *c, const cmd_t *self, int argc, char **argv) {
+  nne_client_edit_set_t set;
+  nne_client_err_t err;
+  const char *id;
+  size_t k;
+  int rc;
+
+  if ((rc = edits_id_arg(c, self, argc, argv, &id)) != 0)
+    return rc < 0 ? 0 : rc;
+  if ((rc = connect_ctl(c)) != 0)
+    return rc;
+  if (nne_client_edits_get(c->cli, id, &set, &err) < 0)
+    return call_error(&err);
+  if (c->json) {
+    json_t *arr = json_array();
+    for (k = 0; k < set.n_edits; k++)
+      json_array_append_new(arr, resolved_json(&set.edits[k]));
+    rc = json_out(json_pack("{s:o, s:o}", "edit_set", set_info_json(&set.info),
+                            "edits", arr));
+  } else {
+    enum { NC = 9 };
+    size_t rows = set.n_edits + 1;
+    const char **cells = calloc(rows * NC, sizeof *cells);
+    /* index, site, op, operand, ranges, hook */
+    char(*txt)[6][600] = calloc(set.n_edits ? set.n_edits : 1, sizeof *txt);
+    set_info_table(&set.info);
+    putchar('\n');
+    if (cells == NULL || txt == NULL) {
+      free(cells);
+      free(txt);
+      nne_client_edit_set_free(&set);
+      fputs("nneditctl: out of memory\n", stderr);
+      return 1;
+    }
+    {
+      static const char *const head[NC] = {"#",        "SITE",   "CANONICAL",
+                                           "INSTANCE", "NODE",   "OP",
+                                           "OPERAND",  "RANGES", "HOOK"};
+      memcpy(cells, head, sizeof head);
+    }
+    for (k = 0; k < set.n_edits; k++) {
+      const nne_client_resolved_edit_t *e = &set.edits[k];
+      const char **row = cells + (k + 1) * NC;
+      snprintf(txt[k][0], 600, "%" PRIu32, e->index);
+      /* The standard name beside a spelling that is not it. */
+      if (e->standard[0] && strcmp(e->standard, e->site) != 0)
+        snprintf(txt[k][1], 600, "%s (%s)", e->site, e->standard);
+      else
+        snprintf(txt[k][1], 600, "%s", e->site);
+      if (e->op == NNE_CLIENT_EDIT_SAVE && e->name[0])
+        snprintf(txt[k][2], 600, "save as %s", e->name);
+      else
+        snprintf(txt[k][2], 600, "%s", nne_client_edit_op_name(e->op));
+      operand_text(e, txt[k][3], 600);
+      ranges_text(e->ranges, e->n_ranges, txt[k][4], 600);
+      snprintf(txt[k][5], 600, "%" PRIu32, e->hook_id);
+      row[0] = txt[k][0];
+      row[1] = txt[k][1];
+      row[2] = e->canonical[0] ? e->canonical : "-";
+      row[3] = e->instance[0] ? e->instance : "(root)";
+      row[4] = e->node[0] ? e->node : "-";
+      row[5] = txt[k][2];
+      row[6] = txt[k][3];
+      row[7] = txt[k][4];
+      row[8] = txt[k][5];
+    }
+    print_columns(cells, rows, NC, NULL);
+    free(cells);
+    free(txt);
+  }
+  nne_client_edit_set_free(&set);
+  return rc;
+}
+
+static int edits_drop(ctl_t *c, const cmd_t *self, int argc, char **argv) {
+  nne_client_edit_set_info_t info;
+  nne_client_err_t err;
+  uint64_t freed;
+  const char *id;
+  int rc;
+
+  if ((rc = edits_id_arg(c, self, argc, argv, &id)) != 0)
+    return rc < 0 ? 0 : rc;
+  if ((rc = connect_ctl(c)) != 0)
+    return rc;
+  if (nne_client_edits_drop(c->cli, id, &info, &freed, &err) < 0)
+    return call_error(&err);
+  if (c->json)
+    return json_out(json_pack("{s:o, s:I}", "edit_set", set_info_json(&info),
+                              "freed_bytes", (json_int_t)freed));
+  printf("dropped %s (freed %" PRIu64 " bytes)\n", info.id[0] ? info.id : id,
+         freed);
+  return 0;
+}
+
+static int run_edits(ctl_t *c, const cmd_t *self, int argc, char **argv) {
+  if (argc == 0)
+    return usage_error(self, "missing subcommand (apply, list, get, drop)");
+  if (is_help(argv[0]))
+    return cmd_help(self);
+  if (strcmp(argv[0], "apply") == 0)
+    return edits_apply(c, &edits_cmds[0], argc - 1, argv + 1);
+  if (strcmp(argv[0], "list") == 0)
+    return edits_list(c, &edits_cmds[1], argc - 1, argv + 1);
+  if (strcmp(argv[0], "get") == 0)
+    return edits_get(c, &edits_cmds[2], argc - 1, argv + 1);
+  if (strcmp(argv[0], "drop") == 0)
+    return edits_drop(c, &edits_cmds[3], argc - 1, argv + 1);
+  return usage_error(self, "unknown subcommand '%s' (apply, list, get, drop)",
+                     argv[0]);
+}
+
+static const cmd_t edits_cmds[] = {
+    {"edits apply",
+     "usage: nneditctl edits apply MODEL -f EDITS.json [--label L] [-o json]\n"
+     "\n"
+     "Creates an edit set on a loaded MODEL from a JSON file ('-' = stdin)\n"
+     "and prints its id (with -o json, the whole edit set). Apply is atomic:\n"
+     "one bad edit and nothing is created; the daemon's message names it\n"
+     "(edits[2]: ...). Run on it with 'forward MODEL ... --edit-set ID'.\n"
+     "\n"
+     "The file (client/EDITS-JSON.md has the details):\n"
+     "  {\"label\": \"optional\",\n"
+     "   \"edits\": [\n"
+     "     {\"site\": \"layers.0.self_attn.pattern\", \"op\": \"zero\",\n"
+     "      \"ranges\": [{\"dim\": 1, \"start\": 3, \"stop\": 4}]},\n"
+     "     {\"site\": \"layers.3.resid_post\", \"op\": \"add\",\n"
+     "      \"tensor\": {\"dtype\": \"float32\", \"shape\": [64],\n"
+     "                 \"data\": [0.1, ...]}},\n"
+     "     {\"site\": \"layers.3.resid_post\", \"op\": \"add\",\n"
+     "      \"tensor\": {\"npy\": \"steer.npy\"}},\n"
+     "     {\"site\": \"layers.1.mlp_out\", \"op\": \"scale\", \"scalar\": "
+     "0.5,\n"
+     "      \"positions\": -1, \"last\": [128, 192]},\n"
+     "     {\"site\": \"layers.2.mlp_out\", \"op\": \"save\", \"name\": "
+     "\"mlp2\"}]}\n"
+     "  site       any spelling: standard (layers.3.resid_post), raw\n"
+     "             (transformer.h.3.output), TransformerLens\n"
+     "             (blocks.3.hook_resid_post), node selector\n"
+     "             (layers.0.self_attn:aten::softmax#0), alias + .output\n"
+     "  op         save | replace | add | scale | zero\n"
+     "  tensor     operand of replace/add/scale: {dtype (default float32),\n"
+     "             shape (default: from the nesting of data), data (flat or\n"
+     "             nested numbers)} or {npy: FILE (relative to the JSON\n"
+     "             file), dtype (optional: convert to it)}\n"
+     "  scalar     operand of replace/add/scale instead of a tensor\n"
+     "  ranges     [{dim, start, stop}] (or [dim, start, stop]): indices\n"
+     "             [start, stop) of a dimension; negative dims and indices\n"
+     "             count from the end; stop 0 = to the end; one per dim\n"
+     "  rows, positions, last\n"
+     "             shorthands for a range on dim 0, 1, -1: [start, stop],\n"
+     "             [start] (to the end) or one index K (-1 = the last)\n"
+     "  name       save: the name its tensor streams back under\n"
+     "             (default: the site)\n"
+     "  --label L  overrides the file's label\n"
+     "A file that is not valid is a usage error (exit 2) whose message\n"
+     "names the edit and key (edits[2].tensor.shape: ...); errors from the\n"
+     "daemon exit 1.\n"
+     "JSON: {edit_set: {id, model, label, edit_count, backend_key,\n"
+     "       backend_bytes, compile_ms, cache_hit, created_unix_ms,\n"
+     "       in_flight, tensor_bytes}}\n",
+     NULL},
+    {"edits list",
+     "usage: nneditctl edits list [MODEL] [-o json]\n"
+     "\n"
+     "Lists the edit sets (of MODEL, or of every model): id, model, label,\n"
+     "number of edits, whether the backend came from the cache, compile\n"
+     "time, backend and tensor bytes, creation time (UTC).\n"
+     "JSON: {edit_sets: [{...as in 'edits apply'}]}\n",
+     NULL},
+    {"edits get",
+     "usage: nneditctl edits get ID [-o json]\n"
+     "\n"
+     "Shows an edit set and, per edit, how the daemon resolved it: its\n"
+     "position in the request (#), the site as given (and its standard\n"
+     "name), the canonical site, the module instance and graph node it\n"
+     "lives in, the op (save as NAME), the operand (dtype[shape] or scalar),\n"
+     "the ranges (d1[3:4] = dim 1, indices 3 to 4; d-1[-1:] = the last\n"
+     "index of the last dim) and the hook id in the backend.\n"
+     "JSON: {edit_set: {...}, edits: [{index, site, canonical, instance,\n"
+     "       node, standard, op, operand: null | {dtype, shape} | {scalar},\n"
+     "       ranges: [{dim, start, stop}], hook_id, name}]}\n",
+     NULL},
+    {"edits drop",
+     "usage: nneditctl edits drop ID [-o json]\n"
+     "\n"
+     "Drops an edit set (forwards running on it finish first) and prints\n"
+     "the backend memory freed (0 while another set shares the backend).\n"
+     "JSON: {edit_set: {...}, freed_bytes}\n",
+     NULL},
+};
+
+/* ---- graph --------------------------------------------------------------- */
+
+/* Colours by node kind (ANSI SGR), or none. */
+typedef struct palette {
+  const char *hook, *call, *op, *constant, *other, *reset;
+} palette_t;
+
+static const palette_t ansi_palette = {"\033[1;31m", "\033[1;34m", "\033[32m",
+                                       "\033[2m",    "\033[35m",   "\033[0m"};
+static const palette_t no_palette = {"", "", "", "", "", ""};
+
+static bool node_is_edit(const nne_client_graph_node_t *n) {
+  return n->kind == NNE_CLIENT_NODE_HOOK || n->inserted;
+}
+
+static const char *node_colour(const palette_t *p,
+                               const nne_client_graph_node_t *n) {
+  if (node_is_edit(n))
+    return p->hook;
+  switch (n->kind) {
+  case NNE_CLIENT_NODE_CALL: return p->call;
+  case NNE_CLIENT_NODE_OP: return p->op;
+  case NNE_CLIENT_NODE_CONSTANT:
+  case NNE_CLIENT_NODE_ATTRIBUTE: return p->constant;
+  default: return p->other;
+  }
+}
+
+/* "%a, %b = aten::add(%x, %y)", "-> callee" for a call; heap string. */
+static char *node_statement(const nne_client_graph_node_t *n) {
+  char *buf = NULL;
+  size_t len = 0, k;
+  FILE *f = open_memstream(&buf, &len);
+  if (f == NULL)
+    return NULL;
+  if (node_is_edit(n))
+    fputs("[edit] ", f);
+  for (k = 0; k < n->n_outputs; k++)
+    fprintf(f, "%s%s", k ? ", " : "", n->outputs[k]);
+  if (n->n_outputs > 0)
+    fputs(" = ", f);
+  fprintf(f, "%s(", n->op[0] ? n->op : "?");
+  for (k = 0; k < n->n_inputs; k++)
+    fprintf(f, "%s%s", k ? ", " : "", n->inputs[k]);
+  fputc(')', f);
+  if (n->kind == NNE_CLIENT_NODE_CALL && n->callee[0])
+    fprintf(f, " -> %s", n->callee);
+  if (fclose(f) != 0) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
+/* Nesting shown as indentation, up to this many levels. */
+#define GRAPH_MAX_INDENT 16
+/* Widest statement the selector column waits for. */
+#define GRAPH_STMT_COL 64
+
+static void graph_legend(const palette_t *p) {
+  printf("LEGEND: %s[edit] hook / edited value%s | %ssubmodule call%s | "
+         "%stensor op%s | %sconstant / attribute%s | %sother%s\n",
+         p->hook, p->reset, p->call, p->reset, p->op, p->reset, p->constant,
+         p->reset, p->other, p->reset);
+}
+
+static int graph_table(const char *model, const char *module,
+                       const char *edit_set, const nne_client_graph_t *g,
+                       const palette_t *p) {
+  size_t i, ws = 0, wsel = 0, wsh = 0, hooks = 0;
+  char **stmts = calloc(g->n_nodes ? g->n_nodes : 1, sizeof *stmts);
+  if (stmts == NULL) {
+    fputs("nneditctl: out of memory\n", stderr);
+    return 1;
+  }
+  for (i = 0; i < g->n_nodes; i++) {
+    const nne_client_graph_node_t *n = &g->nodes[i];
+    size_t ind =
+        2 * (n->depth < GRAPH_MAX_INDENT ? n->depth : GRAPH_MAX_INDENT);
+    if ((stmts[i] = node_statement(n)) == NULL) {
+      size_t k;
+      for (k = 0; k < i; k++)
+        free(stmts[k]);
+      free(stmts);
+      fputs("nneditctl: out of memory\n", stderr);
+      return 1;
+    }
+    if (ind + strlen(stmts[i]) > ws)
+      ws = ind + strlen(stmts[i]);
+    if (strlen(n->selector) > wsel)
+      wsel = strlen(n->selector);
+    if (strlen(n->shape) > wsh)
+      wsh = strlen(n->shape);
+    hooks += node_is_edit(n);
+  }
+  if (ws > GRAPH_STMT_COL)
+    ws = GRAPH_STMT_COL;
+
+  printf("%s %s", model, g->module[0] ? g->module : "(root)");
+  if (module != NULL && strcmp(module, g->module) != 0)
+    printf(" (%s)", module);
+  if (edit_set != NULL)
+    printf(", edit set %s (%s)", edit_set, g->edited ? "edited" : "not edited");
+  printf(": %zu nodes", g->n_nodes);
+  if (hooks > 0)
+    printf(", %zu inserted by edits", hooks);
+  putchar('\n');
+  graph_legend(p);
+  for (i = 0; i < g->n_nodes; i++) {
+    const nne_client_graph_node_t *n = &g->nodes[i];
+    size_t ind =
+        2 * (n->depth < GRAPH_MAX_INDENT ? n->depth : GRAPH_MAX_INDENT);
+    size_t used = ind + strlen(stmts[i]);
+    char *line = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&line, &len);
+    if (f == NULL)
+      break;
+    /* index, the statement in its kind's colour, then what an edit would
+     * name to reach it, the shape and the source line. */
+    fprintf(f, "%5" PRIu32 "  %*s%s%s%s", n->index, (int)ind, "",
+            node_colour(p, n), stmts[i], node_colour(p, n)[0] ? p->reset : "");
+    if (wsel + wsh > 0 || n->source[0]) {
+      fprintf(f, "%*s  %-*s", used < ws ? (int)(ws - used) : 0, "", (int)wsel,
+              n->selector);
+      if (wsh > 0)
+        fprintf(f, "  %-*s", (int)wsh, n->shape);
+      if (n->source[0])
+        fprintf(f, "  # %s", n->source);
+    }
+    if (fclose(f) == 0 && line != NULL)
+      print_trimmed(line);
+    free(line);
+  }
+  for (i = 0; i < g->n_nodes; i++)
+    free(stmts[i]);
+  free(stmts);
+  return 0;
+}
+
+static json_t *graph_json(const char *model, const char *edit_set,
+                          const nne_client_graph_t *g) {
+  json_t *nodes = json_array();
+  size_t i;
+  for (i = 0; i < g->n_nodes; i++) {
+    const nne_client_graph_node_t *n = &g->nodes[i];
+    json_array_append_new(
+        nodes,
+        json_pack("{s:I, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:b, s:I, "
+                  "s:s}",
+                  "index", (json_int_t)n->index, "op", n->op, "kind",
+                  nne_client_node_kind_name(n->kind), "inputs",
+                  json_strs(n->inputs, n->n_inputs), "outputs",
+                  json_strs(n->outputs, n->n_outputs), "instance", n->instance,
+                  "selector", n->selector, "source", n->source, "shape",
+                  n->shape, "inserted", (int)n->inserted, "depth",
+                  (json_int_t)n->depth, "callee", n->callee));
+  }
+  return json_pack(
+      "{s:s, s:s, s:o, s:b, s:o, s:s%}", "model", model, "module", g->module,
+      "edit_set", edit_set ? json_string(edit_set) : json_null(), "edited",
+      (int)g->edited, "nodes", nodes, "text", g->text, g->text_len);
+}
+
+static int run_graph(ctl_t *c, const cmd_t *self, int argc, char **argv) {
+  const char *model = NULL, *module = NULL, *edit_set = NULL, *env;
+  int colour = -1; /* -1: decide by the terminal */
+  bool text = false;
+  nne_client_graph_t g;
+  nne_client_err_t err;
+  int i, r, rc;
+
+  for (i = 0; i < argc; i++) {
+    if (is_help(argv[i]))
+      return cmd_help(self);
+    if ((r = take_output(c, self, argc, argv, &i)) != 0) {
+      if (r < 0)
+        return EXIT_USAGE;
+      continue;
+    }
+    if ((r = take_opt(argc, argv, &i, "--edit-set", NULL, &edit_set)) != 0) {
+      if (r < 0 || *edit_set == '\0')
+        return usage_error(self, "--edit-set needs an edit set id");
+      continue;
+    }
+    if (strcmp(argv[i], "--no-color") == 0 ||
+        strcmp(argv[i], "--no-colour") == 0) {
+      colour = 0;
+      continue;
+    }
+    if (strcmp(argv[i], "--color") == 0 || strcmp(argv[i], "--colour") == 0) {
+      colour = 1;
+      continue;
+    }
+    if (strcmp(argv[i], "--text") == 0) {
+      text = true;
+      continue;
+    }
+    if (argv[i][0] == '-' && argv[i][1] != '\0')
+      return usage_error(self, "unknown option '%s'", argv[i]);
+    if (model == NULL)
+      model = argv[i];
+    else if (module == NULL)
+      module = argv[i];
+    else
+      return usage_error(self, "unexpected argument '%s'", argv[i]);
+  }
+  if (model == NULL)
+    return usage_error(self, "missing MODEL");
+  if (module != NULL && strlen(module) >= NNE_CLIENT_MODULE_NAME_MAX)
+    return usage_error(self, "MODULE: longer than %d bytes",
+                       NNE_CLIENT_MODULE_NAME_MAX - 1);
+  if (edit_set != NULL && strlen(edit_set) >= NNE_CLIENT_EDIT_SET_ID_MAX)
+    return usage_error(self, "--edit-set: longer than %d bytes",
+                       NNE_CLIENT_EDIT_SET_ID_MAX - 1);
+  /* Colour only for a terminal, and never when NO_COLOR is set
+   * (no-color.org); --color and --no-color decide over both. */
+  if (colour < 0) {
+    env = getenv("NO_COLOR");
+    colour = isatty(STDOUT_FILENO) && (env == NULL || env[0] == '\0');
+  }
+  if ((rc = connect_ctl(c)) != 0)
+    return rc;
+  if (nne_client_models_graph(c->cli, model, module, edit_set, &g, &err) < 0)
+    return call_error(&err);
+  if (c->json)
+    rc = json_out(graph_json(model, edit_set, &g));
+  else if (text)
+    rc = fwrite(g.text, 1, g.text_len, stdout) == g.text_len ? 0 : 1;
+  else
+    rc = graph_table(model, module, edit_set, &g,
+                     colour ? &ansi_palette : &no_palette);
+  nne_client_graph_free(&g);
+  return rc;
+}
+
+/* ---- stats --------------------------------------------------------------- */
+
+static int run_stats(ctl_t *c, const cmd_t *self, int argc, char **argv) {
+  nne_client_stats_t st;
+  nne_client_err_t err;
+  int i, r, rc;
+  size_t k;
+
+  for (i = 0; i < argc; i++) {
+    if (is_help(argv[i]))
+      return cmd_help(self);
+    if ((r = take_output(c, self, argc, argv, &i)) != 0) {
+      if (r < 0)
+        return EXIT_USAGE;
+      continue;
+    }
+    if (argv[i][0] == '-' && argv[i][1] != '\0')
+      return usage_error(self, "unknown option '%s'", argv[i]);
+    return usage_error(self, "unexpected argument '%s'", argv[i]);
+  }
+  if ((rc = connect_ctl(c)) != 0)
+    return rc;
+  if (nne_client_admin_stats(c->cli, &st, &err) < 0)
+    return call_error(&err);
+  if (c->json) {
+    json_t *arr = json_array();
+    for (k = 0; k < st.n_caches; k++) {
+      const nne_client_cache_stats_t *s = &st.caches[k];
+      json_array_append_new(
+          arr, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I}",
+                         "model", s->model, "hits", (json_int_t)s->hits,
+                         "misses", (json_int_t)s->misses, "entries",
+                         (json_int_t)s->entries, "bytes", (json_int_t)s->bytes,
+                         "capacity_bytes", (json_int_t)s->capacity_bytes,
+                         "evictions", (json_int_t)s->evictions,
+                         "compile_ms_total", json_num(s->compile_ms_total),
+                         "compile_ms_last", json_num(s->compile_ms_last),
+                         "pinned", (json_int_t)s->pinned));
+    }
+    rc = json_out(json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "queue_depth",
+                            (json_int_t)st.queue_depth, "queue_capacity",
+                            (json_int_t)st.queue_capacity, "calls_total",
+                            (json_int_t)st.calls_total, "live_calls",
+                            (json_int_t)st.live_calls, "edit_sets",
+                            (json_int_t)st.edit_sets, "caches", arr));
+  } else {
+    enum { NC = 10 };
+    const char **cells = calloc((st.n_caches + 1) * NC, sizeof *cells);
+    char(*num)[NC - 1][40] = calloc(st.n_caches ? st.n_caches : 1, sizeof *num);
+    printf("queue %" PRIu32 " / %" PRIu32 "  calls %" PRIu64 " (%" PRIu32
+           " live)  edit sets %" PRIu32 "\n",
+           st.queue_depth, st.queue_capacity, st.calls_total, st.live_calls,
+           st.edit_sets);
+    if (cells == NULL || num == NULL) {
+      free(cells);
+      free(num);
+      nne_client_stats_free(&st);
+      fputs("nneditctl: out of memory\n", stderr);
+      return 1;
+    }
+    if (st.n_caches > 0) {
+      static const char *const head[NC] = {
+          "MODEL",    "HITS",      "MISSES", "ENTRIES",    "BYTES",
+          "CAPACITY", "EVICTIONS", "PINNED", "COMPILE_MS", "LAST_MS"};
+      putchar('\n');
+      memcpy(cells, head, sizeof head);
+      for (k = 0; k < st.n_caches; k++) {
+        const nne_client_cache_stats_t *s = &st.caches[k];
+        const char **row = cells + (k + 1) * NC;
+        snprintf(num[k][0], 40, "%" PRIu64, s->hits);
+        snprintf(num[k][1], 40, "%" PRIu64, s->misses);
+        snprintf(num[k][2], 40, "%" PRIu64, s->entries);
+        snprintf(num[k][3], 40, "%" PRIu64, s->bytes);
+        snprintf(num[k][4], 40, "%" PRIu64, s->capacity_bytes);
+        snprintf(num[k][5], 40, "%" PRIu64, s->evictions);
+        snprintf(num[k][6], 40, "%" PRIu32, s->pinned);
+        snprintf(num[k][7], 40, "%.2f", s->compile_ms_total);
+        snprintf(num[k][8], 40, "%.2f", s->compile_ms_last);
+        row[0] = s->model;
+        memcpy(row + 1,
+               (const char *[]){num[k][0], num[k][1], num[k][2], num[k][3],
+                                num[k][4], num[k][5], num[k][6], num[k][7],
+                                num[k][8]},
+               9 * sizeof *row);
+      }
+      print_columns(cells, st.n_caches + 1, NC, "lrrrrrrrrr");
+    } else {
+      printf("no backend caches (no model loaded)\n");
+    }
+    free(cells);
+    free(num);
+  }
+  nne_client_stats_free(&st);
   return rc;
 }
 
@@ -1632,12 +3218,62 @@ static const cmd_t commands[] = {
      "                      . _ - become _)\n"
      "  --values            print the values of saved tensors of at most\n"
      "                      4096 elements, as nested lists\n"
-     "JSON: {model, batch, seq_len, timing: {queue_ms, compute_ms,\n"
+     "  --edit-set ID       run on an edit set ('edits apply') instead of\n"
+     "                      the pristine model; its SAVE edits come back\n"
+     "                      after the --save sites, named by their name\n"
+     "JSON: {model, edit_set, batch, seq_len, timing: {queue_ms, compute_ms,\n"
      "       total_ms}, rows: [{row, position, top: [{token_id, logit,\n"
      "       prob}]}], logits: null | {name, dtype, shape, nbytes, file},\n"
      "       saved: [{name, dtype, shape, nbytes, file, values (--values;\n"
      "       null over 4096 elements)}]}\n",
      run_forward},
+    {"edits",
+     "usage: nneditctl edits apply|list|get|drop ...\n"
+     "\n"
+     "  edits apply MODEL -f EDITS.json [--label L]\n"
+     "  edits list [MODEL]\n"
+     "  edits get ID\n"
+     "  edits drop ID\n"
+     "Each takes -o json after it too. 'nneditctl edits SUBCOMMAND --help'\n"
+     "for details; 'edits apply --help' describes the JSON file.\n",
+     run_edits},
+    {"graph",
+     "usage: nneditctl graph MODEL [MODULE] [--edit-set ID] [--no-color] "
+     "[--color] [--text] [-o json]\n"
+     "\n"
+     "Prints the forward graph of MODULE (any spelling; default the root) as\n"
+     "the pristine model runs it, or as edit set ID's backend runs it, one\n"
+     "node a line, after a LEGEND line:\n"
+     "    12  %attn_weights.3 = aten::softmax(%attn_weights.2, %4, %5)  "
+     "SELECTOR  SHAPE  # SOURCE\n"
+     "  the node's index in graph order, its statement (outputs = op(inputs),\n"
+     "  indented by block nesting; '-> PATH' for a submodule call), the\n"
+     "  selector an edit names to reach its value\n"
+     "  (transformer.h.0.attn:aten::softmax#0), its shape when known and a\n"
+     "  source line when known. Nodes an edit inserted (hooks, edited\n"
+     "  values) start with [edit]. On a terminal the statement is coloured\n"
+     "  by kind: hooks and edited values red, submodule calls blue, tensor\n"
+     "  ops green, constants and attributes dim, other nodes magenta.\n"
+     "  --edit-set ID   the graph of that edit set's backend\n"
+     "  --no-color      no colour (also: NO_COLOR set, or not a terminal)\n"
+     "  --color         colour even when not a terminal\n"
+     "  --text          TorchScript's own rendering of the graph instead\n"
+     "JSON: {model, module, edit_set, edited, nodes: [{index, op, kind (hook,\n"
+     "       call, op, constant, attribute, other), inputs, outputs,\n"
+     "       instance, selector, source, shape, inserted, depth, callee}],\n"
+     "       text}\n",
+     run_graph},
+    {"stats",
+     "usage: nneditctl stats [-o json]\n"
+     "\n"
+     "The daemon's figures: the compute queue (waiting / capacity), calls\n"
+     "(total, live), edit sets, and per loaded model its backend cache:\n"
+     "hits, misses, entries, bytes held and the bound, LRU evictions,\n"
+     "backends pinned by edit sets, compile time (total and last, ms).\n"
+     "JSON: {queue_depth, queue_capacity, calls_total, live_calls, edit_sets,\n"
+     "       caches: [{model, hits, misses, entries, bytes, capacity_bytes,\n"
+     "       evictions, compile_ms_total, compile_ms_last, pinned}]}\n",
+     run_stats},
 };
 
 int main(int argc, char **argv) {

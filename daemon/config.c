@@ -23,6 +23,9 @@ void nne_config_defaults(nne_config_t *cfg) {
   cfg->max_batch = 1024;
   cfg->max_seq_len = 32768;
   cfg->drain_timeout_s = 30.0;
+  cfg->backend_cache_bytes = 512u << 20;
+  cfg->max_edit_sets = 64;
+  cfg->max_edits = 1024;
 }
 
 void nne_config_usage(void *stream, const char *argv0) {
@@ -48,6 +51,9 @@ void nne_config_usage(void *stream, const char *argv0) {
           "  --max-batch N          hard cap on rows per request (default 1024)\n"
           "  --max-seq-len N        hard cap on tokens per row (default 32768)\n"
           "  --drain-timeout SEC    grace for in-flight calls on SIGTERM (default 30)\n"
+          "  --backend-cache-bytes N  compiled backends kept per model (default 512 MiB)\n"
+          "  --max-edit-sets N      edit sets per model (default 64)\n"
+          "  --max-edits N          edits per edit set (default 1024)\n"
           "  --ready-file PATH      write \"host:port\" here once serving\n"
           "  --log-level LEVEL      debug, info, warn, error, off (default info)\n"
           "  --version              print the version and exit\n"
@@ -106,6 +112,7 @@ enum {
   OPT_LISTEN = 256, OPT_REPO, OPT_LOAD, OPT_DEVICE, OPT_THREADS, OPT_WORKERS,
   OPT_MAX_QUEUE, OPT_LOG_LEVEL, OPT_READY, OPT_MAX_MSG, OPT_MAX_RESP,
   OPT_CHUNK, OPT_MAX_BATCH, OPT_MAX_SEQ, OPT_DRAIN, OPT_VERSION, OPT_HELP,
+  OPT_CACHE_BYTES, OPT_MAX_EDIT_SETS, OPT_MAX_EDITS,
 };
 
 int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
@@ -125,6 +132,9 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
       {"max-seq-len", required_argument, NULL, OPT_MAX_SEQ},
       {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+      {"backend-cache-bytes", required_argument, NULL, OPT_CACHE_BYTES},
+      {"max-edit-sets", required_argument, NULL, OPT_MAX_EDIT_SETS},
+      {"max-edits", required_argument, NULL, OPT_MAX_EDITS},
       {"version", no_argument, NULL, OPT_VERSION},
       {"help", no_argument, NULL, OPT_HELP},
       {NULL, 0, NULL, 0},
@@ -187,6 +197,13 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       NNE__NUM("--max-seq-len", 1, 1u << 20, 0, max_seq_len, uint32_t);
     case OPT_DRAIN:
       NNE__NUM("--drain-timeout", 0, 3600, 0, drain_timeout_s, double);
+    case OPT_CACHE_BYTES:
+      NNE__NUM("--backend-cache-bytes", 1u << 20, 1ull << 40, 1,
+               backend_cache_bytes, size_t);
+    case OPT_MAX_EDIT_SETS:
+      NNE__NUM("--max-edit-sets", 1, 1u << 16, 0, max_edit_sets, uint32_t);
+    case OPT_MAX_EDITS:
+      NNE__NUM("--max-edits", 1, 1u << 16, 0, max_edits, uint32_t);
     case OPT_VERSION:
       printf("nneditd %s\n", NNE_VERSION);
       return 1;

@@ -628,6 +628,7 @@ static void load_done(nne_job_t *job) {
     snprintf(e->device, sizeof e->device, "%s", nne_model_device(lj->model));
     e->dtype = nne_model_dtype(lj->model);
     e->vocab_size = lj->vocab;
+    nne_backend_cache_init(&e->backends, reg->backend_cache_bytes);
     e->max_batch = min_nonzero(reg->max_batch, lj->spec.max_batch);
     e->max_seq_len = min_nonzero(reg->max_seq_len, lj->spec.max_seq_len);
     e->pad_token_id = lj->spec.pad_token_id >= 0 ? lj->spec.pad_token_id : 0;
@@ -809,6 +810,11 @@ int nne_registry_unload(nne_registry_t *reg, nne_model_entry_t *e,
   case NNE_MODEL_LOADED:
     break;
   }
+  if (e->edit_sets > 0)
+    return nne_err_set(err, NNE_ESTATE,
+                       "model '%s' has %d edit set%s; drop them first "
+                       "(Edits.Drop)",
+                       e->name, e->edit_sets, e->edit_sets == 1 ? "" : "s");
   rc = add_waiter(e, cb, ctx, err);
   if (rc != 0)
     return rc;
@@ -820,56 +826,10 @@ int nne_registry_unload(nne_registry_t *reg, nne_model_entry_t *e,
   return 0;
 }
 
-/* ---- variants ------------------------------------------------------------- */
-
-#define N_VARIANT_SLOTS (sizeof(((nne_model_entry_t *)0)->variants) /       \
-                         sizeof(((nne_model_entry_t *)0)->variants[0]))
-
-nne_variant_t *nne_registry_variant_get(nne_model_entry_t *e,
-                                        const char *key) {
-  size_t i;
-  for (i = 0; i < N_VARIANT_SLOTS; i++)
-    if (e->variants[i].key != NULL && strcmp(e->variants[i].key, key) == 0) {
-      e->variants[i].last_used = ++e->variant_clock;
-      e->variant_hits++;
-      return nne_variant_ref(e->variants[i].v);
-    }
-  e->variant_misses++;
-  return NULL;
-}
-
-void nne_registry_variant_put(nne_model_entry_t *e, const char *key,
-                              nne_variant_t *v) {
-  size_t i, victim = 0;
-  char *k;
-  for (i = 0; i < N_VARIANT_SLOTS; i++) {
-    if (e->variants[i].key != NULL && strcmp(e->variants[i].key, key) == 0)
-      return; /* a concurrent request built it first */
-    if (e->variants[i].key == NULL) {
-      victim = i;
-      break;
-    }
-    if (e->variants[i].last_used < e->variants[victim].last_used)
-      victim = i;
-  }
-  k = strdup(key);
-  if (k == NULL)
-    return;
-  free(e->variants[victim].key);
-  nne_variant_unref(e->variants[victim].v);
-  e->variants[victim].key = k;
-  e->variants[victim].v = nne_variant_ref(v);
-  e->variants[victim].last_used = ++e->variant_clock;
-}
+/* ---- backends ------------------------------------------------------------- */
 
 static void variants_clear(nne_model_entry_t *e) {
-  size_t i;
-  for (i = 0; i < N_VARIANT_SLOTS; i++) {
-    free(e->variants[i].key);
-    nne_variant_unref(e->variants[i].v);
-    e->variants[i].key = NULL;
-    e->variants[i].v = NULL;
-  }
+  nne_backend_cache_clear(&e->backends);
 }
 
 /* ---- use by calls --------------------------------------------------------- */

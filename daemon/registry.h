@@ -21,6 +21,7 @@
 
 #include "engine/engine.h"
 #include "error.h"
+#include "backend_cache.h"
 #include "executor.h"
 #include "names.h"
 
@@ -79,15 +80,9 @@ struct nne_model_entry {
   uint32_t max_seq_len;
   int64_t pad_token_id;    /* effective: spec's or 0 */
   nne_names_t *names;      /* standard names and aliases while LOADED */
-  /* Compiled variants (hooked copies of forward) by site set: a small LRU
-   * on the loop thread; the edits issue grows it into the backend cache. */
-  struct nne_variant_slot {
-    char *key;             /* the sorted canonical sites, '\n'-joined */
-    nne_variant_t *v;
-    uint64_t last_used;
-  } variants[16];
-  uint64_t variant_clock;
-  uint64_t variant_hits, variant_misses;
+  /* Compiled backends (hooked copies of forward) by structure. */
+  nne_backend_cache_t backends;
+  int edit_sets;           /* edit sets of this model (they pin backends) */
   double load_ms;
   char error[NNE_ERR_MSG_MAX]; /* why the last load failed */
   int in_flight;           /* calls holding the model */
@@ -102,6 +97,7 @@ typedef struct nne_registry {
   uint32_t max_batch, max_seq_len; /* the daemon's hard caps */
   nne_executor_t *loader;
   const nne_family_set_t *families; /* family name maps (borrowed) */
+  size_t backend_cache_bytes;  /* per model (--backend-cache-bytes) */
   nne_model_entry_t *entries; /* sorted by name */
   int busy;                /* load/unload jobs not yet completed */
   void (*on_idle)(void *ctx); /* called when busy drops to 0 */
@@ -156,15 +152,6 @@ int nne_registry_acquire(nne_registry_t *reg, nne_model_entry_t *entry,
                          nne_model_t **model, nne_err_t *err);
 void nne_registry_release(nne_registry_t *reg, nne_model_entry_t *entry,
                           nne_model_t *model);
-
-/* The cached variant for a site-set key (a new reference), or NULL. Loop
- * thread only. */
-nne_variant_t *nne_registry_variant_get(nne_model_entry_t *entry,
-                                        const char *key);
-/* Caches a variant under key (takes its own reference), evicting the least
- * recently used one when full. */
-void nne_registry_variant_put(nne_model_entry_t *entry, const char *key,
-                              nne_variant_t *v);
 
 /* Parses a model.json text (exposed for unit tests). `where` prefixes
  * messages ("gpt2/model.json"). */

@@ -24,6 +24,18 @@ void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
                              grpc_byte_buffer *req);
 void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
                                grpc_byte_buffer *req);
+void nne_rpc_models_graph(nne_server_t *srv, nne_call_t *call,
+                          grpc_byte_buffer *req);
+void nne_rpc_edits_apply(nne_server_t *srv, nne_call_t *call,
+                         grpc_byte_buffer *req);
+void nne_rpc_edits_list(nne_server_t *srv, nne_call_t *call,
+                        grpc_byte_buffer *req);
+void nne_rpc_edits_get(nne_server_t *srv, nne_call_t *call,
+                       grpc_byte_buffer *req);
+void nne_rpc_edits_drop(nne_server_t *srv, nne_call_t *call,
+                        grpc_byte_buffer *req);
+void nne_rpc_admin_stats(nne_server_t *srv, nne_call_t *call,
+                         grpc_byte_buffer *req);
 void nne_rpc_health_check(nne_server_t *srv, nne_call_t *call,
                           grpc_byte_buffer *req);
 void nne_rpc_health_watch(nne_server_t *srv, nne_call_t *call,

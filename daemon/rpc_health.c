@@ -12,7 +12,12 @@
 #include "rpc.h"
 
 static const char *const services[] = {
-    "", "nnedit.v1.Models", "nnedit.v1.Inference", "grpc.health.v1.Health",
+    "",
+    "nnedit.v1.Models",
+    "nnedit.v1.Inference",
+    "nnedit.v1.Edits",
+    "nnedit.v1.Admin",
+    "grpc.health.v1.Health",
 };
 
 static bool known_service(const char *name) {

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "nnedit/v1/inference.pb.h"
 #include "rpc.h"
+#include "runtime.h"
 
 #define NNE_TOP_K_MAX 1000
 
@@ -87,21 +88,24 @@ typedef struct fwd_job {
   nne_tensor_t *tk_ids, *tk_vals, *tk_probs;
   const int64_t *tk_ids_p;
   const float *tk_vals_p, *tk_probs_p;
-  /* Saves: each request entry (as spelled) and the variant site it reads. */
+  /* Saves: each request entry (as spelled) and the hook it reads. */
   size_t n_saves;
   char **save_names;          /* owned */
-  int *save_site;             /* index into vsites */
+  int *save_hook;             /* hook id per save */
   nne_names_view_t *save_view;
   int n_heads;
-  nne_names_site_t *vsites_names; /* owned storage the engine sites point into */
-  nne_site_t *vsites;         /* unique sites, in key order */
-  size_t n_vsites;
-  char *variant_key;          /* owned; NULL without saves */
-  nne_variant_t *variant;     /* from the cache, or built by the job */
-  bool variant_built;         /* built here: the loop caches it */
-  nne_tensor_t **captured;    /* per vsite: the first value seen (a clone) */
-  uint64_t budget, used;      /* response bytes: --max-response-bytes */
-  nne_err_t hook_err;         /* why a hook stopped the forward */
+  /* The edit set it runs on (held: in_flight), or NULL. */
+  nne_edit_set_t *set;
+  int *set_edit_hook;         /* per edit of the set: its hook in `plan` */
+  /* The backend: planned from the set's sites and the saves. */
+  nne_compile_plan_t plan;
+  bool own_plan;              /* plan is ours (else it is the set's) */
+  nne_variant_t *variant;     /* from the cache or the set, or built here */
+  bool variant_built;         /* built by the job: the loop caches it */
+  double build_ms;
+  bool use_variant;
+  nne_runtime_t rt;           /* the per-request hook context */
+  uint64_t budget;            /* response bytes left for saves */
   /* The tensors to stream, in order: logits (if asked), then the saves. */
   size_t n_outs;
   struct fwd_out {
@@ -128,44 +132,17 @@ static void fwd_job_free(fwd_job_t *fj) {
   for (i = 0; i < fj->n_outs; i++)
     nne_tensor_unref(fj->outs[i].t);
   free(fj->outs);
-  for (i = 0; fj->captured != NULL && i < fj->n_vsites; i++)
-    nne_tensor_unref(fj->captured[i]);
-  free(fj->captured);
   for (i = 0; i < fj->n_saves; i++)
     free(fj->save_names[i]);
   free(fj->save_names);
-  free(fj->save_site);
+  free(fj->save_hook);
   free(fj->save_view);
-  free(fj->vsites_names);
-  free(fj->vsites);
-  free(fj->variant_key);
+  free(fj->set_edit_hook);
+  if (fj->own_plan)
+    nne_compiler_plan_free(&fj->plan);
+  nne_runtime_free(&fj->rt);
   nne_variant_unref(fj->variant);
   free(fj);
-}
-
-/* The hook of a Forward with saves: keep a copy of each site's first value,
- * within the response budget; stop at once if the client is gone. */
-static int save_hook(void *ctx, int site, nne_tensor_t *value,
-                     nne_tensor_t **replace) {
-  fwd_job_t *fj = ctx;
-  nne_tensor_t *copy;
-
-  (void)replace;
-  if (nne_call_cancelled(fj->call))
-    return nne_err_set(&fj->hook_err, NNE_ECANCELED,
-                       "cancelled during the forward");
-  if (site < 0 || (size_t)site >= fj->n_vsites || fj->captured[site] != NULL)
-    return 0;
-  fj->used += nne_tensor_nbytes(value);
-  if (fj->used > fj->budget)
-    return nne_err_set(&fj->hook_err, NNE_ERESOURCE,
-                       "save: the saved tensors exceed the response limit of "
-                       "%llu bytes (--max-response-bytes)",
-                       (unsigned long long)fj->budget);
-  if (nne_tensor_clone(value, &copy, &fj->hook_err) != 0)
-    return fj->hook_err.code;
-  fj->captured[site] = copy;
-  return 0;
 }
 
 static int add_out(fwd_job_t *fj, const char *name, nne_tensor_t *t) {
@@ -200,16 +177,18 @@ static void fwd_work(nne_job_t *job) {
   if (fj->rc == 0 && fj->mask != NULL)
     fj->rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, fj->mask, &mask,
                                   &fj->err);
-  if (fj->rc == 0 && fj->n_saves > 0 && fj->variant == NULL) {
-    fj->rc = nne_variant_build(fj->model, fj->vsites, fj->n_vsites,
-                               &fj->variant, &fj->err);
+  if (fj->rc == 0 && fj->use_variant && fj->variant == NULL) {
+    uint64_t t0 = nne_now_ns();
+    fj->rc = nne_variant_build(fj->model, fj->plan.engine_sites,
+                               fj->plan.n_hooks, &fj->variant, &fj->err);
+    fj->build_ms = (double)(nne_now_ns() - t0) / 1e6;
     fj->variant_built = fj->rc == 0;
   }
-  if (fj->rc == 0 && fj->n_saves > 0) {
-    fj->rc = nne_variant_forward(fj->variant, ids, mask, save_hook, fj,
-                                 &logits, &fj->err);
-    if (fj->rc != 0 && fj->hook_err.code != 0)
-      fj->err = fj->hook_err; /* our reason beats the engine's relay */
+  if (fj->rc == 0 && fj->use_variant) {
+    fj->rc = nne_variant_forward(fj->variant, ids, mask, nne_runtime_hook,
+                                 &fj->rt, &logits, &fj->err);
+    if (fj->rc != 0 && fj->rt.err.code != 0)
+      fj->err = fj->rt.err; /* our reason beats the engine's relay */
   } else if (fj->rc == 0) {
     fj->rc = nne_model_forward(fj->model, ids, mask, &logits, &fj->err);
   }
@@ -240,7 +219,7 @@ static void fwd_work(nne_job_t *job) {
                                         ? last
                                         : logits));
   for (i = 0; fj->rc == 0 && i < fj->n_saves; i++) {
-    nne_tensor_t *t = fj->captured[fj->save_site[i]];
+    nne_tensor_t *t = fj->rt.captured[fj->save_hook[i]];
     const nne_names_view_t *vw = &fj->save_view[i];
     if (t == NULL) {
       fj->rc = nne_err_set(&fj->err, NNE_ESTATE,
@@ -262,6 +241,20 @@ static void fwd_work(nne_job_t *job) {
     } else {
       fj->rc = add_out(fj, fj->save_names[i], nne_tensor_ref(t));
     }
+  }
+  /* Then the edit set's SAVE edits, in edit order. */
+  for (i = 0; fj->rc == 0 && fj->set != NULL && i < fj->set->n_edits; i++) {
+    const nne_edit_t *ed = &fj->set->edits[i];
+    if (ed->op != NNE_EDIT_SAVE)
+      continue;
+    if (fj->rt.edit_saves[i] == NULL) {
+      fj->rc = nne_err_set(&fj->err, NNE_ESTATE,
+                           "edit_set %s: edits[%zu] '%s': the site did not "
+                           "run in this forward",
+                           fj->set->id, i, ed->site_text);
+      break;
+    }
+    fj->rc = add_out(fj, ed->name, nne_tensor_ref(fj->rt.edit_saves[i]));
   }
   nne_tensor_unref(ids);
   nne_tensor_unref(mask);
@@ -368,7 +361,8 @@ static void send_result(nne_call_t *call, fwd_job_t *fj) {
   nnedit_v1_ForwardResponse resp = nnedit_v1_ForwardResponse_init_zero;
   nnedit_v1_ForwardResult *r = &resp.msg.result;
   nne_pb_list_enc_t rows;
-  nne_pb_str_list_enc_t saved;
+  nne_pb_str_list_enc_t saved = {NULL, 0};
+  const char **saved_names = NULL;
   row_ctx_t *rcs = NULL;
   int64_t b;
 
@@ -403,12 +397,23 @@ static void send_result(nne_call_t *call, fwd_job_t *fj) {
   r->timing.total_ms = (double)(nne_now_ns() - call->t_start_ns) / 1e6;
   if (fj->logits_mode != nnedit_v1_LogitsMode_LOGITS_NONE)
     snprintf(r->logits_tensor, sizeof r->logits_tensor, "logits");
-  saved.v = (const char *const *)fj->save_names;
-  saved.n = fj->n_saves;
+  /* Every tensor that follows the logits: the request's saves, then the
+   * edit set's SAVE edits. */
+  saved_names = calloc(fj->n_outs ? fj->n_outs : 1, sizeof *saved_names);
+  if (saved_names == NULL) {
+    free(rcs);
+    nne_call_fail(call, NNE_ENOMEM, "out of memory building the reply");
+    return;
+  }
+  for (b = fj->logits_mode != nnedit_v1_LogitsMode_LOGITS_NONE ? 1 : 0;
+       b < (int64_t)fj->n_outs; b++)
+    saved_names[saved.n++] = fj->outs[b].name;
+  saved.v = saved_names;
   NNE_PB_ENC(r->saved, nne_pb_str_list_enc, &saved);
   nne_call_send_msg(call, nnedit_v1_ForwardResponse_fields, &resp,
                     send_next_chunk);
   free(rcs); /* encoding is synchronous: the contexts are no longer used */
+  free(saved_names);
 }
 
 static void fwd_done(nne_job_t *job) {
@@ -417,8 +422,19 @@ static void fwd_done(nne_job_t *job) {
 
   fj->queue_ms = (double)(job->t_start_ns - job->t_submit_ns) / 1e6;
   fj->compute_ms = (double)(job->t_end_ns - job->t_start_ns) / 1e6;
-  if (fj->variant_built && fj->entry->model != NULL)
-    nne_registry_variant_put(fj->entry, fj->variant_key, fj->variant);
+  if (fj->variant_built && fj->entry->model != NULL) {
+    nne_backend_t *b;
+    nne_err_t cerr;
+    /* Cached for the next request with the same structure; a full cache of
+     * pinned backends only means this one is not kept. */
+    if (nne_backend_cache_put(&fj->entry->backends, fj->plan.key, fj->variant,
+                              fj->build_ms, &b, &cerr) != 0)
+      nne_log_debug("backend not cached: %s", cerr.msg);
+  }
+  if (fj->set != NULL) {
+    nne_edit_set_release(&fj->srv->editor, fj->set);
+    fj->set = NULL;
+  }
   nne_registry_release(&fj->srv->registry, fj->entry, fj->model);
   fj->model = NULL;
   nne_server_poke(fj->srv);
@@ -532,88 +548,84 @@ static int check_request(nne_server_t *srv, const nnedit_v1_ForwardRequest *in,
   return 0;
 }
 
-/* Resolves the save list into unique variant sites (sorted by canonical
- * form, so that the cache key does not depend on the request's order) and
- * looks the variant up in the model's cache. */
-static int prepare_saves(fwd_job_t *fj, nne_model_entry_t *e,
+/* Resolves the saves and the edit set into one plan: the edit set's hooks
+ * plus the saved sites. With only an edit set, its own plan and backend
+ * serve; otherwise the combined structure is looked up in the model's
+ * backend cache (or built by the job). Then the per-request runtime. */
+static int prepare_hooks(fwd_job_t *fj, nne_model_entry_t *e,
                          nne_pb_str_list_dec_t *saves, nne_err_t *err) {
-  size_t i, j, n = saves->n, keylen = 1;
-  nne_names_site_t *rs;
-  size_t *order;
+  size_t i, j, n = saves->n, n_set = fj->set ? fj->set->plan.n_hooks : 0;
+  size_t n_edits = fj->set ? fj->set->n_edits : 0;
+  nne_names_site_t *rs = NULL;
   char field[32];
+  int rc = 0;
 
-  if (n == 0)
+  if (n == 0 && fj->set == NULL)
     return 0;
-  if (e->names == NULL)
+  fj->use_variant = true;
+  if (n > 0 && e->names == NULL)
     return nne_err_set(err, NNE_ESTATE, "save: model '%s' has no names",
                        e->name);
-  rs = calloc(n, sizeof *rs);
-  order = calloc(n, sizeof *order);
-  fj->save_site = calloc(n, sizeof *fj->save_site);
-  fj->save_view = calloc(n, sizeof *fj->save_view);
-  fj->vsites_names = calloc(n, sizeof *fj->vsites_names);
-  fj->vsites = calloc(n, sizeof *fj->vsites);
-  fj->captured = calloc(n, sizeof *fj->captured);
-  if (rs == NULL || order == NULL || !fj->save_site || !fj->save_view ||
-      !fj->vsites_names || !fj->vsites || !fj->captured) {
-    free(rs);
-    free(order);
-    return nne_err_set(err, NNE_ENOMEM, "out of memory");
-  }
-  /* The job owns the names as spelled; they name the streamed tensors. */
-  fj->save_names = saves->v;
+  fj->save_names = saves->v; /* the job owns the names: they name tensors */
   fj->n_saves = n;
   saves->v = NULL;
   saves->n = saves->cap = 0;
+  fj->save_hook = calloc(n ? n : 1, sizeof *fj->save_hook);
+  fj->save_view = calloc(n ? n : 1, sizeof *fj->save_view);
+  fj->set_edit_hook = calloc(n_edits ? n_edits : 1, sizeof *fj->set_edit_hook);
+  rs = calloc(n_set + n ? n_set + n : 1, sizeof *rs);
+  if (!fj->save_hook || !fj->save_view || !fj->set_edit_hook || !rs) {
+    free(rs);
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  }
+  for (i = 0; i < n_set; i++)
+    rs[i] = fj->set->plan.hooks[i];
   for (i = 0; i < n; i++) {
-    int rc;
     snprintf(field, sizeof field, "save[%zu]", i);
-    rc = nne_names_resolve_site(e->names, field, fj->save_names[i], &rs[i],
-                                err);
+    rc = nne_names_resolve_site(e->names, field, fj->save_names[i],
+                                &rs[n_set + i], err);
     if (rc != 0) {
       free(rs);
-      free(order);
       return rc;
     }
-    fj->save_view[i] = rs[i].view;
-    order[i] = i;
+    fj->save_view[i] = rs[n_set + i].view;
   }
-  /* Sort by canonical form (insertion sort: n <= 256) and de-duplicate. */
-  for (i = 1; i < n; i++)
-    for (j = i; j > 0 && strcmp(rs[order[j - 1]].canonical,
-                                rs[order[j]].canonical) > 0; j--) {
-      size_t t = order[j];
-      order[j] = order[j - 1];
-      order[j - 1] = t;
+  if (n == 0) {
+    /* The edit set's own backend: its plan, its variant. */
+    fj->plan = fj->set->plan;
+    fj->own_plan = false;
+    fj->variant = nne_variant_ref(fj->set->variant);
+    for (i = 0; i < n_edits; i++)
+      fj->set_edit_hook[i] = fj->set->edits[i].hook;
+  } else {
+    nne_backend_t *b;
+    rc = nne_compiler_plan(fj->model, rs, n_set + n, &fj->plan, err);
+    if (rc != 0) {
+      free(rs);
+      return rc;
     }
-  for (i = 0; i < n; i++) {
-    const nne_names_site_t *r = &rs[order[i]];
-    if (fj->n_vsites == 0 ||
-        strcmp(fj->vsites_names[fj->n_vsites - 1].canonical, r->canonical) !=
-            0) {
-      nne_site_t *v = &fj->vsites[fj->n_vsites];
-      fj->vsites_names[fj->n_vsites] = *r;
-      v->module = r->module;
-      v->kind = (nne_site_kind_t)r->kind;
-      v->index = r->index;
-      v->node_kind = fj->vsites_names[fj->n_vsites].node_kind;
-      v->node_occurrence = r->node_occurrence;
-      keylen += strlen(r->canonical) + 1;
-      fj->n_vsites++;
-    }
-    fj->save_site[order[i]] = (int)fj->n_vsites - 1;
+    fj->own_plan = true;
+    for (i = 0; i < n; i++)
+      fj->save_hook[i] = fj->plan.item_hook[n_set + i];
+    for (i = 0; i < n_edits; i++)
+      fj->set_edit_hook[i] = fj->plan.item_hook[fj->set->edits[i].hook];
+    b = nne_compiler_get_backend(&e->backends, &fj->plan);
+    if (b != NULL)
+      fj->variant = nne_variant_ref(b->variant);
   }
   free(rs);
-  free(order);
-  fj->variant_key = malloc(keylen);
-  if (fj->variant_key == NULL)
-    return nne_err_set(err, NNE_ENOMEM, "out of memory");
-  fj->variant_key[0] = '\0';
-  for (i = 0; i < fj->n_vsites; i++) {
-    strcat(fj->variant_key, fj->vsites_names[i].canonical);
-    strcat(fj->variant_key, "\n");
+  rc = nne_runtime_init(&fj->rt, fj->plan.n_hooks, n_edits, err);
+  if (rc != 0)
+    return rc;
+  if (fj->set != NULL) {
+    rc = nne_runtime_track(&fj->rt, fj->set->edits, fj->set_edit_hook, err);
+    if (rc != 0)
+      return rc;
+    fj->rt.edit_set_id = fj->set->id;
   }
-  fj->variant = nne_registry_variant_get(e, fj->variant_key);
+  for (j = 0; j < n; j++)
+    fj->rt.capture[fj->save_hook[j]] = true;
+  fj->rt.cancel = &fj->call->cancel;
   fj->n_heads = (int)e->spec.n_heads;
   return 0;
 }
@@ -737,14 +749,36 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
     else
       fj->budget = cfg->max_response_bytes - out_bytes;
   }
-  if (rc == 0)
-    rc = prepare_saves(fj, e, &saves, &err);
+  if (rc == 0 && in.edit_set[0] != '\0') {
+    fj->set = nne_editor_find(&srv->editor, in.edit_set);
+    if (fj->set == NULL)
+      rc = nne_err_set(&err, NNE_ENOTFOUND, "edit_set: no edit set '%s'",
+                       in.edit_set);
+    else if (fj->set->entry != e)
+      rc = nne_err_set(&err, NNE_EINVAL,
+                       "edit_set: '%s' edits model '%s', not '%s'",
+                       in.edit_set, fj->set->entry->name, e->name);
+    if (rc != 0)
+      fj->set = NULL;
+    else
+      nne_edit_set_hold(fj->set);
+  }
   if (rc == 0) {
-    fj->outs = calloc(fj->n_saves + 1, sizeof *fj->outs);
+    fj->call = call; /* the runtime polls its cancel flag */
+    rc = prepare_hooks(fj, e, &saves, &err);
+    fj->rt.budget = fj->budget;
+  }
+  if (rc == 0) {
+    fj->outs = calloc(fj->n_saves + 1 + (fj->set ? fj->set->n_edits : 0),
+                      sizeof *fj->outs);
     if (fj->outs == NULL)
       rc = nne_err_set(&err, NNE_ENOMEM, "out of memory");
   }
   if (rc != 0) {
+    if (fj->set != NULL) {
+      nne_edit_set_release(&srv->editor, fj->set);
+      fj->set = NULL;
+    }
     nne_registry_release(&srv->registry, e, fj->model);
     fj->model = NULL;
     goto fail;
@@ -758,6 +792,10 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
   nne_call_ref(call); /* the job's reference */
   if (nne_executor_submit(&srv->compute, &fj->job, &err) != 0) {
     nne_call_unref(call);
+    if (fj->set != NULL) {
+      nne_edit_set_release(&srv->editor, fj->set);
+      fj->set = NULL;
+    }
     nne_registry_release(&srv->registry, e, fj->model);
     fj->model = NULL;
     goto fail;

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "nnedit/v1/models.pb.h"
 #include "rpc.h"
+#include "editor.h"
 
 /* ModelInfo.warnings straight from the model's names. */
 static bool enc_warnings(pb_ostream_t *s, const pb_field_t *f,
@@ -215,9 +216,51 @@ static bool enc_aliases(pb_ostream_t *s, const pb_field_t *f,
   return true;
 }
 
+/* Module.edits: the edits of an edit set on one instance. */
+typedef struct edits_arg {
+  const nne_edit_set_t *set;
+  int module;
+} edits_arg_t;
+
+static const char *op_name(nne_edit_op_t op) {
+  switch (op) {
+  case NNE_EDIT_SAVE: return "SAVE";
+  case NNE_EDIT_REPLACE: return "REPLACE";
+  case NNE_EDIT_ADD: return "ADD";
+  case NNE_EDIT_SCALE: return "SCALE";
+  case NNE_EDIT_ZERO: return "ZERO";
+  }
+  return "?";
+}
+
+static bool enc_edits(pb_ostream_t *s, const pb_field_t *f,
+                      void *const *arg) {
+  const edits_arg_t *a = *arg;
+  char line[800];
+  size_t i;
+  if (a->set == NULL)
+    return true;
+  for (i = 0; i < a->set->n_edits; i++) {
+    const nne_edit_t *e = &a->set->edits[i];
+    int n;
+    if (e->site.module != a->module)
+      continue;
+    n = snprintf(line, sizeof line, "edits[%zu] %s %s", i, op_name(e->op),
+                 e->site.canonical);
+    if (n < 0)
+      return false;
+    if (!pb_encode_tag_for_field(s, f) ||
+        !pb_encode_string(s, (const pb_byte_t *)line, strlen(line)))
+      return false;
+  }
+  return true;
+}
+
 typedef struct describe_ctx {
   const nne_model_t *model;
   const nne_names_t *names;
+  const nne_edit_set_t *set;
+  edits_arg_t edits_arg;
   int first;             /* index of the subtree's root in the model */
   alias_arg_t std_arg, alias_arg; /* reused per element: encoded in turn */
   size_t *sites;         /* site entries to send */
@@ -243,6 +286,8 @@ static bool fill_module(void *ctx, size_t i, void *msg) {
   dc->alias_arg = (alias_arg_t){dc->names, idx, false};
   NNE_PB_ENC(m->standard_names, enc_aliases, &dc->std_arg);
   NNE_PB_ENC(m->aliases, enc_aliases, &dc->alias_arg);
+  dc->edits_arg = (edits_arg_t){dc->set, idx};
+  NNE_PB_ENC(m->edits, enc_edits, &dc->edits_arg);
   return true;
 }
 
@@ -293,6 +338,7 @@ void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
   nne_err_t err;
   size_t n_mods, end, i, n_sites = 0;
   int first = 0, depth0;
+  nne_edit_set_t *set = NULL;
   const char *root;
 
   if (!nne_rpc_decode(call, req, nnedit_v1_DescribeModelRequest_fields, &in,
@@ -309,6 +355,20 @@ void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
     nne_call_fail_err(call, &err);
     return;
   }
+  if (in.edit_set[0] != '\0') {
+    set = nne_editor_find(&srv->editor, in.edit_set);
+    if (set == NULL || set->entry != e) {
+      if (set == NULL)
+        nne_err_set(&err, NNE_ENOTFOUND, "edit_set: no edit set '%s'",
+                    in.edit_set);
+      else
+        nne_err_set(&err, NNE_EINVAL, "edit_set: '%s' edits model '%s', "
+                    "not '%s'", in.edit_set, set->entry->name, e->name);
+      nne_registry_release(&srv->registry, e, model);
+      nne_call_fail_err(call, &err);
+      return;
+    }
+  }
   /* Pre-order: a module's subtree is the run after it of deeper modules. */
   n_mods = nne_model_module_count(model);
   depth0 = nne_model_module(model, (size_t)first)->depth;
@@ -319,6 +379,7 @@ void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
   memset(&dc, 0, sizeof dc);
   dc.model = model;
   dc.names = e->names;
+  dc.set = set;
   dc.first = first;
   if (e->names != NULL) {
     size_t n = nne_names_site_count(e->names), rl = strlen(root);
@@ -357,4 +418,95 @@ void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
   nne_call_reply(call, nnedit_v1_DescribeModelResponse_fields, &out);
   free(dc.sites);
   nne_registry_release(&srv->registry, e, model);
+}
+
+/* ---- Graph ---------------------------------------------------------------- */
+
+typedef struct graph_ctx {
+  const nne_graph_t *g;
+  nne_pb_str_list_enc_t ins, outs; /* reused per node: encoded in turn */
+} graph_ctx_t;
+
+static bool fill_node(void *ctx, size_t i, void *msg) {
+  graph_ctx_t *gc = ctx;
+  nnedit_v1_GraphNode *o = msg;
+  const nne_graph_node_t *n = nne_graph_node(gc->g, i);
+  o->index = (uint32_t)i;
+  snprintf(o->op, sizeof o->op, "%s", n->op);
+  o->kind = (nnedit_v1_NodeKind)n->kind;
+  gc->ins.v = n->inputs;
+  gc->ins.n = n->n_inputs;
+  gc->outs.v = n->outputs;
+  gc->outs.n = n->n_outputs;
+  NNE_PB_ENC(o->inputs, nne_pb_str_list_enc, &gc->ins);
+  NNE_PB_ENC(o->outputs, nne_pb_str_list_enc, &gc->outs);
+  snprintf(o->instance, sizeof o->instance, "%s", n->instance);
+  snprintf(o->selector, sizeof o->selector, "%s", n->selector);
+  snprintf(o->source, sizeof o->source, "%s", n->source);
+  snprintf(o->shape, sizeof o->shape, "%s", n->shape);
+  o->inserted = n->inserted != 0;
+  o->depth = (uint32_t)n->depth;
+  snprintf(o->callee, sizeof o->callee, "%s", n->callee);
+  return true;
+}
+
+void nne_rpc_models_graph(nne_server_t *srv, nne_call_t *call,
+                          grpc_byte_buffer *req) {
+  nnedit_v1_GraphRequest in = nnedit_v1_GraphRequest_init_zero;
+  nnedit_v1_GraphResponse out = nnedit_v1_GraphResponse_init_zero;
+  nne_model_entry_t *e;
+  nne_model_t *model;
+  nne_edit_set_t *set = NULL;
+  nne_graph_t *g = NULL;
+  graph_ctx_t gc;
+  nne_pb_list_enc_t list;
+  nne_err_t err;
+  int module = 0;
+
+  if (!nne_rpc_decode(call, req, nnedit_v1_GraphRequest_fields, &in, NULL))
+    return;
+  if (nne_registry_lookup(&srv->registry, "model", in.model, &e, &err) != 0 ||
+      nne_registry_acquire(&srv->registry, e, &model, &err) != 0) {
+    nne_call_fail_err(call, &err);
+    return;
+  }
+  if (in.module[0] != '\0' &&
+      resolve_module(e, "module", in.module, &module, &err) != 0)
+    goto fail;
+  if (in.edit_set[0] != '\0') {
+    set = nne_editor_find(&srv->editor, in.edit_set);
+    if (set == NULL) {
+      nne_err_set(&err, NNE_ENOTFOUND, "edit_set: no edit set '%s'",
+                  in.edit_set);
+      goto fail;
+    }
+    if (set->entry != e) {
+      nne_err_set(&err, NNE_EINVAL, "edit_set: '%s' edits model '%s', not "
+                  "'%s'", in.edit_set, set->entry->name, e->name);
+      goto fail;
+    }
+  }
+  /* Listing a graph walks a few hundred nodes: cheap enough for the loop. */
+  if (nne_graph_get(model, module, set ? set->variant : NULL, &g, &err) != 0) {
+    nne_err_prefix(&err, "module");
+    goto fail;
+  }
+  snprintf(out.module, sizeof out.module, "%s",
+           nne_model_module(model, (size_t)module)->path);
+  out.edited = nne_graph_edited(g) != 0;
+  memset(&gc, 0, sizeof gc);
+  gc.g = g;
+  list.n = nne_graph_node_count(g);
+  list.fill = fill_node;
+  list.ctx = &gc;
+  list.msg_size = sizeof(nnedit_v1_GraphNode);
+  NNE_PB_ENC(out.nodes, nne_pb_list_enc, &list);
+  NNE_PB_ENC(out.text, nne_pb_str_enc, nne_graph_text(g));
+  nne_call_reply(call, nnedit_v1_GraphResponse_fields, &out);
+  nne_graph_free(g);
+  nne_registry_release(&srv->registry, e, model);
+  return;
+fail:
+  nne_registry_release(&srv->registry, e, model);
+  nne_call_fail_err(call, &err);
 }

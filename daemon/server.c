@@ -24,7 +24,13 @@ static const nne_method_t methods[] = {
     {"/nnedit.v1.Models/Load", nne_rpc_models_load},
     {"/nnedit.v1.Models/Unload", nne_rpc_models_unload},
     {"/nnedit.v1.Models/Describe", nne_rpc_models_describe},
+    {"/nnedit.v1.Models/Graph", nne_rpc_models_graph},
     {"/nnedit.v1.Inference/Forward", nne_rpc_inference_forward},
+    {"/nnedit.v1.Edits/Apply", nne_rpc_edits_apply},
+    {"/nnedit.v1.Edits/List", nne_rpc_edits_list},
+    {"/nnedit.v1.Edits/Get", nne_rpc_edits_get},
+    {"/nnedit.v1.Edits/Drop", nne_rpc_edits_drop},
+    {"/nnedit.v1.Admin/Stats", nne_rpc_admin_stats},
     {"/grpc.health.v1.Health/Check", nne_rpc_health_check},
     {"/grpc.health.v1.Health/Watch", nne_rpc_health_watch},
 };
@@ -286,6 +292,7 @@ static void maybe_finish_shutdown(nne_server_t *srv) {
   srv->cq = NULL;
   nne_executor_close(&srv->compute);
   nne_executor_close(&srv->loader);
+  nne_editor_close(&srv->editor);
   nne_registry_close(&srv->registry);
   nne_family_set_free(srv->families);
   srv->families = NULL;
@@ -409,6 +416,8 @@ int nne_server_start(nne_server_t *srv, const nne_config_t *cfg,
   if (rc != 0)
     goto fail_families;
   srv->registry.families = srv->families;
+  srv->registry.backend_cache_bytes = cfg->backend_cache_bytes;
+  nne_editor_init(&srv->editor);
   srv->registry.on_idle = on_registry_idle;
   srv->registry.on_idle_ctx = srv;
   for (i = 0; i < cfg->n_loads; i++) {

@@ -36,6 +36,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "editor.h"
 #include "error.h"
 #include "executor.h"
 #include "registry.h"
@@ -128,6 +129,7 @@ struct nne_server {
 
   nne_family_set_t *families; /* family name maps: builtin + repo's names.d/ */
   nne_registry_t registry;
+  nne_editor_t editor;        /* edit sets of every model */
   nne_executor_t compute;     /* forward passes */
   nne_executor_t loader;      /* model loads and unloads */
 

@@ -48,6 +48,22 @@
  *   ... d.modules[0].path ("transformer.h.3.attn"), d.sites ...
  *   nne_client_model_desc_free(&d);
  *
+ *   // Edits: a batch applied at once, named by an id that Forward runs on
+ *   // (see "edits" below); the graph a module runs, hooks included:
+ *   nne_client_edit_t z = {.site = "layers.0.self_attn.pattern",
+ *                          .op = NNE_CLIENT_EDIT_ZERO};
+ *   nne_client_edit_set_info_t es;
+ *   nne_client_edits_apply(cli, "gpt2-script", &z, 1, NULL, &es, &err);
+ *   req.edit_set = es.id;
+ *   nne_client_forward(cli, &req, &res, &err);   // on the edited model
+ *   nne_client_forward_result_free(&res);
+ *   nne_client_graph_t g;
+ *   nne_client_models_graph(cli, "gpt2-script", "layers.0.self_attn", es.id,
+ *                           &g, &err);
+ *   ... g.nodes[i].op, .selector, .inserted ...
+ *   nne_client_graph_free(&g);
+ *   nne_client_edits_drop(cli, es.id, NULL, NULL, &err);
+ *
  *   nne_client_close(cli);
  *
  * Conventions (they hold for every function below unless it says otherwise):
@@ -276,6 +292,17 @@ void nne_client_tensor_free(nne_client_tensor_t *t);
 
 /* Number of elements (the product of the shape; 1 for ndim 0). */
 uint64_t nne_client_tensor_numel(const nne_client_tensor_t *t);
+
+/* Reads a NumPy .npy file (format 1.0, 2.0 or 3.0; C order; a
+ * little-endian or one-byte dtype: <f4 <f2 <f8 <i8 <i4 <i2 |i1 |u1 |b1)
+ * into *out (caller's struct, zeroed on entry; free with
+ * nne_client_tensor_free). Its data may hold at most max_bytes bytes
+ * (0 = NNE_CLIENT_DEFAULT_MAX_TENSOR_BYTES; RESOURCE_EXHAUSTED above) and
+ * must fill the rest of the file exactly. out->name is left "". Anything
+ * else (Fortran order, a big-endian or unknown dtype, a short file) is
+ * INVALID_ARGUMENT with a message naming the file and the header field. */
+int nne_client_tensor_read_npy(const char *path, uint64_t max_bytes,
+                               nne_client_tensor_t *out, nne_client_err_t *err);
 
 /* Writes t as a NumPy .npy file (format 1.0, C order, little-endian descr),
  * replacing `path`. numpy has no bfloat16, so a bfloat16 tensor is written
@@ -532,6 +559,11 @@ typedef struct nne_client_forward_req {
    * name's bound; checked here). The daemon takes at most 256. */
   const char *const *save;
   size_t n_save;
+  /* Run on this edit set (nne_client_edits_apply) instead of the pristine
+   * model; NULL or "" = the pristine model. Shorter than
+   * NNE_CLIENT_EDIT_SET_ID_MAX bytes (checked here). An id the daemon does
+   * not know (never applied, or dropped) is its NOT_FOUND. */
+  const char *edit_set;
 } nne_client_forward_req_t;
 
 typedef struct nne_client_token_score {
@@ -565,8 +597,12 @@ typedef struct nne_client_forward_result {
   bool has_logits; /* the request asked for logits and they arrived */
   nne_client_tensor_t logits;
   /* The saved tensors: one per request save entry, in the request's order,
-   * each named as spelled there (so n_saved == req->n_save on success;
-   * the same name twice comes back twice). */
+   * each named as spelled there (the same name twice comes back twice);
+   * then, when the request named an edit set, one per SAVE edit of the
+   * set, in the order the daemon sends them (the set's), named by the
+   * edit's `name` (its site when it has none). So n_saved == req->n_save
+   * without an edit set, and n_saved >= req->n_save with one (at most
+   * NNE_CLIENT_MAX_EDITS more). */
   nne_client_tensor_t *saved;
   size_t n_saved;
 } nne_client_forward_result_t;
@@ -577,16 +613,305 @@ typedef struct nne_client_forward_result {
  * most opts.max_tensor_bytes, else RESOURCE_EXHAUSTED). The daemon's
  * result must list the request's saves exactly, in order, and send every
  * one of them (INTERNAL otherwise: a daemon without save support lists
- * none). */
+ * none). With an edit set, the set's saves follow: when the result lists
+ * their names too, exactly those must arrive; when it does not, every
+ * tensor after the listed ones is taken as one of them. */
 int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
                        nne_client_forward_result_t *out, nne_client_err_t *err);
 void nne_client_forward_result_free(nne_client_forward_result_t *res);
 
-/* The first saved tensor of res named `name` (as the request spelled it),
- * or NULL. Borrowed: lives as long as res. */
+/* The first saved tensor of res named `name` (as the request spelled it,
+ * or an edit set's SAVE name), or NULL. Borrowed: lives as long as res. */
 const nne_client_tensor_t *
 nne_client_forward_result_saved(const nne_client_forward_result_t *res,
                                 const char *name);
+
+/* ---- edits (nnedit.v1.Edits) --------------------------------------------- */
+
+/* An edit set is a batch of edits at sites of one model, applied at once
+ * and named by an id that Forward (req.edit_set) runs on:
+ *
+ *   nne_client_dim_range_t head2 = {.dim = -1, .start = 32, .stop = 48};
+ *   nne_client_edit_t e[2] = {
+ *       {.site = "layers.0.self_attn.pattern", .op = NNE_CLIENT_EDIT_ZERO},
+ *       {.site = "layers.3.resid_post", .op = NNE_CLIENT_EDIT_ADD,
+ *        .tensor = &steer, .ranges = &head2, .n_ranges = 1},
+ *   };
+ *   nne_client_edit_set_info_t info;
+ *   nne_client_edits_apply(cli, "gpt2-script", e, 2, "my label", &info, &err);
+ *   req.edit_set = info.id;                    // then nne_client_forward
+ *   nne_client_edits_drop(cli, info.id, NULL, NULL, &err);
+ *
+ * Apply is atomic: either every edit resolves and the backend compiles, or
+ * nothing is created and the daemon's INVALID_ARGUMENT names the edit by
+ * position ("edits[2]: ...") and says why. */
+
+/* What an edit does to the value at its site; the numbers are the wire enum
+ * nnedit.v1.EditOp. */
+typedef enum nne_client_edit_op {
+  NNE_CLIENT_EDIT_OP_UNSPECIFIED = 0,
+  NNE_CLIENT_EDIT_SAVE = 1,    /* stream the value back (named `name`) */
+  NNE_CLIENT_EDIT_REPLACE = 2, /* value := operand (broadcast) */
+  NNE_CLIENT_EDIT_ADD = 3,     /* value += operand (steering) */
+  NNE_CLIENT_EDIT_SCALE = 4,   /* value *= operand */
+  NNE_CLIENT_EDIT_ZERO = 5,    /* value := 0 */
+} nne_client_edit_op_t;
+
+/* "save", "replace", "add", "scale", "zero"; "unspecified" for 0 and
+ * unknown values. Static string. */
+const char *nne_client_edit_op_name(int op);
+/* Parses those names (any letter case). INVALID_ARGUMENT for others. */
+int nne_client_edit_op_parse(const char *name, nne_client_edit_op_t *out,
+                             nne_client_err_t *err);
+
+/* Indices [start, stop) of one dimension of the value. Negative dims and
+ * indices count from the end (dim -1 is the last); stop 0 means "to the
+ * end", so {dim 1, start -1, stop 0} is the last position. */
+typedef struct nne_client_dim_range {
+  int32_t dim;
+  int64_t start;
+  int64_t stop;
+} nne_client_dim_range_t;
+
+/* Most ranges one edit may carry (EditOp.ranges' bound), the most edits
+ * one set may hold as this client reads it back, and the longest site and
+ * save name (bytes, NUL included). */
+#define NNE_CLIENT_MAX_RANGES 8
+#define NNE_CLIENT_MAX_EDITS 65536
+#define NNE_CLIENT_SITE_MAX 256
+/* Sizes of the edit set strings below, NUL included (the proto's bounds). */
+#define NNE_CLIENT_EDIT_SET_ID_MAX 64
+#define NNE_CLIENT_LABEL_MAX 128
+#define NNE_CLIENT_BACKEND_KEY_MAX 64
+
+/* One edit of an Apply request. Everything is borrowed for the call. The
+ * operand of REPLACE, ADD and SCALE is either `tensor` (broadcastable to the
+ * selected region, of the value's dtype) or, with use_scalar, `scalar`;
+ * SAVE and ZERO take none. A tensor received from the daemon (a saved
+ * value, say) can be passed as is: its name is ignored. Its bytes are read
+ * straight from tensor->data while the request is encoded (no copy of
+ * ours in between). */
+typedef struct nne_client_edit {
+  /* Any spelling of a site: "layers.0.self_attn.pattern",
+   * "layers.0.self_attn:aten::softmax#0", "transformer.h.3.output",
+   * "blocks.3.hook_resid_post", a user alias + ".output". Shorter than
+   * NNE_CLIENT_SITE_MAX bytes. */
+  const char *site;
+  nne_client_edit_op_t op;
+  const nne_client_tensor_t *tensor; /* NULL: none */
+  bool use_scalar;                   /* the operand is `scalar` */
+  double scalar;
+  /* At most NNE_CLIENT_MAX_RANGES, at most one per dimension (the daemon
+   * checks them against the value's shape). NULL / 0: the whole value. */
+  const nne_client_dim_range_t *ranges;
+  size_t n_ranges;
+  /* SAVE: the name the value streams back under; NULL or "" = the site.
+   * Shorter than NNE_CLIENT_NAME_MAX bytes. */
+  const char *name;
+} nne_client_edit_t;
+
+/* An edit set as the daemon reports it. Plain data: nothing to free. */
+typedef struct nne_client_edit_set_info {
+  char id[NNE_CLIENT_EDIT_SET_ID_MAX]; /* "es-3f2a..." */
+  char model[NNE_CLIENT_MODEL_NAME_MAX];
+  char label[NNE_CLIENT_LABEL_MAX]; /* the client's, for listing */
+  uint32_t edit_count;
+  /* A digest of the edits' structure (sites and kinds, not values): sets
+   * with equal keys share one compiled backend. */
+  char backend_key[NNE_CLIENT_BACKEND_KEY_MAX];
+  uint64_t backend_bytes; /* what the backend holds beyond the weights */
+  double compile_ms;      /* 0 when the backend came from the cache */
+  bool cache_hit;
+  int64_t created_unix_ms;
+  uint32_t in_flight;    /* calls running on it now */
+  uint64_t tensor_bytes; /* the edits' own tensors */
+} nne_client_edit_set_info_t;
+
+/* Edits/Apply: creates an edit set on `model` (loaded) from edits[0..n-1]
+ * with an optional `label` (NULL = none; shorter than NNE_CLIENT_LABEL_MAX
+ * bytes) and fills *out (caller's struct, zeroed on entry). Checked here,
+ * as INVALID_ARGUMENT naming the edit ("edits[2].site: ..."): what cannot
+ * be put on the wire (NULL or over-long strings, more than
+ * NNE_CLIENT_MAX_RANGES ranges, more than NNE_CLIENT_MAX_EDITS edits) and
+ * a tensor whose dtype, shape and nbytes disagree, or that comes with
+ * use_scalar. Everything else (sites, ranges against shapes, operand
+ * shapes and dtypes, ops and operands that do not go together) is the
+ * daemon's to check. */
+int nne_client_edits_apply(nne_client_t *cli, const char *model,
+                           const nne_client_edit_t *edits, size_t n,
+                           const char *label, nne_client_edit_set_info_t *out,
+                           nne_client_err_t *err);
+
+/* Most edit sets a List reply may carry. */
+#define NNE_CLIENT_MAX_EDIT_SETS 65536
+
+/* The edit sets of one model or of all. `sets` (n_sets entries) is
+ * allocated by the library and freed by nne_client_edit_set_list_free. */
+typedef struct nne_client_edit_set_list {
+  nne_client_edit_set_info_t *sets;
+  size_t n_sets;
+} nne_client_edit_set_list_t;
+
+/* Edits/List of `model`'s edit sets (NULL or "" = every model's) into *out
+ * (caller's struct; free with edit_set_list_free). */
+int nne_client_edits_list(nne_client_t *cli, const char *model,
+                          nne_client_edit_set_list_t *out,
+                          nne_client_err_t *err);
+void nne_client_edit_set_list_free(nne_client_edit_set_list_t *list);
+
+/* One edit as the daemon resolved it. The strings point into the
+ * nne_client_edit_set_t that holds the edit and live as long as it; none
+ * is NULL ("" when the daemon sent nothing). */
+typedef struct nne_client_resolved_edit {
+  uint32_t index;        /* position in the Apply request (< edit_count) */
+  const char *site;      /* as given */
+  const char *canonical; /* "transformer.h.0.attn:aten::softmax#0" */
+  const char *instance;  /* the module instance it lives in */
+  const char *node;      /* node selector ("aten::softmax#0") or "" */
+  const char *standard;  /* the standard site name, if it is one */
+  nne_client_edit_op_t op;
+  /* The operand: a tensor's dtype and shape (dtype UNSPECIFIED: none), or
+   * a scalar. */
+  nne_client_dtype_t tensor_dtype;
+  size_t tensor_ndim;
+  int64_t tensor_shape[NNE_CLIENT_MAX_DIMS];
+  bool use_scalar;
+  double scalar;
+  nne_client_dim_range_t ranges[NNE_CLIENT_MAX_RANGES];
+  size_t n_ranges;
+  uint32_t hook_id; /* the hook in the backend (edit tracker) */
+  const char *name; /* SAVE: the tensor's name */
+} nne_client_resolved_edit_t;
+
+/* An edit set and its resolved edits. `edits` and the strings they point
+ * to are allocated by the library and freed by nne_client_edit_set_free. */
+typedef struct nne_client_edit_set {
+  nne_client_edit_set_info_t info;
+  nne_client_resolved_edit_t *edits; /* at most NNE_CLIENT_MAX_EDITS */
+  size_t n_edits;
+  char *strings; /* private: one block holding every string */
+} nne_client_edit_set_t;
+
+/* Edits/Get of edit set `id` into *out (caller's struct; free with
+ * edit_set_free). An unknown id is the daemon's NOT_FOUND. */
+int nne_client_edits_get(nne_client_t *cli, const char *id,
+                         nne_client_edit_set_t *out, nne_client_err_t *err);
+void nne_client_edit_set_free(nne_client_edit_set_t *set);
+
+/* Edits/Drop of edit set `id`: forwards already running on it finish;
+ * later ones get NOT_FOUND. *info (may be NULL; plain data) receives the
+ * set as it was, *freed_bytes (may be NULL) the backend memory released
+ * (0 while another set still shares the backend). Both are zeroed on
+ * entry. */
+int nne_client_edits_drop(nne_client_t *cli, const char *id,
+                          nne_client_edit_set_info_t *info,
+                          uint64_t *freed_bytes, nne_client_err_t *err);
+
+/* ---- graph inspection (Models/Graph) ------------------------------------- */
+
+/* What a graph node is; the numbers are the wire enum nnedit.v1.NodeKind. */
+typedef enum nne_client_node_kind {
+  NNE_CLIENT_NODE_KIND_UNSPECIFIED = 0,
+  NNE_CLIENT_NODE_HOOK = 1,      /* a hook an edit inserted */
+  NNE_CLIENT_NODE_CALL = 2,      /* a call of a submodule */
+  NNE_CLIENT_NODE_OP = 3,        /* a tensor operation (aten::...) */
+  NNE_CLIENT_NODE_CONSTANT = 4,  /* prim::Constant */
+  NNE_CLIENT_NODE_ATTRIBUTE = 5, /* prim::GetAttr (weights, submodules) */
+  NNE_CLIENT_NODE_OTHER = 6,     /* lists, tuples, control flow */
+} nne_client_node_kind_t;
+
+/* "hook", "call", "op", "constant", "attribute", "other"; "unspecified"
+ * for 0 and unknown values. Static string. */
+const char *nne_client_node_kind_name(int kind);
+
+/* Bounds of a Graph reply: nodes, input and output names of one node and
+ * of the whole graph, one value name (bytes, NUL included), and the text
+ * rendering (bytes). A GPT-2-small block inlined has a few hundred nodes;
+ * a million leaves room for the largest models while capping what a reply
+ * can make the client allocate. */
+#define NNE_CLIENT_MAX_GRAPH_NODES 1000000
+#define NNE_CLIENT_MAX_NODE_VALUES 65536
+#define NNE_CLIENT_MAX_GRAPH_VALUES (4 * NNE_CLIENT_MAX_GRAPH_NODES)
+#define NNE_CLIENT_VALUE_NAME_MAX 1024
+#define NNE_CLIENT_MAX_GRAPH_TEXT ((size_t)64 << 20)
+
+/* One node of a module's forward graph, in graph order. Strings and
+ * string lists point into the nne_client_graph_t that holds the node and
+ * live as long as it; none is NULL. */
+typedef struct nne_client_graph_node {
+  uint32_t index; /* position in graph order */
+  const char *op; /* "aten::softmax", "prim::CallMethod", ... */
+  nne_client_node_kind_t kind;
+  const char *const *inputs; /* value names ("%x.3") */
+  size_t n_inputs;
+  const char *const *outputs;
+  size_t n_outputs;
+  const char *instance; /* the module instance whose code this is */
+  /* What an edit would name to reach the node's value:
+   * "transformer.h.0.attn:aten::softmax#0". */
+  const char *selector;
+  const char *source; /* one line of source, when known */
+  const char *shape;  /* "[2, 4, 7, 7]" when known */
+  bool inserted;      /* put there by an edit */
+  uint32_t depth;     /* block nesting (0 = the graph's own block) */
+  const char *callee; /* NODE_CALL: the submodule path */
+} nne_client_graph_node_t;
+
+/* A module's forward graph. Everything it points to is allocated by the
+ * library and freed by nne_client_graph_free. */
+typedef struct nne_client_graph {
+  char module[NNE_CLIENT_MODULE_NAME_MAX]; /* raw path ("" = the root) */
+  nne_client_graph_node_t *nodes;
+  size_t n_nodes;
+  char *text; /* TorchScript's own rendering, NUL-terminated ("" if none) */
+  size_t text_len;
+  bool edited;   /* the edit set's backend differs from the pristine code */
+  char *strings; /* private: one block holding every node string */
+  const char **values; /* private: the nodes' value names, back to back */
+} nne_client_graph_t;
+
+/* Models/Graph: the forward graph of `module` (any spelling; NULL or "" =
+ * the root) of `model`, as the pristine model runs it, or, with `edit_set`
+ * (NULL or "" = none), as that set's backend runs it, hook nodes included.
+ * *out is the caller's struct; free with graph_free. A reply over the
+ * bounds above is RESOURCE_EXHAUSTED. */
+int nne_client_models_graph(nne_client_t *cli, const char *model,
+                            const char *module, const char *edit_set,
+                            nne_client_graph_t *out, nne_client_err_t *err);
+void nne_client_graph_free(nne_client_graph_t *graph);
+
+/* ---- admin (nnedit.v1.Admin) --------------------------------------------- */
+
+/* One model's backend cache. Plain data. */
+typedef struct nne_client_cache_stats {
+  char model[NNE_CLIENT_MODEL_NAME_MAX];
+  uint64_t hits;
+  uint64_t misses;
+  uint64_t entries;
+  uint64_t bytes;          /* held by cached backends */
+  uint64_t capacity_bytes; /* the bound (LRU eviction above it) */
+  uint64_t evictions;
+  double compile_ms_total;
+  double compile_ms_last;
+  uint32_t pinned; /* backends held by edit sets */
+} nne_client_cache_stats_t;
+
+/* The daemon's figures. `caches` (at most NNE_CLIENT_MAX_MODELS) is
+ * allocated by the library and freed by nne_client_stats_free. */
+typedef struct nne_client_stats {
+  nne_client_cache_stats_t *caches;
+  size_t n_caches;
+  uint32_t queue_depth; /* compute jobs waiting */
+  uint32_t queue_capacity;
+  uint64_t calls_total;
+  uint32_t live_calls;
+  uint32_t edit_sets;
+} nne_client_stats_t;
+
+/* Admin/Stats into *out (caller's struct; free with stats_free). */
+int nne_client_admin_stats(nne_client_t *cli, nne_client_stats_t *out,
+                           nne_client_err_t *err);
+void nne_client_stats_free(nne_client_stats_t *stats);
 
 #ifdef __cplusplus
 }

@@ -293,6 +293,99 @@ int nne_variant_forward(nne_variant_t *v, const nne_tensor_t *input_ids,
                         const nne_tensor_t *attention_mask, nne_hook_fn fn,
                         void *ctx, nne_tensor_t **logits, nne_err_t *err);
 
+/* ---- edits on values -----------------------------------------------------
+ *
+ * What an edit does to the value at its site, applied by the daemon's hook
+ * callback. Functional: the result is a new tensor (the hook's replacement);
+ * the value itself is never written (it may be shared with the graph). */
+
+typedef enum nne_edit_op {
+  NNE_EDIT_SAVE = 1,    /* no change (the caller keeps a clone) */
+  NNE_EDIT_REPLACE = 2, /* region := operand */
+  NNE_EDIT_ADD = 3,     /* region += operand */
+  NNE_EDIT_SCALE = 4,   /* region *= operand */
+  NNE_EDIT_ZERO = 5,    /* region := 0 */
+} nne_edit_op_t;
+
+/* [start, stop) of dimension `dim`; negative dim and indices count from the
+ * end; stop == 0 means to the end. */
+typedef struct nne_dim_range {
+  int dim;
+  int64_t start;
+  int64_t stop;
+} nne_dim_range_t;
+
+/* Applies op to the region of `value` selected by the ranges (all of it with
+ * none) and returns the edited copy in *out. The operand is a tensor
+ * (broadcastable to the region; moved to value's device and cast to its
+ * dtype) or, when operand is NULL, `scalar`. NNE_EINVAL names the problem:
+ * a range outside the value's shape ("dim 3 has size 7, range [5, 9)"), an
+ * operand that does not broadcast ("[4] does not broadcast to region
+ * [2, 7, 16]"), two ranges on one dimension. Thread-safe. */
+int nne_tensor_apply_edit(const nne_tensor_t *value, nne_edit_op_t op,
+                          const nne_tensor_t *operand, double scalar,
+                          const nne_dim_range_t *ranges, size_t n_ranges,
+                          nne_tensor_t **out, nne_err_t *err);
+
+/* Checks, without a value, what nne_tensor_apply_edit would check once the
+ * value's shape is known: used at Apply time with the shape seen at the site
+ * in a probe run. */
+int nne_edit_check(const int64_t *value_shape, int ndim, nne_edit_op_t op,
+                   const nne_tensor_t *operand, const nne_dim_range_t *ranges,
+                   size_t n_ranges, nne_err_t *err);
+
+/* A copy of x on `device` ("cpu", "cuda:0"), e.g. an edit's operand moved
+ * once to the model's device. */
+int nne_tensor_to_device(const nne_tensor_t *x, const char *device,
+                         nne_tensor_t **out, nne_err_t *err);
+
+/* ---- graph inspection ------------------------------------------------------
+ *
+ * One module's forward graph as the pristine model runs it (variant NULL:
+ * the module's own code, helper functions inlined, submodule calls as
+ * calls) or as a variant runs it (the instance's inlined code, hooks
+ * included). */
+
+typedef enum nne_graph_node_kind {
+  NNE_GRAPH_HOOK = 1,      /* nnedit::hook inserted by a variant */
+  NNE_GRAPH_CALL = 2,      /* a submodule call, or an inlined call's boundary */
+  NNE_GRAPH_OP = 3,        /* aten:: and other tensor operations */
+  NNE_GRAPH_CONSTANT = 4,  /* prim::Constant */
+  NNE_GRAPH_ATTRIBUTE = 5, /* prim::GetAttr */
+  NNE_GRAPH_OTHER = 6,     /* lists, tuples, control flow, ... */
+} nne_graph_node_kind_t;
+
+typedef struct nne_graph_node {
+  const char *op;          /* "aten::softmax" */
+  nne_graph_node_kind_t kind;
+  size_t n_inputs, n_outputs;
+  const char *const *inputs;  /* value names, "%x.3" */
+  const char *const *outputs;
+  const char *instance;    /* module path whose code this node is */
+  const char *selector;    /* "transformer.h.0.attn:aten::softmax#0", or "" */
+  const char *source;      /* one line of source, or "" */
+  const char *shape;       /* of output 0 when the graph knows it, or "" */
+  int inserted;            /* a hook (or its plumbing) added by the variant */
+  int depth;               /* block nesting */
+  const char *callee;      /* NNE_GRAPH_CALL: the submodule path, or "" */
+  int hook_site;           /* NNE_GRAPH_HOOK: the site number, else -1 */
+} nne_graph_node_t;
+
+typedef struct nne_graph nne_graph_t;
+
+/* Builds the listing. module is a module index; variant may be NULL. The
+ * result is owned by the caller (nne_graph_free); strings live inside it. */
+int nne_graph_get(nne_model_t *m, int module, nne_variant_t *variant,
+                  nne_graph_t **out, nne_err_t *err);
+size_t nne_graph_node_count(const nne_graph_t *g);
+const nne_graph_node_t *nne_graph_node(const nne_graph_t *g, size_t i);
+/* TorchScript's own text of the graph shown. */
+const char *nne_graph_text(const nne_graph_t *g);
+/* True when a variant's code for this module differs from the pristine one
+ * (it holds hooks). */
+int nne_graph_edited(const nne_graph_t *g);
+void nne_graph_free(nne_graph_t *g);
+
 #ifdef __cplusplus
 }
 #endif

@@ -57,6 +57,14 @@ inline int nne__dtype_int(const nne_dtype_t &dt) noexcept {
   return v;
 }
 
+/* The same for any other enum parameter (nne_edit_op_t, ...). */
+template <typename E> inline int nne__enum_int(const E &e) noexcept {
+  static_assert(sizeof(int) == sizeof(E), "the enum is int-sized");
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 /* nne_dtype_t <-> at::ScalarType. Both return false when there is no
  * counterpart (complex and quantized types; unknown numbers). */
 bool nne__dtype_from_scalar(at::ScalarType st, nne_dtype_t *out);
@@ -107,6 +115,72 @@ struct nne_model {
  * branch's output, an argument other than self). */
 bool nne__module_path_of(torch::jit::Value *v, torch::jit::Value *self,
                          const std::string &base, std::string *out);
+
+/* ---- own code and variant code, for graph inspection (graph.cc) --------
+ *
+ * variant.cc builds a module's own code and the variants; graph.cc lists
+ * them. Both number a module's own-code nodes the same way, so that a
+ * selector ("PATH:KIND#K") means the same node everywhere. */
+
+/* The own code of `module`: a copy of its forward graph with helper
+ * functions and self's helper methods inlined, submodule calls left as
+ * calls. nullptr when the module has no forward graph (a ModuleList). */
+std::shared_ptr<torch::jit::Graph> nne__own_code(const nne_model_t *m,
+                                                 int module);
+
+/* nne_model_module_nodes' cached list for `module`; the caller has checked
+ * that the module exists and has a forward. Lives with the model. */
+const nne__node_list *nne__module_node_list(nne_model_t *m, int module);
+
+/* The line of source a node came from, trimmed; "" when there is none. */
+std::string nne__source_line(const torch::jit::Node *n);
+
+/* Where a node of a rebuilt variant graph comes from (nne__variant_inspect).
+ * Each tagged node carries its own torch::jit::Scope, which libtorch copies
+ * with the node when a callee's code is inlined into its caller; the tag is
+ * found through the scope's address. */
+struct nne__node_tag {
+  enum role_t {
+    own,        /* a node of the module's own code */
+    inserted,   /* a hook, its site constant, tuple plumbing around hooks */
+    call_begin, /* marker before an inlined submodule call's code */
+    call_end,   /* marker after it; its inputs are the call's results */
+  };
+  role_t role = own;
+  /* own: the module whose code it is; inserted: the module whose site the
+   * hook serves (a hook on a module's input or output sits in its caller's
+   * code but belongs to the module); call_*: the caller. */
+  int module = -1;
+  int copy = 0;        /* which copy of that module's code (a module called
+                          twice is inlined twice) */
+  int own_index = -1;  /* own, call_*: the node's index in the module's own
+                          code; -1 in code of a method other than forward */
+  int callee = -1;     /* call_*: the module whose code was inlined */
+  bool forward = true; /* own, call_*: in a copy of the module's forward
+                          (not of another method of it) */
+  int boundary = -1;   /* call_*: pairs a call_begin with its call_end */
+};
+
+/* A variant's code rebuilt for reading. */
+struct nne__inspection {
+  std::shared_ptr<torch::jit::Graph> graph;
+  std::unordered_map<const torch::jit::Scope *, nne__node_tag> tags;
+  /* Every tag's scope, kept alive so that no address is reused while
+   * `tags` is looked up. */
+  std::vector<c10::intrusive_ptr<torch::jit::Scope>> scopes;
+};
+
+/* Rebuilds the code variant v was compiled from (before the executor's
+ * optimization passes: the graph nne_variant_build made, hooks included),
+ * with every node tagged, and with `module`'s forward inlined wherever it is
+ * called even where v keeps it a call (its code is then what v runs: the
+ * pristine code, plus hooks at its inputs and outputs). Fails with
+ * NNE_EINVAL when v was built for a model other than m. */
+int nne__variant_inspect(nne_model_t *m, const nne_variant_t *v, int module,
+                         nne__inspection *out, nne_err_t *err);
+
+/* True for the hook ops (nnedit::hook, nnedit::hook_opt). */
+bool nne__is_hook(const torch::jit::Node *n);
 
 /* What nne_model_forward and nne_variant_forward share: checks input_ids and
  * the mask against the model and builds forward's arguments after self

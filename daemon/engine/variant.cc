@@ -24,6 +24,13 @@
 //      module as self, so it reads the model's weights; the model's own
 //      methods are never edited (an edit after they ran would be ignored).
 //
+// Graph inspection (graph.cc) reads a variant's code through
+// nne__variant_inspect, which runs the same build again with two additions:
+// every node carries a tag (a Scope of its own, which inlining copies with
+// the node) saying whose code it is, and the module being inspected is
+// inlined wherever it is called, with markers where its call was. A real
+// build does neither.
+//
 // The hook op nnedit::hook(Tensor x, int site) only carries a site number.
 // What happens at a site is decided per call: nne_variant_forward puts the
 // caller's callback in a thread-local context that the op's kernel reads.
@@ -50,6 +57,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <map>
 #include <unordered_map>
 #include <vector>
 
@@ -57,14 +66,35 @@ using torch::jit::Block;
 using torch::jit::Graph;
 using torch::jit::GraphFunction;
 using torch::jit::Node;
+using torch::jit::Scope;
+using torch::jit::ScopePtr;
 using torch::jit::Value;
+using torch::jit::WithCurrentScope;
 using torch::jit::WithInsertPoint;
+
+namespace {
+
+// One site of a variant, as nne_variant_build checked it.
+struct site_rec {
+  int module = -1;
+  int kind = 0;
+  int index = 0;
+  std::string node_kind;
+  int occurrence = 0;
+  std::string name;
+  int hooks = 0; // hooks inserted for it
+};
+
+} // namespace
 
 struct nne_variant {
   std::atomic<long> refs{1};
   nne_model_t *model = nullptr; // one reference, dropped with the variant
   std::shared_ptr<GraphFunction> fn;
   std::vector<std::string> site_names; // "transformer.h.0.attn:aten::softmax#0"
+  // The sites again, for nne__variant_inspect, which rebuilds the variant's
+  // code rather than keep a second copy of its graph in every variant.
+  std::vector<site_rec> sites;
   double build_ms = 0;
   // Sizes for nne_variant_bytes: nodes of the function's graph and of its
   // execution plan's copy, instructions of the plan's code.
@@ -388,16 +418,6 @@ std::string module_label(const nne_model_t *m, int module) {
 
 // ---- sites ---------------------------------------------------------------
 
-struct site_rec {
-  int module = -1;
-  int kind = 0;
-  int index = 0;
-  std::string node_kind;
-  int occurrence = 0;
-  std::string name;
-  int hooks = 0; // hooks inserted for it
-};
-
 std::string site_name(const nne_model_t *m, const site_rec &s) {
   std::string base = module_label(m, s.module);
   switch (s.kind) {
@@ -518,9 +538,19 @@ struct builder {
   std::vector<std::vector<int>> own; // per module: its node sites
   std::vector<char> below;           // per module: a site in a descendant
 
+  // Inspection only (nne__variant_inspect): where the tags go, a module
+  // whose forward is inlined wherever it is called, and per module the
+  // copies of its code made so far. Off (nullptr, -1) for a real build,
+  // which then does exactly what it did before inspection existed.
+  nne__inspection *insp = nullptr;
+  int force = -1;
+  std::vector<int> copies;
+  int boundaries = 0;
+  std::map<std::pair<int, int>, ScopePtr> inserted_scopes;
+
   builder(nne_model_t *model, std::vector<site_rec> &s)
       : m(model), sites(s), io(model->infos.size()), own(model->infos.size()),
-        below(model->infos.size(), 0) {
+        below(model->infos.size(), 0), copies(model->infos.size(), 0) {
     for (size_t i = 0; i < sites.size(); i++) {
       const site_rec &r = sites[i];
       if (r.kind == NNE_SITE_INPUT || r.kind == NNE_SITE_OUTPUT)
@@ -671,6 +701,88 @@ struct builder {
     std::string method;
   };
 
+  // ---- tags (inspection only) ----
+
+  // A fresh scope carrying tag t. Every node gets its own scope object, so
+  // that the address identifies the node's tag after inlineCallTo has
+  // cloned the node into its caller (a clone keeps its source's scope).
+  ScopePtr tag_scope(const nne__node_tag &t) {
+    static const c10::Symbol name = c10::Symbol::scope("nnedit");
+    ScopePtr sp = c10::make_intrusive<Scope>(ScopePtr(), name);
+    insp->tags.emplace(sp.get(), t);
+    insp->scopes.push_back(sp);
+    return sp;
+  }
+
+  // Tags the nodes of g, module mod's code (copy `copy`), as its own;
+  // their index is their position in the own-code list where g is mod's
+  // forward (g was made the way nne__own_code makes it).
+  void tag_own(Graph &g, int mod, bool is_forward, int copy) {
+    std::vector<Node *> nodes;
+    list_nodes(g.block(), &nodes);
+    const nne__node_list *pristine = is_forward ? node_list(m, mod) : nullptr;
+    for (size_t i = 0; i < nodes.size(); i++) {
+      nne__node_tag t;
+      t.role = nne__node_tag::own;
+      t.module = mod;
+      t.copy = copy;
+      t.forward = is_forward;
+      // A node that is not the pristine one at that index gets no selector
+      // rather than a wrong one.
+      if (pristine != nullptr && i < pristine->infos.size() &&
+          std::strcmp(pristine->infos[i].kind,
+                      nodes[i]->kind().toQualString()) == 0)
+        t.own_index = static_cast<int>(i);
+      nodes[i]->setScope(tag_scope(t));
+    }
+  }
+
+  // While alive, nodes created in g are tagged as inserted for site(s) of
+  // module mod (copy `copy`). Nothing when not inspecting.
+  std::unique_ptr<WithCurrentScope> inserting(Graph &g, int mod, int copy) {
+    if (insp == nullptr)
+      return nullptr;
+    ScopePtr &sp = inserted_scopes[{mod, copy}];
+    if (!sp) {
+      nne__node_tag t;
+      t.role = nne__node_tag::inserted;
+      t.module = mod;
+      t.copy = copy;
+      sp = tag_scope(t);
+    }
+    return std::make_unique<WithCurrentScope>(g, sp);
+  }
+
+  // Marks where the code of a call about to be inlined begins and ends:
+  // a marker before the call taking its arguments and one after it taking
+  // its result (inlineCallTo moves that use onto the inlined result). The
+  // markers exist only in an inspected graph, which never runs.
+  void mark_call(Graph &g, Node *call, int mod, int copy, bool is_forward,
+                 int callee) {
+    static const c10::Symbol k_begin =
+        c10::Symbol::fromQualString("nnedit::inlined_call");
+    static const c10::Symbol k_end =
+        c10::Symbol::fromQualString("nnedit::inlined_return");
+    nne__node_tag t;
+    t.role = nne__node_tag::call_begin;
+    t.module = mod;
+    t.copy = copy;
+    auto it = insp->tags.find(call->scope().get());
+    if (it != insp->tags.end() && it->second.role == nne__node_tag::own)
+      t.own_index = it->second.own_index;
+    t.callee = callee;
+    t.forward = is_forward;
+    t.boundary = boundaries++;
+    Node *b = g.create(k_begin, call->inputs(), 0);
+    b->s_(c10::attr::name, call->s(c10::attr::name));
+    b->setScope(tag_scope(t));
+    b->insertBefore(call);
+    t.role = nne__node_tag::call_end;
+    Node *e = g.create(k_end, call->outputs(), 0);
+    e->setScope(tag_scope(t));
+    e->insertAfter(call);
+  }
+
   void collect_calls(Block *b, Value *self, const std::string &base,
                      std::vector<call_rec> *out) {
     for (Node *n : b->nodes()) {
@@ -693,30 +805,42 @@ struct builder {
   // Makes g (a copy of a method graph of module `mod`) the code this
   // variant runs for that instance. `is_forward`: g is mod's forward, so
   // mod's node sites apply.
-  void process(Graph &g, int mod, bool is_forward, int depth) {
+  // `copy` numbers the copies of mod's code (inspection only).
+  void process(Graph &g, int mod, bool is_forward, int depth, int copy) {
     if (depth > k_max_depth)
       throw std::runtime_error("module calls nest more than " +
                                std::to_string(k_max_depth) + " deep");
     inline_helpers(g);
-    if (is_forward)
-      hook_nodes(g, mod);
-    if (depth == 0)
-      wrap_root(g);
+    if (insp != nullptr)
+      tag_own(g, mod, is_forward, copy);
+    {
+      auto tagging = inserting(g, mod, copy);
+      if (is_forward)
+        hook_nodes(g, mod);
+      if (depth == 0)
+        wrap_root(g);
+    }
     std::vector<call_rec> calls;
     collect_calls(g.block(), g.inputs()[0], m->recs[mod].path, &calls);
     for (call_rec &c : calls) {
       bool fwd = c.method == "forward";
-      if (fwd && !io[c.mod].empty())
+      int callee_copy = insp != nullptr ? copies[c.mod]++ : 0;
+      if (fwd && !io[c.mod].empty()) {
+        auto tagging = inserting(g, c.mod, callee_copy);
         wrap_call(g, c.node, c.mod);
-      if (!((fwd && !own[c.mod].empty()) || below[c.mod]))
+      }
+      if (!((fwd && !own[c.mod].empty()) || below[c.mod] ||
+            (fwd && c.mod == force)))
         continue;
       // The call's receiver type is what this graph runs.
       GraphFunction *callee =
           method_of(c.node->input(0)->type()->cast<c10::ClassType>(), c.method);
       if (callee == nullptr)
         continue; // not a graph: nothing of ours can be inside
+      if (insp != nullptr)
+        mark_call(g, c.node, mod, copy, is_forward, c.mod);
       std::shared_ptr<Graph> body = callee->graph()->copy();
-      process(*body, c.mod, fwd, depth + 1);
+      process(*body, c.mod, fwd, depth + 1, callee_copy);
       torch::jit::inlineCallTo(c.node, callee, body.get());
     }
   }
@@ -783,6 +907,53 @@ void compile(nne_variant_t *v, std::shared_ptr<Graph> g,
 }
 
 } // namespace
+
+// ---- for graph.cc --------------------------------------------------------
+
+std::shared_ptr<Graph> nne__own_code(const nne_model_t *m, int module) {
+  GraphFunction *fn = forward_of(m, module);
+  return fn == nullptr ? nullptr : own_graph(fn);
+}
+
+const nne__node_list *nne__module_node_list(nne_model_t *m, int module) {
+  return node_list(m, module);
+}
+
+std::string nne__source_line(const Node *n) {
+  return source_line(n);
+}
+
+bool nne__is_hook(const Node *n) {
+  return n->kind() == k_hook || n->kind() == k_hook_opt;
+}
+
+int nne__variant_inspect(nne_model_t *m, const nne_variant_t *v, int module,
+                         nne__inspection *out, nne_err_t *err) {
+  if (v->model != m)
+    return nne_err_set(err, NNE_EINVAL,
+                       "the variant was built for another model");
+  GraphFunction *root = forward_of(m, 0);
+  if (root == nullptr)
+    return nne_err_set(err, NNE_EINVAL, "the model has no forward");
+  // The same build as nne_variant_build's, from the same sites (hook
+  // counts start again from zero in this copy of them).
+  std::vector<site_rec> recs = v->sites;
+  for (site_rec &r : recs)
+    r.hooks = 0;
+  std::shared_ptr<Graph> g = root->graph()->copy();
+  builder b(m, recs);
+  b.insp = out;
+  b.force = module;
+  // The way down to the module is inlined too, so that its code is part of
+  // the graph wherever forward reaches it.
+  for (int p = m->infos[static_cast<size_t>(module)].parent; p >= 0;
+       p = m->infos[static_cast<size_t>(p)].parent)
+    b.below[static_cast<size_t>(p)] = 1;
+  b.copies[0] = 1;
+  b.process(*g, 0, true, 0, 0);
+  out->graph = std::move(g);
+  return 0;
+}
 
 extern "C" {
 
@@ -862,7 +1033,7 @@ int nne_variant_build(nne_model_t *m, const nne_site_t *sites, size_t n,
     std::shared_ptr<Graph> g = root->graph()->copy();
 
     builder b(m, recs);
-    b.process(*g, 0, true, 0);
+    b.process(*g, 0, true, 0, 0);
     for (size_t i = 0; i < n; i++)
       if (recs[i].hooks == 0)
         return nne_err_set(err, NNE_EINVAL,
@@ -873,6 +1044,7 @@ int nne_variant_build(nne_model_t *m, const nne_site_t *sites, size_t n,
 
     std::unique_ptr<nne_variant_t> v(new nne_variant_t);
     compile(v.get(), std::move(g), root->getSchema());
+    v->sites = recs;
     v->site_names.reserve(n);
     for (site_rec &r : recs)
       v->site_names.push_back(std::move(r.name));

@@ -137,13 +137,13 @@ def ref_array(name, rel):
 
 
 def forward(stub, model, rows, mask=None, padding=0, top_k=0, logits=0, timeout=60,
-            save=()):
+            save=(), edit_set=""):
     """Runs Forward; returns (result, {tensor name: ndarray})."""
     req = inference_pb2.ForwardRequest(
         model=model,
         input_ids=[inference_pb2.TokenRow(ids=r) for r in rows],
         attention_mask=[inference_pb2.MaskRow(values=m) for m in (mask or [])],
-        padding=padding, top_k=top_k, logits=logits, save=list(save))
+        padding=padding, top_k=top_k, logits=logits, save=list(save), edit_set=edit_set)
     result = None
     tensors = {}
     bufs = {}

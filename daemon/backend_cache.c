@@ -1,0 +1,142 @@
+/* backend_cache.c — see backend_cache.h. */
+#include "backend_cache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+void nne_backend_cache_init(nne_backend_cache_t *c, size_t capacity_bytes) {
+  memset(c, 0, sizeof *c);
+  c->capacity_bytes = capacity_bytes;
+}
+
+static void entry_free(nne_backend_t *b) {
+  nne_variant_unref(b->variant);
+  free(b->key);
+  free(b);
+}
+
+void nne_backend_cache_clear(nne_backend_cache_t *c) {
+  nne_backend_t *b = c->entries;
+  while (b != NULL) {
+    nne_backend_t *next = b->next;
+    entry_free(b);
+    b = next;
+  }
+  c->entries = NULL;
+  c->bytes = 0;
+  c->count = 0;
+}
+
+void nne_backend_key_digest(const char *key, char out[17]) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a, 64-bit */
+  for (; *key; key++) {
+    h ^= (unsigned char)*key;
+    h *= 1099511628211ull;
+  }
+  snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+nne_backend_t *nne_backend_cache_get(nne_backend_cache_t *c, const char *key) {
+  nne_backend_t *b;
+  for (b = c->entries; b != NULL; b = b->next)
+    if (strcmp(b->key, key) == 0) {
+      b->last_used = ++c->clock;
+      c->hits++;
+      return b;
+    }
+  c->misses++;
+  return NULL;
+}
+
+static void unlink_entry(nne_backend_cache_t *c, nne_backend_t *victim) {
+  nne_backend_t **pp;
+  for (pp = &c->entries; *pp != NULL; pp = &(*pp)->next)
+    if (*pp == victim) {
+      *pp = victim->next;
+      c->bytes -= victim->bytes;
+      c->count--;
+      return;
+    }
+}
+
+/* Evicts unpinned entries, oldest first, until `need` more bytes fit. */
+static bool make_room(nne_backend_cache_t *c, size_t need) {
+  while (c->bytes + need > c->capacity_bytes) {
+    nne_backend_t *b, *victim = NULL;
+    for (b = c->entries; b != NULL; b = b->next)
+      if (b->pins == 0 && (victim == NULL || b->last_used < victim->last_used))
+        victim = b;
+    if (victim == NULL)
+      return false;
+    unlink_entry(c, victim);
+    c->evictions++;
+    nne_log_debug("backend %s evicted (%zu bytes)", victim->digest,
+                  victim->bytes);
+    entry_free(victim);
+  }
+  return true;
+}
+
+int nne_backend_cache_put(nne_backend_cache_t *c, const char *key,
+                          nne_variant_t *v, double compile_ms,
+                          nne_backend_t **out, nne_err_t *err) {
+  nne_backend_t *b;
+  size_t bytes = nne_variant_bytes(v);
+
+  for (b = c->entries; b != NULL; b = b->next)
+    if (strcmp(b->key, key) == 0) {
+      b->last_used = ++c->clock;
+      *out = b;
+      return 0;
+    }
+  if (bytes > c->capacity_bytes || !make_room(c, bytes))
+    return nne_err_set(err, NNE_ERESOURCE,
+                       "the backend cache is full of backends that edit sets "
+                       "hold (%zu of %zu bytes, %zu pinned); drop edit sets "
+                       "or raise --backend-cache-bytes",
+                       c->bytes, c->capacity_bytes,
+                       nne_backend_cache_pinned(c));
+  b = calloc(1, sizeof *b);
+  if (b == NULL || (b->key = strdup(key)) == NULL) {
+    free(b);
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  }
+  nne_backend_key_digest(key, b->digest);
+  b->variant = nne_variant_ref(v);
+  b->bytes = bytes;
+  b->compile_ms = compile_ms;
+  b->last_used = ++c->clock;
+  b->next = c->entries;
+  c->entries = b;
+  c->bytes += bytes;
+  c->count++;
+  c->compile_ms_total += compile_ms;
+  c->compile_ms_last = compile_ms;
+  *out = b;
+  return 0;
+}
+
+void nne_backend_pin(nne_backend_t *b) { b->pins++; }
+
+size_t nne_backend_unpin(nne_backend_cache_t *c, nne_backend_t *b, bool drop) {
+  size_t freed;
+  if (b->pins > 0)
+    b->pins--;
+  if (b->pins > 0 || !drop)
+    return 0;
+  freed = b->bytes;
+  unlink_entry(c, b);
+  entry_free(b);
+  return freed;
+}
+
+size_t nne_backend_cache_pinned(const nne_backend_cache_t *c) {
+  const nne_backend_t *b;
+  size_t n = 0;
+  for (b = c->entries; b != NULL; b = b->next)
+    n += b->pins > 0;
+  return n;
+}
