@@ -190,6 +190,21 @@ static int check_edit(apply_job_t *aj, size_t i, const nne_edit_t *e) {
       }
     }
   }
+  if (e->operand != NULL) {
+    nne_dtype_t od = nne_tensor_dtype(e->operand), vd = a->dtype;
+    bool of = od == NNE_DTYPE_F32 || od == NNE_DTYPE_F64 ||
+              od == NNE_DTYPE_F16 || od == NNE_DTYPE_BF16;
+    bool vf = vd == NNE_DTYPE_F32 || vd == NNE_DTYPE_F64 ||
+              vd == NNE_DTYPE_F16 || vd == NNE_DTYPE_BF16;
+    /* Floating operands convert to a floating value's precision; anything
+     * else must match exactly. */
+    if (od != vd && !(of && vf))
+      return nne_err_set(&aj->err, NNE_EINVAL,
+                         "edits[%zu].tensor: a %s operand for the %s value at "
+                         "%s",
+                         i, nne_dtype_name(od), nne_dtype_name(vd),
+                         e->site_text);
+  }
   if (nne_edit_check(shape, nd, e->op, e->operand, fixed, nf, &aj->err) != 0) {
     nne_err_prefix(&aj->err, "edits[%zu] (%s)", i, e->site_text);
     return aj->err.code;
@@ -389,6 +404,10 @@ static int build_edit(nne_model_entry_t *e, size_t i, edit_in_t *in,
   if (pb->site[0] == '\0')
     return nne_err_set(err, NNE_EINVAL, "%s: a site is required", field);
   rc = nne_names_resolve_site(e->names, field, pb->site, &out->site, err);
+  if (rc == NNE_ENOTFOUND)
+    /* Within an edit set an unknown site is a bad edit (the message still
+     * lists the closest valid names). */
+    err->code = rc = NNE_EINVAL;
   if (rc != 0)
     return rc;
   if (out->site.view.parts > 0)
@@ -473,8 +492,8 @@ void nne_rpc_edits_apply(nne_server_t *srv, nne_call_t *call,
   if (!nne_pb_decode_bb(req, nnedit_v1_ApplyEditsRequest_fields, &in, why,
                         sizeof why)) {
     if (ed.too_many)
-      nne_err_set(&err, NNE_ERESOURCE, "edits: more than %u edits "
-                  "(--max-edits)", cfg->max_edits);
+      nne_err_set(&err, NNE_EINVAL, "edits[%u]: more than %u edits in one "
+                  "edit set (--max-edits)", cfg->max_edits, cfg->max_edits);
     else if (ed.too_big)
       nne_err_set(&err, NNE_ERESOURCE, "edits: tensors larger than the "
                   "message limit");

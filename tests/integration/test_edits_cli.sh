@@ -800,14 +800,8 @@ while read -r name edit; do
     >"$TMP/bad-$name.json"
   run "${A[@]}" edits apply $M -f "$TMP/bad-$name.json"
   expect 1 "apply with a bad edit ($name)"
-  # An unknown name is NOT_FOUND everywhere else (Forward's save, Describe),
-  # with suggestions; the rest is INVALID_ARGUMENT.
-  if [ "$name" = site ]; then
-    case "$ERR" in "nneditctl: INVALID_ARGUMENT: "* | "nneditctl: NOT_FOUND: "*) ;;
-      *) fail "bad edit ($name) status: $ERR" ;; esac
-  else
-    has "$ERR" "nneditctl: INVALID_ARGUMENT: " "bad edit ($name) status"
-  fi
+  # Within Apply every bad edit is INVALID_ARGUMENT naming it.
+  has "$ERR" "nneditctl: INVALID_ARGUMENT: " "bad edit ($name) status"
   has "$ERR" "edits[1]" "bad edit ($name) named by position"
   run "${A[@]}" -o json edits list
   json "assert len(d['edit_sets']) == $NSETS, d['edit_sets']" "bad edit ($name) left no set behind"

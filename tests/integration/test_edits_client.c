@@ -860,12 +860,9 @@ START_TEST(test_apply_atomic) {
     }
     memset(&info, 0xff, sizeof info);
     rc = nne_client_edits_apply(c, MODEL, e, 2, "bad", &info, &err);
-    /* An unknown name is NOT_FOUND elsewhere too (Forward's save,
-     * Describe), with suggestions; the rest is INVALID_ARGUMENT. */
-    if (k == 0 && rc == -NNE_CLIENT_NOT_FOUND)
-      EXPECT_STATUS(rc, &err, NNE_CLIENT_NOT_FOUND, "edits[1]", NULL);
-    else
-      EXPECT_STATUS(rc, &err, NNE_CLIENT_INVALID_ARGUMENT, "edits[1]", NULL);
+    /* Within Apply every bad edit is INVALID_ARGUMENT naming it (an
+     * unknown site still lists the closest valid names). */
+    EXPECT_STATUS(rc, &err, NNE_CLIENT_INVALID_ARGUMENT, "edits[1]", NULL);
     ck_assert_str_eq(info.id, "");
     ck_assert_msg(count_sets(c, MODEL) == before,
                   "a refused Apply (case %zu) left an edit set behind", k);

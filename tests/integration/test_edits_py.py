@@ -162,7 +162,11 @@ class Edits(unittest.TestCase):
         bad = [
             ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.ZERO),
               edits_pb2.Edit(site="layers.0.no_such_site", op=edits_pb2.ZERO)],
-             grpc.StatusCode.NOT_FOUND, "edits[1]"),
+             grpc.StatusCode.INVALID_ARGUMENT, "edits[1]"),
+            ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.ADD,
+                             tensor=tensor_pb2.Tensor(dtype=tensor_pb2.INT64, shape=[64],
+                                                      data=bytes(8 * 64)))],
+             grpc.StatusCode.INVALID_ARGUMENT, "int64"),
             ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.ZERO,
                              ranges=[edits_pb2.DimRange(dim=-1, start=60, stop=70)])],
              grpc.StatusCode.INVALID_ARGUMENT, "edits[0]"),
