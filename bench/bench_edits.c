@@ -20,8 +20,14 @@
  *   bench_edits [--model PATH] [--threads N] [--blas-threads N]
  *               [--rounds N] [--seq N] [--vocab N] [--list]
  *               [--build-loop N [--build-set none|one|node|layers|all]]
+ *               [--cold none|one|node|layers|all]
  *
  * --build-loop N only builds one variant N times (for perf record).
+ * --cold SET measures what a fresh process sees: two pristine forwards,
+ * then the set's first build and its first forwards (the modules a variant
+ * leaves as calls run through their own executors, which warm up on their
+ * first calls in the process), each compared with a pristine forward; run
+ * it once per set, each in a new process.
  * --list prints the module tree with arities and exits.
  * --seq and --vocab shape the input (ids are (i * 7919 + 13) % vocab): the
  * defaults fit the GPT-2-small fixture; the tiny gpt2-script fixture needs
@@ -648,7 +654,7 @@ static void usage(void) {
           "usage: bench_edits [--model PATH] [--threads N] [--blas-threads N] "
           "[--rounds N] [--seq N] [--vocab N] [--list]\n"
           "                   [--build-loop N [--build-set "
-          "none|one|node|layers|all]]\n");
+          "none|one|node|layers|all]] [--cold SET]\n");
   exit(2);
 }
 
@@ -657,6 +663,7 @@ int main(int argc, char **argv) {
   int threads = 2, blas_want = 0, rounds = 21, seq = 128, build_loop = 0;
   int list = 0, vocab = 50257;
   const char *build_set = "all";
+  const char *cold_set = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--list") == 0) {
@@ -681,6 +688,8 @@ int main(int argc, char **argv) {
       build_loop = atoi(argv[++i]);
     else if (strcmp(a, "--build-set") == 0)
       build_set = argv[++i];
+    else if (strcmp(a, "--cold") == 0)
+      cold_set = argv[++i];
     else
       usage();
   }
@@ -791,6 +800,56 @@ int main(int argc, char **argv) {
           "aten::softmax", 0);
 
   site_set_t s_none = {"no sites", NULL, 0};
+  if (cold_set != NULL) {
+    site_set_t *bs = strcmp(cold_set, "none") == 0     ? &s_none
+                     : strcmp(cold_set, "one") == 0    ? &s_one
+                     : strcmp(cold_set, "node") == 0   ? &s_node
+                     : strcmp(cold_set, "layers") == 0 ? &s_layers
+                     : strcmp(cold_set, "all") == 0    ? &s_all
+                                                       : NULL;
+    if (bs == NULL)
+      usage();
+    runner_t pr = {.label = "pristine", .kind = RUN_PRISTINE};
+    double p1 = run_once(&pr, m, ids, NULL) * 1e3;
+    double p2 = run_once(&pr, m, ids, NULL) * 1e3;
+    trim_heap();
+    long long h0 = heap_bytes();
+    nne_variant_t *v = build_dropping(m, bs);
+    long long h1 = heap_bytes();
+    double b1 = nne_variant_build_ms(v);
+    size_t bytes1 = nne_variant_bytes(v);
+    runner_t vr = {.label = bs->label, .kind = RUN_VARIANT, .v = v};
+    double f[4], p[4], fc[4], pc[4];
+    for (int i = 0; i < 4; i++) {
+      double c0 = self_cpu_s();
+      f[i] = run_once(&vr, m, ids, NULL) * 1e3;
+      double c1 = self_cpu_s();
+      p[i] = run_once(&pr, m, ids, NULL) * 1e3;
+      fc[i] = (c1 - c0) * 1e3;
+      pc[i] = (self_cpu_s() - c1) * 1e3;
+    }
+    long long h2 = heap_bytes();
+    nne_variant_t *v2 = build(m, bs);
+    double b2 = nne_variant_build_ms(v2);
+    long long h3 = heap_bytes();
+    printf("cold %-14s sites %3zu: pristine 1st %.1f 2nd %.1f ms; build 1st "
+           "%.2f ms, 2nd %.2f ms; variant forwards 1-4 %.1f %.1f %.1f %.1f "
+           "ms (pristine between: %.1f %.1f %.1f %.1f); nne_variant_bytes "
+           "%.3f MiB (%.3f after the forwards); heap growth: 1st build %.3f "
+           "MiB, its 4 forwards %.3f MiB, 2nd build %.3f MiB\n"
+           "     CPU ms of the forwards 1-4 (all threads): variant %.0f %.0f "
+           "%.0f %.0f, pristine %.0f %.0f %.0f %.0f\n",
+           bs->label, bs->n, p1, p2, b1, b2, f[0], f[1], f[2], f[3], p[0],
+           p[1], p[2], p[3], mib((long long)bytes1),
+           mib((long long)nne_variant_bytes(v)), mib(h1 - h0), mib(h2 - h1),
+           mib(h3 - h2), fc[0], fc[1], fc[2], fc[3], pc[0], pc[1], pc[2],
+           pc[3]);
+    nne_variant_unref(v2);
+    nne_variant_unref(v);
+    nne_tensor_unref(ids);
+    nne_model_unref(m);
+    return 0;
+  }
   if (build_loop > 0) {
     site_set_t *bs = strcmp(build_set, "none") == 0     ? &s_none
                      : strcmp(build_set, "one") == 0    ? &s_one

@@ -11,6 +11,8 @@
  *   edits        Edits/Apply, List, Get, Drop
  *   graph        Models/Graph
  *   admin        Admin/Stats
+ *   igraph       intervention graphs: the builder of Trace programs
+ *   trace        Inference/Trace (sessions of traced forward passes)
  *   tensors      numel, free, .npy (read and write)
  *
  * Every call creates its own completion queue and plucks only its own tags,
@@ -144,6 +146,7 @@ _Static_assert((int)GRPC_STATUS_UNAUTHENTICATED ==
 #define M_MODELS_DESCRIBE "/nnedit.v1.Models/Describe"
 #define M_MODELS_GRAPH "/nnedit.v1.Models/Graph"
 #define M_FORWARD "/nnedit.v1.Inference/Forward"
+#define M_TRACE "/nnedit.v1.Inference/Trace"
 #define M_EDITS_APPLY "/nnedit.v1.Edits/Apply"
 #define M_EDITS_LIST "/nnedit.v1.Edits/List"
 #define M_EDITS_GET "/nnedit.v1.Edits/Get"
@@ -1773,10 +1776,78 @@ _Static_assert(nnedit_v1_ForwardResponse_result_tag == 1 &&
                    nnedit_v1_ForwardResponse_chunk_tag == 2,
                "ForwardResponse tags");
 
+/* RowTopK lists of a result (ForwardResult.rows, TraceResult.rows) into
+ * *rows / *n_rows: at most max_rows rows (the request's) of at most max_top
+ * scores (its top_k). Refusals go to *e. */
+typedef struct rows_dec {
+  nne_client_row_topk_t **rows;
+  size_t *n_rows;
+  size_t cap;
+  size_t max_rows;
+  size_t max_top;
+  dec_err_t *e;
+} rows_dec_t;
+
+typedef struct top_dec {
+  rows_dec_t *st;
+  nne_client_row_topk_t *row;
+  size_t cap;
+  size_t index;
+} top_dec_t;
+
+static bool top_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  top_dec_t *t = *arg;
+  nnedit_v1_TokenScore m = nnedit_v1_TokenScore_init_zero;
+  nne_client_token_score_t *sc;
+  size_t max = t->st->max_top;
+  (void)f;
+  if (t->row->n_top >= max)
+    return dec_fail(t->st->e, NNE_CLIENT_INTERNAL,
+                    "rows[%zu] has more than top_k = %zu scores", t->index,
+                    max);
+  if (!grow((void **)&t->row->top, &t->cap, t->row->n_top, max,
+            sizeof *t->row->top))
+    return dec_fail(t->st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  if (!pb_decode(s, nnedit_v1_TokenScore_fields, &m))
+    return dec_fail(t->st->e, NNE_CLIENT_INTERNAL, "rows[%zu].top[%zu]: %s",
+                    t->index, t->row->n_top, PB_GET_ERROR(s));
+  sc = &t->row->top[t->row->n_top++];
+  sc->token_id = m.token_id;
+  sc->logit = m.logit;
+  sc->prob = m.prob;
+  return true;
+}
+
+static bool rows_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  rows_dec_t *st = *arg;
+  nnedit_v1_RowTopK m = nnedit_v1_RowTopK_init_zero;
+  top_dec_t t;
+  (void)f;
+  if (*st->n_rows >= st->max_rows)
+    return dec_fail(st->e, NNE_CLIENT_INTERNAL,
+                    "reply has more rows than the request's %zu", st->max_rows);
+  if (!grow((void **)st->rows, &st->cap, *st->n_rows, st->max_rows,
+            sizeof **st->rows))
+    return dec_fail(st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  /* Count the row before decoding into it, so that its scores are freed
+   * with the result even if the decode fails halfway. */
+  t.st = st;
+  t.row = &(*st->rows)[*st->n_rows];
+  t.cap = 0;
+  t.index = (*st->n_rows)++;
+  memset(t.row, 0, sizeof *t.row);
+  NNE_PB_DEC(m.top, top_dec, &t);
+  if (!pb_decode(s, nnedit_v1_RowTopK_fields, &m))
+    return dec_fail(st->e, NNE_CLIENT_INTERNAL, "rows[%zu]: %s", t.index,
+                    PB_GET_ERROR(s));
+  t.row->position = m.position;
+  return true;
+}
+
 typedef struct fwd_dec {
   const nne_client_forward_req_t *req;
   nne_client_forward_result_t *out;
-  size_t rows_cap;
+  rows_dec_t rows;
   bool have_result;
   char tensor_name[NNE_CLIENT_NAME_MAX]; /* what result.logits_tensor said */
   unsigned frame_fields;                 /* members seen in this frame */
@@ -1797,64 +1868,6 @@ typedef struct fwd_dec {
   nne_client_err_t aerr; /* a refusal by the reassembler */
   dec_err_t e;
 } fwd_dec_t;
-
-typedef struct top_dec {
-  fwd_dec_t *st;
-  nne_client_row_topk_t *row;
-  size_t cap;
-  size_t index;
-} top_dec_t;
-
-static bool top_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
-  top_dec_t *t = *arg;
-  nnedit_v1_TokenScore m = nnedit_v1_TokenScore_init_zero;
-  nne_client_token_score_t *sc;
-  size_t max = t->st->req->top_k;
-  (void)f;
-  if (t->row->n_top >= max)
-    return dec_fail(&t->st->e, NNE_CLIENT_INTERNAL,
-                    "rows[%zu] has more than top_k = %zu scores", t->index,
-                    max);
-  if (!grow((void **)&t->row->top, &t->cap, t->row->n_top, max,
-            sizeof *t->row->top))
-    return dec_fail(&t->st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
-  if (!pb_decode(s, nnedit_v1_TokenScore_fields, &m))
-    return dec_fail(&t->st->e, NNE_CLIENT_INTERNAL, "rows[%zu].top[%zu]: %s",
-                    t->index, t->row->n_top, PB_GET_ERROR(s));
-  sc = &t->row->top[t->row->n_top++];
-  sc->token_id = m.token_id;
-  sc->logit = m.logit;
-  sc->prob = m.prob;
-  return true;
-}
-
-static bool rows_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
-  fwd_dec_t *st = *arg;
-  nnedit_v1_RowTopK m = nnedit_v1_RowTopK_init_zero;
-  nne_client_forward_result_t *out = st->out;
-  top_dec_t t;
-  (void)f;
-  if (out->n_rows >= st->req->n_rows)
-    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
-                    "reply has more rows than the request's %zu",
-                    st->req->n_rows);
-  if (!grow((void **)&out->rows, &st->rows_cap, out->n_rows, st->req->n_rows,
-            sizeof *out->rows))
-    return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
-  /* Count the row before decoding into it, so that its scores are freed
-   * with the result even if the decode fails halfway. */
-  t.st = st;
-  t.row = &out->rows[out->n_rows];
-  t.cap = 0;
-  t.index = out->n_rows++;
-  memset(t.row, 0, sizeof *t.row);
-  NNE_PB_DEC(m.top, top_dec, &t);
-  if (!pb_decode(s, nnedit_v1_RowTopK_fields, &m))
-    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "rows[%zu]: %s", t.index,
-                    PB_GET_ERROR(s));
-  t.row->position = m.position;
-  return true;
-}
 
 static bool fwd_has_edit_set(const nne_client_forward_req_t *req) {
   return req->edit_set != NULL && req->edit_set[0] != '\0';
@@ -1936,7 +1949,7 @@ static bool fwd_result_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   if (st->have_result)
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
                     "a second ForwardResult in the stream");
-  NNE_PB_DEC(m.rows, rows_dec, st);
+  NNE_PB_DEC(m.rows, rows_dec, &st->rows);
   NNE_PB_DEC(m.saved, saved_dec, st);
   if (!pb_decode(s, nnedit_v1_ForwardResult_fields, &m))
     return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "result: %s", PB_GET_ERROR(s));
@@ -2060,26 +2073,29 @@ static bool fwd_chunk_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   return true;
 }
 
-typedef struct fwd_enc {
-  const nne_client_forward_req_t *req;
+/* Token rows and mask rows as TokenRow / MaskRow lists, built one row at a
+ * time (nne_pb_list_enc). */
+typedef struct rows_enc {
+  const nne_client_token_row_t *rows;
+  const nne_client_mask_row_t *mask;
   nne_pb_i64_enc_t cur; /* the row being encoded (one at a time) */
   int64_t *tmp;         /* a mask row widened to int64 */
-} fwd_enc_t;
+} rows_enc_t;
 
 static bool fill_ids(void *ctx, size_t i, void *msg) {
-  fwd_enc_t *e = ctx;
+  rows_enc_t *e = ctx;
   nnedit_v1_TokenRow *row = msg;
   *row = (nnedit_v1_TokenRow)nnedit_v1_TokenRow_init_zero;
-  e->cur.v = e->req->rows[i].ids;
-  e->cur.n = e->req->rows[i].n_ids;
+  e->cur.v = e->rows[i].ids;
+  e->cur.n = e->rows[i].n_ids;
   NNE_PB_ENC(row->ids, nne_pb_i64_enc, &e->cur);
   return true;
 }
 
 static bool fill_mask(void *ctx, size_t i, void *msg) {
-  fwd_enc_t *e = ctx;
+  rows_enc_t *e = ctx;
   nnedit_v1_MaskRow *row = msg;
-  const nne_client_mask_row_t *src = &e->req->mask[i];
+  const nne_client_mask_row_t *src = &e->mask[i];
   size_t k;
   *row = (nnedit_v1_MaskRow)nnedit_v1_MaskRow_init_zero;
   for (k = 0; k < src->n_values; k++)
@@ -2153,7 +2169,7 @@ int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
   nnedit_v1_ForwardRequest preq = nnedit_v1_ForwardRequest_init_zero;
   nne_pb_list_enc_t ids_list, mask_list;
   nne_pb_str_list_enc_t save_list;
-  fwd_enc_t enc;
+  rows_enc_t enc;
   fwd_dec_t st;
   grpc_byte_buffer *bb = NULL, *msg;
   rpc_t r;
@@ -2169,7 +2185,8 @@ int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
     return rc;
 
   memset(&enc, 0, sizeof enc);
-  enc.req = req;
+  enc.rows = req->rows;
+  enc.mask = req->mask;
   if (max_mask > 0 && (enc.tmp = malloc(max_mask * sizeof *enc.tmp)) == NULL)
     return err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
                    "forward: out of memory");
@@ -2203,6 +2220,11 @@ int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
   memset(&st, 0, sizeof st);
   st.req = req;
   st.out = out;
+  st.rows.rows = &out->rows;
+  st.rows.n_rows = &out->n_rows;
+  st.rows.max_rows = req->n_rows;
+  st.rows.max_top = req->top_k;
+  st.rows.e = &st.e;
   st.n_tensors = (req->logits != NNE_CLIENT_LOGITS_NONE) + req->n_save;
   nne_client__asm_init(&st.asm_, cli->max_tensor_bytes);
 
@@ -3031,6 +3053,1230 @@ void nne_client_stats_free(nne_client_stats_t *stats) {
     return;
   free(stats->caches);
   memset(stats, 0, sizeof *stats);
+}
+
+/* ---- intervention graphs ------------------------------------------------- */
+
+/* A graph is an array of nodes in the order they were added, each holding
+ * copies of what it was given (strings, ranges, arguments, a constant's
+ * bytes), so that the caller's buffers are free the moment a call returns.
+ * Encoding (nne_client_trace) turns each into a Node message on the fly. */
+
+typedef enum ig_kind {
+  IG_READ = 1,
+  IG_WRITE,
+  IG_CALL,
+  IG_CONST,
+  IG_SAVE,
+  IG_REF,
+} ig_kind_t;
+
+typedef struct ig_arg {
+  nne_client_arg_kind_t kind;
+  char name[NNE_CLIENT_ARG_NAME_MAX];
+  uint32_t node;
+  double scalar;
+  int64_t integer;
+  int64_t ints[NNE_CLIENT_MAX_INTS];
+  size_t n_ints;
+  bool boolean;
+  nne_client_dtype_t dtype;
+  char *module; /* heap; NULL unless kind is MODULE */
+} ig_arg_t;
+
+typedef struct ig_node {
+  uint32_t id;
+  ig_kind_t kind;
+  char *str;      /* read/write: site; call: fn; save/ref: name (heap) */
+  int32_t invoke; /* read, write */
+  uint32_t value; /* write, save: the input node */
+  nne_client_dim_range_t *ranges; /* write (heap) */
+  size_t n_ranges;
+  ig_arg_t *args; /* call (heap) */
+  size_t n_args;
+  nne_client_index_item_t *items; /* call (heap) */
+  size_t n_items;
+  nne_client_tensor_t tensor; /* const: the graph's own copy */
+  bool use_scalar;            /* const: a scalar instead */
+  double scalar;
+} ig_node_t;
+
+struct nne_client_igraph {
+  ig_node_t *nodes;
+  size_t n, cap;
+  uint32_t max_id;      /* largest id given out */
+  uint32_t next_id;     /* nonzero: the id of the next node (igraph_next_id) */
+  nne_client_err_t err; /* the first error (code 0: none) */
+};
+
+_Static_assert(FIELD_SIZE(nnedit_v1_ReadNode, site) == NNE_CLIENT_SITE_MAX &&
+                   FIELD_SIZE(nnedit_v1_WriteNode, site) ==
+                       NNE_CLIENT_SITE_MAX &&
+                   FIELD_SIZE(nnedit_v1_Arg, value.module) ==
+                       NNE_CLIENT_SITE_MAX,
+               "ReadNode.site, WriteNode.site, Arg.module bounds");
+_Static_assert(FIELD_SIZE(nnedit_v1_SaveNode, name) == NNE_CLIENT_NAME_MAX &&
+                   FIELD_SIZE(nnedit_v1_RefNode, name) == NNE_CLIENT_NAME_MAX,
+               "SaveNode.name, RefNode.name bounds");
+_Static_assert(FIELD_SIZE(nnedit_v1_CallNode, fn) == NNE_CLIENT_FN_MAX &&
+                   FIELD_SIZE(nnedit_v1_Arg, name) == NNE_CLIENT_ARG_NAME_MAX,
+               "CallNode.fn, Arg.name bounds");
+_Static_assert(FIELD_SIZE(nnedit_v1_CallNode, args) ==
+                       NNE_CLIENT_MAX_ARGS * sizeof(nnedit_v1_Arg) &&
+                   FIELD_SIZE(nnedit_v1_CallNode, index_items) ==
+                       NNE_CLIENT_MAX_INDEX_ITEMS *
+                           sizeof(nnedit_v1_IndexItem) &&
+                   FIELD_SIZE(nnedit_v1_IntList, values) ==
+                       NNE_CLIENT_MAX_INTS * sizeof(int64_t),
+               "CallNode.args, CallNode.index_items, IntList.values bounds");
+_Static_assert(FIELD_SIZE(nnedit_v1_WriteNode, ranges) ==
+                   NNE_CLIENT_MAX_RANGES * sizeof(nnedit_v1_DimRange),
+               "WriteNode.ranges bound");
+_Static_assert(FIELD_SIZE(nnedit_v1_Trace, name) == NNE_CLIENT_TRACE_NAME_MAX &&
+                   FIELD_SIZE(nnedit_v1_TraceResult, name) ==
+                       NNE_CLIENT_TRACE_NAME_MAX &&
+                   FIELD_SIZE(nnedit_v1_TraceResult, backend_key) ==
+                       NNE_CLIENT_BACKEND_KEY_MAX,
+               "Trace.name, TraceResult.name, TraceResult.backend_key bounds");
+_Static_assert(FIELD_SIZE(nnedit_v1_TraceRequest, model) ==
+                       NNE_CLIENT_MODEL_NAME_MAX &&
+                   FIELD_SIZE(nnedit_v1_TraceRequest, edit_set) ==
+                       NNE_CLIENT_EDIT_SET_ID_MAX,
+               "TraceRequest.model, TraceRequest.edit_set bounds");
+_Static_assert(nnedit_v1_Arg_node_tag == NNE_CLIENT_ARG_NODE &&
+                   nnedit_v1_Arg_module_tag == NNE_CLIENT_ARG_MODULE &&
+                   nnedit_v1_IndexItem_index_tag == NNE_CLIENT_INDEX_INT &&
+                   nnedit_v1_IndexItem_newaxis_tag == NNE_CLIENT_INDEX_NEWAXIS,
+               "Arg and IndexItem member tags");
+
+static void ig_node_clear(ig_node_t *n) {
+  size_t k;
+  free(n->str);
+  free(n->ranges);
+  for (k = 0; k < n->n_args; k++)
+    free(n->args[k].module);
+  free(n->args);
+  free(n->items);
+  nne_client_tensor_free(&n->tensor);
+  memset(n, 0, sizeof *n);
+}
+
+nne_client_igraph_t *nne_client_igraph_new(void) {
+  return calloc(1, sizeof(nne_client_igraph_t));
+}
+
+void nne_client_igraph_free(nne_client_igraph_t *g) {
+  size_t i;
+  if (g == NULL)
+    return;
+  for (i = 0; i < g->n; i++)
+    ig_node_clear(&g->nodes[i]);
+  free(g->nodes);
+  free(g);
+}
+
+int nne_client_igraph_error(const nne_client_igraph_t *g,
+                            nne_client_err_t *err) {
+  if (g == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "igraph: graph is NULL");
+  if (g->err.code == 0)
+    return 0;
+  if (err != NULL)
+    *err = g->err;
+  return -g->err.code;
+}
+
+size_t nne_client_igraph_size(const nne_client_igraph_t *g) {
+  return g ? g->n : 0;
+}
+
+/* The id the node being added will get. */
+static uint32_t ig_id(const nne_client_igraph_t *g) {
+  return g->next_id ? g->next_id : g->max_id + 1;
+}
+
+/* Records the first error of the graph (the node being added, `what`, and
+ * the reason) and returns its -code. */
+static int ig_fail(nne_client_igraph_t *g, int code, const char *what,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int ig_fail(nne_client_igraph_t *g, int code, const char *what,
+                   const char *fmt, ...) {
+  va_list ap;
+  size_t n;
+  if (g->err.code != 0)
+    return -g->err.code;
+  g->err.code = code;
+  n = (size_t)snprintf(g->err.message, sizeof g->err.message,
+                       "node %" PRIu32 " (%s): ", ig_id(g), what);
+  if (n < sizeof g->err.message) {
+    va_start(ap, fmt);
+    vsnprintf(g->err.message + n, sizeof g->err.message - n, fmt, ap);
+    va_end(ap);
+  }
+  return -code;
+}
+
+/* A graph that may take one more node: non-NULL, no error so far, an id
+ * left and room. Returns 0 or -code. */
+static int ig_begin(nne_client_igraph_t *g, const char *what) {
+  if (g == NULL)
+    return -NNE_CLIENT_INVALID_ARGUMENT;
+  if (g->err.code != 0)
+    return -g->err.code;
+  if (ig_id(g) > NNE_CLIENT_MAX_NODE_ID)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                   "no node ids left (the largest is %d)",
+                   NNE_CLIENT_MAX_NODE_ID);
+  if (!grow((void **)&g->nodes, &g->cap, g->n, SIZE_MAX / sizeof *g->nodes,
+            sizeof *g->nodes))
+    return ig_fail(g, NNE_CLIENT_RESOURCE_EXHAUSTED, what, "out of memory");
+  return 0;
+}
+
+/* Adds *n (whose allocations the graph now owns) under the next id. */
+static int ig_add(nne_client_igraph_t *g, ig_node_t *n) {
+  n->id = ig_id(g);
+  g->nodes[g->n++] = *n;
+  if (n->id > g->max_id)
+    g->max_id = n->id;
+  g->next_id = 0;
+  return (int)n->id;
+}
+
+/* A string argument: non-NULL, non-empty, shorter than cap; copied into
+ * *out. */
+static int ig_str(nne_client_igraph_t *g, const char *what, const char *field,
+                  const char *s, size_t cap, char **out) {
+  if (s == NULL || s[0] == '\0')
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what, "%s is %s", field,
+                   s == NULL ? "NULL" : "empty");
+  if (strlen(s) >= cap)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                   "%s '%.64s...' is longer than %zu bytes", field, s, cap - 1);
+  if ((*out = strdup(s)) == NULL)
+    return ig_fail(g, NNE_CLIENT_RESOURCE_EXHAUSTED, what, "out of memory");
+  return 0;
+}
+
+/* A node named as input: an id some call returned. */
+static int ig_ref_id(nne_client_igraph_t *g, const char *what,
+                     const char *field, int id, uint32_t *out) {
+  if (id < 0)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                   "%s is %d, the status of a failed call, not a node id",
+                   field, id);
+  if (id == 0)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                   "%s is 0, never a node id", field);
+  *out = (uint32_t)id;
+  return 0;
+}
+
+static int ig_invoke(nne_client_igraph_t *g, const char *what, int invoke,
+                     int32_t *out) {
+  if (invoke < NNE_CLIENT_INVOKE_ALL)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                   "invoke %d (an invoke's index, or -1 for the whole batch)",
+                   invoke);
+  *out = (int32_t)invoke;
+  return 0;
+}
+
+int nne_client_igraph_next_id(nne_client_igraph_t *g, int id) {
+  size_t i;
+  int rc;
+  if ((rc = ig_begin(g, "next_id")) < 0)
+    return rc;
+  if (id <= 0)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, "next_id",
+                   "id %d: ids are 1 to %d", id, NNE_CLIENT_MAX_NODE_ID);
+  for (i = 0; (uint32_t)id <= g->max_id && i < g->n; i++)
+    if (g->nodes[i].id == (uint32_t)id)
+      return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, "next_id",
+                     "id %d is already in use", id);
+  g->next_id = (uint32_t)id;
+  return 0;
+}
+
+int nne_client_igraph_read(nne_client_igraph_t *g, const char *site,
+                           int invoke) {
+  ig_node_t n;
+  int rc;
+  if ((rc = ig_begin(g, "read")) < 0)
+    return rc;
+  memset(&n, 0, sizeof n);
+  n.kind = IG_READ;
+  if ((rc = ig_invoke(g, "read", invoke, &n.invoke)) < 0 ||
+      (rc = ig_str(g, "read", "site", site, NNE_CLIENT_SITE_MAX, &n.str)) < 0)
+    return rc;
+  return ig_add(g, &n);
+}
+
+int nne_client_igraph_write(nne_client_igraph_t *g, const char *site, int value,
+                            int invoke, const nne_client_dim_range_t *ranges,
+                            size_t n_ranges) {
+  ig_node_t n;
+  int rc;
+  if ((rc = ig_begin(g, "write")) < 0)
+    return rc;
+  memset(&n, 0, sizeof n);
+  n.kind = IG_WRITE;
+  if ((rc = ig_ref_id(g, "write", "value", value, &n.value)) < 0 ||
+      (rc = ig_invoke(g, "write", invoke, &n.invoke)) < 0)
+    return rc;
+  if (n_ranges > NNE_CLIENT_MAX_RANGES)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, "write",
+                   "%zu ranges, more than %d", n_ranges, NNE_CLIENT_MAX_RANGES);
+  if (n_ranges > 0 && ranges == NULL)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, "write",
+                   "ranges is NULL with n_ranges %zu", n_ranges);
+  if ((rc = ig_str(g, "write", "site", site, NNE_CLIENT_SITE_MAX, &n.str)) < 0)
+    return rc;
+  if (n_ranges > 0) {
+    n.ranges = malloc(n_ranges * sizeof *n.ranges);
+    if (n.ranges == NULL) {
+      ig_node_clear(&n);
+      return ig_fail(g, NNE_CLIENT_RESOURCE_EXHAUSTED, "write",
+                     "out of memory");
+    }
+    memcpy(n.ranges, ranges, n_ranges * sizeof *n.ranges);
+    n.n_ranges = n_ranges;
+  }
+  return ig_add(g, &n);
+}
+
+nne_client_arg_t nne_client_arg_node(int id) {
+  nne_client_arg_t a = {.kind = NNE_CLIENT_ARG_NODE, .node = id};
+  return a;
+}
+
+nne_client_arg_t nne_client_arg_scalar(double v) {
+  nne_client_arg_t a = {.kind = NNE_CLIENT_ARG_SCALAR, .scalar = v};
+  return a;
+}
+
+nne_client_arg_t nne_client_arg_int(int64_t v) {
+  nne_client_arg_t a = {.kind = NNE_CLIENT_ARG_INT, .integer = v};
+  return a;
+}
+
+nne_client_arg_t nne_client_arg_ints(const int64_t *v, size_t n) {
+  nne_client_arg_t a = {.kind = NNE_CLIENT_ARG_INTS, .ints = v, .n_ints = n};
+  return a;
+}
+
+nne_client_arg_t nne_client_arg_bool(bool v) {
+  nne_client_arg_t a = {.kind = NNE_CLIENT_ARG_BOOL, .boolean = v};
+  return a;
+}
+
+nne_client_arg_t nne_client_arg_dtype(nne_client_dtype_t dtype) {
+  nne_client_arg_t a = {.kind = NNE_CLIENT_ARG_DTYPE, .dtype = dtype};
+  return a;
+}
+
+nne_client_arg_t nne_client_arg_module(const char *module) {
+  nne_client_arg_t a = {.kind = NNE_CLIENT_ARG_MODULE, .module = module};
+  return a;
+}
+
+nne_client_arg_t nne_client_arg_kw(const char *name, nne_client_arg_t a) {
+  a.name = name;
+  return a;
+}
+
+nne_client_index_item_t nne_client_idx(int64_t i) {
+  nne_client_index_item_t it = {.kind = NNE_CLIENT_INDEX_INT, .index = i};
+  return it;
+}
+
+nne_client_index_item_t nne_client_idx_slice(int64_t start, int64_t stop) {
+  return nne_client_idx_slice_ex(true, start, true, stop, 0);
+}
+
+nne_client_index_item_t nne_client_idx_slice_ex(bool has_start, int64_t start,
+                                                bool has_stop, int64_t stop,
+                                                int64_t step) {
+  nne_client_index_item_t it = {.kind = NNE_CLIENT_INDEX_SLICE,
+                                .start = has_start ? start : 0,
+                                .stop = has_stop ? stop : 0,
+                                .step = step,
+                                .has_start = has_start,
+                                .has_stop = has_stop};
+  return it;
+}
+
+nne_client_index_item_t nne_client_idx_all(void) {
+  return nne_client_idx_slice_ex(false, 0, false, 0, 0);
+}
+
+nne_client_index_item_t nne_client_idx_ellipsis(void) {
+  nne_client_index_item_t it = {.kind = NNE_CLIENT_INDEX_ELLIPSIS};
+  return it;
+}
+
+nne_client_index_item_t nne_client_idx_newaxis(void) {
+  nne_client_index_item_t it = {.kind = NNE_CLIENT_INDEX_NEWAXIS};
+  return it;
+}
+
+/* Copies argument a into *o, checking what the wire cannot carry. */
+static int ig_arg(nne_client_igraph_t *g, const char *what, size_t k,
+                  const nne_client_arg_t *a, ig_arg_t *o) {
+  char field[48];
+  snprintf(field, sizeof field, "args[%zu]", k);
+  o->kind = a->kind;
+  if (a->name != NULL && strlen(a->name) >= sizeof o->name)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                   "%s: keyword '%.40s...' is longer than %zu bytes", field,
+                   a->name, sizeof o->name - 1);
+  copy_str(o->name, sizeof o->name, a->name);
+  switch (a->kind) {
+  case NNE_CLIENT_ARG_NODE:
+    snprintf(field, sizeof field, "args[%zu].node", k);
+    return ig_ref_id(g, what, field, a->node, &o->node);
+  case NNE_CLIENT_ARG_SCALAR: o->scalar = a->scalar; return 0;
+  case NNE_CLIENT_ARG_INT: o->integer = a->integer; return 0;
+  case NNE_CLIENT_ARG_INTS:
+    if (a->n_ints > NNE_CLIENT_MAX_INTS)
+      return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                     "%s: %zu integers, more than %d", field, a->n_ints,
+                     NNE_CLIENT_MAX_INTS);
+    if (a->n_ints > 0 && a->ints == NULL)
+      return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                     "%s: ints is NULL with n_ints %zu", field, a->n_ints);
+    if (a->n_ints > 0)
+      memcpy(o->ints, a->ints, a->n_ints * sizeof *o->ints);
+    o->n_ints = a->n_ints;
+    return 0;
+  case NNE_CLIENT_ARG_BOOL: o->boolean = a->boolean; return 0;
+  case NNE_CLIENT_ARG_DTYPE:
+    if (nne_client_dtype_size(a->dtype) == 0)
+      return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                     "%s: unknown dtype %d", field, (int)a->dtype);
+    o->dtype = a->dtype;
+    return 0;
+  case NNE_CLIENT_ARG_MODULE:
+    return ig_str(g, what, field, a->module, NNE_CLIENT_SITE_MAX, &o->module);
+  default:
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                   "%s: unknown argument kind %d", field, (int)a->kind);
+  }
+}
+
+static int ig_item(nne_client_igraph_t *g, const char *what, size_t k,
+                   const nne_client_index_item_t *it) {
+  if (it->kind < NNE_CLIENT_INDEX_INT || it->kind > NNE_CLIENT_INDEX_NEWAXIS)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                   "items[%zu]: unknown index item kind %d", k, (int)it->kind);
+  return 0;
+}
+
+int nne_client_igraph_call(nne_client_igraph_t *g, const char *fn,
+                           const nne_client_arg_t *args, size_t n_args,
+                           const nne_client_index_item_t *items,
+                           size_t n_items) {
+  char what[48];
+  ig_node_t n;
+  size_t k;
+  int rc;
+
+  snprintf(what, sizeof what, "call '%.24s'", fn ? fn : "(null)");
+  if ((rc = ig_begin(g, what)) < 0)
+    return rc;
+  if (n_args > NNE_CLIENT_MAX_ARGS)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                   "%zu arguments, more than %d", n_args, NNE_CLIENT_MAX_ARGS);
+  if (n_items > NNE_CLIENT_MAX_INDEX_ITEMS)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                   "%zu index items, more than %d", n_items,
+                   NNE_CLIENT_MAX_INDEX_ITEMS);
+  if ((n_args > 0 && args == NULL) || (n_items > 0 && items == NULL))
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
+                   "%s is NULL with a count of %zu",
+                   n_args > 0 && args == NULL ? "args" : "items",
+                   n_args > 0 && args == NULL ? n_args : n_items);
+  memset(&n, 0, sizeof n);
+  n.kind = IG_CALL;
+  if ((rc = ig_str(g, what, "fn", fn, NNE_CLIENT_FN_MAX, &n.str)) < 0)
+    return rc;
+  if ((n_args > 0 && (n.args = calloc(n_args, sizeof *n.args)) == NULL) ||
+      (n_items > 0 && (n.items = malloc(n_items * sizeof *n.items)) == NULL)) {
+    ig_node_clear(&n);
+    return ig_fail(g, NNE_CLIENT_RESOURCE_EXHAUSTED, what, "out of memory");
+  }
+  for (k = 0; k < n_args; k++) {
+    /* Counted first, so that clearing frees a module copied halfway. */
+    n.n_args = k + 1;
+    if ((rc = ig_arg(g, what, k, &args[k], &n.args[k])) < 0) {
+      ig_node_clear(&n);
+      return rc;
+    }
+  }
+  for (k = 0; k < n_items; k++)
+    if ((rc = ig_item(g, what, k, &items[k])) < 0) {
+      ig_node_clear(&n);
+      return rc;
+    }
+  if (n_items > 0)
+    memcpy(n.items, items, n_items * sizeof *n.items);
+  n.n_items = n_items;
+  return ig_add(g, &n);
+}
+
+int nne_client_igraph_const_tensor(nne_client_igraph_t *g,
+                                   const nne_client_tensor_t *t) {
+  ig_node_t n;
+  uint64_t size;
+  size_t k;
+  int rc;
+  if ((rc = ig_begin(g, "constant")) < 0)
+    return rc;
+  if (t == NULL)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, "constant",
+                   "tensor is NULL");
+  if (nne_client_dtype_size(t->dtype) == 0)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, "constant",
+                   "unknown dtype %d", (int)t->dtype);
+  if (t->ndim > NNE_CLIENT_MAX_DIMS)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, "constant",
+                   "%zu dims, more than %d", t->ndim, NNE_CLIENT_MAX_DIMS);
+  for (k = 0; k < t->ndim; k++)
+    if (t->shape[k] < 0)
+      return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, "constant",
+                     "shape[%zu] is %" PRId64, k, t->shape[k]);
+  if (!tensor_size(t->dtype, t->shape, t->ndim, &size) || size != t->nbytes)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, "constant",
+                   "nbytes %zu is not numel(shape) * %zu", t->nbytes,
+                   nne_client_dtype_size(t->dtype));
+  if (t->nbytes > 0 && t->data == NULL)
+    return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, "constant", "data is NULL");
+  memset(&n, 0, sizeof n);
+  n.kind = IG_CONST;
+  n.tensor.dtype = t->dtype;
+  n.tensor.ndim = t->ndim;
+  memcpy(n.tensor.shape, t->shape, t->ndim * sizeof t->shape[0]);
+  n.tensor.nbytes = t->nbytes;
+  if (t->nbytes > 0) {
+    if ((n.tensor.data = malloc(t->nbytes)) == NULL)
+      return ig_fail(g, NNE_CLIENT_RESOURCE_EXHAUSTED, "constant",
+                     "cannot allocate %zu bytes", t->nbytes);
+    memcpy(n.tensor.data, t->data, t->nbytes);
+  }
+  return ig_add(g, &n);
+}
+
+int nne_client_igraph_const_scalar(nne_client_igraph_t *g, double v) {
+  ig_node_t n;
+  int rc;
+  if ((rc = ig_begin(g, "constant")) < 0)
+    return rc;
+  memset(&n, 0, sizeof n);
+  n.kind = IG_CONST;
+  n.use_scalar = true;
+  n.scalar = v;
+  return ig_add(g, &n);
+}
+
+int nne_client_igraph_save(nne_client_igraph_t *g, int value,
+                           const char *name) {
+  ig_node_t n;
+  int rc;
+  if ((rc = ig_begin(g, "save")) < 0)
+    return rc;
+  memset(&n, 0, sizeof n);
+  n.kind = IG_SAVE;
+  if ((rc = ig_ref_id(g, "save", "value", value, &n.value)) < 0 ||
+      (rc = ig_str(g, "save", "name", name, NNE_CLIENT_NAME_MAX, &n.str)) < 0)
+    return rc;
+  return ig_add(g, &n);
+}
+
+int nne_client_igraph_ref(nne_client_igraph_t *g, const char *name) {
+  ig_node_t n;
+  int rc;
+  if ((rc = ig_begin(g, "ref")) < 0)
+    return rc;
+  memset(&n, 0, sizeof n);
+  n.kind = IG_REF;
+  if ((rc = ig_str(g, "ref", "name", name, NNE_CLIENT_NAME_MAX, &n.str)) < 0)
+    return rc;
+  return ig_add(g, &n);
+}
+
+/* ---- trace --------------------------------------------------------------- */
+
+/* A save node of the request, for telling the streamed tensors apart: save
+ * names are unique in a request (checked before sending), so a tensor's
+ * name says which trace and node it belongs to. Sorted by name. */
+typedef struct trace_save {
+  const char *name;
+  size_t trace;
+  uint32_t node;
+  bool got;
+} trace_save_t;
+
+static int save_cmp(const void *a, const void *b) {
+  return strcmp(((const trace_save_t *)a)->name,
+                ((const trace_save_t *)b)->name);
+}
+
+/* What the tensor in progress is. */
+typedef enum trace_tensor_kind {
+  TT_NONE = 0,
+  TT_SAVE,   /* a save node of the current trace */
+  TT_LOGITS, /* the current trace's logits */
+  TT_EXTRA,  /* one of the edit set's saves */
+} trace_tensor_kind_t;
+
+typedef struct trace_dec {
+  const nne_client_trace_req_t *req;
+  nne_client_trace_results_t *out;
+  trace_save_t *saves; /* every save of the request, sorted by name */
+  size_t n_saves;
+  size_t *saves_of; /* saves_of[t]: the number of saves of trace t */
+  size_t *rows_of;  /* rows_of[t]: the number of rows of trace t */
+  /* The trace whose tensors and result come now: the results so far. */
+  size_t cur;
+  trace_tensor_kind_t kind; /* of the tensor in progress */
+  trace_save_t *save;       /* TT_SAVE: its entry */
+  size_t saved_cap;         /* room in out->traces[cur].saved */
+  size_t n_extra;           /* the edit set's saves of this trace so far */
+  /* Result of the current trace, while it is decoded. */
+  rows_dec_t rows;
+  size_t n_listed;    /* its `saved` entries matched so far */
+  bool listed_logits; /* its `saved` list named the logits */
+  nne_client__asm_t asm_;
+  nne_client_err_t aerr; /* a refusal by the reassembler */
+  dec_err_t e;
+} trace_dec_t;
+
+static bool trace_has_edit_set(const nne_client_trace_req_t *req) {
+  return req->edit_set != NULL && req->edit_set[0] != '\0';
+}
+
+static const char *trace_name(const nne_client_trace_req_t *req, size_t t) {
+  return req->traces[t].name != NULL ? req->traces[t].name : "";
+}
+
+/* Whether `name` is what trace t's logits stream as: "<name>/logits", or
+ * for an unnamed trace "<t>/logits" (its position in decimal). */
+static bool logits_name_ok(const nne_client_trace_req_t *req, size_t t,
+                           const char *name) {
+  char want[NNE_CLIENT_TRACE_NAME_MAX + sizeof "/logits"];
+  const char *tn = trace_name(req, t);
+  if (tn[0] != '\0')
+    snprintf(want, sizeof want, "%s/logits", tn);
+  else
+    snprintf(want, sizeof want, "%zu/logits", t);
+  return strcmp(name, want) == 0;
+}
+
+static trace_save_t *find_save(const trace_dec_t *st, const char *name) {
+  trace_save_t key;
+  key.name = name;
+  return st->n_saves == 0 ? NULL
+                          : bsearch(&key, st->saves, st->n_saves,
+                                    sizeof *st->saves, save_cmp);
+}
+
+/* TraceResult.saved: the tensors of this trace that came, in the order they
+ * came (the logits may be listed too, anywhere). */
+static bool trace_saved_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  trace_dec_t *st = *arg;
+  nne_client_trace_result_t *r;
+  char name[NNE_CLIENT_NAME_MAX];
+  size_t n = s->bytes_left, k = st->n_listed;
+  (void)f;
+  if (st->cur >= st->req->n_traces)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "a result after the %zu traces of the request",
+                    st->req->n_traces);
+  r = &st->out->traces[st->cur];
+  if (n >= sizeof name)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "traces[%zu] result: saved[%zu] is a name of %zu bytes, "
+                    "over a tensor name's bound of %zu",
+                    st->cur, k + st->listed_logits, n, sizeof name - 1);
+  if (!pb_read(s, (pb_byte_t *)name, n))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL, "traces[%zu] result: %s",
+                    st->cur, PB_GET_ERROR(s));
+  name[n] = '\0';
+  if (r->has_logits && !st->listed_logits &&
+      strcmp(name, r->logits.name) == 0) {
+    st->listed_logits = true;
+    return true;
+  }
+  if (k >= r->n_saved || strlen(name) != n ||
+      strcmp(name, r->saved[k].name) != 0)
+    return dec_fail(
+        &st->e, NNE_CLIENT_INTERNAL,
+        "traces[%zu] result: saved[%zu] is '%.200s', but %s%.200s%s", st->cur,
+        k + st->listed_logits, name,
+        k < r->n_saved ? "the tensor sent there was '"
+                       : "no such tensor was sent",
+        k < r->n_saved ? r->saved[k].name : "", k < r->n_saved ? "'" : "");
+  st->n_listed++;
+  return true;
+}
+
+static bool trace_rows_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  trace_dec_t *st = *arg;
+  void *rows = &st->rows;
+  if (st->cur >= st->req->n_traces)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "a result after the %zu traces of the request",
+                    st->req->n_traces);
+  return rows_dec(s, f, &rows);
+}
+
+/* Checks the result of the current trace (decoded into m, its rows and
+ * saved list already taken) and moves on to the next trace. */
+static bool trace_result_done(trace_dec_t *st, const nnedit_v1_TraceResult *m) {
+  nne_client_trace_result_t *r;
+  size_t t = st->cur, i;
+  if (t >= st->req->n_traces)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "a result after the %zu traces of the request",
+                    st->req->n_traces);
+  r = &st->out->traces[t];
+  if (m->trace != t)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "the result of traces[%zu] says it is of trace %" PRIu32, t,
+                    m->trace);
+  if (m->name[0] != '\0' && strcmp(m->name, trace_name(st->req, t)) != 0)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "the result of traces[%zu] ('%s') is named '%s'", t,
+                    trace_name(st->req, t), m->name);
+  if (nne_client__asm_active(&st->asm_))
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "the result of traces[%zu] came while tensor '%s' was "
+                    "incomplete (%" PRIu64 " of %zu bytes)",
+                    t, st->asm_.t.name, nne_client__asm_got(&st->asm_),
+                    st->asm_.t.nbytes);
+  for (i = 0; i < st->n_saves; i++)
+    if (st->saves[i].trace == t && !st->saves[i].got)
+      return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                      "traces[%zu]: save '%s' (node %" PRIu32
+                      ") was not sent before its result",
+                      t, st->saves[i].name, st->saves[i].node);
+  if (st->req->logits != NNE_CLIENT_LOGITS_NONE && !r->has_logits)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "traces[%zu]: logits were asked for and not sent", t);
+  if (st->n_listed != r->n_saved)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "the result of traces[%zu] lists %zu saved tensors, %zu "
+                    "were sent",
+                    t, st->n_listed, r->n_saved);
+  r->trace = m->trace;
+  copy_str(r->name, sizeof r->name, trace_name(st->req, t));
+  r->batch = m->batch;
+  r->seq_len = m->seq_len;
+  if (m->has_timing) {
+    r->timing.queue_ms = m->timing.queue_ms;
+    r->timing.compute_ms = m->timing.compute_ms;
+    r->timing.total_ms = m->timing.total_ms;
+  }
+  r->cache_hit = m->cache_hit;
+  memcpy(r->backend_key, m->backend_key, sizeof r->backend_key);
+  st->cur++;
+  st->saved_cap = 0;
+  st->n_extra = 0;
+  st->n_listed = 0;
+  st->listed_logits = false;
+  return true;
+}
+
+/* Which tensor a first chunk starts: a save of the current trace not yet
+ * received, its logits, or one of the edit set's saves. */
+static bool trace_tensor_begin(trace_dec_t *st, const char *name) {
+  size_t t = st->cur;
+  nne_client_trace_result_t *r = &st->out->traces[t];
+  trace_save_t *sv = find_save(st, name);
+  if (sv != NULL) {
+    if (sv->trace != t)
+      return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                      "tensor '%.200s' (a save of traces[%zu]) came among "
+                      "those of traces[%zu]",
+                      name, sv->trace, t);
+    if (sv->got)
+      return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                      "tensor '%.200s' was sent twice", name);
+    st->kind = TT_SAVE;
+    st->save = sv;
+    return true;
+  }
+  if (st->req->logits != NNE_CLIENT_LOGITS_NONE && !r->has_logits &&
+      logits_name_ok(st->req, t, name)) {
+    st->kind = TT_LOGITS;
+    return true;
+  }
+  if (trace_has_edit_set(st->req)) {
+    if (st->n_extra >= NNE_CLIENT_MAX_EDITS)
+      return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                      "traces[%zu]: more than %d saved tensors of the edit "
+                      "set",
+                      t, NNE_CLIENT_MAX_EDITS);
+    st->kind = TT_EXTRA;
+    return true;
+  }
+  return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                  "tensor '%.200s' is neither a save of traces[%zu] ('%s') "
+                  "nor %s",
+                  name, t, trace_name(st->req, t),
+                  st->req->logits != NNE_CLIENT_LOGITS_NONE
+                      ? "its logits"
+                      : "logits (none were asked for)");
+}
+
+/* After a chunk was decoded into c: checks it and feeds it on. */
+static bool trace_chunk_done(trace_dec_t *st) {
+  nne_client_trace_result_t *r;
+  size_t t = st->cur;
+  bool done;
+  if (t >= st->req->n_traces)
+    return dec_fail(&st->e, NNE_CLIENT_INTERNAL,
+                    "a tensor chunk after the result of the last trace");
+  r = &st->out->traces[t];
+  if (!nne_client__asm_active(&st->asm_) &&
+      !trace_tensor_begin(st, st->asm_.msg->name))
+    return false;
+  if (nne_client__asm_feed(&st->asm_, &done, &st->aerr) < 0)
+    return dec_fail(&st->e, st->aerr.code, "%s", st->aerr.message);
+  if (!done)
+    return true;
+  if (st->kind == TT_LOGITS) {
+    nne_client__asm_take(&st->asm_, &r->logits);
+    r->has_logits = true;
+  } else {
+    size_t max = st->saves_of[t] +
+                 (trace_has_edit_set(st->req) ? NNE_CLIENT_MAX_EDITS : 0);
+    if (!grow((void **)&r->saved, &st->saved_cap, r->n_saved, max,
+              sizeof *r->saved))
+      return dec_fail(&st->e, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+    nne_client__asm_take(&st->asm_, &r->saved[r->n_saved++]);
+    if (st->kind == TT_SAVE)
+      st->save->got = true;
+    else
+      st->n_extra++;
+  }
+  st->kind = TT_NONE;
+  st->save = NULL;
+  return true;
+}
+
+/* Encoding: the request's traces, each trace's invokes (each a list of
+ * rows and of mask rows) and nodes, one element at a time. Each level has
+ * its own state, so that a nested list never overwrites its parent's. */
+typedef struct trace_enc {
+  const nne_client_trace_req_t *req;
+  nne_pb_list_enc_t invokes, nodes; /* of the trace being encoded */
+  const nne_client_trace_t *trace;  /* that trace */
+  nne_pb_list_enc_t ids, mask;      /* of the invoke being encoded */
+  rows_enc_t rows;                  /* its rows */
+  const nne_client_igraph_t *graph; /* the trace's graph */
+  nne_pb_bytes_enc_t data;          /* a constant's bytes */
+} trace_enc_t;
+
+static bool fill_invoke(void *ctx, size_t i, void *msg) {
+  trace_enc_t *e = ctx;
+  const nne_client_invoke_t *inv = &e->trace->invokes[i];
+  nnedit_v1_Invoke *m = msg;
+  e->rows.rows = inv->rows;
+  e->rows.mask = inv->mask;
+  e->ids = (nne_pb_list_enc_t){inv->n_rows, fill_ids, &e->rows,
+                               sizeof(nnedit_v1_TokenRow)};
+  e->mask = (nne_pb_list_enc_t){inv->n_mask, fill_mask, &e->rows,
+                                sizeof(nnedit_v1_MaskRow)};
+  NNE_PB_ENC(m->input_ids, nne_pb_list_enc, &e->ids);
+  NNE_PB_ENC(m->attention_mask, nne_pb_list_enc, &e->mask);
+  return true;
+}
+
+static void fill_arg(const ig_arg_t *a, nnedit_v1_Arg *m) {
+  m->which_value = (pb_size_t)a->kind; /* the tags (static assert above) */
+  switch (a->kind) {
+  case NNE_CLIENT_ARG_NODE: m->value.node = a->node; break;
+  case NNE_CLIENT_ARG_SCALAR: m->value.scalar = a->scalar; break;
+  case NNE_CLIENT_ARG_INT: m->value.integer = a->integer; break;
+  case NNE_CLIENT_ARG_INTS:
+    m->value.ints.values_count = (pb_size_t)a->n_ints;
+    memcpy(m->value.ints.values, a->ints, a->n_ints * sizeof a->ints[0]);
+    break;
+  case NNE_CLIENT_ARG_BOOL: m->value.boolean = a->boolean; break;
+  case NNE_CLIENT_ARG_DTYPE: m->value.dtype = (nnedit_v1_DType)a->dtype; break;
+  case NNE_CLIENT_ARG_MODULE:
+    copy_str(m->value.module, sizeof m->value.module, a->module);
+    break;
+  }
+  memcpy(m->name, a->name, sizeof m->name);
+}
+
+static void fill_item(const nne_client_index_item_t *it,
+                      nnedit_v1_IndexItem *m) {
+  m->which_item = (pb_size_t)it->kind;
+  switch (it->kind) {
+  case NNE_CLIENT_INDEX_INT: m->item.index = it->index; break;
+  case NNE_CLIENT_INDEX_SLICE:
+    m->item.slice.start = it->has_start ? it->start : 0;
+    m->item.slice.stop = it->has_stop ? it->stop : 0;
+    m->item.slice.step = it->step;
+    m->item.slice.has_start = it->has_start;
+    m->item.slice.has_stop = it->has_stop;
+    break;
+  case NNE_CLIENT_INDEX_ELLIPSIS: m->item.ellipsis = true; break;
+  case NNE_CLIENT_INDEX_NEWAXIS: m->item.newaxis = true; break;
+  }
+}
+
+static bool fill_node(void *ctx, size_t i, void *msg) {
+  trace_enc_t *e = ctx;
+  const ig_node_t *n = &e->graph->nodes[i];
+  nnedit_v1_Node *m = msg; /* zeroed by nne_pb_list_enc */
+  size_t k;
+
+  m->id = n->id;
+  switch (n->kind) {
+  case IG_READ:
+    m->has_read = true;
+    copy_str(m->read.site, sizeof m->read.site, n->str);
+    m->read.invoke = n->invoke;
+    break;
+  case IG_WRITE:
+    m->has_write = true;
+    copy_str(m->write.site, sizeof m->write.site, n->str);
+    m->write.value = n->value;
+    m->write.invoke = n->invoke;
+    m->write.ranges_count = (pb_size_t)n->n_ranges;
+    for (k = 0; k < n->n_ranges; k++) {
+      m->write.ranges[k].dim = n->ranges[k].dim;
+      m->write.ranges[k].start = n->ranges[k].start;
+      m->write.ranges[k].stop = n->ranges[k].stop;
+    }
+    break;
+  case IG_CALL:
+    m->has_call = true;
+    copy_str(m->call.fn, sizeof m->call.fn, n->str);
+    m->call.args_count = (pb_size_t)n->n_args;
+    for (k = 0; k < n->n_args; k++)
+      fill_arg(&n->args[k], &m->call.args[k]);
+    m->call.index_items_count = (pb_size_t)n->n_items;
+    for (k = 0; k < n->n_items; k++)
+      fill_item(&n->items[k], &m->call.index_items[k]);
+    break;
+  case IG_CONST:
+    m->has_constant = true;
+    if (n->use_scalar) {
+      m->constant.use_scalar = true;
+      m->constant.scalar = n->scalar;
+    } else {
+      m->constant.has_tensor = true;
+      m->constant.tensor.dtype = (nnedit_v1_DType)n->tensor.dtype;
+      m->constant.tensor.shape_count = (pb_size_t)n->tensor.ndim;
+      memcpy(m->constant.tensor.shape, n->tensor.shape,
+             n->tensor.ndim * sizeof n->tensor.shape[0]);
+      /* Straight from the graph's copy into the outgoing message. */
+      e->data.p = n->tensor.data;
+      e->data.n = n->tensor.nbytes;
+      if (n->tensor.nbytes > 0)
+        NNE_PB_ENC(m->constant.tensor.data, nne_pb_bytes_enc, &e->data);
+    }
+    break;
+  case IG_SAVE:
+    m->has_save = true;
+    m->save.value = n->value;
+    copy_str(m->save.name, sizeof m->save.name, n->str);
+    break;
+  case IG_REF:
+    m->has_ref = true;
+    copy_str(m->ref.name, sizeof m->ref.name, n->str);
+    break;
+  }
+  return true;
+}
+
+static bool fill_trace(void *ctx, size_t i, void *msg) {
+  trace_enc_t *e = ctx;
+  const nne_client_trace_t *tr = &e->req->traces[i];
+  nnedit_v1_Trace *m = msg;
+  e->trace = tr;
+  e->graph = tr->graph;
+  copy_str(m->name, sizeof m->name, tr->name);
+  e->invokes = (nne_pb_list_enc_t){tr->n_invokes, fill_invoke, e,
+                                   sizeof(nnedit_v1_Invoke)};
+  e->nodes = (nne_pb_list_enc_t){tr->graph ? tr->graph->n : 0, fill_node, e,
+                                 sizeof(nnedit_v1_Node)};
+  NNE_PB_ENC(m->invokes, nne_pb_list_enc, &e->invokes);
+  NNE_PB_ENC(m->nodes, nne_pb_list_enc, &e->nodes);
+  return true;
+}
+
+/* Rows of one invoke or mask list: non-NULL where counted. */
+static int check_rows(const char *where, const nne_client_token_row_t *rows,
+                      size_t n_rows, const nne_client_mask_row_t *mask,
+                      size_t n_mask, size_t *max_mask, nne_client_err_t *err) {
+  size_t i;
+  if (n_rows > 0 && rows == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "trace: %s.rows is NULL with n_rows %zu", where, n_rows);
+  for (i = 0; i < n_rows; i++)
+    if (rows[i].n_ids > 0 && rows[i].ids == NULL)
+      return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                     "trace: %s.rows[%zu].ids is NULL", where, i);
+  if (n_mask > 0 && mask == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "trace: %s.mask is NULL with n_mask %zu", where, n_mask);
+  for (i = 0; i < n_mask; i++) {
+    if (mask[i].n_values > 0 && mask[i].values == NULL)
+      return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                     "trace: %s.mask[%zu].values is NULL", where, i);
+    if (mask[i].n_values > *max_mask)
+      *max_mask = mask[i].n_values;
+  }
+  return 0;
+}
+
+/* What cannot go on the wire, and the index of the request's saves (sorted;
+ * a name used twice is refused). Fills st->saves, saves_of, rows_of. */
+static int trace_check(const nne_client_trace_req_t *req, trace_dec_t *st,
+                       size_t *max_mask, nne_client_err_t *err) {
+  size_t t, i, k, n = 0;
+  int rc;
+  char where[64];
+
+  *max_mask = 0;
+  if ((rc = check_name("trace", req->model, NNE_CLIENT_MODEL_NAME_MAX, err)) <
+      0)
+    return rc;
+  if ((rc = check_opt_str("trace: edit_set", req->edit_set,
+                          NNE_CLIENT_EDIT_SET_ID_MAX, err)) < 0)
+    return rc;
+  if ((int)req->padding < 0 || (int)req->padding > NNE_CLIENT_PAD_RIGHT)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "trace: unknown padding %d", (int)req->padding);
+  if ((int)req->logits < 0 || (int)req->logits > NNE_CLIENT_LOGITS_ALL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "trace: unknown logits mode %d", (int)req->logits);
+  if (req->n_traces > 0 && req->traces == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                   "trace: traces is NULL with n_traces %zu", req->n_traces);
+  for (t = 0; t < req->n_traces; t++) {
+    const nne_client_trace_t *tr = &req->traces[t];
+    nne_client_err_t gerr;
+    snprintf(where, sizeof where, "trace: traces[%zu].name", t);
+    if ((rc = check_opt_str(where, tr->name, NNE_CLIENT_TRACE_NAME_MAX, err)) <
+        0)
+      return rc;
+    if (tr->n_invokes > 0 && tr->invokes == NULL)
+      return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                     "trace: traces[%zu].invokes is NULL with n_invokes %zu", t,
+                     tr->n_invokes);
+    for (i = 0; i < tr->n_invokes; i++) {
+      const nne_client_invoke_t *inv = &tr->invokes[i];
+      snprintf(where, sizeof where, "traces[%zu].invokes[%zu]", t, i);
+      if ((rc = check_rows(where, inv->rows, inv->n_rows, inv->mask,
+                           inv->n_mask, max_mask, err)) < 0)
+        return rc;
+      st->rows_of[t] += inv->n_rows;
+    }
+    if (tr->graph != NULL && nne_client_igraph_error(tr->graph, &gerr) < 0)
+      return err_set(err, gerr.code, "trace: traces[%zu].graph: %s", t,
+                     gerr.message);
+    for (i = 0; tr->graph != NULL && i < tr->graph->n; i++)
+      n += tr->graph->nodes[i].kind == IG_SAVE;
+  }
+  if (n > 0 && (st->saves = calloc(n, sizeof *st->saves)) == NULL)
+    return err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED, "trace: out of memory");
+  for (t = 0, k = 0; t < req->n_traces; t++) {
+    const nne_client_igraph_t *g = req->traces[t].graph;
+    for (i = 0; g != NULL && i < g->n; i++)
+      if (g->nodes[i].kind == IG_SAVE) {
+        st->saves[k].name = g->nodes[i].str;
+        st->saves[k].trace = t;
+        st->saves[k].node = g->nodes[i].id;
+        st->saves_of[t]++;
+        k++;
+      }
+  }
+  st->n_saves = n;
+  if (n > 1)
+    qsort(st->saves, n, sizeof *st->saves, save_cmp);
+  for (k = 1; k < n; k++)
+    if (strcmp(st->saves[k].name, st->saves[k - 1].name) == 0) {
+      const trace_save_t *a = &st->saves[k - 1], *b = &st->saves[k];
+      if (a->trace > b->trace || (a->trace == b->trace && a->node > b->node)) {
+        const trace_save_t *x = a;
+        a = b;
+        b = x;
+      }
+      return err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                     "trace: traces[%zu] node %" PRIu32
+                     ": save name '%.200s' is already the name of traces[%zu] "
+                     "node %" PRIu32 " (save names are unique in a request)",
+                     b->trace, b->node, b->name, a->trace, a->node);
+    }
+  return 0;
+}
+
+int nne_client_trace(nne_client_t *cli, const nne_client_trace_req_t *req,
+                     nne_client_trace_results_t *out, nne_client_err_t *err) {
+  nnedit_v1_TraceRequest preq = nnedit_v1_TraceRequest_init_zero;
+  nne_pb_list_enc_t traces;
+  trace_enc_t enc;
+  trace_dec_t st;
+  grpc_byte_buffer *bb = NULL, *msg;
+  rpc_t r;
+  size_t max_mask;
+  nne_client_err_t lerr;
+  int rc, local = 0;
+
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (cli == NULL || req == NULL || out == NULL)
+    return err_set(err, NNE_CLIENT_INVALID_ARGUMENT, "trace: NULL argument");
+  memset(&st, 0, sizeof st);
+  memset(&enc, 0, sizeof enc);
+  st.req = req;
+  st.out = out;
+  if (req->n_traces > 0 &&
+      ((st.saves_of = calloc(req->n_traces, sizeof *st.saves_of)) == NULL ||
+       (st.rows_of = calloc(req->n_traces, sizeof *st.rows_of)) == NULL)) {
+    rc = err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED, "trace: out of memory");
+    goto done;
+  }
+  if ((rc = trace_check(req, &st, &max_mask, err)) < 0)
+    goto done;
+
+  enc.req = req;
+  if (max_mask > 0 &&
+      (enc.rows.tmp = malloc(max_mask * sizeof *enc.rows.tmp)) == NULL) {
+    rc = err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED, "trace: out of memory");
+    goto done;
+  }
+  copy_str(preq.model, sizeof preq.model, req->model);
+  copy_str(preq.edit_set, sizeof preq.edit_set, req->edit_set);
+  traces = (nne_pb_list_enc_t){req->n_traces, fill_trace, &enc,
+                               sizeof(nnedit_v1_Trace)};
+  NNE_PB_ENC(preq.traces, nne_pb_list_enc, &traces);
+  preq.padding = (nnedit_v1_Padding)req->padding;
+  preq.top_k = req->top_k;
+  preq.logits = (nnedit_v1_LogitsMode)req->logits;
+  rc = encode_req(M_TRACE, nnedit_v1_TraceRequest_fields, &preq, &bb, err);
+  free(enc.rows.tmp);
+  if (rc < 0)
+    goto done;
+
+  /* One result per trace, zeroed, so that a failure halfway leaves nothing
+   * that trace_results_free would not find. */
+  if (req->n_traces > 0 &&
+      (out->traces = calloc(req->n_traces, sizeof *out->traces)) == NULL) {
+    grpc_byte_buffer_destroy(bb);
+    rc = err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED, "trace: out of memory");
+    goto done;
+  }
+  out->n_traces = req->n_traces;
+  st.rows.e = &st.e;
+  st.rows.max_top = req->top_k;
+  nne_client__asm_init(&st.asm_, cli->max_tensor_bytes);
+
+  if (rpc_start(&r, cli, M_TRACE, bb, deadline_in(cli->timeout_ms))) {
+    while (rpc_recv(&r, &msg) && msg != NULL) {
+      nnedit_v1_TraceResponse m;
+      char why[128] = "";
+      bool ok;
+      /* The result's rows go to the trace whose result this would be. */
+      memset(&m, 0, sizeof m);
+      nne_client__asm_arm(&st.asm_, &m.chunk);
+      if (st.cur < req->n_traces) {
+        st.rows.rows = &out->traces[st.cur].rows;
+        st.rows.n_rows = &out->traces[st.cur].n_rows;
+        st.rows.max_rows = st.rows_of[st.cur];
+        st.rows.cap = out->traces[st.cur].n_rows;
+      }
+      NNE_PB_DEC(m.result.rows, trace_rows_dec, &st);
+      NNE_PB_DEC(m.result.saved, trace_saved_dec, &st);
+      ok = nne_pb_decode_bb(msg, nnedit_v1_TraceResponse_fields, &m, why,
+                            sizeof why);
+      grpc_byte_buffer_destroy(msg);
+      if (!ok && nne_client__asm_error(&st.asm_, &st.aerr) < 0)
+        dec_fail(&st.e, st.aerr.code, "%s", st.aerr.message);
+      if (ok && m.has_result == m.has_chunk)
+        ok = dec_fail(&st.e, NNE_CLIENT_INTERNAL,
+                      "a TraceResponse with %s (one of result and chunk "
+                      "expected)",
+                      m.has_result ? "both a result and a chunk" : "neither");
+      if (ok && m.has_chunk)
+        ok = trace_chunk_done(&st);
+      if (ok && m.has_result)
+        ok = trace_result_done(&st, &m.result);
+      if (!ok) {
+        local = st.e.code
+                    ? err_set(&lerr, st.e.code, "Inference/Trace: %s", st.e.msg)
+                    : err_set(&lerr, NNE_CLIENT_INTERNAL,
+                              "Inference/Trace: undecodable reply: %s", why);
+        rpc_cancel(&r);
+        break;
+      }
+    }
+  }
+  grpc_byte_buffer_destroy(bb);
+  rc = rpc_finish(&r, err);
+  if (local < 0) {
+    if (err != NULL)
+      *err = lerr;
+    rc = local;
+  } else if (rc == 0) {
+    /* The server said OK: the stream must have been whole. */
+    if (nne_client__asm_active(&st.asm_))
+      rc = err_set(
+          err, NNE_CLIENT_INTERNAL,
+          "Inference/Trace: tensor '%s' cut short at %" PRIu64 " of %zu bytes",
+          st.asm_.t.name, nne_client__asm_got(&st.asm_), st.asm_.t.nbytes);
+    else if (st.cur < req->n_traces)
+      rc = err_set(err, NNE_CLIENT_INTERNAL,
+                   "Inference/Trace: the stream ended after %zu of %zu trace "
+                   "results",
+                   st.cur, req->n_traces);
+  }
+  nne_client__asm_reset(&st.asm_);
+done:
+  free(st.saves);
+  free(st.saves_of);
+  free(st.rows_of);
+  if (rc < 0)
+    nne_client_trace_results_free(out);
+  return rc;
+}
+
+void nne_client_trace_results_free(nne_client_trace_results_t *res) {
+  size_t t, i;
+  if (res == NULL)
+    return;
+  for (t = 0; t < res->n_traces; t++) {
+    nne_client_trace_result_t *r = &res->traces[t];
+    for (i = 0; i < r->n_rows; i++)
+      free(r->rows[i].top);
+    free(r->rows);
+    nne_client_tensor_free(&r->logits);
+    for (i = 0; i < r->n_saved; i++)
+      nne_client_tensor_free(&r->saved[i]);
+    free(r->saved);
+  }
+  free(res->traces);
+  memset(res, 0, sizeof *res);
+}
+
+const nne_client_tensor_t *
+nne_client_trace_results_saved(const nne_client_trace_results_t *res,
+                               const char *name) {
+  size_t t, i;
+  if (res == NULL || name == NULL)
+    return NULL;
+  for (t = 0; t < res->n_traces; t++)
+    for (i = 0; i < res->traces[t].n_saved; i++)
+      if (strcmp(res->traces[t].saved[i].name, name) == 0)
+        return &res->traces[t].saved[i];
+  return NULL;
 }
 
 /* ---- tensors ------------------------------------------------------------- */

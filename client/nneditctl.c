@@ -54,6 +54,9 @@ static const char *global_usage =
     "                                   module tree of a loaded model\n"
     "  sites MODEL [--module M] [--all] standard sites of a loaded model\n"
     "  forward MODEL --tokens 1,2,3 [--tokens ...] [--edit-set ID] [options]\n"
+    "  trace MODEL --tokens 1,2,3 [--invoke ...] --save SITE [options]\n"
+    "  trace [MODEL] -f TRACE.json      traced forward passes: read, write,\n"
+    "                                   compute on and save values at sites\n"
     "  edits apply MODEL -f EDITS.json [--label L]\n"
     "                                   create an edit set; prints its id\n"
     "  edits list [MODEL] | edits get ID | edits drop ID\n"
@@ -1162,17 +1165,17 @@ static int make_save_dir(const char *dir) {
   return 0;
 }
 
-static json_t *saved_json(const nne_client_forward_result_t *res,
+static json_t *saved_json(const nne_client_tensor_t *saved, size_t n_saved,
                           char *const *files, bool values) {
   json_t *arr = json_array();
   size_t i;
-  for (i = 0; i < res->n_saved; i++) {
-    const nne_client_tensor_t *t = &res->saved[i];
-    json_t *o = json_pack(
-        "{s:s, s:s, s:o, s:I, s:o}", "name", t->name, "dtype",
-        nne_client_dtype_name(t->dtype), "shape", shape_json(t), "nbytes",
-        (json_int_t)t->nbytes, "file",
-        files && files[i] ? json_string(files[i]) : json_null());
+  for (i = 0; i < n_saved; i++) {
+    const nne_client_tensor_t *t = &saved[i];
+    json_t *o =
+        json_pack("{s:s, s:s, s:o, s:I, s:o}", "name", t->name, "dtype",
+                  nne_client_dtype_name(t->dtype), "shape", shape_json(t),
+                  "nbytes", (json_int_t)t->nbytes, "file",
+                  files && files[i] ? json_string(files[i]) : json_null());
     if (values && o != NULL)
       json_object_set_new(o, "values", values_json(t));
     json_array_append_new(arr, o);
@@ -1190,37 +1193,39 @@ static void shape_text(const nne_client_tensor_t *t, char *buf, size_t cap) {
   line_add(buf, cap, &n, "]");
 }
 
-static void saved_table(const nne_client_forward_result_t *res,
-                        char *const *files, bool values) {
+/* The saved tensors, one a line under "saved:", each line starting with
+ * `indent` (values, with --values, one level deeper). */
+static void saved_table(const nne_client_tensor_t *saved, size_t n_saved,
+                        char *const *files, bool values, const char *indent) {
   size_t i, wn = 0, ws = 0;
   char shape[200], line[1024];
-  if (res->n_saved == 0)
+  if (n_saved == 0)
     return;
-  for (i = 0; i < res->n_saved; i++) {
-    shape_text(&res->saved[i], shape, sizeof shape);
-    if (strlen(res->saved[i].name) > wn)
-      wn = strlen(res->saved[i].name);
+  for (i = 0; i < n_saved; i++) {
+    shape_text(&saved[i], shape, sizeof shape);
+    if (strlen(saved[i].name) > wn)
+      wn = strlen(saved[i].name);
     if (strlen(shape) > ws)
       ws = strlen(shape);
   }
-  printf("\nsaved:\n");
-  for (i = 0; i < res->n_saved; i++) {
-    const nne_client_tensor_t *t = &res->saved[i];
+  printf("\n%ssaved:\n", indent);
+  for (i = 0; i < n_saved; i++) {
+    const nne_client_tensor_t *t = &saved[i];
     shape_text(t, shape, sizeof shape);
-    snprintf(line, sizeof line, "  %-*s  %-8s  %-*s  %s%s", (int)wn, t->name,
-             nne_client_dtype_name(t->dtype), (int)ws, shape,
+    snprintf(line, sizeof line, "%s  %-*s  %-8s  %-*s  %s%s", indent, (int)wn,
+             t->name, nne_client_dtype_name(t->dtype), (int)ws, shape,
              files != NULL && files[i] != NULL ? "-> " : "",
              files != NULL && files[i] != NULL ? files[i] : "");
     print_trimmed(line);
     if (values) {
       json_t *v = values_json(t);
       if (json_is_null(v)) {
-        printf("    (%" PRIu64 " elements: values are shown up to %d)\n",
-               nne_client_tensor_numel(t), VALUES_MAX);
+        printf("%s    (%" PRIu64 " elements: values are shown up to %d)\n",
+               indent, nne_client_tensor_numel(t), VALUES_MAX);
       } else {
         char *txt = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY |
                                       JSON_REAL_PRECISION(9));
-        printf("    %s\n", txt ? txt : "?");
+        printf("%s    %s\n", indent, txt ? txt : "?");
         free(txt);
       }
       json_decref(v);
@@ -1228,47 +1233,73 @@ static void saved_table(const nne_client_forward_result_t *res,
   }
 }
 
-static json_t *forward_json(const char *model, const char *edit_set,
-                            const nne_client_forward_result_t *res,
-                            const char *saved) {
-  json_t *rows = json_array(), *logits;
+/* The top-k lists of a result's rows. */
+static json_t *rows_json(const nne_client_row_topk_t *rows, size_t n) {
+  json_t *arr = json_array();
   size_t i, k;
-  for (i = 0; i < res->n_rows; i++) {
-    const nne_client_row_topk_t *r = &res->rows[i];
+  for (i = 0; i < n; i++) {
+    const nne_client_row_topk_t *r = &rows[i];
     json_t *top = json_array();
     for (k = 0; k < r->n_top; k++)
       json_array_append_new(top, json_pack("{s:I, s:o, s:o}", "token_id",
                                            (json_int_t)r->top[k].token_id,
                                            "logit", json_num(r->top[k].logit),
                                            "prob", json_num(r->top[k].prob)));
-    json_array_append_new(rows, json_pack("{s:I, s:I, s:o}", "row",
-                                          (json_int_t)i, "position",
-                                          (json_int_t)r->position, "top", top));
+    json_array_append_new(arr, json_pack("{s:I, s:I, s:o}", "row",
+                                         (json_int_t)i, "position",
+                                         (json_int_t)r->position, "top", top));
   }
-  if (res->has_logits) {
-    json_t *shape = json_array();
-    for (i = 0; i < res->logits.ndim; i++)
-      json_array_append_new(shape, json_integer(res->logits.shape[i]));
-    logits = json_pack("{s:s, s:s, s:o, s:I, s:o}", "name", res->logits.name,
-                       "dtype", nne_client_dtype_name(res->logits.dtype),
-                       "shape", shape, "nbytes", (json_int_t)res->logits.nbytes,
-                       "file", saved ? json_string(saved) : json_null());
-  } else {
-    logits = json_null();
-  }
+  return arr;
+}
+
+/* {name, dtype, shape, nbytes, file} of a tensor (file: null if none). */
+static json_t *tensor_info_json(const nne_client_tensor_t *t,
+                                const char *file) {
+  return json_pack("{s:s, s:s, s:o, s:I, s:o}", "name", t->name, "dtype",
+                   nne_client_dtype_name(t->dtype), "shape", shape_json(t),
+                   "nbytes", (json_int_t)t->nbytes, "file",
+                   file ? json_string(file) : json_null());
+}
+
+static json_t *timing_json(const nne_client_timing_t *t) {
+  return json_pack("{s:o, s:o, s:o}", "queue_ms", json_num(t->queue_ms),
+                   "compute_ms", json_num(t->compute_ms), "total_ms",
+                   json_num(t->total_ms));
+}
+
+static json_t *forward_json(const char *model, const char *edit_set,
+                            const nne_client_forward_result_t *res,
+                            const char *saved) {
   return json_pack(
-      "{s:s, s:o, s:I, s:I, s:{s:o, s:o, s:o}, s:o, s:o}", "model", model,
-      "edit_set", edit_set ? json_string(edit_set) : json_null(), "batch",
+      "{s:s, s:o, s:I, s:I, s:o, s:o, s:o}", "model", model, "edit_set",
+      edit_set ? json_string(edit_set) : json_null(), "batch",
       (json_int_t)res->batch, "seq_len", (json_int_t)res->seq_len, "timing",
-      "queue_ms", json_num(res->timing.queue_ms), "compute_ms",
-      json_num(res->timing.compute_ms), "total_ms",
-      json_num(res->timing.total_ms), "rows", rows, "logits", logits);
+      timing_json(&res->timing), "rows", rows_json(res->rows, res->n_rows),
+      "logits",
+      res->has_logits ? tensor_info_json(&res->logits, saved) : json_null());
+}
+
+/* Each row's position and top-k table, lines starting with `indent`. */
+static void rows_table(const nne_client_row_topk_t *rows, size_t n,
+                       const char *indent) {
+  size_t i, k;
+  for (i = 0; i < n; i++) {
+    const nne_client_row_topk_t *r = &rows[i];
+    printf("\n%srow %zu  position %" PRIu32 "\n", indent, i, r->position);
+    if (r->n_top == 0)
+      continue;
+    printf("%s  %4s  %10s  %12s  %10s\n", indent, "RANK", "TOKEN", "LOGIT",
+           "PROB");
+    for (k = 0; k < r->n_top; k++)
+      printf("%s  %4zu  %10" PRId64 "  %12.5f  %10.6f\n", indent, k + 1,
+             r->top[k].token_id, r->top[k].logit, r->top[k].prob);
+  }
 }
 
 static void forward_table(const char *model, const char *edit_set,
                           const nne_client_forward_result_t *res,
                           const char *saved) {
-  size_t i, k;
+  size_t i;
   printf("model %s", model);
   if (edit_set != NULL)
     printf("  edit set %s", edit_set);
@@ -1276,16 +1307,7 @@ static void forward_table(const char *model, const char *edit_set,
          "  (queue %.2f ms, compute %.2f ms, total %.2f ms)\n",
          res->batch, res->seq_len, res->timing.queue_ms, res->timing.compute_ms,
          res->timing.total_ms);
-  for (i = 0; i < res->n_rows; i++) {
-    const nne_client_row_topk_t *r = &res->rows[i];
-    printf("\nrow %zu  position %" PRIu32 "\n", i, r->position);
-    if (r->n_top == 0)
-      continue;
-    printf("  %4s  %10s  %12s  %10s\n", "RANK", "TOKEN", "LOGIT", "PROB");
-    for (k = 0; k < r->n_top; k++)
-      printf("  %4zu  %10" PRId64 "  %12.5f  %10.6f\n", k + 1,
-             r->top[k].token_id, r->top[k].logit, r->top[k].prob);
-  }
+  rows_table(res->rows, res->n_rows, "");
   if (res->has_logits) {
     printf("\nlogits: %s [", nne_client_dtype_name(res->logits.dtype));
     for (i = 0; i < res->logits.ndim; i++)
@@ -1562,11 +1584,12 @@ static int run_forward(ctl_t *c, const cmd_t *self, int argc, char **argv) {
     json_t *doc =
         forward_json(model, edit_set, &res, res.has_logits ? save : NULL);
     if (doc != NULL)
-      json_object_set_new(doc, "saved", saved_json(&res, files, values));
+      json_object_set_new(doc, "saved",
+                          saved_json(res.saved, res.n_saved, files, values));
     rc = json_out(doc);
   } else {
     forward_table(model, edit_set, &res, res.has_logits ? save : NULL);
-    saved_table(&res, files, values);
+    saved_table(res.saved, res.n_saved, files, values, "");
   }
   nne_client_forward_result_free(&res);
 out:
@@ -1885,28 +1908,32 @@ static bool parse_span(edits_file_t *ef, const char *path, json_t *v,
                  path);
 }
 
-static bool add_range(edits_file_t *ef, size_t i, const char *path, int32_t dim,
+/* Appends {dim, start, stop} to out[0..*n-1] (at most one per dim). */
+static bool add_range(edits_file_t *ef, const char *path,
+                      nne_client_dim_range_t *out, size_t *n, int32_t dim,
                       int64_t start, int64_t stop) {
-  nne_client_edit_t *e = &ef->edits[i];
   size_t k;
-  for (k = 0; k < e->n_ranges; k++)
-    if (ef->ranges[i][k].dim == dim)
+  for (k = 0; k < *n; k++)
+    if (out[k].dim == dim)
       return ef_fail(ef, "%s: dim %d already has a range (one per dimension)",
                      path, (int)dim);
-  if (e->n_ranges == NNE_CLIENT_MAX_RANGES)
+  if (*n == NNE_CLIENT_MAX_RANGES)
     return ef_fail(ef, "%s: more than %d ranges", path, NNE_CLIENT_MAX_RANGES);
-  ef->ranges[i][e->n_ranges++] = (nne_client_dim_range_t){dim, start, stop};
+  out[(*n)++] = (nne_client_dim_range_t){dim, start, stop};
   return true;
 }
 
-static bool parse_ranges(edits_file_t *ef, size_t i, const char *epath,
-                         json_t *obj) {
+/* The "ranges" of obj and its shorthands "rows", "positions", "last" into
+ * out[0..*n-1] (room for NNE_CLIENT_MAX_RANGES). epath names obj. Shared by
+ * an edit and a trace's write node. */
+static bool parse_ranges(edits_file_t *ef, const char *epath, json_t *obj,
+                         nne_client_dim_range_t *out, size_t *n) {
   static const struct {
     const char *key;
     int32_t dim;
   } shorthands[] = {{"rows", 0}, {"positions", 1}, {"last", -1}};
   json_t *ranges = json_object_get(obj, "ranges"), *r;
-  char path[128];
+  char path[192];
   size_t k;
 
   if (ranges != NULL) {
@@ -1943,7 +1970,7 @@ static bool parse_ranges(edits_file_t *ef, size_t i, const char *epath,
       }
       if (dim < INT32_MIN || dim > INT32_MAX)
         return ef_fail(ef, "%s.dim: %" PRId64 " is out of range", path, dim);
-      if (!add_range(ef, i, path, (int32_t)dim, start, stop))
+      if (!add_range(ef, path, out, n, (int32_t)dim, start, stop))
         return false;
     }
   }
@@ -1954,7 +1981,7 @@ static bool parse_ranges(edits_file_t *ef, size_t i, const char *epath,
       continue;
     snprintf(path, sizeof path, "%s.%s", epath, shorthands[k].key);
     if (!parse_span(ef, path, v, &start, &stop) ||
-        !add_range(ef, i, path, shorthands[k].dim, start, stop))
+        !add_range(ef, path, out, n, shorthands[k].dim, start, stop))
       return false;
   }
   return true;
@@ -2258,7 +2285,7 @@ static bool parse_edit(edits_file_t *ef, size_t i, json_t *obj) {
                      NNE_CLIENT_NAME_MAX - 1);
     e->name = json_string_value(name);
   }
-  if (!parse_ranges(ef, i, path, obj))
+  if (!parse_ranges(ef, path, obj, ef->ranges[i], &e->n_ranges))
     return false;
   e->ranges = e->n_ranges ? ef->ranges[i] : NULL;
   return true;
@@ -2806,6 +2833,1292 @@ static const cmd_t edits_cmds[] = {
      NULL},
 };
 
+/* ---- trace ---------------------------------------------------------------
+ *
+ * One request (nne_client_trace_req_t) built either from flags (the simple
+ * form: invokes of --tokens rows, each --save SITE a read of the whole batch
+ * saved under the site's spelling) or from a JSON file (client/TRACE-JSON.md;
+ * 'nneditctl trace --help' has a summary). Everything the request borrows
+ * lives in a trace_file_t: the parsed document, the graphs, and the row
+ * arrays, which come from one list of allocations freed together. */
+
+typedef struct trace_file {
+  edits_file_t ef; /* the parse context: path, document, message */
+  const char *model, *edit_set;
+  nne_client_padding_t padding;
+  uint32_t top_k;
+  nne_client_logits_t logits;
+  bool has_padding, has_top_k, has_logits;
+  nne_client_trace_t *traces;
+  nne_client_igraph_t **graphs; /* graphs[i]: traces[i]'s (NULL: none) */
+  size_t n_traces;
+  void **allocs; /* everything else the request points to */
+  size_t n_allocs, cap_allocs;
+} trace_file_t;
+
+static void trace_file_free(trace_file_t *tf) {
+  size_t i;
+  for (i = 0; tf->graphs != NULL && i < tf->n_traces; i++)
+    nne_client_igraph_free(tf->graphs[i]);
+  free(tf->graphs);
+  free(tf->traces);
+  for (i = 0; i < tf->n_allocs; i++)
+    free(tf->allocs[i]);
+  free(tf->allocs);
+  edits_file_free(&tf->ef);
+  memset(tf, 0, sizeof *tf);
+}
+
+/* n zeroed bytes (at least one) that live as long as tf; NULL when memory
+ * runs out. */
+static void *tf_alloc(trace_file_t *tf, size_t n) {
+  void *p;
+  if (tf->n_allocs == tf->cap_allocs) {
+    size_t cap = tf->cap_allocs ? tf->cap_allocs * 2 : 32;
+    void **a = realloc(tf->allocs, cap * sizeof *a);
+    if (a == NULL)
+      return NULL;
+    tf->allocs = a;
+    tf->cap_allocs = cap;
+  }
+  if ((p = calloc(1, n ? n : 1)) != NULL)
+    tf->allocs[tf->n_allocs++] = p;
+  return p;
+}
+
+/* Room for n traces, each with a new (empty) graph. */
+static bool tf_traces(trace_file_t *tf, size_t n) {
+  size_t i;
+  tf->traces = calloc(n ? n : 1, sizeof *tf->traces);
+  tf->graphs = calloc(n ? n : 1, sizeof *tf->graphs);
+  if (tf->traces == NULL || tf->graphs == NULL)
+    return false;
+  tf->n_traces = n;
+  for (i = 0; i < n; i++) {
+    if ((tf->graphs[i] = nne_client_igraph_new()) == NULL)
+      return false;
+    tf->traces[i].graph = tf->graphs[i];
+  }
+  return true;
+}
+
+static bool parse_padding(const char *s, nne_client_padding_t *out) {
+  if (strcmp(s, "none") == 0)
+    *out = NNE_CLIENT_PAD_NONE;
+  else if (strcmp(s, "left") == 0)
+    *out = NNE_CLIENT_PAD_LEFT;
+  else if (strcmp(s, "right") == 0)
+    *out = NNE_CLIENT_PAD_RIGHT;
+  else
+    return false;
+  return true;
+}
+
+static bool parse_logits_mode(const char *s, nne_client_logits_t *out) {
+  if (strcmp(s, "none") == 0)
+    *out = NNE_CLIENT_LOGITS_NONE;
+  else if (strcmp(s, "last") == 0)
+    *out = NNE_CLIENT_LOGITS_LAST;
+  else if (strcmp(s, "all") == 0)
+    *out = NNE_CLIENT_LOGITS_ALL;
+  else
+    return false;
+  return true;
+}
+
+/* A string of 1 to cap - 1 bytes. */
+static bool json_str_in(edits_file_t *ef, const char *path, json_t *v,
+                        size_t cap, const char **out) {
+  if (!json_is_string(v) || json_string_length(v) == 0 ||
+      json_string_length(v) >= cap)
+    return ef_fail(ef, "%s: expected a string of 1 to %zu bytes", path,
+                   cap - 1);
+  if (strlen(json_string_value(v)) != json_string_length(v))
+    return ef_fail(ef, "%s: a string with a NUL", path);
+  *out = json_string_value(v);
+  return true;
+}
+
+/* Rows of integers in [lo, hi]: [[1, 2], [3]], or one flat row [1, 2, 3].
+ * *rows[i] points into one allocation of tf (int64 or int32 by `wide`). */
+static bool parse_int_rows(trace_file_t *tf, const char *path, json_t *v,
+                           int64_t lo, int64_t hi, bool wide, void ***rows,
+                           size_t **lens, size_t *n_rows) {
+  edits_file_t *ef = &tf->ef;
+  size_t r, k, n;
+  json_t *row, *x;
+  bool flat;
+
+  if (!json_is_array(v) || json_array_size(v) == 0)
+    return ef_fail(ef, "%s: expected a non-empty array of rows of integers",
+                   path);
+  flat = !json_is_array(json_array_get(v, 0));
+  n = flat ? 1 : json_array_size(v);
+  *rows = tf_alloc(tf, n * sizeof **rows);
+  *lens = tf_alloc(tf, n * sizeof **lens);
+  if (*rows == NULL || *lens == NULL)
+    return ef_fail(ef, "%s: out of memory", path);
+  for (r = 0; r < n; r++) {
+    char rpath[200];
+    row = flat ? v : json_array_get(v, r);
+    if (flat)
+      snprintf(rpath, sizeof rpath, "%s", path);
+    else
+      snprintf(rpath, sizeof rpath, "%s[%zu]", path, r);
+    if (!json_is_array(row))
+      return ef_fail(ef, "%s: expected an array of integers (a row)", rpath);
+    (*rows)[r] = tf_alloc(tf, json_array_size(row) * (wide ? 8 : 4));
+    if ((*rows)[r] == NULL)
+      return ef_fail(ef, "%s: out of memory", rpath);
+    json_array_foreach(row, k, x) {
+      int64_t val;
+      if (!json_int64(x, &val) || val < lo || val > hi)
+        return ef_fail(ef, "%s[%zu]: expected %s", rpath, k,
+                       wide ? "a token id (an integer)"
+                            : "a mask value (an int32: 1 token, 0 padding)");
+      if (wide)
+        ((int64_t *)(*rows)[r])[k] = val;
+      else
+        ((int32_t *)(*rows)[r])[k] = (int32_t)val;
+    }
+    (*lens)[r] = json_array_size(row);
+  }
+  *n_rows = n;
+  return true;
+}
+
+static bool parse_invoke(trace_file_t *tf, const char *tpath, size_t i,
+                         json_t *obj, nne_client_invoke_t *inv) {
+  static const char *const keys[] = {"tokens", "mask", NULL};
+  edits_file_t *ef = &tf->ef;
+  char path[160], fpath[180];
+  json_t *mask = json_object_get(obj, "mask");
+  void **rows;
+  size_t *lens, n, r;
+
+  snprintf(path, sizeof path, "%s.invokes[%zu]", tpath, i);
+  if (!json_is_object(obj))
+    return ef_fail(ef, "%s: expected an object {\"tokens\": [[...]]}", path);
+  if (!check_keys(ef, path, obj, keys))
+    return false;
+  snprintf(fpath, sizeof fpath, "%s.tokens", path);
+  if (!parse_int_rows(tf, fpath, json_object_get(obj, "tokens"), INT64_MIN,
+                      INT64_MAX, true, &rows, &lens, &n))
+    return false;
+  {
+    nne_client_token_row_t *tr = tf_alloc(tf, n * sizeof *tr);
+    if (tr == NULL)
+      return ef_fail(ef, "%s: out of memory", path);
+    for (r = 0; r < n; r++)
+      tr[r] = (nne_client_token_row_t){rows[r], lens[r]};
+    inv->rows = tr;
+    inv->n_rows = n;
+  }
+  if (mask != NULL) {
+    nne_client_mask_row_t *mr;
+    snprintf(fpath, sizeof fpath, "%s.mask", path);
+    if (!parse_int_rows(tf, fpath, mask, INT32_MIN, INT32_MAX, false, &rows,
+                        &lens, &n))
+      return false;
+    if ((mr = tf_alloc(tf, n * sizeof *mr)) == NULL)
+      return ef_fail(ef, "%s: out of memory", path);
+    for (r = 0; r < n; r++)
+      mr[r] = (nne_client_mask_row_t){rows[r], lens[r]};
+    inv->mask = mr;
+    inv->n_mask = n;
+  }
+  return true;
+}
+
+/* The ids of one trace's nodes, in file order, and sorted for look-ups. */
+typedef struct node_ids {
+  int *ids;    /* ids[k]: nodes[k]'s */
+  int *sorted; /* the same, ascending */
+  size_t n;
+} node_ids_t;
+
+static int int_cmp(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+/* A node named as input (an "id" of this trace). */
+static bool parse_node_ref(trace_file_t *tf, const char *path, json_t *v,
+                           const node_ids_t *ids, int *out) {
+  int64_t id;
+  int key;
+  if (!json_int64(v, &id) || id < 1 || id > NNE_CLIENT_MAX_NODE_ID)
+    return ef_fail(&tf->ef, "%s: expected a node id (an integer from 1)", path);
+  key = (int)id;
+  if (ids->n == 0 ||
+      bsearch(&key, ids->sorted, ids->n, sizeof key, int_cmp) == NULL)
+    return ef_fail(&tf->ef, "%s: no node %d in this trace", path, key);
+  *out = key;
+  return true;
+}
+
+/* An invoke index: an integer from -1 (the whole batch) below n_invokes,
+ * or "all"; default (absent) the whole batch. */
+static bool parse_invoke_ref(trace_file_t *tf, const char *path, json_t *v,
+                             size_t n_invokes, int *out) {
+  int64_t k;
+  *out = NNE_CLIENT_INVOKE_ALL;
+  if (v == NULL ||
+      (json_is_string(v) && strcmp(json_string_value(v), "all") == 0))
+    return true;
+  if (!json_int64(v, &k) || k < -1 || k >= (int64_t)n_invokes)
+    return ef_fail(&tf->ef,
+                   "%s: expected an invoke of this trace (0 to %zu) or -1 / "
+                   "\"all\" for the whole batch",
+                   path, n_invokes - 1);
+  *out = (int)k;
+  return true;
+}
+
+/* One argument: a bare number (integer: int, real: scalar), boolean or list
+ * of integers, or an object {kind: value} with an optional "name" (never in
+ * kwargs, whose key is the name). */
+static bool parse_arg(trace_file_t *tf, const char *path, json_t *v,
+                      const node_ids_t *ids, const char *kw,
+                      nne_client_arg_t *a) {
+  static const char *const kinds[] = {"node", "scalar", "int",    "ints",
+                                      "bool", "dtype",  "module", NULL};
+  static const char *const keys[] = {"node",  "scalar", "int",  "ints", "bool",
+                                     "dtype", "module", "name", NULL};
+  edits_file_t *ef = &tf->ef;
+  json_t *x = NULL, *name;
+  const char *kind = NULL;
+  char sub[224];
+  size_t k, found = 0;
+  int64_t iv;
+
+  memset(a, 0, sizeof *a);
+  a->name = kw;
+  if (json_is_integer(v)) {
+    *a = nne_client_arg_int((int64_t)json_integer_value(v));
+    a->name = kw;
+    return true;
+  }
+  if (json_is_real(v)) {
+    *a = nne_client_arg_scalar(json_real_value(v));
+    a->name = kw;
+    return true;
+  }
+  if (json_is_boolean(v)) {
+    *a = nne_client_arg_bool(json_is_true(v));
+    a->name = kw;
+    return true;
+  }
+  if (json_is_array(v)) {
+    kind = "ints";
+    x = v;
+  } else if (json_is_object(v)) {
+    if (!check_keys(ef, path, v, keys))
+      return false;
+    for (k = 0; kinds[k] != NULL; k++)
+      if (json_object_get(v, kinds[k]) != NULL) {
+        kind = kinds[k];
+        x = json_object_get(v, kinds[k]);
+        found++;
+      }
+    if (found != 1)
+      return ef_fail(ef,
+                     "%s: expected exactly one of node, scalar, int, ints, "
+                     "bool, dtype, module (found %zu)",
+                     path, found);
+    if ((name = json_object_get(v, "name")) != NULL) {
+      snprintf(sub, sizeof sub, "%s.name", path);
+      if (kw != NULL)
+        return ef_fail(ef, "%s: a keyword argument is named by its key", sub);
+      if (!json_str_in(ef, sub, name, NNE_CLIENT_ARG_NAME_MAX, &a->name))
+        return false;
+    }
+  } else {
+    return ef_fail(ef,
+                   "%s: expected a number, a boolean, a list of integers or "
+                   "an object such as {\"node\": 3}, {\"dtype\": \"float16\"}",
+                   path);
+  }
+  snprintf(sub, sizeof sub, "%s%s%s", path, x == v ? "" : ".",
+           x == v ? "" : kind);
+  a->kind = 0;
+  if (strcmp(kind, "node") == 0) {
+    a->kind = NNE_CLIENT_ARG_NODE;
+    return parse_node_ref(tf, sub, x, ids, &a->node);
+  }
+  if (strcmp(kind, "scalar") == 0) {
+    if (!json_is_number(x))
+      return ef_fail(ef, "%s: expected a number", sub);
+    a->kind = NNE_CLIENT_ARG_SCALAR;
+    a->scalar = json_number_value(x);
+    return true;
+  }
+  if (strcmp(kind, "int") == 0) {
+    if (!json_int64(x, &a->integer))
+      return ef_fail(ef, "%s: expected an integer", sub);
+    a->kind = NNE_CLIENT_ARG_INT;
+    return true;
+  }
+  if (strcmp(kind, "ints") == 0) {
+    int64_t *vals;
+    json_t *e;
+    if (!json_is_array(x) || json_array_size(x) > NNE_CLIENT_MAX_INTS)
+      return ef_fail(ef, "%s: expected a list of at most %d integers", sub,
+                     NNE_CLIENT_MAX_INTS);
+    if ((vals = tf_alloc(tf, json_array_size(x) * sizeof *vals)) == NULL)
+      return ef_fail(ef, "%s: out of memory", sub);
+    json_array_foreach(x, k, e) {
+      if (!json_int64(e, &iv))
+        return ef_fail(ef, "%s[%zu]: expected an integer", sub, k);
+      vals[k] = iv;
+    }
+    a->kind = NNE_CLIENT_ARG_INTS;
+    a->ints = vals;
+    a->n_ints = json_array_size(x);
+    return true;
+  }
+  if (strcmp(kind, "bool") == 0) {
+    if (!json_is_boolean(x))
+      return ef_fail(ef, "%s: expected true or false", sub);
+    a->kind = NNE_CLIENT_ARG_BOOL;
+    a->boolean = json_is_true(x);
+    return true;
+  }
+  if (strcmp(kind, "dtype") == 0) {
+    nne_client_err_t err;
+    if (!json_is_string(x))
+      return ef_fail(ef, "%s: expected a dtype name", sub);
+    if (nne_client_dtype_parse(json_string_value(x), &a->dtype, &err) < 0)
+      return ef_fail(ef, "%s: %s", sub, err.message);
+    a->kind = NNE_CLIENT_ARG_DTYPE;
+    return true;
+  }
+  a->kind = NNE_CLIENT_ARG_MODULE;
+  return json_str_in(ef, sub, x, NNE_CLIENT_SITE_MAX, &a->module);
+}
+
+/* One end of a slice: an integer, or null (open). */
+static bool slice_end(json_t *v, bool *has, int64_t *out) {
+  *has = false;
+  *out = 0;
+  if (v == NULL || json_is_null(v))
+    return true;
+  *has = true;
+  return json_int64(v, out);
+}
+
+/* A slice written as in Python: "a:b", ":", "-1:", "::2", "1:7:2". */
+static bool slice_text(const char *s, nne_client_index_item_t *it) {
+  int64_t v[3] = {0, 0, 0};
+  bool has[3] = {false, false, false};
+  int part = 0;
+  const char *p = s;
+  if (strchr(s, ':') == NULL)
+    return false;
+  for (;;) {
+    if (*p != ':' && *p != '\0') {
+      char *end;
+      errno = 0;
+      v[part] = strtoll(p, &end, 10);
+      if (errno != 0 || end == p)
+        return false;
+      has[part] = true;
+      p = end;
+    }
+    if (*p == '\0')
+      break;
+    if (*p != ':' || part == 2)
+      return false;
+    part++;
+    p++;
+  }
+  if (has[2] && v[2] == 0)
+    return false; /* Python refuses a zero step too */
+  *it = nne_client_idx_slice_ex(has[0], v[0], has[1], v[1], has[2] ? v[2] : 0);
+  return true;
+}
+
+/* One index item: an integer, "..." (or {"ellipsis": true}), null (or
+ * {"newaxis": true}), a slice {"slice": [start, stop(, step)]} with nulls
+ * for open ends, or a slice as text ("1:3", ":", "-1:", "::2"). */
+static bool parse_item(trace_file_t *tf, const char *path, json_t *v,
+                       nne_client_index_item_t *it) {
+  edits_file_t *ef = &tf->ef;
+  int64_t k;
+  if (json_int64(v, &k)) {
+    *it = nne_client_idx(k);
+    return true;
+  }
+  if (json_is_null(v)) {
+    *it = nne_client_idx_newaxis();
+    return true;
+  }
+  if (json_is_string(v)) {
+    const char *s = json_string_value(v);
+    if (strcmp(s, "...") == 0) {
+      *it = nne_client_idx_ellipsis();
+      return true;
+    }
+    if (slice_text(s, it))
+      return true;
+    return ef_fail(ef,
+                   "%s: '%.40s' is neither \"...\" nor a slice such as "
+                   "\"1:3\", \":\", \"-1:\", \"::2\"",
+                   path, s);
+  }
+  if (json_is_object(v) && json_object_size(v) == 1) {
+    json_t *x;
+    if ((x = json_object_get(v, "ellipsis")) != NULL && json_is_true(x)) {
+      *it = nne_client_idx_ellipsis();
+      return true;
+    }
+    if ((x = json_object_get(v, "newaxis")) != NULL && json_is_true(x)) {
+      *it = nne_client_idx_newaxis();
+      return true;
+    }
+    if ((x = json_object_get(v, "slice")) != NULL && json_is_array(x) &&
+        json_array_size(x) >= 1 && json_array_size(x) <= 3) {
+      bool hs, ht, hp;
+      int64_t a, b, c;
+      if (slice_end(json_array_get(x, 0), &hs, &a) &&
+          slice_end(json_array_get(x, 1), &ht, &b) &&
+          slice_end(json_array_get(x, 2), &hp, &c) && !(hp && c == 0)) {
+        *it = nne_client_idx_slice_ex(hs, a, ht, b, c);
+        return true;
+      }
+    }
+  }
+  return ef_fail(ef,
+                 "%s: expected an index (integer), \"...\", null (a new "
+                 "axis), a slice {\"slice\": [start, stop, step]} (null: "
+                 "open; step not 0) or \"start:stop:step\"",
+                 path);
+}
+
+static bool parse_call(trace_file_t *tf, const char *npath, json_t *obj,
+                       const node_ids_t *ids, nne_client_igraph_t *g) {
+  static const char *const keys[] = {"fn", "args", "kwargs", "index", NULL};
+  edits_file_t *ef = &tf->ef;
+  nne_client_arg_t args[NNE_CLIENT_MAX_ARGS];
+  nne_client_index_item_t items[NNE_CLIENT_MAX_INDEX_ITEMS];
+  json_t *jargs = json_object_get(obj, "args"),
+         *jkw = json_object_get(obj, "kwargs"),
+         *jidx = json_object_get(obj, "index"), *x;
+  char path[200], sub[256];
+  const char *fn, *key;
+  size_t n = 0, k;
+
+  snprintf(path, sizeof path, "%s.call", npath);
+  if (!json_is_object(obj))
+    return ef_fail(ef, "%s: expected an object {fn, args, kwargs, index}",
+                   path);
+  if (!check_keys(ef, path, obj, keys))
+    return false;
+  snprintf(sub, sizeof sub, "%s.fn", path);
+  if (!json_str_in(ef, sub, json_object_get(obj, "fn"), NNE_CLIENT_FN_MAX, &fn))
+    return false;
+  if (jargs != NULL && !json_is_array(jargs))
+    return ef_fail(ef, "%s.args: expected an array of arguments", path);
+  if (jkw != NULL && !json_is_object(jkw))
+    return ef_fail(ef, "%s.kwargs: expected an object {\"dim\": -1, ...}",
+                   path);
+  if (json_array_size(jargs) + json_object_size(jkw) > NNE_CLIENT_MAX_ARGS)
+    return ef_fail(ef, "%s: %zu arguments, more than %d", path,
+                   json_array_size(jargs) + json_object_size(jkw),
+                   NNE_CLIENT_MAX_ARGS);
+  json_array_foreach(jargs, k, x) {
+    snprintf(sub, sizeof sub, "%s.args[%zu]", path, k);
+    if (!parse_arg(tf, sub, x, ids, NULL, &args[n++]))
+      return false;
+  }
+  json_object_foreach(jkw, key, x) {
+    snprintf(sub, sizeof sub, "%s.kwargs.%.31s", path, key);
+    if (strlen(key) == 0 || strlen(key) >= NNE_CLIENT_ARG_NAME_MAX)
+      return ef_fail(ef, "%s.kwargs: a keyword of 1 to %d bytes expected", path,
+                     NNE_CLIENT_ARG_NAME_MAX - 1);
+    if (!parse_arg(tf, sub, x, ids, key, &args[n++]))
+      return false;
+  }
+  if (jidx != NULL && (!json_is_array(jidx) ||
+                       json_array_size(jidx) > NNE_CLIENT_MAX_INDEX_ITEMS))
+    return ef_fail(ef, "%s.index: expected an array of at most %d items", path,
+                   NNE_CLIENT_MAX_INDEX_ITEMS);
+  json_array_foreach(jidx, k, x) {
+    snprintf(sub, sizeof sub, "%s.index[%zu]", path, k);
+    if (!parse_item(tf, sub, x, &items[k]))
+      return false;
+  }
+  if (nne_client_igraph_call(g, fn, args, n, items, json_array_size(jidx)) <
+      0) {
+    /* What the builder refused that the checks above let through. */
+    nne_client_err_t err;
+    nne_client_igraph_error(g, &err);
+    return ef_fail(ef, "%s: %s", path, err.message);
+  }
+  return true;
+}
+
+static bool parse_node(trace_file_t *tf, const char *tpath, size_t i,
+                       json_t *obj, const node_ids_t *ids, size_t n_invokes,
+                       nne_client_igraph_t *g) {
+  static const char *const ops[] = {"read",     "write", "call",
+                                    "constant", "save",  "ref"};
+  edits_file_t *ef = &tf->ef;
+  char npath[160], path[200], sub[256];
+  const char *op = NULL, *str;
+  json_t *x = NULL;
+  size_t k, found = 0;
+  int rc = -1, value, invoke;
+
+  snprintf(npath, sizeof npath, "%s.nodes[%zu]", tpath, i);
+  for (k = 0; k < sizeof ops / sizeof ops[0]; k++)
+    if (json_object_get(obj, ops[k]) != NULL) {
+      op = ops[k];
+      x = json_object_get(obj, ops[k]);
+      found++;
+    }
+  if (found != 1)
+    return ef_fail(ef,
+                   "%s: expected exactly one of read, write, call, constant, "
+                   "save, ref (found %zu)",
+                   npath, found);
+  snprintf(path, sizeof path, "%s.%s", npath, op);
+  if (strcmp(op, "call") != 0 && !json_is_object(x))
+    return ef_fail(ef, "%s: expected an object", path);
+  nne_client_igraph_next_id(g, ids->ids[i]);
+  if (strcmp(op, "read") == 0) {
+    static const char *const rk[] = {"site", "invoke", NULL};
+    snprintf(sub, sizeof sub, "%s.site", path);
+    if (!check_keys(ef, path, x, rk) ||
+        !json_str_in(ef, sub, json_object_get(x, "site"), NNE_CLIENT_SITE_MAX,
+                     &str))
+      return false;
+    snprintf(sub, sizeof sub, "%s.invoke", path);
+    if (!parse_invoke_ref(tf, sub, json_object_get(x, "invoke"), n_invokes,
+                          &invoke))
+      return false;
+    rc = nne_client_igraph_read(g, str, invoke);
+  } else if (strcmp(op, "write") == 0) {
+    static const char *const wk[] = {"site", "value", "invoke",    "ranges",
+                                     "rows", "last",  "positions", NULL};
+    nne_client_dim_range_t ranges[NNE_CLIENT_MAX_RANGES];
+    size_t n_ranges = 0;
+    snprintf(sub, sizeof sub, "%s.site", path);
+    if (!check_keys(ef, path, x, wk) ||
+        !json_str_in(ef, sub, json_object_get(x, "site"), NNE_CLIENT_SITE_MAX,
+                     &str))
+      return false;
+    snprintf(sub, sizeof sub, "%s.value", path);
+    if (!parse_node_ref(tf, sub, json_object_get(x, "value"), ids, &value))
+      return false;
+    snprintf(sub, sizeof sub, "%s.invoke", path);
+    if (!parse_invoke_ref(tf, sub, json_object_get(x, "invoke"), n_invokes,
+                          &invoke) ||
+        !parse_ranges(ef, path, x, ranges, &n_ranges))
+      return false;
+    rc = nne_client_igraph_write(g, str, value, invoke, ranges, n_ranges);
+  } else if (strcmp(op, "call") == 0) {
+    return parse_call(tf, npath, x, ids, g);
+  } else if (strcmp(op, "constant") == 0) {
+    static const char *const ck[] = {"tensor", "scalar", NULL};
+    json_t *t = json_object_get(x, "tensor"), *s = json_object_get(x, "scalar");
+    if (!check_keys(ef, path, x, ck))
+      return false;
+    if ((t == NULL) == (s == NULL))
+      return ef_fail(ef, "%s: give exactly one of 'tensor' and 'scalar'", path);
+    if (s != NULL) {
+      if (!json_is_number(s))
+        return ef_fail(ef, "%s.scalar: expected a number", path);
+      rc = nne_client_igraph_const_scalar(g, json_number_value(s));
+    } else {
+      nne_client_tensor_t tensor;
+      if (!parse_tensor(ef, path, t, &tensor))
+        return false;
+      rc = nne_client_igraph_const_tensor(g, &tensor);
+      nne_client_tensor_free(&tensor); /* the graph has its own copy */
+    }
+  } else if (strcmp(op, "save") == 0) {
+    static const char *const sk[] = {"value", "name", NULL};
+    snprintf(sub, sizeof sub, "%s.value", path);
+    if (!check_keys(ef, path, x, sk) ||
+        !parse_node_ref(tf, sub, json_object_get(x, "value"), ids, &value))
+      return false;
+    snprintf(sub, sizeof sub, "%s.name", path);
+    if (!json_str_in(ef, sub, json_object_get(x, "name"), NNE_CLIENT_NAME_MAX,
+                     &str))
+      return false;
+    rc = nne_client_igraph_save(g, value, str);
+  } else {
+    static const char *const fk[] = {"name", NULL};
+    snprintf(sub, sizeof sub, "%s.name", path);
+    if (!check_keys(ef, path, x, fk) ||
+        !json_str_in(ef, sub, json_object_get(x, "name"), NNE_CLIENT_NAME_MAX,
+                     &str))
+      return false;
+    rc = nne_client_igraph_ref(g, str);
+  }
+  if (rc < 0) {
+    /* What the builder refused that the checks above let through. */
+    nne_client_err_t err;
+    nne_client_igraph_error(g, &err);
+    return ef_fail(ef, "%s: %s", path, err.message);
+  }
+  return true;
+}
+
+/* Node ids of a trace's "nodes": given ("id") or one more than the largest
+ * before; unique, 1 to 2^31 - 1. */
+static bool collect_ids(trace_file_t *tf, const char *tpath, json_t *nodes,
+                        node_ids_t *out) {
+  static const char *const keys[] = {"id",       "read", "write", "call",
+                                     "constant", "save", "ref",   NULL};
+  edits_file_t *ef = &tf->ef;
+  size_t k, n = json_array_size(nodes);
+  int64_t max = 0;
+  json_t *x;
+  char path[160];
+
+  out->n = n;
+  out->ids = tf_alloc(tf, n * sizeof *out->ids);
+  out->sorted = tf_alloc(tf, n * sizeof *out->sorted);
+  if (out->ids == NULL || out->sorted == NULL)
+    return ef_fail(ef, "%s.nodes: out of memory", tpath);
+  json_array_foreach(nodes, k, x) {
+    json_t *jid;
+    int64_t id;
+    snprintf(path, sizeof path, "%s.nodes[%zu]", tpath, k);
+    if (!json_is_object(x))
+      return ef_fail(ef, "%s: expected an object {\"id\": N, \"read\": ...}",
+                     path);
+    if (!check_keys(ef, path, x, keys))
+      return false;
+    jid = json_object_get(x, "id");
+    if (jid == NULL) {
+      id = max + 1;
+      if (id > NNE_CLIENT_MAX_NODE_ID)
+        return ef_fail(ef, "%s: no id left after %" PRId64, path, max);
+    } else if (!json_int64(jid, &id) || id < 1 || id > NNE_CLIENT_MAX_NODE_ID) {
+      return ef_fail(ef, "%s.id: expected an integer from 1 to %d", path,
+                     NNE_CLIENT_MAX_NODE_ID);
+    }
+    if (id > max)
+      max = id;
+    out->ids[k] = (int)id;
+  }
+  memcpy(out->sorted, out->ids, n * sizeof *out->ids);
+  qsort(out->sorted, n, sizeof *out->sorted, int_cmp);
+  for (k = 1; k < n; k++)
+    if (out->sorted[k] == out->sorted[k - 1]) {
+      size_t a, b;
+      for (a = 0; out->ids[a] != out->sorted[k]; a++)
+        ;
+      for (b = a + 1; out->ids[b] != out->sorted[k]; b++)
+        ;
+      return ef_fail(ef,
+                     "%s.nodes[%zu].id: %d is already the id of "
+                     "nodes[%zu]",
+                     tpath, b, out->sorted[k], a);
+    }
+  return true;
+}
+
+static bool parse_trace(trace_file_t *tf, size_t t, json_t *obj) {
+  static const char *const keys[] = {"name", "invokes", "nodes", NULL};
+  edits_file_t *ef = &tf->ef;
+  nne_client_trace_t *tr = &tf->traces[t];
+  nne_client_invoke_t *inv;
+  json_t *invokes = json_object_get(obj, "invokes"),
+         *nodes = json_object_get(obj, "nodes"), *x;
+  node_ids_t ids;
+  char path[64], sub[96];
+  size_t k;
+
+  snprintf(path, sizeof path, "traces[%zu]", t);
+  if (!json_is_object(obj))
+    return ef_fail(ef, "%s: expected an object {name, invokes, nodes}", path);
+  if (!check_keys(ef, path, obj, keys))
+    return false;
+  if (json_object_get(obj, "name") != NULL) {
+    snprintf(sub, sizeof sub, "%s.name", path);
+    if (!json_str_in(ef, sub, json_object_get(obj, "name"),
+                     NNE_CLIENT_TRACE_NAME_MAX, &tr->name))
+      return false;
+  }
+  if (!json_is_array(invokes) || json_array_size(invokes) == 0)
+    return ef_fail(ef,
+                   "%s.invokes: expected a non-empty array of invokes "
+                   "{\"tokens\": [[...]]}",
+                   path);
+  inv = tf_alloc(tf, json_array_size(invokes) * sizeof *inv);
+  if (inv == NULL)
+    return ef_fail(ef, "%s: out of memory", path);
+  json_array_foreach(invokes, k, x) {
+    if (!parse_invoke(tf, path, k, x, &inv[k]))
+      return false;
+  }
+  tr->invokes = inv;
+  tr->n_invokes = json_array_size(invokes);
+  if (nodes == NULL)
+    return true;
+  if (!json_is_array(nodes))
+    return ef_fail(ef, "%s.nodes: expected an array of nodes", path);
+  if (!collect_ids(tf, path, nodes, &ids))
+    return false;
+  json_array_foreach(nodes, k, x) {
+    if (!parse_node(tf, path, k, x, &ids, tr->n_invokes, tf->graphs[t]))
+      return false;
+  }
+  return true;
+}
+
+/* Save names are unique in a request: checked here so that a file that
+ * breaks the rule is a usage error naming both places. */
+typedef struct save_ref {
+  const char *name;
+  size_t trace, node;
+} save_ref_t;
+
+static int save_ref_cmp(const void *a, const void *b) {
+  const save_ref_t *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+  if (c != 0)
+    return c;
+  if (x->trace != y->trace)
+    return x->trace < y->trace ? -1 : 1;
+  return (x->node > y->node) - (x->node < y->node);
+}
+
+static bool check_save_names(trace_file_t *tf) {
+  json_t *traces = json_object_get(tf->ef.doc, "traces"), *tr, *nd;
+  save_ref_t *v = NULL;
+  size_t n = 0, cap = 0, t, k;
+  bool ok = true;
+  json_array_foreach(traces, t, tr) {
+    json_array_foreach(json_object_get(tr, "nodes"), k, nd) {
+      json_t *s = json_object_get(nd, "save");
+      if (s == NULL)
+        continue;
+      if (n == cap) {
+        save_ref_t *p;
+        cap = cap ? cap * 2 : 64;
+        if ((p = realloc(v, cap * sizeof *p)) == NULL) {
+          free(v);
+          return ef_fail(&tf->ef, "out of memory");
+        }
+        v = p;
+      }
+      v[n++] =
+          (save_ref_t){json_string_value(json_object_get(s, "name")), t, k};
+    }
+  }
+  if (n > 1)
+    qsort(v, n, sizeof *v, save_ref_cmp);
+  for (k = 1; k < n && ok; k++)
+    if (strcmp(v[k].name, v[k - 1].name) == 0)
+      ok = ef_fail(&tf->ef,
+                   "traces[%zu].nodes[%zu].save.name: '%.200s' is already "
+                   "saved by traces[%zu].nodes[%zu] (save names are unique in "
+                   "a request)",
+                   v[k].trace, v[k].node, v[k].name, v[k - 1].trace,
+                   v[k - 1].node);
+  free(v);
+  return ok;
+}
+
+/* Reads a trace file ("-" = stdin) into tf. False with tf->ef.msg. */
+static bool trace_file_load(trace_file_t *tf, const char *path) {
+  static const char *const keys[] = {"model",  "edit_set", "padding", "top_k",
+                                     "logits", "traces",   NULL};
+  edits_file_t *ef = &tf->ef;
+  json_error_t jerr;
+  json_t *traces, *x;
+  size_t t;
+
+  ef->path = path;
+  ef->doc = strcmp(path, "-") == 0
+                ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr)
+                : json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+  if (ef->doc == NULL && jerr.line < 1)
+    return ef_fail(ef, "%s", jerr.text);
+  if (ef->doc == NULL)
+    return ef_fail(ef, "line %d, column %d: %s", jerr.line, jerr.column,
+                   jerr.text);
+  if (!json_is_object(ef->doc))
+    return ef_fail(ef,
+                   "expected an object {\"model\": ..., \"traces\": [...]}");
+  if (!check_keys(ef, "", ef->doc, keys))
+    return false;
+  if ((x = json_object_get(ef->doc, "model")) != NULL &&
+      !json_str_in(ef, "model", x, NNE_CLIENT_MODEL_NAME_MAX, &tf->model))
+    return false;
+  if ((x = json_object_get(ef->doc, "edit_set")) != NULL &&
+      !json_str_in(ef, "edit_set", x, NNE_CLIENT_EDIT_SET_ID_MAX,
+                   &tf->edit_set))
+    return false;
+  if ((x = json_object_get(ef->doc, "padding")) != NULL) {
+    if (!json_is_string(x) ||
+        !parse_padding(json_string_value(x), &tf->padding))
+      return ef_fail(ef, "padding: expected \"none\", \"left\" or \"right\"");
+    tf->has_padding = true;
+  }
+  if ((x = json_object_get(ef->doc, "logits")) != NULL) {
+    if (!json_is_string(x) ||
+        !parse_logits_mode(json_string_value(x), &tf->logits))
+      return ef_fail(ef, "logits: expected \"none\", \"last\" or \"all\"");
+    tf->has_logits = true;
+  }
+  if ((x = json_object_get(ef->doc, "top_k")) != NULL) {
+    int64_t k;
+    if (!json_int64(x, &k) || k < 0 || k > UINT32_MAX)
+      return ef_fail(ef, "top_k: expected an integer from 0");
+    tf->top_k = (uint32_t)k;
+    tf->has_top_k = true;
+  }
+  traces = json_object_get(ef->doc, "traces");
+  if (!json_is_array(traces) || json_array_size(traces) == 0)
+    return ef_fail(ef, "traces: expected a non-empty array of traces");
+  if (!tf_traces(tf, json_array_size(traces)))
+    return ef_fail(ef, "out of memory");
+  json_array_foreach(traces, t, x) {
+    if (!parse_trace(tf, t, x))
+      return false;
+  }
+  return check_save_names(tf);
+}
+
+/* ---- trace: output ------------------------------------------------------- */
+
+/* Every tensor of the results, in order: per trace its saves, then its
+ * logits. */
+typedef struct out_tensor {
+  const nne_client_tensor_t *t;
+  size_t trace;
+} out_tensor_t;
+
+static size_t out_tensors(const nne_client_trace_results_t *res,
+                          out_tensor_t *v) {
+  size_t t, k, n = 0;
+  for (t = 0; t < res->n_traces; t++) {
+    for (k = 0; k < res->traces[t].n_saved; k++)
+      v[n++] = (out_tensor_t){&res->traces[t].saved[k], t};
+    if (res->traces[t].has_logits)
+      v[n++] = (out_tensor_t){&res->traces[t].logits, t};
+  }
+  return n;
+}
+
+static json_t *trace_json(const char *model, const char *edit_set,
+                          const nne_client_trace_results_t *res,
+                          char *const *files, bool values) {
+  json_t *arr = json_array();
+  size_t t, k = 0;
+  for (t = 0; t < res->n_traces; t++) {
+    const nne_client_trace_result_t *r = &res->traces[t];
+    json_t *o = json_pack(
+        "{s:I, s:o, s:I, s:I, s:b, s:s, s:o, s:o, s:o, s:o}", "trace",
+        (json_int_t)r->trace, "name",
+        r->name[0] ? json_string(r->name) : json_null(), "batch",
+        (json_int_t)r->batch, "seq_len", (json_int_t)r->seq_len, "cache_hit",
+        (int)r->cache_hit, "backend_key", r->backend_key, "timing",
+        timing_json(&r->timing), "rows", rows_json(r->rows, r->n_rows),
+        "logits",
+        r->has_logits
+            ? tensor_info_json(&r->logits, files ? files[k + r->n_saved] : NULL)
+            : json_null(),
+        "saved",
+        saved_json(r->saved, r->n_saved, files ? files + k : NULL, values));
+    json_array_append_new(arr, o);
+    k += r->n_saved + r->has_logits;
+  }
+  return json_pack("{s:s, s:o, s:o}", "model", model, "edit_set",
+                   edit_set ? json_string(edit_set) : json_null(), "traces",
+                   arr);
+}
+
+static void trace_table(const char *model, const char *edit_set,
+                        const nne_client_trace_results_t *res,
+                        char *const *files, bool values) {
+  size_t t, k = 0, i;
+  printf("model %s", model);
+  if (edit_set != NULL)
+    printf("  edit set %s", edit_set);
+  printf("  %zu trace%s\n", res->n_traces, res->n_traces == 1 ? "" : "s");
+  for (t = 0; t < res->n_traces; t++) {
+    const nne_client_trace_result_t *r = &res->traces[t];
+    printf("\ntrace %zu", t);
+    if (r->name[0] != '\0')
+      printf(" '%s'", r->name);
+    printf("  batch %" PRIu32 "  seq_len %" PRIu32 "  backend %.12s (cache "
+           "%s)\n  queue %.2f ms  compute %.2f ms  total %.2f ms\n",
+           r->batch, r->seq_len, r->backend_key[0] ? r->backend_key : "-",
+           r->cache_hit ? "hit" : "miss", r->timing.queue_ms,
+           r->timing.compute_ms, r->timing.total_ms);
+    rows_table(r->rows, r->n_rows, "  ");
+    saved_table(r->saved, r->n_saved, files ? files + k : NULL, values, "  ");
+    if (r->has_logits) {
+      const char *f = files ? files[k + r->n_saved] : NULL;
+      printf("\n  logits: %s %s [", r->logits.name,
+             nne_client_dtype_name(r->logits.dtype));
+      for (i = 0; i < r->logits.ndim; i++)
+        printf("%s%" PRId64, i ? ", " : "", r->logits.shape[i]);
+      printf("] %zu bytes%s%s\n", r->logits.nbytes, f ? " -> " : "",
+             f ? f : "");
+    }
+    k += r->n_saved + r->has_logits;
+  }
+}
+
+/* ---- trace: the command -------------------------------------------------- */
+
+/* The simple form's current invoke: rows and mask rows of --tokens and
+ * --mask since the last --invoke. */
+typedef struct flag_invoke {
+  rows_t ids, masks;
+} flag_invoke_t;
+
+/* Moves the flag invokes into tf's one trace, its graph reading and saving
+ * each site. */
+static bool simple_trace(trace_file_t *tf, flag_invoke_t *fi, size_t n_fi,
+                         const char *name, const char *const *sites,
+                         size_t n_sites) {
+  nne_client_trace_t *tr;
+  nne_client_invoke_t *inv;
+  size_t i, k;
+  if (!tf_traces(tf, 1))
+    return false;
+  tr = &tf->traces[0];
+  tr->name = name;
+  if ((inv = tf_alloc(tf, n_fi * sizeof *inv)) == NULL)
+    return false;
+  for (i = 0; i < n_fi; i++) {
+    nne_client_token_row_t *rows = tf_alloc(tf, fi[i].ids.n * sizeof *rows);
+    if (rows == NULL)
+      return false;
+    memcpy(rows, fi[i].ids.rows, fi[i].ids.n * sizeof *rows);
+    inv[i].rows = rows;
+    inv[i].n_rows = fi[i].ids.n;
+    if (fi[i].masks.n > 0) {
+      nne_client_mask_row_t *m = tf_alloc(tf, fi[i].masks.n * sizeof *m);
+      if (m == NULL)
+        return false;
+      for (k = 0; k < fi[i].masks.n; k++) {
+        size_t j, n = fi[i].masks.rows[k].n_ids;
+        int32_t *v = tf_alloc(tf, n * sizeof *v);
+        if (v == NULL)
+          return false;
+        for (j = 0; j < n; j++)
+          v[j] = (int32_t)fi[i].masks.ids[k][j];
+        m[k] = (nne_client_mask_row_t){v, n};
+      }
+      inv[i].mask = m;
+      inv[i].n_mask = fi[i].masks.n;
+    }
+  }
+  tr->invokes = inv;
+  tr->n_invokes = n_fi;
+  for (k = 0; k < n_sites; k++)
+    nne_client_igraph_save(
+        tf->graphs[0],
+        nne_client_igraph_read(tf->graphs[0], sites[k], NNE_CLIENT_INVOKE_ALL),
+        sites[k]);
+  return nne_client_igraph_error(tf->graphs[0], NULL) == 0;
+}
+
+static int run_trace(ctl_t *c, const cmd_t *self, int argc, char **argv) {
+  const char *model = NULL, *file = NULL, *save_dir = NULL, *edit_set = NULL,
+             *name = NULL, *val;
+  const char **sites = NULL;
+  flag_invoke_t *fi = NULL;
+  size_t n_fi = 0, n_sites = 0, k, n_outs = 0;
+  bool values = false, npy = false, simple = false, invoke_open = false;
+  nne_client_padding_t padding = NNE_CLIENT_PAD_NONE;
+  nne_client_logits_t logits = NNE_CLIENT_LOGITS_NONE;
+  bool has_padding = false, has_logits = false, has_top_k = false;
+  uint32_t top_k = 5;
+  trace_file_t tf;
+  nne_client_trace_req_t req;
+  nne_client_trace_results_t res;
+  nne_client_err_t err;
+  out_tensor_t *outs = NULL;
+  char **files = NULL;
+  int i, r, rc = 0;
+
+  memset(&tf, 0, sizeof tf);
+  memset(&res, 0, sizeof res);
+  sites = calloc((size_t)argc + 1, sizeof *sites);
+  fi = calloc((size_t)argc + 1, sizeof *fi);
+  if (sites == NULL || fi == NULL) {
+    rc = usage_error(self, "out of memory");
+    goto out;
+  }
+  n_fi = 1; /* the first invoke is implicit */
+  for (i = 0; i < argc; i++) {
+    int rt, rm;
+    if (is_help(argv[i])) {
+      rc = cmd_help(self);
+      goto out;
+    }
+    r = take_opt(argc, argv, &i, "--output", "-o", &val);
+    if (r == 0 && strncmp(argv[i], "-o", 2) == 0 && argv[i][2] != '\0') {
+      val = argv[i] + 2; /* -onpy */
+      r = 1;
+    }
+    if (r != 0) {
+      if (r > 0 && strcmp(val, "npy") == 0) {
+        npy = true;
+        c->json = false;
+      } else if (r > 0 &&
+                 (strcmp(val, "json") == 0 || strcmp(val, "table") == 0)) {
+        npy = false;
+        c->json = strcmp(val, "json") == 0;
+      } else {
+        rc = usage_error(self, "-o needs table, json or npy");
+        goto out;
+      }
+      continue;
+    }
+    rt = take_opt(argc, argv, &i, "--tokens", NULL, &val);
+    rm = rt ? 0 : take_opt(argc, argv, &i, "--mask", NULL, &val);
+    if (rt != 0 || rm != 0) {
+      bool is_mask = rm != 0;
+      int64_t *v;
+      size_t n;
+      if (rt < 0 || rm < 0) {
+        rc = usage_error(self, "%s needs a value", argv[i]);
+        goto out;
+      }
+      if (!parse_int_list(val, is_mask ? INT32_MIN : INT64_MIN,
+                          is_mask ? INT32_MAX : INT64_MAX, &v, &n)) {
+        rc = usage_error(self,
+                         "%s: '%s' is not a comma-separated list of "
+                         "integers",
+                         is_mask ? "--mask" : "--tokens", val);
+        goto out;
+      }
+      if (!rows_add(is_mask ? &fi[n_fi - 1].masks : &fi[n_fi - 1].ids, v, n)) {
+        free(v);
+        rc = usage_error(self, "out of memory");
+        goto out;
+      }
+      simple = true;
+      invoke_open = false;
+      continue;
+    }
+    if (strcmp(argv[i], "--invoke") == 0) {
+      /* Ends the current invoke and opens the next; a leading one opens
+       * the first. */
+      if (invoke_open) {
+        rc = usage_error(self, "an --invoke without --tokens after it");
+        goto out;
+      }
+      if (fi[n_fi - 1].ids.n > 0 || fi[n_fi - 1].masks.n > 0)
+        n_fi++;
+      invoke_open = true;
+      simple = true;
+      continue;
+    }
+    if ((r = take_opt(argc, argv, &i, "--save", NULL, &val)) != 0) {
+      if (r < 0 || *val == '\0') {
+        rc = usage_error(self, "--save needs a site name");
+        goto out;
+      }
+      if (strlen(val) >= NNE_CLIENT_NAME_MAX) {
+        rc =
+            usage_error(self, "--save: site '%.40s...' is longer than %d bytes",
+                        val, NNE_CLIENT_NAME_MAX - 1);
+        goto out;
+      }
+      for (k = 0; k < n_sites; k++)
+        if (strcmp(sites[k], val) == 0)
+          break;
+      if (k == n_sites) /* the same site twice is one save */
+        sites[n_sites++] = val;
+      simple = true;
+      continue;
+    }
+    if ((r = take_opt(argc, argv, &i, "--name", NULL, &name)) != 0) {
+      if (r < 0 || *name == '\0' || strlen(name) >= NNE_CLIENT_TRACE_NAME_MAX) {
+        rc = usage_error(self, "--name needs a name of 1 to %d bytes",
+                         NNE_CLIENT_TRACE_NAME_MAX - 1);
+        goto out;
+      }
+      simple = true;
+      continue;
+    }
+    if ((r = take_opt(argc, argv, &i, "--file", "-f", &file)) != 0) {
+      if (r < 0 || *file == '\0') {
+        rc = usage_error(self, "-f needs a file name ('-' = stdin)");
+        goto out;
+      }
+      continue;
+    }
+    if ((r = take_opt(argc, argv, &i, "--save-dir", NULL, &save_dir)) != 0) {
+      if (r < 0 || *save_dir == '\0') {
+        rc = usage_error(self, "--save-dir needs a directory");
+        goto out;
+      }
+      continue;
+    }
+    if ((r = take_opt(argc, argv, &i, "--edit-set", NULL, &edit_set)) != 0) {
+      if (r < 0 || *edit_set == '\0' ||
+          strlen(edit_set) >= NNE_CLIENT_EDIT_SET_ID_MAX) {
+        rc = usage_error(self,
+                         "--edit-set needs an edit set id of 1 to %d "
+                         "bytes",
+                         NNE_CLIENT_EDIT_SET_ID_MAX - 1);
+        goto out;
+      }
+      continue;
+    }
+    if ((r = take_opt(argc, argv, &i, "--top-k", NULL, &val)) != 0) {
+      if (r < 0 || !parse_u32(val, &top_k)) {
+        rc = usage_error(self, "--top-k needs a number from 0 to %" PRIu32,
+                         UINT32_MAX);
+        goto out;
+      }
+      has_top_k = true;
+      continue;
+    }
+    if ((r = take_opt(argc, argv, &i, "--pad", NULL, &val)) != 0) {
+      if (r < 0 || !parse_padding(val, &padding)) {
+        rc = usage_error(self, "--pad needs left, right or none");
+        goto out;
+      }
+      has_padding = true;
+      continue;
+    }
+    if ((r = take_opt(argc, argv, &i, "--logits", NULL, &val)) != 0) {
+      if (r < 0 || !parse_logits_mode(val, &logits)) {
+        rc = usage_error(self, "--logits needs none, last or all");
+        goto out;
+      }
+      has_logits = true;
+      continue;
+    }
+    if (strcmp(argv[i], "--values") == 0) {
+      values = true;
+      continue;
+    }
+    if (argv[i][0] == '-' && argv[i][1] != '\0') {
+      rc = usage_error(self, "unknown option '%s'", argv[i]);
+      goto out;
+    }
+    if (model != NULL) {
+      rc = usage_error(self, "unexpected argument '%s'", argv[i]);
+      goto out;
+    }
+    model = argv[i];
+  }
+  if (invoke_open) {
+    rc = usage_error(self, "an --invoke without --tokens after it");
+    goto out;
+  }
+  if (file != NULL && simple) {
+    rc = usage_error(self, "-f cannot be combined with --tokens, --mask, "
+                           "--invoke, --save or --name (the file has them)");
+    goto out;
+  }
+  if (file == NULL) {
+    for (k = 0; k < n_fi; k++)
+      if (fi[k].ids.n == 0) {
+        rc = usage_error(self, "at least one --tokens row is needed%s",
+                         n_fi > 1 ? " in each invoke" : "");
+        goto out;
+      }
+    if (model == NULL) {
+      rc = usage_error(self, "missing MODEL");
+      goto out;
+    }
+    if (!simple_trace(&tf, fi, n_fi, name, sites, n_sites)) {
+      rc = usage_error(self, "out of memory");
+      goto out;
+    }
+  } else if (!trace_file_load(&tf, file)) {
+    rc = usage_error(self, "%s: %s", file, tf.ef.msg);
+    goto out;
+  }
+  /* The command line overrides the file. */
+  if (model == NULL)
+    model = tf.model;
+  if (model == NULL) {
+    rc = usage_error(self, "missing MODEL (an argument, or \"model\" in the "
+                           "file)");
+    goto out;
+  }
+  if (strlen(model) >= NNE_CLIENT_MODEL_NAME_MAX) {
+    rc = usage_error(self, "MODEL: longer than %d bytes",
+                     NNE_CLIENT_MODEL_NAME_MAX - 1);
+    goto out;
+  }
+  memset(&req, 0, sizeof req);
+  req.model = model;
+  req.edit_set = edit_set != NULL ? edit_set : tf.edit_set;
+  req.traces = tf.traces;
+  req.n_traces = tf.n_traces;
+  req.padding = has_padding || !tf.has_padding ? padding : tf.padding;
+  req.top_k = has_top_k || !tf.has_top_k ? top_k : tf.top_k;
+  req.logits = has_logits || !tf.has_logits ? logits : tf.logits;
+  if (npy && save_dir == NULL)
+    save_dir = ".";
+  /* Before the call: a directory that cannot be made wastes no forward. */
+  if (save_dir != NULL && (rc = make_save_dir(save_dir)) != 0)
+    goto out;
+
+  if ((rc = connect_ctl(c)) != 0)
+    goto out;
+  if (nne_client_trace(c->cli, &req, &res, &err) < 0) {
+    rc = call_error(&err);
+    goto out;
+  }
+  for (k = 0; k < res.n_traces; k++)
+    n_outs += res.traces[k].n_saved + res.traces[k].has_logits;
+  outs = calloc(n_outs ? n_outs : 1, sizeof *outs);
+  if (outs == NULL) {
+    fputs("nneditctl: out of memory\n", stderr);
+    rc = 1;
+    goto out;
+  }
+  out_tensors(&res, outs);
+  if (save_dir != NULL) {
+    /* One file per tensor: names are unique in a request, and save_file
+     * keeps two that sanitize alike apart. */
+    if ((files = calloc(n_outs ? n_outs : 1, sizeof *files)) == NULL) {
+      fputs("nneditctl: out of memory\n", stderr);
+      rc = 1;
+      goto out;
+    }
+    for (k = 0; k < n_outs; k++) {
+      if ((files[k] = save_file(save_dir, outs[k].t->name, files, k)) == NULL) {
+        fputs("nneditctl: out of memory\n", stderr);
+        rc = 1;
+        goto out;
+      }
+      if (nne_client_tensor_write_npy(outs[k].t, files[k], &err) < 0) {
+        rc = call_error(&err);
+        goto out;
+      }
+    }
+  }
+  if (c->json)
+    rc = json_out(trace_json(model, req.edit_set, &res, files, values));
+  else
+    trace_table(model, req.edit_set, &res, files, values);
+out:
+  for (k = 0; files != NULL && k < n_outs; k++)
+    free(files[k]);
+  free(files);
+  free(outs);
+  nne_client_trace_results_free(&res);
+  trace_file_free(&tf);
+  for (k = 0; fi != NULL && k <= (size_t)argc; k++) {
+    rows_free(&fi[k].ids);
+    rows_free(&fi[k].masks);
+  }
+  free(fi);
+  free(sites);
+  return rc;
+}
+
 /* ---- graph --------------------------------------------------------------- */
 
 /* Colours by node kind (ANSI SGR), or none. */
@@ -3227,6 +4540,96 @@ static const cmd_t commands[] = {
      "       saved: [{name, dtype, shape, nbytes, file, values (--values;\n"
      "       null over 4096 elements)}]}\n",
      run_forward},
+    {"trace",
+     "usage: nneditctl trace MODEL --tokens 1,2,3 [--tokens ...] [--invoke "
+     "--tokens ...]\n"
+     "                       --save SITE [--save SITE ...] [options]\n"
+     "       nneditctl trace [MODEL] -f TRACE.json [options]\n"
+     "\n"
+     "Runs traced forward passes (Inference/Trace): the model runs once on\n"
+     "the rows of a trace's invokes, reading, computing on, writing and\n"
+     "saving values at sites along the way; the saved values come back as\n"
+     "tensors, with the top-k next tokens of each row.\n"
+     "\n"
+     "The simple form saves sites of one trace:\n"
+     "  --tokens IDS    one row of token ids (repeat for more rows)\n"
+     "  --mask VALUES   one row of the attention mask, 1 = token, 0 = padding\n"
+     "  --invoke        start a new invoke (batch group) for the --tokens\n"
+     "                  that follow; all invokes run in one forward\n"
+     "  --save SITE     read SITE for the whole batch and save it under that\n"
+     "                  spelling (repeat): layers.3.resid_post,\n"
+     "                  layers.0.self_attn.pattern, transformer.h.0.output, "
+     "...\n"
+     "  --name NAME     the trace's name (its logits stream as NAME/logits;\n"
+     "                  unnamed, as 0/logits)\n"
+     "\n"
+     "The file form (-f FILE, '-' = stdin) holds whole intervention graphs\n"
+     "and sessions of traces (client/TRACE-JSON.md has the details):\n"
+     "  {\"model\": \"gpt2-script\", \"padding\": \"left\", \"top_k\": 5,\n"
+     "   \"traces\": [{\"name\": \"clean\",\n"
+     "     \"invokes\": [{\"tokens\": [[1, 2, 3]], \"mask\": [[1, 1, 1]]}],\n"
+     "     \"nodes\": [\n"
+     "      {\"id\": 1, \"read\": {\"site\": \"layers.3.resid_post\", "
+     "\"invoke\": 0}},\n"
+     "      {\"id\": 2, \"call\": {\"fn\": \"mul\", \"args\": [{\"node\": 1}, "
+     "2.0]}},\n"
+     "      {\"id\": 3, \"write\": {\"site\": \"layers.3.resid_post\", "
+     "\"value\": 2}},\n"
+     "      {\"id\": 4, \"save\": {\"value\": 1, \"name\": \"resid3\"}},\n"
+     "      {\"id\": 5, \"constant\": {\"tensor\": {\"shape\": [64], "
+     "\"data\": [...]}}},\n"
+     "      {\"id\": 6, \"ref\": {\"name\": \"saved_earlier\"}},\n"
+     "      {\"id\": 7, \"call\": {\"fn\": \"index\", \"args\": [{\"node\": "
+     "1}],\n"
+     "                           \"index\": [0, \":\", -1]}},\n"
+     "      {\"id\": 8, \"call\": {\"fn\": \"softmax\", \"args\": [{\"node\": "
+     "7}],\n"
+     "                           \"kwargs\": {\"dim\": -1}}}]}]}\n"
+     "  read      {site, invoke}: the value at site (any spelling) for the\n"
+     "            rows of invoke (default, -1 or \"all\": the whole batch)\n"
+     "  write     {site, value, invoke, ranges | rows | positions | last}:\n"
+     "            replace the value at site (in those index ranges, written\n"
+     "            as in 'edits apply') with node value's\n"
+     "  call      {fn, args, kwargs, index}: a whitelisted function. An\n"
+     "            argument is a number (an integer is an int, a real a\n"
+     "            scalar), true/false, [ints], or an object {\"node\" |\n"
+     "            \"scalar\" | \"int\" | \"ints\" | \"bool\" | \"dtype\" |\n"
+     "            \"module\": V, \"name\": KEYWORD}; index items: an integer,\n"
+     "            a slice \":\", \"1:3\", \"-1:\", \"::2\" (or {\"slice\":\n"
+     "            [start, stop, step]}, null = open), \"...\", null (new "
+     "axis)\n"
+     "  constant  {tensor: {dtype, shape, data} or {npy: FILE}} or {scalar}\n"
+     "  save      {value, name}: stream node value's value back as name\n"
+     "            (names are unique in the file)\n"
+     "  ref       {name}: the value an earlier trace of the file saved\n"
+     "  id        1 to 2^31-1, unique in its trace (default: one more than\n"
+     "            the largest before it)\n"
+     "\n"
+     "Options of both forms (they override the file's):\n"
+     "  --edit-set ID   run on an edit set ('edits apply'); its SAVE edits\n"
+     "                  come back with each trace's saves\n"
+     "  --top-k K       top-k tokens per row (default 5; 0 = none)\n"
+     "  --pad left|right|none  pad rows of different lengths (default none)\n"
+     "  --logits none|last|all also fetch each trace's logits (default none)\n"
+     "Output:\n"
+     "  -o table        (default) per trace: batch, backend (cache hit or\n"
+     "                  miss), timing, top-k per row, saved tensors\n"
+     "  -o json         one JSON document (below)\n"
+     "  -o npy          write every saved tensor (and the logits) to\n"
+     "                  --save-dir DIR (default .) as <name>.npy, then print\n"
+     "                  the table with the file names; characters other than\n"
+     "                  A-Z a-z 0-9 . _ - become _\n"
+     "  --save-dir DIR  write the .npy files with any output form\n"
+     "  --values        print the values of tensors of at most 4096 elements\n"
+     "A file that is not valid is a usage error (exit 2) naming the place\n"
+     "(traces[0].nodes[3].call.args[1]: ...); errors from the daemon exit 1.\n"
+     "JSON: {model, edit_set, traces: [{trace, name, batch, seq_len,\n"
+     "       cache_hit, backend_key, timing: {queue_ms, compute_ms,\n"
+     "       total_ms}, rows: [{row, position, top: [{token_id, logit,\n"
+     "       prob}]}], logits: null | {name, dtype, shape, nbytes, file},\n"
+     "       saved: [{name, dtype, shape, nbytes, file, values (--values;\n"
+     "       null over 4096 elements)}]}]}\n",
+     run_trace},
     {"edits",
      "usage: nneditctl edits apply|list|get|drop ...\n"
      "\n"

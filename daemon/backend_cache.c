@@ -14,6 +14,7 @@ void nne_backend_cache_init(nne_backend_cache_t *c, size_t capacity_bytes) {
 
 static void entry_free(nne_backend_t *b) {
   nne_variant_unref(b->variant);
+  free(b->hook_order);
   free(b->key);
   free(b);
 }

@@ -34,6 +34,11 @@ typedef struct nne_backend {
   size_t bytes;
   double compile_ms;
   int pins;               /* edit sets holding it */
+  /* Each hook's position among first firings in a forward (-1: it did not
+   * fire), learnt by a Trace's probe and kept here so that the probe runs
+   * once per backend; NULL until then. n_hooks entries (owned). */
+  int *hook_order;
+  size_t n_hooks;
   uint64_t last_used;
   struct nne_backend *next;
 } nne_backend_t;

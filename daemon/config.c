@@ -26,6 +26,8 @@ void nne_config_defaults(nne_config_t *cfg) {
   cfg->backend_cache_bytes = 512u << 20;
   cfg->max_edit_sets = 64;
   cfg->max_edits = 1024;
+  cfg->max_traces = 16;
+  cfg->max_trace_nodes = 4096;
 }
 
 void nne_config_usage(void *stream, const char *argv0) {
@@ -54,6 +56,8 @@ void nne_config_usage(void *stream, const char *argv0) {
           "  --backend-cache-bytes N  compiled backends kept per model (default 512 MiB)\n"
           "  --max-edit-sets N      edit sets per model (default 64)\n"
           "  --max-edits N          edits per edit set (default 1024)\n"
+          "  --max-traces N         traces in one Trace request (default 16)\n"
+          "  --max-trace-nodes N    intervention graph nodes per trace (default 4096)\n"
           "  --ready-file PATH      write \"host:port\" here once serving\n"
           "  --log-level LEVEL      debug, info, warn, error, off (default info)\n"
           "  --version              print the version and exit\n"
@@ -112,7 +116,8 @@ enum {
   OPT_LISTEN = 256, OPT_REPO, OPT_LOAD, OPT_DEVICE, OPT_THREADS, OPT_WORKERS,
   OPT_MAX_QUEUE, OPT_LOG_LEVEL, OPT_READY, OPT_MAX_MSG, OPT_MAX_RESP,
   OPT_CHUNK, OPT_MAX_BATCH, OPT_MAX_SEQ, OPT_DRAIN, OPT_VERSION, OPT_HELP,
-  OPT_CACHE_BYTES, OPT_MAX_EDIT_SETS, OPT_MAX_EDITS,
+  OPT_CACHE_BYTES, OPT_MAX_EDIT_SETS, OPT_MAX_EDITS, OPT_MAX_TRACES,
+  OPT_MAX_TRACE_NODES,
 };
 
 int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
@@ -135,6 +140,8 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       {"backend-cache-bytes", required_argument, NULL, OPT_CACHE_BYTES},
       {"max-edit-sets", required_argument, NULL, OPT_MAX_EDIT_SETS},
       {"max-edits", required_argument, NULL, OPT_MAX_EDITS},
+      {"max-traces", required_argument, NULL, OPT_MAX_TRACES},
+      {"max-trace-nodes", required_argument, NULL, OPT_MAX_TRACE_NODES},
       {"version", no_argument, NULL, OPT_VERSION},
       {"help", no_argument, NULL, OPT_HELP},
       {NULL, 0, NULL, 0},
@@ -204,6 +211,11 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       NNE__NUM("--max-edit-sets", 1, 1u << 16, 0, max_edit_sets, uint32_t);
     case OPT_MAX_EDITS:
       NNE__NUM("--max-edits", 1, 1u << 16, 0, max_edits, uint32_t);
+    case OPT_MAX_TRACES:
+      NNE__NUM("--max-traces", 1, 1024, 0, max_traces, uint32_t);
+    case OPT_MAX_TRACE_NODES:
+      NNE__NUM("--max-trace-nodes", 1, 1u << 20, 0, max_trace_nodes,
+               uint32_t);
     case OPT_VERSION:
       printf("nneditd %s\n", NNE_VERSION);
       return 1;

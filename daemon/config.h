@@ -35,6 +35,8 @@ typedef struct nne_config {
   size_t backend_cache_bytes; /* compiled backends kept per model */
   uint32_t max_edit_sets;    /* per model */
   uint32_t max_edits;        /* per edit set */
+  uint32_t max_traces;       /* traces in one Trace request (a session) */
+  uint32_t max_trace_nodes;  /* intervention graph nodes per trace */
 } nne_config_t;
 
 /* Fills cfg with the defaults. */

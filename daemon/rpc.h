@@ -24,6 +24,8 @@ void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
                              grpc_byte_buffer *req);
 void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
                                grpc_byte_buffer *req);
+void nne_rpc_inference_trace(nne_server_t *srv, nne_call_t *call,
+                             grpc_byte_buffer *req);
 void nne_rpc_models_graph(nne_server_t *srv, nne_call_t *call,
                           grpc_byte_buffer *req);
 void nne_rpc_edits_apply(nne_server_t *srv, nne_call_t *call,

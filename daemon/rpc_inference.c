@@ -16,6 +16,8 @@
 
 #include <grpc/slice.h>
 
+#include "batch.h"
+#include "chunk.h"
 #include "log.h"
 #include "nnedit/v1/inference.pb.h"
 #include "rpc.h"
@@ -23,51 +25,8 @@
 
 #define NNE_TOP_K_MAX 1000
 
-/* ---- request decoding ----------------------------------------------------- */
-
-/* Rows of a repeated TokenRow / MaskRow field, flattened: values of all rows
- * in `vals`, and each row's length in `len`. */
-typedef struct rows_dec {
-  nne_pb_i64_dec_t vals;
-  uint32_t *len;
-  size_t n, cap, max_rows;
-  bool overflow;
-  uint32_t value_tag; /* TokenRow.ids or MaskRow.values */
-} rows_dec_t;
-
-static bool rows_dec_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
-  rows_dec_t *rd = *arg;
-  size_t before = rd->vals.n;
-  bool ok;
-
-  (void)f;
-  if (rd->n >= rd->max_rows) {
-    rd->overflow = true;
-    PB_RETURN_ERROR(s, "too many rows");
-  }
-  if (rd->n == rd->cap) {
-    size_t cap = rd->cap ? rd->cap * 2 : 8;
-    uint32_t *nl = realloc(rd->len, cap * sizeof *nl);
-    if (nl == NULL)
-      PB_RETURN_ERROR(s, "out of memory");
-    rd->len = nl;
-    rd->cap = cap;
-  }
-  /* TokenRow and MaskRow each hold one repeated integer field; their values
-   * go to the shared, bounded list. */
-  ok = nne_pb_decode_int_list_msg(s, rd->value_tag, &rd->vals);
-  if (!ok)
-    return false;
-  rd->len[rd->n++] = (uint32_t)(rd->vals.n - before);
-  return true;
-}
-
-static void rows_free(rows_dec_t *rd) {
-  free(rd->vals.v);
-  free(rd->len);
-}
-
-/* ---- the job -------------------------------------------------------------- */
+/* ---- the job --------------------------------------------------------------
+ */
 
 typedef struct fwd_job {
   nne_job_t job;
@@ -78,8 +37,8 @@ typedef struct fwd_job {
   /* inputs, [B, S] padded */
   int64_t B, S;
   int64_t *ids;
-  int64_t *mask;      /* NULL when no row is padded and no mask was given */
-  int64_t *last_pos;  /* B: each row's last real position */
+  int64_t *mask;     /* NULL when no row is padded and no mask was given */
+  int64_t *last_pos; /* B: each row's last real position */
   int top_k;
   int logits_mode;
   /* results */
@@ -90,30 +49,30 @@ typedef struct fwd_job {
   const float *tk_vals_p, *tk_probs_p;
   /* Saves: each request entry (as spelled) and the hook it reads. */
   size_t n_saves;
-  char **save_names;          /* owned */
-  int *save_hook;             /* hook id per save */
+  char **save_names; /* owned */
+  int *save_hook;    /* hook id per save */
   nne_names_view_t *save_view;
   int n_heads;
   /* The edit set it runs on (held: in_flight), or NULL. */
   nne_edit_set_t *set;
-  int *set_edit_hook;         /* per edit of the set: its hook in `plan` */
+  int *set_edit_hook; /* per edit of the set: its hook in `plan` */
   /* The backend: planned from the set's sites and the saves. */
   nne_compile_plan_t plan;
-  bool own_plan;              /* plan is ours (else it is the set's) */
-  nne_variant_t *variant;     /* from the cache or the set, or built here */
-  bool variant_built;         /* built by the job: the loop caches it */
+  bool own_plan;          /* plan is ours (else it is the set's) */
+  nne_variant_t *variant; /* from the cache or the set, or built here */
+  bool variant_built;     /* built by the job: the loop caches it */
   double build_ms;
   bool use_variant;
-  nne_runtime_t rt;           /* the per-request hook context */
-  uint64_t budget;            /* response bytes left for saves */
+  nne_runtime_t rt; /* the per-request hook context */
+  uint64_t budget;  /* response bytes left for saves */
   /* The tensors to stream, in order: logits (if asked), then the saves. */
   size_t n_outs;
   struct fwd_out {
-    const char *name;         /* borrowed: "logits" or a save name */
+    const char *name; /* borrowed: "logits" or a save name */
     nne_tensor_t *t;
     const uint8_t *p;
     size_t bytes;
-  } *outs;
+  } * outs;
   size_t out_i, sent;
   /* encoding state for the result message */
   nne_pb_list_enc_t *row_tops;
@@ -172,8 +131,8 @@ static void fwd_work(nne_job_t *job) {
     fj->rc = nne_err_set(&fj->err, NNE_ECANCELED, "cancelled before it ran");
     return;
   }
-  fj->rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, fj->ids, &ids,
-                                &fj->err);
+  fj->rc =
+      nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, fj->ids, &ids, &fj->err);
   if (fj->rc == 0 && fj->mask != NULL)
     fj->rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, fj->mask, &mask,
                                   &fj->err);
@@ -192,8 +151,8 @@ static void fwd_work(nne_job_t *job) {
   } else if (fj->rc == 0) {
     fj->rc = nne_model_forward(fj->model, ids, mask, &logits, &fj->err);
   }
-  if (fj->rc == 0 && (fj->top_k > 0 ||
-                      fj->logits_mode == nnedit_v1_LogitsMode_LOGITS_LAST))
+  if (fj->rc == 0 &&
+      (fj->top_k > 0 || fj->logits_mode == nnedit_v1_LogitsMode_LOGITS_LAST))
     fj->rc = nne_tensor_select_positions(logits, fj->last_pos, &last, &fj->err);
   if (fj->rc == 0 && fj->top_k > 0) {
     fj->rc = nne_tensor_topk(last, fj->top_k, &fj->tk_ids, &fj->tk_vals,
@@ -213,11 +172,11 @@ static void fwd_work(nne_job_t *job) {
   }
   /* Host bytes now, on the executor, so the loop only hands out slices. */
   if (fj->rc == 0 && fj->logits_mode != nnedit_v1_LogitsMode_LOGITS_NONE)
-    fj->rc = add_out(fj, "logits",
-                     nne_tensor_ref(fj->logits_mode ==
-                                            nnedit_v1_LogitsMode_LOGITS_LAST
-                                        ? last
-                                        : logits));
+    fj->rc = add_out(
+        fj, "logits",
+        nne_tensor_ref(fj->logits_mode == nnedit_v1_LogitsMode_LOGITS_LAST
+                           ? last
+                           : logits));
   for (i = 0; fj->rc == 0 && i < fj->n_saves; i++) {
     nne_tensor_t *t = fj->rt.captured[fj->save_hook[i]];
     const nne_names_view_t *vw = &fj->save_view[i];
@@ -262,7 +221,8 @@ static void fwd_work(nne_job_t *job) {
   nne_tensor_unref(last);
 }
 
-/* ---- streaming the reply -------------------------------------------------- */
+/* ---- streaming the reply --------------------------------------------------
+ */
 
 typedef struct row_ctx {
   fwd_job_t *fj;
@@ -289,22 +249,17 @@ static bool fill_row(void *ctx, size_t i, void *msg) {
   return true;
 }
 
-static void tensor_slice_free(void *p) { nne_tensor_unref(p); }
-
 static void send_next_chunk(nne_call_t *call, bool ok);
 
-static void chunk_sent(nne_call_t *call, bool ok) { send_next_chunk(call, ok); }
+static void chunk_sent(nne_call_t *call, bool ok) {
+  send_next_chunk(call, ok);
+}
 
 static void send_next_chunk(nne_call_t *call, bool ok) {
   fwd_job_t *fj = call->user;
-  nnedit_v1_TensorChunk hdr = nnedit_v1_TensorChunk_init_zero;
-  uint8_t inner[1024], framed[1100];
-  pb_ostream_t os;
-  size_t n, framed_len;
-  grpc_slice slices[2];
+  size_t n;
   grpc_byte_buffer *bb;
   struct fwd_out *o;
-  int i, nd;
 
   if (!ok || nne_call_cancelled(call))
     return; /* the client went away; the call's free releases the job */
@@ -321,34 +276,12 @@ static void send_next_chunk(nne_call_t *call, bool ok) {
   n = o->bytes - fj->sent;
   if (n > call->srv->cfg->chunk_bytes)
     n = call->srv->cfg->chunk_bytes;
-  snprintf(hdr.name, sizeof hdr.name, "%s", o->name);
-  hdr.dtype = (nnedit_v1_DType)nne_tensor_dtype(o->t);
-  nd = nne_tensor_ndim(o->t);
-  hdr.shape_count = (pb_size_t)nd;
-  for (i = 0; i < nd; i++)
-    hdr.shape[i] = nne_tensor_shape(o->t)[i];
-  hdr.total_bytes = o->bytes;
-  hdr.offset = fj->sent;
-  hdr.last = fj->sent + n == o->bytes;
-  os = pb_ostream_from_buffer(inner, sizeof inner);
-  if (!pb_encode(&os, nnedit_v1_TensorChunk_fields, &hdr)) {
+  bb = nne_chunk_make(o->name, o->t, o->p, o->bytes, fj->sent, n,
+                      nnedit_v1_ForwardResponse_chunk_tag);
+  if (bb == NULL) {
     nne_call_fail(call, NNE_EINTERNAL, "cannot encode a tensor chunk header");
     return;
   }
-  framed_len = nne_pb_frame_chunk(inner, os.bytes_written,
-                                  nnedit_v1_TensorChunk_data_tag, n,
-                                  nnedit_v1_ForwardResponse_chunk_tag, framed,
-                                  sizeof framed);
-  slices[0] = grpc_slice_from_copied_buffer((const char *)framed, framed_len);
-  /* The payload goes out straight from tensor memory; the slice keeps the
-   * tensor alive until gRPC is done with it (on any of its threads). */
-  slices[1] = n > 0 ? grpc_slice_new_with_user_data(
-                          (void *)(o->p + fj->sent), n, tensor_slice_free,
-                          nne_tensor_ref(o->t))
-                    : grpc_empty_slice();
-  bb = grpc_raw_byte_buffer_create(slices, 2);
-  grpc_slice_unref(slices[0]);
-  grpc_slice_unref(slices[1]);
   fj->sent += n;
   if (n == 0) { /* an empty tensor: its one chunk is out */
     fj->out_i++;
@@ -455,14 +388,13 @@ static void fwd_done(nne_job_t *job) {
   fwd_job_free(fj);
 }
 
-/* ---- validation ----------------------------------------------------------- */
+/* ---- validation -----------------------------------------------------------
+ */
 
 static int check_request(nne_server_t *srv, const nnedit_v1_ForwardRequest *in,
-                         const rows_dec_t *ids, const rows_dec_t *mask,
+                         const nne_rows_dec_t *ids, const nne_rows_dec_t *mask,
                          const nne_model_entry_t *e, nne_err_t *err) {
-  size_t r, c, off;
-  uint32_t maxlen = 0, minlen = UINT32_MAX;
-  size_t r_min = 0, r_max = 0;
+  nne_batch_group_t group;
 
   (void)srv;
   if (in->padding < nnedit_v1_Padding_PADDING_NONE ||
@@ -474,78 +406,16 @@ static int check_request(nne_server_t *srv, const nnedit_v1_ForwardRequest *in,
     return nne_err_set(err, NNE_EINVAL, "logits: unknown value %d",
                        (int)in->logits);
   if (in->top_k > NNE_TOP_K_MAX)
-    return nne_err_set(err, NNE_EINVAL, "top_k: %u is more than %d",
-                       in->top_k, NNE_TOP_K_MAX);
+    return nne_err_set(err, NNE_EINVAL, "top_k: %u is more than %d", in->top_k,
+                       NNE_TOP_K_MAX);
   if ((int64_t)in->top_k > e->vocab_size)
     return nne_err_set(err, NNE_EINVAL,
                        "top_k: %u is more than the vocabulary (%" PRId64 ")",
                        in->top_k, e->vocab_size);
-  if (ids->n == 0)
-    return nne_err_set(err, NNE_EINVAL, "input_ids: the batch is empty");
-  if (ids->n > e->max_batch)
-    return nne_err_set(err, NNE_ERESOURCE,
-                       "input_ids: %zu rows exceed the model's max_batch %u",
-                       ids->n, e->max_batch);
-  for (r = 0; r < ids->n; r++) {
-    if (ids->len[r] == 0)
-      return nne_err_set(err, NNE_EINVAL, "input_ids[%zu]: the row is empty",
-                         r);
-    if (ids->len[r] > e->max_seq_len)
-      return nne_err_set(err, NNE_ERESOURCE,
-                         "input_ids[%zu]: %u tokens exceed the model's "
-                         "max_seq_len %u",
-                         r, ids->len[r], e->max_seq_len);
-    if (ids->len[r] > maxlen) {
-      maxlen = ids->len[r];
-      r_max = r;
-    }
-    if (ids->len[r] < minlen) {
-      minlen = ids->len[r];
-      r_min = r;
-    }
-  }
-  for (r = 0, off = 0; r < ids->n; r++)
-    for (c = 0; c < ids->len[r]; c++, off++) {
-      int64_t t = ids->vals.v[off];
-      if (t < 0 || t >= e->vocab_size)
-        return nne_err_set(err, NNE_EINVAL,
-                           "input_ids[%zu][%zu]: token id %" PRId64
-                           " is outside the vocabulary [0, %" PRId64 ")",
-                           r, c, t, e->vocab_size);
-    }
-  if (mask->n > 0) {
-    if (mask->n != ids->n)
-      return nne_err_set(err, NNE_EINVAL,
-                         "attention_mask: %zu rows for %zu input_ids rows",
-                         mask->n, ids->n);
-    for (r = 0, off = 0; r < mask->n; r++) {
-      bool any = false;
-      if (mask->len[r] != ids->len[r])
-        return nne_err_set(err, NNE_EINVAL,
-                           "attention_mask[%zu]: %u values for %u tokens", r,
-                           mask->len[r], ids->len[r]);
-      for (c = 0; c < mask->len[r]; c++, off++) {
-        int64_t v = mask->vals.v[off];
-        if (v != 0 && v != 1)
-          return nne_err_set(err, NNE_EINVAL,
-                             "attention_mask[%zu][%zu]: value %" PRId64
-                             " is not 0 or 1",
-                             r, c, v);
-        any |= v == 1;
-      }
-      if (!any)
-        return nne_err_set(err, NNE_EINVAL,
-                           "attention_mask[%zu]: every position is padding",
-                           r);
-    }
-  }
-  if (maxlen != minlen && in->padding == nnedit_v1_Padding_PADDING_NONE)
-    return nne_err_set(err, NNE_EINVAL,
-                       "input_ids: rows differ in length (row %zu has %u "
-                       "tokens, row %zu has %u); set padding to PADDING_LEFT "
-                       "or PADDING_RIGHT",
-                       r_min, minlen, r_max, maxlen);
-  return 0;
+  group.ids = ids;
+  group.mask = mask;
+  group.prefix = "";
+  return nne_batch_check(&group, 1, "input_ids", (int)in->padding, e, err);
 }
 
 /* Resolves the saves and the edit set into one plan: the edit set's hooks
@@ -631,50 +501,25 @@ static int prepare_hooks(fwd_job_t *fj, nne_model_entry_t *e,
 }
 
 /* Lays the rows out in [B, S] with padding on the asked side and computes
- * each row's last real position. */
+ * each row's last real position (batch.h). */
 static int build_inputs(fwd_job_t *fj, const nnedit_v1_ForwardRequest *in,
-                        const rows_dec_t *ids, const rows_dec_t *mask,
+                        const nne_rows_dec_t *ids, const nne_rows_dec_t *mask,
                         int64_t pad_id, nne_err_t *err) {
-  size_t r, c, off = 0;
-  int64_t S = 0, B = (int64_t)ids->n;
-  bool ragged = false, need_mask;
+  nne_batch_group_t group;
+  nne_batch_t b;
+  int rc;
 
-  for (r = 0; r < ids->n; r++) {
-    if ((int64_t)ids->len[r] > S)
-      S = ids->len[r];
-    if (r > 0 && ids->len[r] != ids->len[0])
-      ragged = true;
-  }
-  need_mask = ragged || mask->n > 0;
-  fj->B = B;
-  fj->S = S;
-  fj->ids = malloc((size_t)(B * S) * sizeof *fj->ids);
-  fj->last_pos = malloc((size_t)B * sizeof *fj->last_pos);
-  fj->mask = need_mask ? calloc((size_t)(B * S), sizeof *fj->mask) : NULL;
-  if (fj->ids == NULL || fj->last_pos == NULL || (need_mask && !fj->mask))
-    return nne_err_set(err, NNE_ENOMEM, "out of memory for %" PRId64 "x%" PRId64
-                       " inputs", B, S);
-  for (r = 0; r < ids->n; r++) {
-    int64_t len = ids->len[r];
-    int64_t start = in->padding == nnedit_v1_Padding_PADDING_LEFT ? S - len : 0;
-    int64_t *row = fj->ids + (int64_t)r * S, *mrow;
-    int64_t last = -1;
-    for (c = 0; c < (size_t)S; c++)
-      row[c] = pad_id;
-    memcpy(row + start, ids->vals.v + off, (size_t)len * sizeof *row);
-    if (need_mask) {
-      mrow = fj->mask + (int64_t)r * S;
-      for (c = 0; c < (size_t)len; c++)
-        mrow[start + (int64_t)c] = mask->n > 0 ? mask->vals.v[off + c] : 1;
-      for (c = 0; c < (size_t)S; c++)
-        if (mrow[c] == 1)
-          last = (int64_t)c;
-    } else {
-      last = S - 1;
-    }
-    fj->last_pos[r] = last;
-    off += (size_t)len;
-  }
+  group.ids = ids;
+  group.mask = mask;
+  group.prefix = "";
+  rc = nne_batch_build(&b, &group, 1, (int)in->padding, pad_id, err);
+  if (rc != 0)
+    return rc;
+  fj->B = b.B;
+  fj->S = b.S;
+  fj->ids = b.ids;
+  fj->mask = b.mask;
+  fj->last_pos = b.last_pos;
   return 0;
 }
 
@@ -682,7 +527,7 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
                                grpc_byte_buffer *req) {
   const nne_config_t *cfg = srv->cfg;
   nnedit_v1_ForwardRequest in = nnedit_v1_ForwardRequest_init_zero;
-  rows_dec_t ids, mask;
+  nne_rows_dec_t ids, mask;
   nne_pb_str_list_dec_t saves;
   nne_model_entry_t *e;
   fwd_job_t *fj = NULL;
@@ -691,20 +536,18 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
   uint64_t out_bytes;
   int rc;
 
-  memset(&ids, 0, sizeof ids);
-  memset(&mask, 0, sizeof mask);
-  ids.value_tag = nnedit_v1_TokenRow_ids_tag;
-  mask.value_tag = nnedit_v1_MaskRow_values_tag;
-  ids.max_rows = mask.max_rows = cfg->max_batch;
   /* Every value takes at least one byte on the wire, so the message limit
    * already bounds these; the per-model limits are checked after decoding,
    * when the model (which may come last on the wire) is known. */
-  ids.vals.max = mask.vals.max = cfg->max_message_bytes;
+  nne_rows_dec_init(&ids, nnedit_v1_TokenRow_ids_tag, cfg->max_batch,
+                    cfg->max_message_bytes);
+  nne_rows_dec_init(&mask, nnedit_v1_MaskRow_values_tag, cfg->max_batch,
+                    cfg->max_message_bytes);
   memset(&saves, 0, sizeof saves);
   saves.max = 256;
   saves.max_len = 255; /* it names a streamed tensor: TensorChunk.name */
-  NNE_PB_DEC(in.input_ids, rows_dec_cb, &ids);
-  NNE_PB_DEC(in.attention_mask, rows_dec_cb, &mask);
+  NNE_PB_DEC(in.input_ids, nne_rows_dec_cb, &ids);
+  NNE_PB_DEC(in.attention_mask, nne_rows_dec_cb, &mask);
   NNE_PB_DEC(in.save, nne_pb_str_list_dec, &saves);
   if (!nne_pb_decode_bb(req, nnedit_v1_ForwardRequest_fields, &in, why,
                         sizeof why)) {
@@ -713,8 +556,7 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
                   "save: more than %zu sites, or a site name longer than %zu",
                   saves.max, saves.max_len);
     else if (ids.overflow || mask.overflow)
-      nne_err_set(&err, NNE_ERESOURCE,
-                  "%s: more than %u rows (--max-batch)",
+      nne_err_set(&err, NNE_ERESOURCE, "%s: more than %u rows (--max-batch)",
                   ids.overflow ? "input_ids" : "attention_mask",
                   cfg->max_batch);
     else
@@ -739,8 +581,8 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
     if (in.logits == nnedit_v1_LogitsMode_LOGITS_LAST)
       out_bytes = (uint64_t)fj->B * (uint64_t)e->vocab_size * 4u;
     else if (in.logits == nnedit_v1_LogitsMode_LOGITS_ALL)
-      out_bytes = (uint64_t)fj->B * (uint64_t)fj->S *
-                  (uint64_t)e->vocab_size * nne_dtype_size(e->dtype);
+      out_bytes = (uint64_t)fj->B * (uint64_t)fj->S * (uint64_t)e->vocab_size *
+                  nne_dtype_size(e->dtype);
     if (out_bytes > cfg->max_response_bytes)
       rc = nne_err_set(&err, NNE_ERESOURCE,
                        "logits: %" PRIu64 " bytes exceed the response limit "
@@ -756,8 +598,8 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
                        in.edit_set);
     else if (fj->set->entry != e)
       rc = nne_err_set(&err, NNE_EINVAL,
-                       "edit_set: '%s' edits model '%s', not '%s'",
-                       in.edit_set, fj->set->entry->name, e->name);
+                       "edit_set: '%s' edits model '%s', not '%s'", in.edit_set,
+                       fj->set->entry->name, e->name);
     if (rc != 0)
       fj->set = NULL;
     else
@@ -800,13 +642,13 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
     fj->model = NULL;
     goto fail;
   }
-  rows_free(&ids);
-  rows_free(&mask);
+  nne_rows_free(&ids);
+  nne_rows_free(&mask);
   nne_pb_str_list_free(&saves);
   return;
 fail:
-  rows_free(&ids);
-  rows_free(&mask);
+  nne_rows_free(&ids);
+  nne_rows_free(&mask);
   nne_pb_str_list_free(&saves);
   if (fj != NULL)
     fwd_job_free(fj);

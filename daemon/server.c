@@ -26,6 +26,7 @@ static const nne_method_t methods[] = {
     {"/nnedit.v1.Models/Describe", nne_rpc_models_describe},
     {"/nnedit.v1.Models/Graph", nne_rpc_models_graph},
     {"/nnedit.v1.Inference/Forward", nne_rpc_inference_forward},
+    {"/nnedit.v1.Inference/Trace", nne_rpc_inference_trace},
     {"/nnedit.v1.Edits/Apply", nne_rpc_edits_apply},
     {"/nnedit.v1.Edits/List", nne_rpc_edits_list},
     {"/nnedit.v1.Edits/Get", nne_rpc_edits_get},

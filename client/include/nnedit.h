@@ -64,6 +64,22 @@
  *   nne_client_graph_free(&g);
  *   nne_client_edits_drop(cli, es.id, NULL, NULL, &err);
  *
+ *   // Traced forward passes: an intervention graph of reads, calls, writes
+ *   // and saves at sites, run on invokes of rows (see "traces" below):
+ *   nne_client_igraph_t *ig = nne_client_igraph_new();
+ *   int r = nne_client_igraph_read(ig, "layers.0.resid_post", 0);
+ *   nne_client_igraph_save(ig, r, "resid0");
+ *   nne_client_invoke_t inv = {.rows = &row, .n_rows = 1};
+ *   nne_client_trace_t tr = {.name = "t", .invokes = &inv, .n_invokes = 1,
+ *                            .graph = ig};
+ *   nne_client_trace_req_t treq = {.model = "gpt2-script", .traces = &tr,
+ *                                  .n_traces = 1};
+ *   nne_client_trace_results_t tres;
+ *   if (nne_client_trace(cli, &treq, &tres, &err) == 0)
+ *     ... nne_client_trace_results_saved(&tres, "resid0")->shape ...
+ *   nne_client_trace_results_free(&tres);
+ *   nne_client_igraph_free(ig);
+ *
  *   nne_client_close(cli);
  *
  * Conventions (they hold for every function below unless it says otherwise):
@@ -912,6 +928,320 @@ typedef struct nne_client_stats {
 int nne_client_admin_stats(nne_client_t *cli, nne_client_stats_t *out,
                            nne_client_err_t *err);
 void nne_client_stats_free(nne_client_stats_t *stats);
+
+/* ---- traces (Inference/Trace) -------------------------------------------- */
+
+/* A trace runs the model once on the rows of its invokes and, along the way,
+ * reads, computes on, writes and saves values at sites: nnsight's `trace`
+ * as a declarative program, an *intervention graph* whose semantics are in
+ * the Trace section of proto/nnedit/v1/inference.proto. A graph is built
+ * node by node; each call adds one node and returns its id, which later
+ * nodes name as their input:
+ *
+ *   nne_client_igraph_t *g = nne_client_igraph_new();
+ *   int r = nne_client_igraph_read(g, "layers.3.resid_post", 0);   // invoke 0
+ *   int m = NNE_CLIENT_IGRAPH_CALL(g, "mul", nne_client_arg_node(r),
+ *                                  nne_client_arg_scalar(2.0));
+ *   nne_client_igraph_write(g, "layers.3.resid_post", m, 0, NULL, 0);
+ *   nne_client_igraph_save(g, r, "resid3");
+ *   int last = NNE_CLIENT_IGRAPH_INDEX(g, r, nne_client_idx(0),
+ *                                      nne_client_idx_all(),
+ *                                      nne_client_idx(-1));   // r[0, :, -1]
+ *   nne_client_igraph_save(g, last, "resid3_last");
+ *
+ *   nne_client_token_row_t row = {ids, n_ids};
+ *   nne_client_invoke_t inv = {.rows = &row, .n_rows = 1};
+ *   nne_client_trace_t tr = {.name = "steer", .invokes = &inv,
+ *                            .n_invokes = 1, .graph = g};
+ *   nne_client_trace_req_t req = {.model = "gpt2-script", .traces = &tr,
+ *                                 .n_traces = 1, .top_k = 5};
+ *   nne_client_trace_results_t res;
+ *   if (nne_client_trace(cli, &req, &res, &err) == 0) {
+ *     const nne_client_tensor_t *x = nne_client_trace_results_saved(&res,
+ *                                                                   "resid3");
+ *     ... x->shape, x->data; res.traces[0].rows[0].top[0].token_id ...
+ *   }
+ *   nne_client_trace_results_free(&res);
+ *   nne_client_igraph_free(g);
+ *
+ * Several traces in one request are a *session*: they run in order on one
+ * executor slot, and a later trace reads what an earlier one saved through
+ * nne_client_igraph_ref, with no round trip (activation patching: save the
+ * clean run's value in trace 0, write it into the corrupted run in trace 1).
+ *
+ * Building never fails halfway: a call that cannot add its node (a NULL or
+ * over-long string, more arguments than the wire holds, an input that is
+ * not a node id) returns a negative status (-NNE_CLIENT_INVALID_ARGUMENT,
+ * or -NNE_CLIENT_RESOURCE_EXHAUSTED when memory runs out) and records the
+ * first such error in the graph. From then on every call returns that same
+ * status and adds nothing, so a graph may be built without checking each
+ * call: nne_client_igraph_error reports what went wrong, and
+ * nne_client_trace refuses the graph with that message. An id returned by
+ * a failed call (negative) passed to a later call is itself such an error.
+ *
+ * Only what cannot be put on the wire is checked while building. Whether
+ * sites resolve, functions exist and take these arguments, the graph is
+ * acyclic and each write's value is known when its site runs is the
+ * daemon's to check: it answers INVALID_ARGUMENT naming the node id. */
+
+/* The opaque graph builder. Not thread-safe while it is being built; once
+ * built it may be used by any number of concurrent nne_client_trace calls
+ * (they only read it). */
+typedef struct nne_client_igraph nne_client_igraph_t;
+
+/* Bounds of the wire form (inference.options), bytes with the NUL: a
+ * function name, a keyword name, a trace name; and counts: arguments and
+ * index items of one call, integers of one `ints` argument. Site, module,
+ * save and ref names are at most NNE_CLIENT_SITE_MAX / NNE_CLIENT_NAME_MAX
+ * bytes, ranges of one write at most NNE_CLIENT_MAX_RANGES. */
+#define NNE_CLIENT_FN_MAX 32
+#define NNE_CLIENT_ARG_NAME_MAX 32
+#define NNE_CLIENT_TRACE_NAME_MAX 64
+#define NNE_CLIENT_MAX_ARGS 16
+#define NNE_CLIENT_MAX_INDEX_ITEMS 16
+#define NNE_CLIENT_MAX_INTS 8
+/* The largest node id (ids are returned as int). */
+#define NNE_CLIENT_MAX_NODE_ID 0x7fffffff
+/* A read or write without an invoke: the whole batch. */
+#define NNE_CLIENT_INVOKE_ALL (-1)
+
+/* A new, empty graph (NULL when memory runs out). Free it with
+ * nne_client_igraph_free. */
+nne_client_igraph_t *nne_client_igraph_new(void);
+/* Frees the graph and everything it holds (its copies of constants). NULL
+ * is a no-op. */
+void nne_client_igraph_free(nne_client_igraph_t *g);
+
+/* 0 when every call so far succeeded; else the first error's -code, with
+ * *err (may be NULL) filled: its message names the call and the node
+ * ("node 4 (call 'mul'): args[1]: ..."). */
+int nne_client_igraph_error(const nne_client_igraph_t *g,
+                            nne_client_err_t *err);
+/* Number of nodes added. */
+size_t nne_client_igraph_size(const nne_client_igraph_t *g);
+
+/* Ids are given out in order: one more than the largest so far (the first
+ * node is 1; 0 is never a node). This gives the next node `id` instead
+ * (1..NNE_CLIENT_MAX_NODE_ID, not yet used), for a graph transcribed from
+ * a file whose ids the daemon's messages should name. A later node may be
+ * named as input before it is added; the daemon checks that it exists. */
+int nne_client_igraph_next_id(nne_client_igraph_t *g, int id);
+
+/* The value at `site` (any spelling, as in nne_client_edit_t; shorter
+ * than NNE_CLIENT_SITE_MAX) for the rows of invoke `invoke` (its index in
+ * the trace's invokes), or NNE_CLIENT_INVOKE_ALL for the whole batch.
+ * Returns the node's id. The string is copied. */
+int nne_client_igraph_read(nne_client_igraph_t *g, const char *site,
+                           int invoke);
+
+/* Replaces the value at `site` with node `value`'s value, only in the rows
+ * of `invoke` (NNE_CLIENT_INVOKE_ALL: every row) and, with ranges
+ * (n_ranges <= NNE_CLIENT_MAX_RANGES; NULL/0 = all of it), only in those
+ * index ranges of that part (dim 0 counts the invoke's rows). The value
+ * must broadcast to the selected region. Returns the write node's id.
+ * ranges is copied. */
+int nne_client_igraph_write(nne_client_igraph_t *g, const char *site, int value,
+                            int invoke, const nne_client_dim_range_t *ranges,
+                            size_t n_ranges);
+
+/* What an argument of a call is. */
+typedef enum nne_client_arg_kind {
+  NNE_CLIENT_ARG_NODE = 1,   /* another node's value */
+  NNE_CLIENT_ARG_SCALAR = 2, /* a double */
+  NNE_CLIENT_ARG_INT = 3,    /* an int64 (a dim, k, an index) */
+  NNE_CLIENT_ARG_INTS = 4,   /* a list of int64 (dims, a shape) */
+  NNE_CLIENT_ARG_BOOL = 5,   /* keepdim, ... */
+  NNE_CLIENT_ARG_DTYPE = 6,  /* for "to" */
+  NNE_CLIENT_ARG_MODULE = 7, /* for "module": the module to call */
+} nne_client_arg_kind_t;
+
+/* One argument of a call, by position or, with `name`, by keyword as in
+ * PyTorch ("dim", "keepdim", "k"; shorter than NNE_CLIENT_ARG_NAME_MAX).
+ * Make them with the nne_client_arg_* functions below; the pointers are
+ * borrowed only until the call that adds the node returns (it copies). */
+typedef struct nne_client_arg {
+  nne_client_arg_kind_t kind;
+  const char *name; /* NULL or "": positional */
+  int node;
+  double scalar;
+  int64_t integer;
+  const int64_t *ints; /* n_ints <= NNE_CLIENT_MAX_INTS */
+  size_t n_ints;
+  bool boolean;
+  nne_client_dtype_t dtype;
+  const char *module; /* any spelling; shorter than NNE_CLIENT_SITE_MAX */
+} nne_client_arg_t;
+
+nne_client_arg_t nne_client_arg_node(int id);
+nne_client_arg_t nne_client_arg_scalar(double v);
+nne_client_arg_t nne_client_arg_int(int64_t v);
+nne_client_arg_t nne_client_arg_ints(const int64_t *v, size_t n);
+nne_client_arg_t nne_client_arg_bool(bool v);
+nne_client_arg_t nne_client_arg_dtype(nne_client_dtype_t dtype);
+nne_client_arg_t nne_client_arg_module(const char *module);
+/* `a` as the keyword argument `name` (borrowed like the rest). */
+nne_client_arg_t nne_client_arg_kw(const char *name, nne_client_arg_t a);
+
+/* What an item of an index expression is. */
+typedef enum nne_client_index_kind {
+  NNE_CLIENT_INDEX_INT = 1,      /* x[3], x[-1] */
+  NNE_CLIENT_INDEX_SLICE = 2,    /* x[a:b:s], with either end open */
+  NNE_CLIENT_INDEX_ELLIPSIS = 3, /* x[...] */
+  NNE_CLIENT_INDEX_NEWAXIS = 4,  /* x[None] */
+} nne_client_index_kind_t;
+
+/* One item of an index expression, as in Python: x[0, :, -1] is
+ * {idx(0), idx_all(), idx(-1)}. A slice's step 0 means 1. */
+typedef struct nne_client_index_item {
+  nne_client_index_kind_t kind;
+  int64_t index;
+  int64_t start, stop, step;
+  bool has_start, has_stop; /* false: that end is open */
+} nne_client_index_item_t;
+
+nne_client_index_item_t nne_client_idx(int64_t i);
+/* start:stop (both given). */
+nne_client_index_item_t nne_client_idx_slice(int64_t start, int64_t stop);
+/* Any slice: an end whose has_ flag is false is open. */
+nne_client_index_item_t nne_client_idx_slice_ex(bool has_start, int64_t start,
+                                                bool has_stop, int64_t stop,
+                                                int64_t step);
+nne_client_index_item_t nne_client_idx_all(void); /* : */
+nne_client_index_item_t nne_client_idx_ellipsis(void);
+nne_client_index_item_t nne_client_idx_newaxis(void);
+
+/* A call of the whitelisted function `fn` ("add", "matmul", "softmax",
+ * "mean", "index", "topk", "to", "module", ...: CallNode in the proto has
+ * the list; shorter than NNE_CLIENT_FN_MAX) on args[0..n_args-1] (at most
+ * NNE_CLIENT_MAX_ARGS) and, for "index", the index items
+ * items[0..n_items-1] (at most NNE_CLIENT_MAX_INDEX_ITEMS). Returns the
+ * node's id. Everything is copied. */
+int nne_client_igraph_call(nne_client_igraph_t *g, const char *fn,
+                           const nne_client_arg_t *args, size_t n_args,
+                           const nne_client_index_item_t *items,
+                           size_t n_items);
+
+/* The same with the arguments (and items) as the macro's arguments:
+ *   NNE_CLIENT_IGRAPH_CALL(g, "softmax", nne_client_arg_node(x),
+ *                          nne_client_arg_kw("dim", nne_client_arg_int(-1)))
+ *   NNE_CLIENT_IGRAPH_INDEX(g, x, nne_client_idx_ellipsis(),
+ *                           nne_client_idx_slice(3, 5))    // x[..., 3:5] */
+#define NNE_CLIENT_IGRAPH_CALL(g, fn, ...)                                     \
+  nne_client_igraph_call((g), (fn), (const nne_client_arg_t[]){__VA_ARGS__},   \
+                         sizeof((const nne_client_arg_t[]){__VA_ARGS__}) /     \
+                             sizeof(nne_client_arg_t),                         \
+                         NULL, 0)
+#define NNE_CLIENT_IGRAPH_INDEX(g, node, ...)                                  \
+  nne_client_igraph_call(                                                      \
+      (g), "index", (const nne_client_arg_t[]){nne_client_arg_node(node)}, 1,  \
+      (const nne_client_index_item_t[]){__VA_ARGS__},                          \
+      sizeof((const nne_client_index_item_t[]){__VA_ARGS__}) /                 \
+          sizeof(nne_client_index_item_t))
+
+/* A constant: a copy of tensor t (its dtype, shape and nbytes must agree;
+ * its name is ignored), which the graph owns from now on; or a scalar, a
+ * 0-d float32 tensor. Each returns the node's id. */
+int nne_client_igraph_const_tensor(nne_client_igraph_t *g,
+                                   const nne_client_tensor_t *t);
+int nne_client_igraph_const_scalar(nne_client_igraph_t *g, double v);
+
+/* Streams node `value`'s value back under `name` (1 to NNE_CLIENT_NAME_MAX
+ * - 1 bytes; unique in the request: later traces of the session refer to
+ * it by this name). Returns the save node's id. */
+int nne_client_igraph_save(nne_client_igraph_t *g, int value, const char *name);
+
+/* The value an earlier trace of the same request saved as `name`. Returns
+ * the node's id. */
+int nne_client_igraph_ref(nne_client_igraph_t *g, const char *name);
+
+/* One batch group of a trace: its rows are contiguous in the forward's
+ * batch, in the order of the invokes. Borrowed for the call. */
+typedef struct nne_client_invoke {
+  const nne_client_token_row_t *rows;
+  size_t n_rows;
+  const nne_client_mask_row_t *mask; /* NULL / n_mask 0: no mask */
+  size_t n_mask;
+} nne_client_invoke_t;
+
+/* One trace of a request. Borrowed for the call. */
+typedef struct nne_client_trace {
+  /* A label for results ("clean", "patched"); NULL or "" = none. Shorter
+   * than NNE_CLIENT_TRACE_NAME_MAX. Its logits stream as "<name>/logits"
+   * (an unnamed trace's as "<position>/logits", "0/logits"). */
+  const char *name;
+  const nne_client_invoke_t *invokes;
+  size_t n_invokes;
+  /* The intervention graph; NULL = none (a plain forward). One graph may
+   * serve many traces and requests, but save names are unique in a
+   * request, so a graph with saves serves one trace of a request. */
+  const nne_client_igraph_t *graph;
+} nne_client_trace_t;
+
+/* A Trace request. Borrowed for the call. */
+typedef struct nne_client_trace_req {
+  const char *model;
+  /* Run on this edit set (its edits apply first); NULL or "" = the
+   * pristine model. */
+  const char *edit_set;
+  const nne_client_trace_t *traces; /* the daemon wants at least one */
+  size_t n_traces;
+  nne_client_padding_t padding; /* when rows differ in length */
+  uint32_t top_k;               /* next-token top-k per row; 0 = none */
+  nne_client_logits_t logits;   /* each trace's, as "<name>/logits" */
+} nne_client_trace_req_t;
+
+/* What one trace produced. rows, the logits and the saved tensors are
+ * allocated by the library and freed with the nne_client_trace_results_t
+ * that holds them. */
+typedef struct nne_client_trace_result {
+  uint32_t trace; /* position in the request */
+  char name[NNE_CLIENT_TRACE_NAME_MAX];
+  uint32_t batch;
+  uint32_t seq_len; /* padded length */
+  /* At most the trace's rows, each with at most top_k scores. */
+  nne_client_row_topk_t *rows;
+  size_t n_rows;
+  nne_client_timing_t timing;
+  bool cache_hit;                               /* backend from the cache */
+  char backend_key[NNE_CLIENT_BACKEND_KEY_MAX]; /* digest of the structure */
+  bool has_logits; /* the request asked for logits and they arrived */
+  nne_client_tensor_t logits;
+  /* The saved tensors, one per save node of the trace, named by the save,
+   * in the order the daemon streamed them (its result's `saved` list);
+   * with an edit set, its SAVE edits' tensors too (at most
+   * NNE_CLIENT_MAX_EDITS more). */
+  nne_client_tensor_t *saved;
+  size_t n_saved;
+} nne_client_trace_result_t;
+
+/* The results of a request: traces[i] is the request's traces[i].
+ * Allocated by the library; freed by nne_client_trace_results_free. */
+typedef struct nne_client_trace_results {
+  nne_client_trace_result_t *traces;
+  size_t n_traces;
+} nne_client_trace_results_t;
+
+/* Inference/Trace into *out (caller's struct; free with
+ * trace_results_free). Checked here, INVALID_ARGUMENT naming the place
+ * ("traces[1].invokes[0].rows[2]: ..."): what cannot be put on the wire, a
+ * graph with a build error, and a save name used twice in the request
+ * (tensors are told apart by name). The daemon checks the rest and names
+ * the trace and node. The tensors of each trace arrive (in chunks, each
+ * reassembled into one buffer of at most opts.max_tensor_bytes) before its
+ * result. Each must be a save of that trace not yet received, its logits,
+ * or (with an edit set) one of the set's saves; the result must come after
+ * every save of its trace and list exactly the tensors that came, in
+ * order (the logits may be left out). Anything else is INTERNAL. A failed
+ * call leaves *out empty: the results of earlier traces are not kept. */
+int nne_client_trace(nne_client_t *cli, const nne_client_trace_req_t *req,
+                     nne_client_trace_results_t *out, nne_client_err_t *err);
+void nne_client_trace_results_free(nne_client_trace_results_t *res);
+
+/* The saved tensor named `name` of any trace of res (save names are unique
+ * in a request), or NULL. Borrowed: lives as long as res. */
+const nne_client_tensor_t *
+nne_client_trace_results_saved(const nne_client_trace_results_t *res,
+                               const char *name);
 
 #ifdef __cplusplus
 }

@@ -386,6 +386,83 @@ const char *nne_graph_text(const nne_graph_t *g);
 int nne_graph_edited(const nne_graph_t *g);
 void nne_graph_free(nne_graph_t *g);
 
+/* ---- tensor functions for traces ------------------------------------------
+ *
+ * The whitelist a trace's call nodes may use, dispatched to libtorch's own
+ * operators (no TorchScript), with arguments by position and keyword as in
+ * PyTorch:
+ *   add sub mul div pow (a, b; tensors or scalars), neg, matmul (a, b),
+ *   softmax log_softmax (x, dim), mean sum (x, dim=ints?, keepdim=bool?),
+ *   max min (x, dim=int?, keepdim?: values), argmax argmin (x, dim?, keepdim?),
+ *   norm (x, p=scalar?, dim=ints?, keepdim?), index (x; items),
+ *   reshape view (x, ints), transpose (x, int, int), permute (x, ints),
+ *   cat stack (tensors..., dim=int), zeros_like ones_like (x),
+ *   full (ints, scalar, dtype?), topk topk_indices (x, k=int, dim=int?),
+ *   where (cond, a, b), clamp (x, min=scalar?, max=scalar?),
+ *   exp log tanh relu gelu (x), to (x, dtype).
+ * The result is always one tensor. */
+
+typedef enum nne_arg_kind {
+  NNE_ARG_TENSOR = 1,
+  NNE_ARG_SCALAR = 2, /* double */
+  NNE_ARG_INT = 3,
+  NNE_ARG_INTS = 4,   /* a list of int64 (dims, shapes) */
+  NNE_ARG_BOOL = 5,
+  NNE_ARG_DTYPE = 6,
+} nne_arg_kind_t;
+
+typedef struct nne_op_arg {
+  nne_arg_kind_t kind;
+  const char *name;            /* keyword, or NULL for positional */
+  const nne_tensor_t *tensor;  /* TENSOR (NULL when only checking) */
+  double scalar;
+  int64_t integer;
+  const int64_t *ints;
+  size_t n_ints;
+  int boolean;
+  nne_dtype_t dtype;
+} nne_op_arg_t;
+
+typedef enum nne_index_kind {
+  NNE_INDEX_INT = 1,
+  NNE_INDEX_SLICE = 2,
+  NNE_INDEX_ELLIPSIS = 3,
+  NNE_INDEX_NEWAXIS = 4,
+} nne_index_kind_t;
+
+typedef struct nne_index_item {
+  nne_index_kind_t kind;
+  int64_t index;               /* INT */
+  int64_t start, stop, step;   /* SLICE: step 0 means 1 */
+  int has_start, has_stop;
+} nne_index_item_t;
+
+/* Checks a call before anything runs: the function is on the whitelist and
+ * the arguments' kinds, count and keywords fit it (tensor values may be
+ * NULL). NNE_EINVAL says what is wrong ("softmax: missing argument 'dim'",
+ * "frobnicate: not a function a trace may call (add, sub, ...)"). */
+int nne_op_check(const char *fn, const nne_op_arg_t *args, size_t n,
+                 const nne_index_item_t *items, size_t n_items,
+                 nne_err_t *err);
+
+/* Runs it. Shape and dtype mismatches are NNE_EINVAL with libtorch's reason
+ * ("matmul: mat1 and mat2 shapes cannot be multiplied (7x64 and 32x1000)").
+ * Thread-safe; runs in inference mode. */
+int nne_op_call(const char *fn, const nne_op_arg_t *args, size_t n,
+                const nne_index_item_t *items, size_t n_items,
+                nne_tensor_t **out, nne_err_t *err);
+
+/* Calls one submodule's forward on tensor inputs (e.g. a logit lens:
+ * ln_final, then lm_head, on a layer's residual). Returns output element 0
+ * (the whole output when it is a tensor). A parameter that the parent's
+ * code fills from its own attributes (the tied embedding weight a traced
+ * model passes to lm_head) is filled the same way when `inputs` are exactly
+ * the other parameters. NNE_EINVAL for a module that forward never calls
+ * with tensors alone, or inputs it refuses. */
+int nne_model_call_module(nne_model_t *m, int module,
+                          const nne_tensor_t *const *inputs, size_t n,
+                          nne_tensor_t **out, nne_err_t *err);
+
 #ifdef __cplusplus
 }
 #endif

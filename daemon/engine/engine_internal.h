@@ -107,6 +107,14 @@ struct nne_model {
   /* nne_model_module_nodes' cache, one slot per module, filled on demand. */
   std::mutex nodes_mu;
   std::vector<std::unique_ptr<nne__node_list>> nodes;
+
+  /* variant.cc's cache of method code prepared for inlining into variants
+   * (own code, optimized; see prepared_code()), one graph per method of the
+   * model's classes, filled on demand, never changed once made. */
+  std::mutex prepared_mu;
+  std::unordered_map<const torch::jit::Function *,
+                     std::shared_ptr<torch::jit::Graph>>
+      prepared;
 };
 
 /* The instance path of a module value inside a method graph: its chain of

@@ -16,20 +16,33 @@
 //      way (recursively), so that scripted instances sharing one class graph
 //      each get their own code. Hooks around a call are inserted before the
 //      call is inlined: inlineCallTo destroys the call node and moves its
-//      uses, hooks included, onto the inlined values.
-//   4. The graph gets the passes the profiling executor would run on the
-//      model's own forward (same passes, same numbers) and becomes a new
-//      GraphFunction on the simple executor, its plan built at once: the
-//      first forward costs what the later ones do. It runs with the live
-//      module as self, so it reads the model's weights; the model's own
-//      methods are never edited (an edit after they ran would be ignored).
+//      uses, hooks included, onto the inlined values. Every other call stays
+//      a call: a variant holds only the code on the way to its sites.
+//   4. The code gets the graph passes the profiling executor runs on the
+//      model's own forward before its first call (same passes, same
+//      operations, same numbers; optimize()), except the inlining, and not
+//      as a whole: the own code of a module without node sites is taken
+//      ready-optimized from a per-model cache (prepared_code()), the own code
+//      of a module with node sites is optimized with its hooks before its
+//      callees are inlined into it. The passes (alias analysis of the whole
+//      graph, once per pass) were most of the cost of a build when they ran
+//      on the whole variant.
+//   5. The result is compiled straight into interpreter code
+//      (torch::jit::Code), at once, so the first forward runs it at full
+//      speed. A call left in it runs the callee's method through the
+//      method's own executor: the module's own optimized code, built on the
+//      method's first calls in the process and shared from then on by every
+//      variant (see compile()). The code runs with the live module as self,
+//      so it reads the model's weights; the model's own methods are never
+//      edited (an edit after they ran would be ignored).
 //
 // Graph inspection (graph.cc) reads a variant's code through
-// nne__variant_inspect, which runs the same build again with two additions:
-// every node carries a tag (a Scope of its own, which inlining copies with
-// the node) saying whose code it is, and the module being inspected is
-// inlined wherever it is called, with markers where its call was. A real
-// build does neither.
+// nne__variant_inspect, which runs the build again from the variant's sites
+// with the method graphs as they are (no prepared code, no passes: the code
+// before optimization) and with two additions: every node carries a tag (a
+// Scope of its own, which inlining copies with the node) saying whose code
+// it is, and the module being inspected is inlined wherever it is called,
+// with markers where its call was. A real build does neither.
 //
 // The hook op nnedit::hook(Tensor x, int site) only carries a site number.
 // What happens at a site is decided per call: nne_variant_forward puts the
@@ -39,6 +52,7 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/autocast.h>
 #include <torch/csrc/jit/passes/canonicalize_graph_fuser_ops.h>
 #include <torch/csrc/jit/passes/clear_undefinedness.h>
 #include <torch/csrc/jit/passes/common_subexpression_elimination.h>
@@ -53,6 +67,7 @@
 #include <torch/csrc/jit/passes/remove_expands.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/csrc/jit/runtime/instruction.h>
+#include <torch/csrc/jit/runtime/interpreter.h>
 #include <torch/library.h>
 
 #include <chrono>
@@ -90,20 +105,22 @@ struct site_rec {
 struct nne_variant {
   std::atomic<long> refs{1};
   nne_model_t *model = nullptr; // one reference, dropped with the variant
-  std::shared_ptr<GraphFunction> fn;
+  // The compiled code (see compile()) and the root forward's schema it
+  // runs under.
+  std::unique_ptr<torch::jit::Code> code;
+  std::unique_ptr<c10::FunctionSchema> schema;
   std::vector<std::string> site_names; // "transformer.h.0.attn:aten::softmax#0"
   // The sites again, for nne__variant_inspect, which rebuilds the variant's
   // code rather than keep a second copy of its graph in every variant.
   std::vector<site_rec> sites;
   double build_ms = 0;
-  // Sizes for nne_variant_bytes: nodes of the function's graph and of its
-  // execution plan's copy, instructions of the plan's code.
+  // Sizes for nne_variant_bytes: nodes of the optimized graph (the code
+  // holds one copy of it) and instructions of the code.
   size_t graph_nodes = 0;
-  size_t plan_nodes = 0;
-  size_t plan_instructions = 0;
+  size_t instructions = 0;
 
   ~nne_variant() {
-    fn.reset(); // executor state before the module it ran on
+    code.reset(); // the code before the model whose methods it calls
     nne_model_unref(model);
   }
 };
@@ -529,6 +546,69 @@ int check_site(nne_model_t *m, size_t i, site_rec *s, nne_err_t *err) {
   return 0;
 }
 
+size_t count_nodes(const Block *b) {
+  size_t n = 0;
+  for (const Node *node : b->nodes()) {
+    n++;
+    for (const Block *sub : node->blocks())
+      n += count_nodes(sub);
+  }
+  return n;
+}
+
+// The graph passes the executor would run on code before its first call,
+// minus the inlining: GraphFunction::optimized_graph's preoptimization
+// (1.13's preoptimizeGraph: Inline, PeepholeOptimize, constant propagation
+// on immutable types, Autocast, ConstantPooling) without its Inline, then
+// the profiling executor's input-independent passes (1.13's
+// runProfilingInsensitiveOptimizations, in its order). Code inlined into a
+// variant gets the same operations, hence the same numbers, as in the
+// model's own forward (GPT-2's addmm is split into mm + add by DecomposeOps
+// in both); a call left in a variant runs the callee's method through its
+// own executor, which runs the same passes on it.
+void optimize(std::shared_ptr<Graph> &g) {
+  torch::jit::PeepholeOptimize(g, true);
+  torch::jit::ConstantPropagationImmutableTypes(g);
+  torch::jit::Autocast(g);
+  torch::jit::ConstantPooling(g);
+  torch::jit::LowerGradOf(*g);
+  torch::jit::ClearUndefinedness(g);
+  torch::jit::RemoveExpands(g);
+  torch::jit::CanonicalizeOps(g);
+  torch::jit::EliminateDeadCode(g);
+  torch::jit::DecomposeOps(g);
+  torch::jit::ConstantPropagation(g);
+  torch::jit::EliminateDeadCode(g);
+  torch::jit::EliminateCommonSubexpression(g);
+  torch::jit::ConstantPooling(g);
+  torch::jit::PeepholeOptimize(g);
+  torch::jit::EliminateDeadCode(g);
+  torch::jit::LowerSimpleTuples(g);
+  torch::jit::CheckInplace(g);
+}
+
+// The code of a method ready to be inlined into a variant where the
+// module has no node sites: its own code (helpers inlined, submodule calls
+// left as calls) after optimize(). Made once per method and kept with the
+// model; every build copies it. A variant's code then consists of copies of
+// code that has had the passes already, plus hooks, plus the own code of the
+// modules with node sites (optimized at build, with their hooks), so the
+// variant as a whole needs no pass: the passes cost in proportion to the
+// node-site modules' own code, not to what the variant inlines.
+std::shared_ptr<Graph> prepared_code(nne_model_t *m, GraphFunction *fn) {
+  {
+    std::lock_guard<std::mutex> lock(m->prepared_mu);
+    auto it = m->prepared.find(fn);
+    if (it != m->prepared.end())
+      return it->second;
+  }
+  // Made without the lock: two builds may both make it; the first kept wins.
+  std::shared_ptr<Graph> g = own_graph(fn);
+  optimize(g);
+  std::lock_guard<std::mutex> lock(m->prepared_mu);
+  return m->prepared.emplace(fn, std::move(g)).first->second;
+}
+
 // ---- building --------------------------------------------------------------
 
 struct builder {
@@ -537,6 +617,11 @@ struct builder {
   std::vector<std::vector<int>> io;  // per module: its input/output sites
   std::vector<std::vector<int>> own; // per module: its node sites
   std::vector<char> below;           // per module: a site in a descendant
+
+  // A real build inlines prepared code where it can (see process()); a
+  // build for inspection, and the fallback in nne_variant_build, copy every
+  // method graph as it is.
+  bool prepared = false;
 
   // Inspection only (nne__variant_inspect): where the tags go, a module
   // whose forward is inlined wherever it is called, and per module the
@@ -783,45 +868,86 @@ struct builder {
     e->insertAfter(call);
   }
 
-  void collect_calls(Block *b, Value *self, const std::string &base,
+  // The module calls of node n and of the nodes in its blocks, in code
+  // whose `self` is the value self, instance path `base`.
+  void collect_calls(Node *n, Value *self, const std::string &base,
                      std::vector<call_rec> *out) {
-    for (Node *n : b->nodes()) {
-      // Calls on self were inlined as own code where they could be; one
-      // left (not a graph) is not a module call.
-      if (n->kind() == c10::prim::CallMethod && !n->inputs().empty() &&
-          n->input(0) != self) {
-        std::string path;
-        if (nne__module_path_of(n->input(0), self, base, &path)) {
-          auto it = m->by_path.find(path);
-          if (it != m->by_path.end())
-            out->push_back({n, it->second, n->s(c10::attr::name)});
-        }
+    // Calls on self were inlined as own code where they could be; one
+    // left (not a graph) is not a module call.
+    if (n->kind() == c10::prim::CallMethod && !n->inputs().empty() &&
+        n->input(0) != self) {
+      std::string path;
+      if (nne__module_path_of(n->input(0), self, base, &path)) {
+        auto it = m->by_path.find(path);
+        if (it != m->by_path.end())
+          out->push_back({n, it->second, n->s(c10::attr::name)});
       }
-      for (Block *sub : n->blocks())
-        collect_calls(sub, self, base, out);
     }
+    for (Block *sub : n->blocks())
+      for (Node *inner : sub->nodes())
+        collect_calls(inner, self, base, out);
   }
 
-  // Makes g (a copy of a method graph of module `mod`) the code this
-  // variant runs for that instance. `is_forward`: g is mod's forward, so
-  // mod's node sites apply.
-  // `copy` numbers the copies of mod's code (inspection only).
-  void process(Graph &g, int mod, bool is_forward, int depth, int copy) {
+  // Makes g the code this variant runs for one instance, module `mod`:
+  // g is a copy of one of its method graphs as it is (`raw`), or a copy of
+  // the method's prepared code (prepared_code(): own code, optimized; only
+  // for the root, in a real build where the root has no node sites: callees
+  // get theirs through inline_prepared()). `is_forward`: g is mod's forward,
+  // so mod's node sites apply. `copy` numbers the copies of mod's code
+  // (inspection only).
+  void process(std::shared_ptr<Graph> &g, int mod, bool is_forward, int depth,
+               int copy, bool raw) {
     if (depth > k_max_depth)
       throw std::runtime_error("module calls nest more than " +
                                std::to_string(k_max_depth) + " deep");
-    inline_helpers(g);
+    if (raw)
+      inline_helpers(*g);
     if (insp != nullptr)
-      tag_own(g, mod, is_forward, copy);
+      tag_own(*g, mod, is_forward, copy);
     {
-      auto tagging = inserting(g, mod, copy);
-      if (is_forward)
-        hook_nodes(g, mod);
+      auto tagging = inserting(*g, mod, copy);
+      if (is_forward && raw)
+        hook_nodes(*g, mod);
       if (depth == 0)
-        wrap_root(g);
+        wrap_root(*g);
     }
+    // Own code copied as it is gets the passes here, in a real build that
+    // uses prepared code, before any callee is inlined into it: then no
+    // code is optimized twice, and the variant as a whole needs no pass.
+    if (raw && prepared)
+      optimize(g);
     std::vector<call_rec> calls;
-    collect_calls(g.block(), g.inputs()[0], m->recs[mod].path, &calls);
+    for (Node *n : g->block()->nodes())
+      collect_calls(n, g->inputs()[0], m->recs[mod].path, &calls);
+    handle_calls(*g, calls, mod, is_forward, depth, copy);
+  }
+
+  // Inlines the prepared code of `call`'s callee, method `callee` of module
+  // `mod`, into g in place of the call (one copy of it, where process()
+  // would copy it twice), and processes the submodule calls in it there.
+  void inline_prepared(Graph &g, Node *call, GraphFunction *callee, int mod,
+                       int depth) {
+    if (depth > k_max_depth)
+      throw std::runtime_error("module calls nest more than " +
+                               std::to_string(k_max_depth) + " deep");
+    std::shared_ptr<Graph> code = prepared_code(m, callee);
+    // The callee's code lands between these two (hooks on the call's
+    // arguments sit before `before`, hooks on its result from `after` on).
+    Node *before = call->prev();
+    Node *after = call->next();
+    Value *self = call->input(0);
+    torch::jit::inlineCallTo(call, callee, code.get());
+    std::vector<call_rec> calls;
+    for (Node *n = before->next(); n != after; n = n->next())
+      collect_calls(n, self, m->recs[mod].path, &calls);
+    handle_calls(g, calls, mod, false, depth, 0);
+  }
+
+  // Hooks around the module calls `calls` found in the code of module
+  // `mod` (copy `copy`) in g, and the callees inlined where a site is in or
+  // below them. `is_forward`: that code is mod's forward (inspection only).
+  void handle_calls(Graph &g, std::vector<call_rec> &calls, int mod,
+                    bool is_forward, int depth, int copy) {
     for (call_rec &c : calls) {
       bool fwd = c.method == "forward";
       int callee_copy = insp != nullptr ? copies[c.mod]++ : 0;
@@ -829,81 +955,52 @@ struct builder {
         auto tagging = inserting(g, c.mod, callee_copy);
         wrap_call(g, c.node, c.mod);
       }
-      if (!((fwd && !own[c.mod].empty()) || below[c.mod] ||
-            (fwd && c.mod == force)))
+      bool node_sites = fwd && !own[c.mod].empty();
+      if (!(node_sites || below[c.mod] || (fwd && c.mod == force)))
         continue;
       // The call's receiver type is what this graph runs.
       GraphFunction *callee =
           method_of(c.node->input(0)->type()->cast<c10::ClassType>(), c.method);
       if (callee == nullptr)
         continue; // not a graph: nothing of ours can be inside
+      if (prepared && !node_sites) {
+        inline_prepared(g, c.node, callee, c.mod, depth + 1);
+        continue;
+      }
       if (insp != nullptr)
         mark_call(g, c.node, mod, copy, is_forward, c.mod);
       std::shared_ptr<Graph> body = callee->graph()->copy();
-      process(*body, c.mod, fwd, depth + 1, callee_copy);
+      process(body, c.mod, fwd, depth + 1, callee_copy, true);
       torch::jit::inlineCallTo(c.node, callee, body.get());
     }
   }
 };
 
-size_t count_nodes(const Block *b) {
-  size_t n = 0;
-  for (const Node *node : b->nodes()) {
-    n++;
-    for (const Block *sub : node->blocks())
-      n += count_nodes(sub);
-  }
-  return n;
-}
-
-// The graph passes the executor would run on the variant before its first
-// call: what GraphFunction::optimized_graph does (inlining the calls left),
-// then the profiling executor's input-independent passes (1.13's
-// runProfilingInsensitiveOptimizations, in its order). Running them here
-// and handing the result to the simple executor gives the same operations,
-// hence the same numbers, as the model's own forward (GPT-2's addmm is split
-// into mm + add by DecomposeOps in both), without the profiling executor's
-// two slow first calls: its profiling run and its whole-graph re-optimization
-// cost ~15-40 ms on the fixtures; this costs a few ms, once, at build.
-void optimize(std::shared_ptr<Graph> &g) {
-  torch::jit::preoptimizeGraph(g);
-  torch::jit::LowerGradOf(*g);
-  torch::jit::ClearUndefinedness(g);
-  torch::jit::RemoveExpands(g);
-  torch::jit::CanonicalizeOps(g);
-  torch::jit::EliminateDeadCode(g);
-  torch::jit::DecomposeOps(g);
-  torch::jit::ConstantPropagation(g);
-  torch::jit::EliminateDeadCode(g);
-  torch::jit::EliminateCommonSubexpression(g);
-  torch::jit::ConstantPooling(g);
-  torch::jit::PeepholeOptimize(g);
-  torch::jit::EliminateDeadCode(g);
-  torch::jit::LowerSimpleTuples(g);
-  torch::jit::CheckInplace(g);
-}
-
-// Optimizes g and makes it v's function, with its execution plan built, so
-// that the first forward runs at full speed.
+// Optimizes g and compiles it into v's interpreter code, at once: the first
+// forward runs at full speed.
+//
+// The code is built directly (torch::jit::Code), not through a
+// GraphFunction: a GraphFunction's executor plans from an inlined copy of
+// its graph (GraphFunction::optimized_graph inlines every call), which made
+// every variant the whole model again, and the callees' code in it would
+// then miss passes their own executors run (their addmm stayed whole: the
+// logits moved by ~5e-6). In the code, a call the builder kept (a module
+// with no site below it) is a CALL of the callee's method, which the
+// interpreter runs with that method's own executor (GraphFunction::call):
+// the module's own code, optimized by the profiling executor on the
+// method's first two calls in the process and shared from then on by every
+// variant (and, for a scripted model, by every instance of the class). A
+// variant therefore holds only the code it inlined and does not grow when
+// it runs; the callees' executors belong to the model.
 void compile(nne_variant_t *v, std::shared_ptr<Graph> g,
-             const c10::FunctionSchema &schema) {
-  optimize(g);
-  v->fn = std::make_shared<GraphFunction>(
-      c10::QualifiedName("__nnedit__.Variant.forward"), g, nullptr,
-      torch::jit::ExecutorExecutionMode::SIMPLE);
-  v->fn->setSchema(schema);
-  {
-    // The executor takes optimized_graph(), which with the optimizer on
-    // would run the preoptimization again on a graph that has had it.
-    torch::jit::GraphOptimizerEnabledGuard off(false);
-    v->fn->optimized_graph();
-  }
-  torch::jit::Stack none; // the simple executor's plan ignores the inputs
-  const torch::jit::ExecutionPlan &plan =
-      v->fn->get_executor().getPlanFor(none);
+             const c10::FunctionSchema &schema, bool optimized) {
+  if (!optimized)
+    optimize(g);
   v->graph_nodes = count_nodes(g->block());
-  v->plan_nodes = count_nodes(plan.graph->block());
-  v->plan_instructions = plan.code.instructions().size();
+  // Code copies the graph; g is dropped when this returns.
+  v->code = std::make_unique<torch::jit::Code>(g, "__nnedit__.Variant.forward");
+  v->schema = std::make_unique<c10::FunctionSchema>(schema);
+  v->instructions = v->code->instructions().size();
 }
 
 } // namespace
@@ -950,7 +1047,7 @@ int nne__variant_inspect(nne_model_t *m, const nne_variant_t *v, int module,
        p = m->infos[static_cast<size_t>(p)].parent)
     b.below[static_cast<size_t>(p)] = 1;
   b.copies[0] = 1;
-  b.process(*g, 0, true, 0, 0);
+  b.process(g, 0, true, 0, 0, true);
   out->graph = std::move(g);
   return 0;
 }
@@ -1030,20 +1127,45 @@ int nne_variant_build(nne_model_t *m, const nne_site_t *sites, size_t n,
     GraphFunction *root = forward_of(m, 0);
     if (root == nullptr)
       return nne_err_set(err, NNE_EINVAL, "variant: the model has no forward");
-    std::shared_ptr<Graph> g = root->graph()->copy();
 
-    builder b(m, recs);
-    b.process(*g, 0, true, 0, 0);
-    for (size_t i = 0; i < n; i++)
-      if (recs[i].hooks == 0)
-        return nne_err_set(err, NNE_EINVAL,
-                           "site %zu (%s): no call of the module was found "
-                           "in forward's code",
-                           i, recs[i].name.c_str());
+    // From prepared code (see prepared_code()). A module call that the
+    // passes removed from prepared code (a branch that is never taken)
+    // gets no hook there; only the build from the method graphs as they
+    // are can tell such a site from one that has no call at all, so a
+    // site without a hook is decided by that build, as it was before
+    // prepared code existed, and that build is the variant.
+    std::shared_ptr<Graph> g;
+    bool prepared = true;
+    for (int attempt = 0; attempt < 2; attempt++) {
+      prepared = attempt == 0;
+      for (site_rec &r : recs)
+        r.hooks = 0;
+      builder b(m, recs);
+      b.prepared = prepared;
+      bool raw = !prepared || !b.own[0].empty();
+      g = raw ? root->graph()->copy() : prepared_code(m, root)->copy();
+      b.process(g, 0, true, 0, 0, raw);
+      bool all_hooked = true;
+      for (const site_rec &r : recs)
+        all_hooked = all_hooked && r.hooks > 0;
+      if (all_hooked)
+        break;
+      if (!prepared)
+        for (size_t i = 0; i < n; i++)
+          if (recs[i].hooks == 0)
+            return nne_err_set(err, NNE_EINVAL,
+                               "site %zu (%s): no call of the module was "
+                               "found in forward's code",
+                               i, recs[i].name.c_str());
+    }
+#if !defined(NDEBUG) || defined(__SANITIZE_ADDRESS__)
+    // A check of the builder (a few ms on a large variant): in debug and
+    // sanitizer builds only.
     g->lint();
+#endif
 
     std::unique_ptr<nne_variant_t> v(new nne_variant_t);
-    compile(v.get(), std::move(g), root->getSchema());
+    compile(v.get(), std::move(g), root->getSchema(), prepared);
     v->sites = recs;
     v->site_names.reserve(n);
     for (site_rec &r : recs)
@@ -1079,13 +1201,14 @@ double nne_variant_build_ms(const nne_variant_t *v) {
 }
 
 size_t nne_variant_bytes(const nne_variant_t *v) {
-  // An estimate: libtorch cannot say what a graph or a plan allocated. The
-  // variant holds its graph twice (the function's and the executor's copy)
-  // and the plan's graph once, plus the plan's code. On the fixtures the
-  // process's heap grew by 3.9-4.2 KB per node of the variant's graph
-  // (1.3-1.7 MB for 324-421 nodes), i.e. ~2 KiB per node of graph + plan.
-  return (v->graph_nodes + v->plan_nodes) * 2048 +
-         v->plan_instructions * sizeof(void *);
+  // An estimate: libtorch cannot say what a graph or its code allocated.
+  // The variant holds its code: one copy of its optimized graph plus the
+  // instructions. On the GPT-2-small fixture the heap grew by 0.95-1.03 KB
+  // per node of that graph for a build (95-1,569 nodes; bench_edits
+  // --cold). It does not grow when the variant runs: the executors of the
+  // methods it calls belong to the model.
+  return v->graph_nodes * 1000 +
+         v->instructions * sizeof(torch::jit::Instruction);
 }
 
 int nne_variant_forward(nne_variant_t *v, const nne_tensor_t *input_ids,
@@ -1119,10 +1242,10 @@ int nne_variant_forward(nne_variant_t *v, const nne_tensor_t *input_ids,
     stack.emplace_back(v->model->module._ivalue());
     for (c10::IValue &a : args)
       stack.push_back(std::move(a));
-    v->fn->getSchema().checkAndNormalizeInputs(stack);
+    v->schema->checkAndNormalizeInputs(stack);
 
     try {
-      v->fn->run(stack);
+      torch::jit::InterpreterState(*v->code).run(stack);
     } catch (...) {
       if (r.rc != 0)
         return nne_err_set(err, r.rc, "forward: %s", r.msg.c_str());

@@ -17,6 +17,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.environ.get("NNE_PY_GEN", ""))
+# Must be set before grpc is imported: with fork support on, Popen waits for
+# grpc's thread pool to idle and can hang (CI saw a 900 s timeout).
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
 
 import grpc  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
@@ -189,3 +192,48 @@ def write_slow_model(repo, name="slow", iters=400, width=512, vocab=100):
     with open(os.path.join(d, "model.json"), "w") as f:
         json.dump({"family": "test", "device": "cpu", "dtype": "float32"}, f)
     return d
+
+
+def trace(stub, model, traces, edit_set="", padding=0, top_k=0, logits=0, timeout=60):
+    """Runs Trace (a session of one or more inference_pb2.Trace messages).
+
+    Returns ([TraceResult, one per trace, in stream order], {tensor name:
+    ndarray}). Checks the stream's framing as it goes: chunks of one tensor
+    arrive in order and whole before the next tensor starts, every tensor
+    name occurs once in the stream, and each TraceResult's `saved` names the
+    tensors that streamed since the previous result, in order (logits aside)."""
+    req = inference_pb2.TraceRequest(model=model, traces=list(traces), edit_set=edit_set,
+                                     padding=padding, top_k=top_k, logits=logits)
+    results = []
+    tensors = {}
+    since_result = []
+    cur = None
+    for msg in stub.Trace(req, timeout=timeout):
+        if msg.HasField("chunk"):
+            c = msg.chunk
+            if cur is None:
+                assert c.offset == 0, (c.name, c.offset)
+                assert c.name not in tensors, "tensor %r streamed twice" % c.name
+                cur = {"name": c.name, "dtype": c.dtype, "shape": list(c.shape),
+                       "data": bytearray(), "total": c.total_bytes}
+            assert c.name == cur["name"], "chunks of %r and %r interleave" % (cur["name"], c.name)
+            assert c.offset == len(cur["data"]), (c.name, c.offset, len(cur["data"]))
+            cur["data"] += c.data
+            if c.last:
+                assert len(cur["data"]) == cur["total"], (c.name, len(cur["data"]), cur["total"])
+                tensors[c.name] = np.frombuffer(bytes(cur["data"]), dtype=NP_DTYPES[cur["dtype"]]) \
+                    .reshape(cur["shape"])
+                since_result.append(c.name)
+                cur = None
+        if msg.HasField("result"):
+            assert cur is None, "TraceResult inside the chunks of %r" % cur["name"]
+            saved = list(msg.result.saved)
+            # `saved` lists the trace's saves; whether it also names the
+            # "<trace>/logits" tensor the contract leaves open.
+            assert saved in (since_result, [n for n in since_result if not n.endswith("/logits")]), \
+                (saved, since_result)
+            results.append(msg.result)
+            since_result = []
+    assert cur is None, "the stream ended inside tensor %r" % cur["name"]
+    assert not since_result, "tensors after the last TraceResult: %s" % since_result
+    return results, tensors
