@@ -186,12 +186,52 @@ def write_slow_model(repo, name="slow", iters=400, width=512, vocab=100):
                 x = torch.tanh(x @ self.w)
             return x[..., : self.vocab]
 
+    return _save_scripted(repo, name, Slow())
+
+
+def _save_scripted(repo, name, module):
+    """Scripts `module` into <repo>/<name>/model.pt with a model.json."""
+    import torch
     d = os.path.join(repo, name)
     os.makedirs(d, exist_ok=True)
-    torch.jit.save(torch.jit.script(Slow()), os.path.join(d, "model.pt"))
+    torch.jit.save(torch.jit.script(module), os.path.join(d, "model.pt"))
     with open(os.path.join(d, "model.json"), "w") as f:
         json.dump({"family": "test", "device": "cpu", "dtype": "float32"}, f)
     return d
+
+
+def write_layered_slow_model(repo, name="slowlayers", blocks=64, iters=24, width=384, vocab=100):
+    """A scripted model of `blocks` submodules, each a few seconds' worth of
+    matmuls in all on two cores: a trace that reads every block's output has
+    a site every few tens of milliseconds, where a cancelled forward stops."""
+    import torch
+
+    class Block(torch.nn.Module):
+        def __init__(self, g):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(width, width, generator=g) / width ** 0.5)
+            self.iters = iters
+
+        def forward(self, x):
+            for _ in range(self.iters):
+                x = torch.tanh(x @ self.w)
+            return x
+
+    class Layered(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.emb = torch.nn.Parameter(torch.randn(vocab, width, generator=g) * 0.1)
+            self.blocks = torch.nn.ModuleList([Block(g) for _ in range(blocks)])
+            self.vocab = vocab
+
+        def forward(self, input_ids: torch.Tensor):
+            x = self.emb[input_ids]
+            for b in self.blocks:
+                x = b(x)
+            return x[..., :self.vocab]
+
+    return _save_scripted(repo, name, Layered())
 
 
 def trace(stub, model, traces, edit_set="", padding=0, top_k=0, logits=0, timeout=60):

@@ -5,92 +5,17 @@
 # server (a scripted fake that sends broken replies: the CLI must report
 # them as errors, never crash or hang).
 #
-# Runs under ctest (which sets NNEDITCTL, NNEDITD, NNE_FIXTURES_DIR,
-# NNE_PYTHON, NNE_PY_GEN) or by hand from the source tree with a build in
-# ./build. Only 127.0.0.1 is used; every wait is bounded; everything started
-# is killed on exit.
+# Runs under ctest or by hand from the source tree with a build in ./build;
+# the paths, helpers, daemon handling and cleanup are in cli_lib.sh.
+# shellcheck disable=SC2119 # start_fake passes its arguments to the fake; this one takes none
 set -u
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD=${NNE_BUILD_DIR:-$HERE/../../build}
-CTL=${NNEDITCTL:-$BUILD/nneditctl}
-NNEDITD=${NNEDITD:-$BUILD/nneditd}
-FIX=${NNE_FIXTURES_DIR:-$BUILD/fixtures}
-PY=${NNE_PYTHON:-/usr/bin/python3}
-PY_GEN=${NNE_PY_GEN:-$BUILD/gen_py}
+TEST_NAME=test_cli
+# shellcheck source=cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
 
-TMP=$(mktemp -d /tmp/nnedit-cli-XXXXXX)
-DPID=
-FPID=
-FAILS=0
-CHECKS=0
-
-cleanup() {
-  local p
-  for p in $DPID $FPID; do
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fail() {
-  echo "FAIL: $*" >&2
-  FAILS=$((FAILS + 1))
-}
-
-# run ARGS...: runs nneditctl (bounded), sets OUT, ERR and RC.
-run() {
-  OUT=$(timeout 60 "$CTL" "$@" 2>"$TMP/stderr")
-  RC=$?
-  ERR=$(cat "$TMP/stderr")
-  CHECKS=$((CHECKS + 1))
-}
-
-# expect CODE WHAT: the last run's exit status.
-expect() {
-  [ "$RC" = "$1" ] || fail "$2: exit $RC, expected $1 (stdout: ${OUT:0:300}; stderr: $ERR)"
-}
-
-# has HAYSTACK NEEDLE WHAT
-has() {
-  case "$1" in
-  *"$2"*) ;;
-  *) fail "$3: '$2' not in: ${1:0:400}" ;;
-  esac
-}
-
-# json PYTHON WHAT: the last run's stdout is one JSON document `d` for which
-# the Python statements hold.
-json() {
-  printf '%s' "$OUT" | "$PY" -c "
-import json, sys
-d = json.load(sys.stdin)
-$1
-" 2>"$TMP/pyerr" || fail "$2: $(tail -3 "$TMP/pyerr") (stdout: ${OUT:0:300})"
-}
-
-# wait_ready FILE PID: bounded wait for a "host:port\n" ready file.
-wait_ready() {
-  local _
-  for _ in $(seq 600); do
-    if [ -s "$1" ] && [ -z "$(tail -c1 "$1" | tr -d '\n')" ]; then
-      head -n1 "$1"
-      return 0
-    fi
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-
-for f in "$CTL" "$NNEDITD"; do
-  [ -x "$f" ] || { echo "test_cli: $f is not built" >&2; exit 1; }
-done
-[ -f "$FIX/gpt2-script/ref/manifest.json" ] ||
-  { echo "test_cli: no fixtures in $FIX" >&2; exit 1; }
+need_built "$CTL" "$NNEDITD"
+need_fixtures
 
 # ---- usage errors (no daemon needed) -----------------------------------------
 
@@ -195,15 +120,7 @@ has "$ERR" "127.0.0.1:1" "NNEDIT_ADDR named"
 
 # ---- a real daemon -----------------------------------------------------------
 
-"$NNEDITD" --listen 127.0.0.1:0 --ready-file "$TMP/ready" --model-repo "$FIX" \
-  >"$TMP/nneditd.log" 2>&1 &
-DPID=$!
-ADDR=$(wait_ready "$TMP/ready" "$DPID") || {
-  echo "test_cli: nneditd did not start:" >&2
-  cat "$TMP/nneditd.log" >&2
-  exit 1
-}
-A=(--addr "$ADDR")
+start_daemon
 
 run "${A[@]}" health
 expect 0 "health"
@@ -351,8 +268,6 @@ has "$ERR" "nneditctl: NOT_FOUND: " "modules unknown model"
 
 # Forward: the reference batch, all logits saved and compared bit for bit
 # with the archive run in Python; top-k from those logits.
-IDS0=31,415,926,5,27,3,777
-IDS1=1,998,512,64,300,71,2
 run "${A[@]}" forward gpt2-script --tokens $IDS0 --tokens $IDS1 --top-k 5 \
   --save-logits "$TMP/logits.npy"
 expect 0 "forward table"
@@ -483,16 +398,9 @@ expect 1 "forward of an unloaded model"
 has "$ERR" "FAILED_PRECONDITION" "unloaded model status"
 
 # SIGTERM drains and exits 0 (bounded wait).
-kill -TERM "$DPID"
-for _ in $(seq 300); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$DPID" 2>/dev/null; then
-  fail "nneditd did not exit within 30 s of SIGTERM"
-else
-  wait "$DPID"
-  code=$?
-  [ "$code" = 0 ] || { fail "nneditd exited $code after SIGTERM"; cat "$TMP/nneditd.log" >&2; }
+if stop_daemon; then
+  [ "$DAEMON_RC" = 0 ] || { fail "nneditd exited $DAEMON_RC after SIGTERM"; cat "$TMP/nneditd.log" >&2; }
 fi
-DPID=
 
 # ---- a misbehaving server ------------------------------------------------------
 #
@@ -505,18 +413,10 @@ DPID=
 cat >"$TMP/fake.py" <<'PYEOF'
 import sys, os, struct, time
 from concurrent import futures
+from fakeserve import serve, field
 sys.path.insert(0, os.environ["NNE_PY_GEN"])
 import grpc
 from nnedit.v1 import inference_pb2 as ip, models_pb2 as mp, tensor_pb2 as tp
-
-def varint(n):
-    out = b""
-    while n >= 0x80:
-        out += bytes([(n & 0x7f) | 0x80]); n >>= 7
-    return out + bytes([n])
-
-def field(num, payload):
-    return varint(num << 3 | 2) + varint(len(payload)) + payload
 
 def result(batch=1, rows=None, logits=True):
     rows = rows if rows is not None else [ip.RowTopK(position=0, top=[ip.TokenScore(token_id=1, logit=1.0, prob=0.5)])]
@@ -704,30 +604,8 @@ server.add_generic_rpc_handlers([
     grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
         "Check": grpc.unary_unary_rpc_method_handler(lambda b, c: b"\x08\x01\xff")}),
 ])
-port = server.add_insecure_port("127.0.0.1:0")
-server.start()
-with open(sys.argv[1] + ".tmp", "w") as f:
-    f.write("127.0.0.1:%d\n" % port)
-os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-server.wait_for_termination()
+serve(server)
 PYEOF
-
-start_fake() {
-  rm -f "$TMP/fake.ready"
-  NNE_PY_GEN=$PY_GEN "$PY" "$TMP/fake.py" "$TMP/fake.ready" >"$TMP/fake.log" 2>&1 &
-  FPID=$!
-  FADDR=$(wait_ready "$TMP/fake.ready" "$FPID") || {
-    echo "test_cli: the fake server did not start:" >&2
-    cat "$TMP/fake.log" >&2
-    exit 1
-  }
-  F=(--addr "$FADDR")
-}
-stop_fake() {
-  kill -KILL "$FPID" 2>/dev/null
-  wait "$FPID" 2>/dev/null
-  FPID=
-}
 
 start_fake
 run "${F[@]}" forward ok --tokens 1 --save-logits "$TMP/ok.npy"
@@ -927,8 +805,4 @@ has "$ERR" "nneditctl: RESOURCE_EXHAUSTED: " "fake: too many models"
 has "$ERR" "4096" "fake: too many models limit"
 stop_fake
 
-if [ "$FAILS" -ne 0 ]; then
-  echo "test_cli: $FAILS failed expectations in $CHECKS runs" >&2
-  exit 1
-fi
-echo "test_cli: $CHECKS runs, every expectation met"
+finish

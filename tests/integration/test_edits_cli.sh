@@ -13,105 +13,20 @@
 #      and without the set, SAVE edits, atomic Apply, graph with hooks
 #      marked and a legend, colour rules, stats cache hits, drop.
 #
-# Runs under ctest (which sets NNEDITCTL, NNEDITD, NNE_FIXTURES_DIR,
-# NNE_PYTHON, NNE_PY_GEN) or by hand from the source tree with a build in
-# ./build. Only 127.0.0.1 is used; every wait is bounded; everything started
-# is killed on exit.
+# Runs under ctest or by hand from the source tree with a build in ./build;
+# the paths, helpers, daemon handling and cleanup are in cli_lib.sh.
 set -u
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD=${NNE_BUILD_DIR:-$HERE/../../build}
-CTL=${NNEDITCTL:-$BUILD/nneditctl}
-NNEDITD=${NNEDITD:-$BUILD/nneditd}
-FIX=${NNE_FIXTURES_DIR:-$BUILD/fixtures}
-PY=${NNE_PYTHON:-/usr/bin/python3}
-PY_GEN=${NNE_PY_GEN:-$BUILD/gen_py}
-
-TMP=$(mktemp -d /tmp/nnedit-edits-cli-XXXXXX)
-DPID=
-FPID=
-FAILS=0
-CHECKS=0
-
-cleanup() {
-  local p
-  for p in $DPID $FPID; do
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fail() {
-  echo "FAIL: $*" >&2
-  FAILS=$((FAILS + 1))
-}
-
-# run ARGS...: runs nneditctl (bounded), sets OUT, ERR and RC.
-run() {
-  OUT=$(timeout 60 "$CTL" "$@" 2>"$TMP/stderr")
-  RC=$?
-  ERR=$(cat "$TMP/stderr")
-  CHECKS=$((CHECKS + 1))
-}
-
-expect() {
-  [ "$RC" = "$1" ] || fail "$2: exit $RC, expected $1 (stdout: ${OUT:0:300}; stderr: ${ERR:0:600})"
-}
-
-has() {
-  case "$1" in
-  *"$2"*) ;;
-  *) fail "$3: '$2' not in: ${1:0:600}" ;;
-  esac
-}
-
-hasnt() {
-  case "$1" in
-  *"$2"*) fail "$3: '$2' unexpectedly in: ${1:0:600}" ;;
-  esac
-}
-
-# json PYTHON WHAT: the last run's stdout is one JSON document `d` for which
-# the Python statements hold.
-json() {
-  printf '%s' "$OUT" | "$PY" -c "
-import json, sys
-d = json.load(sys.stdin)
-$1
-" 2>"$TMP/pyerr" || fail "$2: $(tail -3 "$TMP/pyerr") (stdout: ${OUT:0:300})"
-}
-
-# py PYTHON WHAT: the statements hold (numpy imported as np).
-py() {
-  "$PY" -c "
-import json, sys
-import numpy as np
-$1
-" 2>"$TMP/pyerr" || fail "$2: $(tail -3 "$TMP/pyerr")"
-}
+TEST_NAME=test_edits_cli
+# shellcheck source=cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
 
 # The node lines of the last `graph` run (the legend names [edit] itself).
 nodes_only() {
   printf '%s\n' "$OUT" | grep -v '^LEGEND:'
 }
 
-wait_ready() {
-  local _
-  for _ in $(seq 600); do
-    if [ -s "$1" ] && [ -z "$(tail -c1 "$1" | tr -d '\n')" ]; then
-      head -n1 "$1"
-      return 0
-    fi
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-
-[ -x "$CTL" ] || { echo "test_edits_cli: $CTL is not built" >&2; exit 1; }
+need_built "$CTL"
 
 # ---- 1. the edits file: usage errors (no daemon) ----------------------------
 
@@ -222,6 +137,7 @@ has "$ERR" "-: " "stdin named as -"
 cat >"$TMP/fake.py" <<'PYEOF'
 import sys, os, json, struct
 from concurrent import futures
+from fakeserve import serve, field
 sys.path.insert(0, os.environ["NNE_PY_GEN"])
 import grpc
 from nnedit.v1 import (edits_pb2 as ep, models_pb2 as mp, admin_pb2 as ap,
@@ -229,15 +145,6 @@ from nnedit.v1 import (edits_pb2 as ep, models_pb2 as mp, admin_pb2 as ap,
 
 LOG = sys.argv[2]
 SETS = {}
-
-def varint(n):
-    out = b""
-    while n >= 0x80:
-        out += bytes([(n & 0x7f) | 0x80]); n >>= 7
-    return out + bytes([n])
-
-def field(num, payload):
-    return varint(num << 3 | 2) + varint(len(payload)) + payload
 
 def info(i, model="fake", label="", n=0, hit=False):
     return ep.EditSetInfo(id="es-%04d" % i, model=model, label=label, edit_count=n,
@@ -383,23 +290,11 @@ server.add_generic_rpc_handlers([
     grpc.method_handlers_generic_handler("nnedit.v1.Inference", {
         "Forward": grpc.unary_stream_rpc_method_handler(forward)}),
 ])
-port = server.add_insecure_port("127.0.0.1:0")
-server.start()
-with open(sys.argv[1] + ".tmp", "w") as f:
-    f.write("127.0.0.1:%d\n" % port)
-os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-server.wait_for_termination()
+serve(server)
 PYEOF
 
-rm -f "$TMP/fake.ready" "$TMP/applied.jsonl"
-NNE_PY_GEN=$PY_GEN "$PY" "$TMP/fake.py" "$TMP/fake.ready" "$TMP/applied.jsonl" >"$TMP/fake.log" 2>&1 &
-FPID=$!
-FADDR=$(wait_ready "$TMP/fake.ready" "$FPID") || {
-  echo "test_edits_cli: the fake server did not start:" >&2
-  cat "$TMP/fake.log" >&2
-  exit 1
-}
-F=(--addr "$FADDR" --timeout 30)
+start_fake "$TMP/applied.jsonl"
+F+=(--timeout 30)
 
 # The request on the wire equals the file: sites, ops, operands (the tensor
 # bytes as numpy would write them, dtype conversions included), ranges and
@@ -668,27 +563,12 @@ INTERNAL|edits[0] has index 1 in a set of 1 edits|edits get es-badindex
 INTERNAL|reply has no edit set|edits get es-noset
 INTERNAL|edits[0]|edits get es-longsite
 EOF
-kill -KILL "$FPID" 2>/dev/null
-wait "$FPID" 2>/dev/null
-FPID=
+stop_fake
 
 # ---- 3. the real daemon -----------------------------------------------------
 
-[ -x "$NNEDITD" ] || { echo "test_edits_cli: $NNEDITD is not built" >&2; exit 1; }
-[ -f "$FIX/gpt2-script/ref/manifest.json" ] ||
-  { echo "test_edits_cli: no fixtures in $FIX" >&2; exit 1; }
-"$NNEDITD" --listen 127.0.0.1:0 --ready-file "$TMP/ready" --model-repo "$FIX" \
-  >"$TMP/nneditd.log" 2>&1 &
-DPID=$!
-ADDR=$(wait_ready "$TMP/ready" "$DPID") || {
-  echo "test_edits_cli: nneditd did not start:" >&2
-  cat "$TMP/nneditd.log" >&2
-  exit 1
-}
-A=(--addr "$ADDR")
+start_daemon
 M=gpt2-script
-IDS0=31,415,926,5,27,3,777
-IDS1=1,998,512,64,300,71,2
 
 run "${A[@]}" models load $M
 expect 0 "load $M"
@@ -879,11 +759,6 @@ for s in "$S1" "$S2"; do
   expect 0 "drop $s"
 done
 
-kill -TERM "$DPID"
-for _ in $(seq 300); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$DPID" 2>/dev/null && fail "nneditd did not exit within 30 s of SIGTERM"
-wait "$DPID" 2>/dev/null
-DPID=
+stop_daemon
 
-echo "test_edits_cli: $CHECKS runs, $FAILS failures"
-[ "$FAILS" = 0 ]
+finish

@@ -19,7 +19,8 @@ import unittest
 import grpc
 import numpy as np
 
-from nnedit_testlib import Daemon, forward, inference_pb2, manifest, models_pb2, tensor_pb2, trace
+from nnedit_testlib import (Daemon, forward, inference_pb2, manifest, models_pb2, tensor_pb2,
+                            trace, write_layered_slow_model)
 
 import os
 import sys
@@ -358,6 +359,68 @@ class TraceBasics(unittest.TestCase):
                                 logits=ALL)
         np.testing.assert_array_equal(t["0/logits"], self.pristine)
         self.assertEqual(t["ok"].shape, (2, 7, 64))
+
+
+class Cancellation(unittest.TestCase):
+    """A trace whose client deadline passes stops its forward at the next
+    site instead of running to the end (the issue's "stops the forward at
+    the next site"), and the daemon serves the next request."""
+
+    def test_deadline_stops_the_forward(self):
+        import re
+        import shutil
+        import tempfile
+        repo = tempfile.mkdtemp(prefix="nnedit-cancel-")
+        try:
+            blocks = 64
+            write_layered_slow_model(repo, blocks=blocks)
+            with Daemon("--model-repo", repo, "--load", "slowlayers", "--workers", "1",
+                        "--log-level", "debug", repo=repo) as d:
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    ms = {m.name: m.state
+                          for m in d.models.List(models_pb2.ListModelsRequest()).models}
+                    if ms.get("slowlayers") == models_pb2.LOADED:
+                        break
+                    time.sleep(0.05)
+                ids = [[1, 2, 3, 4, 5, 6, 7, 8] * 8]
+                # Every block's output is read and reduced to a scalar that is
+                # saved: a hook at each of the 64 sites, little to stream.
+                nodes = []
+                for b in range(blocks):
+                    nodes += [read(3 * b + 1, "blocks.%d.output" % b),
+                              call(3 * b + 2, "sum", arg(3 * b + 1)),
+                              save(3 * b + 3, 3 * b + 2, "s%d" % b)]
+                t = tr(nodes, invokes=[invoke(ids)])
+                # The whole traced forward, for scale.
+                res, saved = trace(d.inference, "slowlayers", [t], timeout=300)
+                full_ms = res[0].timing.compute_ms
+                self.assertEqual(len(saved), blocks)
+                print("full traced forward: %.0f ms" % full_ms)
+                # The same with a deadline of a tenth of that.
+                with self.assertRaises(grpc.RpcError) as cm:
+                    trace(d.inference, "slowlayers", [t], timeout=full_ms / 10000.0)
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+                gone = None
+                wait = time.monotonic() + 4 * full_ms / 1000.0 + 30
+                while gone is None and time.monotonic() < wait:
+                    m = re.search(r"Trace: client gone after ([0-9.]+) ms of compute",
+                                  d.log_text())
+                    if m:
+                        gone = float(m.group(1))
+                    else:
+                        time.sleep(0.05)
+                self.assertIsNotNone(gone, "no 'client gone' line:\n" + d.log_text()[-3000:])
+                print("cancelled after %.0f ms of compute" % gone)
+                # Stopped early: well under the whole forward (its deadline
+                # was a tenth of it; half leaves room for a busy machine).
+                self.assertLess(gone, full_ms / 2)
+                # And the daemon serves the next trace in full.
+                res, saved = trace(d.inference, "slowlayers", [tr(nodes[:3], invokes=[invoke(ids)])],
+                                   timeout=300)
+                self.assertEqual(list(saved), ["s0"])
+        finally:
+            shutil.rmtree(repo, ignore_errors=True)
 
 
 if __name__ == "__main__":

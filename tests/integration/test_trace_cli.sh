@@ -18,94 +18,16 @@
 #      changes the logits; a session patches a saved value into a later
 #      trace through a ref; the daemon's refusals exit 1 naming the node.
 #
-# Runs under ctest (which sets NNEDITCTL, NNEDITD, NNE_FIXTURES_DIR,
-# NNE_PYTHON, NNE_PY_GEN) or by hand from the source tree with a build in
-# ./build. Only 127.0.0.1 is used; every wait is bounded; everything started
-# is killed on exit.
+# Runs under ctest or by hand from the source tree with a build in ./build;
+# the paths, helpers, daemon handling and cleanup are in cli_lib.sh.
 set -u
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD=${NNE_BUILD_DIR:-$HERE/../../build}
-CTL=${NNEDITCTL:-$BUILD/nneditctl}
-NNEDITD=${NNEDITD:-$BUILD/nneditd}
-FIX=${NNE_FIXTURES_DIR:-$BUILD/fixtures}
-PY=${NNE_PYTHON:-/usr/bin/python3}
-PY_GEN=${NNE_PY_GEN:-$BUILD/gen_py}
+TEST_NAME=test_trace_cli
+# shellcheck source=cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+RUN_TIMEOUT=120
 
-TMP=$(mktemp -d /tmp/nnedit-trace-cli-XXXXXX)
-DPID=
-FPID=
-FAILS=0
-CHECKS=0
-
-cleanup() {
-  local p
-  for p in $DPID $FPID; do
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fail() {
-  echo "FAIL: $*" >&2
-  FAILS=$((FAILS + 1))
-}
-
-# run ARGS...: runs nneditctl (bounded), sets OUT, ERR and RC.
-run() {
-  OUT=$(timeout 120 "$CTL" "$@" 2>"$TMP/stderr")
-  RC=$?
-  ERR=$(cat "$TMP/stderr")
-  CHECKS=$((CHECKS + 1))
-}
-
-expect() {
-  [ "$RC" = "$1" ] || fail "$2: exit $RC, expected $1 (stdout: ${OUT:0:300}; stderr: ${ERR:0:600})"
-}
-
-has() {
-  case "$1" in
-  *"$2"*) ;;
-  *) fail "$3: '$2' not in: ${1:0:600}" ;;
-  esac
-}
-
-# json PYTHON WHAT: the last run's stdout is one JSON document `d` for which
-# the Python statements hold.
-json() {
-  printf '%s' "$OUT" | "$PY" -c "
-import json, sys
-d = json.load(sys.stdin)
-$1
-" 2>"$TMP/pyerr" || fail "$2: $(tail -3 "$TMP/pyerr") (stdout: ${OUT:0:300})"
-}
-
-# py PYTHON WHAT: the statements hold (numpy imported as np).
-py() {
-  "$PY" -c "
-import json, sys
-import numpy as np
-$1
-" 2>"$TMP/pyerr" || fail "$2: $(tail -3 "$TMP/pyerr")"
-}
-
-wait_ready() {
-  local _
-  for _ in $(seq 600); do
-    if [ -s "$1" ] && [ -z "$(tail -c1 "$1" | tr -d '\n')" ]; then
-      head -n1 "$1"
-      return 0
-    fi
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-
-[ -x "$CTL" ] || { echo "test_trace_cli: $CTL is not built" >&2; exit 1; }
+need_built "$CTL"
 
 # ---- 1. usage errors (no daemon) ---------------------------------------------
 
@@ -232,6 +154,7 @@ has "$ERR" "nneditctl: -: " "stdin named as -"
 cat >"$TMP/fake.py" <<'PYEOF'
 import sys, os, json, struct
 from concurrent import futures
+from fakeserve import serve
 sys.path.insert(0, os.environ["NNE_PY_GEN"])
 import grpc
 from nnedit.v1 import inference_pb2 as ip, tensor_pb2 as tp
@@ -319,23 +242,11 @@ server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
 server.add_generic_rpc_handlers([
     grpc.method_handlers_generic_handler("nnedit.v1.Inference", {
         "Trace": grpc.unary_stream_rpc_method_handler(trace)})])
-port = server.add_insecure_port("127.0.0.1:0")
-server.start()
-with open(sys.argv[1] + ".tmp", "w") as f:
-    f.write("127.0.0.1:%d\n" % port)
-os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-server.wait_for_termination()
+serve(server)
 PYEOF
 
-rm -f "$TMP/fake.ready" "$TMP/requests.jsonl"
-NNE_PY_GEN=$PY_GEN "$PY" "$TMP/fake.py" "$TMP/fake.ready" "$TMP/requests.jsonl" >"$TMP/fake.log" 2>&1 &
-FPID=$!
-FADDR=$(wait_ready "$TMP/fake.ready" "$FPID") || {
-  echo "test_trace_cli: the fake server did not start:" >&2
-  cat "$TMP/fake.log" >&2
-  exit 1
-}
-F=(--addr "$FADDR" --timeout 30)
+start_fake "$TMP/requests.jsonl"
+F+=(--timeout 30)
 last_request() {
   tail -n1 "$TMP/requests.jsonl"
 }
@@ -491,29 +402,12 @@ run "${F[@]}" trace reject --tokens 1 --save x
 expect 1 "fake: refused trace"
 has "$ERR" "nneditctl: INVALID_ARGUMENT: traces[0].nodes[1] (id 2): call 'mul'" "fake: refusal message"
 
-{
-  kill -KILL "$FPID"
-  wait "$FPID"
-} 2>/dev/null
-FPID=
+stop_fake
 
 # ---- 3. the real daemon -------------------------------------------------------
 
-[ -x "$NNEDITD" ] || { echo "test_trace_cli: $NNEDITD is not built" >&2; exit 1; }
-[ -f "$FIX/gpt2-script/ref/manifest.json" ] ||
-  { echo "test_trace_cli: no fixtures in $FIX" >&2; exit 1; }
-"$NNEDITD" --listen 127.0.0.1:0 --ready-file "$TMP/ready" --model-repo "$FIX" \
-  >"$TMP/nneditd.log" 2>&1 &
-DPID=$!
-ADDR=$(wait_ready "$TMP/ready" "$DPID") || {
-  echo "test_trace_cli: nneditd did not start:" >&2
-  cat "$TMP/nneditd.log" >&2
-  exit 1
-}
-A=(--addr "$ADDR")
+start_daemon
 M=gpt2-script
-IDS0=31,415,926,5,27,3,777
-IDS1=1,998,512,64,300,71,2
 
 run "${A[@]}" models load $M
 expect 0 "load $M"
@@ -628,11 +522,6 @@ expect 1 "daemon: unknown model"
 run "${A[@]}" trace $M --tokens $IDS0 --save layers.0.resid_post
 expect 0 "daemon: serves after refusals"
 
-kill -TERM "$DPID"
-for _ in $(seq 300); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$DPID" 2>/dev/null && fail "nneditd did not exit within 30 s of SIGTERM"
-wait "$DPID" 2>/dev/null
-DPID=
+stop_daemon
 
-echo "test_trace_cli: $CHECKS runs, $FAILS failures"
-[ "$FAILS" = 0 ]
+finish

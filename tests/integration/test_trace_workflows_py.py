@@ -20,7 +20,9 @@ Plus invokes of different lengths (padding), the edit set applying first,
 TraceResult fields and the backend cache, every bad-input class of the issue,
 and workflows through the CLI (steering and a RefNode session with
 `nneditctl trace -f FILE`, the pattern with `--save ... -o npy`; skipped with
-a message when $NNEDITCTL has no `trace` command).
+a message when $NNEDITCTL has no `trace` command). Class WorkflowsViaCtl runs
+every test of Workflows again through `nneditctl trace -f FILE -o json
+--save-dir DIR`: the same requests, written as client/TRACE-JSON.md files.
 
 Tolerances: Llama archives reproduce the eager model bit for bit, so every
 Llama comparison of a model value is exact (0). GPT-2 archives split
@@ -43,7 +45,7 @@ import unittest
 import grpc
 import numpy as np
 
-from nnedit_testlib import (Daemon, FIXTURES, inference_pb2, manifest, models_pb2,
+from nnedit_testlib import (Daemon, FIXTURES, NP_DTYPES, inference_pb2, manifest, models_pb2,
                             tensor_pb2, trace)
 
 sys.path.insert(0, os.environ.get("NNE_PY_GEN", ""))
@@ -970,6 +972,146 @@ class BadInput(TraceCase):
 
 NNEDITCTL = os.environ.get("NNEDITCTL") or os.path.join(
     os.path.dirname(os.environ.get("NNEDITD", "")), "nneditctl")
+CTL_TIMEOUT = 120  # seconds per nneditctl run; the grpcio path allows 60 per request
+
+
+def ctl_trace_missing():
+    """Why nneditctl cannot run `trace -f` (a skip message), or None."""
+    if not os.path.exists(NNEDITCTL):
+        return f"{NNEDITCTL} does not exist"
+    p = subprocess.run([NNEDITCTL, "trace", "--help"], capture_output=True, text=True, timeout=30)
+    if p.returncode != 0 or "-f TRACE.json" not in p.stdout + p.stderr:
+        return f"{NNEDITCTL} has no 'trace' command yet (exit {p.returncode})"
+    return None
+
+
+# ---- a TraceRequest as the JSON file of `nneditctl trace -f` (client/TRACE-JSON.md)
+#
+# Every field is converted or the conversion raises: a request the file form
+# cannot express must fail the test, not silently run a different graph.
+
+PADDING_JSON = {P.PADDING_NONE: "none", P.PADDING_LEFT: "left", P.PADDING_RIGHT: "right"}
+LOGITS_JSON = {P.LOGITS_NONE: "none", P.LOGITS_LAST: "last", P.LOGITS_ALL: "all"}
+NODE_OPS = ("read", "write", "call", "constant", "save", "ref")
+
+
+def arg_json(a):
+    """An Arg in its object form ({"node": 3}, {"scalar": 2.0}, ...): the bare
+    forms (3, 2.0) depend on how JSON spells a number, the object forms say
+    the kind."""
+    kind = a.WhichOneof("value")
+    if kind is None:
+        raise ValueError(f"an argument with no value: {a}")
+    v = getattr(a, kind)
+    j = {"node": lambda: {"node": v},
+         "scalar": lambda: {"scalar": v},
+         "integer": lambda: {"int": v},
+         "ints": lambda: {"ints": list(v.values)},
+         "boolean": lambda: {"bool": v},
+         "dtype": lambda: {"dtype": tensor_pb2.DType.Name(v).lower()},
+         "module": lambda: {"module": v}}[kind]()
+    if a.name:
+        j["name"] = a.name
+    return j
+
+
+def call_args_json(args):
+    """(args, kwargs): keyword arguments after the last positional one go to
+    `kwargs` (the form a user writes); any other keyword argument stays in
+    `args` with its "name", so that the positional order is kept."""
+    args = list(args)
+    tail = len(args)
+    while tail > 0 and args[tail - 1].name:
+        tail -= 1
+    names = [a.name for a in args[tail:]]
+    if len(set(names)) != len(names):  # a JSON object cannot hold a key twice
+        tail = len(args)
+    kwargs = {}
+    for a in args[tail:]:
+        j = arg_json(a)
+        del j["name"]
+        kwargs[a.name] = j
+    return [arg_json(a) for a in args[:tail]], kwargs
+
+
+def index_item_json(it):
+    kind = it.WhichOneof("item")
+    if kind == "index":
+        return it.index
+    if kind == "slice":
+        # Python's spelling: ":", "3:4", "1:7:2".
+        s = it.slice
+        text = "%s:%s" % (s.start if s.has_start else "", s.stop if s.has_stop else "")
+        return text + (":%d" % s.step if s.step else "")
+    if kind == "ellipsis" and it.ellipsis:
+        return "..."
+    if kind == "newaxis" and it.newaxis:
+        return None
+    raise ValueError(f"an index item the file form has no spelling for: {it}")
+
+
+def node_json(n, tensor_dir, prefix):
+    """One Node as a file node; a constant tensor goes to a .npy file in
+    tensor_dir (exact, unlike decimal data), named relative to the file."""
+    ops = [op for op in NODE_OPS if n.HasField(op)]
+    if len(ops) != 1:
+        raise ValueError(f"node {n.id} has {len(ops)} ops ({ops}); the file form takes exactly one")
+    op = ops[0]
+    m = getattr(n, op)
+    if op == "read":
+        body = {"site": m.site, "invoke": m.invoke}
+    elif op == "write":
+        body = {"site": m.site, "value": m.value, "invoke": m.invoke}
+        if m.ranges:
+            body["ranges"] = [{"dim": r.dim, "start": r.start, "stop": r.stop} for r in m.ranges]
+    elif op == "call":
+        body = {"fn": m.fn}
+        args, kwargs = call_args_json(m.args)
+        if args:
+            body["args"] = args
+        if kwargs:
+            body["kwargs"] = kwargs
+        if m.index_items:
+            body["index"] = [index_item_json(i) for i in m.index_items]
+    elif op == "constant":
+        if m.use_scalar:
+            body = {"scalar": m.scalar}
+        else:
+            t = m.tensor
+            a = np.frombuffer(t.data, dtype=NP_DTYPES[t.dtype]).reshape(list(t.shape))
+            fname = f"{prefix}.const{n.id}.npy"
+            np.save(os.path.join(tensor_dir, fname), a)
+            body = {"tensor": {"npy": fname}}
+    elif op == "save":
+        body = {"value": m.value, "name": m.name}
+    else:
+        body = {"name": m.name}
+    return {"id": n.id, op: body}
+
+
+def request_json(model, traces, tensor_dir, edit_set="", padding=0, top_k=0, logits=0):
+    """The TraceRequest that nnedit_testlib.trace() sends, as a file for
+    `nneditctl trace -f` in tensor_dir. Every top-level option is written
+    out: the file's top_k defaults to 5 where the proto's is 0."""
+    doc_traces = []
+    for ti, tr in enumerate(traces):
+        invs = []
+        for inv in tr.invokes:
+            j = {"tokens": [list(r.ids) for r in inv.input_ids]}
+            if inv.attention_mask:
+                j["mask"] = [list(m.values) for m in inv.attention_mask]
+            invs.append(j)
+        t = {"invokes": invs}
+        if tr.name:
+            t["name"] = tr.name
+        if tr.nodes:
+            t["nodes"] = [node_json(n, tensor_dir, f"t{ti}") for n in tr.nodes]
+        doc_traces.append(t)
+    doc = {"model": model, "traces": doc_traces, "padding": PADDING_JSON[padding],
+           "top_k": top_k, "logits": LOGITS_JSON[logits]}
+    if edit_set:
+        doc["edit_set"] = edit_set
+    return doc
 
 
 class Cli(TraceCase):
@@ -980,11 +1122,9 @@ class Cli(TraceCase):
     the same eager references as the grpcio path."""
 
     def setUp(self):
-        if not os.path.exists(NNEDITCTL):
-            self.skipTest(f"{NNEDITCTL} does not exist")
-        p = subprocess.run([NNEDITCTL, "trace", "--help"], capture_output=True, text=True, timeout=30)
-        if p.returncode != 0 or "-f TRACE.json" not in p.stdout + p.stderr:
-            self.skipTest(f"{NNEDITCTL} has no 'trace' command yet (exit {p.returncode})")
+        why = ctl_trace_missing()
+        if why:
+            self.skipTest(why)
         self.tmp = tempfile.mkdtemp(prefix="nnedit-trace-cli-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
 
@@ -1089,6 +1229,70 @@ class Cli(TraceCase):
         print(f"\n{p.stderr.strip()}")
         self.assertIn("77", p.stderr)
         self.assertIn("no_such_site", p.stderr)
+
+
+class WorkflowsViaCtl(Workflows):
+    """Every workflow of class Workflows again, through the CLI: each
+    request the test builds is written as the file of `nneditctl trace -f`
+    (request_json), run by nneditctl against this class's daemon with
+    `-o json --save-dir`, and its JSON and .npy files read back into the
+    (TraceResults, tensors) that the grpcio path returns, so the same
+    assertions against the same eager references run unchanged. A daemon of
+    its own: its backend cache starts cold, as a CLI user's would."""
+
+    @classmethod
+    def setUpClass(cls):
+        # Before the daemon starts: a skip costs nothing.
+        why = ctl_trace_missing()
+        if why:
+            raise unittest.SkipTest(why)
+        super().setUpClass()
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="nnedit-trace-wf-ctl-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def run_trace(self, name, traces, edit_set="", padding=0, top_k=0, logits=0):
+        d = tempfile.mkdtemp(dir=self.tmp)
+        doc = request_json(name, traces, d, edit_set=edit_set, padding=padding, top_k=top_k,
+                           logits=logits)
+        path = os.path.join(d, "trace.json")
+        with open(path, "w") as f:
+            json.dump(doc, f, allow_nan=False)
+        out_dir = os.path.join(d, "out")
+        argv = [NNEDITCTL, "--addr", self.d.addr, "trace", "-f", path, "-o", "json",
+                "--save-dir", out_dir]
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=CTL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.fail(f"{name}: nneditctl trace -f did not finish in {CTL_TIMEOUT} s: {' '.join(argv)}")
+        if p.returncode != 0:
+            self.fail(f"{name}: nneditctl trace -f exited {p.returncode}: {p.stderr.strip()}\n"
+                      f"file: {json.dumps(doc)[:2000]}")
+        out = json.loads(p.stdout)
+        self.assertEqual(out["model"], name)
+        self.assertEqual(len(out["traces"]), len(traces), "one JSON trace per requested trace")
+        results, tensors = [], {}
+        for t in out["traces"]:
+            saves = t["saved"] + ([t["logits"]] if t["logits"] else [])
+            for sv in saves:
+                f = sv["file"] if os.path.isabs(sv["file"]) else os.path.join(out_dir, sv["file"])
+                a = np.load(f)
+                # The .npy and the JSON describe the same tensor.
+                self.assertEqual((str(a.dtype), list(a.shape), a.nbytes),
+                                 (sv["dtype"], sv["shape"], sv["nbytes"]), sv["name"])
+                self.assertNotIn(sv["name"], tensors, "a tensor name came back twice")
+                tensors[sv["name"]] = a
+            self.assertEqual([r["row"] for r in t["rows"]], list(range(len(t["rows"]))))
+            results.append(P.TraceResult(
+                trace=t["trace"], name=t["name"] or "", batch=t["batch"], seq_len=t["seq_len"],
+                rows=[P.RowTopK(position=r["position"],
+                                top=[P.TokenScore(token_id=s["token_id"], logit=s["logit"],
+                                                  prob=s["prob"]) for s in r["top"]])
+                      for r in t["rows"]],
+                timing=P.Timing(**t["timing"]), cache_hit=t["cache_hit"],
+                backend_key=t["backend_key"], saved=[sv["name"] for sv in t["saved"]]))
+        return results, tensors
 
 
 if __name__ == "__main__":
