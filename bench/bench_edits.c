@@ -12,7 +12,11 @@
  *   C. memory per variant: nne_variant_bytes, RSS and heap growth for 10
  *      distinct variants, and what unref'ing them gives back;
  *   D. a stand-in for the daemon's variant cache: canonical site list ->
- *      hash -> strcmp, cost per lookup.
+ *      hash -> strcmp, cost per lookup;
+ *   E. the daemon's real cache (built from the top-level project, which
+ *      links the daemon's objects, nneditd_core): a request's site strings
+ *      resolved by the daemon's names, planned by its compiler and looked up
+ *      in its backend cache, for 1, 12 and all-module-output sites.
  *
  * It is a benchmark, not a test: it prints PASS/MISS per target and exits 0
  * unless the model cannot be loaded or run at all.
@@ -34,6 +38,13 @@
  * --seq 64 --vocab 1000 or less.
  */
 #include "engine.h"
+#ifdef NNE_BENCH_DAEMON
+/* Section E links the daemon's own objects (the nneditd_core library). */
+#include "backend_cache.h"
+#include "compiler.h"
+#include "names.h"
+#include "validate.h"
+#endif
 
 #include <dlfcn.h>
 #include <malloc.h>
@@ -586,6 +597,174 @@ static const void *table_get_bin(const table_t *tb, const unsigned char *key,
   return NULL;
 }
 
+/* ---- the daemon's real cache (section E) ------------------------------ */
+
+#ifdef NNE_BENCH_DAEMON
+/* What a request does between its site strings and a cached backend, with
+ * the daemon's own code (nneditd_core): every site string is resolved
+ * (nne_names_resolve_site: rpc_inference.c prepare_hooks for a Forward's
+ * saves, trace.c resolve_site for a Trace's graph), the set is planned
+ * (nne_compiler_plan: grouping by hierarchy, hook numbering, the sorted
+ * canonical key), the key looked up (nne_compiler_get_backend ->
+ * nne_backend_cache_get, a list scan with strcmp) and a reference taken to
+ * the hit's variant (prepare_hooks; rpc_trace.c prepare_backend). Each step is timed on
+ * its own as well, so that a miss of the target can be attributed. */
+typedef struct cache_req {
+  const char *label;
+  const nne_names_t *names;
+  nne_model_t *m;
+  nne_backend_cache_t *cache;
+  char **text;                /* the request's site strings */
+  size_t n;
+  nne_names_site_t *rs;       /* resolved (filled by req_resolve) */
+  const nne_backend_t *want;  /* the entry a hit must return */
+  char *key;                  /* the plan's key, a copy (for req_get) */
+} cache_req_t;
+
+/* Name resolution, as prepare_hooks does it (the field name is formatted per
+ * site for the error message, so it is part of the per-site cost). */
+static void req_resolve(cache_req_t *q) {
+  nne_err_t err;
+  char field[32];
+  for (size_t i = 0; i < q->n; i++) {
+    snprintf(field, sizeof field, "save[%zu]", i);
+    if (nne_names_resolve_site(q->names, field, q->text[i], &q->rs[i], &err) !=
+        0)
+      die(q->text[i], &err);
+  }
+}
+
+/* Plan + lookup + the reference a request takes, on resolved sites. */
+static void req_plan_get(cache_req_t *q) {
+  nne_err_t err;
+  nne_compile_plan_t plan;
+  if (nne_compiler_plan(q->m, q->rs, q->n, &plan, &err) != 0)
+    die("nne_compiler_plan", &err);
+  nne_backend_t *b = nne_compiler_get_backend(q->cache, &plan);
+  if (b == NULL || b != q->want) {
+    fprintf(stderr, "bench_edits: %s: the daemon's cache missed\n", q->label);
+    exit(1);
+  }
+  nne_variant_unref(nne_variant_ref(b->variant));
+  nne_compiler_plan_free(&plan);
+}
+
+/* Grouping alone (the first step of nne_compiler_plan). */
+static void req_group(cache_req_t *q) {
+  nne_err_t err;
+  nne_edit_group_t *g = NULL;
+  size_t ng = 0;
+  if (nne_compiler_group_by_hierarchy(q->m, q->rs, q->n, &g, &ng, &err) != 0)
+    die("nne_compiler_group_by_hierarchy", &err);
+  free(g);
+}
+
+/* The lookup alone, on a ready key. */
+static void req_get(cache_req_t *q) {
+  if (nne_backend_cache_get(q->cache, q->key) != q->want) {
+    fprintf(stderr, "bench_edits: %s: the daemon's cache missed\n", q->label);
+    exit(1);
+  }
+}
+
+static void req_full(cache_req_t *q) {
+  req_resolve(q);
+  req_plan_get(q);
+}
+
+/* Median and min over batches of the mean time per call, in us. A batch is
+ * sized to take >= ~1 ms, so that the clock's own cost (~20-50 ns) and its
+ * granularity do not count, and short enough that a preemption by other
+ * work spoils one batch, not the figure: the min is the estimate least
+ * disturbed by the rest of the machine. */
+static void time_us(void (*fn)(cache_req_t *), cache_req_t *q, double *med,
+                    double *lo) {
+  enum { BATCHES = 51 };
+  int per = 1;
+  for (;;) {
+    double a = now_s();
+    for (int j = 0; j < per; j++)
+      fn(q);
+    if (now_s() - a >= 1e-3 || per >= (1 << 20))
+      break;
+    per *= 2;
+  }
+  double t[BATCHES];
+  for (int b = 0; b < BATCHES; b++) {
+    double a = now_s();
+    for (int j = 0; j < per; j++)
+      fn(q);
+    t[b] = (now_s() - a) / per * 1e6;
+  }
+  *lo = vmin(t, BATCHES);
+  *med = median(t, BATCHES);
+}
+
+/* A request's site strings: the canonical raw spelling of each engine site
+ * ("transformer.h.6.output", "output" for the root, "X:KIND#K" for nodes),
+ * or, with std_layer_output, the standard name of a layer output
+ * ("layers.6.resid_post") that a researcher would more likely type. */
+static char **site_texts(nne_model_t *m, const nne_site_t *s, size_t n,
+                         int std_layer_output) {
+  char **t = xcalloc(n, sizeof *t);
+  for (size_t i = 0; i < n; i++) {
+    const char *path = nne_model_module(m, (size_t)s[i].module)->path;
+    char buf[320];
+    int layer = -1;
+    if (std_layer_output && s[i].kind == NNE_SITE_OUTPUT && s[i].index == 0 &&
+        sscanf(path, "transformer.h.%d", &layer) == 1 &&
+        strchr(path + strlen("transformer.h."), '.') == NULL)
+      snprintf(buf, sizeof buf, "layers.%d.resid_post", layer);
+    else if (s[i].kind == NNE_SITE_OUTPUT && s[i].index == 0)
+      snprintf(buf, sizeof buf, "%s%soutput", path, path[0] ? "." : "");
+    else if (s[i].kind == NNE_SITE_NODE && s[i].index == 0)
+      snprintf(buf, sizeof buf, "%s:%s#%d", path, s[i].node_kind,
+               s[i].node_occurrence);
+    else {
+      fprintf(stderr, "bench_edits: no site text for this site kind\n");
+      exit(1);
+    }
+    t[i] = xcalloc(strlen(buf) + 1, 1);
+    memcpy(t[i], buf, strlen(buf) + 1);
+  }
+  return t;
+}
+
+static void free_texts(char **t, size_t n) {
+  for (size_t i = 0; t != NULL && i < n; i++)
+    free(t[i]);
+  free(t);
+}
+
+/* Resolves, plans, misses and builds as the daemon does on a miss
+ * (nne_variant_build on the plan's engine sites), then puts the variant in
+ * the cache; returns its entry. */
+static nne_backend_t *cache_fill(nne_model_t *m, const nne_names_t *names,
+                                 nne_backend_cache_t *cache, char **text,
+                                 size_t n) {
+  nne_err_t err;
+  nne_compile_plan_t plan;
+  nne_names_site_t *rs = xcalloc(n, sizeof *rs);
+  cache_req_t q = {.label = "fill", .names = names, .text = text, .n = n,
+                   .rs = rs};
+  req_resolve(&q);
+  if (nne_compiler_plan(m, rs, n, &plan, &err) != 0)
+    die("nne_compiler_plan", &err);
+  nne_backend_t *b = nne_compiler_get_backend(cache, &plan);
+  if (b == NULL) {
+    nne_variant_t *v = NULL;
+    if (nne_variant_build(m, plan.engine_sites, plan.n_hooks, &v, &err) != 0 ||
+        nne_backend_cache_put(cache, plan.key, v, nne_variant_build_ms(v), &b,
+                              &err) != 0)
+      die("backend for the cache", &err);
+    nne_variant_unref(v); /* the cache holds its own reference */
+  }
+  nne_compiler_plan_free(&plan);
+  free(rs);
+  return b;
+}
+#endif /* NNE_BENCH_DAEMON */
+
 /* ---- runs -------------------------------------------------------------- */
 
 enum run_kind { RUN_PRISTINE, RUN_VARIANT };
@@ -1011,7 +1190,10 @@ int main(int argc, char **argv) {
          resid_cost_ms, resid_cost_ms / (med[0] * 1e3) * 100);
 
   /* ---- B: build time ---------------------------------------------------- */
-  enum { NB = 7, NF = 2, NBS = 5 };
+  /* 21 builds per set: since variants inline only the path to their sites a
+   * build takes milliseconds, and on a shared machine a median of 6 moved by
+   * 3x between runs. */
+  enum { NB = 21, NF = 2, NBS = 5 };
   printf("\n-- B. variant build (nne_variant_build) and first forwards: %d "
          "builds per set (the set's first build in this process listed "
          "apart), forwards after %d of them\n",
@@ -1020,7 +1202,7 @@ int main(int argc, char **argv) {
          "1st build", "build med", "build min", "build max", "est. MiB",
          "1st fwd", "2nd fwd");
   const site_set_t *bsets[NBS] = {&s_none, &s_one, &s_node, &s_layers, &s_all};
-  double build_med[NBS] = {0}, first_fwd_med[NBS] = {0};
+  double build_med[NBS] = {0}, build_min[NBS] = {0}, first_fwd_med[NBS] = {0};
   load_start(&lp);
   for (size_t b = 0; b < NBS; b++) {
     double bms[NB], f1[NF], f2[NF];
@@ -1039,16 +1221,18 @@ int main(int argc, char **argv) {
     }
     double first = bms[0];
     build_med[b] = median(bms + 1, NB - 1); /* sorts bms[1..] */
+    build_min[b] = bms[1];
     first_fwd_med[b] = median(f1, NF);
     printf("  %-24s %5zu %9.2f %9.2f %9.2f %9.2f %10.2f %9.1f %9.1f\n",
            bsets[b]->label, bsets[b]->n, first, build_med[b], bms[1],
            bms[NB - 1], mib((long long)bytes), first_fwd_med[b],
            median(f2, NF));
   }
+  double other_b = load_other(&lp);
   printf("  ms (build: nne_variant_build_ms; est. MiB: nne_variant_bytes after "
          "two runs); steady pristine forward %.1f ms (table A); other load "
          "during B: %.0f%%\n",
-         med[0] * 1e3, load_other(&lp) * 100);
+         med[0] * 1e3, other_b * 100);
 
   /* ---- C: memory ------------------------------------------------------- */
   printf("\n-- C. memory: 10 distinct variants (variant k: output of "
@@ -1187,6 +1371,127 @@ int main(int argc, char **argv) {
          "hash + probe + strcmp; bin = the same with a binary key (sort "
          "structs, memcmp)\n");
 
+  /* ---- E: the daemon's cache ------------------------------------------- */
+  /* Rows: (site set, spelling). The 1-site and 12-site sets are measured in
+   * the raw spelling and with standard names; all-outputs in the raw one
+   * (most modules have no standard name). */
+  enum { NE = 5 };
+  /* [row][0 = median, 1 = min], us; judged in the summary */
+  double e_res[NE][2] = {{0}}, e_pg[NE][2] = {{0}}, e_full[NE][2] = {{0}};
+  size_t e_n[NE] = {0};
+  double other_e = NAN;
+  int e_ran = 0;
+#ifdef NNE_BENCH_DAEMON
+  {
+    printf("\n-- E. cache hit through the daemon's own code (nneditd_core): "
+           "site strings -> nne_names_resolve_site -> nne_compiler_plan -> "
+           "nne_compiler_get_backend (hit) -> variant ref\n");
+    /* The names as the registry builds them at load (registry.c
+     * build_names): builtin family maps, detection, then load-time
+     * validation, which can mark standard names unavailable. n_heads 0:
+     * only the q/k/v head views depend on it, and no row uses them. */
+    nne_family_set_t *fams = NULL;
+    nne_names_t *names = NULL;
+    if (nne_family_set_load(NULL, &fams, &err) != 0)
+      die("family maps", &err);
+    nne_names_module_t *mods = xcalloc(nmod, sizeof *mods);
+    for (size_t i = 0; i < nmod; i++) {
+      const nne_module_info_t *mi = nne_model_module(m, i);
+      mods[i].path = mi->path;
+      mods[i].class_name = mi->class_name;
+      mods[i].parent = mi->parent;
+    }
+    if (nne_names_build(fams, NULL, mods, nmod, NULL, 0, &names, &err) != 0)
+      die("names", &err);
+    free(mods);
+    if (nne_validate_names(m, names, vocab, 0, &err) != 0)
+      die("name validation", &err);
+    /* The daemon's default capacity (--backend-cache-bytes, config.c). */
+    nne_backend_cache_t cache;
+    nne_backend_cache_init(&cache, (size_t)512 << 20);
+
+    const site_set_t *esets[NE] = {&s_one, &s_one, &s_layers, &s_layers,
+                                   &s_all};
+    const int estd[NE] = {0, 1, 0, 1, 0};
+    char **etext[NE];
+    nne_backend_t *ewant[NE];
+    /* The three measured backends go in first: get() scans the list from
+     * the newest entry, so they sit behind the fillers, the worst place. */
+    for (size_t r = 0; r < NE; r++) {
+      e_n[r] = esets[r]->n;
+      etext[r] = site_texts(m, esets[r]->sites, esets[r]->n, estd[r]);
+      ewant[r] = cache_fill(m, names, &cache, etext[r], e_n[r]);
+    }
+    /* Fillers: the 10 two-site sets of C, each its own backend, as a model
+     * serving a few edit sets and traces would hold. */
+    for (int k = 0; k < nv; k++) {
+      char **t = site_texts(m, mem_sets[k].sites, mem_sets[k].n, 0);
+      cache_fill(m, names, &cache, t, mem_sets[k].n);
+      free_texts(t, mem_sets[k].n);
+    }
+    printf("  names: family '%s' (%s), %zu warnings after validation; cache: "
+           "%zu backends, %.1f MiB of %.0f MiB; the measured entries are the "
+           "oldest (last in get()'s scan)\n",
+           nne_names_family(names), nne_names_family_reason(names),
+           nne_names_warning_count(names), cache.count,
+           mib((long long)cache.bytes), mib((long long)cache.capacity_bytes));
+    for (size_t i = 0; i < nne_names_warning_count(names) && i < 3; i++)
+      printf("  names warning: %s\n", nne_names_warning(names, i));
+
+    double e_grp[NE][2], e_get[NE][2]; /* printed only */
+    uint64_t hits0 = cache.hits, misses0 = cache.misses;
+    printf("  %-30s %5s %6s %15s %15s %15s %15s %15s\n", "request (spelling)",
+           "sites", "key B", "resolve us", "group us", "plan+get us",
+           "get alone us", "all us");
+    load_probe_t lpe;
+    load_start(&lpe);
+    for (size_t r = 0; r < NE; r++) {
+      char lbl[64];
+      snprintf(lbl, sizeof lbl, "%s (%s)", esets[r]->label,
+               estd[r] ? "standard" : "raw");
+      cache_req_t q = {.label = lbl, .names = names, .m = m, .cache = &cache,
+                       .text = etext[r], .n = e_n[r],
+                       .rs = xcalloc(e_n[r], sizeof(nne_names_site_t)),
+                       .want = ewant[r]};
+      req_resolve(&q);
+      nne_compile_plan_t plan;
+      if (nne_compiler_plan(m, q.rs, q.n, &plan, &err) != 0)
+        die("nne_compiler_plan", &err);
+      q.key = plan.key; /* a copy of the entry's key, as a request has */
+      time_us(req_resolve, &q, &e_res[r][0], &e_res[r][1]);
+      time_us(req_group, &q, &e_grp[r][0], &e_grp[r][1]);
+      time_us(req_plan_get, &q, &e_pg[r][0], &e_pg[r][1]);
+      time_us(req_get, &q, &e_get[r][0], &e_get[r][1]);
+      time_us(req_full, &q, &e_full[r][0], &e_full[r][1]);
+      printf("  %-30s %5zu %6zu %7.2f/%7.2f %7.2f/%7.2f %7.2f/%7.2f "
+             "%7.3f/%7.3f %7.2f/%7.2f\n",
+             lbl, q.n, strlen(plan.key), e_res[r][0], e_res[r][1],
+             e_grp[r][0], e_grp[r][1], e_pg[r][0], e_pg[r][1], e_get[r][0],
+             e_get[r][1], e_full[r][0], e_full[r][1]);
+      nne_compiler_plan_free(&plan);
+      free(q.rs);
+    }
+    other_e = load_other(&lpe);
+    printf("  us per request, median/min over 51 batches of >= 1 ms; "
+           "plan+get = nne_compiler_plan + get + variant ref/unref + "
+           "plan_free (what a request does after resolving); all = resolve "
+           "+ plan+get; group = nne_compiler_group_by_hierarchy alone; "
+           "cache hits %llu, misses %llu while timing; other load during E: "
+           "%.0f%%\n",
+           (unsigned long long)(cache.hits - hits0),
+           (unsigned long long)(cache.misses - misses0), other_e * 100);
+    for (size_t r = 0; r < NE; r++)
+      free_texts(etext[r], e_n[r]);
+    nne_backend_cache_clear(&cache);
+    nne_names_free(names);
+    nne_family_set_free(fams);
+    e_ran = 1;
+  }
+#else
+  printf("\n-- E. skipped: built stand-alone, without the daemon's objects "
+         "(nneditd_core); build bench_edits from the top-level project\n");
+#endif
+
   /* ---- summary ---------------------------------------------------------- */
   double total_s = now_s() - bench_t0;
   /* The ratios judged: medians on a quiet machine. When other work took
@@ -1220,16 +1525,50 @@ int main(int argc, char **argv) {
   static const char *const bnames[NBS] = {"no-sites (floor)", "one-site",
                                           "one-node-site", "layer-outputs",
                                           "all-outputs"};
-  for (size_t b = 0; b < NBS; b++)
-    printf("  [%s] build, %s variant: %.2f ms (target <= 10 ms); first "
-           "forward %.0f ms = %.3f x steady pristine\n",
-           verdict(build_med[b] <= 10), bnames[b], build_med[b],
-           first_fwd_med[b], first_fwd_med[b] / (med[0] * 1e3));
+  /* Builds are judged by table A's rule on B's own load: the median on a
+   * quiet machine, the fastest build when other work took > 10%. */
+  int bbusy = !(other_b <= 0.10);
+  for (size_t b = 0; b < NBS; b++) {
+    double jb = bbusy ? build_min[b] : build_med[b];
+    printf("  [%s] build, %s variant: %.2f ms (%s; median %.2f, min %.2f; "
+           "target <= 10 ms); first forward %.0f ms = %.3f x steady "
+           "pristine\n",
+           verdict(jb <= 10), bnames[b], jb, bbusy ? "min" : "median",
+           build_med[b], build_min[b], first_fwd_med[b],
+           first_fwd_med[b] / (med[0] * 1e3));
+  }
   printf("  [%s] cache hit (stand-in, string key, worst of 4 keys = %zu "
          "sites): %.2f us (target <= 20 us); binary key %.2f us; %zu sites: "
          "%.2f us\n",
          verdict(worst_hit <= 20), s_all.n, worst_hit, worst_bin, s_layers.n,
          hit_us[2]);
+  if (e_ran) {
+    /* The judged figure follows table A's rule, applied to E's own load:
+     * medians on a quiet machine, the min over batches when other work took
+     * more than 10% of the CPUs (it only ever adds time). */
+    int ebusy = !(other_e <= 0.10);
+    int ej = ebusy ? 1 : 0;
+    const char *eest = ebusy ? "min" : "median";
+    /* rows (one raw, one std), (layers raw, layers std), (all raw) */
+    static const size_t first[3] = {0, 2, 4}, last[3] = {1, 3, 4};
+    for (size_t c = 0; c < 3; c++) {
+      size_t a = first[c], b = last[c];
+      double pg = e_pg[a][ej] > e_pg[b][ej] ? e_pg[a][ej] : e_pg[b][ej];
+      printf("  [%s] cache hit, daemon's cache, %zu site%s: plan + get %.2f "
+             "us (%s; median %.2f, min %.2f; target <= 20 us)\n",
+             verdict(pg <= 20), e_n[a], e_n[a] == 1 ? "" : "s", pg, eest,
+             e_pg[a][0], e_pg[a][1]);
+      if (a != b)
+        printf("  [%s]   with name resolution: %.2f us raw names, %.2f us "
+               "standard names (resolution alone %.2f / %.2f us)\n",
+               verdict(e_full[a][ej] <= 20 && e_full[b][ej] <= 20),
+               e_full[a][ej], e_full[b][ej], e_res[a][ej], e_res[b][ej]);
+      else
+        printf("  [%s]   with name resolution: %.2f us raw names "
+               "(resolution alone %.2f us)\n",
+               verdict(e_full[a][ej] <= 20), e_full[a][ej], e_res[a][ej]);
+    }
+  }
   printf("  [info] memory per variant: %.2f MiB by nne_variant_bytes, RSS "
          "+%.2f MiB, heap +%.2f MiB; unref frees %.0f%% of the heap growth\n",
          mib((long long)vbytes_sum) / nv, rss_per, heap_per, heap_freed * 100);

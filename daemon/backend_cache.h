@@ -4,8 +4,8 @@
  * graph with hooks at a set of sites, sharing the model's weights. What is
  * compiled is only the *structure* — which sites — so every edit set and
  * every Forward/Trace that touches the same sites reuses one backend,
- * whatever tensors or scalars they carry. The key is the sorted list of
- * canonical sites.
+ * whatever tensors or scalars they carry. The key is the list of
+ * canonical sites in hook order (compiler.h), a function of the set alone.
  *
  * The cache is bounded by bytes (what the backends hold beyond the weights)
  * and evicts the least recently used entry that nobody pins. Edit sets pin
@@ -28,7 +28,7 @@
 #include "error.h"
 
 typedef struct nne_backend {
-  char *key;              /* sorted canonical sites, '\n'-joined */
+  char *key;              /* canonical sites in hook order, '\n'-joined */
   char digest[17];        /* 64-bit FNV-1a of the key, hex: for display */
   nne_variant_t *variant;
   size_t bytes;

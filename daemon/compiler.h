@@ -7,8 +7,9 @@
  *                       string order): a module's edited code must exist
  *                       before its parent is compiled around it.
  *   plan                the backend's hook list in that order, each input
- *                       site's hook id, and the structure key (the sorted
- *                       canonical sites) under which the backend is cached.
+ *                       site's hook id, and the structure key (the
+ *                       canonical sites in hook order) under which the
+ *                       backend is cached.
  *   get_backend         the cached backend for the key, or a build job.
  *   edit tracker        which hook id belongs to which instance, site and
  *                       edits (editor.h keeps one per edit set; a request
@@ -49,7 +50,7 @@ typedef struct nne_compile_plan {
   nne_site_t *engine_sites;  /* hook id -> the engine's form (points into hooks) */
   int *item_hook;            /* input site i -> hook id */
   size_t n_items;
-  char *key;                 /* sorted canonical sites, '\n'-joined */
+  char *key;                 /* canonical sites in hook order, '\n'-joined */
 } nne_compile_plan_t;
 
 /* Plans the backend for n sites (duplicates allowed: they share a hook). */

@@ -96,9 +96,9 @@ START_TEST(test_plan_depends_on_the_set_only) {
   ck_assert_int_eq(pb.item_hook[0], pb.item_hook[3]);
   for (i = 0; i < 4; i++)
     ck_assert_str_eq(pb.hooks[pb.item_hook[i]].canonical, b[i].canonical);
-  /* the key is the sorted set, newline-terminated */
-  ck_assert_str_eq(pa.key, "lm_head.output\ntransformer.h.1.mlp.output\n"
-                           "transformer.h.1.output\n");
+  /* the key is the set in hook order, newline-terminated */
+  ck_assert_str_eq(pa.key, "transformer.h.1.mlp.output\n"
+                           "transformer.h.1.output\nlm_head.output\n");
   nne_compiler_plan_free(&pa);
   nne_compiler_plan_free(&pb);
 }
@@ -112,6 +112,72 @@ static nne_variant_t *build(const nne_compile_plan_t *p) {
                 "%s", err.msg);
   return v;
 }
+
+/* Every module's input and output (and each output twice), shuffled three
+ * ways: the groups are strictly deepest first then in tree order, each
+ * group's items keep the caller's order, every site is in exactly one
+ * group, and the plan (hooks, key) is the same for every shuffle. */
+START_TEST(test_many_sites_any_order) {
+  size_t nmod = nne_model_module_count(model), n = 3 * nmod, i, k, r;
+  nne_names_site_t *s = calloc(n, sizeof *s), *t = calloc(n, sizeof *t);
+  char *key0 = NULL;
+  unsigned seed = 12345;
+  nne_err_t err;
+  ck_assert_ptr_nonnull(s);
+  ck_assert_ptr_nonnull(t);
+  for (i = 0; i < nmod; i++) {
+    const char *path = nne_model_module(model, i)->path;
+    s[3 * i] = site(path, NNE_NAMES_SITE_INPUT, 0);
+    s[3 * i + 1] = site(path, NNE_NAMES_SITE_OUTPUT, 0);
+    s[3 * i + 2] = s[3 * i + 1];
+  }
+  for (r = 0; r < 3; r++) {
+    nne_edit_group_t *g;
+    nne_compile_plan_t p;
+    size_t ng, seen = 0;
+    memcpy(t, s, n * sizeof *t);
+    for (i = n; r > 0 && i > 1; i--) { /* Fisher-Yates, fixed seed */
+      nne_names_site_t x;
+      seed = seed * 1103515245u + 12345u;
+      k = (seed >> 8) % i;
+      x = t[i - 1];
+      t[i - 1] = t[k];
+      t[k] = x;
+    }
+    ck_assert_int_eq(nne_compiler_group_by_hierarchy(model, t, n, &g, &ng,
+                                                     &err),
+                     0);
+    ck_assert_uint_eq(ng, nmod);
+    for (i = 0; i < ng; i++) {
+      if (i > 0)
+        ck_assert(g[i - 1].depth > g[i].depth ||
+                  (g[i - 1].depth == g[i].depth &&
+                   g[i - 1].instance < g[i].instance));
+      ck_assert_uint_eq(g[i].n, 3);
+      for (k = 0; k < g[i].n; k++) {
+        ck_assert_int_eq(t[g[i].items[k]].module, g[i].instance);
+        if (k > 0)
+          ck_assert_uint_lt(g[i].items[k - 1], g[i].items[k]);
+      }
+      seen += g[i].n;
+    }
+    ck_assert_uint_eq(seen, n);
+    free(g);
+    ck_assert_int_eq(nne_compiler_plan(model, t, n, &p, &err), 0);
+    ck_assert_uint_eq(p.n_hooks, 2 * nmod);
+    for (i = 0; i < n; i++)
+      ck_assert_str_eq(p.hooks[p.item_hook[i]].canonical, t[i].canonical);
+    if (key0 == NULL)
+      key0 = strdup(p.key);
+    else
+      ck_assert_str_eq(p.key, key0);
+    nne_compiler_plan_free(&p);
+  }
+  free(key0);
+  free(s);
+  free(t);
+}
+END_TEST
 
 START_TEST(test_cache_hits_pins_and_eviction) {
   nne_names_site_t s[3];
@@ -213,6 +279,7 @@ int main(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_group_deepest_first);
   tcase_add_test(tc, test_plan_depends_on_the_set_only);
+  tcase_add_test(tc, test_many_sites_any_order);
   tcase_add_test(tc, test_cache_hits_pins_and_eviction);
   tcase_add_test(tc, test_digest_is_stable);
   suite_add_tcase(s, tc);
