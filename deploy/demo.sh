@@ -49,6 +49,27 @@ show build/nneditctl -o json forward gpt2-script --tokens 7,8,9 --top-k 3
 # A mistake gets a precise status and a non-zero exit:
 show build/nneditctl forward gpt2-script --tokens 7,8,5000 || echo "(exit $?)"
 
+# Traced forward passes: save activations anywhere, then an intervention
+# graph (client/TRACE-JSON.md) that scales layer 0's residual stream and
+# saves the layer-1 attention pattern's row sums (all ones) on the way.
+show build/nneditctl trace gpt2-script --tokens 31,415,926,5,27 \
+  --save layers.1.resid_post --save layers.0.self_attn.pattern
+cat >"$state/steer.json" <<'JSON'
+{"model": "gpt2-script", "top_k": 5,
+ "traces": [{"name": "steered",
+   "invokes": [{"tokens": [[31, 415, 926, 5, 27]]}],
+   "nodes": [
+     {"id": 1, "read": {"site": "layers.0.resid_post"}},
+     {"id": 2, "call": {"fn": "mul", "args": [{"node": 1}, 3.0]}},
+     {"id": 3, "write": {"site": "layers.0.resid_post", "value": 2}},
+     {"id": 4, "read": {"site": "layers.1.self_attn.pattern"}},
+     {"id": 5, "call": {"fn": "sum", "args": [{"node": 4}], "kwargs": {"dim": -1}}},
+     {"id": 6, "save": {"value": 5, "name": "pattern_rowsums"}}]}]}
+JSON
+echo; echo "\$ cat steer.json"; cat "$state/steer.json"
+show build/nneditctl trace -f "$state/steer.json" --save-dir "$state/saved"
+show /usr/bin/python3 -c "import numpy; print(numpy.load('$state/saved/pattern_rowsums.npy'))"
+
 echo
 echo "daemon log: $state/nneditd.log"
 if [[ "$keep" == "--keep" ]]; then
