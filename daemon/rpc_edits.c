@@ -117,7 +117,9 @@ typedef struct apply_job {
   nne_server_t *srv;
   nne_call_t *call;
   nne_edit_set_t *set;         /* being built; owned until added */
-  nne_backend_t *hit;          /* cache hit (looked up on the loop) */
+  bool hit;                    /* the cache had the backend when the request
+                                  came (its entry may be gone by the time
+                                  the job is done: looked up again then) */
   bool built;
   double build_ms;
   probe_rec_t *recs[PROBES];   /* per hook */
@@ -209,6 +211,25 @@ static int check_edit(apply_job_t *aj, size_t i, const nne_edit_t *e) {
     nne_err_prefix(&aj->err, "edits[%zu] (%s)", i, e->site_text);
     return aj->err.code;
   }
+  if (e->operand == NULL && e->use_scalar &&
+      (e->op == NNE_EDIT_REPLACE || e->op == NNE_EDIT_ADD ||
+       e->op == NNE_EDIT_SCALE)) {
+    /* Whether the value's dtype can hold the scalar (1e300 in float32 cannot)
+     * is libtorch's rule: apply the edit once to a one-element value of that
+     * dtype, so that a scalar no forward could apply fails here, named,
+     * instead of in every forward run on the set. */
+    nne_tensor_t *one = NULL, *out = NULL;
+    int rc = nne_tensor_from_host(a->dtype, NULL, 0, NULL, &one, &aj->err);
+    if (rc == 0)
+      rc = nne_tensor_apply_edit(one, e->op, NULL, e->scalar, NULL, 0, &out,
+                                 &aj->err);
+    nne_tensor_unref(one);
+    nne_tensor_unref(out);
+    if (rc != 0) {
+      nne_err_prefix(&aj->err, "edits[%zu].scalar (%s)", i, e->site_text);
+      return rc;
+    }
+  }
   return 0;
 }
 
@@ -224,7 +245,7 @@ static void apply_work(nne_job_t *job) {
     aj->rc = nne_err_set(&aj->err, NNE_ECANCELED, "cancelled before it ran");
     return;
   }
-  if (aj->hit == NULL) {
+  if (!aj->hit) {
     uint64_t t0 = nne_now_ns();
     aj->rc = nne_variant_build(set->model, set->plan.engine_sites,
                                set->plan.n_hooks, &set->variant, &aj->err);
@@ -297,14 +318,19 @@ static void apply_done(nne_job_t *job) {
   nne_server_t *srv = aj->srv;
   nne_edit_set_t *set = aj->set;
   nnedit_v1_ApplyEditsResponse out = nnedit_v1_ApplyEditsResponse_init_zero;
-  nne_backend_t *b = aj->hit;
+  nne_backend_t *b = NULL;
   nne_model_entry_t *entry = set->entry;
   struct timeval tv;
   int p;
 
-  if (aj->rc == 0 && aj->built) {
+  if (aj->rc == 0) {
+    /* The cache entry is looked up now, in the loop turn that pins it, not
+     * kept from the request: while the job waited, another call's backend
+     * may have evicted it, or a Drop of the set that pinned it freed it.
+     * put() finds the entry, or caches the variant this set holds again. */
     aj->rc = nne_backend_cache_put(&set->entry->backends, set->plan.key,
-                                   set->variant, aj->build_ms, &b, &aj->err);
+                                   set->variant, aj->built ? aj->build_ms : 0,
+                                   &b, &aj->err);
   }
   if (aj->rc == 0 && set->entry->model == NULL)
     aj->rc = nne_err_set(&aj->err, NNE_ESTATE, "model '%s' was unloaded",
@@ -316,12 +342,13 @@ static void apply_done(nne_job_t *job) {
                          set->entry->name, set->entry->edit_sets,
                          srv->cfg->max_edit_sets);
   if (aj->rc == 0) {
-    if (aj->hit != NULL) {
+    if (aj->hit && b->variant != set->variant) {
+      nne_variant_t *v = nne_variant_ref(b->variant);
       nne_variant_unref(set->variant);
-      set->variant = nne_variant_ref(b->variant);
+      set->variant = v;
     }
     set->backend = b;
-    set->cache_hit = aj->hit != NULL;
+    set->cache_hit = aj->hit;
     set->compile_ms = aj->built ? aj->build_ms : 0;
     gettimeofday(&tv, NULL);
     set->created_unix_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
@@ -400,6 +427,10 @@ static int build_edit(nne_model_entry_t *e, size_t i, edit_in_t *in,
 
   if ((rc = check_op(i, pb, err)) != 0)
     return rc;
+  if (!nne_pb_utf8_valid(pb->name))
+    /* Get echoes it, and a SAVE edit streams a tensor under it. */
+    return nne_err_set(err, NNE_EINVAL, "edits[%zu].name: not valid UTF-8",
+                       i);
   snprintf(field, sizeof field, "edits[%zu].site", i);
   if (pb->site[0] == '\0')
     return nne_err_set(err, NNE_EINVAL, "%s: a site is required", field);
@@ -501,6 +532,11 @@ void nne_rpc_edits_apply(nne_server_t *srv, nne_call_t *call,
       nne_err_set(&err, NNE_EINVAL, "malformed ApplyEditsRequest: %s", why);
     goto fail;
   }
+  if (!nne_pb_utf8_valid(in.label)) {
+    /* Every List, Get and Drop response would carry it. */
+    nne_err_set(&err, NNE_EINVAL, "label: not valid UTF-8");
+    goto fail;
+  }
   if (nne_registry_lookup(&srv->registry, "model", in.model, &e, &err) != 0 ||
       nne_registry_acquire(&srv->registry, e, &model, &err) != 0) {
     e = NULL;
@@ -553,9 +589,14 @@ void nne_rpc_edits_apply(nne_server_t *srv, nne_call_t *call,
   aj->srv = srv;
   aj->call = call;
   aj->set = set;
-  aj->hit = nne_compiler_get_backend(&e->backends, &set->plan);
-  if (aj->hit != NULL)
-    set->variant = nne_variant_ref(aj->hit->variant);
+  {
+    /* Only the variant is kept from the entry (a reference): the entry
+     * itself may not outlive this loop turn. */
+    nne_backend_t *hit = nne_compiler_get_backend(&e->backends, &set->plan);
+    aj->hit = hit != NULL;
+    if (hit != NULL)
+      set->variant = nne_variant_ref(hit->variant);
+  }
   nne_call_ref(call);
   if (nne_executor_submit(&srv->compute, &aj->job, &err) != 0) {
     nne_call_unref(call);

@@ -282,8 +282,13 @@ static int add_node(trace_in_t *ti, const nnedit_v1_Node *nd, data_ctx_t *dc,
                                c->tensor.shape, (int)c->tensor.shape_count,
                                data, dc->len, err);
   }
-  if (nd->has_save)
+  if (nd->has_save) {
+    if (!nne_pb_utf8_valid(nd->save.name))
+      /* The saved tensor streams back under this name. */
+      return nne_err_set(err, NNE_EINVAL, "%s: save.name: not valid UTF-8",
+                         where);
     return nne_trace_add_save(t, nd->id, nd->save.value, nd->save.name, err);
+  }
   return nne_trace_add_ref(t, nd->id, nd->ref.name, err);
 }
 
@@ -330,6 +335,10 @@ static bool trace_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
   NNE_PB_DEC(msg.nodes, node_cb, &tc);
   if (!pb_decode(s, nnedit_v1_Trace_fields, &msg))
     return false;
+  if (!nne_pb_utf8_valid(msg.name))
+    /* TraceResult.name and the "<name>/..." tensor names echo it. */
+    return stop(s, rd, NNE_EINVAL, "traces[%zu].name: not valid UTF-8",
+                ti->t->index);
   nne_trace_set_name(ti->t, msg.name);
   return true;
 }

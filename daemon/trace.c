@@ -1,8 +1,10 @@
 /* trace.c — see trace.h. */
 #include "trace.h"
 
+#include <float.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -620,8 +622,16 @@ static int check_const(const nne_trace_t *t, size_t k, nne_err_t *err) {
   const nne_trace_node_t *n = &t->nodes[k];
   size_t item, numel = 1;
   int d;
-  if (n->use_scalar)
+  if (n->use_scalar) {
+    /* The scalar becomes a 0-d float32 tensor: a finite double beyond
+     * float32's range has no float32 value (converting it is undefined
+     * behaviour in C). NaN and the infinities convert as they are. */
+    if (isfinite(n->scalar) && fabs(n->scalar) > FLT_MAX)
+      return node_err(t, k, err, NNE_EINVAL,
+                      "constant.scalar: %g is outside float32's range",
+                      n->scalar);
     return 0;
+  }
   item = nne_dtype_size(n->dtype);
   if (item == 0)
     return node_err(t, k, err, NNE_EINVAL,
@@ -1148,6 +1158,12 @@ static int eval_call(nne_trace_run_t *r, int k) {
   size_t i, n_oa = 0, ti = 0;
   int rc;
 
+  /* A client that left stops the trace at its next call, not only at the
+   * next site: a graph of many heavy calls (before the forward, or between
+   * two sites) would otherwise hold the executor long after the reply can
+   * go anywhere. */
+  if (r->o.cancel != NULL && atomic_load(r->o.cancel) != 0)
+    return nne_err_set(&r->err, NNE_ECANCELED, "cancelled during the trace");
   for (i = 0; i < nd->n_args; i++) {
     const nne_trace_arg_t *a = &nd->args[i];
     if (a->module != NULL)

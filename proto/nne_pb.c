@@ -15,6 +15,46 @@
 
 /* ---- decode callbacks --------------------------------------------------- */
 
+bool nne_pb_utf8_valid(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p != 0) {
+    uint32_t cp, min;
+    size_t n, i;
+    if (*p < 0x80) {
+      p++;
+      continue;
+    }
+    if ((*p & 0xE0) == 0xC0) {
+      n = 1;
+      cp = *p & 0x1Fu;
+      min = 0x80;
+    } else if ((*p & 0xF0) == 0xE0) {
+      n = 2;
+      cp = *p & 0x0Fu;
+      min = 0x800;
+    } else if ((*p & 0xF8) == 0xF0) {
+      n = 3;
+      cp = *p & 0x07u;
+      min = 0x10000;
+    } else {
+      return false;
+    }
+    /* A continuation byte is 10xxxxxx; the terminating NUL is not one, so
+     * a sequence cut short stops here without reading past it. */
+    for (i = 1; i <= n; i++) {
+      if ((p[i] & 0xC0) != 0x80)
+        return false;
+      cp = (cp << 6) | (p[i] & 0x3Fu);
+    }
+    /* Overlong forms, UTF-16 surrogates and values past U+10FFFF are not
+     * UTF-8 either. */
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    p += n + 1;
+  }
+  return true;
+}
+
 bool nne_pb_str_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   nne_pb_str_dec_t *st = *arg;
   size_t max = st->max ? st->max : NNE_PB_STR_DEFAULT_MAX;

@@ -101,6 +101,13 @@ bool nne_pb_str_list_dec(pb_istream_t *s, const pb_field_t *f, void **arg);
 bool nne_pb_i64_dec(pb_istream_t *s, const pb_field_t *f, void **arg);
 bool nne_pb_bytes_dec(pb_istream_t *s, const pb_field_t *f, void **arg);
 
+/* True when s (NUL-terminated) is valid UTF-8. nanopb (as built here) does
+ * not check the string fields it decodes, and proto3 strings must be UTF-8:
+ * a client's string that a response echoes back (a label, a save's name)
+ * is checked with this, or every strict client (protobuf's own parsers)
+ * would fail to read that response. */
+bool nne_pb_utf8_valid(const char *s);
+
 /* Point a decode callback at a state. */
 #define NNE_PB_DEC(cb, fn, state)                                              \
   do {                                                                         \

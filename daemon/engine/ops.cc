@@ -6,6 +6,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 
 extern "C" int nne_tensor_clone(const nne_tensor_t *x, nne_tensor_t **out,
@@ -239,10 +240,22 @@ extern "C" int nne_tensor_apply_edit(const nne_tensor_t *value,
     // is rounded to float32 first) and never changes the result's dtype.
     at::Tensor x;
     if (opi != NNE_EDIT_ZERO) {
-      if (operand != nullptr)
+      if (operand != nullptr) {
         x = operand->t.to(v.device(), v.scalar_type());
-      else
-        x = at::scalar_tensor(c10::Scalar(scalar), v.options());
+      } else {
+        // A scalar the value's dtype cannot hold (1e300 for a float32
+        // value, NaN for an int64 one) makes libtorch's conversion throw a
+        // plain std::runtime_error, which the guard would report as our own
+        // failure (INTERNAL); it is the edit's operand that is wrong.
+        try {
+          x = at::scalar_tensor(c10::Scalar(scalar), v.options());
+        } catch (const std::runtime_error &) {
+          return nne_err_set(err, NNE_EINVAL,
+                             "edit: the scalar %g does not fit the value's "
+                             "dtype %s",
+                             scalar, nne_dtype_name(value->dtype));
+        }
+      }
     }
     bool whole = true;
     for (int d = 0; d < value->ndim; d++)

@@ -566,6 +566,36 @@ START_TEST(test_errors) {
                      0); /* a scalar value */
     nne_tensor_unref(v);
   }
+  /* A scalar operand the value's dtype cannot hold is the caller's error
+   * (libtorch throws a plain std::runtime_error for it, not a c10::Error),
+   * not an internal one; NaN and inf go into a float value as they are. */
+  {
+    static const struct {
+      nne_dtype_t dt;
+      double scalar;
+      int rc;
+    } k_scalars[] = {
+        {NNE_DTYPE_F32, 1e300, NNE_EINVAL}, {NNE_DTYPE_F32, -1e39, NNE_EINVAL},
+        {NNE_DTYPE_F16, 1e6, NNE_EINVAL},   {NNE_DTYPE_I64, NAN, NNE_EINVAL},
+        {NNE_DTYPE_F32, NAN, 0},            {NNE_DTYPE_F32, -INFINITY, 0},
+        {NNE_DTYPE_F32, 3e38, 0},           {NNE_DTYPE_F64, 1e300, 0},
+    };
+    int64_t shape[1] = {3};
+    size_t i;
+    for (i = 0; i < sizeof k_scalars / sizeof k_scalars[0]; i++) {
+      nne_tensor_t *v = nne_th_tensor(k_scalars[i].dt, shape, 1, NULL);
+      nne_tensor_t *out = NULL;
+      nne_err_t err = {0};
+      int rc = nne_tensor_apply_edit(v, NNE_EDIT_ADD, NULL, k_scalars[i].scalar,
+                                     NULL, 0, &out, &err);
+      ck_assert_msg(rc == k_scalars[i].rc, "scalar case %zu: rc %d (%s)", i,
+                    rc, err.msg);
+      if (rc != 0)
+        ck_assert_msg(strstr(err.msg, "does not fit") != NULL, "%s", err.msg);
+      nne_tensor_unref(out);
+      nne_tensor_unref(v);
+    }
+  }
   printf("edits: %d refusals with their messages; nne_edit_check agrees on "
          "all %zu cases\n",
          refused, sizeof k_cases / sizeof k_cases[0]);

@@ -1183,6 +1183,34 @@ START_TEST(test_malformed_messages) {
 }
 END_TEST
 
+START_TEST(test_utf8_valid) {
+  static const char *const good[] = {
+      "", "layers.0.resid_post", "\xc3\xa9t\xc3\xa9", /* U+00E9 */
+      "\xe2\x82\xac",                                   /* U+20AC */
+      "\xf0\x9f\x98\x80",                               /* U+1F600 */
+      "\xf4\x8f\xbf\xbf",                               /* U+10FFFF */
+      "\xed\x9f\xbf",                                   /* U+D7FF */
+  };
+  static const char *const bad[] = {
+      "a\xff",             /* not a lead byte */
+      "\x80",              /* a lone continuation byte */
+      "\xc3",              /* cut short by the end */
+      "\xe2\x82",          /* cut short by the end */
+      "\xe2\x82x",         /* cut short by an ASCII byte */
+      "\xc0\x80",          /* overlong NUL */
+      "\xe0\x80\xaf",      /* overlong '/' */
+      "\xed\xa0\x80",      /* UTF-16 surrogate U+D800 */
+      "\xf4\x90\x80\x80",  /* past U+10FFFF */
+      "\xf8\x88\x80\x80\x80", /* five-byte form */
+  };
+  size_t i;
+  for (i = 0; i < sizeof good / sizeof good[0]; i++)
+    ck_assert_msg(nne_pb_utf8_valid(good[i]), "good[%zu] refused", i);
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    ck_assert_msg(!nne_pb_utf8_valid(bad[i]), "bad[%zu] accepted", i);
+}
+END_TEST
+
 START_TEST(test_ids_with_fixed_wire_types_refused) {
   /* TokenRow.ids is int64: only varint (unpacked) and length-delimited
    * (packed) encodings are valid. A fixed64 or fixed32 value must not be
@@ -1327,6 +1355,7 @@ static Suite *nne_pb_suite(void) {
   tcase_add_test(tc, test_frame_chunk_decodes_as_forward_response);
   tcase_add_test(tc, test_malformed_messages);
   tcase_add_test(tc, test_ids_with_fixed_wire_types_refused);
+  tcase_add_test(tc, test_utf8_valid);
   tcase_add_test(tc, test_absent_message_is_empty);
   suite_add_tcase(s, tc);
 
