@@ -28,6 +28,10 @@ void nne_config_defaults(nne_config_t *cfg) {
   cfg->max_edits = 1024;
   cfg->max_traces = 16;
   cfg->max_trace_nodes = 4096;
+  /* A call of a trace is sized on meta tensors before it runs: one short
+   * request must not be able to allocate the machine away. 2 GiB holds a
+   * logit lens over [8, 1024, 50257] float32 logits. */
+  cfg->max_trace_value_bytes = 2ull << 30;
 }
 
 void nne_config_usage(void *stream, const char *argv0) {
@@ -58,6 +62,8 @@ void nne_config_usage(void *stream, const char *argv0) {
           "  --max-edits N          edits per edit set (default 1024)\n"
           "  --max-traces N         traces in one Trace request (default 16)\n"
           "  --max-trace-nodes N    intervention graph nodes per trace (default 4096)\n"
+          "  --max-trace-value-bytes N  largest value one call of a trace may make; 0: no limit, no\n"
+          "                         sizing (default 2 GiB)\n"
           "  --ready-file PATH      write \"host:port\" here once serving\n"
           "  --log-level LEVEL      debug, info, warn, error, off (default info)\n"
           "  --version              print the version and exit\n"
@@ -118,6 +124,7 @@ enum {
   OPT_CHUNK, OPT_MAX_BATCH, OPT_MAX_SEQ, OPT_DRAIN, OPT_VERSION, OPT_HELP,
   OPT_CACHE_BYTES, OPT_MAX_EDIT_SETS, OPT_MAX_EDITS, OPT_MAX_TRACES,
   OPT_MAX_TRACE_NODES,
+  OPT_MAX_TRACE_VALUE,
 };
 
 int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
@@ -142,6 +149,7 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       {"max-edits", required_argument, NULL, OPT_MAX_EDITS},
       {"max-traces", required_argument, NULL, OPT_MAX_TRACES},
       {"max-trace-nodes", required_argument, NULL, OPT_MAX_TRACE_NODES},
+      {"max-trace-value-bytes", required_argument, NULL, OPT_MAX_TRACE_VALUE},
       {"version", no_argument, NULL, OPT_VERSION},
       {"help", no_argument, NULL, OPT_HELP},
       {NULL, 0, NULL, 0},
@@ -216,6 +224,9 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
     case OPT_MAX_TRACE_NODES:
       NNE__NUM("--max-trace-nodes", 1, 1u << 20, 0, max_trace_nodes,
                uint32_t);
+    case OPT_MAX_TRACE_VALUE:
+      NNE__NUM("--max-trace-value-bytes", 0, 1ull << 40, 1,
+               max_trace_value_bytes, uint64_t);
     case OPT_VERSION:
       printf("nneditd %s\n", NNE_VERSION);
       return 1;

@@ -37,6 +37,7 @@ typedef struct nne_config {
   uint32_t max_edits;        /* per edit set */
   uint32_t max_traces;       /* traces in one Trace request (a session) */
   uint32_t max_trace_nodes;  /* intervention graph nodes per trace */
+  uint64_t max_trace_value_bytes; /* largest value one trace call may make */
 } nne_config_t;
 
 /* Fills cfg with the defaults. */

@@ -598,6 +598,7 @@ static int run_trace(tr_job_t *j, size_t i) {
     o.budget = j->budget;
     o.used = used0;
     o.limit = j->srv->cfg->max_response_bytes;
+    o.max_value_bytes = j->srv->cfg->max_trace_value_bytes;
     rc = nne_trace_run_init(&run, t, &o, &j->err);
     have_run = rc == 0;
     if (rc == 0)

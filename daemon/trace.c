@@ -1149,6 +1149,47 @@ static void produce(nne_trace_run_t *r, int k, nne_tensor_t *v) {
 
 #define run_err(r, k, code, ...) node_err((r)->t, (k), &(r)->err, (code), __VA_ARGS__)
 
+/* Whether a call's result might exceed `limit` bytes, so that it must be
+ * sized on meta tensors first (a few microseconds a call). Functions whose
+ * result is never larger than their input in elements (unary maps,
+ * reductions, softmax, topk, views, indexing) are not: their input exists
+ * already, and at most 8 bytes per element come out. Element-wise functions
+ * on tensors of one shape are not either, when that shape at 8 bytes per
+ * element fits. The rest (full, matmul, cat, stack, broadcasting) are. */
+static bool may_outgrow(const char *fn, const nne_op_arg_t *oa, size_t n,
+                        uint64_t limit) {
+  static const char *const grow[] = {"full", "matmul", "cat", "stack", "to"};
+  static const char *const elementwise[] = {"add", "sub", "mul", "div",
+                                            "pow", "where", "clamp"};
+  const nne_tensor_t *first = NULL;
+  size_t i;
+  int d;
+  for (i = 0; i < sizeof grow / sizeof grow[0]; i++)
+    if (strcmp(fn, grow[i]) == 0)
+      return true;
+  for (i = 0; i < sizeof elementwise / sizeof elementwise[0]; i++)
+    if (strcmp(fn, elementwise[i]) == 0)
+      break;
+  if (i == sizeof elementwise / sizeof elementwise[0])
+    return false;
+  for (i = 0; i < n; i++) {
+    const nne_tensor_t *t = oa[i].tensor;
+    if (oa[i].kind != NNE_ARG_TENSOR || t == NULL)
+      continue;
+    if (first == NULL) {
+      first = t;
+      continue;
+    }
+    if (nne_tensor_ndim(t) != nne_tensor_ndim(first))
+      return true;
+    for (d = 0; d < nne_tensor_ndim(t); d++)
+      if (nne_tensor_shape(t)[d] != nne_tensor_shape(first)[d])
+        return true;
+  }
+  return first == NULL ||
+         (uint64_t)nne_tensor_numel(first) > limit / 8;
+}
+
 static int eval_call(nne_trace_run_t *r, int k) {
   const nne_trace_node_t *nd = &r->t->nodes[k];
   nne_op_arg_t oa[NNE_TRACE_MAX_ARGS];
@@ -1184,6 +1225,22 @@ static int eval_call(nne_trace_run_t *r, int k) {
       ti++;
     }
     n_oa++;
+  }
+  if (nd->module < 0 && r->o.max_value_bytes > 0 &&
+      may_outgrow(nd->fn, oa, n_oa, r->o.max_value_bytes)) {
+    /* Sized before it runs (on meta tensors): a short request can ask for
+     * full([65536, 65536]) or a broadcast of two huge operands. */
+    uint64_t bytes = 0;
+    rc = nne_op_result_bytes(nd->fn, oa, n_oa, nd->items, nd->n_items, &bytes,
+                             &e);
+    if (rc != 0)
+      return run_err(r, (size_t)k, rc, "%s", e.msg);
+    if (bytes > r->o.max_value_bytes)
+      return run_err(r, (size_t)k, NNE_ERESOURCE,
+                     "call %s would make a value of %llu bytes, over the "
+                     "limit of %llu (--max-trace-value-bytes)",
+                     nd->fn, (unsigned long long)bytes,
+                     (unsigned long long)r->o.max_value_bytes);
   }
   if (nd->module >= 0)
     rc = nne_model_call_module(r->o.model, nd->module, inputs, ti, &out, &e);

@@ -301,6 +301,7 @@ typedef struct nne_trace_run_opts {
   uint64_t used;             /* bytes earlier saves already took */
   uint64_t limit;            /* the configured limit, for messages (0: the
                                 budget) */
+  uint64_t max_value_bytes;  /* largest value one call may make (0: any) */
 } nne_trace_run_opts_t;
 
 typedef struct nne_trace_run {

@@ -452,6 +452,15 @@ int nne_op_call(const char *fn, const nne_op_arg_t *args, size_t n,
                 const nne_index_item_t *items, size_t n_items,
                 nne_tensor_t **out, nne_err_t *err);
 
+/* The bytes the call's result would take, found by running it on meta
+ * tensors (shapes without storage) before anything is allocated: 0 for a
+ * view of an input, and 0 when it cannot tell (an op without a meta kernel
+ * in this libtorch; arguments the op refuses, which nne_op_call reports).
+ * Binding errors as nne_op_check. Thread-safe. */
+int nne_op_result_bytes(const char *fn, const nne_op_arg_t *args, size_t n,
+                        const nne_index_item_t *items, size_t n_items,
+                        uint64_t *bytes, nne_err_t *err);
+
 /* Calls one submodule's forward on tensor inputs (e.g. a logit lens:
  * ln_final, then lm_head, on a layer's residual). Returns output element 0
  * (the whole output when it is a tensor). A parameter that the parent's

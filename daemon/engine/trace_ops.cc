@@ -20,6 +20,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -981,6 +982,61 @@ int nne_op_call(const char *fn, const nne_op_arg_t *args, size_t n,
       return nne__err_libtorch(err, NNE_EINVAL, b.op->name, e.what());
     }
     return nne__tensor_wrap(std::move(r), out, err, b.op->name);
+  });
+}
+
+int nne_op_result_bytes(const char *fn, const nne_op_arg_t *args, size_t n,
+                        const nne_index_item_t *items, size_t n_items,
+                        uint64_t *bytes, nne_err_t *err) {
+  return nne__guard(err, NNE_EINVAL, fn != nullptr ? fn : "call", [&]() {
+    if (bytes == nullptr)
+      return nne_err_set(err, NNE_EINVAL, "%.64s: bytes is NULL",
+                         fn != nullptr ? fn : "call");
+    *bytes = 0;
+    bound b;
+    int rc = bind(fn, args, n, items, n_items, /*need_tensors=*/true, &b, err);
+    if (rc != 0)
+      return rc;
+    // The same call on meta tensors: shapes, dtypes and strides without
+    // storage, so the result's size is known before anything is allocated
+    // (a 100-byte request can ask for full([65536, 65536])). The inputs
+    // keep their strides, so a view comes out as a view.
+    std::deque<nne_tensor> metas;
+    std::vector<nne_op_arg_t> margs(args, args + n);
+    for (nne_op_arg_t &a : margs)
+      if (a.kind == NNE_ARG_TENSOR && a.tensor != nullptr) {
+        metas.emplace_back();
+        const at::Tensor &t = a.tensor->t;
+        metas.back().t = at::empty_strided(t.sizes(), t.strides(),
+                                           t.options().device(at::kMeta));
+        a.tensor = &metas.back();
+      }
+    bound mb;
+    rc = bind(fn, margs.data(), n, items, n_items, true, &mb, err);
+    if (rc != 0)
+      return rc;
+    at::Tensor r;
+    try {
+      c10::InferenceMode guard;
+      if (mb.op->impl == op_full) // makes its value from nothing: on meta
+        r = at::full(ints_of(mb.arg[0]), scalar_of(mb.arg[1]),
+                     dtype_options(mb.arg[2]).device(at::kMeta));
+      else
+        r = mb.op->impl(mb);
+    } catch (const std::bad_alloc &) {
+      throw;
+    } catch (const std::exception &) {
+      // No meta kernel for this op in this libtorch, or arguments the op
+      // refuses: the real call says which. Unknown size: 0.
+      return 0;
+    }
+    // A view of an input allocates nothing.
+    for (const nne_tensor &mt : metas)
+      if (r.is_alias_of(mt.t))
+        return 0;
+    *bytes = static_cast<uint64_t>(r.numel()) *
+             static_cast<uint64_t>(r.element_size());
+    return 0;
   });
 }
 

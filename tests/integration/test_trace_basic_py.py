@@ -347,6 +347,39 @@ class TraceBasics(unittest.TestCase):
         res, _ = self.run_trace([tr()], top_k=1)
         self.assertEqual(len(res[0].rows), 2)
 
+    def test_huge_value_is_refused_before_it_is_made(self):
+        # 16 GiB from a request of a few bytes: sized on meta tensors and
+        # refused (RESOURCE_EXHAUSTED naming the node and the limit) before
+        # anything is allocated; the daemon stays healthy.
+        huge = [call(1, "full", arg(ints=I.IntList(values=[65536, 65536])), arg(scalar=1.0)),
+                call(2, "sum", arg(1)), save(3, 2, "s")]
+        self.assertStatus([tr(huge)], RES, "traces[0].nodes[0] (id 1)", "17179869184",
+                          "--max-trace-value-bytes")
+        # A broadcast of two small inputs into a 896 x 896 float32 value
+        # (3.2 MB): runs under the default limit (2 GiB) ...
+        bcast = [read(1, "layers.0.resid_post"),
+                 call(2, "reshape", arg(1), arg(ints=I.IntList(values=[-1, 1]))),
+                 call(3, "reshape", arg(1), arg(ints=I.IntList(values=[1, -1]))),
+                 call(4, "mul", arg(2), arg(3)), call(5, "sum", arg(4)),
+                 save(6, 5, "total")]
+        res, t = self.run_trace([tr(bcast)])
+        self.assertEqual(t["total"].shape, ())
+        # ... and is refused by a daemon whose limit is 1 MiB, at the mul.
+        with Daemon("--load", NAME, "--max-trace-value-bytes", "1M") as d:
+            wait = time.monotonic() + 120
+            while time.monotonic() < wait:
+                ms = {m.name: m.state for m in d.models.List(models_pb2.ListModelsRequest()).models}
+                if ms.get(NAME) == models_pb2.LOADED:
+                    break
+                time.sleep(0.05)
+            with self.assertRaises(grpc.RpcError) as cm:
+                trace(d.inference, NAME, [tr(bcast)])
+            self.assertEqual(cm.exception.code(), RES)
+            for needle in ("traces[0].nodes[3] (id 4)", "3211264", "1048576"):
+                self.assertIn(needle, cm.exception.details())
+        res, t = self.run_trace([tr([read(1, "layers.0.resid_post"), save(2, 1, "ok")])])
+        self.assertEqual(t["ok"].shape, (2, 7, 64))
+
     def test_run_time_failure_then_good_trace(self):
         bad = [read(1, "layers.0.resid_post"), call(2, "matmul", arg(1), arg(1)),
                save(3, 2, "mm")]

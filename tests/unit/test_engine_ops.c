@@ -1176,6 +1176,67 @@ START_TEST(test_threads) {
 }
 END_TEST
 
+/* nne_op_result_bytes sizes a call on meta tensors: exact for new values,
+ * 0 for views of an input, and nothing is allocated to find out (a 16 GiB
+ * full() is sized in a unit test). */
+static nne_tensor_t *zeros(const int64_t *shape, int ndim) {
+  static const float z[4 * 5 * 8] = {0};
+  nne_tensor_t *t = NULL;
+  nne_err_t err;
+  ck_assert_int_eq(nne_tensor_from_host(NNE_DTYPE_F32, shape, ndim, z, &t, &err),
+                   0);
+  return t;
+}
+
+static uint64_t result_bytes(const char *fn, const nne_op_arg_t *args,
+                             size_t n, const char *index) {
+  nne_index_item_t items[8];
+  size_t n_items = index ? parse_index(index, items, 8) : 0;
+  uint64_t bytes = 12345;
+  nne_err_t err;
+  ck_assert_msg(nne_op_result_bytes(fn, args, n, items, n_items, &bytes,
+                                    &err) == 0,
+                "%s: %s", fn, err.msg);
+  return bytes;
+}
+
+START_TEST(test_result_bytes) {
+  const int64_t s418[] = {4, 1, 8}, s158[] = {1, 5, 8}, s34[] = {3, 4},
+                s45[] = {4, 5};
+  nne_tensor_t *a = zeros(s418, 3), *b = zeros(s158, 3), *m = zeros(s34, 2),
+               *k = zeros(s45, 2);
+  nne_err_t err;
+  uint64_t bytes;
+  /* new values: broadcasting, matmul, a reduction, a dtype change */
+  ck_assert_uint_eq(result_bytes("add", ARGS(T(a), T(b)), NULL), 4 * 5 * 8 * 4);
+  ck_assert_uint_eq(result_bytes("matmul", ARGS(T(m), T(k)), NULL), 3 * 5 * 4);
+  ck_assert_uint_eq(result_bytes("sum", ARGS(T(a), K("dim", L(-1))), NULL),
+                    4 * 1 * 4);
+  ck_assert_uint_eq(result_bytes("to", ARGS(T(m), D(NNE_DTYPE_F64)), NULL),
+                    3 * 4 * 8);
+  ck_assert_uint_eq(result_bytes("cat", ARGS(T(m), T(m), K("dim", I(0))), NULL),
+                    6 * 4 * 4);
+  /* full: from its shape and its fill's dtype, never allocated */
+  ck_assert_uint_eq(result_bytes("full", ARGS(L(65536, 65536), S(1.0)), NULL),
+                    (uint64_t)65536 * 65536 * 4);
+  ck_assert_uint_eq(result_bytes("full", ARGS(L(3), I(7)), NULL), 3 * 8);
+  /* views of an input make nothing */
+  ck_assert_uint_eq(result_bytes("transpose", ARGS(T(m), I(0), I(1)), NULL), 0);
+  ck_assert_uint_eq(result_bytes("index", ARGS(T(a)), "..., 2:4"), 0);
+  /* arguments the op refuses: unknown (0), the real call says why */
+  ck_assert_uint_eq(result_bytes("matmul", ARGS(T(m), T(m)), NULL), 0);
+  /* binding errors are the same as nne_op_check's */
+  ck_assert_int_eq(nne_op_result_bytes("softmax", ARGS(T(m)), NULL, 0, &bytes,
+                                       &err),
+                   NNE_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "dim"));
+  nne_tensor_unref(a);
+  nne_tensor_unref(b);
+  nne_tensor_unref(m);
+  nne_tensor_unref(k);
+}
+END_TEST
+
 /* ---- main ---------------------------------------------------------------- */
 
 static Suite *ops_suite(void) {
@@ -1190,6 +1251,7 @@ static Suite *ops_suite(void) {
   tcase_add_test(tv, test_refusals);
   tcase_add_test(tv, test_libtorch_refusals);
   tcase_add_test(tv, test_ownership);
+  tcase_add_test(tv, test_result_bytes);
   tcase_set_timeout(tv, 120);
   suite_add_tcase(s, tv);
   tcase_add_checked_fixture(tm, nne_th_one_thread, NULL);
