@@ -332,6 +332,14 @@ static void apply_done(nne_job_t *job) {
                                    set->variant, aj->built ? aj->build_ms : 0,
                                    &b, &aj->err);
   }
+  /* A client that left (its deadline passed while the job was queued or
+   * ran) was told DEADLINE_EXCEEDED or CANCELLED: it must not find a set it
+   * never got the id of, holding a slot of --max-edit-sets. The backend
+   * stays cached for the retry. */
+  if (aj->rc == 0 && nne_call_cancelled(aj->call))
+    aj->rc = nne_err_set(&aj->err, NNE_ECANCELED,
+                         "the client went away before the edit set was "
+                         "created");
   if (aj->rc == 0 && set->entry->model == NULL)
     aj->rc = nne_err_set(&aj->err, NNE_ESTATE, "model '%s' was unloaded",
                          set->entry->name);

@@ -455,6 +455,47 @@ class Cancellation(unittest.TestCase):
         finally:
             shutil.rmtree(repo, ignore_errors=True)
 
+    def test_apply_whose_client_left_creates_nothing(self):
+        """An Apply whose deadline passes while its job runs (the backend's
+        probe forwards) does not create the set afterwards: the client was
+        told DEADLINE_EXCEEDED and has no id to drop it by."""
+        import shutil
+        import tempfile
+        repo = tempfile.mkdtemp(prefix="nnedit-cancel-")
+        try:
+            # Probe forwards of ~1 s each (2 and 6 tokens through 64 x 400
+            # small matmuls), so the deadline passes during the job.
+            write_layered_slow_model(repo, blocks=64, iters=400, width=256)
+            with Daemon("--model-repo", repo, "--load", "slowlayers", "--workers", "1",
+                        repo=repo) as d:
+                edits = edits_pb2_grpc.EditsStub(d.channel)
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    ms = {m.name: m.state
+                          for m in d.models.List(models_pb2.ListModelsRequest()).models}
+                    if ms.get("slowlayers") == models_pb2.LOADED:
+                        break
+                    time.sleep(0.05)
+                req = edits_pb2.ApplyEditsRequest(
+                    model="slowlayers", label="left",
+                    edits=[edits_pb2.Edit(site="blocks.3.output", op=edits_pb2.ZERO)])
+                with self.assertRaises(grpc.RpcError) as cm:
+                    edits.Apply(req, timeout=0.3)
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+                # A trace queues behind the Apply's job on the one worker:
+                # when it returns, the Apply has finished.
+                trace(d.inference, "slowlayers", [tr([], invokes=[invoke([[1, 2]])])],
+                      timeout=300)
+                listed = edits.List(edits_pb2.ListEditSetsRequest(model="slowlayers"))
+                self.assertEqual([e.label for e in listed.edit_sets], [])
+                # An Apply that waits creates its set (and finds the backend
+                # the abandoned one built).
+                es = edits.Apply(req, timeout=300)
+                self.assertTrue(es.edit_set.cache_hit)
+                listed = edits.List(edits_pb2.ListEditSetsRequest(model="slowlayers"))
+                self.assertEqual([e.id for e in listed.edit_sets], [es.edit_set.id])
+        finally:
+            shutil.rmtree(repo, ignore_errors=True)
 
 if __name__ == "__main__":
     unittest.main()
