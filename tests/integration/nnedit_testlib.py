@@ -130,6 +130,18 @@ class Daemon:
         self.stop()
 
 
+def wait_loaded(d, names, timeout=120):
+    """Waits (bounded) until every model in `names` is LOADED on daemon d."""
+    deadline = time.monotonic() + timeout
+    states = {}
+    while time.monotonic() < deadline:
+        states = {m.name: m.state for m in d.models.List(models_pb2.ListModelsRequest()).models}
+        if all(states.get(n) == models_pb2.LOADED for n in names):
+            return
+        time.sleep(0.05)
+    raise AssertionError("models did not load: %s\n%s" % (states, d.log_text()))
+
+
 def manifest(name):
     with open(os.path.join(FIXTURES, name, "ref", "manifest.json")) as f:
         return json.load(f)

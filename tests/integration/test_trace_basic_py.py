@@ -19,8 +19,8 @@ import unittest
 import grpc
 import numpy as np
 
-from nnedit_testlib import (Daemon, forward, inference_pb2, manifest, models_pb2, tensor_pb2,
-                            trace, write_layered_slow_model)
+from nnedit_testlib import (Daemon, forward, inference_pb2, manifest, tensor_pb2,
+                            trace, wait_loaded, write_layered_slow_model)
 
 import os
 import sys
@@ -94,14 +94,7 @@ class TraceBasics(unittest.TestCase):
         cls.d = Daemon("--load", NAME, "--max-trace-nodes", "64", "--max-traces", "4",
                        "--max-response-bytes", "1M")
         cls.edits = edits_pb2_grpc.EditsStub(cls.d.channel)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            ms = {m.name: m.state for m in cls.d.models.List(models_pb2.ListModelsRequest()).models}
-            if ms.get(NAME) == models_pb2.LOADED:
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("model did not load:\n" + cls.d.log_text())
+        wait_loaded(cls.d, [NAME])
         cls.pristine = forward(cls.d.inference, NAME, IDS, logits=ALL)[1]["logits"]
 
     @classmethod
@@ -366,12 +359,7 @@ class TraceBasics(unittest.TestCase):
         self.assertEqual(t["total"].shape, ())
         # ... and is refused by a daemon whose limit is 1 MiB, at the mul.
         with Daemon("--load", NAME, "--max-trace-value-bytes", "1M") as d:
-            wait = time.monotonic() + 120
-            while time.monotonic() < wait:
-                ms = {m.name: m.state for m in d.models.List(models_pb2.ListModelsRequest()).models}
-                if ms.get(NAME) == models_pb2.LOADED:
-                    break
-                time.sleep(0.05)
+            wait_loaded(d, [NAME])
             with self.assertRaises(grpc.RpcError) as cm:
                 trace(d.inference, NAME, [tr(bcast)])
             self.assertEqual(cm.exception.code(), RES)
@@ -409,13 +397,7 @@ class Cancellation(unittest.TestCase):
             write_layered_slow_model(repo, blocks=blocks)
             with Daemon("--model-repo", repo, "--load", "slowlayers", "--workers", "1",
                         "--log-level", "debug", repo=repo) as d:
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    ms = {m.name: m.state
-                          for m in d.models.List(models_pb2.ListModelsRequest()).models}
-                    if ms.get("slowlayers") == models_pb2.LOADED:
-                        break
-                    time.sleep(0.05)
+                wait_loaded(d, ["slowlayers"])
                 ids = [[1, 2, 3, 4, 5, 6, 7, 8] * 8]
                 # Every block's output is read and reduced to a scalar that is
                 # saved: a hook at each of the 64 sites, little to stream.
@@ -469,13 +451,7 @@ class Cancellation(unittest.TestCase):
             with Daemon("--model-repo", repo, "--load", "slowlayers", "--workers", "1",
                         repo=repo) as d:
                 edits = edits_pb2_grpc.EditsStub(d.channel)
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    ms = {m.name: m.state
-                          for m in d.models.List(models_pb2.ListModelsRequest()).models}
-                    if ms.get("slowlayers") == models_pb2.LOADED:
-                        break
-                    time.sleep(0.05)
+                wait_loaded(d, ["slowlayers"])
                 req = edits_pb2.ApplyEditsRequest(
                     model="slowlayers", label="left",
                     edits=[edits_pb2.Edit(site="blocks.3.output", op=edits_pb2.ZERO)])

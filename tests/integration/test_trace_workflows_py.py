@@ -46,7 +46,7 @@ import grpc
 import numpy as np
 
 from nnedit_testlib import (Daemon, FIXTURES, NP_DTYPES, inference_pb2, manifest, models_pb2,
-                            tensor_pb2, trace)
+                            tensor_pb2, trace, wait_loaded)
 
 sys.path.insert(0, os.environ.get("NNE_PY_GEN", ""))
 from nnedit.v1 import edits_pb2, edits_pb2_grpc  # noqa: E402
@@ -187,17 +187,6 @@ def family(name):
 def n_layers(name):
     with open(os.path.join(FIXTURES, name, "model.json")) as f:
         return json.load(f)["config"]["n_layers"]
-
-
-def wait_loaded(d, names, timeout=120):
-    deadline = time.monotonic() + timeout
-    states = {}
-    while time.monotonic() < deadline:
-        states = {m.name: m.state for m in d.models.List(models_pb2.ListModelsRequest()).models}
-        if all(states.get(n) == models_pb2.LOADED for n in names):
-            return
-        time.sleep(0.05)
-    raise AssertionError("fixtures did not load: %s\n%s" % (states, d.log_text()))
 
 
 def logit_diff(logits_row, correct, incorrect):
