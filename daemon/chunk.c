@@ -53,3 +53,19 @@ grpc_byte_buffer *nne_chunk_make(const char *name, nne_tensor_t *t,
   grpc_slice_unref(slices[1]);
   return bb;
 }
+
+grpc_byte_buffer *nne_chunk_next(const char *name, nne_tensor_t *t,
+                                 const uint8_t *data, size_t total,
+                                 size_t max_chunk, uint32_t outer_tag,
+                                 size_t *sent, bool *done) {
+  size_t n = total - *sent;
+  grpc_byte_buffer *bb;
+  if (n > max_chunk)
+    n = max_chunk;
+  bb = nne_chunk_make(name, t, data, total, *sent, n, outer_tag);
+  if (bb == NULL)
+    return NULL;
+  *sent += n;
+  *done = *sent == total;
+  return bb;
+}

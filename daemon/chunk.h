@@ -13,6 +13,7 @@
 #ifndef NNE_CHUNK_H
 #define NNE_CHUNK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,5 +30,13 @@
 grpc_byte_buffer *nne_chunk_make(const char *name, nne_tensor_t *t,
                                  const uint8_t *data, size_t total,
                                  size_t offset, size_t n, uint32_t outer_tag);
+
+/* The next chunk of a tensor being streamed: at most `max_chunk` bytes from
+ * *sent on (one empty chunk for an empty tensor), advancing *sent and
+ * setting *done once the tensor is out. NULL as nne_chunk_make. */
+grpc_byte_buffer *nne_chunk_next(const char *name, nne_tensor_t *t,
+                                 const uint8_t *data, size_t total,
+                                 size_t max_chunk, uint32_t outer_tag,
+                                 size_t *sent, bool *done);
 
 #endif /* NNE_CHUNK_H */

@@ -257,33 +257,25 @@ static void chunk_sent(nne_call_t *call, bool ok) {
 
 static void send_next_chunk(nne_call_t *call, bool ok) {
   fwd_job_t *fj = call->user;
-  size_t n;
   grpc_byte_buffer *bb;
   struct fwd_out *o;
+  bool done;
 
   if (!ok || nne_call_cancelled(call))
     return; /* the client went away; the call's free releases the job */
-  while (fj->out_i < fj->n_outs && fj->sent >= fj->outs[fj->out_i].bytes &&
-         !(fj->outs[fj->out_i].bytes == 0 && fj->sent == 0)) {
-    fj->out_i++;
-    fj->sent = 0;
-  }
   if (fj->out_i >= fj->n_outs) {
     nne_call_finish(call);
     return;
   }
   o = &fj->outs[fj->out_i];
-  n = o->bytes - fj->sent;
-  if (n > call->srv->cfg->chunk_bytes)
-    n = call->srv->cfg->chunk_bytes;
-  bb = nne_chunk_make(o->name, o->t, o->p, o->bytes, fj->sent, n,
-                      nnedit_v1_ForwardResponse_chunk_tag);
+  bb = nne_chunk_next(o->name, o->t, o->p, o->bytes,
+                      call->srv->cfg->chunk_bytes,
+                      nnedit_v1_ForwardResponse_chunk_tag, &fj->sent, &done);
   if (bb == NULL) {
     nne_call_fail(call, NNE_EINTERNAL, "cannot encode a tensor chunk header");
     return;
   }
-  fj->sent += n;
-  if (n == 0) { /* an empty tensor: its one chunk is out */
+  if (done) {
     fj->out_i++;
     fj->sent = 0;
   }

@@ -828,18 +828,12 @@ static void send_result(nne_call_t *call, tr_job_t *j, size_t i) {
 
 static void send_next(nne_call_t *call, bool ok) {
   tr_job_t *j = call->user;
-  size_t n;
   grpc_byte_buffer *bb;
   out_item_t *o;
+  bool done;
 
   if (!ok || nne_call_cancelled(call))
     return; /* the client went away; the call's free releases the job */
-  while (j->out_i < j->n_outs && !j->outs[j->out_i].result &&
-         j->sent >= j->outs[j->out_i].bytes &&
-         !(j->outs[j->out_i].bytes == 0 && j->sent == 0)) {
-    j->out_i++;
-    j->sent = 0;
-  }
   if (j->out_i >= j->n_outs) {
     nne_call_finish(call);
     return;
@@ -851,17 +845,14 @@ static void send_next(nne_call_t *call, bool ok) {
     send_result(call, j, o->trace);
     return;
   }
-  n = o->bytes - j->sent;
-  if (n > call->srv->cfg->chunk_bytes)
-    n = call->srv->cfg->chunk_bytes;
-  bb = nne_chunk_make(o->name, o->t, o->p, o->bytes, j->sent, n,
-                      nnedit_v1_TraceResponse_chunk_tag);
+  bb = nne_chunk_next(o->name, o->t, o->p, o->bytes,
+                      call->srv->cfg->chunk_bytes,
+                      nnedit_v1_TraceResponse_chunk_tag, &j->sent, &done);
   if (bb == NULL) {
     nne_call_fail(call, NNE_EINTERNAL, "cannot encode a tensor chunk header");
     return;
   }
-  j->sent += n;
-  if (n == 0) { /* an empty tensor: its one chunk is out */
+  if (done) {
     j->out_i++;
     j->sent = 0;
   }
