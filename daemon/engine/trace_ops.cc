@@ -895,19 +895,39 @@ int parent_of(const nne_model_t *m, const std::string &path) {
 // attributes of the parent's self that ends in a tensor, else None. Only
 // the parent's first call of the module's forward is read: a module
 // called twice with different attributes is not one a lens calls.
+bool bindings_from(nne_model_t *m, torch::jit::Graph &g, int module,
+                   int parent, std::vector<c10::IValue> *bound);
+
 void call_site_bindings(nne_model_t *m, int module, size_t n_params,
                         std::vector<c10::IValue> *bound) {
   bound->assign(n_params, c10::IValue());
-  const std::string &path = m->recs[module].path;
-  int parent = parent_of(m, path);
+  int parent = parent_of(m, m->recs[module].path);
   if (parent < 0)
     return;
-  std::shared_ptr<torch::jit::Graph> g = nne__own_code(m, parent);
-  if (!g || g->inputs().empty())
+  // The parent's forward graph as it is, read in place: a traced model's
+  // calls are all there. Only when the call is not (a scripted parent that
+  // calls the module from a helper method) is its own code, a copy with the
+  // helpers inlined, made and read.
+  c10::optional<torch::jit::Method> fwd =
+      m->mods[parent].find_method("forward");
+  if (fwd && bindings_from(m, *fwd->graph(), module, parent, bound))
     return;
-  torch::jit::Value *self = g->inputs()[0];
+  std::shared_ptr<torch::jit::Graph> g = nne__own_code(m, parent);
+  if (g)
+    bindings_from(m, *g, module, parent, bound);
+}
+
+// call_site_bindings' reading of one graph of the parent's code: false when
+// the graph does not call the module's forward.
+bool bindings_from(nne_model_t *m, torch::jit::Graph &g, int module,
+                   int parent, std::vector<c10::IValue> *bound) {
+  const size_t n_params = bound->size();
+  const std::string &path = m->recs[module].path;
+  if (g.inputs().empty())
+    return false;
+  torch::jit::Value *self = g.inputs()[0];
   const std::string &base = m->recs[parent].path;
-  for (torch::jit::Node *n : g->nodes()) {
+  for (torch::jit::Node *n : g.nodes()) {
     if (n->kind() != c10::prim::CallMethod || n->inputs().empty() ||
         n->s(c10::attr::name) != "forward")
       continue;
@@ -936,8 +956,9 @@ void call_site_bindings(nne_model_t *m, int module, size_t n_params,
       if (ok && cur.isTensor())
         (*bound)[j] = cur;
     }
-    return;
+    return true;
   }
+  return false;
 }
 
 } // namespace
