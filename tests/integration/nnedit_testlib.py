@@ -8,6 +8,7 @@ fixture references. Every wait is bounded and every daemon started is stopped
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,11 +44,13 @@ NP_DTYPES = {
 }
 
 
-def _die_with_parent():
-    """In the child: a test runner killed by a timeout takes its daemon along."""
-    import ctypes
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with_parent(argv):
+    """argv, run so that a test runner killed by a timeout takes its daemon
+    along (PR_SET_PDEATHSIG, kept across exec). setpriv sets it: Python code
+    in the child between fork and exec (a preexec_fn) is not safe while grpc's
+    threads run in the parent; it crashed a daemon start in CI."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL"] + argv if setpriv else argv
 
 
 class Daemon:
@@ -60,8 +63,8 @@ class Daemon:
         self.log = open(self.log_path, "wb")
         argv = [NNEDITD, "--listen", "127.0.0.1:0", "--ready-file", self.ready,
                 "--model-repo", repo or FIXTURES] + list(args)
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                     preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(_die_with_parent(argv), stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if os.path.exists(self.ready):
