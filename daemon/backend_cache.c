@@ -12,7 +12,9 @@ void nne_backend_cache_init(nne_backend_cache_t *c, size_t capacity_bytes) {
   c->capacity_bytes = capacity_bytes;
 }
 
-static void entry_free(nne_backend_t *b) {
+static void entry_unref(nne_backend_t *b) {
+  if (--b->refs > 0)
+    return;
   nne_variant_unref(b->variant);
   free(b->hook_order);
   free(b->key);
@@ -23,7 +25,9 @@ void nne_backend_cache_clear(nne_backend_cache_t *c) {
   nne_backend_t *b = c->entries;
   while (b != NULL) {
     nne_backend_t *next = b->next;
-    entry_free(b);
+    b->listed = false;
+    b->next = NULL;
+    entry_unref(b);
     b = next;
   }
   c->entries = NULL;
@@ -52,6 +56,8 @@ nne_backend_t *nne_backend_cache_get(nne_backend_cache_t *c, const char *key) {
   return NULL;
 }
 
+/* Takes a listed victim out of the list; the caller drops the cache's
+ * reference. */
 static void unlink_entry(nne_backend_cache_t *c, nne_backend_t *victim) {
   nne_backend_t **pp;
   for (pp = &c->entries; *pp != NULL; pp = &(*pp)->next)
@@ -59,8 +65,10 @@ static void unlink_entry(nne_backend_cache_t *c, nne_backend_t *victim) {
       *pp = victim->next;
       c->bytes -= victim->bytes;
       c->count--;
-      return;
+      break;
     }
+  victim->listed = false;
+  victim->next = NULL;
 }
 
 /* Evicts unpinned entries, oldest first, until `need` more bytes fit. */
@@ -72,11 +80,11 @@ static bool make_room(nne_backend_cache_t *c, size_t need) {
         victim = b;
     if (victim == NULL)
       return false;
-    unlink_entry(c, victim);
     c->evictions++;
     nne_log_debug("backend %s evicted (%zu bytes)", victim->digest,
                   victim->bytes);
-    entry_free(victim);
+    unlink_entry(c, victim);
+    entry_unref(victim);
   }
   return true;
 }
@@ -107,6 +115,8 @@ int nne_backend_cache_put(nne_backend_cache_t *c, const char *key,
   }
   nne_backend_key_digest(key, b->digest);
   b->variant = nne_variant_ref(v);
+  b->refs = 1; /* the cache's */
+  b->listed = true;
   b->bytes = bytes;
   b->compile_ms = compile_ms;
   b->last_used = ++c->clock;
@@ -120,17 +130,21 @@ int nne_backend_cache_put(nne_backend_cache_t *c, const char *key,
   return 0;
 }
 
-void nne_backend_pin(nne_backend_t *b) { b->pins++; }
+void nne_backend_pin(nne_backend_t *b) {
+  b->pins++;
+  b->refs++;
+}
 
 size_t nne_backend_unpin(nne_backend_cache_t *c, nne_backend_t *b, bool drop) {
-  size_t freed;
+  size_t freed = 0;
   if (b->pins > 0)
     b->pins--;
-  if (b->pins > 0 || !drop)
-    return 0;
-  freed = b->bytes;
-  unlink_entry(c, b);
-  entry_free(b);
+  if (b->pins == 0 && drop && b->listed) {
+    freed = b->bytes;
+    unlink_entry(c, b);
+    b->refs--; /* the cache's; the pin's below frees it */
+  }
+  entry_unref(b); /* the pin's */
   return freed;
 }
 

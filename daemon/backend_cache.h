@@ -13,6 +13,14 @@
  * backend for one call holds an engine reference to the variant instead, so
  * an eviction never pulls a backend out from under a running forward.
  *
+ * Entries are reference counted: the cache holds one reference while the
+ * entry is listed, and every pin is a reference too. Clearing the cache (the
+ * model unloads, the daemon stops) or evicting unlists the entry and drops
+ * the cache's reference; a pinned entry then lives on, unlisted, until its
+ * last pin goes. So an edit set's backend pointer is valid for the set's
+ * whole life whatever happens to the cache (issue 8: a set created while
+ * its model unloaded pointed into a cleared cache and crashed Drop).
+ *
  * Loop thread only (the variant handles inside are thread-safe; the table
  * is not). Building runs on an executor: get() reports a miss, the caller
  * builds off the loop and put()s the result.
@@ -34,6 +42,8 @@ typedef struct nne_backend {
   size_t bytes;
   double compile_ms;
   int pins;               /* edit sets holding it */
+  int refs;               /* the cache's (while listed) + one per pin */
+  bool listed;            /* in the cache's list (counts in its bytes) */
   /* Each hook's position among first firings in a forward (-1: it did not
    * fire), learnt by a Trace's probe and kept here so that the probe runs
    * once per backend; NULL until then. n_hooks entries (owned). */
@@ -54,7 +64,8 @@ typedef struct nne_backend_cache {
 } nne_backend_cache_t;
 
 void nne_backend_cache_init(nne_backend_cache_t *c, size_t capacity_bytes);
-/* Drops every entry (pinned or not): the model is going away. */
+/* Unlists every entry and drops the cache's references: unpinned entries
+ * are freed now, pinned ones when their last pin goes. */
 void nne_backend_cache_clear(nne_backend_cache_t *c);
 
 /* Hex digest of a key (17 bytes with the NUL). */
@@ -73,10 +84,14 @@ int nne_backend_cache_put(nne_backend_cache_t *c, const char *key,
                           nne_variant_t *v, double compile_ms,
                           nne_backend_t **out, nne_err_t *err);
 
+/* Pins b (a reference that keeps it listed until unpinned, and alive even
+ * if the cache is cleared). */
 void nne_backend_pin(nne_backend_t *b);
-/* Unpins; returns the bytes freed when that was the last pin and the entry
- * was removed (drop = true removes it at once instead of leaving it for LRU
- * reuse), else 0. */
+/* Unpins and drops the pin's reference: b may be freed, do not use it
+ * after. Returns the bytes the cache released when that was the last pin
+ * and the entry was removed from the cache (drop = true removes it at once
+ * instead of leaving it for LRU reuse), else 0. c must be the cache b was
+ * put in (b may have been unlisted since). */
 size_t nne_backend_unpin(nne_backend_cache_t *c, nne_backend_t *b, bool drop);
 
 /* Entries pinned by at least one edit set. */

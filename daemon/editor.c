@@ -23,6 +23,8 @@ void nne_edits_free(nne_edit_t *edits, size_t n) {
 }
 
 static void set_free(nne_edit_set_t *set) {
+  if (set->backend != NULL) /* still pinned: the daemon is stopping */
+    nne_backend_unpin(&set->entry->backends, set->backend, false);
   nne_edits_free(set->edits, set->n_edits);
   nne_compiler_plan_free(&set->plan);
   free(set->track_start);
@@ -65,12 +67,21 @@ int nne_edit_set_track(nne_edit_set_t *set, nne_err_t *err) {
   return 0;
 }
 
-void nne_editor_add(nne_editor_t *ed, nne_edit_set_t *set) {
+int nne_editor_add(nne_editor_t *ed, nne_edit_set_t *set, nne_err_t *err) {
+  /* The one place sets are born: none on a model that is not LOADED. Once
+   * Unload has accepted a model (it refuses models with sets), an Apply
+   * still on an executor must not create one (issue 8). */
+  if (set->entry->state != NNE_MODEL_LOADED)
+    return nne_err_set(err, NNE_ESTATE,
+                       "model '%s' is being unloaded (Models.Unload came "
+                       "while this Apply ran); load it again and re-apply",
+                       set->entry->name);
   nne_backend_pin(set->backend);
   set->entry->edit_sets++;
   set->next = ed->sets;
   ed->sets = set;
   ed->count++;
+  return 0;
 }
 
 nne_edit_set_t *nne_editor_find(nne_editor_t *ed, const char *id) {
@@ -107,6 +118,29 @@ size_t nne_editor_drop(nne_editor_t *ed, nne_edit_set_t *set) {
   if (set->in_flight == 0)
     set_free(set);
   return freed;
+}
+
+size_t nne_editor_ids(const nne_editor_t *ed, const nne_model_entry_t *entry,
+                      char *buf, size_t cap) {
+  const nne_edit_set_t *s;
+  size_t n = 0, shown = 0, len = 0;
+
+  if (cap > 0)
+    buf[0] = '\0';
+  for (s = ed->sets; s != NULL; s = s->next) {
+    if (s->dropped || s->entry != entry)
+      continue;
+    n++;
+    /* Room for this id and a "and N more" tail. */
+    if (len + strlen(s->id) + 2 + 24 < cap) {
+      len += (size_t)snprintf(buf + len, cap - len, "%s%s", shown ? ", " : "",
+                              s->id);
+      shown++;
+    }
+  }
+  if (n > shown && len < cap)
+    snprintf(buf + len, cap - len, " and %zu more", n - shown);
+  return n;
 }
 
 void nne_edit_set_hold(nne_edit_set_t *set) { set->in_flight++; }

@@ -17,7 +17,11 @@
  *
  * Loop thread only. Sets are reference counted by the calls running on them
  * (in_flight); Drop unpins the backend at once and frees the set when the
- * last call is done.
+ * last call is done. A set holds, for its whole life, a reference on its
+ * model (the engine handle) and a pin on its backend (a reference that
+ * survives the cache being cleared), and its model entry counts it
+ * (edit_sets): Unload refuses a model with sets and the registry keeps the
+ * entry while any exists, so nothing a set points to is freed under it.
  */
 #ifndef NNE_EDITOR_H
 #define NNE_EDITOR_H
@@ -85,8 +89,9 @@ void nne_edits_free(nne_edit_t *edits, size_t n);
 int nne_edit_set_track(nne_edit_set_t *set, nne_err_t *err);
 
 /* Adds a complete set (owned by the editor from now on) and pins its
- * backend. */
-void nne_editor_add(nne_editor_t *ed, nne_edit_set_t *set);
+ * backend. NNE_ESTATE when the model is not LOADED (it is unloading):
+ * nothing is added and the caller still owns the set. */
+int nne_editor_add(nne_editor_t *ed, nne_edit_set_t *set, nne_err_t *err);
 
 /* The live (not dropped) set with that id, or NULL. */
 nne_edit_set_t *nne_editor_find(nne_editor_t *ed, const char *id);
@@ -95,6 +100,11 @@ nne_edit_set_t *nne_editor_find(nne_editor_t *ed, const char *id);
  * unlists it, and frees it now or when its last call ends. Returns the
  * backend bytes released. */
 size_t nne_editor_drop(nne_editor_t *ed, nne_edit_set_t *set);
+
+/* Writes the ids of the model's live sets into buf, comma-separated ("es-1,
+ * es-2, ... and 3 more" when they do not fit); returns how many there are. */
+size_t nne_editor_ids(const nne_editor_t *ed, const nne_model_entry_t *entry,
+                      char *buf, size_t cap);
 
 /* Calls running on a set. */
 void nne_edit_set_hold(nne_edit_set_t *set);

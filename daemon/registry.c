@@ -305,7 +305,7 @@ int nne_registry_scan(nne_registry_t *reg, nne_err_t *err) {
   while ((e = *pp) != NULL) {
     if (!e->present &&
         (e->state == NNE_MODEL_AVAILABLE || e->state == NNE_MODEL_FAILED) &&
-        e->in_flight == 0 && e->waiters == NULL) {
+        e->in_flight == 0 && e->edit_sets == 0 && e->waiters == NULL) {
       *pp = e->next;
       nne_model_spec_free(&e->spec);
       free(e);
@@ -763,6 +763,13 @@ static void start_unload(nne_registry_t *reg, nne_model_entry_t *e) {
   unload_job_t *uj = calloc(1, sizeof *uj);
   nne_err_t err;
 
+  /* Unload refuses models with edit sets and the editor creates none on an
+   * unloading model; were one to exist anyway, it keeps its own references
+   * on the model and its backend, so it stays safe to read and drop. */
+  if (e->edit_sets > 0)
+    nne_log_error("model %s unloads with %d edit sets (a bug): they keep "
+                  "their own references",
+                  e->name, e->edit_sets);
   if (uj != NULL) {
     uj->job.work = unload_work;
     uj->job.done = unload_done;

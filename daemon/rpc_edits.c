@@ -323,12 +323,20 @@ static void apply_done(nne_job_t *job) {
   struct timeval tv;
   int p;
 
+  /* Once Unload has accepted the model (state UNLOADING: it waits for this
+   * call to release it), no set may be born on it; the editor refuses, and
+   * nothing is put in a cache that the unload is about to clear. */
+  if (aj->rc == 0 && entry->state != NNE_MODEL_LOADED)
+    aj->rc = nne_err_set(&aj->err, NNE_ESTATE,
+                         "model '%s' is being unloaded (Models.Unload came "
+                         "while this Apply ran); load it again and re-apply",
+                         entry->name);
   if (aj->rc == 0) {
     /* The cache entry is looked up now, in the loop turn that pins it, not
      * kept from the request: while the job waited, another call's backend
      * may have evicted it, or a Drop of the set that pinned it freed it.
      * put() finds the entry, or caches the variant this set holds again. */
-    aj->rc = nne_backend_cache_put(&set->entry->backends, set->plan.key,
+    aj->rc = nne_backend_cache_put(&entry->backends, set->plan.key,
                                    set->variant, aj->built ? aj->build_ms : 0,
                                    &b, &aj->err);
   }
@@ -340,14 +348,11 @@ static void apply_done(nne_job_t *job) {
     aj->rc = nne_err_set(&aj->err, NNE_ECANCELED,
                          "the client went away before the edit set was "
                          "created");
-  if (aj->rc == 0 && set->entry->model == NULL)
-    aj->rc = nne_err_set(&aj->err, NNE_ESTATE, "model '%s' was unloaded",
-                         set->entry->name);
-  if (aj->rc == 0 && (uint32_t)set->entry->edit_sets >= srv->cfg->max_edit_sets)
+  if (aj->rc == 0 && (uint32_t)entry->edit_sets >= srv->cfg->max_edit_sets)
     aj->rc = nne_err_set(&aj->err, NNE_ERESOURCE,
                          "model '%s' has %d edit sets (--max-edit-sets %u); "
                          "drop some first",
-                         set->entry->name, set->entry->edit_sets,
+                         entry->name, entry->edit_sets,
                          srv->cfg->max_edit_sets);
   if (aj->rc == 0) {
     if (aj->hit && b->variant != set->variant) {
@@ -361,9 +366,13 @@ static void apply_done(nne_job_t *job) {
     gettimeofday(&tv, NULL);
     set->created_unix_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
     nne_edit_set_new_id(set->id);
-    nne_editor_add(&srv->editor, set);
+    aj->rc = nne_editor_add(&srv->editor, set, &aj->err);
+    if (aj->rc != 0)
+      set->backend = NULL; /* not pinned: nothing to release */
+  }
+  if (aj->rc == 0) {
     nne_log_info("edit set %s on %s: %zu edits, backend %s (%s, %.1f ms)",
-                 set->id, set->entry->name, set->n_edits, b->digest,
+                 set->id, entry->name, set->n_edits, b->digest,
                  aj->hit ? "cached" : "compiled", set->compile_ms);
     out.has_edit_set = true;
     fill_info_pb(&out.edit_set, set);

@@ -347,7 +347,9 @@ static void fwd_done(nne_job_t *job) {
 
   fj->queue_ms = (double)(job->t_start_ns - job->t_submit_ns) / 1e6;
   fj->compute_ms = (double)(job->t_end_ns - job->t_start_ns) / 1e6;
-  if (fj->variant_built && fj->entry->model != NULL) {
+  /* Not into the cache of a model that is unloading: the unload clears it
+   * as soon as this call releases the model. */
+  if (fj->variant_built && fj->entry->state == NNE_MODEL_LOADED) {
     nne_backend_t *b;
     nne_err_t cerr;
     /* Cached for the next request with the same structure; a full cache of

@@ -181,6 +181,18 @@ void nne_rpc_models_unload(nne_server_t *srv, nne_call_t *call,
     nne_call_fail_err(call, &err);
     return;
   }
+  if (e->state == NNE_MODEL_LOADED && e->edit_sets > 0) {
+    /* The sets pin compiled backends and hold the model: the client says
+     * which to drop (the registry refuses too, without the ids). */
+    char ids[512];
+    size_t n = nne_editor_ids(&srv->editor, e, ids, sizeof ids);
+    nne_err_set(&err, NNE_ESTATE,
+                "model '%s' has %zu edit set%s (%s); drop %s first "
+                "(Edits.Drop)",
+                e->name, n, n == 1 ? "" : "s", ids, n == 1 ? "it" : "them");
+    nne_call_fail_err(call, &err);
+    return;
+  }
   nne_call_ref(call);
   if (nne_registry_unload(&srv->registry, e, on_unloaded, call, &err) != 0) {
     nne_call_unref(call);

@@ -805,8 +805,9 @@ static void send_result(nne_call_t *call, tr_job_t *j, size_t i) {
     r->cache_hit = bk->hit || tj->reused;
     snprintf(r->backend_key, sizeof r->backend_key, "%s", bk->digest);
   }
-  /* The tensors that streamed for this trace, logits aside (the result
-   * names them by the "<trace>/logits" convention). */
+  /* Every tensor that streamed for this trace since the previous result,
+   * in stream order, its "<trace>/logits" included: a client can pair
+   * each result with what came before it without knowing the convention. */
   names = calloc(tj->out_end - tj->out_first + 1, sizeof *names);
   if (names == NULL) {
     free(rcs);
@@ -815,8 +816,7 @@ static void send_result(nne_call_t *call, tr_job_t *j, size_t i) {
     return;
   }
   for (k = tj->out_first; k < tj->out_end; k++)
-    if (j->outs[k].name != tj->logits_name)
-      names[saved.n++] = j->outs[k].name;
+    names[saved.n++] = j->outs[k].name;
   saved.v = names;
   NNE_PB_ENC(r->saved, nne_pb_str_list_enc, &saved);
   nne_call_send_msg(call, nnedit_v1_TraceResponse_fields, &resp, send_next);
@@ -874,7 +874,9 @@ static void tr_done(nne_job_t *job) {
   size_t i;
 
   j->queue_ms = (double)(job->t_start_ns - job->t_submit_ns) / 1e6;
-  for (i = 0; i < j->n_slots && j->entry->model != NULL; i++) {
+  /* Backends built here are cached only while the model stays LOADED: an
+   * unload clears the cache as soon as this call releases the model. */
+  for (i = 0; i < j->n_slots && j->entry->state == NNE_MODEL_LOADED; i++) {
     bk_slot_t *bk = &j->slots[i];
     nne_backend_t *b = NULL;
     nne_err_t cerr;

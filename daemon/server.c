@@ -19,6 +19,17 @@
  * for the loop to re-arm one at a time. */
 #define NNE_ARMED_PER_METHOD 4
 
+/* Drain step 1 lasts until no call has arrived for this long (a client on
+ * loopback or a LAN sends within a few ms of the last answer it got)... */
+#define NNE_DRAIN_QUIET_MS 50
+/* ...or this long at most, so that clients that keep retrying cannot hold
+ * the daemon in step 1 (what they send later gets GOAWAY: UNAVAILABLE). */
+#define NNE_DRAIN_REFUSE_MAX_MS 1000
+/* After every call of ours has ended, how long gRPC may still hold streams
+ * that never reached us before they are cancelled so the process can exit
+ * (a client without a deadline would otherwise hold it to --drain-timeout). */
+#define NNE_DRAIN_STRAY_MS 200
+
 static const nne_method_t methods[] = {
     {"/nnedit.v1.Models/List", nne_rpc_models_list},
     {"/nnedit.v1.Models/Load", nne_rpc_models_load},
@@ -166,6 +177,11 @@ static void start_call(nne_server_t *srv, nne_call_t *call) {
   (void)srv;
 }
 
+static bool is_health_method(int mi) {
+  return mi != GENERIC_METHOD &&
+         strncmp(methods[mi].path, "/grpc.health.v1.Health/", 23) == 0;
+}
+
 static void on_new_call(nne_server_t *srv, nne_tag_t *tag, bool ok) {
   nne_call_t *call = (nne_call_t *)((char *)tag - offsetof(nne_call_t, arm_tag));
   int mi = call->method_index;
@@ -176,12 +192,21 @@ static void on_new_call(nne_server_t *srv, nne_tag_t *tag, bool ok) {
     nne_call_unref(call);
     return;
   }
-  if (!srv->draining)
+  /* Re-armed during drain step 1 too: a call that finds no armed request
+   * waits inside gRPC, and the shutdown would kill it as CANCELLED. */
+  if (!srv->shutdown_started)
     arm(srv, mi);
   srv->calls_total++;
   call->t_start_ns = nne_now_ns();
+  srv->last_call_ns = call->t_start_ns;
   start_call(srv, call);
-  if (mi == GENERIC_METHOD) {
+  if (srv->draining && !is_health_method(mi)) {
+    /* UNAVAILABLE is what clients retry against another replica. Health
+     * still answers (NOT_SERVING) so that probes see the drain. */
+    nne_call_fail(call, NNE_EUNAVAIL,
+                  "nneditd is shutting down (draining); retry on another "
+                  "replica or once it is back");
+  } else if (mi == GENERIC_METHOD) {
     char *m = grpc_slice_to_c_string(call->details.method);
     nne_err_t err;
     nne_log_debug("unknown method %s", m);
@@ -257,9 +282,34 @@ static void on_shutdown_tag(nne_server_t *srv, nne_tag_t *tag, bool ok) {
 
 static void on_drain_timeout(uv_timer_t *t) {
   nne_server_t *srv = t->data;
-  nne_log_warn("drain timeout: cancelling %d calls still in flight",
-               srv->live_calls);
+  int ours = srv->live_calls - srv->armed_calls;
+  if (ours > 0)
+    nne_log_warn("drain timeout: cancelling %d calls still in flight", ours);
+  else
+    nne_log_debug("drain: cancelling streams that never reached nneditd");
   grpc_server_cancel_all_calls(srv->server);
+}
+
+/* Drain step 2: stop listening, GOAWAY, fail the armed requests. */
+static void start_shutdown(nne_server_t *srv) {
+  double left_ms = srv->cfg->drain_timeout_s * 1000.0 -
+                   (double)(nne_now_ns() - srv->drain_start_ns) / 1e6;
+  srv->shutdown_started = true;
+  uv_timer_stop(&srv->quiet_timer);
+  srv->shutdown_tag.fn = on_shutdown_tag;
+  grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->shutdown_tag);
+  uv_timer_start(&srv->drain_timer, on_drain_timeout,
+                 left_ms > 0 ? (uint64_t)left_ms : 0, 0);
+  maybe_finish_shutdown(srv);
+}
+
+static void on_quiet_tick(uv_timer_t *t) {
+  nne_server_t *srv = t->data;
+  uint64_t now = nne_now_ns();
+  if (now - srv->last_call_ns >= (uint64_t)NNE_DRAIN_QUIET_MS * 1000000u ||
+      now - srv->drain_start_ns >=
+          (uint64_t)NNE_DRAIN_REFUSE_MAX_MS * 1000000u)
+    start_shutdown(srv);
 }
 
 static void close_cb_noop(uv_handle_t *h) { (void)h; }
@@ -269,9 +319,20 @@ static void close_cb_noop(uv_handle_t *h) { (void)h; }
 static void maybe_finish_shutdown(nne_server_t *srv) {
   bool exited;
 
-  if (!srv->draining || srv->closed)
+  if (!srv->shutdown_started || srv->closed)
     return;
   if (!srv->cq_shutdown_started) {
+    if (!srv->shutdown_tag_seen && !srv->stray_timer_started &&
+        srv->live_calls == srv->armed_calls && srv->registry.busy == 0 &&
+        nne_executor_pending(&srv->compute) == 0) {
+      /* Every call of ours has ended, yet gRPC still holds a stream (one
+       * that arrived as the shutdown began and never reached us): do not
+       * let it hold the process until --drain-timeout. The quiet timer,
+       * idle in step 2, is reused for that grace. */
+      srv->stray_timer_started = true;
+      uv_timer_start(&srv->quiet_timer, on_drain_timeout, NNE_DRAIN_STRAY_MS,
+                     0);
+    }
     if (!srv->shutdown_tag_seen || srv->live_calls > 0 ||
         srv->registry.busy > 0 || nne_executor_pending(&srv->compute) > 0)
       return;
@@ -299,6 +360,8 @@ static void maybe_finish_shutdown(nne_server_t *srv) {
   srv->families = NULL;
   uv_timer_stop(&srv->drain_timer);
   uv_close((uv_handle_t *)&srv->drain_timer, close_cb_noop);
+  uv_timer_stop(&srv->quiet_timer);
+  uv_close((uv_handle_t *)&srv->quiet_timer, close_cb_noop);
   uv_close((uv_handle_t *)&srv->sigint, close_cb_noop);
   uv_close((uv_handle_t *)&srv->sigterm, close_cb_noop);
   uv_close((uv_handle_t *)&srv->cq_async, close_cb_noop);
@@ -316,17 +379,15 @@ void nne_server_drain(nne_server_t *srv, const char *why) {
   if (srv->draining)
     return;
   srv->draining = true;
+  srv->drain_start_ns = nne_now_ns();
   nne_log_info("%s: draining %d live calls (grace %.0f s)", why,
                srv->live_calls - srv->armed_calls, srv->cfg->drain_timeout_s);
   nne_server_set_health(srv, NNE_HEALTH_NOT_SERVING);
   nne_rpc_health_close_watchers(srv);
-  srv->shutdown_tag.fn = on_shutdown_tag;
-  /* Stops accepting calls and fails the armed requests; calls in flight go
-   * on until they finish or the drain timer cancels them. */
-  grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->shutdown_tag);
-  uv_timer_start(&srv->drain_timer, on_drain_timeout,
-                 (uint64_t)(srv->cfg->drain_timeout_s * 1000.0), 0);
-  maybe_finish_shutdown(srv);
+  /* Step 1: refuse new calls ourselves until they stop coming (server.h).
+   * Calls in flight go on until they finish or the drain timer (started
+   * with step 2) cancels them. */
+  uv_timer_start(&srv->quiet_timer, on_quiet_tick, 10, 10);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -494,6 +555,8 @@ int nne_server_start(nne_server_t *srv, const nne_config_t *cfg,
 
   uv_timer_init(loop, &srv->drain_timer);
   srv->drain_timer.data = srv;
+  uv_timer_init(loop, &srv->quiet_timer);
+  srv->quiet_timer.data = srv;
   uv_signal_init(loop, &srv->sigint);
   uv_signal_init(loop, &srv->sigterm);
   srv->sigint.data = srv->sigterm.data = srv;

@@ -18,9 +18,22 @@
  * or nne_call_send + nne_call_finish (streams); at most one send batch may
  * be in flight per call, which is also the back-pressure for streams.
  *
- * Shutdown (first SIGINT/SIGTERM): health turns NOT_SERVING, the server
- * stops accepting calls, in-flight calls finish (or are cancelled after
- * --drain-timeout), then the completion queue is shut down and drained and
+ * Shutdown (first SIGINT/SIGTERM) is a drain in two steps, so that every
+ * call a client sent ends OK or UNAVAILABLE — never CANCELLED (which tells
+ * a client it cancelled the call itself, so retry policies do not retry it)
+ * and never unanswered (issue 8):
+ *   1. refusing: health turns NOT_SERVING; requests stay armed (re-armed as
+ *      they fire) so that gRPC matches every arriving call to us at once,
+ *      and every new call but the health service's is answered UNAVAILABLE
+ *      "nneditd is shutting down"; calls in flight go on;
+ *   2. once no new call has arrived for NNE_DRAIN_QUIET_MS (or after
+ *      NNE_DRAIN_REFUSE_MAX_MS), grpc_server_shutdown_and_notify: gRPC stops
+ *      listening and sends GOAWAY (clients see UNAVAILABLE for anything
+ *      later). Shutting down while calls still arrive is what used to
+ *      CANCEL them: gRPC kills a call that found no armed request
+ *      ("zombie") or arrived after the shutdown began.
+ * In-flight calls finish (or are cancelled after --drain-timeout, counted
+ * from the signal), then the completion queue is shut down and drained and
  * everything is destroyed in the order gRPC requires (NOTES-grpc-core.md).
  */
 #ifndef NNE_SERVER_H
@@ -115,8 +128,13 @@ struct nne_server {
 
   uv_signal_t sigint, sigterm;
   uv_timer_t drain_timer;
+  uv_timer_t quiet_timer;     /* drain step 1 → 2 (see the top comment) */
   nne_tag_t shutdown_tag;
-  bool draining;
+  bool draining;              /* a drain began: new calls are refused */
+  bool shutdown_started;      /* grpc_server_shutdown_and_notify was called */
+  bool stray_timer_started;   /* step 2's grace for streams we never saw */
+  uint64_t drain_start_ns;
+  uint64_t last_call_ns;      /* when the last new call arrived */
   bool shutdown_tag_seen;
   bool cq_shutdown_started;
   bool closed;                /* everything torn down */

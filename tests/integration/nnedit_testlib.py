@@ -283,10 +283,9 @@ def trace(stub, model, traces, edit_set="", padding=0, top_k=0, logits=0, timeou
         if msg.HasField("result"):
             assert cur is None, "TraceResult inside the chunks of %r" % cur["name"]
             saved = list(msg.result.saved)
-            # `saved` lists the trace's saves; whether it also names the
-            # "<trace>/logits" tensor the contract leaves open.
-            assert saved in (since_result, [n for n in since_result if not n.endswith("/logits")]), \
-                (saved, since_result)
+            # `saved` names exactly the tensors that came before the result,
+            # in stream order, the "<trace>/logits" tensor included.
+            assert saved == since_result, (saved, since_result)
             results.append(msg.result)
             since_result = []
     assert cur is None, "the stream ended inside tensor %r" % cur["name"]

@@ -363,22 +363,38 @@ class Lifecycle(unittest.TestCase):
         except grpc.RpcError as e:
             out[key] = e
 
+    def wait_in_flight(self, d, n=1):
+        """Waits (bounded) until n calls hold the slow model: the signal
+        then lands while they run, however fast this machine is."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ms = {m.name: m for m in d.models.List(models_pb2.ListModelsRequest()).models}
+            if ms["slow"].in_flight >= n:
+                return
+            time.sleep(0.005)
+        raise AssertionError("no call in flight:\n" + d.log_text())
+
     def test_sigterm_drains_in_flight_forward(self):
         d = Daemon("--load", "slow", repo=self.repo)
         try:
             self.wait_loaded(d)
             out = {}
-            th = threading.Thread(target=self.slow_forward, args=(d, out, "a"))
+            th = threading.Thread(target=self.slow_forward, args=(d, out, "a", 16))
             t0 = time.monotonic()
             th.start()
-            time.sleep(0.4)
+            self.wait_in_flight(d)
             t_sig = time.monotonic()
             d.signal(signal.SIGTERM)
-            # New calls are refused while the old one finishes.
-            time.sleep(0.1)
+            # New calls are refused while the old one finishes: UNAVAILABLE
+            # naming the shutdown (clients retry it elsewhere); health says
+            # NOT_SERVING while the daemon still answers.
+            time.sleep(0.02)
             with self.assertRaises(grpc.RpcError) as cm:
-                d.health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+                d.models.List(models_pb2.ListModelsRequest(), timeout=5)
             self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            self.assertIn("shutting down", cm.exception.details())
+            r = d.health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            self.assertEqual(r.status, health_pb2.HealthCheckResponse.NOT_SERVING)
             th.join(120)
             self.assertFalse(th.is_alive())
             res = out["a"]
@@ -396,11 +412,11 @@ class Lifecycle(unittest.TestCase):
         try:
             self.wait_loaded(d)
             out = {}
-            th = threading.Thread(target=self.slow_forward, args=(d, out, "a"))
+            th = threading.Thread(target=self.slow_forward, args=(d, out, "a", 16))
             th.start()
-            time.sleep(0.3)
+            self.wait_in_flight(d)
             d.signal(signal.SIGTERM)
-            time.sleep(0.1)
+            time.sleep(0.05)
             t0 = time.monotonic()
             d.signal(signal.SIGINT)
             code = d.wait(10)

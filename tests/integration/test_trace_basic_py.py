@@ -125,7 +125,7 @@ class TraceBasics(unittest.TestCase):
         self.assertEqual(len(res), 1)
         r = res[0]
         self.assertEqual((r.trace, r.name, r.batch, r.seq_len), (0, "clean", 2, 7))
-        self.assertEqual(list(r.saved), ["resid0", "pat1"])
+        self.assertEqual(list(r.saved), ["resid0", "pat1", "clean/logits"])
         self.assertEqual(len(r.rows), 2)
         self.assertEqual([len(x.top) for x in r.rows], [3, 3])
         self.assertEqual(len(r.backend_key), 16)
@@ -141,7 +141,7 @@ class TraceBasics(unittest.TestCase):
 
     def test_empty_graph_is_the_pristine_forward(self):
         res, t = self.run_trace([tr()], logits=ALL)
-        self.assertEqual(list(res[0].saved), [])
+        self.assertEqual(list(res[0].saved), ["0/logits"])
         self.assertEqual(res[0].backend_key, "")
         np.testing.assert_array_equal(t["0/logits"], self.pristine)
 
@@ -232,8 +232,8 @@ class TraceBasics(unittest.TestCase):
             self.assertEqual(float(np.abs(t["mlp"]).max()), 0.0)
             np.testing.assert_array_equal(t["a/logits"], fwd["logits"])
             np.testing.assert_array_equal(t["b/logits"], fwd["logits"])
-            self.assertEqual(list(res[0].saved), ["mlp", "a/r1"])
-            self.assertEqual(list(res[1].saved), ["b/r1"])
+            self.assertEqual(list(res[0].saved), ["mlp", "a/r1", "a/logits"])
+            self.assertEqual(list(res[1].saved), ["b/r1", "b/logits"])
             self.assertTrue(res[1].cache_hit)
         finally:
             self.edits.Drop(edits_pb2.DropEditSetRequest(id=es.id), timeout=10)

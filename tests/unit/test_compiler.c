@@ -259,6 +259,50 @@ START_TEST(test_cache_hits_pins_and_eviction) {
 }
 END_TEST
 
+START_TEST(test_pinned_backend_outlives_a_cleared_cache) {
+  /* Issue 8: the model unloads (the cache is cleared) while an edit set
+   * still pins a backend. The set's pointer must stay valid (readable, and
+   * unpinnable once) and the cache must account for nothing. Under ASan a
+   * freed entry here is a heap-use-after-free. */
+  nne_names_site_t s = site("transformer.h.1", NNE_NAMES_SITE_OUTPUT, 0);
+  nne_compile_plan_t p;
+  nne_backend_cache_t c;
+  nne_backend_t *b, *other;
+  nne_variant_t *v;
+  nne_err_t err;
+  char digest[17];
+
+  ck_assert_int_eq(nne_compiler_plan(model, &s, 1, &p, &err), 0);
+  nne_backend_cache_init(&c, 1u << 30);
+  v = build(&p);
+  ck_assert_int_eq(nne_backend_cache_put(&c, p.key, v, 1, &b, &err), 0);
+  nne_variant_unref(v);
+  nne_backend_pin(b);
+  nne_backend_pin(b); /* two sets share it */
+  memcpy(digest, b->digest, sizeof digest);
+  nne_backend_cache_clear(&c);
+  ck_assert_uint_eq(c.count, 0);
+  ck_assert_uint_eq(c.bytes, 0);
+  ck_assert_ptr_null(nne_backend_cache_get(&c, p.key));
+  /* Still whole for its holders. */
+  ck_assert_str_eq(b->digest, digest);
+  ck_assert_ptr_nonnull(b->variant);
+  ck_assert(!b->listed);
+  /* Unlisted: unpinning releases no cache bytes and touches no list. */
+  ck_assert_uint_eq(nne_backend_unpin(&c, b, true), 0);
+  ck_assert_str_eq(b->key, p.key);
+  ck_assert_uint_eq(nne_backend_unpin(&c, b, true), 0);
+  /* The cache works on: the same key is a fresh entry. */
+  v = build(&p);
+  ck_assert_int_eq(nne_backend_cache_put(&c, p.key, v, 1, &other, &err), 0);
+  nne_variant_unref(v);
+  ck_assert(other->listed);
+  ck_assert_uint_eq(c.count, 1);
+  nne_backend_cache_clear(&c);
+  nne_compiler_plan_free(&p);
+}
+END_TEST
+
 START_TEST(test_digest_is_stable) {
   char a[17], b[17], c[17];
   nne_backend_key_digest("x.output\n", a);
@@ -281,6 +325,7 @@ int main(void) {
   tcase_add_test(tc, test_plan_depends_on_the_set_only);
   tcase_add_test(tc, test_many_sites_any_order);
   tcase_add_test(tc, test_cache_hits_pins_and_eviction);
+  tcase_add_test(tc, test_pinned_backend_outlives_a_cleared_cache);
   tcase_add_test(tc, test_digest_is_stable);
   suite_add_tcase(s, tc);
   sr = srunner_create(s);
