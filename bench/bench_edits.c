@@ -40,8 +40,8 @@
 #include "engine.h"
 #ifdef NNE_BENCH_DAEMON
 /* Section E links the daemon's own objects (the nneditd_core library). */
-#include "backend_cache.h"
-#include "compiler.h"
+#include "edit/backend_cache.h"
+#include "edit/compiler.h"
 #include "names.h"
 #include "validate.h"
 #endif

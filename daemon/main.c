@@ -11,7 +11,7 @@
 #include "config.h"
 #include "engine/engine.h"
 #include "log.h"
-#include "server.h"
+#include "server/server.h"
 
 int main(int argc, char **argv) {
   nne_config_t cfg;

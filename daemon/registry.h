@@ -21,8 +21,8 @@
 
 #include "engine/engine.h"
 #include "error.h"
-#include "backend_cache.h"
-#include "executor.h"
+#include "edit/backend_cache.h"
+#include "base/executor.h"
 #include "names.h"
 
 #define NNE_MODEL_NAME_MAX 127

@@ -75,7 +75,7 @@
 #include "engine/engine.h"
 #include "error.h"
 #include "names.h"
-#include "runtime.h"
+#include "edit/runtime.h"
 
 #define NNE_TRACE_MAX_ARGS 16
 #define NNE_TRACE_MAX_ITEMS 16

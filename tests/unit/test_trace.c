@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compiler.h"
+#include "edit/compiler.h"
 #include "engine/engine.h"
 #include "engine_helpers.h"
 #include "fixtures.h"

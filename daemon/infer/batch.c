@@ -1,5 +1,5 @@
 /* batch.c — see batch.h. */
-#include "batch.h"
+#include "infer/batch.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

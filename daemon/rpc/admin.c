@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "nnedit/v1/admin.pb.h"
-#include "rpc.h"
+#include "rpc/rpc.h"
 
 typedef struct stats_ctx {
   nne_model_entry_t **entries;

@@ -25,16 +25,19 @@
  *   1. refusing: health turns NOT_SERVING; requests stay armed (re-armed as
  *      they fire) so that gRPC matches every arriving call to us at once,
  *      and every new call but the health service's is answered UNAVAILABLE
- *      "nneditd is shutting down"; calls in flight go on;
- *   2. once no new call has arrived for NNE_DRAIN_QUIET_MS (or after
- *      NNE_DRAIN_REFUSE_MAX_MS), grpc_server_shutdown_and_notify: gRPC stops
- *      listening and sends GOAWAY (clients see UNAVAILABLE for anything
- *      later). Shutting down while calls still arrive is what used to
- *      CANCEL them: gRPC kills a call that found no armed request
- *      ("zombie") or arrived after the shutdown began.
- * In-flight calls finish (or are cancelled after --drain-timeout, counted
- * from the signal), then the completion queue is shut down and drained and
- * everything is destroyed in the order gRPC requires (NOTES-grpc-core.md).
+ *      "nneditd is shutting down"; calls in flight go on to their end;
+ *   2. once nothing of ours is being served and no new call has arrived for
+ *      NNE_DRAIN_QUIET_MS (or, idle, after NNE_DRAIN_REFUSE_MAX_MS),
+ *      grpc_server_shutdown_and_notify: gRPC stops listening and sends
+ *      GOAWAY (clients see UNAVAILABLE for anything later). Shutting down
+ *      while calls still arrive is what used to CANCEL them: gRPC kills a
+ *      call that found no armed request ("zombie") or that arrived after
+ *      the shutdown began. Only a call sent in the instant after a quiet
+ *      idle period can still meet that fate.
+ * --drain-timeout, counted from the signal, bounds both steps: then every
+ * call still in flight is cancelled. Last the completion queue is shut down
+ * and drained and everything is destroyed in the order gRPC requires
+ * (NOTES-grpc-core.md).
  */
 #ifndef NNE_SERVER_H
 #define NNE_SERVER_H
@@ -49,9 +52,9 @@
 #include <uv.h>
 
 #include "config.h"
-#include "editor.h"
+#include "edit/editor.h"
 #include "error.h"
-#include "executor.h"
+#include "base/executor.h"
 #include "registry.h"
 
 typedef struct nne_server nne_server_t;
@@ -95,6 +98,7 @@ struct nne_call {
   bool md_sent;               /* initial metadata went out */
   bool sending;               /* a send batch is in flight */
   bool finished;              /* the status batch was started */
+  bool serving;               /* handed to its handler (not refused) */
   grpc_byte_buffer *send_bb;  /* the message in flight, freed on completion */
   grpc_slice status_details;
   void (*on_sent)(nne_call_t *call, bool ok);
@@ -135,6 +139,8 @@ struct nne_server {
   bool stray_timer_started;   /* step 2's grace for streams we never saw */
   uint64_t drain_start_ns;
   uint64_t last_call_ns;      /* when the last new call arrived */
+  uint64_t idle_since_ns;     /* step 1: nothing served since (0: busy) */
+  int serving_calls;          /* calls handed to handlers, not yet freed */
   bool shutdown_tag_seen;
   bool cq_shutdown_started;
   bool closed;                /* everything torn down */

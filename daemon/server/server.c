@@ -1,6 +1,6 @@
 /* server.c — the gRPC server's life: start, accept calls, drain, tear down.
  * See server.h for the threads and the shutdown order. */
-#include "server.h"
+#include "server/server.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -13,17 +13,18 @@
 #include <grpc/support/alloc.h>
 
 #include "log.h"
-#include "rpc.h"
+#include "rpc/rpc.h"
 
 /* Requests kept armed per method, so that a burst of new calls does not wait
  * for the loop to re-arm one at a time. */
 #define NNE_ARMED_PER_METHOD 4
 
-/* Drain step 1 lasts until no call has arrived for this long (a client on
- * loopback or a LAN sends within a few ms of the last answer it got)... */
+/* Drain step 1 lasts while calls of ours are still being served, then until
+ * no call has arrived for this long (a client on loopback or a LAN sends
+ * within a few ms of the last answer it got)... */
 #define NNE_DRAIN_QUIET_MS 50
-/* ...or this long at most, so that clients that keep retrying cannot hold
- * the daemon in step 1 (what they send later gets GOAWAY: UNAVAILABLE). */
+/* ...or, once idle, this long at most, so that clients that keep retrying
+ * cannot hold the daemon in step 1 (what they send later gets GOAWAY). */
 #define NNE_DRAIN_REFUSE_MAX_MS 1000
 /* After every call of ours has ended, how long gRPC may still hold streams
  * that never reached us before they are cancelled so the process can exit
@@ -129,6 +130,8 @@ static void call_free(nne_call_t *call) {
   if (call->send_bb != NULL)
     grpc_byte_buffer_destroy(call->send_bb);
   grpc_slice_unref(call->status_details);
+  if (call->serving)
+    srv->serving_calls--;
   free(call);
   srv->live_calls--;
   maybe_finish_shutdown(srv);
@@ -200,6 +203,10 @@ static void on_new_call(nne_server_t *srv, nne_tag_t *tag, bool ok) {
   call->t_start_ns = nne_now_ns();
   srv->last_call_ns = call->t_start_ns;
   start_call(srv, call);
+  if (!srv->draining || is_health_method(mi)) {
+    call->serving = true;
+    srv->serving_calls++;
+  }
   if (srv->draining && !is_health_method(mi)) {
     /* UNAVAILABLE is what clients retry against another replica. Health
      * still answers (NOT_SERVING) so that probes see the drain. */
@@ -280,11 +287,15 @@ static void on_shutdown_tag(nne_server_t *srv, nne_tag_t *tag, bool ok) {
   maybe_finish_shutdown(srv);
 }
 
+static void start_shutdown(nne_server_t *srv);
+
 static void on_drain_timeout(uv_timer_t *t) {
   nne_server_t *srv = t->data;
-  int ours = srv->live_calls - srv->armed_calls;
-  if (ours > 0)
-    nne_log_warn("drain timeout: cancelling %d calls still in flight", ours);
+  if (!srv->shutdown_started)
+    start_shutdown(srv);
+  if (srv->serving_calls > 0)
+    nne_log_warn("drain timeout: cancelling %d calls still in flight",
+                 srv->serving_calls);
   else
     nne_log_debug("drain: cancelling streams that never reached nneditd");
   grpc_server_cancel_all_calls(srv->server);
@@ -292,22 +303,30 @@ static void on_drain_timeout(uv_timer_t *t) {
 
 /* Drain step 2: stop listening, GOAWAY, fail the armed requests. */
 static void start_shutdown(nne_server_t *srv) {
-  double left_ms = srv->cfg->drain_timeout_s * 1000.0 -
-                   (double)(nne_now_ns() - srv->drain_start_ns) / 1e6;
   srv->shutdown_started = true;
   uv_timer_stop(&srv->quiet_timer);
   srv->shutdown_tag.fn = on_shutdown_tag;
   grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->shutdown_tag);
-  uv_timer_start(&srv->drain_timer, on_drain_timeout,
-                 left_ms > 0 ? (uint64_t)left_ms : 0, 0);
   maybe_finish_shutdown(srv);
 }
 
+/* Step 1 → 2 once nothing of ours is being served and calls have stopped
+ * arriving (server.h). */
 static void on_quiet_tick(uv_timer_t *t) {
   nne_server_t *srv = t->data;
-  uint64_t now = nne_now_ns();
-  if (now - srv->last_call_ns >= (uint64_t)NNE_DRAIN_QUIET_MS * 1000000u ||
-      now - srv->drain_start_ns >=
+  uint64_t now = nne_now_ns(), since;
+
+  if (srv->serving_calls > 0 || srv->registry.busy > 0 ||
+      nne_executor_pending(&srv->compute) > 0) {
+    srv->idle_since_ns = 0;
+    return;
+  }
+  if (srv->idle_since_ns == 0)
+    srv->idle_since_ns = now;
+  since = srv->last_call_ns > srv->idle_since_ns ? srv->last_call_ns
+                                                  : srv->idle_since_ns;
+  if (now - since >= (uint64_t)NNE_DRAIN_QUIET_MS * 1000000u ||
+      now - srv->idle_since_ns >=
           (uint64_t)NNE_DRAIN_REFUSE_MAX_MS * 1000000u)
     start_shutdown(srv);
 }
@@ -384,10 +403,11 @@ void nne_server_drain(nne_server_t *srv, const char *why) {
                srv->live_calls - srv->armed_calls, srv->cfg->drain_timeout_s);
   nne_server_set_health(srv, NNE_HEALTH_NOT_SERVING);
   nne_rpc_health_close_watchers(srv);
-  /* Step 1: refuse new calls ourselves until they stop coming (server.h).
-   * Calls in flight go on until they finish or the drain timer (started
-   * with step 2) cancels them. */
+  /* Step 1: refuse new calls ourselves while calls in flight finish and
+   * until new ones stop coming (server.h); --drain-timeout bounds it all. */
   uv_timer_start(&srv->quiet_timer, on_quiet_tick, 10, 10);
+  uv_timer_start(&srv->drain_timer, on_drain_timeout,
+                 (uint64_t)(srv->cfg->drain_timeout_s * 1000.0), 0);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend_cache.h"
-#include "compiler.h"
+#include "edit/backend_cache.h"
+#include "edit/compiler.h"
 #include "engine/engine.h"
 #include "fixtures.h"
 

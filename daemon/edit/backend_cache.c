@@ -1,5 +1,5 @@
 /* backend_cache.c — see backend_cache.h. */
-#include "backend_cache.h"
+#include "edit/backend_cache.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -12,7 +12,7 @@
 
 #include "nne_pb.h"
 
-#include "server.h"
+#include "server/server.h"
 
 void nne_rpc_models_list(nne_server_t *srv, nne_call_t *call,
                          grpc_byte_buffer *req);

@@ -21,7 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "editor.h"
+#include "edit/editor.h"
 #include "engine/engine.h"
 #include "error.h"
 

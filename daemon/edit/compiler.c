@@ -1,5 +1,5 @@
 /* compiler.c — see compiler.h. */
-#include "compiler.h"
+#include "edit/compiler.h"
 
 #include <stdint.h>
 #include <stdlib.h>

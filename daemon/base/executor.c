@@ -1,5 +1,5 @@
 /* executor.c — see executor.h. */
-#include "executor.h"
+#include "base/executor.h"
 
 #include <stdlib.h>
 #include <string.h>

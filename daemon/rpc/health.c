@@ -9,7 +9,7 @@
 
 #include "grpc_health/v1/health.pb.h"
 #include "log.h"
-#include "rpc.h"
+#include "rpc/rpc.h"
 
 static const char *const services[] = {
     "",

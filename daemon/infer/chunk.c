@@ -1,5 +1,5 @@
 /* chunk.c — see chunk.h. */
-#include "chunk.h"
+#include "infer/chunk.h"
 
 #include <stdio.h>
 

@@ -7,7 +7,7 @@
 
 #include "log.h"
 #include "nne_pb.h"
-#include "server.h"
+#include "server/server.h"
 
 static void on_batch(nne_server_t *srv, nne_tag_t *tag, bool ok) {
   nne_call_t *call = (nne_call_t *)((char *)tag - offsetof(nne_call_t, send_tag));

@@ -24,7 +24,7 @@
 
 #include <stddef.h>
 
-#include "backend_cache.h"
+#include "edit/backend_cache.h"
 #include "engine/engine.h"
 #include "error.h"
 #include "names.h"

@@ -17,11 +17,11 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include "compiler.h"
-#include "editor.h"
+#include "edit/compiler.h"
+#include "edit/editor.h"
 #include "log.h"
 #include "nnedit/v1/edits.pb.h"
-#include "rpc.h"
+#include "rpc/rpc.h"
 
 /* ---- decoding ------------------------------------------------------------- */
 

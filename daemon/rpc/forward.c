@@ -16,12 +16,12 @@
 
 #include <grpc/slice.h>
 
-#include "batch.h"
-#include "chunk.h"
+#include "infer/batch.h"
+#include "infer/chunk.h"
 #include "log.h"
 #include "nnedit/v1/inference.pb.h"
-#include "rpc.h"
-#include "runtime.h"
+#include "rpc/rpc.h"
+#include "edit/runtime.h"
 
 #define NNE_TOP_K_MAX 1000
 

@@ -1,7 +1,7 @@
 /* rpc.c — helpers shared by the RPC handlers (see rpc.h). */
 #include <stdio.h>
 
-#include "rpc.h"
+#include "rpc/rpc.h"
 
 bool nne_rpc_decode(nne_call_t *call, grpc_byte_buffer *req,
                     const pb_msgdesc_t *fields, void *msg,

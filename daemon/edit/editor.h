@@ -29,8 +29,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "backend_cache.h"
-#include "compiler.h"
+#include "edit/backend_cache.h"
+#include "edit/compiler.h"
 #include "engine/engine.h"
 #include "names.h"
 #include "registry.h"

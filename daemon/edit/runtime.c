@@ -1,5 +1,5 @@
 /* runtime.c — see runtime.h. */
-#include "runtime.h"
+#include "edit/runtime.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -30,13 +30,13 @@
 
 #include <grpc/slice.h>
 
-#include "batch.h"
-#include "chunk.h"
-#include "compiler.h"
+#include "infer/batch.h"
+#include "infer/chunk.h"
+#include "edit/compiler.h"
 #include "log.h"
 #include "nnedit/v1/inference.pb.h"
-#include "rpc.h"
-#include "runtime.h"
+#include "rpc/rpc.h"
+#include "edit/runtime.h"
 #include "trace.h"
 
 #define NNE_TOP_K_MAX 1000

@@ -1,5 +1,5 @@
 /* editor.c — see editor.h. */
-#include "editor.h"
+#include "edit/editor.h"
 
 #include <fcntl.h>
 #include <stdio.h>

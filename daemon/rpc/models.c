@@ -5,8 +5,8 @@
 
 #include "log.h"
 #include "nnedit/v1/models.pb.h"
-#include "rpc.h"
-#include "editor.h"
+#include "rpc/rpc.h"
+#include "edit/editor.h"
 
 /* ModelInfo.warnings straight from the model's names. */
 static bool enc_warnings(pb_ostream_t *s, const pb_field_t *f,
