@@ -1,6 +1,6 @@
-/* main.c — nneditd: parse flags, start the server on a libuv loop, run until
- * a signal drains it. Exit 0 after a clean drain, 1 when the server cannot
- * start, 2 for bad flags. */
+/* main.c — nneditd: flags → the daemon (daemon.h) → the server on a libuv
+ * loop, run until a signal drains it. Exit 0 after a clean drain, 1 when
+ * the daemon or the server cannot start, 2 for bad flags. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,13 +9,17 @@
 #include <uv.h>
 
 #include "config.h"
+#include "daemon.h"
 #include "engine/engine.h"
 #include "log.h"
+#include "rpc/rpc.h"
 #include "server/server.h"
 
 int main(int argc, char **argv) {
   nne_config_t cfg;
   nne_engine_opts_t eopts;
+  nne_daemon_t d;
+  nne_server_opts_t opts;
   nne_server_t srv;
   nne_err_t err;
   uv_loop_t *loop;
@@ -40,10 +44,18 @@ int main(int argc, char **argv) {
     return 1;
   }
   loop = uv_default_loop();
-  if (nne_server_start(&srv, &cfg, loop, &err) != 0) {
+  if (nne_daemon_init(&d, &cfg, loop, &err) != 0) {
     nne_log_error("%s", err.msg);
     return 1;
   }
+  nne_daemon_server_opts(&d, nne_rpc_methods, nne_rpc_method_count, &opts);
+  if (nne_server_start(&srv, &opts, loop, &err) != 0) {
+    nne_log_error("%s", err.msg);
+    nne_daemon_close(&d);
+    uv_run(loop, UV_RUN_DEFAULT); /* the executors' handles close */
+    return 1;
+  }
+  nne_daemon_start(&d, &srv);
   uv_run(loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(loop);
   if (rc != 0)

@@ -65,6 +65,8 @@ static void on_done(uv_async_t *h) {
     atomic_fetch_sub(&ex->pending, 1);
     job->done(job); /* may free the job */
   }
+  if (ex->after_done != NULL)
+    ex->after_done(ex->after_done_ctx);
 }
 
 static void close_noop(uv_handle_t *h) { (void)h; }

@@ -51,6 +51,10 @@ typedef struct nne_executor {
   pthread_t *workers;
   bool stopping;
   atomic_int pending;            /* submitted and not yet done()'d */
+  /* Optional: runs on the loop after each batch of done() callbacks (the
+   * daemon lets a drain move on once the last job is done). */
+  void (*after_done)(void *ctx);
+  void *after_done_ctx;
 } nne_executor_t;
 
 /* Starts n_workers threads (1..4096; max_queue >= 1). The executor struct is

@@ -29,8 +29,8 @@ static bool fill_cache(void *ctx, size_t i, void *msg) {
   return true;
 }
 
-void nne_rpc_admin_stats(nne_server_t *srv, nne_call_t *call,
-                         grpc_byte_buffer *req) {
+void nne_rpc_admin_stats(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
   nnedit_v1_StatsRequest in = nnedit_v1_StatsRequest_init_zero;
   nnedit_v1_StatsResponse out = nnedit_v1_StatsResponse_init_zero;
   nne_pb_list_enc_t list;
@@ -40,7 +40,7 @@ void nne_rpc_admin_stats(nne_server_t *srv, nne_call_t *call,
 
   if (!nne_rpc_decode(call, req, nnedit_v1_StatsRequest_fields, &in, NULL))
     return;
-  for (e = srv->registry.entries; e != NULL; e = e->next)
+  for (e = d->registry.entries; e != NULL; e = e->next)
     n++;
   sc.entries = calloc(n ? n : 1, sizeof *sc.entries);
   sc.n = 0;
@@ -49,7 +49,7 @@ void nne_rpc_admin_stats(nne_server_t *srv, nne_call_t *call,
     return;
   }
   /* Models that are (or were) loaded have a cache worth reporting. */
-  for (e = srv->registry.entries; e != NULL; e = e->next)
+  for (e = d->registry.entries; e != NULL; e = e->next)
     if (e->state == NNE_MODEL_LOADED || e->state == NNE_MODEL_UNLOADING)
       sc.entries[sc.n++] = e;
   list.n = sc.n;
@@ -57,11 +57,15 @@ void nne_rpc_admin_stats(nne_server_t *srv, nne_call_t *call,
   list.ctx = &sc;
   list.msg_size = sizeof(nnedit_v1_BackendCacheStats);
   NNE_PB_ENC(out.caches, nne_pb_list_enc, &list);
-  out.queue_depth = (uint32_t)nne_executor_queued(&srv->compute);
-  out.queue_capacity = (uint32_t)srv->cfg->max_queue;
-  out.calls_total = srv->calls_total;
-  out.live_calls = (uint32_t)(srv->live_calls - srv->armed_calls);
-  out.edit_sets = (uint32_t)srv->editor.count;
+  out.queue_depth = (uint32_t)nne_executor_queued(&d->compute);
+  out.queue_capacity = (uint32_t)d->cfg->max_queue;
+  if (d->server != NULL) {
+    nne_server_stats_t st;
+    nne_server_stats(d->server, &st);
+    out.calls_total = st.calls_total;
+    out.live_calls = (uint32_t)st.live_calls;
+  }
+  out.edit_sets = (uint32_t)d->editor.count;
   nne_call_reply(call, nnedit_v1_StatsResponse_fields, &out);
   free(sc.entries);
 }

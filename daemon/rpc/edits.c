@@ -114,7 +114,7 @@ typedef struct probe_rec {
 
 typedef struct apply_job {
   nne_job_t job;
-  nne_server_t *srv;
+  nne_daemon_t *d;
   nne_call_t *call;
   nne_edit_set_t *set;         /* being built; owned until added */
   bool hit;                    /* the cache had the backend when the request
@@ -315,7 +315,7 @@ static bool fill_info_pb(nnedit_v1_EditSetInfo *o, const nne_edit_set_t *s) {
 
 static void apply_done(nne_job_t *job) {
   apply_job_t *aj = (apply_job_t *)job;
-  nne_server_t *srv = aj->srv;
+  nne_daemon_t *d = aj->d;
   nne_edit_set_t *set = aj->set;
   nnedit_v1_ApplyEditsResponse out = nnedit_v1_ApplyEditsResponse_init_zero;
   nne_backend_t *b = NULL;
@@ -348,12 +348,12 @@ static void apply_done(nne_job_t *job) {
     aj->rc = nne_err_set(&aj->err, NNE_ECANCELED,
                          "the client went away before the edit set was "
                          "created");
-  if (aj->rc == 0 && (uint32_t)entry->edit_sets >= srv->cfg->max_edit_sets)
+  if (aj->rc == 0 && (uint32_t)entry->edit_sets >= d->cfg->max_edit_sets)
     aj->rc = nne_err_set(&aj->err, NNE_ERESOURCE,
                          "model '%s' has %d edit sets (--max-edit-sets %u); "
                          "drop some first",
                          entry->name, entry->edit_sets,
-                         srv->cfg->max_edit_sets);
+                         d->cfg->max_edit_sets);
   if (aj->rc == 0) {
     if (aj->hit && b->variant != set->variant) {
       nne_variant_t *v = nne_variant_ref(b->variant);
@@ -366,7 +366,7 @@ static void apply_done(nne_job_t *job) {
     gettimeofday(&tv, NULL);
     set->created_unix_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
     nne_edit_set_new_id(set->id);
-    aj->rc = nne_editor_add(&srv->editor, set, &aj->err);
+    aj->rc = nne_editor_add(&d->editor, set, &aj->err);
     if (aj->rc != 0)
       set->backend = NULL; /* not pinned: nothing to release */
   }
@@ -383,7 +383,7 @@ static void apply_done(nne_job_t *job) {
   }
   /* The Apply call's hold on the model ends; a created set keeps its own
    * model reference (and blocks Unload until dropped). */
-  nne_registry_release(&srv->registry, entry, NULL);
+  nne_registry_release(&d->registry, entry, NULL);
   if (aj->set != NULL) {
     /* Not created: free everything, as if the request never came. */
     nne_editor_t tmp;
@@ -397,7 +397,6 @@ static void apply_done(nne_job_t *job) {
     free(aj->recs[p]);
   nne_call_unref(aj->call);
   free(aj);
-  nne_server_poke(srv);
 }
 
 /* ---- Apply ---------------------------------------------------------------- */
@@ -518,9 +517,9 @@ static int build_edit(nne_model_entry_t *e, size_t i, edit_in_t *in,
   return 0;
 }
 
-void nne_rpc_edits_apply(nne_server_t *srv, nne_call_t *call,
-                         grpc_byte_buffer *req) {
-  const nne_config_t *cfg = srv->cfg;
+void nne_rpc_edits_apply(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
+  const nne_config_t *cfg = d->cfg;
   nnedit_v1_ApplyEditsRequest in = nnedit_v1_ApplyEditsRequest_init_zero;
   edits_dec_t ed;
   nne_model_entry_t *e = NULL;
@@ -554,8 +553,8 @@ void nne_rpc_edits_apply(nne_server_t *srv, nne_call_t *call,
     nne_err_set(&err, NNE_EINVAL, "label: not valid UTF-8");
     goto fail;
   }
-  if (nne_registry_lookup(&srv->registry, "model", in.model, &e, &err) != 0 ||
-      nne_registry_acquire(&srv->registry, e, &model, &err) != 0) {
+  if (nne_registry_lookup(&d->registry, "model", in.model, &e, &err) != 0 ||
+      nne_registry_acquire(&d->registry, e, &model, &err) != 0) {
     e = NULL;
     goto fail;
   }
@@ -603,7 +602,7 @@ void nne_rpc_edits_apply(nne_server_t *srv, nne_call_t *call,
   }
   aj->job.work = apply_work;
   aj->job.done = apply_done;
-  aj->srv = srv;
+  aj->d = d;
   aj->call = call;
   aj->set = set;
   {
@@ -615,7 +614,7 @@ void nne_rpc_edits_apply(nne_server_t *srv, nne_call_t *call,
       set->variant = nne_variant_ref(hit->variant);
   }
   nne_call_ref(call);
-  if (nne_executor_submit(&srv->compute, &aj->job, &err) != 0) {
+  if (nne_executor_submit(&d->compute, &aj->job, &err) != 0) {
     nne_call_unref(call);
     free(aj);
     goto fail;
@@ -632,7 +631,7 @@ fail:
     nne_editor_close(&tmp); /* frees the set, its edits and its model ref */
   }
   if (e != NULL)
-    nne_registry_release(&srv->registry, e, model);
+    nne_registry_release(&d->registry, e, model);
   free(sites);
   edits_dec_free(&ed);
   nne_call_fail_err(call, &err);
@@ -650,8 +649,8 @@ static bool fill_set(void *ctx, size_t i, void *msg) {
   return fill_info_pb(msg, lc->sets[i]);
 }
 
-void nne_rpc_edits_list(nne_server_t *srv, nne_call_t *call,
-                        grpc_byte_buffer *req) {
+void nne_rpc_edits_list(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
   nnedit_v1_ListEditSetsRequest in = nnedit_v1_ListEditSetsRequest_init_zero;
   nnedit_v1_ListEditSetsResponse out = nnedit_v1_ListEditSetsResponse_init_zero;
   nne_pb_list_enc_t list;
@@ -664,17 +663,17 @@ void nne_rpc_edits_list(nne_server_t *srv, nne_call_t *call,
                       NULL))
     return;
   if (in.model[0] != '\0' &&
-      nne_registry_lookup(&srv->registry, "model", in.model, &e, &err) != 0) {
+      nne_registry_lookup(&d->registry, "model", in.model, &e, &err) != 0) {
     nne_call_fail_err(call, &err);
     return;
   }
   lc.n = 0;
-  lc.sets = calloc(srv->editor.count ? srv->editor.count : 1, sizeof *lc.sets);
+  lc.sets = calloc(d->editor.count ? d->editor.count : 1, sizeof *lc.sets);
   if (lc.sets == NULL) {
     nne_call_fail(call, NNE_ENOMEM, "out of memory");
     return;
   }
-  for (s = srv->editor.sets; s != NULL; s = s->next)
+  for (s = d->editor.sets; s != NULL; s = s->next)
     if (e == NULL || s->entry == e)
       lc.sets[lc.n++] = s;
   list.n = lc.n;
@@ -724,8 +723,8 @@ static bool fill_resolved(void *ctx, size_t i, void *msg) {
   return true;
 }
 
-void nne_rpc_edits_get(nne_server_t *srv, nne_call_t *call,
-                       grpc_byte_buffer *req) {
+void nne_rpc_edits_get(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
   nnedit_v1_GetEditSetRequest in = nnedit_v1_GetEditSetRequest_init_zero;
   nnedit_v1_GetEditSetResponse out = nnedit_v1_GetEditSetResponse_init_zero;
   nne_pb_list_enc_t list;
@@ -735,7 +734,7 @@ void nne_rpc_edits_get(nne_server_t *srv, nne_call_t *call,
   if (!nne_rpc_decode(call, req, nnedit_v1_GetEditSetRequest_fields, &in,
                       NULL))
     return;
-  set = nne_editor_find(&srv->editor, in.id);
+  set = nne_editor_find(&d->editor, in.id);
   if (set == NULL) {
     nne_err_set(&err, NNE_ENOTFOUND, "id: no edit set '%s'", in.id);
     nne_call_fail_err(call, &err);
@@ -751,8 +750,8 @@ void nne_rpc_edits_get(nne_server_t *srv, nne_call_t *call,
   nne_call_reply(call, nnedit_v1_GetEditSetResponse_fields, &out);
 }
 
-void nne_rpc_edits_drop(nne_server_t *srv, nne_call_t *call,
-                        grpc_byte_buffer *req) {
+void nne_rpc_edits_drop(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
   nnedit_v1_DropEditSetRequest in = nnedit_v1_DropEditSetRequest_init_zero;
   nnedit_v1_DropEditSetResponse out = nnedit_v1_DropEditSetResponse_init_zero;
   nne_edit_set_t *set;
@@ -761,7 +760,7 @@ void nne_rpc_edits_drop(nne_server_t *srv, nne_call_t *call,
   if (!nne_rpc_decode(call, req, nnedit_v1_DropEditSetRequest_fields, &in,
                       NULL))
     return;
-  set = nne_editor_find(&srv->editor, in.id);
+  set = nne_editor_find(&d->editor, in.id);
   if (set == NULL) {
     nne_err_set(&err, NNE_ENOTFOUND, "id: no edit set '%s'", in.id);
     nne_call_fail_err(call, &err);
@@ -770,6 +769,6 @@ void nne_rpc_edits_drop(nne_server_t *srv, nne_call_t *call,
   out.has_edit_set = true;
   fill_info_pb(&out.edit_set, set);
   nne_log_info("edit set %s on %s dropped", set->id, set->entry->name);
-  out.freed_bytes = nne_editor_drop(&srv->editor, set);
+  out.freed_bytes = nne_editor_drop(&d->editor, set);
   nne_call_reply(call, nnedit_v1_DropEditSetResponse_fields, &out);
 }

@@ -30,7 +30,7 @@
 
 typedef struct fwd_job {
   nne_job_t job;
-  nne_server_t *srv;
+  nne_daemon_t *d;
   nne_call_t *call;
   nne_model_entry_t *entry;
   nne_model_t *model;
@@ -256,7 +256,7 @@ static void chunk_sent(nne_call_t *call, bool ok) {
 }
 
 static void send_next_chunk(nne_call_t *call, bool ok) {
-  fwd_job_t *fj = call->user;
+  fwd_job_t *fj = nne_call_user(call);
   grpc_byte_buffer *bb;
   struct fwd_out *o;
   bool done;
@@ -269,7 +269,7 @@ static void send_next_chunk(nne_call_t *call, bool ok) {
   }
   o = &fj->outs[fj->out_i];
   bb = nne_chunk_next(o->name, o->t, o->p, o->bytes,
-                      call->srv->cfg->chunk_bytes,
+                      fj->d->cfg->chunk_bytes,
                       nnedit_v1_ForwardResponse_chunk_tag, &fj->sent, &done);
   if (bb == NULL) {
     nne_call_fail(call, NNE_EINTERNAL, "cannot encode a tensor chunk header");
@@ -319,7 +319,7 @@ static void send_result(nne_call_t *call, fwd_job_t *fj) {
   r->has_timing = true;
   r->timing.queue_ms = fj->queue_ms;
   r->timing.compute_ms = fj->compute_ms;
-  r->timing.total_ms = (double)(nne_now_ns() - call->t_start_ns) / 1e6;
+  r->timing.total_ms = (double)(nne_now_ns() - nne_call_start_ns(call)) / 1e6;
   if (fj->logits_mode != nnedit_v1_LogitsMode_LOGITS_NONE)
     snprintf(r->logits_tensor, sizeof r->logits_tensor, "logits");
   /* Every tensor that follows the logits: the request's saves, then the
@@ -359,12 +359,11 @@ static void fwd_done(nne_job_t *job) {
       nne_log_debug("backend not cached: %s", cerr.msg);
   }
   if (fj->set != NULL) {
-    nne_edit_set_release(&fj->srv->editor, fj->set);
+    nne_edit_set_release(&fj->d->editor, fj->set);
     fj->set = NULL;
   }
-  nne_registry_release(&fj->srv->registry, fj->entry, fj->model);
+  nne_registry_release(&fj->d->registry, fj->entry, fj->model);
   fj->model = NULL;
-  nne_server_poke(fj->srv);
   if (nne_call_cancelled(call)) {
     nne_log_debug("Forward: client gone after %.1f ms of compute",
                   fj->compute_ms);
@@ -372,8 +371,7 @@ static void fwd_done(nne_job_t *job) {
     nne_call_fail_err(call, &fj->err);
   } else {
     /* The call owns the job from here: the stream reads from it. */
-    call->user = fj;
-    call->user_free = (void (*)(void *))fwd_job_free;
+    nne_call_set_user(call, fj, (void (*)(void *))fwd_job_free);
     send_result(call, fj);
     nne_call_unref(call); /* the job's reference */
     return;
@@ -385,12 +383,11 @@ static void fwd_done(nne_job_t *job) {
 /* ---- validation -----------------------------------------------------------
  */
 
-static int check_request(nne_server_t *srv, const nnedit_v1_ForwardRequest *in,
+static int check_request(const nnedit_v1_ForwardRequest *in,
                          const nne_rows_dec_t *ids, const nne_rows_dec_t *mask,
                          const nne_model_entry_t *e, nne_err_t *err) {
   nne_batch_group_t group;
 
-  (void)srv;
   if (in->padding < nnedit_v1_Padding_PADDING_NONE ||
       in->padding > nnedit_v1_Padding_PADDING_RIGHT)
     return nne_err_set(err, NNE_EINVAL, "padding: unknown value %d",
@@ -489,7 +486,7 @@ static int prepare_hooks(fwd_job_t *fj, nne_model_entry_t *e,
   }
   for (j = 0; j < n; j++)
     fj->rt.capture[fj->save_hook[j]] = true;
-  fj->rt.cancel = &fj->call->cancel;
+  fj->rt.cancel = nne_call_cancel_flag(fj->call);
   fj->n_heads = (int)e->spec.n_heads;
   return 0;
 }
@@ -517,9 +514,9 @@ static int build_inputs(fwd_job_t *fj, const nnedit_v1_ForwardRequest *in,
   return 0;
 }
 
-void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
-                               grpc_byte_buffer *req) {
-  const nne_config_t *cfg = srv->cfg;
+void nne_rpc_inference_forward(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
+  const nne_config_t *cfg = d->cfg;
   nnedit_v1_ForwardRequest in = nnedit_v1_ForwardRequest_init_zero;
   nne_rows_dec_t ids, mask;
   nne_pb_str_list_dec_t saves;
@@ -557,17 +554,17 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
       nne_err_set(&err, NNE_EINVAL, "malformed ForwardRequest: %s", why);
     goto fail;
   }
-  if (nne_registry_lookup(&srv->registry, "model", in.model, &e, &err) != 0)
+  if (nne_registry_lookup(&d->registry, "model", in.model, &e, &err) != 0)
     goto fail;
   fj = calloc(1, sizeof *fj);
   if (fj == NULL) {
     nne_err_set(&err, NNE_ENOMEM, "out of memory");
     goto fail;
   }
-  if (nne_registry_acquire(&srv->registry, e, &fj->model, &err) != 0)
+  if (nne_registry_acquire(&d->registry, e, &fj->model, &err) != 0)
     goto fail;
   fj->entry = e;
-  rc = check_request(srv, &in, &ids, &mask, e, &err);
+  rc = check_request(&in, &ids, &mask, e, &err);
   if (rc == 0)
     rc = build_inputs(fj, &in, &ids, &mask, e->pad_token_id, &err);
   if (rc == 0) {
@@ -586,7 +583,7 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
       fj->budget = cfg->max_response_bytes - out_bytes;
   }
   if (rc == 0 && in.edit_set[0] != '\0') {
-    fj->set = nne_editor_find(&srv->editor, in.edit_set);
+    fj->set = nne_editor_find(&d->editor, in.edit_set);
     if (fj->set == NULL)
       rc = nne_err_set(&err, NNE_ENOTFOUND, "edit_set: no edit set '%s'",
                        in.edit_set);
@@ -612,27 +609,27 @@ void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
   }
   if (rc != 0) {
     if (fj->set != NULL) {
-      nne_edit_set_release(&srv->editor, fj->set);
+      nne_edit_set_release(&d->editor, fj->set);
       fj->set = NULL;
     }
-    nne_registry_release(&srv->registry, e, fj->model);
+    nne_registry_release(&d->registry, e, fj->model);
     fj->model = NULL;
     goto fail;
   }
   fj->job.work = fwd_work;
   fj->job.done = fwd_done;
-  fj->srv = srv;
+  fj->d = d;
   fj->call = call;
   fj->top_k = (int)in.top_k;
   fj->logits_mode = (int)in.logits;
   nne_call_ref(call); /* the job's reference */
-  if (nne_executor_submit(&srv->compute, &fj->job, &err) != 0) {
+  if (nne_executor_submit(&d->compute, &fj->job, &err) != 0) {
     nne_call_unref(call);
     if (fj->set != NULL) {
-      nne_edit_set_release(&srv->editor, fj->set);
+      nne_edit_set_release(&d->editor, fj->set);
       fj->set = NULL;
     }
-    nne_registry_release(&srv->registry, e, fj->model);
+    nne_registry_release(&d->registry, e, fj->model);
     fj->model = NULL;
     goto fail;
   }

@@ -1,137 +1,127 @@
-/* rpc_health.c — grpc.health.v1.Health: Check and Watch.
+/* health.c — grpc.health.v1.Health: Check and Watch, over the daemon's
+ * health state (server/health.h).
  *
- * The whole server ("") and each service it implements report the server's
- * health: SERVING while it accepts work, NOT_SERVING once it drains. Watch
+ * The whole server ("") and each service it implements report SERVING
+ * while the daemon accepts work and NOT_SERVING once it drains. Watch
  * streams get the current status at once and every change after it; an
  * unknown service gets SERVICE_UNKNOWN on Watch (and stays open, as the
- * protocol says) and NOT_FOUND on Check. */
+ * protocol says) and NOT_FOUND on Check. When the daemon stops, each Watch
+ * stream sends its last status and ends. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "grpc_health/v1/health.pb.h"
 #include "log.h"
 #include "rpc/rpc.h"
 
-static const char *const services[] = {
-    "",
-    "nnedit.v1.Models",
-    "nnedit.v1.Inference",
-    "nnedit.v1.Edits",
-    "nnedit.v1.Admin",
-    "grpc.health.v1.Health",
-};
-
-static bool known_service(const char *name) {
-  size_t i;
-  for (i = 0; i < sizeof services / sizeof services[0]; i++)
-    if (strcmp(name, services[i]) == 0)
-      return true;
-  return false;
-}
-
-void nne_rpc_health_check(nne_server_t *srv, nne_call_t *call,
-                          grpc_byte_buffer *req) {
+void nne_rpc_health_check(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
   grpc_health_v1_HealthCheckRequest in = grpc_health_v1_HealthCheckRequest_init_zero;
   grpc_health_v1_HealthCheckResponse out = grpc_health_v1_HealthCheckResponse_init_zero;
+  nne_health_status_t st;
   nne_err_t err;
 
   if (!nne_rpc_decode(call, req, grpc_health_v1_HealthCheckRequest_fields, &in,
                       NULL))
     return;
-  if (!known_service(in.service)) {
+  st = nne_health_get(&d->health, in.service);
+  if (st == NNE_HEALTH_SERVICE_UNKNOWN) {
     nne_err_set(&err, NNE_ENOTFOUND, "service: unknown service '%s'",
                 in.service);
     nne_call_fail_err(call, &err);
     return;
   }
-  out.status = srv->health == NNE_HEALTH_SERVING
-                   ? grpc_health_v1_HealthCheckResponse_ServingStatus_SERVING
-                   : grpc_health_v1_HealthCheckResponse_ServingStatus_NOT_SERVING;
+  out.status = (grpc_health_v1_HealthCheckResponse_ServingStatus)st;
   nne_call_reply(call, grpc_health_v1_HealthCheckResponse_fields, &out);
 }
 
 /* ---- Watch ---------------------------------------------------------------- */
 
-static void watch_pump(nne_call_t *call);
+/* One Watch stream: the call's user data. */
+typedef struct watch {
+  nne_health_watcher_t w;  /* first: the health hands it back */
+  nne_call_t *call;        /* a reference while watching */
+  nne_daemon_t *d;
+  int sent;                /* the status last sent; -1: none yet */
+  char service[NNE_HEALTH_SERVICE_MAX];
+} watch_t;
 
-static void watch_remove(nne_server_t *srv, nne_call_t *call) {
-  nne_call_t **pp;
-  for (pp = &srv->watchers; *pp != NULL; pp = &(*pp)->watch_next) {
-    if (*pp == call) {
-      *pp = call->watch_next;
-      call->watch_next = NULL;
-      nne_call_unref(call); /* the list's reference */
-      return;
-    }
-  }
+/* Stops watching and drops the watch's call reference (last: it may free
+ * the call and the watch with it). */
+static void watch_end(watch_t *wt) {
+  nne_call_t *call = wt->call;
+  if (call == NULL)
+    return;
+  nne_health_unwatch(&wt->d->health, &wt->w);
+  wt->call = NULL;
+  nne_call_unref(call);
 }
+
+static void watch_pump(watch_t *wt);
 
 static void watch_sent(nne_call_t *call, bool ok) {
+  watch_t *wt = nne_call_user(call);
   if (!ok) {
-    watch_remove(call->srv, call);
+    watch_end(wt);
     return;
   }
-  watch_pump(call);
-}
-
-static int wanted(nne_server_t *srv, nne_call_t *call) {
-  if (!known_service(call->watch_service))
-    return grpc_health_v1_HealthCheckResponse_ServingStatus_SERVICE_UNKNOWN;
-  return srv->health == NNE_HEALTH_SERVING
-             ? grpc_health_v1_HealthCheckResponse_ServingStatus_SERVING
-             : grpc_health_v1_HealthCheckResponse_ServingStatus_NOT_SERVING;
+  watch_pump(wt);
 }
 
 /* Sends what the watcher has not seen yet; one send in flight at a time. */
-static void watch_pump(nne_call_t *call) {
-  nne_server_t *srv = call->srv;
+static void watch_pump(watch_t *wt) {
   grpc_health_v1_HealthCheckResponse out = grpc_health_v1_HealthCheckResponse_init_zero;
+  nne_call_t *call = wt->call;
   int want;
 
-  if (call->sending || call->finished)
+  if (call == NULL || nne_call_sending(call) || nne_call_finished(call))
     return;
-  want = wanted(srv, call);
-  if (want != call->watch_status) {
+  want = (int)nne_health_get(&wt->d->health, wt->service);
+  if (want != wt->sent) {
     out.status = (grpc_health_v1_HealthCheckResponse_ServingStatus)want;
-    call->watch_status = want;
+    wt->sent = want;
     if (nne_call_send_msg(call, grpc_health_v1_HealthCheckResponse_fields,
                           &out, watch_sent) != 0)
-      watch_remove(srv, call);
+      watch_end(wt);
     return;
   }
-  if (srv->draining) {
+  if (nne_health_closing(&wt->d->health)) {
     /* The last status went out; end the stream so shutdown can finish. */
     nne_call_finish(call);
-    watch_remove(srv, call);
+    watch_end(wt);
   }
 }
 
-static void watch_cancelled(nne_call_t *call) { watch_remove(call->srv, call); }
+static void watch_changed(nne_health_watcher_t *w) {
+  watch_pump((watch_t *)w);
+}
 
-void nne_rpc_health_watch(nne_server_t *srv, nne_call_t *call,
-                          grpc_byte_buffer *req) {
+static void watch_cancelled(nne_call_t *call) {
+  watch_end(nne_call_user(call));
+}
+
+void nne_rpc_health_watch(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
   grpc_health_v1_HealthCheckRequest in = grpc_health_v1_HealthCheckRequest_init_zero;
+  watch_t *wt;
 
   if (!nne_rpc_decode(call, req, grpc_health_v1_HealthCheckRequest_fields, &in,
                       NULL))
     return;
-  memcpy(call->watch_service, in.service, sizeof call->watch_service - 1);
-  call->watch_service[sizeof call->watch_service - 1] = '\0';
-  call->watch_status = -1;
-  call->on_cancel = watch_cancelled;
-  nne_call_ref(call); /* held by the watcher list */
-  call->watch_next = srv->watchers;
-  srv->watchers = call;
-  watch_pump(call);
-}
-
-void nne_rpc_health_changed(nne_server_t *srv) {
-  nne_call_t *c, *next;
-  for (c = srv->watchers; c != NULL; c = next) {
-    next = c->watch_next;
-    watch_pump(c);
+  wt = calloc(1, sizeof *wt);
+  if (wt == NULL) {
+    nne_call_fail(call, NNE_ENOMEM, "out of memory");
+    return;
   }
-}
-
-void nne_rpc_health_close_watchers(nne_server_t *srv) {
-  nne_rpc_health_changed(srv);
+  memcpy(wt->service, in.service, sizeof wt->service - 1);
+  wt->service[sizeof wt->service - 1] = '\0';
+  wt->sent = -1;
+  wt->d = d;
+  wt->w.changed = watch_changed;
+  wt->call = call;
+  nne_call_ref(call); /* held while watching */
+  nne_call_set_user(call, wt, free);
+  nne_call_on_cancel(call, watch_cancelled);
+  nne_health_watch(&d->health, &wt->w);
+  watch_pump(wt);
 }

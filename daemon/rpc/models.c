@@ -67,8 +67,8 @@ static bool fill_list_item(void *ctx, size_t i, void *msg) {
   return true;
 }
 
-void nne_rpc_models_list(nne_server_t *srv, nne_call_t *call,
-                         grpc_byte_buffer *req) {
+void nne_rpc_models_list(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
   nnedit_v1_ListModelsRequest in = nnedit_v1_ListModelsRequest_init_zero;
   nnedit_v1_ListModelsResponse out = nnedit_v1_ListModelsResponse_init_zero;
   nne_model_entry_t *e, *arr[4096];
@@ -78,9 +78,9 @@ void nne_rpc_models_list(nne_server_t *srv, nne_call_t *call,
 
   if (!nne_rpc_decode(call, req, nnedit_v1_ListModelsRequest_fields, &in, NULL))
     return;
-  if (nne_registry_scan(&srv->registry, &err) != 0)
+  if (nne_registry_scan(&d->registry, &err) != 0)
     nne_log_warn("%s", err.msg); /* keep serving what we know */
-  for (e = srv->registry.entries; e != NULL && lc.n < 4096; e = e->next)
+  for (e = d->registry.entries; e != NULL && lc.n < 4096; e = e->next)
     arr[lc.n++] = e;
   list.n = lc.n;
   list.fill = fill_list_item;
@@ -113,8 +113,8 @@ static void on_loaded(void *ctx, nne_model_entry_t *e, const nne_err_t *err) {
   nne_call_unref(call);
 }
 
-void nne_rpc_models_load(nne_server_t *srv, nne_call_t *call,
-                         grpc_byte_buffer *req) {
+void nne_rpc_models_load(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
   nnedit_v1_LoadModelRequest in = nnedit_v1_LoadModelRequest_init_zero;
   nne_model_entry_t *e;
   nne_err_t err;
@@ -123,7 +123,7 @@ void nne_rpc_models_load(nne_server_t *srv, nne_call_t *call,
 
   if (!nne_rpc_decode(call, req, nnedit_v1_LoadModelRequest_fields, &in, NULL))
     return;
-  if (nne_registry_lookup(&srv->registry, "name", in.name, &e, &err) != 0)
+  if (nne_registry_lookup(&d->registry, "name", in.name, &e, &err) != 0)
     goto fail;
   if (in.device[0] != '\0' &&
       nne_engine_device_parse(in.device, canon, sizeof canon, &err) != 0) {
@@ -142,7 +142,7 @@ void nne_rpc_models_load(nne_server_t *srv, nne_call_t *call,
     }
   }
   nne_call_ref(call); /* until on_loaded */
-  if (nne_registry_load(&srv->registry, e, canon, dt, on_loaded, call, &err) !=
+  if (nne_registry_load(&d->registry, e, canon, dt, on_loaded, call, &err) !=
       0) {
     nne_call_unref(call);
     goto fail;
@@ -154,7 +154,6 @@ fail:
 
 static void on_unloaded(void *ctx, nne_model_entry_t *e, const nne_err_t *err) {
   nne_call_t *call = ctx;
-  nne_server_t *srv = call->srv;
   nnedit_v1_UnloadModelResponse out = nnedit_v1_UnloadModelResponse_init_zero;
 
   if (err != NULL) {
@@ -165,11 +164,10 @@ static void on_unloaded(void *ctx, nne_model_entry_t *e, const nne_err_t *err) {
     nne_call_reply(call, nnedit_v1_UnloadModelResponse_fields, &out);
   }
   nne_call_unref(call);
-  nne_server_poke(srv);
 }
 
-void nne_rpc_models_unload(nne_server_t *srv, nne_call_t *call,
-                           grpc_byte_buffer *req) {
+void nne_rpc_models_unload(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
   nnedit_v1_UnloadModelRequest in = nnedit_v1_UnloadModelRequest_init_zero;
   nne_model_entry_t *e;
   nne_err_t err;
@@ -177,7 +175,7 @@ void nne_rpc_models_unload(nne_server_t *srv, nne_call_t *call,
   if (!nne_rpc_decode(call, req, nnedit_v1_UnloadModelRequest_fields, &in,
                       NULL))
     return;
-  if (nne_registry_lookup(&srv->registry, "name", in.name, &e, &err) != 0) {
+  if (nne_registry_lookup(&d->registry, "name", in.name, &e, &err) != 0) {
     nne_call_fail_err(call, &err);
     return;
   }
@@ -185,7 +183,7 @@ void nne_rpc_models_unload(nne_server_t *srv, nne_call_t *call,
     /* The sets pin compiled backends and hold the model: the client says
      * which to drop (the registry refuses too, without the ids). */
     char ids[512];
-    size_t n = nne_editor_ids(&srv->editor, e, ids, sizeof ids);
+    size_t n = nne_editor_ids(&d->editor, e, ids, sizeof ids);
     nne_err_set(&err, NNE_ESTATE,
                 "model '%s' has %zu edit set%s (%s); drop %s first "
                 "(Edits.Drop)",
@@ -194,7 +192,7 @@ void nne_rpc_models_unload(nne_server_t *srv, nne_call_t *call,
     return;
   }
   nne_call_ref(call);
-  if (nne_registry_unload(&srv->registry, e, on_unloaded, call, &err) != 0) {
+  if (nne_registry_unload(&d->registry, e, on_unloaded, call, &err) != 0) {
     nne_call_unref(call);
     nne_call_fail_err(call, &err);
   }
@@ -339,8 +337,8 @@ static int resolve_module(const nne_model_entry_t *e, const char *field,
   return 0;
 }
 
-void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
-                             grpc_byte_buffer *req) {
+void nne_rpc_models_describe(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
   nnedit_v1_DescribeModelRequest in = nnedit_v1_DescribeModelRequest_init_zero;
   nnedit_v1_DescribeModelResponse out = nnedit_v1_DescribeModelResponse_init_zero;
   nne_model_entry_t *e;
@@ -356,19 +354,19 @@ void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
   if (!nne_rpc_decode(call, req, nnedit_v1_DescribeModelRequest_fields, &in,
                       NULL))
     return;
-  if (nne_registry_lookup(&srv->registry, "name", in.name, &e, &err) != 0 ||
-      nne_registry_acquire(&srv->registry, e, &model, &err) != 0) {
+  if (nne_registry_lookup(&d->registry, "name", in.name, &e, &err) != 0 ||
+      nne_registry_acquire(&d->registry, e, &model, &err) != 0) {
     nne_call_fail_err(call, &err);
     return;
   }
   if (in.module[0] != '\0' &&
       resolve_module(e, "module", in.module, &first, &err) != 0) {
-    nne_registry_release(&srv->registry, e, model);
+    nne_registry_release(&d->registry, e, model);
     nne_call_fail_err(call, &err);
     return;
   }
   if (in.edit_set[0] != '\0') {
-    set = nne_editor_find(&srv->editor, in.edit_set);
+    set = nne_editor_find(&d->editor, in.edit_set);
     if (set == NULL || set->entry != e) {
       if (set == NULL)
         nne_err_set(&err, NNE_ENOTFOUND, "edit_set: no edit set '%s'",
@@ -376,7 +374,7 @@ void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
       else
         nne_err_set(&err, NNE_EINVAL, "edit_set: '%s' edits model '%s', "
                     "not '%s'", in.edit_set, set->entry->name, e->name);
-      nne_registry_release(&srv->registry, e, model);
+      nne_registry_release(&d->registry, e, model);
       nne_call_fail_err(call, &err);
       return;
     }
@@ -397,7 +395,7 @@ void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
     size_t n = nne_names_site_count(e->names), rl = strlen(root);
     dc.sites = malloc((n ? n : 1) * sizeof *dc.sites);
     if (dc.sites == NULL) {
-      nne_registry_release(&srv->registry, e, model);
+      nne_registry_release(&d->registry, e, model);
       nne_call_fail(call, NNE_ENOMEM, "out of memory");
       return;
     }
@@ -429,7 +427,7 @@ void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
   NNE_PB_ENC(out.sites, nne_pb_list_enc, &sites);
   nne_call_reply(call, nnedit_v1_DescribeModelResponse_fields, &out);
   free(dc.sites);
-  nne_registry_release(&srv->registry, e, model);
+  nne_registry_release(&d->registry, e, model);
 }
 
 /* ---- Graph ---------------------------------------------------------------- */
@@ -462,8 +460,8 @@ static bool fill_node(void *ctx, size_t i, void *msg) {
   return true;
 }
 
-void nne_rpc_models_graph(nne_server_t *srv, nne_call_t *call,
-                          grpc_byte_buffer *req) {
+void nne_rpc_models_graph(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
   nnedit_v1_GraphRequest in = nnedit_v1_GraphRequest_init_zero;
   nnedit_v1_GraphResponse out = nnedit_v1_GraphResponse_init_zero;
   nne_model_entry_t *e;
@@ -477,8 +475,8 @@ void nne_rpc_models_graph(nne_server_t *srv, nne_call_t *call,
 
   if (!nne_rpc_decode(call, req, nnedit_v1_GraphRequest_fields, &in, NULL))
     return;
-  if (nne_registry_lookup(&srv->registry, "model", in.model, &e, &err) != 0 ||
-      nne_registry_acquire(&srv->registry, e, &model, &err) != 0) {
+  if (nne_registry_lookup(&d->registry, "model", in.model, &e, &err) != 0 ||
+      nne_registry_acquire(&d->registry, e, &model, &err) != 0) {
     nne_call_fail_err(call, &err);
     return;
   }
@@ -486,7 +484,7 @@ void nne_rpc_models_graph(nne_server_t *srv, nne_call_t *call,
       resolve_module(e, "module", in.module, &module, &err) != 0)
     goto fail;
   if (in.edit_set[0] != '\0') {
-    set = nne_editor_find(&srv->editor, in.edit_set);
+    set = nne_editor_find(&d->editor, in.edit_set);
     if (set == NULL) {
       nne_err_set(&err, NNE_ENOTFOUND, "edit_set: no edit set '%s'",
                   in.edit_set);
@@ -516,9 +514,9 @@ void nne_rpc_models_graph(nne_server_t *srv, nne_call_t *call,
   NNE_PB_ENC(out.text, nne_pb_str_enc, nne_graph_text(g));
   nne_call_reply(call, nnedit_v1_GraphResponse_fields, &out);
   nne_graph_free(g);
-  nne_registry_release(&srv->registry, e, model);
+  nne_registry_release(&d->registry, e, model);
   return;
 fail:
-  nne_registry_release(&srv->registry, e, model);
+  nne_registry_release(&d->registry, e, model);
   nne_call_fail_err(call, &err);
 }

@@ -1,52 +1,45 @@
-/* rpc.h — the RPC handlers, one per method of the method table (server.c).
+/* rpc.h — the RPC handlers: one per method, and the method table the server
+ * is started with.
  *
  * A handler runs on the loop thread with the call and its request message
- * (borrowed). It validates everything the client sent, then either replies
- * at once or hands work to an executor and replies from the job's done
- * callback. Every failure is a status whose message names the bad field.
+ * (borrowed). It decodes and checks everything the client sent, then hands
+ * the work to daemon/infer or daemon/edit (or answers from the daemon's
+ * state at once) and replies — on the spot or from a job's done callback.
+ * Every failure is a status whose message names the bad field. The daemon
+ * (daemon.h) is nne_call_app(call).
+ *
+ * One file per service: models.c, forward.c, trace.c, edits.c, admin.c,
+ * health.c; rpc.c holds the table and the decode helper.
  */
 #ifndef NNE_RPC_H
 #define NNE_RPC_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include <grpc/byte_buffer.h>
 
+#include "daemon.h"
 #include "nne_pb.h"
+#include "server/call.h"
 
-#include "server/server.h"
+extern const nne_method_t nne_rpc_methods[];
+extern const size_t nne_rpc_method_count;
 
-void nne_rpc_models_list(nne_server_t *srv, nne_call_t *call,
-                         grpc_byte_buffer *req);
-void nne_rpc_models_load(nne_server_t *srv, nne_call_t *call,
-                         grpc_byte_buffer *req);
-void nne_rpc_models_unload(nne_server_t *srv, nne_call_t *call,
-                           grpc_byte_buffer *req);
-void nne_rpc_models_describe(nne_server_t *srv, nne_call_t *call,
-                             grpc_byte_buffer *req);
-void nne_rpc_inference_forward(nne_server_t *srv, nne_call_t *call,
-                               grpc_byte_buffer *req);
-void nne_rpc_inference_trace(nne_server_t *srv, nne_call_t *call,
-                             grpc_byte_buffer *req);
-void nne_rpc_models_graph(nne_server_t *srv, nne_call_t *call,
-                          grpc_byte_buffer *req);
-void nne_rpc_edits_apply(nne_server_t *srv, nne_call_t *call,
-                         grpc_byte_buffer *req);
-void nne_rpc_edits_list(nne_server_t *srv, nne_call_t *call,
-                        grpc_byte_buffer *req);
-void nne_rpc_edits_get(nne_server_t *srv, nne_call_t *call,
-                       grpc_byte_buffer *req);
-void nne_rpc_edits_drop(nne_server_t *srv, nne_call_t *call,
-                        grpc_byte_buffer *req);
-void nne_rpc_admin_stats(nne_server_t *srv, nne_call_t *call,
-                         grpc_byte_buffer *req);
-void nne_rpc_health_check(nne_server_t *srv, nne_call_t *call,
-                          grpc_byte_buffer *req);
-void nne_rpc_health_watch(nne_server_t *srv, nne_call_t *call,
-                          grpc_byte_buffer *req);
-
-/* The server's health changed: tell every Watch stream. */
-void nne_rpc_health_changed(nne_server_t *srv);
-/* Shutdown: send each Watch stream its last status and end it. */
-void nne_rpc_health_close_watchers(nne_server_t *srv);
+void nne_rpc_models_list(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_models_load(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_models_unload(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_models_describe(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_models_graph(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_inference_forward(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_inference_trace(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_edits_apply(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_edits_list(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_edits_get(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_edits_drop(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_admin_stats(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_health_check(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_health_watch(nne_call_t *call, grpc_byte_buffer *req);
 
 /* Decodes a request into msg; on failure fails the call with
  * INVALID_ARGUMENT (or RESOURCE_EXHAUSTED when a bound was hit) and returns

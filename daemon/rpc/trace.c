@@ -405,7 +405,7 @@ typedef struct trace_job {
 
 typedef struct tr_job {
   nne_job_t job;
-  nne_server_t *srv;
+  nne_daemon_t *d;
   nne_call_t *call;
   nne_model_entry_t *entry;
   nne_model_t *model;
@@ -581,7 +581,7 @@ static int run_trace(tr_job_t *j, size_t i) {
     if (rc == 0)
       rc = nne_runtime_track(&rt, j->set->edits, tj->set_edit_hook, &j->err);
     rt.edit_set_id = j->set->id;
-    rt.cancel = &j->call->cancel;
+    rt.cancel = nne_call_cancel_flag(j->call);
     rt.budget = j->budget;
     rt.used = used0;
   }
@@ -594,11 +594,11 @@ static int run_trace(tr_job_t *j, size_t i) {
     o.batch = tj->in.B;
     o.n_heads = j->n_heads;
     o.rt = have_rt ? &rt : NULL;
-    o.cancel = &j->call->cancel;
+    o.cancel = nne_call_cancel_flag(j->call);
     o.budget = j->budget;
     o.used = used0;
-    o.limit = j->srv->cfg->max_response_bytes;
-    o.max_value_bytes = j->srv->cfg->max_trace_value_bytes;
+    o.limit = j->d->cfg->max_response_bytes;
+    o.max_value_bytes = j->d->cfg->max_trace_value_bytes;
     rc = nne_trace_run_init(&run, t, &o, &j->err);
     have_run = rc == 0;
     if (rc == 0)
@@ -629,7 +629,7 @@ static int run_trace(tr_job_t *j, size_t i) {
     rc = nne_err_set(&j->err, NNE_ERESOURCE,
                      "traces[%zu]: the saved tensors exceed the response "
                      "limit of %llu bytes (--max-response-bytes)",
-                     i, (unsigned long long)j->srv->cfg->max_response_bytes);
+                     i, (unsigned long long)j->d->cfg->max_response_bytes);
   if (rc == 0 &&
       (j->top_k > 0 || j->logits_mode == nnedit_v1_LogitsMode_LOGITS_LAST))
     rc = nne_tensor_select_positions(logits, tj->in.last_pos, &last, &j->err);
@@ -799,7 +799,7 @@ static void send_result(nne_call_t *call, tr_job_t *j, size_t i) {
   r->has_timing = true;
   r->timing.queue_ms = j->queue_ms;
   r->timing.compute_ms = tj->compute_ms;
-  r->timing.total_ms = (double)(nne_now_ns() - call->t_start_ns) / 1e6;
+  r->timing.total_ms = (double)(nne_now_ns() - nne_call_start_ns(call)) / 1e6;
   if (tj->slot >= 0) {
     const bk_slot_t *bk = &j->slots[tj->slot];
     r->cache_hit = bk->hit || tj->reused;
@@ -827,7 +827,7 @@ static void send_result(nne_call_t *call, tr_job_t *j, size_t i) {
 }
 
 static void send_next(nne_call_t *call, bool ok) {
-  tr_job_t *j = call->user;
+  tr_job_t *j = nne_call_user(call);
   grpc_byte_buffer *bb;
   out_item_t *o;
   bool done;
@@ -846,7 +846,7 @@ static void send_next(nne_call_t *call, bool ok) {
     return;
   }
   bb = nne_chunk_next(o->name, o->t, o->p, o->bytes,
-                      call->srv->cfg->chunk_bytes,
+                      j->d->cfg->chunk_bytes,
                       nnedit_v1_TraceResponse_chunk_tag, &j->sent, &done);
   if (bb == NULL) {
     nne_call_fail(call, NNE_EINTERNAL, "cannot encode a tensor chunk header");
@@ -901,12 +901,11 @@ static void tr_done(nne_job_t *job) {
   }
   if (j->set != NULL) {
     /* The stream needs nothing of the set: its saves' names are copies. */
-    nne_edit_set_release(&j->srv->editor, j->set);
+    nne_edit_set_release(&j->d->editor, j->set);
     j->set = NULL;
   }
-  nne_registry_release(&j->srv->registry, j->entry, j->model);
+  nne_registry_release(&j->d->registry, j->entry, j->model);
   j->model = NULL;
-  nne_server_poke(j->srv);
   if (nne_call_cancelled(call)) {
     nne_log_debug("Trace: client gone after %.1f ms of compute",
                   (double)(job->t_end_ns - job->t_start_ns) / 1e6);
@@ -914,8 +913,7 @@ static void tr_done(nne_job_t *job) {
     nne_call_fail_err(call, &j->err);
   } else {
     /* The call owns the job from here: the stream reads from it. */
-    call->user = j;
-    call->user_free = (void (*)(void *))tr_job_free;
+    nne_call_set_user(call, j, (void (*)(void *))tr_job_free);
     send_next(call, true);
     nne_call_unref(call); /* the job's reference, after the send holds one */
     return;
@@ -1140,7 +1138,7 @@ static int check_request(const nnedit_v1_TraceRequest *in,
  * returns 0. */
 static int prepare(tr_job_t *j, const nnedit_v1_TraceRequest *in, req_dec_t *rd,
                    nne_err_t *err) {
-  const nne_config_t *cfg = j->srv->cfg;
+  const nne_config_t *cfg = j->d->cfg;
   nne_model_entry_t *e = j->entry;
   nne_trace_env_t env;
   uint64_t out_bytes = 0;
@@ -1163,7 +1161,7 @@ static int prepare(tr_job_t *j, const nnedit_v1_TraceRequest *in, req_dec_t *rd,
     j->tj[i].slot = -1;
   }
   if (in->edit_set[0] != '\0') {
-    nne_edit_set_t *set = nne_editor_find(&j->srv->editor, in->edit_set);
+    nne_edit_set_t *set = nne_editor_find(&j->d->editor, in->edit_set);
     if (set == NULL)
       return nne_err_set(err, NNE_ENOTFOUND, "edit_set: no edit set '%s'",
                          in->edit_set);
@@ -1203,9 +1201,9 @@ static int prepare(tr_job_t *j, const nnedit_v1_TraceRequest *in, req_dec_t *rd,
   return 0;
 }
 
-void nne_rpc_inference_trace(nne_server_t *srv, nne_call_t *call,
-                             grpc_byte_buffer *req) {
-  const nne_config_t *cfg = srv->cfg;
+void nne_rpc_inference_trace(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
+  const nne_config_t *cfg = d->cfg;
   nnedit_v1_TraceRequest in = nnedit_v1_TraceRequest_init_zero;
   req_dec_t rd;
   nne_model_entry_t *e;
@@ -1221,7 +1219,7 @@ void nne_rpc_inference_trace(nne_server_t *srv, nne_call_t *call,
     return;
   }
   nne_trace_session_init(&j->sess, cfg->max_traces, cfg->max_trace_nodes);
-  j->srv = srv;
+  j->d = d;
   j->call = call;
   rd.cfg = cfg;
   rd.sess = &j->sess;
@@ -1235,9 +1233,9 @@ void nne_rpc_inference_trace(nne_server_t *srv, nne_call_t *call,
       nne_err_set(&err, NNE_EINVAL, "malformed TraceRequest: %s", why);
     goto fail;
   }
-  if (nne_registry_lookup(&srv->registry, "model", in.model, &e, &err) != 0)
+  if (nne_registry_lookup(&d->registry, "model", in.model, &e, &err) != 0)
     goto fail;
-  if (nne_registry_acquire(&srv->registry, e, &j->model, &err) != 0)
+  if (nne_registry_acquire(&d->registry, e, &j->model, &err) != 0)
     goto fail;
   j->entry = e;
   if (prepare(j, &in, &rd, &err) != 0)
@@ -1245,7 +1243,7 @@ void nne_rpc_inference_trace(nne_server_t *srv, nne_call_t *call,
   j->job.work = tr_work;
   j->job.done = tr_done;
   nne_call_ref(call); /* the job's reference */
-  if (nne_executor_submit(&srv->compute, &j->job, &err) != 0) {
+  if (nne_executor_submit(&d->compute, &j->job, &err) != 0) {
     nne_call_unref(call);
     goto fail;
   }
@@ -1254,11 +1252,11 @@ void nne_rpc_inference_trace(nne_server_t *srv, nne_call_t *call,
 fail:
   req_dec_free(&rd);
   if (j->set != NULL) {
-    nne_edit_set_release(&srv->editor, j->set);
+    nne_edit_set_release(&d->editor, j->set);
     j->set = NULL;
   }
   if (j->entry != NULL)
-    nne_registry_release(&srv->registry, j->entry, j->model);
+    nne_registry_release(&d->registry, j->entry, j->model);
   j->model = NULL;
   tr_job_free(j);
   nne_call_fail_err(call, &err);

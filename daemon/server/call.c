@@ -1,5 +1,6 @@
-/* call.c — replying on a call: unary replies, stream sends, statuses.
- * The call's life (creation, close, free) is in server.c; see server.h. */
+/* call.c — replying on a call: unary replies, stream sends, statuses; the
+ * call's accessors. Its life (creation, close, free) is in server.c; the
+ * contract in call.h. */
 #include <stdio.h>
 #include <string.h>
 
@@ -7,7 +8,40 @@
 
 #include "log.h"
 #include "nne_pb.h"
-#include "server/server.h"
+#include "server/internal.h"
+
+void nne_call_ref(nne_call_t *call) { call->refs++; }
+
+void nne_call_unref(nne_call_t *call) {
+  if (--call->refs == 0)
+    nne__server_call_free(call);
+}
+
+void *nne_call_app(const nne_call_t *call) { return call->srv->opts.app; }
+
+const nne_method_t *nne_call_method(const nne_call_t *call) {
+  return call->method;
+}
+
+bool nne_call_sending(const nne_call_t *call) { return call->sending; }
+
+bool nne_call_finished(const nne_call_t *call) { return call->finished; }
+
+atomic_int *nne_call_cancel_flag(nne_call_t *call) { return &call->cancel; }
+
+uint64_t nne_call_start_ns(const nne_call_t *call) { return call->t_start_ns; }
+
+void nne_call_set_user(nne_call_t *call, void *user,
+                       void (*user_free)(void *user)) {
+  call->user = user;
+  call->user_free = user_free;
+}
+
+void *nne_call_user(const nne_call_t *call) { return call->user; }
+
+void nne_call_on_cancel(nne_call_t *call, void (*cb)(nne_call_t *call)) {
+  call->on_cancel = cb;
+}
 
 static void on_batch(nne_server_t *srv, nne_tag_t *tag, bool ok) {
   nne_call_t *call = (nne_call_t *)((char *)tag - offsetof(nne_call_t, send_tag));

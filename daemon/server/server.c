@@ -13,7 +13,8 @@
 #include <grpc/support/alloc.h>
 
 #include "log.h"
-#include "rpc/rpc.h"
+#include "base/executor.h" /* nne_now_ns */
+#include "server/internal.h"
 
 /* Requests kept armed per method, so that a burst of new calls does not wait
  * for the loop to re-arm one at a time. */
@@ -31,23 +32,6 @@
  * (a client without a deadline would otherwise hold it to --drain-timeout). */
 #define NNE_DRAIN_STRAY_MS 200
 
-static const nne_method_t methods[] = {
-    {"/nnedit.v1.Models/List", nne_rpc_models_list},
-    {"/nnedit.v1.Models/Load", nne_rpc_models_load},
-    {"/nnedit.v1.Models/Unload", nne_rpc_models_unload},
-    {"/nnedit.v1.Models/Describe", nne_rpc_models_describe},
-    {"/nnedit.v1.Models/Graph", nne_rpc_models_graph},
-    {"/nnedit.v1.Inference/Forward", nne_rpc_inference_forward},
-    {"/nnedit.v1.Inference/Trace", nne_rpc_inference_trace},
-    {"/nnedit.v1.Edits/Apply", nne_rpc_edits_apply},
-    {"/nnedit.v1.Edits/List", nne_rpc_edits_list},
-    {"/nnedit.v1.Edits/Get", nne_rpc_edits_get},
-    {"/nnedit.v1.Edits/Drop", nne_rpc_edits_drop},
-    {"/nnedit.v1.Admin/Stats", nne_rpc_admin_stats},
-    {"/grpc.health.v1.Health/Check", nne_rpc_health_check},
-    {"/grpc.health.v1.Health/Watch", nne_rpc_health_watch},
-};
-#define N_METHODS ((int)(sizeof methods / sizeof methods[0]))
 #define GENERIC_METHOD (-1)
 
 static void maybe_finish_shutdown(nne_server_t *srv);
@@ -115,7 +99,7 @@ static void on_cq_events(uv_async_t *h) {
 
 /* ---- calls ---------------------------------------------------------------- */
 
-static void call_free(nne_call_t *call) {
+void nne__server_call_free(nne_call_t *call) {
   nne_server_t *srv = call->srv;
 
   if (call->user_free != NULL)
@@ -135,13 +119,6 @@ static void call_free(nne_call_t *call) {
   free(call);
   srv->live_calls--;
   maybe_finish_shutdown(srv);
-}
-
-void nne_call_ref(nne_call_t *call) { call->refs++; }
-
-void nne_call_unref(nne_call_t *call) {
-  if (--call->refs == 0)
-    call_free(call);
 }
 
 static void on_close(nne_server_t *srv, nne_tag_t *tag, bool ok) {
@@ -180,11 +157,6 @@ static void start_call(nne_server_t *srv, nne_call_t *call) {
   (void)srv;
 }
 
-static bool is_health_method(int mi) {
-  return mi != GENERIC_METHOD &&
-         strncmp(methods[mi].path, "/grpc.health.v1.Health/", 23) == 0;
-}
-
 static void on_new_call(nne_server_t *srv, nne_tag_t *tag, bool ok) {
   nne_call_t *call = (nne_call_t *)((char *)tag - offsetof(nne_call_t, arm_tag));
   int mi = call->method_index;
@@ -203,11 +175,13 @@ static void on_new_call(nne_server_t *srv, nne_tag_t *tag, bool ok) {
   call->t_start_ns = nne_now_ns();
   srv->last_call_ns = call->t_start_ns;
   start_call(srv, call);
-  if (!srv->draining || is_health_method(mi)) {
+  if (mi != GENERIC_METHOD &&
+      (!srv->draining || srv->opts.methods[mi].during_drain)) {
     call->serving = true;
     srv->serving_calls++;
   }
-  if (srv->draining && !is_health_method(mi)) {
+  if (srv->draining && mi != GENERIC_METHOD &&
+      !srv->opts.methods[mi].during_drain) {
     /* UNAVAILABLE is what clients retry against another replica. Health
      * still answers (NOT_SERVING) so that probes see the drain. */
     nne_call_fail(call, NNE_EUNAVAIL,
@@ -224,7 +198,7 @@ static void on_new_call(nne_server_t *srv, nne_tag_t *tag, bool ok) {
     gpr_free(m);
     nne_call_fail_err(call, &err);
   } else {
-    methods[mi].handler(srv, call, call->payload);
+    srv->opts.methods[mi].handler(call, call->payload);
   }
   nne_call_unref(call); /* the handler's reference */
 }
@@ -239,7 +213,7 @@ static void arm(nne_server_t *srv, int mi) {
   }
   call->srv = srv;
   call->method_index = mi;
-  call->method = mi == GENERIC_METHOD ? NULL : &methods[mi];
+  call->method = mi == GENERIC_METHOD ? NULL : &srv->opts.methods[mi];
   call->refs = 1;
   call->status_details = grpc_empty_slice();
   atomic_init(&call->cancel, 0);
@@ -257,24 +231,14 @@ static void arm(nne_server_t *srv, int mi) {
   }
   if (e != GRPC_CALL_OK) {
     nne_log_error("cannot arm a call for %s: %d",
-                  mi == GENERIC_METHOD ? "unknown methods" : methods[mi].path,
+                  mi == GENERIC_METHOD ? "unknown methods"
+                                       : srv->opts.methods[mi].path,
                   (int)e);
     call->call = NULL;
     nne_call_unref(call);
     return;
   }
   srv->armed_calls++;
-}
-
-/* ---- health --------------------------------------------------------------- */
-
-void nne_server_set_health(nne_server_t *srv, int status) {
-  if (srv->health == status)
-    return;
-  srv->health = status;
-  nne_log_info("health: %s",
-               status == NNE_HEALTH_SERVING ? "SERVING" : "NOT_SERVING");
-  nne_rpc_health_changed(srv);
 }
 
 /* ---- shutdown ------------------------------------------------------------- */
@@ -312,12 +276,15 @@ static void start_shutdown(nne_server_t *srv) {
 
 /* Step 1 → 2 once nothing of ours is being served and calls have stopped
  * arriving (server.h). */
+static bool app_busy(nne_server_t *srv) {
+  return srv->opts.app_busy != NULL && srv->opts.app_busy(srv->opts.app);
+}
+
 static void on_quiet_tick(uv_timer_t *t) {
   nne_server_t *srv = t->data;
   uint64_t now = nne_now_ns(), since;
 
-  if (srv->serving_calls > 0 || srv->registry.busy > 0 ||
-      nne_executor_pending(&srv->compute) > 0) {
+  if (srv->serving_calls > 0 || app_busy(srv)) {
     srv->idle_since_ns = 0;
     return;
   }
@@ -342,8 +309,7 @@ static void maybe_finish_shutdown(nne_server_t *srv) {
     return;
   if (!srv->cq_shutdown_started) {
     if (!srv->shutdown_tag_seen && !srv->stray_timer_started &&
-        srv->live_calls == srv->armed_calls && srv->registry.busy == 0 &&
-        nne_executor_pending(&srv->compute) == 0) {
+        srv->live_calls == srv->armed_calls && !app_busy(srv)) {
       /* Every call of ours has ended, yet gRPC still holds a stream (one
        * that arrived as the shutdown began and never reached us): do not
        * let it hold the process until --drain-timeout. The quiet timer,
@@ -352,8 +318,7 @@ static void maybe_finish_shutdown(nne_server_t *srv) {
       uv_timer_start(&srv->quiet_timer, on_drain_timeout, NNE_DRAIN_STRAY_MS,
                      0);
     }
-    if (!srv->shutdown_tag_seen || srv->live_calls > 0 ||
-        srv->registry.busy > 0 || nne_executor_pending(&srv->compute) > 0)
+    if (!srv->shutdown_tag_seen || srv->live_calls > 0 || app_busy(srv))
       return;
     srv->cq_shutdown_started = true;
     grpc_completion_queue_shutdown(srv->cq);
@@ -371,12 +336,6 @@ static void maybe_finish_shutdown(nne_server_t *srv) {
   srv->server = NULL;
   grpc_completion_queue_destroy(srv->cq);
   srv->cq = NULL;
-  nne_executor_close(&srv->compute);
-  nne_executor_close(&srv->loader);
-  nne_editor_close(&srv->editor);
-  nne_registry_close(&srv->registry);
-  nne_family_set_free(srv->families);
-  srv->families = NULL;
   uv_timer_stop(&srv->drain_timer);
   uv_close((uv_handle_t *)&srv->drain_timer, close_cb_noop);
   uv_timer_stop(&srv->quiet_timer);
@@ -388,26 +347,32 @@ static void maybe_finish_shutdown(nne_server_t *srv) {
   srv->method_handles = NULL;
   nne_log_info("stopped after %llu calls",
                (unsigned long long)srv->calls_total);
+  if (srv->opts.on_stopped != NULL)
+    srv->opts.on_stopped(srv->opts.app);
 }
 
 void nne_server_poke(nne_server_t *srv) { maybe_finish_shutdown(srv); }
 
-static void on_registry_idle(void *ctx) { maybe_finish_shutdown(ctx); }
+void nne_server_stats(const nne_server_t *srv, nne_server_stats_t *out) {
+  out->calls_total = srv->calls_total;
+  out->live_calls = srv->live_calls - srv->armed_calls;
+}
 
-void nne_server_drain(nne_server_t *srv, const char *why) {
+void nne_server_drain(nne_server_t *srv, const char *why, int exit_code) {
   if (srv->draining)
     return;
   srv->draining = true;
+  srv->exit_code = exit_code;
   srv->drain_start_ns = nne_now_ns();
   nne_log_info("%s: draining %d live calls (grace %.0f s)", why,
-               srv->live_calls - srv->armed_calls, srv->cfg->drain_timeout_s);
-  nne_server_set_health(srv, NNE_HEALTH_NOT_SERVING);
-  nne_rpc_health_close_watchers(srv);
+               srv->live_calls - srv->armed_calls, srv->opts.drain_timeout_s);
+  if (srv->opts.on_drain != NULL)
+    srv->opts.on_drain(srv->opts.app);
   /* Step 1: refuse new calls ourselves while calls in flight finish and
    * until new ones stop coming (server.h); --drain-timeout bounds it all. */
   uv_timer_start(&srv->quiet_timer, on_quiet_tick, 10, 10);
   uv_timer_start(&srv->drain_timer, on_drain_timeout,
-                 (uint64_t)(srv->cfg->drain_timeout_s * 1000.0), 0);
+                 (uint64_t)(srv->opts.drain_timeout_s * 1000.0), 0);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -419,7 +384,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     }
     _exit(128 + signum);
   }
-  nne_server_drain(srv, signum == SIGINT ? "SIGINT" : "SIGTERM");
+  nne_server_drain(srv, signum == SIGINT ? "SIGINT" : "SIGTERM", 0);
 }
 
 /* ---- start ---------------------------------------------------------------- */
@@ -456,63 +421,23 @@ static void format_bound(nne_server_t *srv, const char *listen) {
            (int)(colon - listen), listen, srv->port);
 }
 
-static void on_startup_load(void *ctx, nne_model_entry_t *e,
-                            const nne_err_t *err) {
-  (void)ctx;
-  if (err != NULL)
-    nne_log_error("--load %s: %s", e->name, err->msg);
-}
-
-int nne_server_start(nne_server_t *srv, const nne_config_t *cfg,
+int nne_server_start(nne_server_t *srv, const nne_server_opts_t *opts,
                      uv_loop_t *loop, nne_err_t *err) {
   grpc_arg args[2];
   grpc_channel_args chargs;
   grpc_server_credentials *creds;
-  int i, rc;
+  size_t i;
+  int rc;
 
   memset(srv, 0, sizeof *srv);
-  srv->cfg = cfg;
+  srv->opts = *opts;
   srv->loop = loop;
-  srv->health = NNE_HEALTH_NOT_SERVING;
   pthread_mutex_init(&srv->ev_mu, NULL);
-
-  rc = nne_executor_init(&srv->loader, loop, "loader", 1, 64, err);
-  if (rc != 0)
-    return rc;
-  rc = nne_executor_init(&srv->compute, loop, "compute", cfg->workers,
-                         cfg->max_queue, err);
-  if (rc != 0)
-    goto fail_loader;
-  {
-    /* Family maps: the builtin ones, overridden or extended by
-     * <repo>/names.d/<family>.json. A malformed map stops the start with
-     * the file and line. */
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/names.d", cfg->model_repo);
-    rc = nne_family_set_load(dir, &srv->families, err);
-    if (rc != 0)
-      goto fail_compute;
-  }
-  rc = nne_registry_init(&srv->registry, cfg->model_repo, cfg->device,
-                         cfg->max_batch, cfg->max_seq_len, &srv->loader, err);
-  if (rc != 0)
-    goto fail_families;
-  srv->registry.families = srv->families;
-  srv->registry.backend_cache_bytes = cfg->backend_cache_bytes;
-  nne_editor_init(&srv->editor);
-  srv->registry.on_idle = on_registry_idle;
-  srv->registry.on_idle_ctx = srv;
-  for (i = 0; i < cfg->n_loads; i++) {
-    nne_model_entry_t *e;
-    rc = nne_registry_lookup(&srv->registry, "--load", cfg->loads[i], &e, err);
-    if (rc != 0)
-      goto fail_registry;
-  }
 
   grpc_init();
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-  args[0].value.integer = (int)cfg->max_message_bytes;
+  args[0].value.integer = (int)opts->max_message_bytes;
   /* Responses are chunked well below this; it only guards mistakes. */
   args[1].type = GRPC_ARG_INTEGER;
   args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
@@ -522,32 +447,33 @@ int nne_server_start(nne_server_t *srv, const nne_config_t *cfg,
   srv->server = grpc_server_create(&chargs, NULL);
   srv->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
-  srv->method_handles = calloc(N_METHODS, sizeof *srv->method_handles);
+  srv->method_handles =
+      calloc(opts->n_methods ? opts->n_methods : 1, sizeof *srv->method_handles);
   if (srv->method_handles == NULL) {
     rc = nne_err_set(err, NNE_ENOMEM, "out of memory");
     goto fail_grpc;
   }
-  for (i = 0; i < N_METHODS; i++) {
+  for (i = 0; i < opts->n_methods; i++) {
     srv->method_handles[i] = grpc_server_register_method(
-        srv->server, methods[i].path, NULL,
+        srv->server, opts->methods[i].path, NULL,
         GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     if (srv->method_handles[i] == NULL) {
       rc = nne_err_set(err, NNE_EINTERNAL, "cannot register %s",
-                       methods[i].path);
+                       opts->methods[i].path);
       goto fail_grpc;
     }
   }
   creds = grpc_insecure_server_credentials_create();
-  srv->port = grpc_server_add_http2_port(srv->server, cfg->listen, creds);
+  srv->port = grpc_server_add_http2_port(srv->server, opts->listen, creds);
   grpc_server_credentials_release(creds);
   if (srv->port == 0) {
     rc = nne_err_set(err, NNE_EUNAVAIL,
                      "--listen %s: cannot bind (in use, or not a valid "
                      "address)",
-                     cfg->listen);
+                     opts->listen);
     goto fail_grpc;
   }
-  format_bound(srv, cfg->listen);
+  format_bound(srv, opts->listen);
   grpc_server_start(srv->server);
 
   rc = uv_async_init(loop, &srv->cq_async, on_cq_events);
@@ -563,10 +489,10 @@ int nne_server_start(nne_server_t *srv, const nne_config_t *cfg,
   }
   srv->cq_thread_started = true;
 
-  for (i = 0; i < N_METHODS; i++) {
+  for (i = 0; i < opts->n_methods; i++) {
     int k;
     for (k = 0; k < NNE_ARMED_PER_METHOD; k++)
-      arm(srv, i);
+      arm(srv, (int)i);
   }
   /* Unknown methods get UNIMPLEMENTED instead of hanging until the
    * client's deadline. */
@@ -583,26 +509,13 @@ int nne_server_start(nne_server_t *srv, const nne_config_t *cfg,
   uv_signal_start(&srv->sigint, on_signal, SIGINT);
   uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
 
-  for (i = 0; i < cfg->n_loads; i++) {
-    nne_model_entry_t *e;
-    nne_err_t lerr;
-    if (nne_registry_lookup(&srv->registry, "--load", cfg->loads[i], &e,
-                            &lerr) == 0 &&
-        nne_registry_load(&srv->registry, e, NULL, NNE_DTYPE_INVALID,
-                          on_startup_load, NULL, &lerr) != 0)
-      nne_log_error("--load %s: %s", cfg->loads[i], lerr.msg);
-  }
-  nne_server_set_health(srv, NNE_HEALTH_SERVING);
-  nne_log_info("nneditd %s serving on %s (model repository %s, libtorch %s)",
-               NNE_VERSION, srv->bound_addr, srv->registry.repo,
-               nne_engine_torch_version());
-  if (cfg->ready_file != NULL) {
-    rc = write_ready_file(cfg->ready_file, srv->bound_addr, err);
+  nne_log_info("nneditd %s serving on %s", NNE_VERSION, srv->bound_addr);
+  if (opts->ready_file != NULL) {
+    rc = write_ready_file(opts->ready_file, srv->bound_addr, err);
     if (rc != 0) {
       /* Serving without telling the one who waits would hang them. */
       nne_log_error("%s", err->msg);
-      srv->exit_code = 1;
-      nne_server_drain(srv, "ready file");
+      nne_server_drain(srv, "ready file", 1);
       return 0;
     }
   }
@@ -624,14 +537,5 @@ fail_grpc:
   }
   free(srv->method_handles);
   grpc_shutdown_blocking();
-fail_registry:
-  nne_registry_close(&srv->registry);
-fail_families:
-  nne_family_set_free(srv->families);
-  srv->families = NULL;
-fail_compute:
-  nne_executor_close(&srv->compute);
-fail_loader:
-  nne_executor_close(&srv->loader);
   return rc;
 }

@@ -1,64 +1,56 @@
-/* server.h — the gRPC server, its threads, and the life of one call.
+/* server.h — the gRPC server: its threads, its calls, its drain.
+ *
+ * The server knows gRPC core and nothing of what the methods mean: it is
+ * started with a method table (call.h) and an opaque application pointer
+ * that every call hands to its handler. It never includes a handler.
  *
  * Threads (ARCHITECTURE.md):
  *   - gRPC's own I/O threads;
  *   - the completion-queue thread, which only blocks in
  *     grpc_completion_queue_next and hands every {tag, ok} to the loop
  *     (gRPC core 1.51 exposes no pollable fd);
- *   - the libuv loop thread, which owns every call, the model registry and
- *     all other state, and is the only thread that starts gRPC batches;
- *   - executors (executor.h), which run model work and report back to the
- *     loop.
+ *   - the libuv loop thread, which owns every call and all application
+ *     state, and is the only thread that starts gRPC batches;
+ *   - the application's executors, which report back to the loop.
  *
- * A call (nne_call_t) is created when gRPC hands us a new RPC, lives on the
- * loop thread, and is reference counted: the handler's reference, one per
- * batch in flight, one for the close-on-server op, one per executor job that
- * points at it. It is freed (and the live-call count drops) when the last
- * reference goes. Handlers reply with nne_call_reply / nne_call_fail (unary)
- * or nne_call_send + nne_call_finish (streams); at most one send batch may
- * be in flight per call, which is also the back-pressure for streams.
- *
- * Shutdown (first SIGINT/SIGTERM) is a drain in two steps, so that every
- * call a client sent ends OK or UNAVAILABLE — never CANCELLED (which tells
- * a client it cancelled the call itself, so retry policies do not retry it)
- * and never unanswered (issue 8):
- *   1. refusing: health turns NOT_SERVING; requests stay armed (re-armed as
- *      they fire) so that gRPC matches every arriving call to us at once,
- *      and every new call but the health service's is answered UNAVAILABLE
+ * Shutdown (first SIGINT/SIGTERM, or nne_server_drain) is a drain in two
+ * steps, so that every call a client sent ends OK or UNAVAILABLE — never
+ * CANCELLED (which tells a client it cancelled the call itself, so retry
+ * policies do not retry it) and never unanswered (issue 8):
+ *   1. refusing: the application is told (on_drain: health turns
+ *      NOT_SERVING); requests stay armed (re-armed as they fire) so that
+ *      gRPC matches every arriving call to us at once, and every new call
+ *      to a method not marked during_drain is answered UNAVAILABLE
  *      "nneditd is shutting down"; calls in flight go on to their end;
- *   2. once nothing of ours is being served and no new call has arrived for
- *      NNE_DRAIN_QUIET_MS (or, idle, after NNE_DRAIN_REFUSE_MAX_MS),
- *      grpc_server_shutdown_and_notify: gRPC stops listening and sends
- *      GOAWAY (clients see UNAVAILABLE for anything later). Shutting down
- *      while calls still arrive is what used to CANCEL them: gRPC kills a
- *      call that found no armed request ("zombie") or that arrived after
- *      the shutdown began. Only a call sent in the instant after a quiet
- *      idle period can still meet that fate.
+ *   2. once nothing of ours is being served, the application is not busy,
+ *      and no new call has arrived for NNE_DRAIN_QUIET_MS (or, idle, after
+ *      NNE_DRAIN_REFUSE_MAX_MS), grpc_server_shutdown_and_notify: gRPC stops
+ *      listening and sends GOAWAY (clients see UNAVAILABLE for anything
+ *      later). Shutting down while calls still arrive is what used to
+ *      CANCEL them: gRPC kills a call that found no armed request
+ *      ("zombie") or that arrived after the shutdown began. Only a call
+ *      sent in the instant after a quiet idle period can still meet that
+ *      fate.
  * --drain-timeout, counted from the signal, bounds both steps: then every
  * call still in flight is cancelled. Last the completion queue is shut down
- * and drained and everything is destroyed in the order gRPC requires
- * (NOTES-grpc-core.md).
+ * and drained, everything is destroyed in the order gRPC requires
+ * (NOTES-grpc-core.md), and the application's on_stopped runs (it closes
+ * its executors; then the loop has nothing left and uv_run returns).
  */
 #ifndef NNE_SERVER_H
 #define NNE_SERVER_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include <grpc/grpc.h>
-#include <pb.h>
 #include <uv.h>
 
-#include "config.h"
-#include "edit/editor.h"
 #include "error.h"
-#include "base/executor.h"
-#include "registry.h"
+#include "server/call.h"
 
 typedef struct nne_server nne_server_t;
-typedef struct nne_call nne_call_t;
 typedef struct nne_tag nne_tag_t;
 
 /* Everything put on the completion queue is an nne_tag_t; its callback runs
@@ -67,58 +59,37 @@ struct nne_tag {
   void (*fn)(nne_server_t *srv, nne_tag_t *tag, bool ok);
 };
 
-/* A handler gets the call and its (only) request message, which it borrows:
- * the call frees it. */
-typedef void (*nne_handler_fn)(nne_server_t *srv, nne_call_t *call,
-                               grpc_byte_buffer *request);
-
-typedef struct nne_method {
-  const char *path; /* "/nnedit.v1.Models/List" */
-  nne_handler_fn handler;
-} nne_method_t;
-
-enum { NNE_HEALTH_SERVING = 1, NNE_HEALTH_NOT_SERVING = 2 };
-
-struct nne_call {
-  nne_server_t *srv;
-  const nne_method_t *method; /* NULL for an unknown method */
-  int method_index;
-  grpc_call *call;
-  gpr_timespec deadline;
-  grpc_metadata_array md;
-  grpc_call_details details;  /* only filled for unknown methods */
-  grpc_byte_buffer *payload;  /* the request, for registered methods */
-  nne_tag_t arm_tag;          /* the new-call request */
-  nne_tag_t close_tag;        /* RECV_CLOSE_ON_SERVER */
-  nne_tag_t send_tag;         /* the send batch in flight */
-  int cancelled_flag;         /* written by gRPC for close-on-server */
-  atomic_int cancel;          /* 1 once the client is gone; jobs poll it */
-  int refs;
-  bool closed;                /* close-on-server completed */
-  bool md_sent;               /* initial metadata went out */
-  bool sending;               /* a send batch is in flight */
-  bool finished;              /* the status batch was started */
-  bool serving;               /* handed to its handler (not refused) */
-  grpc_byte_buffer *send_bb;  /* the message in flight, freed on completion */
-  grpc_slice status_details;
-  void (*on_sent)(nne_call_t *call, bool ok);
-  void (*on_cancel)(nne_call_t *call); /* runs once if the client goes */
-  void *user;                 /* the handler's per-call state */
-  void (*user_free)(void *user);
-  uint64_t t_start_ns;
-  nne_call_t *watch_next;     /* in srv->watchers (health Watch) */
-  int watch_status;           /* what the watcher was last sent */
-  int watch_want;             /* what it should see next */
-  char watch_service[257];
-};
+typedef struct nne_server_opts {
+  const char *listen;          /* "127.0.0.1:50051", "unix:/path", ... */
+  size_t max_message_bytes;    /* largest request accepted */
+  double drain_timeout_s;
+  const char *ready_file;      /* gets the bound address; NULL: none */
+  const nne_method_t *methods; /* borrowed for the server's life */
+  size_t n_methods;
+  void *app;                   /* nne_call_app() of every call */
+  /* The application has work that a drain must wait for (jobs, loads). */
+  bool (*app_busy)(void *app);
+  /* Step 1 of a drain began (health turns NOT_SERVING). */
+  void (*on_drain)(void *app);
+  /* Everything of the server is torn down; the application closes its
+   * own loop handles (executors) now. */
+  void (*on_stopped)(void *app);
+} nne_server_opts_t;
 
 typedef struct nne_event {
   nne_tag_t *tag;
   bool ok;
 } nne_event_t;
 
+/* Counters for Admin.Stats. */
+typedef struct nne_server_stats {
+  uint64_t calls_total;
+  int live_calls;              /* calls created and not yet freed */
+} nne_server_stats_t;
+
+/* Caller-allocated; fields are the server's own. */
 struct nne_server {
-  const nne_config_t *cfg;
+  nne_server_opts_t opts;
   uv_loop_t *loop;
   grpc_server *server;
   grpc_completion_queue *cq;
@@ -137,85 +108,40 @@ struct nne_server {
   bool draining;              /* a drain began: new calls are refused */
   bool shutdown_started;      /* grpc_server_shutdown_and_notify was called */
   bool stray_timer_started;   /* step 2's grace for streams we never saw */
-  uint64_t drain_start_ns;
-  uint64_t last_call_ns;      /* when the last new call arrived */
-  uint64_t idle_since_ns;     /* step 1: nothing served since (0: busy) */
-  int serving_calls;          /* calls handed to handlers, not yet freed */
   bool shutdown_tag_seen;
   bool cq_shutdown_started;
   bool closed;                /* everything torn down */
   int signals_seen;
+  uint64_t drain_start_ns;
+  uint64_t last_call_ns;      /* when the last new call arrived */
+  uint64_t idle_since_ns;     /* step 1: nothing served since (0: busy) */
 
   void **method_handles;      /* per entry of the method table */
   int live_calls;             /* calls created and not yet freed */
   int armed_calls;            /* requests armed and not yet fired */
+  int serving_calls;          /* calls handed to handlers, not yet freed */
   uint64_t calls_total;
-
-  nne_family_set_t *families; /* family name maps: builtin + repo's names.d/ */
-  nne_registry_t registry;
-  nne_editor_t editor;        /* edit sets of every model */
-  nne_executor_t compute;     /* forward passes */
-  nne_executor_t loader;      /* model loads and unloads */
-
-  int health;                 /* NNE_HEALTH_* of the whole server */
-  nne_call_t *watchers;       /* health Watch streams */
 
   int port;                   /* bound port (0 for unix sockets) */
   char bound_addr[300];
-  int exit_code;
+  int exit_code;              /* what main returns after the loop */
 };
 
-/* Sets the server up on the loop and starts serving: registry scan,
- * executors, gRPC server, completion-queue thread, signal handlers, ready
- * file, --load models. On failure everything already started is torn down
- * and err says why (the caller exits 1). */
-int nne_server_start(nne_server_t *srv, const nne_config_t *cfg,
+/* Binds, starts the completion-queue thread, arms every method, installs
+ * the signal handlers and writes the ready file. On failure nothing is left
+ * running and err says why (the caller exits 1). opts is copied; what it
+ * points to must outlive the server. */
+int nne_server_start(nne_server_t *srv, const nne_server_opts_t *opts,
                      uv_loop_t *loop, nne_err_t *err);
 
-/* Starts a graceful shutdown, as SIGTERM does. Loop thread only. */
-void nne_server_drain(nne_server_t *srv, const char *why);
+/* Starts a graceful shutdown, as SIGTERM does. exit_code is what the
+ * process should exit with (a failed ready file: 1). Loop thread only. */
+void nne_server_drain(nne_server_t *srv, const char *why, int exit_code);
 
-/* Changes the server's health and tells every Watch stream. */
-void nne_server_set_health(nne_server_t *srv, int status);
-
-/* Called by the registry when model work (load/unload) finished and the
- * server may now be able to finish a drain. */
+/* The application's work (a job, a load) finished: a drain may be able to
+ * move on. Loop thread only. */
 void nne_server_poke(nne_server_t *srv);
 
-/* ---- calls (loop thread only) --------------------------------------------- */
-
-void nne_call_ref(nne_call_t *call);
-void nne_call_unref(nne_call_t *call);
-
-/* Unary success: sends msg (encoded with fields) and status OK. */
-void nne_call_reply(nne_call_t *call, const pb_msgdesc_t *fields,
-                    const void *msg);
-
-/* Sends a status with a message (NNE_E* code mapped to the gRPC status). */
-void nne_call_fail(nne_call_t *call, int code, const char *msg);
-/* Same, from an nne_err_t. */
-void nne_call_fail_err(nne_call_t *call, const nne_err_t *err);
-
-/* Streams one message (ownership of bb passes to the call). on_sent runs on
- * the loop thread when the batch completes; ok is false if the client went
- * away. Only one send may be in flight: returns NNE_ESTATE otherwise. */
-int nne_call_send(nne_call_t *call, grpc_byte_buffer *bb,
-                  void (*on_sent)(nne_call_t *call, bool ok));
-
-/* Encodes msg and streams it (nne_call_send). NNE_EINTERNAL if encoding
- * fails (the call is then failed with INTERNAL). */
-int nne_call_send_msg(nne_call_t *call, const pb_msgdesc_t *fields,
-                      const void *msg,
-                      void (*on_sent)(nne_call_t *call, bool ok));
-
-/* Ends a stream with status OK. */
-void nne_call_finish(nne_call_t *call);
-
-/* True once the client cancelled, the deadline passed, or the server is
- * cancelling calls. */
-bool nne_call_cancelled(const nne_call_t *call);
-
-/* Milliseconds left until the call's deadline (INT64_MAX when none). */
-int64_t nne_call_ms_left(const nne_call_t *call);
+void nne_server_stats(const nne_server_t *srv, nne_server_stats_t *out);
 
 #endif /* NNE_SERVER_H */

@@ -1,0 +1,72 @@
+/* daemon.h — the application: everything nneditd is, apart from gRPC.
+ *
+ * main.c builds one nne_daemon_t from the configuration, starts the server
+ * (server/server.h) with the RPC method table (rpc/rpc.h) and the daemon as
+ * the calls' application, and runs the loop:
+ *
+ *   nne_daemon_init(&d, &cfg, loop, &err)    executors, family maps, the
+ *                                            model registry, edit sets,
+ *                                            health; --load names checked
+ *   nne_server_start(&srv, &opts, ...)       opts from nne_daemon_server_opts
+ *   nne_daemon_start(&d)                     --load models, health SERVING
+ *   uv_run(loop)                             until a drain has finished
+ *
+ * The server calls back into the daemon through the opts: app_busy (jobs or
+ * loads a drain must wait for), on_drain (health turns NOT_SERVING, Watch
+ * streams end), on_stopped (nne_daemon_close: executors stop, models and
+ * edit sets are freed). Handlers reach the daemon with nne_call_app(call).
+ *
+ * Loop thread only, but for what executors run.
+ */
+#ifndef NNE_DAEMON_H
+#define NNE_DAEMON_H
+
+#include <stdbool.h>
+
+#include <uv.h>
+
+#include "base/executor.h"
+#include "config.h"
+#include "edit/editor.h"
+#include "error.h"
+#include "names.h"
+#include "registry.h"
+#include "server/health.h"
+#include "server/server.h"
+
+typedef struct nne_daemon {
+  const nne_config_t *cfg;    /* borrowed for the daemon's life */
+  uv_loop_t *loop;
+  nne_family_set_t *families; /* family name maps: builtin + repo names.d/ */
+  nne_registry_t registry;
+  nne_editor_t editor;        /* edit sets of every model */
+  nne_executor_t compute;     /* forward passes, backend builds */
+  nne_executor_t loader;      /* model loads and unloads */
+  nne_health_t health;        /* "" and each service; Watch streams */
+  nne_server_t *server;       /* the server serving it (for pokes, stats) */
+  bool open;                  /* init succeeded and close has not run */
+} nne_daemon_t;
+
+/* Builds the application; on failure nothing is left open (the caller
+ * exits 1) and err says why (a malformed family map names its file and
+ * line; an unknown --load model is NOT_FOUND). */
+int nne_daemon_init(nne_daemon_t *d, const nne_config_t *cfg, uv_loop_t *loop,
+                    nne_err_t *err);
+
+/* Server options that call back into d; the caller fills in nothing else.
+ * methods/n_methods: the RPC table. */
+void nne_daemon_server_opts(nne_daemon_t *d, const nne_method_t *methods,
+                            size_t n_methods, nne_server_opts_t *opts);
+
+/* Once the server serves: starts the --load models and turns health
+ * SERVING. */
+void nne_daemon_start(nne_daemon_t *d, nne_server_t *srv);
+
+/* Frees everything; the executors' loop handles close with the next loop
+ * turn. Idempotent. */
+void nne_daemon_close(nne_daemon_t *d);
+
+/* The services the daemon answers health checks for (besides ""). */
+extern const char *const nne_daemon_services[];
+
+#endif /* NNE_DAEMON_H */

@@ -1,0 +1,48 @@
+/* internal.h — what server.c and call.c share and nobody else sees: the
+ * call's fields. Handlers use the functions of call.h. */
+#ifndef NNE_SERVER_INTERNAL_H
+#define NNE_SERVER_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+
+#include "server/call.h"
+#include "server/server.h"
+
+struct nne_call {
+  nne_server_t *srv;
+  const nne_method_t *method; /* NULL for an unknown method */
+  int method_index;           /* index in the table; -1: unknown method */
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array md;
+  grpc_call_details details;  /* only filled for unknown methods */
+  grpc_byte_buffer *payload;  /* the request, for registered methods */
+  nne_tag_t arm_tag;          /* the new-call request */
+  nne_tag_t close_tag;        /* RECV_CLOSE_ON_SERVER */
+  nne_tag_t send_tag;         /* the send batch in flight */
+  int cancelled_flag;         /* written by gRPC for close-on-server */
+  atomic_int cancel;          /* 1 once the client is gone; jobs poll it */
+  int refs;
+  bool closed;                /* close-on-server completed */
+  bool md_sent;               /* initial metadata went out */
+  bool sending;               /* a send batch is in flight */
+  bool finished;              /* the status batch was started */
+  bool serving;               /* handed to its handler (not refused) */
+  grpc_byte_buffer *send_bb;  /* the message in flight, freed on completion */
+  grpc_slice status_details;
+  void (*on_sent)(nne_call_t *call, bool ok);
+  void (*on_cancel)(nne_call_t *call); /* runs once if the client goes */
+  void *user;                 /* the handler's per-call state */
+  void (*user_free)(void *user);
+  uint64_t t_start_ns;
+};
+
+/* server.c: frees a call whose last reference went (call.c's unref) and
+ * lets a drain move on. */
+void nne__server_call_free(nne_call_t *call);
+
+#endif /* NNE_SERVER_INTERNAL_H */
