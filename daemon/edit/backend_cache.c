@@ -23,6 +23,10 @@ static void entry_unref(nne_backend_t *b) {
 
 void nne_backend_cache_clear(nne_backend_cache_t *c) {
   nne_backend_t *b = c->entries;
+  /* Builds in flight belong to the requests that joined them; they only
+   * stop being findable. */
+  while (c->building != NULL)
+    nne_backend_build_unlist(c, c->building);
   while (b != NULL) {
     nne_backend_t *next = b->next;
     b->listed = false;
@@ -154,4 +158,49 @@ size_t nne_backend_cache_pinned(const nne_backend_cache_t *c) {
   for (b = c->entries; b != NULL; b = b->next)
     n += b->pins > 0;
   return n;
+}
+
+nne_backend_build_t *nne_backend_build_join(nne_backend_cache_t *c,
+                                            const char *key) {
+  nne_backend_build_t *b;
+  for (b = c->building; b != NULL; b = b->next)
+    if (strcmp(b->key, key) == 0) {
+      b->refs++;
+      return b;
+    }
+  b = calloc(1, sizeof *b);
+  if (b == NULL || (b->key = strdup(key)) == NULL) {
+    free(b);
+    return NULL;
+  }
+  pthread_mutex_init(&b->mu, NULL);
+  b->refs = 1;
+  b->listed = true;
+  b->next = c->building;
+  c->building = b;
+  return b;
+}
+
+void nne_backend_build_unlist(nne_backend_cache_t *c, nne_backend_build_t *b) {
+  nne_backend_build_t **pp;
+  if (!b->listed)
+    return;
+  for (pp = &c->building; *pp != NULL; pp = &(*pp)->next)
+    if (*pp == b) {
+      *pp = b->next;
+      break;
+    }
+  b->next = NULL;
+  b->listed = false;
+}
+
+void nne_backend_build_release(nne_backend_cache_t *c,
+                               nne_backend_build_t *b) {
+  if (b == NULL || --b->refs > 0)
+    return;
+  nne_backend_build_unlist(c, b);
+  nne_variant_unref(b->variant);
+  pthread_mutex_destroy(&b->mu);
+  free(b->key);
+  free(b);
 }

@@ -28,6 +28,8 @@
 #ifndef NNE_BACKEND_CACHE_H
 #define NNE_BACKEND_CACHE_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,8 +55,28 @@ typedef struct nne_backend {
   struct nne_backend *next;
 } nne_backend_t;
 
+/* A build of one key in flight. Requests that miss the cache while the same
+ * structure is being built join that build instead of starting their own
+ * (single flight): on the executor the first to get there builds, the
+ * others wait on `mu` and share its result (infer/backend.h). The loop owns
+ * the list and the reference count. */
+typedef struct nne_backend_build {
+  char *key;
+  int refs;                 /* loop only: the requests that joined */
+  bool listed;              /* still findable by new requests */
+  pthread_mutex_t mu;       /* executors: one builds, the others wait */
+  atomic_bool done;         /* set (release) once what follows is final */
+  int rc;                   /* once done */
+  nne_err_t err;            /* once done, when rc != 0 */
+  nne_variant_t *variant;   /* once done, when rc == 0 */
+  double build_ms;
+  struct nne_backend_build *next;
+} nne_backend_build_t;
+
 typedef struct nne_backend_cache {
   nne_backend_t *entries;
+  nne_backend_build_t *building; /* builds in flight, by key */
+  uint64_t builds;               /* backends actually compiled */
   size_t capacity_bytes;
   size_t bytes;
   size_t count;
@@ -93,6 +115,17 @@ void nne_backend_pin(nne_backend_t *b);
  * instead of leaving it for LRU reuse), else 0. c must be the cache b was
  * put in (b may have been unlisted since). */
 size_t nne_backend_unpin(nne_backend_cache_t *c, nne_backend_t *b, bool drop);
+
+/* The build of key in flight, joined (a reference for the caller), or a new
+ * one registered for it; NULL when out of memory. Loop thread. */
+nne_backend_build_t *nne_backend_build_join(nne_backend_cache_t *c,
+                                            const char *key);
+/* Makes the build unfindable (its result went into the cache, or failed):
+ * the next miss starts a new one. Loop thread; idempotent. */
+void nne_backend_build_unlist(nne_backend_cache_t *c, nne_backend_build_t *b);
+/* Drops a reference (loop thread); the last unlists and frees the build. c
+ * is the cache it was joined in. */
+void nne_backend_build_release(nne_backend_cache_t *c, nne_backend_build_t *b);
 
 /* Entries pinned by at least one edit set. */
 size_t nne_backend_cache_pinned(const nne_backend_cache_t *c);

@@ -1,0 +1,51 @@
+/* hold.c — see hold.h. */
+#include "infer/hold.h"
+
+#include <string.h>
+
+int nne_infer_hold(nne_infer_hold_t *h, nne_daemon_t *d, const char *model,
+                   const char *edit_set, nne_err_t *err) {
+  nne_model_entry_t *e;
+  nne_edit_set_t *set = NULL;
+  int rc;
+
+  memset(h, 0, sizeof *h);
+  rc = nne_registry_lookup(&d->registry, "model", model, &e, err);
+  if (rc == 0)
+    rc = nne_registry_acquire(&d->registry, e, &h->model, err);
+  if (rc != 0)
+    return rc;
+  h->entry = e;
+  if (edit_set != NULL && edit_set[0] != '\0') {
+    set = nne_editor_find(&d->editor, edit_set);
+    if (set == NULL)
+      rc = nne_err_set(err, NNE_ENOTFOUND, "edit_set: no edit set '%s'",
+                       edit_set);
+    else if (set->entry != e)
+      rc = nne_err_set(err, NNE_EINVAL,
+                       "edit_set: '%s' edits model '%s', not '%s'", edit_set,
+                       set->entry->name, e->name);
+    if (rc != 0) {
+      nne_infer_release(h, d);
+      return rc;
+    }
+    nne_edit_set_hold(set);
+    h->set = set;
+  }
+  return 0;
+}
+
+void nne_infer_hold_drop_set(nne_infer_hold_t *h, nne_daemon_t *d) {
+  if (h->set != NULL) {
+    nne_edit_set_release(&d->editor, h->set);
+    h->set = NULL;
+  }
+}
+
+void nne_infer_release(nne_infer_hold_t *h, nne_daemon_t *d) {
+  nne_infer_hold_drop_set(h, d);
+  if (h->entry != NULL)
+    nne_registry_release(&d->registry, h->entry, h->model);
+  h->entry = NULL;
+  h->model = NULL;
+}

@@ -1,0 +1,39 @@
+/* hold.h — what an inference request holds while it runs: its model, and
+ * the edit set it runs on.
+ *
+ * Forward and Trace take both on the loop before anything is planned and
+ * keep them until their job is done: the model cannot unload under them
+ * (Unload waits for the registry's in-flight count) and the edit set
+ * cannot be freed (Drop defers the free to its last holder). Every failure
+ * names the field: "model: ...", "edit_set: no edit set 'es-...'".
+ *
+ * Loop thread only.
+ */
+#ifndef NNE_INFER_HOLD_H
+#define NNE_INFER_HOLD_H
+
+#include "daemon.h"
+#include "edit/editor.h"
+#include "engine/engine.h"
+#include "error.h"
+#include "registry.h"
+
+typedef struct nne_infer_hold {
+  nne_model_entry_t *entry;  /* NULL when nothing is held */
+  nne_model_t *model;        /* an engine reference */
+  nne_edit_set_t *set;       /* held (in_flight), or NULL */
+} nne_infer_hold_t;
+
+/* Takes the model named `model` (it must be LOADED) and, when edit_set is
+ * not empty, that edit set (it must edit this model). On failure nothing
+ * is held. */
+int nne_infer_hold(nne_infer_hold_t *h, nne_daemon_t *d, const char *model,
+                   const char *edit_set, nne_err_t *err);
+
+/* Lets go of the set now (the rest of the call needs nothing of it). */
+void nne_infer_hold_drop_set(nne_infer_hold_t *h, nne_daemon_t *d);
+
+/* Lets go of everything; idempotent. */
+void nne_infer_release(nne_infer_hold_t *h, nne_daemon_t *d);
+
+#endif /* NNE_INFER_HOLD_H */

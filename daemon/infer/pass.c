@@ -1,0 +1,59 @@
+/* pass.c — see pass.h. */
+#include "infer/pass.h"
+
+#include <string.h>
+
+int nne_infer_pass_run(nne_infer_pass_t *p, nne_err_t *err) {
+  const nne_batch_t *b = p->batch;
+  int64_t shape[2] = {b->B, b->S};
+  nne_tensor_t *ids = NULL, *mask = NULL;
+  const void *h;
+  int rc;
+
+  rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, b->ids, &ids, err);
+  if (rc == 0 && b->mask != NULL)
+    rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, b->mask, &mask, err);
+  if (rc == 0 && p->variant != NULL)
+    rc = nne_variant_forward(p->variant, ids, mask, p->hook, p->hook_ctx,
+                             &p->logits, err);
+  else if (rc == 0)
+    rc = nne_model_forward(p->model, ids, mask, &p->logits, err);
+  if (rc == 0 && (p->top_k > 0 || p->logits_mode == NNE_LOGITS_LAST))
+    rc = nne_tensor_select_positions(p->logits, b->last_pos, &p->last, err);
+  if (rc == 0 && p->top_k > 0) {
+    rc = nne_tensor_topk(p->last, p->top_k, &p->tk_ids, &p->tk_vals,
+                         &p->tk_probs, err);
+    if (rc == 0 && (rc = nne_tensor_host_data(p->tk_ids, &h, err)) == 0)
+      p->tk_ids_p = h;
+    if (rc == 0 && (rc = nne_tensor_host_data(p->tk_vals, &h, err)) == 0)
+      p->tk_vals_p = h;
+    if (rc == 0 && (rc = nne_tensor_host_data(p->tk_probs, &h, err)) == 0)
+      p->tk_probs_p = h;
+  }
+  nne_tensor_unref(ids);
+  nne_tensor_unref(mask);
+  return rc;
+}
+
+nne_tensor_t *nne_infer_pass_logits_out(const nne_infer_pass_t *p) {
+  switch (p->logits_mode) {
+  case NNE_LOGITS_LAST:
+    return p->last;
+  case NNE_LOGITS_ALL:
+    return p->logits;
+  case NNE_LOGITS_NONE:
+    break;
+  }
+  return NULL;
+}
+
+void nne_infer_pass_free(nne_infer_pass_t *p) {
+  nne_tensor_unref(p->logits);
+  nne_tensor_unref(p->last);
+  nne_tensor_unref(p->tk_ids);
+  nne_tensor_unref(p->tk_vals);
+  nne_tensor_unref(p->tk_probs);
+  p->logits = p->last = p->tk_ids = p->tk_vals = p->tk_probs = NULL;
+  p->tk_ids_p = NULL;
+  p->tk_vals_p = p->tk_probs_p = NULL;
+}
