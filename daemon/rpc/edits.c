@@ -1,23 +1,16 @@
-/* rpc_edits.c — nnedit.v1.Edits: Apply, List, Get, Drop.
+/* edits.c — nnedit.v1.Edits: Apply, List, Get, Drop.
  *
- * Apply is atomic. On the loop: decode (each edit's tensor into memory
- * bounded by the message limit), check every field, resolve every site,
- * plan the backend (compiler.h). On the compute executor: build the backend
- * when the cache does not have it, then run two tiny probe forwards through
- * it to learn the shape of the value at every hooked site — which dimensions
- * are fixed (model width, heads) and which follow the input (batch,
- * positions) — and check each edit's ranges and operand against the fixed
- * ones (ranges on input-sized dimensions are checked when a forward runs).
- * Back on the loop: cache and pin the backend and create the set. Any
- * failure replies with the edit's position and reason, and leaves no trace.
+ * Apply decodes each edit (its tensor into memory bounded by the message
+ * limit) into a plain description and hands the batch to edit/apply.h,
+ * which checks, compiles, probes and creates the set atomically; this file
+ * encodes the reply. List, Get and Drop answer from the editor's sets.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
-#include "edit/compiler.h"
+#include "edit/apply.h"
 #include "edit/editor.h"
 #include "log.h"
 #include "nnedit/v1/edits.pb.h"
@@ -101,201 +94,6 @@ static void edits_dec_free(edits_dec_t *ed) {
   memset(ed, 0, sizeof *ed);
 }
 
-/* ---- the Apply job -------------------------------------------------------- */
-
-#define PROBES 2
-
-typedef struct probe_rec {
-  int fired;
-  int ndim;
-  int64_t shape[NNE_TENSOR_MAX_DIMS];
-  nne_dtype_t dtype;
-} probe_rec_t;
-
-typedef struct apply_job {
-  nne_job_t job;
-  nne_daemon_t *d;
-  nne_call_t *call;
-  nne_edit_set_t *set;         /* being built; owned until added */
-  bool hit;                    /* the cache had the backend when the request
-                                  came (its entry may be gone by the time
-                                  the job is done: looked up again then) */
-  bool built;
-  double build_ms;
-  probe_rec_t *recs[PROBES];   /* per hook */
-  int rc;
-  nne_err_t err;
-} apply_job_t;
-
-static int probe_hook(void *ctx, int site, nne_tensor_t *value,
-                      nne_tensor_t **replace) {
-  probe_rec_t *recs = ctx;
-  probe_rec_t *r = &recs[site];
-  int i;
-  (void)replace;
-  if (r->fired++ > 0)
-    return 0;
-  r->ndim = nne_tensor_ndim(value);
-  r->dtype = nne_tensor_dtype(value);
-  for (i = 0; i < r->ndim && i < NNE_TENSOR_MAX_DIMS; i++)
-    r->shape[i] = nne_tensor_shape(value)[i];
-  return 0;
-}
-
-/* Checks one edit against the probes: the site ran, ranges name real
- * dimensions, and on the dimensions that do not follow the input the
- * ranges fit and the operand broadcasts. */
-static int check_edit(apply_job_t *aj, size_t i, const nne_edit_t *e) {
-  const probe_rec_t *a = &aj->recs[0][e->hook], *b = &aj->recs[1][e->hook];
-  int64_t shape[NNE_TENSOR_MAX_DIMS];
-  nne_dim_range_t fixed[NNE_EDIT_MAX_RANGES];
-  size_t k, nf = 0;
-  int d, nd = a->ndim;
-
-  if (!a->fired || !b->fired)
-    return nne_err_set(&aj->err, NNE_EINVAL,
-                       "edits[%zu] (%s): the site did not run in a test "
-                       "forward",
-                       i, e->site_text);
-  if (a->ndim != b->ndim)
-    nd = a->ndim < b->ndim ? a->ndim : b->ndim;
-  for (d = 0; d < nd; d++)
-    shape[d] = a->shape[d];
-  for (k = 0; k < e->n_ranges; k++) {
-    int dim = e->ranges[k].dim < 0 ? e->ranges[k].dim + nd : e->ranges[k].dim;
-    if (dim < 0 || dim >= nd)
-      return nne_err_set(&aj->err, NNE_EINVAL,
-                         "edits[%zu].ranges[%zu]: dim %d, but the value at "
-                         "%s has %d dimensions",
-                         i, k, e->ranges[k].dim, e->site_text, nd);
-    if (a->shape[dim] == b->shape[dim])
-      fixed[nf++] = e->ranges[k];
-  }
-  /* Dimensions that follow the input take the operand's size when it has
-   * one there, so only fixed dimensions can fail here. */
-  if (e->operand != NULL) {
-    int on = nne_tensor_ndim(e->operand);
-    const int64_t *os = nne_tensor_shape(e->operand);
-    for (d = 0; d < nd; d++) {
-      int od = d - (nd - on);
-      if (a->shape[d] != b->shape[d] && od >= 0 && os[od] > 1) {
-        bool ranged = false;
-        for (k = 0; k < e->n_ranges; k++) {
-          int dim = e->ranges[k].dim < 0 ? e->ranges[k].dim + nd
-                                         : e->ranges[k].dim;
-          ranged |= dim == d;
-        }
-        if (!ranged)
-          shape[d] = os[od];
-        else
-          shape[d] = os[od] > shape[d] ? os[od] : shape[d];
-      }
-    }
-  }
-  if (e->operand != NULL) {
-    nne_dtype_t od = nne_tensor_dtype(e->operand), vd = a->dtype;
-    bool of = od == NNE_DTYPE_F32 || od == NNE_DTYPE_F64 ||
-              od == NNE_DTYPE_F16 || od == NNE_DTYPE_BF16;
-    bool vf = vd == NNE_DTYPE_F32 || vd == NNE_DTYPE_F64 ||
-              vd == NNE_DTYPE_F16 || vd == NNE_DTYPE_BF16;
-    /* Floating operands convert to a floating value's precision; anything
-     * else must match exactly. */
-    if (od != vd && !(of && vf))
-      return nne_err_set(&aj->err, NNE_EINVAL,
-                         "edits[%zu].tensor: a %s operand for the %s value at "
-                         "%s",
-                         i, nne_dtype_name(od), nne_dtype_name(vd),
-                         e->site_text);
-  }
-  if (nne_edit_check(shape, nd, e->op, e->operand, fixed, nf, &aj->err) != 0) {
-    nne_err_prefix(&aj->err, "edits[%zu] (%s)", i, e->site_text);
-    return aj->err.code;
-  }
-  if (e->operand == NULL && e->use_scalar &&
-      (e->op == NNE_EDIT_REPLACE || e->op == NNE_EDIT_ADD ||
-       e->op == NNE_EDIT_SCALE)) {
-    /* Whether the value's dtype can hold the scalar (1e300 in float32 cannot)
-     * is libtorch's rule: apply the edit once to a one-element value of that
-     * dtype, so that a scalar no forward could apply fails here, named,
-     * instead of in every forward run on the set. */
-    nne_tensor_t *one = NULL, *out = NULL;
-    int rc = nne_tensor_from_host(a->dtype, NULL, 0, NULL, &one, &aj->err);
-    if (rc == 0)
-      rc = nne_tensor_apply_edit(one, e->op, NULL, e->scalar, NULL, 0, &out,
-                                 &aj->err);
-    nne_tensor_unref(one);
-    nne_tensor_unref(out);
-    if (rc != 0) {
-      nne_err_prefix(&aj->err, "edits[%zu].scalar (%s)", i, e->site_text);
-      return rc;
-    }
-  }
-  return 0;
-}
-
-static void apply_work(nne_job_t *job) {
-  apply_job_t *aj = (apply_job_t *)job;
-  nne_edit_set_t *set = aj->set;
-  static const int64_t probe_shapes[PROBES][2] = {{1, 2}, {2, 3}};
-  int p;
-  size_t i;
-
-  aj->rc = 0;
-  if (nne_call_cancelled(aj->call)) {
-    aj->rc = nne_err_set(&aj->err, NNE_ECANCELED, "cancelled before it ran");
-    return;
-  }
-  if (!aj->hit) {
-    uint64_t t0 = nne_now_ns();
-    aj->rc = nne_variant_build(set->model, set->plan.engine_sites,
-                               set->plan.n_hooks, &set->variant, &aj->err);
-    aj->build_ms = (double)(nne_now_ns() - t0) / 1e6;
-    if (aj->rc != 0) {
-      nne_err_prefix(&aj->err, "compiling the backend");
-      return;
-    }
-    aj->built = true;
-  }
-  for (p = 0; p < PROBES && aj->rc == 0; p++) {
-    int64_t n = probe_shapes[p][0] * probe_shapes[p][1], k;
-    int64_t ids[6];
-    nne_tensor_t *t = NULL, *logits = NULL;
-    aj->recs[p] = calloc(set->plan.n_hooks + 1, sizeof *aj->recs[p]);
-    if (aj->recs[p] == NULL) {
-      aj->rc = nne_err_set(&aj->err, NNE_ENOMEM, "out of memory");
-      break;
-    }
-    for (k = 0; k < n; k++)
-      ids[k] = (k * 7 + 1) % (set->entry->vocab_size > 0
-                                  ? set->entry->vocab_size
-                                  : 1);
-    aj->rc = nne_tensor_from_host(NNE_DTYPE_I64, probe_shapes[p], 2, ids, &t,
-                                  &aj->err);
-    if (aj->rc == 0)
-      aj->rc = nne_variant_forward(set->variant, t, NULL, probe_hook,
-                                   aj->recs[p], &logits, &aj->err);
-    if (aj->rc != 0)
-      nne_err_prefix(&aj->err, "probe forward");
-    nne_tensor_unref(t);
-    nne_tensor_unref(logits);
-  }
-  for (i = 0; aj->rc == 0 && i < set->n_edits; i++)
-    aj->rc = check_edit(aj, i, &set->edits[i]);
-  /* Operands live where the model does: moved once, here. */
-  for (i = 0; aj->rc == 0 && i < set->n_edits; i++) {
-    nne_edit_t *e = &set->edits[i];
-    nne_tensor_t *moved;
-    if (e->operand == NULL || strcmp(nne_model_device(set->model), "cpu") == 0)
-      continue;
-    aj->rc = nne_tensor_to_device(e->operand, nne_model_device(set->model),
-                                  &moved, &aj->err);
-    if (aj->rc == 0) {
-      nne_tensor_unref(e->operand);
-      e->operand = moved;
-    }
-  }
-}
-
 static bool fill_info_pb(nnedit_v1_EditSetInfo *o, const nne_edit_set_t *s) {
   snprintf(o->id, sizeof o->id, "%s", s->id);
   snprintf(o->model, sizeof o->model, "%s", s->entry->name);
@@ -313,224 +111,30 @@ static bool fill_info_pb(nnedit_v1_EditSetInfo *o, const nne_edit_set_t *s) {
   return true;
 }
 
-static void apply_done(nne_job_t *job) {
-  apply_job_t *aj = (apply_job_t *)job;
-  nne_daemon_t *d = aj->d;
-  nne_edit_set_t *set = aj->set;
-  nnedit_v1_ApplyEditsResponse out = nnedit_v1_ApplyEditsResponse_init_zero;
-  nne_backend_t *b = NULL;
-  nne_model_entry_t *entry = set->entry;
-  struct timeval tv;
-  int p;
-
-  /* Once Unload has accepted the model (state UNLOADING: it waits for this
-   * call to release it), no set may be born on it; the editor refuses, and
-   * nothing is put in a cache that the unload is about to clear. */
-  if (aj->rc == 0 && entry->state != NNE_MODEL_LOADED)
-    aj->rc = nne_err_set(&aj->err, NNE_ESTATE,
-                         "model '%s' is being unloaded (Models.Unload came "
-                         "while this Apply ran); load it again and re-apply",
-                         entry->name);
-  if (aj->rc == 0) {
-    /* The cache entry is looked up now, in the loop turn that pins it, not
-     * kept from the request: while the job waited, another call's backend
-     * may have evicted it, or a Drop of the set that pinned it freed it.
-     * put() finds the entry, or caches the variant this set holds again. */
-    aj->rc = nne_backend_cache_put(&entry->backends, set->plan.key,
-                                   set->variant, aj->built ? aj->build_ms : 0,
-                                   &b, &aj->err);
-  }
-  /* A client that left (its deadline passed while the job was queued or
-   * ran) was told DEADLINE_EXCEEDED or CANCELLED: it must not find a set it
-   * never got the id of, holding a slot of --max-edit-sets. The backend
-   * stays cached for the retry. */
-  if (aj->rc == 0 && nne_call_cancelled(aj->call))
-    aj->rc = nne_err_set(&aj->err, NNE_ECANCELED,
-                         "the client went away before the edit set was "
-                         "created");
-  if (aj->rc == 0 && (uint32_t)entry->edit_sets >= d->cfg->max_edit_sets)
-    aj->rc = nne_err_set(&aj->err, NNE_ERESOURCE,
-                         "model '%s' has %d edit sets (--max-edit-sets %u); "
-                         "drop some first",
-                         entry->name, entry->edit_sets,
-                         d->cfg->max_edit_sets);
-  if (aj->rc == 0) {
-    if (aj->hit && b->variant != set->variant) {
-      nne_variant_t *v = nne_variant_ref(b->variant);
-      nne_variant_unref(set->variant);
-      set->variant = v;
-    }
-    set->backend = b;
-    set->cache_hit = aj->hit;
-    set->compile_ms = aj->built ? aj->build_ms : 0;
-    gettimeofday(&tv, NULL);
-    set->created_unix_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-    nne_edit_set_new_id(set->id);
-    aj->rc = nne_editor_add(&d->editor, set, &aj->err);
-    if (aj->rc != 0)
-      set->backend = NULL; /* not pinned: nothing to release */
-  }
-  if (aj->rc == 0) {
-    nne_log_info("edit set %s on %s: %zu edits, backend %s (%s, %.1f ms)",
-                 set->id, entry->name, set->n_edits, b->digest,
-                 aj->hit ? "cached" : "compiled", set->compile_ms);
-    out.has_edit_set = true;
-    fill_info_pb(&out.edit_set, set);
-    nne_call_reply(aj->call, nnedit_v1_ApplyEditsResponse_fields, &out);
-    aj->set = NULL; /* the editor owns it */
-  } else {
-    nne_call_fail_err(aj->call, &aj->err);
-  }
-  /* The Apply call's hold on the model ends; a created set keeps its own
-   * model reference (and blocks Unload until dropped). */
-  nne_registry_release(&d->registry, entry, NULL);
-  if (aj->set != NULL) {
-    /* Not created: free everything, as if the request never came. */
-    nne_editor_t tmp;
-    nne_editor_init(&tmp);
-    aj->set->next = NULL;
-    tmp.sets = aj->set;
-    tmp.count = 1;
-    nne_editor_close(&tmp);
-  }
-  for (p = 0; p < PROBES; p++)
-    free(aj->recs[p]);
-  nne_call_unref(aj->call);
-  free(aj);
-}
-
 /* ---- Apply ---------------------------------------------------------------- */
 
-static int check_op(size_t i, const nnedit_v1_Edit *pb, nne_err_t *err) {
-  bool has_operand = pb->has_tensor || pb->use_scalar;
-  switch (pb->op) {
-  case nnedit_v1_EditOp_SAVE:
-  case nnedit_v1_EditOp_ZERO:
-    if (has_operand)
-      return nne_err_set(err, NNE_EINVAL,
-                         "edits[%zu]: %s takes no tensor or scalar", i,
-                         pb->op == nnedit_v1_EditOp_SAVE ? "SAVE" : "ZERO");
-    return 0;
-  case nnedit_v1_EditOp_REPLACE:
-  case nnedit_v1_EditOp_ADD:
-  case nnedit_v1_EditOp_SCALE:
-    if (pb->has_tensor && pb->use_scalar)
-      return nne_err_set(err, NNE_EINVAL,
-                         "edits[%zu]: give a tensor or a scalar, not both", i);
-    if (!has_operand)
-      return nne_err_set(err, NNE_EINVAL,
-                         "edits[%zu]: %s needs a tensor or a scalar "
-                         "(use_scalar)",
-                         i,
-                         pb->op == nnedit_v1_EditOp_REPLACE ? "REPLACE"
-                         : pb->op == nnedit_v1_EditOp_ADD   ? "ADD"
-                                                            : "SCALE");
-    return 0;
-  default:
-    return nne_err_set(err, NNE_EINVAL, "edits[%zu].op: unknown op %d", i,
-                       (int)pb->op);
+static void apply_replied(nne_call_t *call, const nne_edit_set_t *set,
+                          const nne_err_t *err) {
+  nnedit_v1_ApplyEditsResponse out = nnedit_v1_ApplyEditsResponse_init_zero;
+  if (set == NULL) {
+    nne_call_fail_err(call, err);
+    return;
   }
-}
-
-/* Turns one decoded edit into an nne_edit_t (site resolved, operand made). */
-static int build_edit(nne_model_entry_t *e, size_t i, edit_in_t *in,
-                      nne_edit_t *out, uint64_t *tensor_bytes,
-                      nne_err_t *err) {
-  const nnedit_v1_Edit *pb = &in->pb;
-  char field[48];
-  size_t k, j;
-  int rc;
-
-  if ((rc = check_op(i, pb, err)) != 0)
-    return rc;
-  if (!nne_pb_utf8_valid(pb->name))
-    /* Get echoes it, and a SAVE edit streams a tensor under it. */
-    return nne_err_set(err, NNE_EINVAL, "edits[%zu].name: not valid UTF-8",
-                       i);
-  snprintf(field, sizeof field, "edits[%zu].site", i);
-  if (pb->site[0] == '\0')
-    return nne_err_set(err, NNE_EINVAL, "%s: a site is required", field);
-  rc = nne_names_resolve_site(e->names, field, pb->site, &out->site, err);
-  if (rc == NNE_ENOTFOUND)
-    /* Within an edit set an unknown site is a bad edit (the message still
-     * lists the closest valid names). */
-    err->code = rc = NNE_EINVAL;
-  if (rc != 0)
-    return rc;
-  if (out->site.view.parts > 0)
-    return nne_err_set(err, NNE_EINVAL,
-                       "%s: '%s' is a view of a fused value (%s, part %d of "
-                       "%d); edit the fused value with a range on its last "
-                       "dimension instead",
-                       field, pb->site, out->site.canonical,
-                       out->site.view.part, out->site.view.parts);
-  out->site_text = strdup(pb->site);
-  out->name = strdup(pb->name[0] ? pb->name : pb->site);
-  if (out->site_text == NULL || out->name == NULL)
-    return nne_err_set(err, NNE_ENOMEM, "out of memory");
-  out->op = (nne_edit_op_t)pb->op;
-  out->scalar = pb->scalar;
-  out->use_scalar = pb->use_scalar;
-  if (pb->ranges_count > NNE_EDIT_MAX_RANGES)
-    return nne_err_set(err, NNE_EINVAL, "edits[%zu].ranges: at most %d", i,
-                       NNE_EDIT_MAX_RANGES);
-  for (k = 0; k < pb->ranges_count; k++) {
-    for (j = 0; j < k; j++)
-      if (pb->ranges[j].dim == pb->ranges[k].dim)
-        return nne_err_set(err, NNE_EINVAL,
-                           "edits[%zu].ranges[%zu]: dim %d already has a "
-                           "range",
-                           i, k, pb->ranges[k].dim);
-    out->ranges[k].dim = pb->ranges[k].dim;
-    out->ranges[k].start = pb->ranges[k].start;
-    out->ranges[k].stop = pb->ranges[k].stop;
-  }
-  out->n_ranges = pb->ranges_count;
-  if (pb->has_tensor) {
-    nne_dtype_t dt = (nne_dtype_t)pb->tensor.dtype;
-    size_t item = nne_dtype_size(dt), numel = 1;
-    if (item == 0)
-      return nne_err_set(err, NNE_EINVAL, "edits[%zu].tensor.dtype: %d is not "
-                         "a known dtype", i, (int)pb->tensor.dtype);
-    for (k = 0; k < pb->tensor.shape_count; k++) {
-      if (pb->tensor.shape[k] < 0 || pb->tensor.shape[k] > (1ll << 40))
-        return nne_err_set(err, NNE_EINVAL,
-                           "edits[%zu].tensor.shape[%zu]: %" PRId64, i, k,
-                           pb->tensor.shape[k]);
-      numel *= (size_t)pb->tensor.shape[k];
-    }
-    if (numel * item != in->data_len)
-      return nne_err_set(err, NNE_EINVAL,
-                         "edits[%zu].tensor.data: %zu bytes for %zu %s "
-                         "elements (%zu expected)",
-                         i, in->data_len, numel, nne_dtype_name(dt),
-                         numel * item);
-    rc = nne_tensor_from_host(dt, pb->tensor.shape,
-                              (int)pb->tensor.shape_count, in->data,
-                              &out->operand, err);
-    if (rc != 0) {
-      nne_err_prefix(err, "edits[%zu].tensor", i);
-      return rc;
-    }
-    *tensor_bytes += in->data_len;
-  }
-  return 0;
+  out.has_edit_set = true;
+  fill_info_pb(&out.edit_set, set);
+  nne_call_reply(call, nnedit_v1_ApplyEditsResponse_fields, &out);
 }
 
 void nne_rpc_edits_apply(nne_call_t *call, grpc_byte_buffer *req) {
   nne_daemon_t *d = nne_call_app(call);
   const nne_config_t *cfg = d->cfg;
   nnedit_v1_ApplyEditsRequest in = nnedit_v1_ApplyEditsRequest_init_zero;
+  nne_dim_range_t(*ranges)[NNE_EDIT_MAX_RANGES] = NULL;
+  nne_edit_spec_t *specs = NULL;
   edits_dec_t ed;
-  nne_model_entry_t *e = NULL;
-  nne_model_t *model = NULL;
-  nne_edit_set_t *set = NULL;
-  apply_job_t *aj = NULL;
-  nne_names_site_t *sites = NULL;
   nne_err_t err;
   char why[256];
-  size_t i;
-  int rc;
+  size_t i, k;
 
   memset(&ed, 0, sizeof ed);
   ed.max = cfg->max_edits;
@@ -553,86 +157,49 @@ void nne_rpc_edits_apply(nne_call_t *call, grpc_byte_buffer *req) {
     nne_err_set(&err, NNE_EINVAL, "label: not valid UTF-8");
     goto fail;
   }
-  if (nne_registry_lookup(&d->registry, "model", in.model, &e, &err) != 0 ||
-      nne_registry_acquire(&d->registry, e, &model, &err) != 0) {
-    e = NULL;
-    goto fail;
-  }
-  if (ed.n == 0) {
-    nne_err_set(&err, NNE_EINVAL, "edits: an edit set needs at least one edit");
-    goto fail;
-  }
-  if ((uint32_t)e->edit_sets >= cfg->max_edit_sets) {
-    nne_err_set(&err, NNE_ERESOURCE,
-                "model '%s' has %d edit sets (--max-edit-sets %u); drop some "
-                "first",
-                e->name, e->edit_sets, cfg->max_edit_sets);
-    goto fail;
-  }
-  set = calloc(1, sizeof *set);
-  sites = calloc(ed.n, sizeof *sites);
-  if (set == NULL || sites == NULL ||
-      (set->edits = calloc(ed.n, sizeof *set->edits)) == NULL) {
+  specs = calloc(ed.n ? ed.n : 1, sizeof *specs);
+  ranges = calloc(ed.n ? ed.n : 1, sizeof *ranges);
+  if (specs == NULL || ranges == NULL) {
     nne_err_set(&err, NNE_ENOMEM, "out of memory");
     goto fail;
   }
-  set->entry = e;
-  set->model = model;
-  model = NULL; /* the set holds that reference now */
-  snprintf(set->label, sizeof set->label, "%s", in.label);
   for (i = 0; i < ed.n; i++) {
-    set->n_edits = i + 1;
-    rc = build_edit(e, i, &ed.v[i], &set->edits[i], &set->tensor_bytes, &err);
-    if (rc != 0)
+    const nnedit_v1_Edit *pb = &ed.v[i].pb;
+    nne_edit_spec_t *sp = &specs[i];
+    if (!nne_pb_utf8_valid(pb->name)) {
+      /* Get echoes it, and a SAVE edit streams a tensor under it. */
+      nne_err_set(&err, NNE_EINVAL, "edits[%zu].name: not valid UTF-8", i);
       goto fail;
-    sites[i] = set->edits[i].site;
+    }
+    sp->site = pb->site;
+    sp->op = (int)pb->op;
+    sp->has_tensor = pb->has_tensor;
+    sp->dtype = (nne_dtype_t)pb->tensor.dtype;
+    sp->shape = pb->tensor.shape;
+    sp->ndim = (int)pb->tensor.shape_count;
+    sp->data = ed.v[i].data;
+    sp->data_len = ed.v[i].data_len;
+    sp->use_scalar = pb->use_scalar;
+    sp->scalar = pb->scalar;
+    for (k = 0; k < pb->ranges_count && k < NNE_EDIT_MAX_RANGES; k++) {
+      ranges[i][k].dim = pb->ranges[k].dim;
+      ranges[i][k].start = pb->ranges[k].start;
+      ranges[i][k].stop = pb->ranges[k].stop;
+    }
+    sp->ranges = ranges[i];
+    sp->n_ranges = pb->ranges_count;
+    sp->name = pb->name;
   }
-  rc = nne_compiler_plan(set->model, sites, ed.n, &set->plan, &err);
-  if (rc != 0)
+  if (nne_apply_start(d, call, in.model, in.label, specs, ed.n,
+                      apply_replied, &err) != 0)
     goto fail;
-  for (i = 0; i < ed.n; i++)
-    set->edits[i].hook = set->plan.item_hook[i];
-  rc = nne_edit_set_track(set, &err);
-  if (rc != 0)
-    goto fail;
-  aj = calloc(1, sizeof *aj);
-  if (aj == NULL) {
-    nne_err_set(&err, NNE_ENOMEM, "out of memory");
-    goto fail;
-  }
-  aj->job.work = apply_work;
-  aj->job.done = apply_done;
-  aj->d = d;
-  aj->call = call;
-  aj->set = set;
-  {
-    /* Only the variant is kept from the entry (a reference): the entry
-     * itself may not outlive this loop turn. */
-    nne_backend_t *hit = nne_compiler_get_backend(&e->backends, &set->plan);
-    aj->hit = hit != NULL;
-    if (hit != NULL)
-      set->variant = nne_variant_ref(hit->variant);
-  }
-  nne_call_ref(call);
-  if (nne_executor_submit(&d->compute, &aj->job, &err) != 0) {
-    nne_call_unref(call);
-    free(aj);
-    goto fail;
-  }
-  free(sites);
+  free(specs);
+  free(ranges);
   edits_dec_free(&ed);
   return;
 fail:
-  if (set != NULL) {
-    nne_editor_t tmp;
-    nne_editor_init(&tmp);
-    tmp.sets = set;
-    tmp.count = 1;
-    nne_editor_close(&tmp); /* frees the set, its edits and its model ref */
-  }
-  if (e != NULL)
-    nne_registry_release(&d->registry, e, model);
-  free(sites);
+  free(specs);
+  free(ranges);
   edits_dec_free(&ed);
   nne_call_fail_err(call, &err);
 }
