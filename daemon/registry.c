@@ -876,3 +876,26 @@ void nne_registry_release(nne_registry_t *reg, nne_model_entry_t *e,
       e->model != NULL)
     start_unload(reg, e);
 }
+
+int nne_registry_check_device(const char *field, const char *device,
+                              char *canon, size_t cap, nne_err_t *err) {
+  int rc = nne_engine_device_parse(device, canon, cap, err);
+  if (rc != 0)
+    nne_err_prefix(err, "%s", field);
+  return rc;
+}
+
+int nne_registry_check_dtype(const char *field, nne_dtype_t dt,
+                             nne_err_t *err) {
+  const char *name = nne_dtype_name(dt);
+  if (dt == NNE_DTYPE_F32 || dt == NNE_DTYPE_F16 || dt == NNE_DTYPE_BF16 ||
+      dt == NNE_DTYPE_F64)
+    return 0;
+  if (nne_dtype_size(dt) == 0)
+    return nne_err_set(err, NNE_EINVAL, "%s: %d is not a known dtype", field,
+                       (int)dt);
+  return nne_err_set(err, NNE_EINVAL,
+                     "%s: %s is not a floating type a model can be loaded in "
+                     "(float32, float16, bfloat16, float64)",
+                     field, name);
+}

@@ -153,6 +153,16 @@ int nne_registry_acquire(nne_registry_t *reg, nne_model_entry_t *entry,
 void nne_registry_release(nne_registry_t *reg, nne_model_entry_t *entry,
                           nne_model_t *model);
 
+/* A device a client asked for, checked and made canonical ("cuda" →
+ * "cuda:0") into canon; messages start with `field`. */
+int nne_registry_check_device(const char *field, const char *device,
+                              char *canon, size_t cap, nne_err_t *err);
+
+/* A dtype a model can be loaded in: float32, float16, bfloat16, float64.
+ * The message names the dtype ("dtype: int64 is not a floating type..."). */
+int nne_registry_check_dtype(const char *field, nne_dtype_t dt,
+                             nne_err_t *err);
+
 /* Parses a model.json text (exposed for unit tests). `where` prefixes
  * messages ("gpt2/model.json"). */
 int nne_model_spec_parse(const char *text, size_t len, const char *where,

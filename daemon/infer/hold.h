@@ -29,6 +29,16 @@ typedef struct nne_infer_hold {
  * is held. */
 int nne_infer_hold(nne_infer_hold_t *h, nne_daemon_t *d, const char *model,
                    const char *edit_set, nne_err_t *err);
+/* The same, naming the model's field `model_field` in messages ("name" in
+ * Models.Describe). */
+int nne_infer_hold_field(nne_infer_hold_t *h, nne_daemon_t *d,
+                         const char *model_field, const char *model,
+                         const char *edit_set, nne_err_t *err);
+
+/* Takes the edit set too (h holds its model): it must edit that model.
+ * Nothing more is held on failure. */
+int nne_infer_hold_set(nne_infer_hold_t *h, nne_daemon_t *d,
+                       const char *edit_set, nne_err_t *err);
 
 /* Lets go of the set now (the rest of the call needs nothing of it). */
 void nne_infer_hold_drop_set(nne_infer_hold_t *h, nne_daemon_t *d);

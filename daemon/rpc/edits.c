@@ -12,6 +12,7 @@
 
 #include "edit/apply.h"
 #include "edit/editor.h"
+#include "edit/inspect.h"
 #include "log.h"
 #include "nnedit/v1/edits.pb.h"
 #include "rpc/rpc.h"
@@ -256,8 +257,11 @@ static bool fill_resolved(void *ctx, size_t i, void *msg) {
   const nne_edit_set_t *set = ctx;
   const nne_edit_t *e = &set->edits[i];
   nnedit_v1_ResolvedEdit *r = msg;
-  const nne_module_info_t *mi = nne_model_module(set->model,
-                                                 (size_t)e->site.module);
+  const nne_module_info_t *mi = nne_inspect_module(set->entry,
+                                                   (size_t)e->site.module);
+  nne_dtype_t dt;
+  int64_t shape[NNE_TENSOR_MAX_DIMS];
+  int nd;
   size_t k;
 
   r->index = (uint32_t)i;
@@ -270,12 +274,12 @@ static bool fill_resolved(void *ctx, size_t i, void *msg) {
              e->site.node_occurrence);
   snprintf(r->standard, sizeof r->standard, "%s", e->site.standard);
   r->op = (nnedit_v1_EditOp)e->op;
-  if (e->operand != NULL) {
-    int nd = nne_tensor_ndim(e->operand);
-    r->tensor_dtype = (nnedit_v1_DType)nne_tensor_dtype(e->operand);
+  nne_inspect_operand(e, &dt, shape, &nd);
+  if (nd > 0 || dt != NNE_DTYPE_INVALID) {
+    r->tensor_dtype = (nnedit_v1_DType)dt;
     r->tensor_shape_count = (pb_size_t)nd;
     for (k = 0; k < (size_t)nd && k < 8; k++)
-      r->tensor_shape[k] = nne_tensor_shape(e->operand)[k];
+      r->tensor_shape[k] = shape[k];
   }
   r->scalar = e->scalar;
   r->use_scalar = e->use_scalar;

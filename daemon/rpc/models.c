@@ -1,4 +1,6 @@
-/* rpc_models.c — nnedit.v1.Models: List, Load, Unload, Describe. */
+/* models.c — nnedit.v1.Models: List, Load, Unload, Describe, Graph. What a
+ * model looks like comes from edit/inspect.h; loads and unloads are the
+ * registry's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +9,8 @@
 #include "nnedit/v1/models.pb.h"
 #include "rpc/rpc.h"
 #include "edit/editor.h"
+#include "edit/inspect.h"
+#include "infer/hold.h"
 
 /* ModelInfo.warnings straight from the model's names. */
 static bool enc_warnings(pb_ostream_t *s, const pb_field_t *f,
@@ -42,12 +46,14 @@ static void fill_info(nnedit_v1_ModelInfo *mi, const nne_model_entry_t *e) {
     snprintf(mi->error, sizeof mi->error, "%s", e->error);
   mi->in_flight = (uint32_t)e->in_flight;
   if (e->model != NULL) {
+    nne_inspect_sizes_t sz;
+    nne_inspect_sizes(e, &sz);
     snprintf(mi->device, sizeof mi->device, "%s", e->device);
     mi->dtype = (nnedit_v1_DType)e->dtype;
-    mi->param_count = nne_model_param_count(e->model);
-    mi->param_bytes = nne_model_param_bytes(e->model);
+    mi->param_count = sz.param_count;
+    mi->param_bytes = sz.param_bytes;
     mi->vocab_size = e->vocab_size;
-    mi->module_count = (uint32_t)nne_model_module_count(e->model);
+    mi->module_count = (uint32_t)sz.module_count;
     mi->max_batch = e->max_batch;
     mi->max_seq_len = e->max_seq_len;
     mi->load_ms = e->load_ms;
@@ -126,20 +132,13 @@ void nne_rpc_models_load(nne_call_t *call, grpc_byte_buffer *req) {
   if (nne_registry_lookup(&d->registry, "name", in.name, &e, &err) != 0)
     goto fail;
   if (in.device[0] != '\0' &&
-      nne_engine_device_parse(in.device, canon, sizeof canon, &err) != 0) {
-    nne_err_prefix(&err, "device");
+      nne_registry_check_device("device", in.device, canon, sizeof canon,
+                                &err) != 0)
     goto fail;
-  }
   if (in.dtype != nnedit_v1_DType_DTYPE_UNSPECIFIED) {
     dt = (nne_dtype_t)in.dtype;
-    if (dt != NNE_DTYPE_F32 && dt != NNE_DTYPE_F16 && dt != NNE_DTYPE_BF16 &&
-        dt != NNE_DTYPE_F64) {
-      nne_err_set(&err, NNE_EINVAL,
-                  "dtype: %d is not a floating type a model can be loaded "
-                  "in (FLOAT32, FLOAT16, BFLOAT16, FLOAT64)",
-                  (int)in.dtype);
+    if (nne_registry_check_dtype("dtype", dt, &err) != 0)
       goto fail;
-    }
   }
   nne_call_ref(call); /* until on_loaded */
   if (nne_registry_load(&d->registry, e, canon, dt, on_loaded, call, &err) !=
@@ -267,7 +266,7 @@ static bool enc_edits(pb_ostream_t *s, const pb_field_t *f,
 }
 
 typedef struct describe_ctx {
-  const nne_model_t *model;
+  const nne_model_entry_t *entry;
   const nne_names_t *names;
   const nne_edit_set_t *set;
   edits_arg_t edits_arg;
@@ -280,7 +279,7 @@ static bool fill_module(void *ctx, size_t i, void *msg) {
   describe_ctx_t *dc = ctx;
   nnedit_v1_Module *m = msg;
   int idx = dc->first + (int)i;
-  const nne_module_info_t *mi = nne_model_module(dc->model, (size_t)idx);
+  const nne_module_info_t *mi = nne_inspect_module(dc->entry, (size_t)idx);
 
   if (mi == NULL || strlen(mi->path) >= sizeof m->path)
     return false;
@@ -314,7 +313,7 @@ static bool fill_site(void *ctx, size_t i, void *msg) {
     snprintf(w->reason, sizeof w->reason, "%s", e->reason ? e->reason : "");
     return true;
   }
-  mi = nne_model_module(dc->model, (size_t)e->site.module);
+  mi = nne_inspect_module(dc->entry, (size_t)e->site.module);
   snprintf(w->canonical, sizeof w->canonical, "%s", e->site.canonical);
   snprintf(w->module, sizeof w->module, "%s", mi != NULL ? mi->path : "");
   w->kind = (nnedit_v1_SiteKind)e->site.kind;
@@ -325,79 +324,46 @@ static bool fill_site(void *ctx, size_t i, void *msg) {
   return true;
 }
 
-/* Resolves a module spelling: through the names when the model has them,
- * else the raw path only. */
-static int resolve_module(const nne_model_entry_t *e, const char *field,
-                          const char *name, int *idx, nne_err_t *err) {
-  if (e->names != NULL)
-    return nne_names_resolve_module(e->names, field, name, idx, err);
-  *idx = nne_model_module_find(e->model, name);
-  if (*idx < 0)
-    return nne_err_set(err, NNE_ENOTFOUND, "%s: no module '%s'", field, name);
-  return 0;
-}
-
 void nne_rpc_models_describe(nne_call_t *call, grpc_byte_buffer *req) {
   nne_daemon_t *d = nne_call_app(call);
   nnedit_v1_DescribeModelRequest in = nnedit_v1_DescribeModelRequest_init_zero;
   nnedit_v1_DescribeModelResponse out = nnedit_v1_DescribeModelResponse_init_zero;
+  nne_infer_hold_t h;
   nne_model_entry_t *e;
-  nne_model_t *model;
   describe_ctx_t dc;
   nne_pb_list_enc_t list, sites;
   nne_err_t err;
-  size_t n_mods, end, i, n_sites = 0;
-  int first = 0, depth0;
-  nne_edit_set_t *set = NULL;
+  size_t end, i, n_sites = 0;
+  int first = 0;
   const char *root;
 
   if (!nne_rpc_decode(call, req, nnedit_v1_DescribeModelRequest_fields, &in,
                       NULL))
     return;
-  if (nne_registry_lookup(&d->registry, "name", in.name, &e, &err) != 0 ||
-      nne_registry_acquire(&d->registry, e, &model, &err) != 0) {
+  if (nne_infer_hold_field(&h, d, "name", in.name, NULL, &err) != 0) {
     nne_call_fail_err(call, &err);
     return;
   }
+  e = h.entry;
   if (in.module[0] != '\0' &&
-      resolve_module(e, "module", in.module, &first, &err) != 0) {
-    nne_registry_release(&d->registry, e, model);
-    nne_call_fail_err(call, &err);
-    return;
-  }
-  if (in.edit_set[0] != '\0') {
-    set = nne_editor_find(&d->editor, in.edit_set);
-    if (set == NULL || set->entry != e) {
-      if (set == NULL)
-        nne_err_set(&err, NNE_ENOTFOUND, "edit_set: no edit set '%s'",
-                    in.edit_set);
-      else
-        nne_err_set(&err, NNE_EINVAL, "edit_set: '%s' edits model '%s', "
-                    "not '%s'", in.edit_set, set->entry->name, e->name);
-      nne_registry_release(&d->registry, e, model);
-      nne_call_fail_err(call, &err);
-      return;
-    }
-  }
-  /* Pre-order: a module's subtree is the run after it of deeper modules. */
-  n_mods = nne_model_module_count(model);
-  depth0 = nne_model_module(model, (size_t)first)->depth;
-  for (end = (size_t)first + 1;
-       end < n_mods && nne_model_module(model, end)->depth > depth0; end++)
-    ;
-  root = nne_model_module(model, (size_t)first)->path;
+      nne_inspect_resolve_module(e, "module", in.module, &first, &err) != 0)
+    goto fail;
   memset(&dc, 0, sizeof dc);
-  dc.model = model;
+  if (in.edit_set[0] != '\0' &&
+      nne_infer_hold_set(&h, d, in.edit_set, &err) != 0)
+    goto fail;
+  nne_inspect_subtree(e, first, &end);
+  root = nne_inspect_module(e, (size_t)first)->path;
+  dc.entry = e;
   dc.names = e->names;
-  dc.set = set;
+  dc.set = h.set;
   dc.first = first;
   if (e->names != NULL) {
     size_t n = nne_names_site_count(e->names), rl = strlen(root);
     dc.sites = malloc((n ? n : 1) * sizeof *dc.sites);
     if (dc.sites == NULL) {
-      nne_registry_release(&d->registry, e, model);
-      nne_call_fail(call, NNE_ENOMEM, "out of memory");
-      return;
+      nne_err_set(&err, NNE_ENOMEM, "out of memory");
+      goto fail;
     }
     for (i = 0; i < n; i++) {
       const nne_names_site_entry_t *se = nne_names_site(e->names, i);
@@ -408,7 +374,7 @@ void nne_rpc_models_describe(nne_call_t *call, grpc_byte_buffer *req) {
       }
       if (!se->available)
         continue; /* no module to place it under */
-      mp = nne_model_module(model, (size_t)se->site.module)->path;
+      mp = nne_inspect_module(e, (size_t)se->site.module)->path;
       if (strncmp(mp, root, rl) == 0 && (mp[rl] == '\0' || mp[rl] == '.'))
         dc.sites[n_sites++] = i;
     }
@@ -427,20 +393,24 @@ void nne_rpc_models_describe(nne_call_t *call, grpc_byte_buffer *req) {
   NNE_PB_ENC(out.sites, nne_pb_list_enc, &sites);
   nne_call_reply(call, nnedit_v1_DescribeModelResponse_fields, &out);
   free(dc.sites);
-  nne_registry_release(&d->registry, e, model);
+  nne_infer_release(&h, d);
+  return;
+fail:
+  nne_infer_release(&h, d);
+  nne_call_fail_err(call, &err);
 }
 
 /* ---- Graph ---------------------------------------------------------------- */
 
 typedef struct graph_ctx {
-  const nne_graph_t *g;
+  const nne_inspect_graph_t *g;
   nne_pb_str_list_enc_t ins, outs; /* reused per node: encoded in turn */
 } graph_ctx_t;
 
 static bool fill_node(void *ctx, size_t i, void *msg) {
   graph_ctx_t *gc = ctx;
   nnedit_v1_GraphNode *o = msg;
-  const nne_graph_node_t *n = nne_graph_node(gc->g, i);
+  const nne_graph_node_t *n = gc->g->nodes[i];
   o->index = (uint32_t)i;
   snprintf(o->op, sizeof o->op, "%s", n->op);
   o->kind = (nnedit_v1_NodeKind)n->kind;
@@ -464,10 +434,8 @@ void nne_rpc_models_graph(nne_call_t *call, grpc_byte_buffer *req) {
   nne_daemon_t *d = nne_call_app(call);
   nnedit_v1_GraphRequest in = nnedit_v1_GraphRequest_init_zero;
   nnedit_v1_GraphResponse out = nnedit_v1_GraphResponse_init_zero;
-  nne_model_entry_t *e;
-  nne_model_t *model;
-  nne_edit_set_t *set = NULL;
-  nne_graph_t *g = NULL;
+  nne_infer_hold_t h;
+  nne_inspect_graph_t g;
   graph_ctx_t gc;
   nne_pb_list_enc_t list;
   nne_err_t err;
@@ -475,48 +443,36 @@ void nne_rpc_models_graph(nne_call_t *call, grpc_byte_buffer *req) {
 
   if (!nne_rpc_decode(call, req, nnedit_v1_GraphRequest_fields, &in, NULL))
     return;
-  if (nne_registry_lookup(&d->registry, "model", in.model, &e, &err) != 0 ||
-      nne_registry_acquire(&d->registry, e, &model, &err) != 0) {
+  if (nne_infer_hold(&h, d, in.model, NULL, &err) != 0) {
     nne_call_fail_err(call, &err);
     return;
   }
   if (in.module[0] != '\0' &&
-      resolve_module(e, "module", in.module, &module, &err) != 0)
+      nne_inspect_resolve_module(h.entry, "module", in.module, &module,
+                                 &err) != 0)
     goto fail;
-  if (in.edit_set[0] != '\0') {
-    set = nne_editor_find(&d->editor, in.edit_set);
-    if (set == NULL) {
-      nne_err_set(&err, NNE_ENOTFOUND, "edit_set: no edit set '%s'",
-                  in.edit_set);
-      goto fail;
-    }
-    if (set->entry != e) {
-      nne_err_set(&err, NNE_EINVAL, "edit_set: '%s' edits model '%s', not "
-                  "'%s'", in.edit_set, set->entry->name, e->name);
-      goto fail;
-    }
-  }
-  /* Listing a graph walks a few hundred nodes: cheap enough for the loop. */
-  if (nne_graph_get(model, module, set ? set->variant : NULL, &g, &err) != 0) {
+  if (in.edit_set[0] != '\0' &&
+      nne_infer_hold_set(&h, d, in.edit_set, &err) != 0)
+    goto fail;
+  if (nne_inspect_graph(h.entry, module, h.set, &g, &err) != 0) {
     nne_err_prefix(&err, "module");
     goto fail;
   }
-  snprintf(out.module, sizeof out.module, "%s",
-           nne_model_module(model, (size_t)module)->path);
-  out.edited = nne_graph_edited(g) != 0;
+  snprintf(out.module, sizeof out.module, "%s", g.path);
+  out.edited = g.edited != 0;
   memset(&gc, 0, sizeof gc);
-  gc.g = g;
-  list.n = nne_graph_node_count(g);
+  gc.g = &g;
+  list.n = g.n_nodes;
   list.fill = fill_node;
   list.ctx = &gc;
   list.msg_size = sizeof(nnedit_v1_GraphNode);
   NNE_PB_ENC(out.nodes, nne_pb_list_enc, &list);
-  NNE_PB_ENC(out.text, nne_pb_str_enc, nne_graph_text(g));
+  NNE_PB_ENC(out.text, nne_pb_str_enc, g.text);
   nne_call_reply(call, nnedit_v1_GraphResponse_fields, &out);
-  nne_graph_free(g);
-  nne_registry_release(&d->registry, e, model);
+  nne_inspect_graph_free(&g);
+  nne_infer_release(&h, d);
   return;
 fail:
-  nne_registry_release(&d->registry, e, model);
+  nne_infer_release(&h, d);
   nne_call_fail_err(call, &err);
 }
