@@ -5,7 +5,7 @@
 
 #include <grpc/support/time.h>
 
-#include "log.h"
+#include "base/log.h"
 #include "nne_pb.h"
 #include "server.h"
 

@@ -26,7 +26,7 @@
 
 #include "backend_cache.h"
 #include "engine/engine.h"
-#include "error.h"
+#include "base/error.h"
 #include "names.h"
 
 /* One group: the sites of one module instance. */

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
+#include "base/log.h"
 
 uint64_t nne_now_ns(void) {
   struct timespec ts;

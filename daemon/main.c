@@ -10,7 +10,7 @@
 
 #include "config.h"
 #include "engine/engine.h"
-#include "log.h"
+#include "base/log.h"
 #include "server.h"
 
 int main(int argc, char **argv) {

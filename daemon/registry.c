@@ -11,7 +11,7 @@
 
 #include <jansson.h>
 
-#include "log.h"
+#include "base/log.h"
 #include "validate.h"
 
 /* model.json is a few hundred bytes; anything far larger is a mistake. */

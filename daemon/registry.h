@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
-#include "error.h"
+#include "base/error.h"
 #include "backend_cache.h"
 #include "executor.h"
 #include "names.h"

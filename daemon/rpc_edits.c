@@ -19,7 +19,7 @@
 
 #include "compiler.h"
 #include "editor.h"
-#include "log.h"
+#include "base/log.h"
 #include "nnedit/v1/edits.pb.h"
 #include "rpc.h"
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "grpc_health/v1/health.pb.h"
-#include "log.h"
+#include "base/log.h"
 #include "rpc.h"
 
 static const char *const services[] = {

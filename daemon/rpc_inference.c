@@ -18,7 +18,7 @@
 
 #include "batch.h"
 #include "chunk.h"
-#include "log.h"
+#include "base/log.h"
 #include "nnedit/v1/inference.pb.h"
 #include "rpc.h"
 #include "runtime.h"

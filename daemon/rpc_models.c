@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "base/log.h"
 #include "nnedit/v1/models.pb.h"
 #include "rpc.h"
 #include "editor.h"

@@ -33,7 +33,7 @@
 #include "batch.h"
 #include "chunk.h"
 #include "compiler.h"
-#include "log.h"
+#include "base/log.h"
 #include "nnedit/v1/inference.pb.h"
 #include "rpc.h"
 #include "runtime.h"

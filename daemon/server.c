@@ -12,7 +12,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 
-#include "log.h"
+#include "base/log.h"
 #include "rpc.h"
 
 /* Requests kept armed per method, so that a burst of new calls does not wait

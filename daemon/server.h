@@ -37,7 +37,7 @@
 
 #include "config.h"
 #include "editor.h"
-#include "error.h"
+#include "base/error.h"
 #include "executor.h"
 #include "registry.h"
 

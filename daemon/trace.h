@@ -73,7 +73,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
-#include "error.h"
+#include "base/error.h"
 #include "names.h"
 #include "runtime.h"
 

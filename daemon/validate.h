@@ -22,7 +22,7 @@
 #define NNE_VALIDATE_H
 
 #include "engine/engine.h"
-#include "error.h"
+#include "base/error.h"
 #include "names.h"
 
 /* vocab: the vocabulary measured at load; n_heads: from model.json (0 if

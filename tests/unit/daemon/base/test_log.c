@@ -1,4 +1,4 @@
-/* test_log.c — daemon/log.{h,c}: level names, the level filter, the line
+/* test_log.c — daemon/base/log.{h,c}: level names, the level filter, the line
  * format, and that one event is one whole line even from many threads.
  *
  * stderr is redirected (dup2 onto STDERR_FILENO) into a temporary file for
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "base/log.h"
 
 /* ---- capturing stderr ----------------------------------------------------- */
 

@@ -1,4 +1,4 @@
-/* test_error.c — daemon/error.{h,c}: the code table, its gRPC mapping, and
+/* test_error.c — daemon/base/error.{h,c}: the code table, its gRPC mapping, and
  * the message helpers (formatting, prefixing, truncation at NNE_ERR_MSG_MAX).
  *
  * The expected gRPC statuses come from grpc/status.h, not from a copy of
@@ -10,7 +10,7 @@
 
 #include <grpc/status.h>
 
-#include "error.h"
+#include "base/error.h"
 
 /* The documented mapping, stated with grpc's own names. */
 static const struct {
