@@ -27,7 +27,7 @@
 #include "backend_cache.h"
 #include "engine/engine.h"
 #include "base/error.h"
-#include "names.h"
+#include "names/names.h"
 
 /* One group: the sites of one module instance. */
 typedef struct nne_edit_group {

@@ -28,7 +28,7 @@
 #include "backend_cache.h"
 #include "compiler.h"
 #include "engine/engine.h"
-#include "names.h"
+#include "names/names.h"
 #include "registry.h"
 
 #define NNE_EDIT_MAX_RANGES 8

@@ -23,7 +23,7 @@
 #include "base/error.h"
 #include "backend_cache.h"
 #include "executor.h"
-#include "names.h"
+#include "names/names.h"
 
 #define NNE_MODEL_NAME_MAX 127
 

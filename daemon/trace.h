@@ -74,7 +74,7 @@
 
 #include "engine/engine.h"
 #include "base/error.h"
-#include "names.h"
+#include "names/names.h"
 #include "runtime.h"
 
 #define NNE_TRACE_MAX_ARGS 16

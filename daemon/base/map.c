@@ -117,4 +117,6 @@ bool nne_map_set(nne_map_t *m, const void *key, size_t len, intptr_t val) {
   return true;
 }
 
-size_t nne_map_count(const nne_map_t *m) { return m->n; }
+size_t nne_map_count(const nne_map_t *m) {
+  return m->n;
+}

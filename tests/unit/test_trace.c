@@ -31,7 +31,7 @@
 #include "engine/engine.h"
 #include "engine_helpers.h"
 #include "fixtures.h"
-#include "names.h"
+#include "names/names.h"
 #include "trace.h"
 
 static nne_model_t *g_model;
