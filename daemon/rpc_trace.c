@@ -37,7 +37,7 @@
 #include "nnedit/v1/inference.pb.h"
 #include "rpc.h"
 #include "runtime.h"
-#include "trace.h"
+#include "trace/trace.h"
 
 #define NNE_TOP_K_MAX 1000
 
