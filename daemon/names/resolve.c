@@ -270,6 +270,15 @@ static const char *fieldsep(const char *field) {
   return field != NULL && field[0] != '\0' ? ": " : "";
 }
 
+/* A standard name asked of a model that no family map matched. */
+static int no_family(nne_err_t *err, const char *field, const char *name,
+                     const char *verb) {
+  return nne_err_set(err, NNE_ESTATE,
+                     "%s%s'%s' %s a standard name, but no family map matched "
+                     "this model (set \"family\" in model.json)",
+                     fieldp(field), fieldsep(field), name, verb);
+}
+
 /* ---- public resolution -------------------------------------------------- */
 
 int nne_names_resolve_module(const nne_names_t *names, const char *field,
@@ -293,10 +302,7 @@ int nne_names_resolve_module(const nne_names_t *names, const char *field,
   if (out_of_range(names, name, len, false))
     return range_error(names, err, field, name, len);
   if (names->family[0] == '\0' && looks_standard(name))
-    return nne_err_set(err, NNE_ESTATE,
-                       "%s%s'%s' is a standard name, but no family map "
-                       "matched this model (set \"family\" in model.json)",
-                       fieldp(field), fieldsep(field), name);
+    return no_family(err, field, name, "is");
   nne__suggest_init(&sg, names, name, len);
   nne__offer_modules(&sg, names, "");
   nne__suggest_format(&sg, sug, sizeof sug);
@@ -344,10 +350,7 @@ int nne_names_resolve_site(const nne_names_t *names, const char *field,
       if (out_of_range(names, name, syn.mod_len, false))
         return range_error(names, err, field, name, len);
       if (names->family[0] == '\0' && looks_standard(name))
-        return nne_err_set(err, NNE_ESTATE,
-                           "%s%s'%s' uses a standard name, but no family map "
-                           "matched this model (set \"family\" in model.json)",
-                           fieldp(field), fieldsep(field), name);
+        return no_family(err, field, name, "uses");
       nne__suggest_init(&sg, names, name, syn.mod_len);
       sg.with_suffix = false; /* compare module spellings only */
       nne__offer_modules(&sg, names, syn.suffix);
@@ -378,10 +381,7 @@ int nne_names_resolve_site(const nne_names_t *names, const char *field,
   if (out_of_range(names, name, len, false))
     return range_error(names, err, field, name, len);
   if (names->family[0] == '\0' && looks_standard(name))
-    return nne_err_set(err, NNE_ESTATE,
-                       "%s%s'%s' is a standard name, but no family map "
-                       "matched this model (set \"family\" in model.json)",
-                       fieldp(field), fieldsep(field), name);
+    return no_family(err, field, name, "is");
   nne__suggest_init(&sg, names, name, len);
   offer_sites(&sg, names);
   nne__offer_modules(&sg, names, ".output");

@@ -183,6 +183,18 @@ const char *nne_trace_node_where(const nne_trace_t *t, size_t k, char *buf,
   return buf;
 }
 
+void nne__trace_op_arg(nne_op_arg_t *oa, const nne_trace_arg_t *a) {
+  oa->kind = a->kind;
+  oa->name = a->name;
+  oa->tensor = NULL;
+  oa->scalar = a->scalar;
+  oa->integer = a->integer;
+  oa->ints = a->ints;
+  oa->n_ints = a->n_ints;
+  oa->boolean = a->boolean;
+  oa->dtype = a->dtype;
+}
+
 int nne__trace_node_err(const nne_trace_t *t, size_t k, nne_err_t *err,
                         int code, const char *fmt, ...) {
   char msg[NNE_ERR_MSG_MAX], where[96];

@@ -23,6 +23,10 @@ int nne__trace_node_err(const nne_trace_t *t, size_t k, nne_err_t *err,
                         int code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
+/* A call argument as the engine takes it (nne_op_check, nne_op_call), from
+ * the client's; its tensor (for a node value) is left NULL for the caller. */
+void nne__trace_op_arg(nne_op_arg_t *oa, const nne_trace_arg_t *a);
+
 /* ---- session.c: the names streamed in the request ------------------------ */
 
 /* The index in s->names of a save or reserved name, or -1. */

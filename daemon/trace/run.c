@@ -131,15 +131,7 @@ static int eval_call(nne_trace_run_t *r, int k) {
     const nne_trace_arg_t *a = &nd->args[i];
     if (a->module != NULL)
       continue;
-    oa[n_oa].kind = a->kind;
-    oa[n_oa].name = a->name;
-    oa[n_oa].tensor = NULL;
-    oa[n_oa].scalar = a->scalar;
-    oa[n_oa].integer = a->integer;
-    oa[n_oa].ints = a->ints;
-    oa[n_oa].n_ints = a->n_ints;
-    oa[n_oa].boolean = a->boolean;
-    oa[n_oa].dtype = a->dtype;
+    nne__trace_op_arg(&oa[n_oa], a);
     if (a->kind == NNE_ARG_TENSOR) {
       /* The j-th tensor argument is the j-th input edge. */
       oa[n_oa].tensor = r->val[nd->in[ti]];

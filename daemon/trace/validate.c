@@ -135,15 +135,7 @@ static int check_call(nne_trace_t *t, size_t k, const nne_trace_env_t *env,
     if (a->kind == NNE_ARG_TENSOR &&
         (rc = add_edge(t, m, k, a->node, field, &n->n_in, err)) != 0)
       return rc;
-    oa[n_oa].kind = a->kind;
-    oa[n_oa].name = a->name;
-    oa[n_oa].tensor = NULL;
-    oa[n_oa].scalar = a->scalar;
-    oa[n_oa].integer = a->integer;
-    oa[n_oa].ints = a->ints;
-    oa[n_oa].n_ints = a->n_ints;
-    oa[n_oa].boolean = a->boolean;
-    oa[n_oa].dtype = a->dtype;
+    nne__trace_op_arg(&oa[n_oa], a);
     n_oa++;
   }
   if (strcmp(n->fn, "module") == 0) {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/arena.h"
+#include "unit_main.h"
 
 START_TEST(test_zero_arena_is_empty_and_usable) {
   nne_arena_t a = NNE_ARENA_INIT;
@@ -151,11 +152,4 @@ static Suite *arena_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(arena_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return nne_test_run_suite(arena_suite()); }

@@ -11,6 +11,7 @@
 #include <grpc/status.h>
 
 #include "base/error.h"
+#include "unit_main.h"
 
 /* The documented mapping, stated with grpc's own names. */
 static const struct {
@@ -265,11 +266,4 @@ static Suite *error_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(error_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return nne_test_run_suite(error_suite()); }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "unit_main.h"
 
 /* ---- capturing stderr ----------------------------------------------------- */
 
@@ -285,11 +286,4 @@ static Suite *log_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(log_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return nne_test_run_suite(log_suite()); }

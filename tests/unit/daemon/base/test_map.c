@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/map.h"
+#include "unit_main.h"
 
 START_TEST(test_hash_is_fnv1a_64) {
   /* The published FNV-1a 64-bit test vectors. */
@@ -147,11 +148,4 @@ static Suite *map_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(map_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return nne_test_run_suite(map_suite()); }

@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/vec.h"
+#include "unit_main.h"
 
 typedef struct item {
   int64_t a, b;
@@ -121,11 +122,4 @@ static Suite *vec_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(vec_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return nne_test_run_suite(vec_suite()); }

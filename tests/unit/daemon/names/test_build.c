@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "names_test.h"
+#include "unit_main.h"
 
 START_TEST(test_bad_tree) {
   nne_names_module_t mods[3] = {{"", "Root", -1}, {"a", "A", 0}, {"a", "A", 0}};
@@ -108,11 +109,4 @@ static Suite *build_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(build_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return nne_test_run_suite(build_suite()); }

@@ -12,6 +12,7 @@
 #include "fixtures.h"
 
 #include "names_test.h"
+#include "unit_main.h"
 
 /* ---- per family ---------------------------------------------------------- */
 
@@ -533,11 +534,4 @@ static Suite *detect_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(detect_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return nne_test_run_suite(detect_suite()); }

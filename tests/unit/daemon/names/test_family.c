@@ -11,6 +11,7 @@
 #include "names/builtin.h"
 
 #include "names_test.h"
+#include "unit_main.h"
 
 START_TEST(test_builtin_table) {
   size_t i, k;
@@ -238,11 +239,4 @@ static Suite *family_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(family_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return nne_test_run_suite(family_suite()); }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "names_test.h"
+#include "unit_main.h"
 
 START_TEST(test_unknown_names_suggest) {
   tree_t t;
@@ -156,11 +157,4 @@ static Suite *resolve_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(resolve_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return nne_test_run_suite(resolve_suite()); }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "names_test.h"
+#include "unit_main.h"
 
 START_TEST(test_site_grammar) {
   tree_t t;
@@ -82,11 +83,4 @@ static Suite *site_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(site_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return nne_test_run_suite(site_suite()); }
