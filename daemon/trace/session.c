@@ -36,8 +36,7 @@ int nne__trace_name_add(nne_trace_session_t *s, const char *name, size_t trace,
   return 0;
 }
 
-/* ---- session --------------------------------------------------------------
- */
+/* ---- session ------------------------------------------------------------- */
 
 void nne_trace_session_init(nne_trace_session_t *s, size_t max_traces,
                             size_t max_nodes) {

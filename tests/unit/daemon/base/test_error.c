@@ -1,5 +1,6 @@
-/* test_error.c — daemon/base/error.{h,c}: the code table, its gRPC mapping, and
- * the message helpers (formatting, prefixing, truncation at NNE_ERR_MSG_MAX).
+/* test_error.c — daemon/base/error.{h,c}: the code table, its gRPC mapping,
+ * and the message helpers (formatting, prefixing, truncation at
+ * NNE_ERR_MSG_MAX).
  *
  * The expected gRPC statuses come from grpc/status.h, not from a copy of
  * error.h's table, so a wrong number in the table fails here.

@@ -28,8 +28,7 @@ START_TEST(test_bad_tree) {
 }
 END_TEST
 
-/* ---- speed ----------------------------------------------------------------
- */
+/* ---- speed --------------------------------------------------------------- */
 
 static double now_ms(void) {
   struct timespec ts;
@@ -102,8 +101,8 @@ END_TEST
 static Suite *build_suite(void) {
   Suite *s = suite_create("build");
   TCase *tc = tcase_create("build");
-  tcase_add_test(tc, test_bad_tree);
   tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_bad_tree);
   tcase_add_test(tc, test_speed_80_layers);
   suite_add_tcase(s, tc);
   return s;

@@ -527,6 +527,7 @@ static Suite *detect_suite(void) {
 
   tc = tcase_create("ambiguous");
   tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+  tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_detection_tie);
   tcase_add_test(tc, test_no_family);
   tcase_add_test(tc, test_class_without_structure);

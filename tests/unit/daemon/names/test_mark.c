@@ -91,6 +91,7 @@ END_TEST
 static Suite *mark_suite(void) {
   Suite *s = suite_create("mark");
   TCase *tc = tcase_create("mark");
+  tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_mark_unavailable);
   suite_add_tcase(s, tc);
   return s;

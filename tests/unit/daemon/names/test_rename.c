@@ -84,6 +84,7 @@ END_TEST
 static Suite *rename_suite(void) {
   Suite *s = suite_create("rename");
   TCase *tc = tcase_create("renames");
+  tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_renames);
   suite_add_tcase(s, tc);
   return s;

@@ -151,6 +151,7 @@ END_TEST
 static Suite *resolve_suite(void) {
   Suite *s = suite_create("resolve");
   TCase *tc = tcase_create("resolve");
+  tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_unknown_names_suggest);
   tcase_add_test(tc, test_unavailable);
   suite_add_tcase(s, tc);

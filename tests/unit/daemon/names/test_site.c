@@ -78,6 +78,7 @@ END_TEST
 static Suite *site_suite(void) {
   Suite *s = suite_create("site");
   TCase *tc = tcase_create("grammar");
+  tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_site_grammar);
   suite_add_tcase(s, tc);
   return s;
