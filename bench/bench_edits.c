@@ -42,8 +42,8 @@
 /* Section E links the daemon's own objects (the nneditd_core library). */
 #include "edit/backend_cache.h"
 #include "edit/compiler.h"
-#include "names.h"
-#include "validate.h"
+#include "names/names.h"
+#include "names/check.h"
 #endif
 
 #include <dlfcn.h>

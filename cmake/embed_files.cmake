@@ -1,5 +1,5 @@
 # Writes a C file that embeds text files as byte arrays:
-#   cmake -DOUT=x.c -DSYMBOL=nne_names_builtin -DHEADER=names_builtin.h
+#   cmake -DOUT=x.c -DSYMBOL=nne_names_builtin -DHEADER=names/builtin.h
 #         -DFILES="a.json;b.json" -P embed_files.cmake
 # defines `const nne_names_builtin_file_t SYMBOL[]` ({name, text, len}, text
 # NUL-terminated) and `const size_t SYMBOL_count`.

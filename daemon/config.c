@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "base/log.h"
 
 void nne_config_defaults(nne_config_t *cfg) {
   memset(cfg, 0, sizeof *cfg);

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
-#include "log.h"
+#include "base/log.h"
 
 const char *const nne_daemon_services[] = {
     "nnedit.v1.Models", "nnedit.v1.Inference", "nnedit.v1.Edits",

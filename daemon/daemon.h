@@ -25,11 +25,11 @@
 
 #include <uv.h>
 
-#include "base/executor.h"
+#include "executor.h"
 #include "config.h"
 #include "edit/editor.h"
-#include "error.h"
-#include "names.h"
+#include "base/error.h"
+#include "names/names.h"
 #include "registry.h"
 #include "server/health.h"
 #include "server/server.h"

@@ -11,7 +11,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "engine/engine.h"
-#include "log.h"
+#include "base/log.h"
 #include "rpc/rpc.h"
 #include "server/server.h"
 

@@ -11,8 +11,8 @@
 
 #include <jansson.h>
 
-#include "log.h"
-#include "validate.h"
+#include "base/log.h"
+#include "names/check.h"
 
 /* model.json is a few hundred bytes; anything far larger is a mistake. */
 #define NNE_MODEL_JSON_MAX (256u << 10)

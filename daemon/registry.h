@@ -20,10 +20,10 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
-#include "error.h"
+#include "base/error.h"
+#include "executor.h"
 #include "edit/backend_cache.h"
-#include "base/executor.h"
-#include "names.h"
+#include "names/names.h"
 
 #define NNE_MODEL_NAME_MAX 127
 

@@ -9,6 +9,8 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
 
+#include "base/vec.h"
+
 #define NNE_PB_STR_DEFAULT_MAX (1u << 20)
 /* Room for any generated message struct that a list element may be. */
 #define NNE_PB_MSG_SCRATCH 16384
@@ -91,14 +93,8 @@ bool nne_pb_str_list_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
     PB_RETURN_ERROR(s, st->n >= st->max ? "too many strings"
                                         : "string too long");
   }
-  if (st->n == st->cap) {
-    size_t cap = st->cap ? st->cap * 2 : 8;
-    char **nv = realloc(st->v, cap * sizeof *nv);
-    if (nv == NULL)
-      PB_RETURN_ERROR(s, "out of memory");
-    st->v = nv;
-    st->cap = cap;
-  }
+  if (NNE_VEC_GROW(&st->v, &st->cap, st->n + 1) != 0)
+    PB_RETURN_ERROR(s, "out of memory");
   p = malloc(n + 1);
   if (p == NULL)
     PB_RETURN_ERROR(s, "out of memory");
@@ -125,17 +121,10 @@ static bool i64_push(pb_istream_t *s, nne_pb_i64_dec_t *st, int64_t v) {
     st->overflow = true;
     PB_RETURN_ERROR(s, "too many values");
   }
-  if (st->n == st->cap) {
-    size_t cap = st->cap ? st->cap * 2 : 16;
-    int64_t *nv;
-    if (cap > st->max)
-      cap = st->max;
-    nv = realloc(st->v, cap * sizeof *nv);
-    if (nv == NULL)
-      PB_RETURN_ERROR(s, "out of memory");
-    st->v = nv;
-    st->cap = cap;
-  }
+  /* Never more room than st->max values, whatever doubling would give. */
+  if (nne_vec_grow_max(&st->v, &st->cap, st->n + 1, sizeof *st->v,
+                       st->max) != 0)
+    PB_RETURN_ERROR(s, "out of memory");
   st->v[st->n++] = v;
   return true;
 }

@@ -10,7 +10,7 @@
 #include "edit/compiler.h"
 #include "infer/backend.h"
 #include "infer/hold.h"
-#include "log.h"
+#include "base/log.h"
 
 #define PROBES 2
 

@@ -29,7 +29,7 @@
 #include "daemon.h"
 #include "edit/editor.h"
 #include "engine/engine.h"
-#include "error.h"
+#include "base/error.h"
 #include "server/call.h"
 
 /* One edit as the client described it (borrowed by nne_apply_start for the

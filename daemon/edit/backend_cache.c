@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "base/log.h"
 
 void nne_backend_cache_init(nne_backend_cache_t *c, size_t capacity_bytes) {
   memset(c, 0, sizeof *c);

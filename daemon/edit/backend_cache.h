@@ -35,7 +35,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
-#include "error.h"
+#include "base/error.h"
 
 typedef struct nne_backend {
   char *key;              /* canonical sites in hook order, '\n'-joined */

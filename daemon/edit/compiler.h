@@ -26,8 +26,8 @@
 
 #include "edit/backend_cache.h"
 #include "engine/engine.h"
-#include "error.h"
-#include "names.h"
+#include "base/error.h"
+#include "names/names.h"
 
 /* One group: the sites of one module instance. */
 typedef struct nne_edit_group {

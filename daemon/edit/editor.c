@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "base/log.h"
 
 void nne_editor_init(nne_editor_t *ed) { memset(ed, 0, sizeof *ed); }
 

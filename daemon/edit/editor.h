@@ -32,7 +32,7 @@
 #include "edit/backend_cache.h"
 #include "edit/compiler.h"
 #include "engine/engine.h"
-#include "names.h"
+#include "names/names.h"
 #include "registry.h"
 
 #define NNE_EDIT_MAX_RANGES 8

@@ -16,7 +16,7 @@
 
 #include "edit/editor.h"
 #include "engine/engine.h"
-#include "error.h"
+#include "base/error.h"
 #include "registry.h"
 
 /* Sizes for ModelInfo (zeros when the model is not in memory). */

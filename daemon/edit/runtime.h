@@ -23,7 +23,7 @@
 
 #include "edit/editor.h"
 #include "engine/engine.h"
-#include "error.h"
+#include "base/error.h"
 
 typedef struct nne_runtime {
   size_t n_hooks;

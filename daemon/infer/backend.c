@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/executor.h" /* nne_now_ns */
-#include "log.h"
+#include "executor.h" /* nne_now_ns */
+#include "base/log.h"
 
 int nne_infer_backend_plan(nne_infer_backend_t *bk, nne_model_entry_t *e,
                            nne_model_t *m, const nne_edit_set_t *set,

@@ -35,8 +35,8 @@
 #include "edit/editor.h"
 #include "edit/runtime.h"
 #include "engine/engine.h"
-#include "error.h"
-#include "names.h"
+#include "base/error.h"
+#include "names/names.h"
 #include "registry.h"
 
 typedef struct nne_infer_backend {

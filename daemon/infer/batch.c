@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/vec.h"
 #include "nnedit/v1/inference.pb.h"
 
 void nne_rows_dec_init(nne_rows_dec_t *rd, uint32_t value_tag,
@@ -25,14 +26,8 @@ bool nne_rows_dec_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
     rd->overflow = true;
     PB_RETURN_ERROR(s, "too many rows");
   }
-  if (rd->n == rd->cap) {
-    size_t cap = rd->cap ? rd->cap * 2 : 8;
-    uint32_t *nl = realloc(rd->len, cap * sizeof *nl);
-    if (nl == NULL)
-      PB_RETURN_ERROR(s, "out of memory");
-    rd->len = nl;
-    rd->cap = cap;
-  }
+  if (NNE_VEC_GROW(&rd->len, &rd->cap, rd->n + 1) != 0)
+    PB_RETURN_ERROR(s, "out of memory");
   /* TokenRow and MaskRow each hold one repeated integer field; their values
    * go to the shared, bounded list. */
   ok = nne_pb_decode_int_list_msg(s, rd->value_tag, &rd->vals);

@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/executor.h"
+#include "executor.h"
 #include "daemon.h"
 #include "edit/runtime.h"
 #include "infer/backend.h"

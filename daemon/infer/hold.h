@@ -15,7 +15,7 @@
 #include "daemon.h"
 #include "edit/editor.h"
 #include "engine/engine.h"
-#include "error.h"
+#include "base/error.h"
 #include "registry.h"
 
 typedef struct nne_infer_hold {

@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
-#include "error.h"
+#include "base/error.h"
 #include "infer/pass.h"
 #include "nne_pb.h"
 #include "server/call.h"

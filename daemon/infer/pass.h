@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
-#include "error.h"
+#include "base/error.h"
 #include "infer/batch.h"
 
 /* Which logits a reply streams (the numbers equal nnedit.v1.LogitsMode). */

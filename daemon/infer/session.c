@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "base/log.h"
 
 nne_infer_session_t *nne_infer_session_new(nne_daemon_t *d, nne_call_t *call,
                                            nne_outbox_result_fn send_result,

@@ -30,14 +30,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/executor.h"
+#include "executor.h"
 #include "daemon.h"
 #include "infer/backend.h"
 #include "infer/batch.h"
 #include "infer/hold.h"
 #include "infer/outbox.h"
 #include "infer/pass.h"
-#include "trace.h"
+#include "trace/trace.h"
 
 /* One trace of the session. */
 typedef struct nne_infer_trace {

@@ -13,7 +13,7 @@
 #include "edit/apply.h"
 #include "edit/editor.h"
 #include "edit/inspect.h"
-#include "log.h"
+#include "base/log.h"
 #include "nnedit/v1/edits.pb.h"
 #include "rpc/rpc.h"
 

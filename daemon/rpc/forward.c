@@ -8,7 +8,7 @@
 
 #include "infer/batch.h"
 #include "infer/forward.h"
-#include "log.h"
+#include "base/log.h"
 #include "nnedit/v1/inference.pb.h"
 #include "rpc/rpc.h"
 

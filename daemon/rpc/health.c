@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "grpc_health/v1/health.pb.h"
-#include "log.h"
+#include "base/log.h"
 #include "rpc/rpc.h"
 
 void nne_rpc_health_check(nne_call_t *call, grpc_byte_buffer *req) {

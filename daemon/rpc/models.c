@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "base/log.h"
 #include "nnedit/v1/models.pb.h"
 #include "rpc/rpc.h"
 #include "edit/editor.h"

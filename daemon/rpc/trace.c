@@ -17,10 +17,10 @@
 
 #include "infer/batch.h"
 #include "infer/session.h"
-#include "log.h"
+#include "base/log.h"
 #include "nnedit/v1/inference.pb.h"
 #include "rpc/rpc.h"
-#include "trace.h"
+#include "trace/trace.h"
 
 #define NNE_TOP_K_MAX 1000
 

@@ -6,7 +6,7 @@
 
 #include <grpc/support/time.h>
 
-#include "log.h"
+#include "base/log.h"
 #include "nne_pb.h"
 #include "server/internal.h"
 

@@ -32,7 +32,7 @@
 #include <grpc/byte_buffer.h>
 #include <pb.h>
 
-#include "error.h"
+#include "base/error.h"
 
 typedef struct nne_call nne_call_t;
 

@@ -22,7 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "error.h"
+#include "base/error.h"
 
 /* The numbers equal grpc.health.v1.HealthCheckResponse.ServingStatus. */
 typedef enum nne_health_status {

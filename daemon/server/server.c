@@ -12,8 +12,8 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 
-#include "log.h"
-#include "base/executor.h" /* nne_now_ns */
+#include "executor.h" /* nne_now_ns */
+#include "base/log.h"
 #include "server/internal.h"
 
 /* Requests kept armed per method, so that a burst of new calls does not wait

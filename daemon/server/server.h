@@ -47,7 +47,7 @@
 #include <grpc/grpc.h>
 #include <uv.h>
 
-#include "error.h"
+#include "base/error.h"
 #include "server/call.h"
 
 typedef struct nne_server nne_server_t;

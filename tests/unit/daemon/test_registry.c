@@ -21,7 +21,7 @@
 
 #include <uv.h>
 
-#include "base/executor.h"
+#include "executor.h"
 #include "fixtures.h"
 #include "registry.h"
 

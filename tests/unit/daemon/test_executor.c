@@ -16,7 +16,7 @@
 
 #include <uv.h>
 
-#include "base/executor.h"
+#include "executor.h"
 
 /* The init-failure test below provokes an impossible allocation on purpose;
  * under ASan that must come back as NULL, as it does without ASan. */

@@ -1,11 +1,11 @@
 /* executor.c — see executor.h. */
-#include "base/executor.h"
+#include "executor.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
+#include "base/log.h"
 
 uint64_t nne_now_ns(void) {
   struct timespec ts;

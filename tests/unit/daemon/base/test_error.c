@@ -1,5 +1,6 @@
-/* test_error.c — daemon/error.{h,c}: the code table, its gRPC mapping, and
- * the message helpers (formatting, prefixing, truncation at NNE_ERR_MSG_MAX).
+/* test_error.c — daemon/base/error.{h,c}: the code table, its gRPC mapping,
+ * and the message helpers (formatting, prefixing, truncation at
+ * NNE_ERR_MSG_MAX).
  *
  * The expected gRPC statuses come from grpc/status.h, not from a copy of
  * error.h's table, so a wrong number in the table fails here.
@@ -10,7 +11,8 @@
 
 #include <grpc/status.h>
 
-#include "error.h"
+#include "base/error.h"
+#include "unit_main.h"
 
 /* The documented mapping, stated with grpc's own names. */
 static const struct {
@@ -265,11 +267,4 @@ static Suite *error_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(error_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return nne_test_run_suite(error_suite()); }

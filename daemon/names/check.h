@@ -1,4 +1,4 @@
-/* validate.h — load-time checks of a model's standard names (nnterp's idea).
+/* check.h — load-time checks of a model's standard names (nnterp's idea).
  *
  * A family map is a claim about where things live; Hugging Face renames
  * modules between versions and traced archives reorder arguments, so the
@@ -18,12 +18,12 @@
  * Runs on the loader thread (it runs a forward); touches only its
  * arguments.
  */
-#ifndef NNE_VALIDATE_H
-#define NNE_VALIDATE_H
+#ifndef NNE_NAMES_CHECK_H
+#define NNE_NAMES_CHECK_H
 
 #include "engine/engine.h"
-#include "error.h"
-#include "names.h"
+#include "base/error.h"
+#include "names/names.h"
 
 /* vocab: the vocabulary measured at load; n_heads: from model.json (0 if
  * unknown: head views are then unavailable). Fails only when the check
@@ -32,4 +32,4 @@
 int nne_validate_names(nne_model_t *model, nne_names_t *names, int64_t vocab,
                        int n_heads, nne_err_t *err);
 
-#endif /* NNE_VALIDATE_H */
+#endif /* NNE_NAMES_CHECK_H */

@@ -1,7 +1,7 @@
-/* names_builtin.h — the family name maps compiled into the daemon.
+/* names/builtin.h — the family name maps compiled into the daemon.
  *
- * The build embeds every daemon/names/<family>.json (cmake/embed_files.cmake) as
- * NUL-terminated text; names.c parses them at start. The table ends with a
+ * The build embeds every daemon/names/<family>.json (cmake/embed_files.cmake)
+ * as NUL-terminated text; family.c parses them at start. The table ends with a
  * {NULL, NULL, 0} entry and has nne_names_builtin_count real entries. */
 #ifndef NNE_NAMES_BUILTIN_H
 #define NNE_NAMES_BUILTIN_H

@@ -1,4 +1,4 @@
-/* test_trace.c — intervention graphs (daemon/trace.c), on the GPT-2 fixture
+/* test_trace.c — intervention graphs (daemon/trace/), on the GPT-2 fixture
  * (tests/fixtures, gpt2-script) with its real standard names.
  *
  *   - validation, one bad graph per class, each failure INVALID_ARGUMENT
@@ -31,8 +31,8 @@
 #include "engine/engine.h"
 #include "engine_helpers.h"
 #include "fixtures.h"
-#include "names.h"
-#include "trace.h"
+#include "names/names.h"
+#include "trace/trace.h"
 
 static nne_model_t *g_model;
 static nne_family_set_t *g_families;

@@ -1,4 +1,4 @@
-/* test_log.c — daemon/log.{h,c}: level names, the level filter, the line
+/* test_log.c — daemon/base/log.{h,c}: level names, the level filter, the line
  * format, and that one event is one whole line even from many threads.
  *
  * stderr is redirected (dup2 onto STDERR_FILENO) into a temporary file for
@@ -13,7 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "base/log.h"
+#include "unit_main.h"
 
 /* ---- capturing stderr ----------------------------------------------------- */
 
@@ -285,11 +286,4 @@ static Suite *log_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(log_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return nne_test_run_suite(log_suite()); }

@@ -1,4 +1,8 @@
-/* error.c — see error.h. */
+/* error.c — see error.h.
+ *
+ * Compiled into libnne_engine.so (which exports it to the daemon), not into
+ * nne_base: one copy per process. The engine has no daemon/ include root, so
+ * the header is named from this folder. */
 #include "error.h"
 
 #include <stdarg.h>

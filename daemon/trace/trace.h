@@ -1,5 +1,5 @@
-/* trace.h — intervention graphs: their internal form, validation, schedule
- * and execution.
+/* trace/trace.h — intervention graphs: their internal form, validation,
+ * schedule and execution.
  *
  * A trace runs the model once and, along the way, reads, computes on,
  * writes and saves values at sites (proto/nnedit/v1/inference.proto, the
@@ -72,10 +72,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/arena.h"
+#include "base/error.h"
+#include "base/map.h"
 #include "engine/engine.h"
-#include "error.h"
-#include "names.h"
+#include "base/error.h"
 #include "edit/runtime.h"
+#include "names/names.h"
 
 #define NNE_TRACE_MAX_ARGS 16
 #define NNE_TRACE_MAX_ITEMS 16
@@ -176,16 +179,14 @@ typedef struct nne_trace {
   size_t *write_start, *write_idx; /* n_hooks + 1, writes */
 } nne_trace_t;
 
-typedef struct nne_trace_arena_blk nne_trace_arena_blk_t;
-
 struct nne_trace_session {
   nne_trace_t **traces;
   size_t n, cap;
   size_t max_traces;         /* --max-traces */
   size_t max_nodes;          /* --max-trace-nodes, per trace */
-  nne_trace_arena_blk_t *arena;
-  /* Names streamed in this request: saves and reserved names. An open
-   * addressing table of indices into `names`. */
+  nne_arena_t arena;         /* everything the graphs hold */
+  /* Names streamed in this request: saves and reserved names, with a map
+   * from each name to its index in `names`. */
   struct nne_trace_name {
     const char *name;
     size_t trace;
@@ -193,8 +194,7 @@ struct nne_trace_session {
     const char *what;        /* reserved: what it names ("logits") */
   } *names;
   size_t n_names, cap_names;
-  int *name_ht;
-  size_t name_ht_cap;
+  nne_map_t name_map;
 };
 
 void nne_trace_session_init(nne_trace_session_t *s, size_t max_traces,
@@ -311,7 +311,7 @@ typedef struct nne_trace_run {
   nne_tensor_t **val;        /* per node: its value while someone needs it */
   int *pending;              /* per node: inputs not yet known */
   int *left;                 /* per node: consumers not yet done */
-  unsigned char *state;      /* per node: RS_* (trace.c) */
+  unsigned char *state;      /* per node: RS_* (run.c) */
   unsigned char *fired;      /* per hook */
   int *queue;                /* nodes in the order they became known */
   size_t qh, qt;

@@ -1,12 +1,13 @@
-/* validate.c — see validate.h. */
-#include "validate.h"
+/* check.c — see check.h. */
+#include "names/check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "base/log.h"
+#include "base/vec.h"
 
 #define PROBE_B 2
 #define PROBE_S 3
@@ -94,24 +95,12 @@ static int add_role(probe_t *p, const nne_site_t *s, int check, bool input,
     if (same_site(&p->sites[i], s))
       break;
   if (i == p->n_sites) {
-    if (p->n_sites == p->cap_sites) {
-      size_t cap = p->cap_sites ? 2 * p->cap_sites : 64;
-      nne_site_t *ns = realloc(p->sites, cap * sizeof *ns);
-      if (ns == NULL)
-        return NNE_ENOMEM;
-      p->sites = ns;
-      p->cap_sites = cap;
-    }
+    if (NNE_VEC_GROW(&p->sites, &p->cap_sites, p->n_sites + 1) != 0)
+      return NNE_ENOMEM;
     p->sites[p->n_sites++] = *s;
   }
-  if (p->n_roles == p->cap_roles) {
-    size_t cap = p->cap_roles ? 2 * p->cap_roles : 64;
-    role_t *nr = realloc(p->roles, cap * sizeof *nr);
-    if (nr == NULL)
-      return NNE_ENOMEM;
-    p->roles = nr;
-    p->cap_roles = cap;
-  }
+  if (NNE_VEC_GROW(&p->roles, &p->cap_roles, p->n_roles + 1) != 0)
+    return NNE_ENOMEM;
   p->roles[p->n_roles].site = (int)i;
   p->roles[p->n_roles].check = check;
   p->roles[p->n_roles].input = input;

@@ -23,7 +23,7 @@
 
 #include <uv.h>
 
-#include "error.h"
+#include "base/error.h"
 
 typedef struct nne_job nne_job_t;
 
