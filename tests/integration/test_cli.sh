@@ -643,7 +643,7 @@ noresult INTERNAL without a result
 EOF
 run "${F[@]}" forward topk --tokens 1 --top-k 3
 expect 1 "fake forward topk"
-has "$ERR" "more than top_k" "fake: more scores than asked"
+has "$ERR" "more scores than top_k" "fake: more scores than asked"
 run "${F[@]}" forward unasked --tokens 1
 expect 1 "fake forward unasked"
 has "$ERR" "no logits were asked for" "fake: unasked tensor"

@@ -379,11 +379,11 @@ START_TEST(test_local_errors) {
   t.ndim = 1;
   t.shape[0] = -4;
   EXPECT_STATUS(nne_client_edits_apply(c, MODEL, e, 2, NULL, &info, &err), &err,
-                NNE_CLIENT_INVALID_ARGUMENT, "edits[1].tensor.shape[0]", NULL);
+                NNE_CLIENT_INVALID_ARGUMENT, "edits[1].tensor: shape[0]", NULL);
   t.shape[0] = 4;
   t.data = NULL;
   EXPECT_STATUS(nne_client_edits_apply(c, MODEL, e, 2, NULL, &info, &err), &err,
-                NNE_CLIENT_INVALID_ARGUMENT, "edits[1].tensor.data is NULL",
+                NNE_CLIENT_INVALID_ARGUMENT, "edits[1].tensor: data is NULL",
                 NULL);
   t.data = data;
   /* Well-formed: refused only by the missing daemon. */

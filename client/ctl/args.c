@@ -1,0 +1,2 @@
+/* placeholder while ctl is split */
+int ctl__placeholder;
