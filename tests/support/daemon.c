@@ -175,8 +175,7 @@ int nne_test_server_start(nne_test_daemon_t *d, const char *const *argv) {
     if (read_ready(d, ready))
       return 0;
     if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-      fprintf(stderr, "%s exited during start (status 0x%x)\n", av[0],
-              status);
+      fprintf(stderr, "%s exited during start (status 0x%x)\n", av[0], status);
       nne_test_daemon_dump_log(d);
       d->pid = 0;
       remove_dir(d);
@@ -250,8 +249,7 @@ int nne_test_daemon_wait(nne_test_daemon_t *d, double timeout_s) {
     if (p < 0 && errno != EINTR)
       break;
     if (now_s() >= deadline) {
-      fprintf(stderr, "server did not exit in %.0f s; killing it\n",
-              timeout_s);
+      fprintf(stderr, "server did not exit in %.0f s; killing it\n", timeout_s);
       nne_test_daemon_dump_log(d);
       kill(d->pid, SIGKILL);
       waitpid(d->pid, NULL, 0);

@@ -33,8 +33,8 @@
 #include <sys/types.h>
 
 typedef struct nne_test_daemon {
-  pid_t pid;   /* 0: not running */
-  pid_t owner; /* the process that started it */
+  pid_t pid;          /* 0: not running */
+  pid_t owner;        /* the process that started it */
   char addr[128];     /* "127.0.0.1:PORT" once started */
   char dir[256];      /* its temporary directory */
   char log_path[300]; /* its stdout and stderr */
