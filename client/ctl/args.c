@@ -101,6 +101,27 @@ int ctl_args_unexpected(const ctl_args_t *a) {
   return ctl_usage(a->c, "unexpected argument '%s'", a->arg);
 }
 
+int ctl_args_one(ctl_t *c, int argc, char **argv, const char *what, size_t cap,
+                 bool required, const char **word) {
+  ctl_args_t a;
+  int k, rc = 0;
+  *word = NULL;
+  ctl_args_init(&a, c, argc, argv);
+  while (rc == 0 && (k = ctl_args_next(&a)) != CTL_ARG_END) {
+    if (k == CTL_ARG_HELP) {
+      ctl_help(c);
+      return CTL_HELP_SHOWN;
+    }
+    if (k != CTL_ARG_POS)
+      return CTL_EXIT_USAGE; /* reported */
+    rc = *word != NULL || what == NULL ? ctl_args_unexpected(&a)
+                                       : ctl_arg_word(&a, what, cap, word);
+  }
+  if (rc == 0 && required && *word == NULL)
+    rc = ctl_usage(c, "missing %s", what);
+  return rc;
+}
+
 /* ---- plain parsers ------------------------------------------------------- */
 
 bool ctl_parse_int_list(const char *s, int64_t lo, int64_t hi, int64_t **out,

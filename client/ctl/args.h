@@ -29,6 +29,10 @@
 
 #include "ctl.h"
 
+/* What a command's parse returns when it printed the help (the command
+ * then ends with exit 0). */
+#define CTL_HELP_SHOWN (-1)
+
 enum {
   CTL_ARG_END = -1,  /* no more arguments */
   CTL_ARG_POS = -2,  /* a positional argument: a.arg */
@@ -63,6 +67,13 @@ int ctl_opt_match(const ctl_opt_t *opts, const char *arg,
 /* A positional argument the command has no place for: a usage error. */
 int ctl_args_unexpected(const ctl_args_t *a);
 
+/* The arguments of a command that takes no options and at most one word
+ * (`what`, 1 to cap - 1 bytes, into *word; NULL when absent; what NULL: no
+ * word at all). Returns 0, CTL_HELP_SHOWN, or the exit code of a usage
+ * error (also when `required` and it is missing). */
+int ctl_args_one(ctl_t *c, int argc, char **argv, const char *what, size_t cap,
+                 bool required, const char **word);
+
 /* ---- plain value parsers (no messages; for the ones below and tests) ---- */
 
 /* A comma-separated list of integers within [lo, hi] ("1,2,3"; "" is the
@@ -83,6 +94,31 @@ const char *ctl_padding_name(nne_client_padding_t p);
 const char *ctl_logits_name(nne_client_logits_t l);
 
 /* ---- option values ------------------------------------------------------- */
+
+/* The options more than one command takes, spelled once (for the commands'
+ * option tables). */
+#define CTL_OPT_TOKENS                                                         \
+  { "--tokens", NULL, true }
+#define CTL_OPT_MASK                                                           \
+  { "--mask", NULL, true }
+#define CTL_OPT_PAD                                                            \
+  { "--pad", NULL, true }
+#define CTL_OPT_TOP_K                                                          \
+  { "--top-k", NULL, true }
+#define CTL_OPT_LOGITS                                                         \
+  { "--logits", NULL, true }
+#define CTL_OPT_SAVE                                                           \
+  { "--save", NULL, true }
+#define CTL_OPT_SAVE_DIR                                                       \
+  { "--save-dir", NULL, true }
+#define CTL_OPT_EDIT_SET                                                       \
+  { "--edit-set", NULL, true }
+#define CTL_OPT_VALUES                                                         \
+  { "--values", NULL, false }
+#define CTL_OPT_FILE                                                           \
+  { "--file", "-f", true }
+#define CTL_OPT_END                                                            \
+  { NULL, NULL, false }
 
 /* Token rows (--tokens) and mask rows (--mask) in the order given. Room for
  * one row per argument is made once, so adding never grows anything. The

@@ -260,29 +260,6 @@ static int run_apply(ctl_t *c, int argc, char **argv) {
   return 0;
 }
 
-/* The one positional argument of list (MODEL, optional), get and drop (ID,
- * required). */
-static int one_word(ctl_t *c, int argc, char **argv, const char *what,
-                    size_t cap, bool required, const char **out) {
-  ctl_args_t a;
-  int k, rc = 0;
-  *out = NULL;
-  ctl_args_init(&a, c, argc, argv);
-  while (rc == 0 && (k = ctl_args_next(&a)) != CTL_ARG_END) {
-    if (k == CTL_ARG_HELP) {
-      ctl_help(c);
-      return -1;
-    }
-    if (k != CTL_ARG_POS)
-      return CTL_EXIT_USAGE;
-    rc = *out != NULL ? ctl_args_unexpected(&a)
-                      : ctl_arg_word(&a, what, cap, out);
-  }
-  if (rc == 0 && required && *out == NULL)
-    rc = ctl_usage(c, "missing %s", what);
-  return rc;
-}
-
 static int run_list(ctl_t *c, int argc, char **argv) {
   const char *model;
   nne_client_edit_set_list_t list;
@@ -291,11 +268,10 @@ static int run_list(ctl_t *c, int argc, char **argv) {
   size_t k;
   int rc;
 
-  if ((rc = one_word(c, argc, argv, "MODEL", NNE_CLIENT_MODEL_NAME_MAX, false,
-                     &model)) != 0)
-    return rc < 0 ? 0 : rc;
-  if ((rc = ctl_connect(c)) != 0)
-    return rc;
+  if ((rc = ctl_args_one(c, argc, argv, "MODEL", NNE_CLIENT_MODEL_NAME_MAX,
+                         false, &model)) != 0 ||
+      (rc = ctl_connect(c)) != 0)
+    return rc == CTL_HELP_SHOWN ? 0 : rc;
   if (nne_client_edits_list(c->cli, model, &list, &err) < 0)
     return ctl_call_error(c, &err);
   if (c->output == CTL_OUT_JSON) {
@@ -320,11 +296,10 @@ static int run_get(ctl_t *c, int argc, char **argv) {
   size_t k;
   int rc;
 
-  if ((rc = one_word(c, argc, argv, "ID", NNE_CLIENT_EDIT_SET_ID_MAX, true,
-                     &id)) != 0)
-    return rc < 0 ? 0 : rc;
-  if ((rc = ctl_connect(c)) != 0)
-    return rc;
+  if ((rc = ctl_args_one(c, argc, argv, "ID", NNE_CLIENT_EDIT_SET_ID_MAX, true,
+                         &id)) != 0 ||
+      (rc = ctl_connect(c)) != 0)
+    return rc == CTL_HELP_SHOWN ? 0 : rc;
   if (nne_client_edits_get(c->cli, id, &set, &err) < 0)
     return ctl_call_error(c, &err);
   if (c->output == CTL_OUT_JSON) {
@@ -347,11 +322,10 @@ static int run_drop(ctl_t *c, int argc, char **argv) {
   const char *id;
   int rc;
 
-  if ((rc = one_word(c, argc, argv, "ID", NNE_CLIENT_EDIT_SET_ID_MAX, true,
-                     &id)) != 0)
-    return rc < 0 ? 0 : rc;
-  if ((rc = ctl_connect(c)) != 0)
-    return rc;
+  if ((rc = ctl_args_one(c, argc, argv, "ID", NNE_CLIENT_EDIT_SET_ID_MAX, true,
+                         &id)) != 0 ||
+      (rc = ctl_connect(c)) != 0)
+    return rc == CTL_HELP_SHOWN ? 0 : rc;
   if (nne_client_edits_drop(c->cli, id, &info, &freed, &err) < 0)
     return ctl_call_error(c, &err);
   if (c->output == CTL_OUT_JSON)
@@ -364,11 +338,11 @@ static int run_drop(ctl_t *c, int argc, char **argv) {
 }
 
 static const ctl_opt_t apply_opts[] = {
-    [OPT_FILE] = {"--file", "-f", true},
+    [OPT_FILE] = CTL_OPT_FILE,
     [OPT_LABEL] = {"--label", NULL, true},
-    {NULL, NULL, false},
+    CTL_OPT_END,
 };
-static const ctl_opt_t no_opts[] = {{NULL, NULL, false}};
+static const ctl_opt_t no_opts[] = {CTL_OPT_END};
 
 const ctl_cmd_t ctl_cmd_edits_apply = {"edits apply", apply_opts, run_apply,
                                        false};

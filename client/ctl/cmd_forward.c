@@ -139,8 +139,7 @@ enum {
   OPT_VALUES,
 };
 
-/* The request from the command line: 0, the exit code, or -1 when the help
- * was asked for (and printed). */
+/* The request from the command line: 0, the exit code, or CTL_HELP_SHOWN. */
 static int forward_args(ctl_t *c, int argc, char **argv,
                         nne_client_forward_req_t *req, ctl_rows_t *rows,
                         const char **sites, fwd_out_t *o,
@@ -152,7 +151,7 @@ static int forward_args(ctl_t *c, int argc, char **argv,
   ctl_args_init(&a, c, argc, argv);
   while (rc == 0 && (k = ctl_args_next(&a)) != CTL_ARG_END) {
     switch (k) {
-    case CTL_ARG_HELP: ctl_help(c); return -1;
+    case CTL_ARG_HELP: ctl_help(c); return CTL_HELP_SHOWN;
     case CTL_ARG_BAD: return CTL_EXIT_USAGE;
     case CTL_ARG_POS:
       rc = req->model != NULL
@@ -224,7 +223,7 @@ static int run_forward(ctl_t *c, int argc, char **argv) {
     return ctl_fail(c, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
   }
   rc = forward_args(c, argc, argv, &req, &rows, sites, &o, &save_dir);
-  if (rc < 0) { /* the help */
+  if (rc == CTL_HELP_SHOWN) {
     free(sites);
     ctl_rows_free(&rows);
     return 0;
@@ -250,17 +249,17 @@ static int run_forward(ctl_t *c, int argc, char **argv) {
 }
 
 static const ctl_opt_t forward_opts[] = {
-    [OPT_TOKENS] = {"--tokens", NULL, true},
-    [OPT_MASK] = {"--mask", NULL, true},
-    [OPT_PAD] = {"--pad", NULL, true},
-    [OPT_TOP_K] = {"--top-k", NULL, true},
-    [OPT_LOGITS] = {"--logits", NULL, true},
+    [OPT_TOKENS] = CTL_OPT_TOKENS,
+    [OPT_MASK] = CTL_OPT_MASK,
+    [OPT_PAD] = CTL_OPT_PAD,
+    [OPT_TOP_K] = CTL_OPT_TOP_K,
+    [OPT_LOGITS] = CTL_OPT_LOGITS,
     [OPT_SAVE_LOGITS] = {"--save-logits", NULL, true},
-    [OPT_SAVE] = {"--save", NULL, true},
-    [OPT_SAVE_DIR] = {"--save-dir", NULL, true},
-    [OPT_EDIT_SET] = {"--edit-set", NULL, true},
-    [OPT_VALUES] = {"--values", NULL, false},
-    {NULL, NULL, false},
+    [OPT_SAVE] = CTL_OPT_SAVE,
+    [OPT_SAVE_DIR] = CTL_OPT_SAVE_DIR,
+    [OPT_EDIT_SET] = CTL_OPT_EDIT_SET,
+    [OPT_VALUES] = CTL_OPT_VALUES,
+    CTL_OPT_END,
 };
 
 const ctl_cmd_t ctl_cmd_forward = {"forward", forward_opts, run_forward, false};

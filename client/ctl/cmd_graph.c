@@ -234,13 +234,13 @@ static int run_graph(ctl_t *c, int argc, char **argv) {
 }
 
 static const ctl_opt_t graph_opts[] = {
-    [OPT_EDIT_SET] = {"--edit-set", NULL, true},
+    [OPT_EDIT_SET] = CTL_OPT_EDIT_SET,
     [OPT_NO_COLOR] = {"--no-color", NULL, false},
     [OPT_NO_COLOUR] = {"--no-colour", NULL, false},
     [OPT_COLOR] = {"--color", NULL, false},
     [OPT_COLOUR] = {"--colour", NULL, false},
     [OPT_TEXT] = {"--text", NULL, false},
-    {NULL, NULL, false},
+    CTL_OPT_END,
 };
 
 const ctl_cmd_t ctl_cmd_graph = {"graph", graph_opts, run_graph, false};

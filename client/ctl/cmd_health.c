@@ -3,24 +3,15 @@
 #include "output.h"
 
 static int run_health(ctl_t *c, int argc, char **argv) {
-  const char *service = NULL;
+  const char *service;
   nne_client_health_t st;
   nne_client_err_t err;
-  ctl_args_t a;
-  int k, rc;
+  int rc;
 
-  ctl_args_init(&a, c, argc, argv);
-  while ((k = ctl_args_next(&a)) != CTL_ARG_END) {
-    if (k == CTL_ARG_HELP)
-      return ctl_help(c);
-    if (k != CTL_ARG_POS)
-      return CTL_EXIT_USAGE;
-    if (service != NULL)
-      return ctl_args_unexpected(&a);
-    service = a.arg;
-  }
-  if ((rc = ctl_connect(c)) != 0)
-    return rc;
+  if ((rc = ctl_args_one(c, argc, argv, "SERVICE", NNE_CLIENT_NAME_MAX, false,
+                         &service)) != 0 ||
+      (rc = ctl_connect(c)) != 0)
+    return rc == CTL_HELP_SHOWN ? 0 : rc;
   if (nne_client_health_check(c->cli, service, &st, &err) < 0)
     return ctl_call_error(c, &err);
   if (c->output == CTL_OUT_JSON)
@@ -35,5 +26,5 @@ static int run_health(ctl_t *c, int argc, char **argv) {
   return rc;
 }
 
-static const ctl_opt_t health_opts[] = {{NULL, NULL, false}};
+static const ctl_opt_t health_opts[] = {CTL_OPT_END};
 const ctl_cmd_t ctl_cmd_health = {"health", health_opts, run_health, false};

@@ -109,19 +109,14 @@ static void list_table(const nne_client_model_list_t *list) {
 static int run_list(ctl_t *c, int argc, char **argv) {
   nne_client_model_list_t list;
   nne_client_err_t err;
+  const char *none;
   json_t *arr;
-  ctl_args_t a;
   size_t i;
-  int k, rc = 0;
+  int rc;
 
-  ctl_args_init(&a, c, argc, argv);
-  while ((k = ctl_args_next(&a)) != CTL_ARG_END) {
-    if (k == CTL_ARG_HELP)
-      return ctl_help(c);
-    return k == CTL_ARG_POS ? ctl_args_unexpected(&a) : CTL_EXIT_USAGE;
-  }
-  if ((rc = ctl_connect(c)) != 0)
-    return rc;
+  if ((rc = ctl_args_one(c, argc, argv, NULL, 0, false, &none)) != 0 ||
+      (rc = ctl_connect(c)) != 0)
+    return rc == CTL_HELP_SHOWN ? 0 : rc;
   if (nne_client_models_list(c->cli, &list, &err) < 0)
     return ctl_call_error(c, &err);
   if (c->output == CTL_OUT_JSON) {
@@ -193,11 +188,11 @@ static int run_unload(ctl_t *c, int argc, char **argv) {
   return load_unload(c, false, argc, argv);
 }
 
-static const ctl_opt_t no_opts[] = {{NULL, NULL, false}};
+static const ctl_opt_t no_opts[] = {CTL_OPT_END};
 static const ctl_opt_t load_opts[] = {
     [OPT_DEVICE] = {"--device", NULL, true},
     [OPT_DTYPE] = {"--dtype", NULL, true},
-    {NULL, NULL, false},
+    CTL_OPT_END,
 };
 
 const ctl_cmd_t ctl_cmd_models_list = {"models list", no_opts, run_list, false};

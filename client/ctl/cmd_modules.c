@@ -481,13 +481,13 @@ static const ctl_opt_t modules_opts[] = {
     [OPT_MODULE] = {"--module", NULL, true},
     [OPT_ALL] = {"--all", NULL, false},
     [OPT_SITES] = {"--sites", NULL, false},
-    {NULL, NULL, false},
+    CTL_OPT_END,
 };
 /* The same indices, without --sites (a sites table is what sites prints). */
 static const ctl_opt_t sites_opts[] = {
     [OPT_MODULE] = {"--module", NULL, true},
     [OPT_ALL] = {"--all", NULL, false},
-    {NULL, NULL, false},
+    CTL_OPT_END,
 };
 
 const ctl_cmd_t ctl_cmd_modules = {"modules", modules_opts, run_modules, false};

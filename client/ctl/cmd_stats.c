@@ -82,17 +82,12 @@ static int stats_table(const ctl_t *c, const nne_client_stats_t *st) {
 static int run_stats(ctl_t *c, int argc, char **argv) {
   nne_client_stats_t st;
   nne_client_err_t err;
-  ctl_args_t a;
-  int k, rc;
+  const char *none;
+  int rc;
 
-  ctl_args_init(&a, c, argc, argv);
-  while ((k = ctl_args_next(&a)) != CTL_ARG_END) {
-    if (k == CTL_ARG_HELP)
-      return ctl_help(c);
-    return k == CTL_ARG_POS ? ctl_args_unexpected(&a) : CTL_EXIT_USAGE;
-  }
-  if ((rc = ctl_connect(c)) != 0)
-    return rc;
+  if ((rc = ctl_args_one(c, argc, argv, NULL, 0, false, &none)) != 0 ||
+      (rc = ctl_connect(c)) != 0)
+    return rc == CTL_HELP_SHOWN ? 0 : rc;
   if (nne_client_admin_stats(c->cli, &st, &err) < 0)
     return ctl_call_error(c, &err);
   if (c->output == CTL_OUT_JSON)
@@ -103,5 +98,5 @@ static int run_stats(ctl_t *c, int argc, char **argv) {
   return rc;
 }
 
-static const ctl_opt_t stats_opts[] = {{NULL, NULL, false}};
+static const ctl_opt_t stats_opts[] = {CTL_OPT_END};
 const ctl_cmd_t ctl_cmd_stats = {"stats", stats_opts, run_stats, false};

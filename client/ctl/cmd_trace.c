@@ -220,7 +220,7 @@ typedef struct trace_opts {
   bool has_padding, has_logits, has_top_k, values;
 } trace_opts_t;
 
-/* 0, the exit code, or -1 when the help was asked for (and printed). */
+/* 0, the exit code, or CTL_HELP_SHOWN. */
 static int trace_args(ctl_t *c, int argc, char **argv, simple_t *s,
                       trace_opts_t *o) {
   ctl_args_t a;
@@ -228,7 +228,7 @@ static int trace_args(ctl_t *c, int argc, char **argv, simple_t *s,
   ctl_args_init(&a, c, argc, argv);
   while (rc == 0 && (k = ctl_args_next(&a)) != CTL_ARG_END) {
     switch (k) {
-    case CTL_ARG_HELP: ctl_help(c); return -1;
+    case CTL_ARG_HELP: ctl_help(c); return CTL_HELP_SHOWN;
     case CTL_ARG_BAD: return CTL_EXIT_USAGE;
     case CTL_ARG_POS:
       rc =
@@ -350,23 +350,23 @@ static int run_trace(ctl_t *c, int argc, char **argv) {
   nne_client_trace_results_free(&res);
   ctl_trace_file_free(&tf);
   simple_free(&s);
-  return rc < 0 ? 0 : rc; /* -1: the help was printed */
+  return rc == CTL_HELP_SHOWN ? 0 : rc;
 }
 
 static const ctl_opt_t trace_opts[] = {
-    [OPT_TOKENS] = {"--tokens", NULL, true},
-    [OPT_MASK] = {"--mask", NULL, true},
+    [OPT_TOKENS] = CTL_OPT_TOKENS,
+    [OPT_MASK] = CTL_OPT_MASK,
     [OPT_INVOKE] = {"--invoke", NULL, false},
-    [OPT_SAVE] = {"--save", NULL, true},
+    [OPT_SAVE] = CTL_OPT_SAVE,
     [OPT_NAME] = {"--name", NULL, true},
-    [OPT_FILE] = {"--file", "-f", true},
-    [OPT_SAVE_DIR] = {"--save-dir", NULL, true},
-    [OPT_EDIT_SET] = {"--edit-set", NULL, true},
-    [OPT_TOP_K] = {"--top-k", NULL, true},
-    [OPT_PAD] = {"--pad", NULL, true},
-    [OPT_LOGITS] = {"--logits", NULL, true},
-    [OPT_VALUES] = {"--values", NULL, false},
-    {NULL, NULL, false},
+    [OPT_FILE] = CTL_OPT_FILE,
+    [OPT_SAVE_DIR] = CTL_OPT_SAVE_DIR,
+    [OPT_EDIT_SET] = CTL_OPT_EDIT_SET,
+    [OPT_TOP_K] = CTL_OPT_TOP_K,
+    [OPT_PAD] = CTL_OPT_PAD,
+    [OPT_LOGITS] = CTL_OPT_LOGITS,
+    [OPT_VALUES] = CTL_OPT_VALUES,
+    CTL_OPT_END,
 };
 
 const ctl_cmd_t ctl_cmd_trace = {"trace", trace_opts, run_trace, true};

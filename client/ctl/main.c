@@ -42,7 +42,7 @@ static const ctl_opt_t global_opts[] = {
     [G_OUTPUT] = {"--output", "-o", true},
     [G_HELP] = {"--help", "-h", false},
     [G_VERSION] = {"--version", NULL, false},
-    {NULL, NULL, false},
+    CTL_OPT_END,
 };
 
 /* Why the connection may take this long by default: a local daemon answers

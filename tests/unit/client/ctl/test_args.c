@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "args.h"
-#include "capture.h"
+#include "ctl_test.h"
 #include "output.h"
 
 /* ---- plain parsers ------------------------------------------------------- */

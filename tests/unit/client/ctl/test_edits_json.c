@@ -9,33 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ctl_test.h"
 #include "edits_json.h"
 #include "tensors.h"
-
-static char g_dir[64];
-
-/* Writes text to DIR/name; returns the path (static buffer). */
-static const char *put(const char *name, const char *text) {
-  static char path[256];
-  FILE *f;
-  snprintf(path, sizeof path, "%s/%s", g_dir, name);
-  f = fopen(path, "w");
-  ck_assert_ptr_nonnull(f);
-  fputs(text, f);
-  fclose(f);
-  return path;
-}
-
-static void setup(void) {
-  snprintf(g_dir, sizeof g_dir, "/tmp/nnedit-ejson-XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(g_dir));
-}
-
-static void teardown(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-  ck_assert_int_eq(system(cmd), 0);
-}
 
 static uint16_t u16(const nne_client_tensor_t *t, size_t k) {
   uint16_t v;
@@ -222,7 +198,7 @@ END_TEST
 static Suite *edits_json_suite(void) {
   Suite *s = suite_create("ctl_edits_json");
   TCase *tc = tcase_create("edits_json");
-  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_checked_fixture(tc, tmpdir_setup, tmpdir_teardown);
   tcase_add_test(tc, test_valid_file);
   tcase_add_test(tc, test_refused);
   tcase_add_test(tc, test_vocabulary);

@@ -9,30 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl_test.h"
 #include "trace_json.h"
 
-static char g_dir[64];
-
-static const char *put(const char *text) {
-  static char path[256];
-  FILE *f;
-  snprintf(path, sizeof path, "%s/t.json", g_dir);
-  f = fopen(path, "w");
-  ck_assert_ptr_nonnull(f);
-  fputs(text, f);
-  fclose(f);
-  return path;
-}
-
-static void setup(void) {
-  snprintf(g_dir, sizeof g_dir, "/tmp/nnedit-tjson-XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(g_dir));
-}
-
-static void teardown(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-  ck_assert_int_eq(system(cmd), 0);
+/* The file is refused, naming the place: k-th case of a table. */
+static void expect_refused(const char *path, size_t k, const char *needle) {
+  ctl_trace_file_t tf;
+  bool ok = ctl_trace_file_load(&tf, path);
+  ck_assert_msg(!ok, "case %zu was accepted", k);
+  ck_assert_msg(strstr(tf.j.msg, needle) != NULL,
+                "case %zu: '%s' does not name '%s'", k, tf.j.msg, needle);
+  ctl_trace_file_free(&tf);
 }
 
 START_TEST(test_every_node_kind) {
@@ -41,7 +28,8 @@ START_TEST(test_every_node_kind) {
   ck_assert_msg(
       ctl_trace_file_load(
           &tf,
-          put("{\"model\": \"gpt2-script\", \"edit_set\": \"es-1\", "
+          put("t.json",
+              "{\"model\": \"gpt2-script\", \"edit_set\": \"es-1\", "
               "\"padding\": \"left\", \"top_k\": 3, \"logits\": \"last\", "
               "\"traces\": ["
               " {\"name\": \"clean\", \"invokes\": ["
@@ -100,7 +88,7 @@ static const char *one_trace(const char *nodes) {
            "{\"model\": \"m\", \"traces\": [{\"invokes\": [{\"tokens\": "
            "[[1]]}], \"nodes\": [%s]}]}",
            nodes);
-  return put(text);
+  return put("t.json", text);
 }
 
 START_TEST(test_refused) {
@@ -141,15 +129,8 @@ START_TEST(test_refused) {
        "'scalar'"},
   };
   size_t k;
-  for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-    ctl_trace_file_t tf;
-    bool ok = ctl_trace_file_load(&tf, one_trace(cases[k].nodes));
-    ck_assert_msg(!ok, "case %zu was accepted", k);
-    ck_assert_msg(strstr(tf.j.msg, cases[k].needle) != NULL,
-                  "case %zu: '%s' does not name '%s'", k, tf.j.msg,
-                  cases[k].needle);
-    ctl_trace_file_free(&tf);
-  }
+  for (k = 0; k < sizeof cases / sizeof cases[0]; k++)
+    expect_refused(one_trace(cases[k].nodes), k, cases[k].needle);
 }
 END_TEST
 
@@ -180,15 +161,8 @@ START_TEST(test_refused_request) {
        "traces[0].nodes[1]"},
   };
   size_t k;
-  for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-    ctl_trace_file_t tf;
-    bool ok = ctl_trace_file_load(&tf, put(cases[k].json));
-    ck_assert_msg(!ok, "case %zu was accepted", k);
-    ck_assert_msg(strstr(tf.j.msg, cases[k].needle) != NULL,
-                  "case %zu: '%s' does not name '%s'", k, tf.j.msg,
-                  cases[k].needle);
-    ctl_trace_file_free(&tf);
-  }
+  for (k = 0; k < sizeof cases / sizeof cases[0]; k++)
+    expect_refused(put("t.json", cases[k].json), k, cases[k].needle);
 }
 END_TEST
 
@@ -216,7 +190,7 @@ END_TEST
 static Suite *trace_json_suite(void) {
   Suite *s = suite_create("ctl_trace_json");
   TCase *tc = tcase_create("trace_json");
-  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_checked_fixture(tc, tmpdir_setup, tmpdir_teardown);
   tcase_add_test(tc, test_every_node_kind);
   tcase_add_test(tc, test_refused);
   tcase_add_test(tc, test_refused_request);
