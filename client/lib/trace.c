@@ -352,14 +352,16 @@ static bool fill_trace(void *ctx, size_t i, void *msg) {
 static int index_saves(const nne_client_trace_req_t *req, trace_dec_t *st,
                        size_t n, nne_client_err_t *err) {
   size_t t, k = 0, pos;
+  const char *name;
+  uint32_t id;
   if (n > 0 && (st->saves = calloc(n, sizeof *st->saves)) == NULL)
     return nne__err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
                         "trace: out of memory");
   for (t = 0; t < req->n_traces; t++)
-    for (pos = 0; nne__igraph_next_save(req->traces[t].graph, &pos,
-                                        &st->saves[k].name, &st->saves[k].node);
+    for (pos = 0;
+         nne__igraph_next_save(req->traces[t].graph, &pos, &name, &id) && k < n;
          k++) {
-      st->saves[k].trace = t;
+      st->saves[k] = (trace_save_t){name, t, id, false};
       st->saves_of[t]++;
     }
   st->n_saves = n;
