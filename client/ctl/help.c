@@ -119,8 +119,7 @@ static const help_row_t rows[] = {
      "--tokens ...]\n"
      "                --save SITE [--save SITE ...] [options]\n"
      "nneditctl trace [MODEL] -f TRACE.json [options]",
-     "traced forward passes: read, write, compute on and save values at "
-     "sites",
+     "traced forward passes: read, write, save at sites",
      "Runs traced forward passes (Inference/Trace): the model runs once on\n"
      "the rows of a trace's invokes, reading, computing on, writing and\n"
      "saving values at sites along the way; the saved values come back as\n"
@@ -398,6 +397,30 @@ void ctl_help_synopsis(const char *cmd, char *buf, size_t cap) {
   buf[len] = '\0';
 }
 
+/* A command in the global help: each form of its usage (continuation
+ * lines left out), the summary beside the last form or, when that form is
+ * long, on the next line. */
+static void summary_line(const help_row_t *r) {
+  const char *p, *last = r->usage;
+  for (p = r->usage; *p != '\0'; p++)
+    if (p[0] == '\n' && p[1] != ' ' && p[1] != '\0')
+      last = p + 1;
+  for (p = r->usage; *p != '\0';) {
+    size_t n = strcspn(p, "\n");
+    const char *u = p + strlen("nneditctl ");
+    int w = (int)(n - strlen("nneditctl "));
+    if (p[0] == ' ')
+      ; /* a continuation */
+    else if (p != last)
+      printf("  %.*s\n", w, u);
+    else if (w <= 32)
+      printf("  %-32.*s %s\n", w, u, r->summary);
+    else
+      printf("  %.*s\n  %32s %s\n", w, u, "", r->summary);
+    p += n + (p[n] == '\n');
+  }
+}
+
 void ctl_help_print(const char *cmd) {
   const help_row_t *r = find(cmd);
   size_t i;
@@ -407,17 +430,8 @@ void ctl_help_print(const char *cmd) {
     return;
   }
   printf("\ncommands:\n");
-  for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-    const char *u = rows[i].usage + strlen("nneditctl ");
-    size_t n = strcspn(u, "\n");
-    if (rows[i].summary == NULL)
-      continue;
-    /* The synopsis, then the summary beside it or, when the synopsis is
-     * long, on the next line. */
-    if (n <= 32)
-      printf("  %-32.*s %s\n", (int)n, u, rows[i].summary);
-    else
-      printf("  %.*s\n  %32s %s\n", (int)n, u, "", rows[i].summary);
-  }
+  for (i = 0; i < sizeof rows / sizeof rows[0]; i++)
+    if (rows[i].summary != NULL)
+      summary_line(&rows[i]);
   printf("\n%s", global_text);
 }

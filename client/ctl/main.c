@@ -174,7 +174,7 @@ static void scan(ctl_t *c, scan_t *s, int argc, char **argv) {
                  " (a command's own options go after the command)");
       continue;
     }
-    if (!s->resolved && arg[0] != '-')
+    if (!s->resolved && (arg[0] != '-' || arg[1] == '\0'))
       scan_word(s, arg);
     else if (s->cmd != NULL)
       s->rest[s->n_rest++] = arg;

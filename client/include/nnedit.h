@@ -221,7 +221,8 @@ int nne_client_wait_ready(nne_client_t *cli, int64_t timeout_ms,
  * host) or when timeout_ms passes first (0 = no time limit) while it is
  * still connecting. Unlike wait_ready nothing is retried, so a tool can
  * tell an unreachable daemon at once, and a call made after success
- * spends its deadline on the call, not on connecting. */
+ * spends its deadline on the call, not on connecting. A channel whose last
+ * attempt failed, and that gRPC has not retried yet, fails at once. */
 int nne_client_try_connect(nne_client_t *cli, int64_t timeout_ms,
                            nne_client_err_t *err);
 
