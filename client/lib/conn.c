@@ -450,15 +450,13 @@ int nne__unary(nne_client_t *cli, const char *method,
 
 int nne__stream(nne_client_t *cli, const char *method,
                 const pb_msgdesc_t *req_desc, const void *req,
-                int64_t timeout_ms, nne__msg_fn on_msg, void *ctx, bool *enough,
+                int64_t timeout_ms, nne__msg_fn on_msg, void *ctx,
                 nne_client_err_t *err) {
   grpc_byte_buffer *bb = NULL, *msg;
   nne_client_err_t lerr;
   rpc_t r;
   int rc, local = 0;
 
-  if (enough != NULL)
-    *enough = false;
   if ((rc = encode_req(method, req_desc, req, &bb, err)) < 0)
     return rc;
   if (rpc_start(&r, cli, method, bb, deadline_in(timeout_ms))) {
@@ -478,13 +476,9 @@ int nne__stream(nne_client_t *cli, const char *method,
       *err = lerr;
     return local;
   }
-  if (local == NNE__STREAM_ENOUGH) {
-    if (enough != NULL)
-      *enough = true;
-    /* Our own cancel: the stream ended as asked. */
-    if (rc == -NNE_CLIENT_CANCELLED)
-      return 0;
-  }
+  /* Our own cancel: the stream ended as asked. */
+  if (local == NNE__STREAM_ENOUGH && rc == -NNE_CLIENT_CANCELLED)
+    return 0;
   return rc;
 }
 

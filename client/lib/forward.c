@@ -526,7 +526,7 @@ int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
   st->n_tensors = (req->logits != NNE_CLIENT_LOGITS_NONE) + req->n_save;
   nne__asm_init(&st->asm_, cli->max_tensor_bytes);
   rc = nne__stream(cli, M_FORWARD, nnedit_v1_ForwardRequest_fields, &preq,
-                   cli->timeout_ms, fwd_msg, st, NULL, err);
+                   cli->timeout_ms, fwd_msg, st, err);
   if (rc == 0)
     rc = fwd_complete(st, err);
   free(enc.tmp);

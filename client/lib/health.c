@@ -85,7 +85,7 @@ int nne_client_health_watch(nne_client_t *cli, const char *service,
   if ((rc = health_req(service, &req, err)) < 0)
     return rc;
   rc = nne__stream(cli, M_WATCH, grpc_health_v1_HealthCheckRequest_fields, &req,
-                   timeout_ms, watch_msg, &w, NULL, err);
+                   timeout_ms, watch_msg, &w, err);
   *n_out = w.n;
   /* The time limit: the bounded watch ended as asked. */
   if (timeout_ms > 0 && rc == -NNE_CLIENT_DEADLINE_EXCEEDED)

@@ -105,10 +105,10 @@ typedef int (*nne__msg_fn)(void *ctx, grpc_byte_buffer *msg,
  * until the stream ends, on_msg stops it, or the deadline (timeout_ms from
  * now; 0 = none) passes. Returns 0 when the server ended the stream with
  * OK or on_msg said ENOUGH; on_msg's error when it failed; else the
- * call's status. *enough (may be NULL) tells whether on_msg stopped it. */
+ * call's status. */
 int nne__stream(nne_client_t *cli, const char *method,
                 const pb_msgdesc_t *req_desc, const void *req,
-                int64_t timeout_ms, nne__msg_fn on_msg, void *ctx, bool *enough,
+                int64_t timeout_ms, nne__msg_fn on_msg, void *ctx,
                 nne_client_err_t *err);
 
 /* ---- decode.c ------------------------------------------------------------ */

@@ -491,7 +491,7 @@ int nne_client_trace(nne_client_t *cli, const nne_client_trace_req_t *req,
 
   nne__asm_init(&st->asm_, cli->max_tensor_bytes);
   rc = nne__stream(cli, M_TRACE, nnedit_v1_TraceRequest_fields, &preq,
-                   cli->timeout_ms, trace_msg, st, NULL, err);
+                   cli->timeout_ms, trace_msg, st, err);
   /* The server said OK: the stream must have been whole. */
   if (rc == 0)
     rc = nne__asm_end(&st->asm_, M_TRACE, err);
