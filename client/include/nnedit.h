@@ -216,6 +216,16 @@ void nne_client_close(nne_client_t *cli);
 int nne_client_wait_ready(nne_client_t *cli, int64_t timeout_ms,
                           nne_client_err_t *err);
 
+/* Connects now, trying once: 0 when the channel is ready; UNAVAILABLE
+ * (naming the address) as soon as the attempt fails (refused, no such
+ * host) or when timeout_ms passes first (0 = no time limit) while it is
+ * still connecting. Unlike wait_ready nothing is retried, so a tool can
+ * tell an unreachable daemon at once, and a call made after success
+ * spends its deadline on the call, not on connecting. A channel whose last
+ * attempt failed, and that gRPC has not retried yet, fails at once. */
+int nne_client_try_connect(nne_client_t *cli, int64_t timeout_ms,
+                           nne_client_err_t *err);
+
 /* The address the client was created with. Borrowed: lives with the client. */
 const char *nne_client_address(const nne_client_t *cli);
 

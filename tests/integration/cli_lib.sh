@@ -26,6 +26,8 @@
 #   has HAYSTACK NEEDLE WHAT / hasnt HAYSTACK NEEDLE WHAT
 #   json PYTHON WHAT         the last run's stdout is one JSON document `d`
 #                            for which the Python statements hold
+#   json_err PYTHON WHAT     the last run's stderr is one line, a JSON error
+#                            `e` ({"code", "message"}) for which they hold
 #   py PYTHON WHAT           the Python statements hold (json, sys, numpy as np)
 #   wait_ready FILE PID      bounded wait for a "host:port\n" ready file
 #   need_built FILE...       exit 1 unless each is an executable
@@ -119,6 +121,18 @@ import json, sys
 d = json.load(sys.stdin)
 $1
 " 2>"$TMP/pyerr" || fail "$2: $(tail -3 "$TMP/pyerr") (stdout: ${OUT:0:300})"
+}
+
+# json_err PYTHON WHAT: the last run's stderr is one line holding one JSON
+# object `e` (nneditctl's error in JSON mode) for which the statements hold.
+json_err() {
+  [ "$(printf '%s\n' "$ERR" | wc -l)" = 1 ] || fail "$2: stderr is not one line: ${ERR:0:600}"
+  printf '%s' "$ERR" | "$PY" -c "
+import json, sys
+e = json.load(sys.stdin)
+assert isinstance(e['code'], str) and isinstance(e['message'], str), e
+$1
+" 2>"$TMP/pyerr" || fail "$2: $(tail -3 "$TMP/pyerr") (stderr: ${ERR:0:600})"
 }
 
 # py PYTHON WHAT: the statements hold (numpy imported as np).

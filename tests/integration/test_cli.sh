@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# test_cli.sh — nneditctl end to end: exit codes (0 ok, 1 error, 2 usage),
-# the table and JSON outputs (parsed with Python), numbers against the
+# test_cli.sh — nneditctl end to end: exit codes (0 ok, 1 error, 2 usage,
+# 3 unreachable), global options anywhere on the line, errors as JSON with
+# -o json, messages in the user's words, the table and JSON outputs
+# (parsed with Python), numbers against the
 # fixtures' references, and libnnedit's defences against a misbehaving
 # server (a scripted fake that sends broken replies: the CLI must report
 # them as errors, never crash or hang).
@@ -109,14 +111,86 @@ for c in "health" "models" "models list" "models load" "models unload" "modules"
   has "$OUT" "usage: nneditctl $c" "$c --help text"
 done
 
-# ---- no daemon: connection errors ---------------------------------------------
+# ---- usage errors: the user's words, JSON with -o json -----------------------
+
+# Values are named by the option as typed and the value as given, never by
+# the wire's enum words.
+run forward m --tokens 1 --pad up
+has "$ERR" "--pad 'up': expected none, left or right" "--pad message"
+hasnt "$ERR" "PADDING" "--pad message in the user's words"
+run forward m --tokens 1 --pad=up
+has "$ERR" "--pad 'up'" "--pad=up named as --pad"
+run models load x --dtype float128
+has "$ERR" "--dtype 'float128': unknown dtype" "--dtype message"
+run forward m --tokens 1 --top-k many
+has "$ERR" "--top-k 'many'" "--top-k message"
+run forward m --tokens 1 --logits some
+has "$ERR" "--logits 'some': expected none, last or all" "--logits message"
+run --timeout abc health
+has "$ERR" "--timeout 'abc'" "--timeout message"
+# -o json anywhere makes a usage error one JSON line on stderr, code USAGE,
+# with the command's usage; exit 2 all the same.
+run forward m --tokens 1,x -o json
+expect 2 "usage error in JSON mode"
+json_err "
+assert e['code'] == 'USAGE', e
+assert e['message'] == \"--tokens '1,x': expected a comma-separated list of token ids (integers)\", e
+assert e['usage'].startswith('nneditctl forward MODEL --tokens'), e" "usage error as JSON"
+[ -z "$OUT" ] || fail "usage error in JSON mode printed on stdout: $OUT"
+run -o json frobnicate
+expect 2 "unknown command in JSON mode"
+json_err "assert e['code'] == 'USAGE' and 'frobnicate' in e['message'], e
+assert e['usage'].startswith('nneditctl [GLOBAL OPTIONS] COMMAND'), e" "unknown command as JSON"
+run models list --output=json --bogus
+expect 2 "unknown option after the command, JSON mode"
+json_err "assert e['code'] == 'USAGE' and \"'--bogus'\" in e['message'], e" "unknown option as JSON"
+run --tokens 1 forward m
+expect 2 "a command's option before the command"
+has "$ERR" "unknown option '--tokens'" "a command's option before the command"
+run forward m --tokens 1 -o npy
+expect 2 "-o npy on forward"
+has "$ERR" "only trace writes .npy files" "-o npy on forward"
+run --help
+has "$OUT" "3  the daemon is unreachable" "--help documents exit 3"
+has "$OUT" "\"USAGE\"" "--help documents the JSON usage error"
+has "$OUT" "anywhere on the line" "--help says where global options go"
+
+# ---- no daemon: connection errors, exit 3 --------------------------------------
 
 run --addr 127.0.0.1:1 health
-expect 1 "unreachable daemon"
+expect 3 "unreachable daemon"
 has "$ERR" "nneditctl: UNAVAILABLE: " "unreachable daemon message"
+has "$ERR" "127.0.0.1:1" "unreachable daemon address"
 NNEDIT_ADDR=127.0.0.1:1 run models list
-expect 1 "NNEDIT_ADDR is used"
+expect 3 "NNEDIT_ADDR is used"
 has "$ERR" "127.0.0.1:1" "NNEDIT_ADDR named"
+# Global options after the command, and the error as JSON.
+run models list --addr 127.0.0.1:1 -o json
+expect 3 "unreachable, global options after the command"
+json_err "assert e['code'] == 'UNAVAILABLE' and '127.0.0.1:1' in e['message'], e" \
+  "unreachable as JSON"
+# A port that takes the TCP connection and never answers: connecting does not
+# end, --connect-timeout does (exit 3, not a DEADLINE_EXCEEDED of the call).
+"$PY" -c '
+import os, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write("127.0.0.1:%d\n" % s.getsockname()[1])
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(600)' "$TMP/silent.ready" >"$TMP/silent.log" 2>&1 &
+FPID=$!
+SILENT=$(await_server "the silent listener" "$TMP/silent.ready" "$FPID" "$TMP/silent.log") || exit 1
+SECONDS=0
+run health --addr "$SILENT" --connect-timeout 1
+expect 3 "a daemon that never answers"
+has "$ERR" "no connection to $SILENT after 1000 ms" "connect timeout message"
+[ "$SECONDS" -le 10 ] || fail "connect timeout took $SECONDS s"
+run -o json stats --addr "$SILENT" --connect-timeout 0.5
+expect 3 "a daemon that never answers, JSON"
+json_err "assert e['code'] == 'UNAVAILABLE', e" "connect timeout as JSON"
+stop_fake
 
 # ---- a real daemon -----------------------------------------------------------
 
@@ -130,6 +204,9 @@ expect 0 "health of a service via NNEDIT_ADDR"
 run "${A[@]}" -o json health nnedit.v1.Models
 expect 0 "health json"
 json 'assert d == {"service": "nnedit.v1.Models", "status": "SERVING"}, d' "health json"
+run health nnedit.v1.Models -o json "${A[@]}"
+expect 0 "health, every global option after the command"
+json 'assert d == {"service": "nnedit.v1.Models", "status": "SERVING"}, d' "health json, options after"
 run "${A[@]}" health no.such.Service
 expect 1 "health of an unknown service"
 has "$ERR" "nneditctl: NOT_FOUND: " "unknown service status"
@@ -148,11 +225,19 @@ assert m["device"] == "cpu" and m["dtype"] == "float32" and m["vocab_size"] == 1
 assert m["param_bytes"] == 4 * m["param_count"] > 0, m
 assert set(m) >= {"family", "export_kind", "error", "module_count", "max_batch",
                   "max_seq_len", "load_ms", "in_flight"}, sorted(m)' "models load json"
+run models load no-such-model -o json "${A[@]}"
+expect 1 "load of an unknown model, JSON mode"
+json_err "assert e['code'] == 'NOT_FOUND' and 'no-such-model' in e['message'], e" \
+  "a daemon error as JSON"
+[ -z "$OUT" ] || fail "a daemon error in JSON mode printed on stdout: $OUT"
 run "${A[@]}" models load no-such-model
 expect 1 "load of an unknown model"
 has "$ERR" "nneditctl: NOT_FOUND: " "unknown model status"
 has "$ERR" "no-such-model" "unknown model named"
 
+run models list "${A[@]}" -o json
+expect 0 "models list -o json after the command"
+json 'assert any(m["name"] == "gpt2-script" for m in d["models"]), d' "models list, options after"
 run "${A[@]}" models list
 expect 0 "models list"
 for n in gpt2-script gpt2-trace llama-script llama-trace neox-script neox-trace; do
@@ -361,6 +446,9 @@ run "${A[@]}" forward gpt2-script --tokens 1,2 --save transformer.h.0.atn.output
 expect 1 "forward --save in an unknown module"
 has "$ERR" "nneditctl: NOT_FOUND: " "unknown module status"
 has "$ERR" "transformer.h.0.attn" "unknown module suggestion"
+run "${A[@]}" forward gpt2-script --tokens 1,2 --save -o
+expect 1 "--save -o: the value is the site's, not a global -o"
+has "$ERR" "nneditctl: NOT_FOUND: " "--save -o asks for site '-o'"
 run "${A[@]}" forward gpt2-script --tokens 1,2 --save layers.0.resid_pots
 expect 1 "forward --save of an unknown site"
 has "$ERR" "nneditctl: NOT_FOUND: " "unknown site status"
@@ -386,7 +474,12 @@ has "$ERR" "attention_mask[0]" "mask field"
 run "${A[@]}" forward gpt2-script --tokens 1,2 --top-k 1001
 expect 1 "top-k over the limit"
 has "$ERR" "top_k" "top-k field"
-run "${A[@]}" --timeout 0.001 forward gpt2-script --tokens $IDS0 --logits all
+# The deadline counts from the call, once connected: the largest batch the
+# fixture takes, all its logits streamed back, cannot be done in 1 ms.
+ROW64=$(seq -s, 1 64)
+ROWS16=()
+for _ in $(seq 16); do ROWS16+=(--tokens "$ROW64"); done
+run "${A[@]}" --timeout 0.001 forward gpt2-script "${ROWS16[@]}" --logits all
 expect 1 "a 1 ms deadline"
 has "$ERR" "nneditctl: DEADLINE_EXCEEDED: " "deadline status"
 
@@ -643,7 +736,7 @@ noresult INTERNAL without a result
 EOF
 run "${F[@]}" forward topk --tokens 1 --top-k 3
 expect 1 "fake forward topk"
-has "$ERR" "more than top_k" "fake: more scores than asked"
+has "$ERR" "more scores than top_k" "fake: more scores than asked"
 run "${F[@]}" forward unasked --tokens 1
 expect 1 "fake forward unasked"
 has "$ERR" "no logits were asked for" "fake: unasked tensor"

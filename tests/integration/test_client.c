@@ -1,11 +1,10 @@
 /* test_client.c — libnnedit against a real nneditd on loopback.
  *
  * One daemon serves the "serving" test cases; it is started in an unchecked
- * fixture (in the parent process, before libcheck forks a child per test)
- * and stopped in its teardown, or by an atexit handler if the run dies
- * early. Models are loaded by the tests themselves (Load is idempotent and
- * blocks until loaded), so the parent never touches gRPC. Cases that change
- * the daemon's life (unload, SIGTERM) start a daemon of their own.
+ * fixture (tests/support/daemon.h). Models are loaded by the tests
+ * themselves (Load is idempotent and blocks until loaded), so the parent
+ * never touches gRPC. Cases that change the daemon's life (unload,
+ * SIGTERM) start a daemon of their own.
  *
  * Numbers are checked against the fixtures' Python references: the logits of
  * the saved archive run in Python (ref/logits_jit.npy) are the same graph on
@@ -30,14 +29,12 @@
 #include "fixtures.h"
 #include "nnedit.h"
 #include "npy.h"
-#include "proc.h"
+#include "daemon.h"
 
 #define VOCAB 1000
 
 static nne_test_daemon_t g_daemon; /* the suite's, in the parent */
-static pid_t g_parent;
-static nne_test_daemon_t g_own; /* a test's own, in that test's process */
-static pid_t g_own_owner;
+static nne_test_daemon_t g_own;    /* a test's own, in that test's process */
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -253,47 +250,16 @@ static void expect_topk(const nne_client_row_topk_t *row, const float *v,
 
 /* ---- the suite's daemon -------------------------------------------------- */
 
-static void kill_daemon_at_exit(void) {
-  /* libcheck's forked children run atexit handlers too: only the parent
-   * that started the daemon may stop it. */
-  if (getpid() == g_parent && g_daemon.pid > 0)
-    nne_test_daemon_stop(&g_daemon);
-}
-
-/* A failed assertion ends a forked test with exit() (or longjmps out of it
- * without CK_FORK): the test's own daemon is stopped here then. */
-static void stop_own_daemon_at_exit(void) {
-  if (getpid() == g_own_owner && g_own.pid > 0)
-    nne_test_daemon_stop(&g_own);
-}
-
 static void own_daemon_start(void) {
-  const char *args[] = {"--model-repo", nne_fixtures_dir(), NULL};
-  ck_assert_int_eq(nne_test_daemon_start(&g_own, args), 0);
-  g_own_owner = getpid();
+  ck_assert_int_eq(nne_test_daemon_start(&g_own, NULL), 0);
 }
 
 static void daemon_setup(void) {
-  const char *args[] = {"--model-repo", nne_fixtures_dir(), NULL};
-  g_parent = getpid();
-  if (nne_test_daemon_start(&g_daemon, args) != 0) {
-    fprintf(stderr, "test_client: cannot start nneditd (%s)\n",
-            nne_test_nneditd());
-    exit(1);
-  }
-  atexit(kill_daemon_at_exit);
+  nne_test_daemon_setup(&g_daemon, NULL);
 }
 
 static void daemon_teardown(void) {
-  int code;
-  if (g_daemon.pid <= 0)
-    return;
-  code = nne_test_daemon_stop(&g_daemon);
-  g_daemon.pid = 0;
-  if (code != 0) {
-    fprintf(stderr, "test_client: nneditd exited with %d\n", code);
-    exit(1);
-  }
+  nne_test_daemon_teardown(&g_daemon);
 }
 
 /* ---- no daemon needed ---------------------------------------------------- */
@@ -430,6 +396,15 @@ START_TEST(test_unavailable) {
   EXPECT_STATUS(nne_client_wait_ready(c, 300, &err), &err,
                 NNE_CLIENT_UNAVAILABLE, "127.0.0.1:1", "300 ms", NULL);
   ck_assert_msg(now_s() - t0 < 3.0, "wait_ready took %.2f s", now_s() - t0);
+  /* try_connect gives up at the first refusal, whatever its time limit. */
+  t0 = now_s();
+  EXPECT_STATUS(nne_client_try_connect(c, 20000, &err), &err,
+                NNE_CLIENT_UNAVAILABLE, "127.0.0.1:1", NULL);
+  ck_assert_msg(now_s() - t0 < 5.0, "try_connect took %.2f s", now_s() - t0);
+  EXPECT_STATUS(nne_client_try_connect(NULL, 0, &err), &err,
+                NNE_CLIENT_INVALID_ARGUMENT, NULL);
+  EXPECT_STATUS(nne_client_try_connect(c, -1, &err), &err,
+                NNE_CLIENT_INVALID_ARGUMENT, NULL);
   nne_client_close(c);
 }
 END_TEST
@@ -507,7 +482,7 @@ END_TEST
 /* ---- serving ------------------------------------------------------------- */
 
 START_TEST(test_health) {
-  nne_client_t *c = client();
+  nne_client_t *c = client_to(g_daemon.addr, 60000);
   const char *services[] = {"", "nnedit.v1.Models", "nnedit.v1.Inference",
                             "grpc.health.v1.Health"};
   nne_client_health_t st, w[4];
@@ -515,6 +490,11 @@ START_TEST(test_health) {
   size_t i, n;
   double t0;
 
+  /* A daemon that serves: the one attempt connects; a second call finds
+   * the channel ready. */
+  ck_assert_msg(nne_client_try_connect(c, 10000, &err) == 0, "try_connect: %s",
+                err.message);
+  ck_assert_int_eq(nne_client_try_connect(c, 0, &err), 0);
   for (i = 0; i < sizeof services / sizeof services[0]; i++) {
     ck_assert_msg(nne_client_health_check(c, services[i], &st, &err) == 0,
                   "%s: %s", services[i], err.message);
@@ -1347,11 +1327,12 @@ static void names_repo_remove(void) {
   g_names_repo[0] = '\0';
 }
 
+/* The repository outlives a run that dies early by no more than its
+ * daemon (stopped first). */
 static void names_at_exit(void) {
   if (getpid() != g_names_parent)
     return;
-  if (g_names_daemon.pid > 0)
-    nne_test_daemon_stop(&g_names_daemon);
+  nne_test_daemon_stop(&g_names_daemon);
   names_repo_remove();
 }
 
@@ -1368,23 +1349,12 @@ static void names_setup(void) {
   for (i = 0; i < N_NAMES; i++)
     names_write_model(g_names[i], g_names[i], NULL);
   names_write_model("gpt2-script", NAMES_MODEL, g_names_renames);
-  if (nne_test_daemon_start(&g_names_daemon, args) != 0) {
-    fprintf(stderr, "test_client: cannot start nneditd on %s\n", g_names_repo);
-    exit(1);
-  }
+  nne_test_daemon_setup(&g_names_daemon, args);
 }
 
 static void names_teardown(void) {
-  int code = 0;
-  if (g_names_daemon.pid > 0) {
-    code = nne_test_daemon_stop(&g_names_daemon);
-    g_names_daemon.pid = 0;
-  }
+  nne_test_daemon_teardown(&g_names_daemon);
   names_repo_remove();
-  if (code != 0) {
-    fprintf(stderr, "test_client: nneditd (names) exited with %d\n", code);
-    exit(1);
-  }
 }
 
 static nne_client_t *names_client(void) {
@@ -2025,8 +1995,6 @@ int main(void) {
   SRunner *sr;
   int failed;
 
-  /* Registered before libcheck forks, so that every test process has it. */
-  atexit(stop_own_daemon_at_exit);
   sr = srunner_create(client_suite());
   srunner_run_all(sr, CK_NORMAL);
   failed = srunner_ntests_failed(sr);

@@ -11,7 +11,9 @@
 #      INTERNAL or RESOURCE_EXHAUSTED), never crashes or hangs.
 #   3. The real nneditd on the gpt2 fixture: apply -> id, get, forward with
 #      and without the set, SAVE edits, atomic Apply, graph with hooks
-#      marked and a legend, colour rules, stats cache hits, drop.
+#      marked and a legend, colour rules, stats cache hits, drop; global
+#      options after the subcommand, errors as JSON with -o json, exit 3
+#      for an unreachable daemon.
 #
 # Runs under ctest or by hand from the source tree with a build in ./build;
 # the paths, helpers, daemon handling and cleanup are in cli_lib.sh.
@@ -126,6 +128,21 @@ badfile npycomplex '{"edits": [{"site": "a", "op": "add", "tensor": {"npy": "c64
 badfile npycast '{"edits": [{"site": "a", "op": "add", "tensor": {"npy": "frac.npy", "dtype": "int32"}}]}' "edits[0].tensor: element 0 as int32: not an integer"
 printf '\x93NUMPY\x01\x00\x10\x00{"desc' >"$TMP/trunc.npy"
 badfile npytrunc '{"edits": [{"site": "a", "op": "add", "tensor": {"npy": "trunc.npy"}}]}' "header cut short"
+
+# With -o json (anywhere) a bad file is one JSON line: code USAGE, the file
+# and the place named, the usage of the subcommand.
+run edits apply m -f "$TMP/badop.json" -o json
+expect 2 "bad file, JSON mode"
+json_err "
+assert e['code'] == 'USAGE', e
+assert e['message'].startswith('$TMP/badop.json: edits[0].op: unknown edit op'), e
+assert e['usage'] == 'nneditctl edits apply MODEL -f EDITS.json [--label L]', e" \
+  "bad file as JSON"
+run edits list --addr 127.0.0.1:1 -o json
+expect 3 "edits list: unreachable daemon"
+json_err "assert e['code'] == 'UNAVAILABLE', e" "edits list unreachable as JSON"
+run edits --addr 127.0.0.1:1 drop es-1
+expect 3 "a global option between group and subcommand"
 
 # A file read from stdin: npy paths are then relative to the working dir.
 run edits apply m -f - </dev/null
@@ -586,7 +603,7 @@ expect 0 "apply zero.json"
 ID=$OUT
 case "$ID" in "" | *" "* | *$'\n'*) fail "apply prints one id, got '$ID'" ;; esac
 
-run "${A[@]}" -o json edits get "$ID"
+run edits get "$ID" "${A[@]}" --output json
 expect 0 "edits get"
 json "
 s = d['edit_set']
@@ -750,8 +767,10 @@ has "$ERR" "$ID" "forward on a dropped set names it"
 run "${A[@]}" edits get "$ID"
 expect 1 "get of a dropped set"
 has "$ERR" "NOT_FOUND" "get of a dropped set status"
-run "${A[@]}" edits drop "$ID"
+run edits drop "$ID" -o json "${A[@]}"
 expect 1 "drop twice"
+json_err "assert e['code'] == 'NOT_FOUND' and '$ID' in e['message'], e" \
+  "drop twice as JSON"
 run "${A[@]}" edits list $M
 hasnt "$OUT" "$ID" "list after drop"
 for s in "$S1" "$S2"; do

@@ -3,10 +3,8 @@
  * edit set.
  *
  * One daemon serves every "serving" case; it is started in an unchecked
- * fixture (in the parent process, before libcheck forks a child per test)
- * and stopped in its teardown, or by an atexit handler if the run dies
- * early. Each test loads the model itself (Load is idempotent) and drops
- * the edit sets it made.
+ * fixture (tests/support/daemon.h). Each test loads the model itself (Load
+ * is idempotent) and drops the edit sets it made.
  *
  * What is checked on the gpt2-script fixture (2 layers, d_model 64, 4
  * heads, the reference batch of 2 rows of 7 tokens):
@@ -41,14 +39,13 @@
 #include "fixtures.h"
 #include "nnedit.h"
 #include "npy.h"
-#include "proc.h"
+#include "daemon.h"
 
 #define MODEL "gpt2-script"
 #define VOCAB 1000
 #define D_MODEL 64
 
 static nne_test_daemon_t g_daemon;
-static pid_t g_parent;
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -238,32 +235,12 @@ static bool positions_equal(const nne_client_tensor_t *a,
 
 /* ---- the suite's daemon -------------------------------------------------- */
 
-static void kill_daemon_at_exit(void) {
-  if (getpid() == g_parent && g_daemon.pid > 0)
-    nne_test_daemon_stop(&g_daemon);
-}
-
 static void daemon_setup(void) {
-  const char *args[] = {"--model-repo", nne_fixtures_dir(), NULL};
-  g_parent = getpid();
-  if (nne_test_daemon_start(&g_daemon, args) != 0) {
-    fprintf(stderr, "test_edits_client: cannot start nneditd (%s)\n",
-            nne_test_nneditd());
-    exit(1);
-  }
-  atexit(kill_daemon_at_exit);
+  nne_test_daemon_setup(&g_daemon, NULL);
 }
 
 static void daemon_teardown(void) {
-  int code;
-  if (g_daemon.pid <= 0)
-    return;
-  code = nne_test_daemon_stop(&g_daemon);
-  g_daemon.pid = 0;
-  if (code != 0) {
-    fprintf(stderr, "test_edits_client: nneditd exited with %d\n", code);
-    exit(1);
-  }
+  nne_test_daemon_teardown(&g_daemon);
 }
 
 /* ---- no daemon needed ---------------------------------------------------- */
@@ -379,11 +356,11 @@ START_TEST(test_local_errors) {
   t.ndim = 1;
   t.shape[0] = -4;
   EXPECT_STATUS(nne_client_edits_apply(c, MODEL, e, 2, NULL, &info, &err), &err,
-                NNE_CLIENT_INVALID_ARGUMENT, "edits[1].tensor.shape[0]", NULL);
+                NNE_CLIENT_INVALID_ARGUMENT, "edits[1].tensor: shape[0]", NULL);
   t.shape[0] = 4;
   t.data = NULL;
   EXPECT_STATUS(nne_client_edits_apply(c, MODEL, e, 2, NULL, &info, &err), &err,
-                NNE_CLIENT_INVALID_ARGUMENT, "edits[1].tensor.data is NULL",
+                NNE_CLIENT_INVALID_ARGUMENT, "edits[1].tensor: data is NULL",
                 NULL);
   t.data = data;
   /* Well-formed: refused only by the missing daemon. */

@@ -16,7 +16,9 @@
 #      pattern sums to 1 over keys; --invoke splits the batch without
 #      changing values; a file with every node kind runs, and its write
 #      changes the logits; a session patches a saved value into a later
-#      trace through a ref; the daemon's refusals exit 1 naming the node.
+#      trace through a ref; the daemon's refusals exit 1 naming the node;
+#      global options anywhere (-o npy before the command too), errors as
+#      JSON with -o json, exit 3 for an unreachable daemon.
 #
 # Runs under ctest or by hand from the source tree with a build in ./build;
 # the paths, helpers, daemon handling and cleanup are in cli_lib.sh.
@@ -65,6 +67,12 @@ run trace m --tokens 1 --logits most
 expect 2 "--logits most"
 run trace m --tokens 1 --pad middle
 expect 2 "--pad middle"
+has "$ERR" "--pad 'middle': expected none, left or right" "--pad named as typed"
+run trace m --tokens 1 --pad middle -o json
+expect 2 "--pad middle, JSON mode"
+json_err "assert e['code'] == 'USAGE' and e['message'].startswith(\"--pad 'middle'\"), e
+assert e['usage'].startswith('nneditctl trace MODEL --tokens') and '; nneditctl trace [MODEL] -f' in e['usage'], e" \
+  "--pad middle as JSON"
 run trace m --tokens 1 --frob
 expect 2 "unknown option"
 run trace m -f "$TMP/x.json" --tokens 1
@@ -76,6 +84,10 @@ run trace m --tokens 1 --name "$(printf 'n%.0s' $(seq 70))"
 expect 2 "an over-long --name"
 run trace m -f "$TMP/none.json"
 expect 2 "a missing file"
+run -o json trace m -f "$TMP/none.json"
+expect 2 "a missing file, JSON mode"
+json_err "assert e['code'] == 'USAGE' and e['message'].startswith('$TMP/none.json: '), e" \
+  "a missing file as JSON"
 has "$ERR" "none.json" "missing file named"
 
 # badfile NAME JSON NEEDLE: the file is refused with exit 2 and a message
@@ -519,6 +531,17 @@ expect 1 "daemon: a write depending on a later read"
 has "$ERR" "depends on read node 1" "daemon: late read named"
 run "${A[@]}" trace no-such-model --tokens 1 --save layers.0.resid_post
 expect 1 "daemon: unknown model"
+run trace no-such-model --tokens 1 --save layers.0.resid_post -o json "${A[@]}"
+expect 1 "daemon: unknown model, JSON mode"
+json_err "assert e['code'] == 'NOT_FOUND' and 'no-such-model' in e['message'], e" \
+  "daemon: unknown model as JSON"
+run -o npy "${A[@]}" trace $M --tokens $IDS0 --save layers.1.resid_post --save-dir "$TMP/t5"
+expect 0 "daemon: -o npy before the command"
+py "assert np.load('$TMP/t5/layers.1.resid_post.npy').shape == (1, 7, 64)" \
+  "daemon: -o npy before the command wrote the file"
+run trace $M --tokens $IDS0 --save layers.1.resid_post --addr 127.0.0.1:1
+expect 3 "unreachable daemon"
+has "$ERR" "nneditctl: UNAVAILABLE: " "unreachable daemon status"
 run "${A[@]}" trace $M --tokens $IDS0 --save layers.0.resid_post
 expect 0 "daemon: serves after refusals"
 

@@ -27,40 +27,28 @@
  *           refs an earlier trace's save and patches it in; bad graphs are
  *           INVALID_ARGUMENT and the daemon serves the next request.
  *
- * The fake server and the daemon are started in unchecked fixtures (in the
- * parent, before libcheck forks a child per test) and stopped in their
- * teardowns, or at exit if the run dies early.
+ * The fake server and the daemon are started in unchecked fixtures
+ * (tests/support/daemon.h), the fake as `python3 -c SCRIPT READY LOG`.
  */
 #include <check.h>
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "fixtures.h"
 #include "nnedit.h"
-#include "proc.h"
+#include "daemon.h"
 
 #define MODEL "gpt2-script"
 #define VOCAB 1000
 #define D_MODEL 64
 
 static nne_test_daemon_t g_daemon;
-static pid_t g_parent;
-
-/* The fake server: its process, address, temp dir and request log. */
-static pid_t g_fake_pid;
-static char g_fake_addr[128];
-static char g_fake_dir[256];
-static char g_fake_log[300];
+static nne_test_daemon_t g_fake; /* the fake server */
+static char g_fake_log[400];     /* the requests it recorded */
 
 /* The fake server (Python 3, grpcio): see the top of this file. */
 static const char *const fake_py[] = {
@@ -336,99 +324,31 @@ static void trace_ok(nne_client_t *c, const nne_client_trace_req_t *req,
 
 /* ---- the fake server ----------------------------------------------------- */
 
-static void kill_fake(void) {
-  int st;
-  if (g_fake_pid > 0) {
-    kill(g_fake_pid, SIGKILL);
-    waitpid(g_fake_pid, &st, 0);
-    g_fake_pid = 0;
-  }
-  if (g_fake_dir[0] != '\0') {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_fake_dir);
-    if (system(cmd) != 0)
-      fprintf(stderr, "test_trace_client: cannot remove %s\n", g_fake_dir);
-    g_fake_dir[0] = '\0';
-  }
-}
-
-static void kill_fake_at_exit(void) {
-  if (getpid() == g_parent)
-    kill_fake();
-}
-
 static void fake_setup(void) {
-  char script[300], ready[300], logf[300];
+  static char script[16384];
   const char *py = getenv("NNE_PYTHON");
-  FILE *f;
-  size_t i;
-  int k;
+  const char *argv[] = {py ? py : "/usr/bin/python3", "-c", script,
+                        NNE_TEST_DIR "/ready", NNE_TEST_DIR "/requests.jsonl",
+                        NULL};
+  size_t i, n = 0;
 
-  g_parent = getpid();
-  snprintf(g_fake_dir, sizeof g_fake_dir, "/tmp/nnedit-trace-fake-XXXXXX");
-  if (mkdtemp(g_fake_dir) == NULL) {
-    perror("test_trace_client: mkdtemp");
+  for (i = 0; fake_py[i] != NULL && n < sizeof script; i++)
+    n += (size_t)snprintf(script + n, sizeof script - n, "%s\n", fake_py[i]);
+  if (n >= sizeof script) {
+    fprintf(stderr, "test_trace_client: the fake server's script is too long\n");
     exit(1);
   }
-  atexit(kill_fake_at_exit);
-  snprintf(script, sizeof script, "%s/fake.py", g_fake_dir);
-  snprintf(ready, sizeof ready, "%s/ready", g_fake_dir);
-  snprintf(logf, sizeof logf, "%s/fake.log", g_fake_dir);
-  snprintf(g_fake_log, sizeof g_fake_log, "%s/requests.jsonl", g_fake_dir);
-  f = fopen(script, "w");
-  for (i = 0; f != NULL && fake_py[i] != NULL; i++)
-    fprintf(f, "%s\n", fake_py[i]);
-  if (f == NULL || fclose(f) != 0) {
-    perror("test_trace_client: writing the fake server");
+  if (getenv("NNE_PY_GEN") == NULL)
+    setenv("NNE_PY_GEN", NNE_FIXTURES_DIR_DEFAULT "/../gen_py", 1);
+  if (nne_test_server_start(&g_fake, argv) != 0) {
+    fprintf(stderr, "test_trace_client: the fake server did not start\n");
     exit(1);
   }
-  g_fake_pid = fork();
-  if (g_fake_pid == 0) {
-    int fd;
-    if (getenv("NNE_PY_GEN") == NULL)
-      setenv("NNE_PY_GEN", NNE_FIXTURES_DIR_DEFAULT "/../gen_py", 1);
-    FILE *lf = fopen(logf, "w");
-    if (lf != NULL) {
-      fd = fileno(lf);
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    execl(py ? py : "/usr/bin/python3", "python3", script, ready, g_fake_log,
-          (char *)NULL);
-    _exit(127);
-  }
-  /* Up to 60 s for the address (Python and grpcio start slowly on a busy
-   * machine). */
-  for (k = 0; k < 600; k++) {
-    struct stat sb;
-    int st;
-    if (stat(ready, &sb) == 0) {
-      f = fopen(ready, "r");
-      if (f != NULL && fgets(g_fake_addr, sizeof g_fake_addr, f) != NULL) {
-        g_fake_addr[strcspn(g_fake_addr, "\n")] = '\0';
-        fclose(f);
-        return;
-      }
-      if (f != NULL)
-        fclose(f);
-    }
-    if (waitpid(g_fake_pid, &st, WNOHANG) == g_fake_pid) {
-      char cmd[400];
-      g_fake_pid = 0;
-      fprintf(stderr, "test_trace_client: the fake server exited:\n");
-      snprintf(cmd, sizeof cmd, "cat '%s' >&2", logf);
-      if (system(cmd) != 0)
-        fprintf(stderr, "(no log)\n");
-      exit(1);
-    }
-    usleep(100000);
-  }
-  fprintf(stderr, "test_trace_client: the fake server did not start\n");
-  exit(1);
+  snprintf(g_fake_log, sizeof g_fake_log, "%s/requests.jsonl", g_fake.dir);
 }
 
 static void fake_teardown(void) {
-  kill_fake();
+  nne_test_server_kill(&g_fake);
 }
 
 /* The last request the fake server recorded, as JSON (decref it). */
@@ -495,32 +415,12 @@ static void expect_json(json_t *doc, const char *path, const char *want) {
 
 /* ---- the suite's daemon -------------------------------------------------- */
 
-static void kill_daemon_at_exit(void) {
-  if (getpid() == g_parent && g_daemon.pid > 0)
-    nne_test_daemon_stop(&g_daemon);
-}
-
 static void daemon_setup(void) {
-  const char *args[] = {"--model-repo", nne_fixtures_dir(), NULL};
-  g_parent = getpid();
-  if (nne_test_daemon_start(&g_daemon, args) != 0) {
-    fprintf(stderr, "test_trace_client: cannot start nneditd (%s)\n",
-            nne_test_nneditd());
-    exit(1);
-  }
-  atexit(kill_daemon_at_exit);
+  nne_test_daemon_setup(&g_daemon, NULL);
 }
 
 static void daemon_teardown(void) {
-  int code;
-  if (g_daemon.pid <= 0)
-    return;
-  code = nne_test_daemon_stop(&g_daemon);
-  g_daemon.pid = 0;
-  if (code != 0) {
-    fprintf(stderr, "test_trace_client: nneditd exited with %d\n", code);
-    exit(1);
-  }
+  nne_test_daemon_teardown(&g_daemon);
 }
 
 /* ---- local: the builder and the request checks --------------------------- */
@@ -812,7 +712,7 @@ static nne_client_igraph_t *every_kind(void) {
 }
 
 START_TEST(test_fake_round_trip) {
-  nne_client_t *c = client_at(g_fake_addr);
+  nne_client_t *c = client_at(g_fake.addr);
   nne_client_igraph_t *g = every_kind(), *g2 = nne_client_igraph_new();
   int64_t a[3] = {5, 6, 7}, b[2] = {8, 9}, d[1] = {10};
   int32_t ma[3] = {1, 1, 1}, mb[3] = {0, 1, 1};
@@ -966,7 +866,7 @@ static int fake_call(nne_client_t *c, const char *model, const char *edit_set,
 }
 
 START_TEST(test_fake_results) {
-  nne_client_t *c = client_at(g_fake_addr);
+  nne_client_t *c = client_at(g_fake.addr);
   nne_client_trace_results_t res;
   nne_client_err_t err;
   const nne_client_trace_result_t *r;
@@ -1035,9 +935,9 @@ START_TEST(test_fake_bad_replies) {
       {"unlisted", 1, 0, NNE_CLIENT_INTERNAL,
        "the result of traces[0] lists 0 saved tensors, 2 were sent"},
       {"longname", 1, 0, NNE_CLIENT_INTERNAL,
-       "saved[2] is a name of 300 bytes"},
+       "saved[2]: a string of 300 bytes"},
       {"rows", 1, 0, NNE_CLIENT_INTERNAL, "more rows than the request's 1"},
-      {"topk", 1, 0, NNE_CLIENT_INTERNAL, "more than top_k = 2 scores"},
+      {"topk", 1, 0, NNE_CLIENT_INTERNAL, "more scores than top_k = 2"},
       {"order", 1, 0, NNE_CLIENT_INTERNAL,
        "the result of traces[0] says it is of trace 1"},
       {"early", 2, 0, NNE_CLIENT_INTERNAL,
@@ -1050,7 +950,7 @@ START_TEST(test_fake_bad_replies) {
       {"nologits", 2, NNE_CLIENT_LOGITS_LAST, NNE_CLIENT_INTERNAL,
        "traces[0]: logits were asked for and not sent"},
   };
-  nne_client_t *c = client_opts(g_fake_addr, 65536);
+  nne_client_t *c = client_opts(g_fake.addr, 65536);
   nne_client_trace_results_t res;
   nne_client_err_t err;
   size_t k;

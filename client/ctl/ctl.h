@@ -1,0 +1,107 @@
+/* ctl.h — what every part of nneditctl shares: the run's context, the
+ * command table's entries, the exit codes, and the few pieces one command
+ * borrows from another.
+ *
+ * A run: main.c takes the global options from anywhere on the line (so
+ * `nneditctl models list -o json` and `nneditctl -o json models list` are
+ * the same), finds the command (ctl_cmd_t, one per cmd_*.c), and calls its
+ * run function with the command's own arguments only. A command parses
+ * them with args.h (one parser per kind of value), connects with
+ * ctl_connect (output.h), makes its calls, and prints with output.h (and
+ * tensors.h): a table, or one JSON document; errors go to stderr through
+ * output.h, as text or (with -o json) as JSON, and decide the exit code.
+ *
+ * Every name shared between nneditctl's files starts with ctl_ (as curl's
+ * tool_); what one file keeps to itself is static.
+ */
+#ifndef NNE_CTL_H
+#define NNE_CTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "nnedit.h"
+
+/* Exit codes (nneditctl --help and README say the same). */
+enum {
+  CTL_EXIT_OK = 0,
+  CTL_EXIT_ERROR = 1,       /* the daemon answered with an error, health is
+                               not SERVING, or a local failure (a file that
+                               cannot be written, memory) */
+  CTL_EXIT_USAGE = 2,       /* a bad command line or input file */
+  CTL_EXIT_UNREACHABLE = 3, /* no connection to the daemon (UNAVAILABLE) */
+};
+
+/* How results are printed (-o). */
+typedef enum ctl_output {
+  CTL_OUT_TABLE = 0,
+  CTL_OUT_JSON,
+  CTL_OUT_NPY, /* trace: .npy files, then the table */
+} ctl_output_t;
+
+/* An option of a command: its long name, a one-letter alias (or NULL),
+ * and whether it takes a value. A command's options are a table ended by
+ * a NULL name; args.h reports them by their index in it. */
+typedef struct ctl_opt {
+  const char *name;
+  const char *alias;
+  bool value;
+} ctl_opt_t;
+
+typedef struct ctl ctl_t;
+
+/* A command of the table: its name as typed ("health", "models load"),
+ * its options, and its run function (argc/argv: the command's own
+ * arguments, global options taken out). A group ("models", "edits") has
+ * no run function: its subcommands are the entries named "GROUP SUB".
+ * `npy`: the command takes -o npy. Its help is help.c's, by name. */
+typedef struct ctl_cmd {
+  const char *name;
+  const ctl_opt_t *opts;
+  int (*run)(ctl_t *c, int argc, char **argv);
+  bool npy;
+} ctl_cmd_t;
+
+/* The run: global options, the command running, the client once
+ * connected (closed by main). */
+struct ctl {
+  const char *addr;
+  int64_t timeout_ms;         /* deadline of each call, from its start */
+  int64_t connect_timeout_ms; /* how long connecting may take */
+  ctl_output_t output;
+  const ctl_cmd_t *cmd; /* NULL until a command is known */
+  nne_client_t *cli;
+};
+
+/* The commands, one per cmd_*.c (main.c lists them in its table). */
+extern const ctl_cmd_t ctl_cmd_health;
+extern const ctl_cmd_t ctl_cmd_models_list, ctl_cmd_models_load,
+    ctl_cmd_models_unload;
+extern const ctl_cmd_t ctl_cmd_modules, ctl_cmd_sites;
+extern const ctl_cmd_t ctl_cmd_forward;
+extern const ctl_cmd_t ctl_cmd_trace;
+extern const ctl_cmd_t ctl_cmd_edits_apply, ctl_cmd_edits_list,
+    ctl_cmd_edits_get, ctl_cmd_edits_drop;
+extern const ctl_cmd_t ctl_cmd_graph;
+extern const ctl_cmd_t ctl_cmd_stats;
+
+/* ---- cmd_models.c: a model's info, also shown by modules and sites ----- */
+
+json_t *ctl_info_json(const nne_client_model_info_t *m);
+void ctl_info_table(const nne_client_model_info_t *m);
+/* "gpt2 (class GPT2LMHeadModel)", "gpt2" or "none". */
+void ctl_family_text(const nne_client_model_info_t *m, char *buf, size_t cap);
+/* The model's warnings, one a line under "warnings:" (nothing if none). */
+void ctl_warnings_table(const nne_client_model_info_t *m);
+
+/* ---- cmd_forward.c: result parts trace prints too ------------------------ */
+
+json_t *ctl_rows_json(const nne_client_row_topk_t *rows, size_t n);
+/* Each row's position and top-k table, lines starting with `indent`. */
+void ctl_rows_table(const nne_client_row_topk_t *rows, size_t n,
+                    const char *indent);
+json_t *ctl_timing_json(const nne_client_timing_t *t);
+
+#endif /* NNE_CTL_H */
