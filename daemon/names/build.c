@@ -42,6 +42,7 @@ int nne__add_name(nne_names_t *nm, const char *name, int module,
   e->layer = layer;
   e->std = std;
   e->kind = kind;
+  e->via = -1;
   return (int)nm->n_names++;
 }
 

@@ -167,6 +167,9 @@ typedef struct nne__mname {
   int layer;          /* -1: not in a layer */
   int std;            /* standard/extra id (NK_STD), else -1 */
   int kind;           /* NK_* */
+  int via;            /* NK_USER: the standard name it was defined through
+                         (index in names), else -1: when the load-time check
+                         finds that name wrong, the alias goes with it */
 } nne__mname_t;
 
 typedef struct nne__alias {

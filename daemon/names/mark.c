@@ -65,6 +65,19 @@ static const char *name_template(char *buf, size_t cap, const char *name) {
   return buf;
 }
 
+/* Takes `name` out of module's alias list (the Describe view). */
+static void drop_alias(nne_names_t *names, int module, const char *name) {
+  uint32_t s = names->alias_start[module], n = names->alias_n[module], k;
+  for (k = 0; k < n; k++)
+    if (names->aliases[s + k].name == name)
+      break;
+  if (k < n) {
+    memmove(&names->aliases[s + k], &names->aliases[s + k + 1],
+            (n - k - 1) * sizeof *names->aliases);
+    names->alias_n[module]--;
+  }
+}
+
 void nne_names_mark_unavailable(nne_names_t *names, const char *standard,
                                 const char *reason) {
   char tbuf[NAME_MAX_LEN + 8];
@@ -87,16 +100,18 @@ void nne_names_mark_unavailable(nne_names_t *names, const char *standard,
     m->module = -1;
     m->reason = why;
     /* Not an alias of its module any more. */
-    {
-      uint32_t s = names->alias_start[module], n = names->alias_n[module], k;
-      for (k = 0; k < n; k++)
-        if (names->aliases[s + k].name == m->name)
-          break;
-      if (k < n) {
-        memmove(&names->aliases[s + k], &names->aliases[s + k + 1],
-                (n - k - 1) * sizeof *names->aliases);
-        names->alias_n[module]--;
-      }
+    drop_alias(names, module, m->name);
+    /* Nor are the user's aliases defined through it: they named what the
+     * map claimed, and the claim is wrong. */
+    for (i = 0; i < names->n_names; i++) {
+      nne__mname_t *u = &names->names[i];
+      if (u->kind != NK_USER || u->via != e || u->module < 0)
+        continue;
+      drop_alias(names, u->module, u->name);
+      u->module = -1;
+      u->reason = why;
+      mark_warning(names, u->name, name_template(tbuf, sizeof tbuf, u->name),
+                   u->layer, why);
     }
     /* Sites resolved through it go with it. */
     for (i = 0; i < names->n_sites; i++)

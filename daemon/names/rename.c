@@ -48,8 +48,10 @@ static bool ok_user_alias(const char *s) {
   return strcmp(last, "input") != 0 && strcmp(last, "output") != 0;
 }
 
+/* The aliases of r for module; via: the standard name r->from matched (an
+ * index in nm->names), or -1 when it matched a raw path. */
 static int rename_to(nne_names_t *nm, const nne_names_rename_t *r, int module,
-                     long iv) {
+                     long iv, int via) {
   size_t k;
   char buf[300];
   for (k = 0; k < r->n_to; k++) {
@@ -92,6 +94,8 @@ static int rename_to(nne_names_t *nm, const nne_names_rename_t *r, int module,
       return -1;
     e = nne__add_name(nm, alias, module, NULL, nm->mod_layer[module], -1,
                       NK_USER);
+    if (e >= 0)
+      nm->names[e].via = via;
     if (e < 0 || nne_map_put(&nm->mod_ht, alias, strlen(alias), e) < 0 ||
         nne__add_alias(nm, module, alias, false) != 0)
       return -1;
@@ -122,7 +126,8 @@ int nne__apply_renames(nne_names_t *nm, const nne_names_rename_t *renames,
             !pattern_match(r->from, m->name, &iv))
           continue;
         matched++;
-        if (rename_to(nm, r, m->module, iv) != 0)
+        if (rename_to(nm, r, m->module, iv,
+                      m->kind == NK_STD ? (int)k : -1) != 0)
           return -1;
       }
     } else {
@@ -130,7 +135,9 @@ int nne__apply_renames(nne_names_t *nm, const nne_names_rename_t *renames,
       if (nne__resolve_core(nm, r->from, strlen(r->from), false, &module, &via,
                             why, sizeof why) == 0) {
         matched++;
-        if (rename_to(nm, r, module, -1) != 0)
+        if (rename_to(nm, r, module, -1,
+                      via >= 0 && nm->names[via].kind == NK_STD ? via : -1) !=
+            0)
           return -1;
       }
     }

@@ -24,14 +24,29 @@ static nne_health_entry_t *find(const nne_health_t *h, const char *service) {
   return NULL;
 }
 
-/* Each watcher once; one may unwatch itself (the next is read first). */
+static bool watching(const nne_health_t *h, const nne_health_watcher_t *w) {
+  const nne_health_watcher_t *x;
+  for (x = h->watchers; x != NULL; x = x->next)
+    if (x == w)
+      return true;
+  return false;
+}
+
+/* Each watcher once. A callback may unwatch (and free) itself or any other
+ * watcher: the list is copied first, and each watcher is called only if it
+ * is still watched when its turn comes. Watchers are few (Watch streams). */
 static void notify(nne_health_t *h) {
-  nne_health_watcher_t *w = h->watchers, *next;
-  while (w != NULL) {
-    next = w->next;
-    w->changed(w);
-    w = next;
+  nne_health_watcher_t *w, **turn = NULL;
+  size_t n = 0, cap = 0, i;
+  for (w = h->watchers; w != NULL; w = w->next) {
+    if (NNE_VEC_GROW(&turn, &cap, n + 1) != 0)
+      break; /* out of memory: the ones copied are told */
+    turn[n++] = w;
   }
+  for (i = 0; i < n; i++)
+    if (watching(h, turn[i]))
+      turn[i]->changed(turn[i]);
+  free(turn);
 }
 
 int nne_health_set(nne_health_t *h, const char *service,
@@ -47,8 +62,12 @@ int nne_health_set(nne_health_t *h, const char *service,
     e = &h->entries[h->n];
     if ((e->service = strdup(service)) == NULL)
       return nne_err_set(err, NNE_ENOMEM, "out of memory");
-    e->status = NNE_HEALTH_UNKNOWN;
+    e->status = status;
     h->n++;
+    /* A new service is a change whatever its status: until now it was
+     * SERVICE_UNKNOWN to a watcher. */
+    notify(h);
+    return 0;
   }
   if (e->status == status)
     return 0;
