@@ -2,6 +2,7 @@
  * field is checked, and a missing or mistyped one fails the load with its
  * JSON path ("modules[3].call_index"), so a change in the generator's format
  * shows up as a clear message rather than a wrong comparison. */
+#include "base/vec.h"
 #include "fixtures.h"
 
 #include <dirent.h>
@@ -99,14 +100,8 @@ int nne_fixtures_list(char ***names, size_t *count, char *msg, size_t msg_len) {
     free(sub);
     if (!ok)
       continue;
-    if (n == cap) {
-      size_t ncap = cap ? 2 * cap : 8;
-      char **nv = realloc(v, ncap * sizeof *nv);
-      if (nv == NULL)
-        goto oom;
-      v = nv;
-      cap = ncap;
-    }
+    if (NNE_VEC_GROW(&v, &cap, n + 1) != 0)
+      goto oom;
     if ((v[n] = xstrdup(e->d_name)) == NULL)
       goto oom;
     n++;

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/vec.h"
 #include "engine/engine.h"
 #include "fixtures.h"
 #include "npy.h"
@@ -207,11 +208,7 @@ typedef struct site_list {
 
 static int add_site(site_list_t *l, int module, nne_site_kind_t kind, int index,
                     const char *node_kind, int occurrence) {
-  if (l->n == l->cap) {
-    l->cap = l->cap ? 2 * l->cap : 32;
-    l->v = realloc(l->v, l->cap * sizeof *l->v);
-    ck_assert_ptr_nonnull(l->v);
-  }
+  ck_assert_int_eq(NNE_VEC_GROW(&l->v, &l->cap, l->n + 1), 0);
   l->v[l->n] = (nne_site_t){module, kind, index, node_kind, occurrence};
   return (int)l->n++;
 }
