@@ -2,7 +2,6 @@
  * field is checked, and a missing or mistyped one fails the load with its
  * JSON path ("modules[3].call_index"), so a change in the generator's format
  * shows up as a clear message rather than a wrong comparison. */
-#include "base/vec.h"
 #include "fixtures.h"
 
 #include <dirent.h>
@@ -13,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "base/vec.h"
 
 #ifndef NNE_FIXTURES_DIR_DEFAULT
 #define NNE_FIXTURES_DIR_DEFAULT ""
