@@ -173,8 +173,12 @@ class Edits(unittest.TestCase):
             ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_ADD,
                              tensor=tensor_msg(np.zeros(63)))],
              grpc.StatusCode.INVALID_ARGUMENT, "edits[0]"),
+            # The operand is a oneof: none for ADD, one for ZERO (a scalar 0
+            # is an operand too: presence, not value, decides).
             ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_ADD)],
-             grpc.StatusCode.INVALID_ARGUMENT, "edits[0]"),
+             grpc.StatusCode.INVALID_ARGUMENT, "edits[0]: ADD needs a tensor or a scalar"),
+            ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_ZERO, scalar=0.0)],
+             grpc.StatusCode.INVALID_ARGUMENT, "edits[0]: ZERO takes no tensor or scalar"),
             ([edits_pb2.Edit(site="layers.9.resid_post", op=edits_pb2.EDIT_OP_ZERO)],
              grpc.StatusCode.INVALID_ARGUMENT, "2 layers"),
             ([], grpc.StatusCode.INVALID_ARGUMENT, "edits"),
@@ -238,6 +242,11 @@ class Edits(unittest.TestCase):
         got = self.edits.Get(edits_pb2.GetEditSetRequest(id=es.id))
         self.assertEqual(got.edits[0].canonical, "gpt_neox.layers.1.mlp.dense_4h_to_h.input")
         self.assertEqual(got.edits[0].instance, "gpt_neox.layers.1.mlp.dense_4h_to_h")
+        self.assertFalse(got.edits[0].HasField("scalar"))  # ZERO: no operand
+        got2 = self.edits.Get(edits_pb2.GetEditSetRequest(id=es2.id)).edits[0]
+        self.assertEqual((got2.op, got2.HasField("scalar"), got2.scalar),
+                         (edits_pb2.EDIT_OP_SCALE, True, 3.0))
+        self.assertEqual(got2.tensor_dtype, tensor_pb2.DTYPE_UNSPECIFIED)
         self.drop(es2)
         r = self.drop(es)
         self.assertGreater(r.freed_bytes, 0)
