@@ -43,7 +43,8 @@ _Static_assert(NNE__FIELD_SIZE(nnedit_v1_ResolvedEdit, ranges) ==
 _Static_assert(NNE__FIELD_SIZE(nnedit_v1_ResolvedEdit, tensor_shape) ==
                    NNE_CLIENT_MAX_DIMS * sizeof(int64_t),
                "ResolvedEdit.tensor_shape bound");
-_Static_assert((int)nnedit_v1_EditOp_EDIT_OP_ZERO == (int)NNE_CLIENT_EDIT_ZERO &&
+_Static_assert((int)nnedit_v1_EditOp_EDIT_OP_ZERO ==
+                       (int)NNE_CLIENT_EDIT_ZERO &&
                    (int)nnedit_v1_EditOp_EDIT_OP_SAVE ==
                        (int)NNE_CLIENT_EDIT_SAVE,
                "EditOp numbers");

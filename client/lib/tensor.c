@@ -19,7 +19,8 @@ _Static_assert(NNE__FIELD_SIZE(nnedit_v1_Tensor, shape) ==
 /* Dtypes go on the wire as their numbers. */
 _Static_assert((int)nnedit_v1_DType_DTYPE_FLOAT32 ==
                        (int)NNE_CLIENT_DTYPE_FLOAT32 &&
-                   (int)nnedit_v1_DType_DTYPE_BOOL == (int)NNE_CLIENT_DTYPE_BOOL,
+                   (int)nnedit_v1_DType_DTYPE_BOOL ==
+                       (int)NNE_CLIENT_DTYPE_BOOL,
                "DType numbers");
 
 /* ---- dtypes -------------------------------------------------------------- */

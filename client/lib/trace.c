@@ -282,17 +282,14 @@ static bool trace_chunk_done(trace_dec_t *st) {
 /* TraceResponse.msg: just before a member is decoded (nanopb has zeroed
  * it, callbacks included), point its lists or bytes at us: a result's rows
  * go to the trace whose result this would be. */
-static bool trace_member_dec(pb_istream_t *s, const pb_field_t *f,
-                             void **arg) {
+static bool trace_member_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   trace_dec_t *st = *arg;
   nnedit_v1_TraceResult *m = f->pData;
   (void)s;
   if (st->members & (1u << f->tag))
-    return nne__dec_fail(&st->dec, NNE_CLIENT_INTERNAL,
-                         "a TraceResponse with two %ss",
-                         f->tag == nnedit_v1_TraceResponse_chunk_tag
-                             ? "chunk"
-                             : "result");
+    return nne__dec_fail(
+        &st->dec, NNE_CLIENT_INTERNAL, "a TraceResponse with two %ss",
+        f->tag == nnedit_v1_TraceResponse_chunk_tag ? "chunk" : "result");
   st->members |= 1u << f->tag;
   if (f->tag == nnedit_v1_TraceResponse_chunk_tag) {
     nne__asm_arm(&st->asm_, f->pData);

@@ -152,8 +152,8 @@ static int node_invoke(const char *where, const char *op, bool has_invoke,
 }
 
 /* A constant: a tensor (its bytes in dc) or a scalar. */
-static int add_const(nne_trace_t *t, const char *where, const nnedit_v1_Node *nd,
-                     data_ctx_t *dc, nne_err_t *err) {
+static int add_const(nne_trace_t *t, const char *where,
+                     const nnedit_v1_Node *nd, data_ctx_t *dc, nne_err_t *err) {
   const nnedit_v1_ConstNode *c = &nd->op.constant;
   void *data;
   switch (c->which_value) {
@@ -162,10 +162,9 @@ static int add_const(nne_trace_t *t, const char *where, const nnedit_v1_Node *nd
   case nnedit_v1_ConstNode_tensor_tag:
     data = dc->data;
     dc->data = NULL; /* the trace owns it now, even on failure */
-    return nne_trace_add_const(t, nd->id, (nne_dtype_t)c->value.tensor.dtype,
-                               c->value.tensor.shape,
-                               (int)c->value.tensor.shape_count, data, dc->len,
-                               err);
+    return nne_trace_add_const(
+        t, nd->id, (nne_dtype_t)c->value.tensor.dtype, c->value.tensor.shape,
+        (int)c->value.tensor.shape_count, data, dc->len, err);
   default:
     return nne_err_set(err, NNE_EINVAL,
                        "%s: constant: needs a tensor or a scalar", where);
@@ -275,8 +274,7 @@ static int add_node(trace_in_t *ti, const nnedit_v1_Node *nd, data_ctx_t *dc,
     return nne_trace_add_call(t, nd->id, c->fn, a, c->args_count, it,
                               c->index_items_count, err);
   }
-  case nnedit_v1_Node_constant_tag:
-    return add_const(t, where, nd, dc, err);
+  case nnedit_v1_Node_constant_tag: return add_const(t, where, nd, dc, err);
   case nnedit_v1_Node_save_tag:
     if (!nne_pb_utf8_valid(nd->op.save.name))
       /* The saved tensor streams back under this name. */

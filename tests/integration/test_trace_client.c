@@ -1261,9 +1261,8 @@ START_TEST(test_daemon_write_every_invoke) {
   forward_ok(c, b.rows, 2, NULL, 0, &fr);
   nne_client_igraph_write(all, site, nne_client_igraph_const_scalar(all, 0.0),
                           NNE_CLIENT_INVOKE_ALL, NULL, 0);
-  nne_client_igraph_write(first, site,
-                          nne_client_igraph_const_scalar(first, 0.0), 0, NULL,
-                          0);
+  nne_client_igraph_write(
+      first, site, nne_client_igraph_const_scalar(first, 0.0), 0, NULL, 0);
   ck_assert_int_eq(nne_client_igraph_error(all, NULL), 0);
   ck_assert_int_eq(nne_client_igraph_error(first, NULL), 0);
   inv[0] = (nne_client_invoke_t){.rows = &b.rows[0], .n_rows = 1};
