@@ -294,7 +294,7 @@ def section_a(d, load_pids):
     empty = trace_req(BIG, [ids])
     fwd = P.ForwardRequest(model=BIG, input_ids=[P.TokenRow(ids=ids)])
 
-    # Correctness once: the daemon's logits (Trace, LOGITS_LAST) against the
+    # Correctness once: the daemon's logits (Trace, LOGITS_MODE_LAST) against the
     # in-process archive, and the saves' shapes.
     _, ref = pristine()
     res, t, _, _ = run_trace(d.inference, trace_req(BIG, [ids], save_nodes(sites), P.LOGITS_MODE_LAST))
@@ -477,11 +477,11 @@ def section_c(d, load_pids):
         statistics.median(x[0].timing.total_ms - x[0].timing.compute_ms for x in rec["empty"])
     print(f"\nC. {BIG}, batch 4 x 128, save the `logits` site: {tuple(rec['save'][0][1]['logits'].shape)} "
           f"float32 = {nbytes / 1e6:.1f} MB per trace; {ARGS.stream_reps} reps; other load {other * 100:.0f}%")
-    print(f"   Trace with the save   e2e median {w_save * 1e3:9.1f} ms (daemon compute {c_save:.1f} ms)")
-    print(f"   Trace, empty graph    e2e median {w_empty * 1e3:9.1f} ms (daemon compute {c_empty:.1f} ms)")
-    print(f"   Trace, LOGITS_ALL     e2e median {w_tall * 1e3:9.1f} ms (the same bytes as logits; "
+    print(f"   Trace with the save     e2e median {w_save * 1e3:9.1f} ms (daemon compute {c_save:.1f} ms)")
+    print(f"   Trace, empty graph      e2e median {w_empty * 1e3:9.1f} ms (daemon compute {c_empty:.1f} ms)")
+    print(f"   Trace, LOGITS_MODE_ALL  e2e median {w_tall * 1e3:9.1f} ms (the same bytes as logits; "
           f"first -> last chunk {span_tall * 1e3:.1f} ms)")
-    print(f"   Forward, LOGITS_ALL   e2e median {w_fwd * 1e3:9.1f} ms (the same bytes through Forward)")
+    print(f"   Forward, LOGITS_MODE_ALL e2e median {w_fwd * 1e3:9.1f} ms (the same bytes through Forward)")
     if send > 0:
         print(f"   in the daemon, total_ms - compute_ms grew by {send:.1f} ms with the save "
               f"= {nbytes / (send / 1e3) / 1e9:.2f} GB/s (sending, as the daemon sees it)")
