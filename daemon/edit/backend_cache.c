@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/map.h" /* nne_hash_bytes */
 
 void nne_backend_cache_init(nne_backend_cache_t *c, size_t capacity_bytes) {
   memset(c, 0, sizeof *c);
@@ -40,12 +41,8 @@ void nne_backend_cache_clear(nne_backend_cache_t *c) {
 }
 
 void nne_backend_key_digest(const char *key, char out[17]) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a, 64-bit */
-  for (; *key; key++) {
-    h ^= (unsigned char)*key;
-    h *= 1099511628211ull;
-  }
-  snprintf(out, 17, "%016llx", (unsigned long long)h);
+  snprintf(out, 17, "%016llx",
+           (unsigned long long)nne_hash_bytes(key, strlen(key)));
 }
 
 nne_backend_t *nne_backend_cache_get(nne_backend_cache_t *c, const char *key) {

@@ -64,8 +64,9 @@ typedef struct nne_batch_group {
 } nne_batch_group_t;
 
 /* Checks the groups against the model, in this order: the batch is not
- * empty and within max_batch (NNE_ERESOURCE), each row is non-empty and
- * within max_seq_len (NNE_ERESOURCE), token ids are in the vocabulary, each
+ * empty (NNE_EINVAL) and within max_batch (NNE_ERESOURCE), each row is
+ * non-empty and within max_seq_len (NNE_ERESOURCE), token ids are in the
+ * vocabulary, each
  * group's mask fits its rows (count, lengths, 0/1, not all padding), and
  * with no padding (PADDING_UNSPECIFIED) all rows have one length. padding
  * is the wire's value (checked by the caller). */

@@ -2,6 +2,7 @@
 #include "infer/chunk.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include <grpc/slice.h>
 
@@ -24,7 +25,10 @@ grpc_byte_buffer *nne_chunk_make(const char *name, nne_tensor_t *t,
   grpc_byte_buffer *bb;
   int i, nd;
 
-  snprintf(hdr.name, sizeof hdr.name, "%s", name);
+  /* A name cut to fit would reach the client as another tensor's. */
+  if (strlen(name) >= sizeof hdr.name)
+    return NULL;
+  memcpy(hdr.name, name, strlen(name) + 1);
   hdr.dtype = (nnedit_v1_DType)nne_tensor_dtype(t);
   nd = nne_tensor_ndim(t);
   if (nd < 0 || (size_t)nd > sizeof hdr.shape / sizeof hdr.shape[0])

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/vec.h"
 #include "infer/chunk.h"
 #include "nnedit/v1/inference.pb.h"
 
@@ -27,14 +28,8 @@ void nne_outbox_free(nne_outbox_t *ob) {
 
 static int push(nne_outbox_t *ob, const nne_outbox_item_t *it,
                 nne_err_t *err) {
-  if (ob->n == ob->cap) {
-    size_t cap = ob->cap ? 2 * ob->cap : 16;
-    nne_outbox_item_t *v = realloc(ob->items, cap * sizeof *v);
-    if (v == NULL)
-      return nne_err_set(err, NNE_ENOMEM, "out of memory");
-    ob->items = v;
-    ob->cap = cap;
-  }
+  if (NNE_VEC_GROW(&ob->items, &ob->cap, ob->n + 1) != 0)
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
   ob->items[ob->n++] = *it;
   return 0;
 }

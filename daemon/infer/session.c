@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/vec.h"
 
 nne_infer_session_t *nne_infer_session_new(nne_daemon_t *d, nne_call_t *call,
                                            nne_outbox_result_fn send_result,
@@ -101,14 +102,8 @@ int nne_infer_session_add(nne_infer_session_t *s, nne_trace_t *t,
                          "traces[%zu].invokes[%zu].input_ids: the invoke has "
                          "no rows",
                          t->index, k);
-  if (s->n_tr == s->cap_tr) {
-    size_t cap = s->cap_tr ? 2 * s->cap_tr : 4;
-    nne_infer_trace_t *v = realloc(s->tr, cap * sizeof *v);
-    if (v == NULL)
-      return nne_err_set(err, NNE_ENOMEM, "out of memory");
-    s->tr = v;
-    s->cap_tr = cap;
-  }
+  if (NNE_VEC_GROW(&s->tr, &s->cap_tr, s->n_tr + 1) != 0)
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
   tr = &s->tr[s->n_tr++];
   memset(tr, 0, sizeof *tr);
   tr->t = t;

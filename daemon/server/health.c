@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/vec.h"
+
 void nne_health_init(nne_health_t *h) { memset(h, 0, sizeof *h); }
 
 void nne_health_free(nne_health_t *h) {
@@ -40,14 +42,8 @@ int nne_health_set(nne_health_t *h, const char *service,
                        "(at most %d)", strlen(service),
                        NNE_HEALTH_SERVICE_MAX - 1);
   if (e == NULL) {
-    if (h->n == h->cap) {
-      size_t cap = h->cap ? 2 * h->cap : 8;
-      nne_health_entry_t *v = realloc(h->entries, cap * sizeof *v);
-      if (v == NULL)
-        return nne_err_set(err, NNE_ENOMEM, "out of memory");
-      h->entries = v;
-      h->cap = cap;
-    }
+    if (NNE_VEC_GROW(&h->entries, &h->cap, h->n + 1) != 0)
+      return nne_err_set(err, NNE_ENOMEM, "out of memory");
     e = &h->entries[h->n];
     if ((e->service = strdup(service)) == NULL)
       return nne_err_set(err, NNE_ENOMEM, "out of memory");

@@ -14,6 +14,7 @@
 
 #include "executor.h" /* nne_now_ns */
 #include "base/log.h"
+#include "base/vec.h"
 #include "server/internal.h"
 
 /* Requests kept armed per method, so that a burst of new calls does not wait
@@ -53,17 +54,12 @@ static void *cq_main(void *arg) {
       return NULL;
     }
     if (ev.type == GRPC_OP_COMPLETE) {
-      if (srv->n_events == srv->cap_events) {
-        size_t cap = srv->cap_events ? srv->cap_events * 2 : 64;
-        nne_event_t *ne = realloc(srv->events, cap * sizeof *ne);
-        if (ne == NULL) {
-          /* Losing an event would leak a call forever; nothing sane is
-           * left to do. */
-          nne_log_error("out of memory in the completion-queue thread");
-          abort();
-        }
-        srv->events = ne;
-        srv->cap_events = cap;
+      if (NNE_VEC_GROW(&srv->events, &srv->cap_events, srv->n_events + 1) !=
+          0) {
+        /* Losing an event would leak a call forever; nothing sane is left
+         * to do. */
+        nne_log_error("out of memory in the completion-queue thread");
+        abort();
       }
       srv->events[srv->n_events].tag = ev.tag;
       srv->events[srv->n_events].ok = ev.success != 0;
