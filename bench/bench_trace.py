@@ -190,7 +190,7 @@ class Load:
 # ---- requests ------------------------------------------------------------------------
 
 
-def trace_req(model, rows, nodes=(), logits=P.LOGITS_NONE):
+def trace_req(model, rows, nodes=(), logits=P.LOGITS_MODE_UNSPECIFIED):
     return P.TraceRequest(model=model, logits=logits, traces=[P.Trace(
         name="t", invokes=[P.Invoke(input_ids=[P.TokenRow(ids=r) for r in rows])], nodes=list(nodes))])
 
@@ -198,7 +198,7 @@ def trace_req(model, rows, nodes=(), logits=P.LOGITS_NONE):
 def save_nodes(sites):
     nodes = []
     for k, s in enumerate(sites):
-        nodes.append(P.Node(id=2 * k + 1, read=P.ReadNode(site=s, invoke=-1)))
+        nodes.append(P.Node(id=2 * k + 1, read=P.ReadNode(site=s)))
         nodes.append(P.Node(id=2 * k + 2, save=P.SaveNode(value=2 * k + 1, name=s)))
     return nodes
 
@@ -248,9 +248,9 @@ def wait_loaded(d, names, timeout=600):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ms = {m.name: m for m in d.models.List(models_pb2.ListModelsRequest()).models}
-        if all(n in ms and ms[n].state == models_pb2.LOADED for n in names):
+        if all(n in ms and ms[n].state == models_pb2.MODEL_STATE_LOADED for n in names):
             return
-        bad = [n for n in names if n in ms and ms[n].state == models_pb2.FAILED]
+        bad = [n for n in names if n in ms and ms[n].state == models_pb2.MODEL_STATE_FAILED]
         if bad:
             raise SystemExit(f"bench_trace: {bad} failed to load: {ms[bad[0]].error}")
         time.sleep(0.1)
@@ -294,10 +294,10 @@ def section_a(d, load_pids):
     empty = trace_req(BIG, [ids])
     fwd = P.ForwardRequest(model=BIG, input_ids=[P.TokenRow(ids=ids)])
 
-    # Correctness once: the daemon's logits (Trace, LOGITS_LAST) against the
+    # Correctness once: the daemon's logits (Trace, LOGITS_MODE_LAST) against the
     # in-process archive, and the saves' shapes.
     _, ref = pristine()
-    res, t, _, _ = run_trace(d.inference, trace_req(BIG, [ids], save_nodes(sites), P.LOGITS_LAST))
+    res, t, _, _ = run_trace(d.inference, trace_req(BIG, [ids], save_nodes(sites), P.LOGITS_MODE_LAST))
     diff = float(np.abs(t["t/logits"] - ref[:, -1].numpy()).max())
     nbytes = sum(t[s].nbytes for s in sites)
     print(f"\nA. {BIG}, batch 1 x {seq}: check: max |daemon last-token logits - in-process| = {diff:g}; "
@@ -434,8 +434,8 @@ def section_c(d, load_pids):
     big = trace_req(BIG, rows, save_nodes(["logits"]))
     empty = trace_req(BIG, rows)
     fwd_all = P.ForwardRequest(model=BIG, input_ids=[P.TokenRow(ids=r) for r in rows],
-                               logits=P.LOGITS_ALL)
-    tr_all = trace_req(BIG, rows, logits=P.LOGITS_ALL)
+                               logits=P.LOGITS_MODE_ALL)
+    tr_all = trace_req(BIG, rows, logits=P.LOGITS_MODE_ALL)
     run_trace(d.inference, big)
     run_trace(d.inference, empty)
     load = Load(load_pids)
@@ -477,11 +477,11 @@ def section_c(d, load_pids):
         statistics.median(x[0].timing.total_ms - x[0].timing.compute_ms for x in rec["empty"])
     print(f"\nC. {BIG}, batch 4 x 128, save the `logits` site: {tuple(rec['save'][0][1]['logits'].shape)} "
           f"float32 = {nbytes / 1e6:.1f} MB per trace; {ARGS.stream_reps} reps; other load {other * 100:.0f}%")
-    print(f"   Trace with the save   e2e median {w_save * 1e3:9.1f} ms (daemon compute {c_save:.1f} ms)")
-    print(f"   Trace, empty graph    e2e median {w_empty * 1e3:9.1f} ms (daemon compute {c_empty:.1f} ms)")
-    print(f"   Trace, LOGITS_ALL     e2e median {w_tall * 1e3:9.1f} ms (the same bytes as logits; "
+    print(f"   Trace with the save     e2e median {w_save * 1e3:9.1f} ms (daemon compute {c_save:.1f} ms)")
+    print(f"   Trace, empty graph      e2e median {w_empty * 1e3:9.1f} ms (daemon compute {c_empty:.1f} ms)")
+    print(f"   Trace, LOGITS_MODE_ALL  e2e median {w_tall * 1e3:9.1f} ms (the same bytes as logits; "
           f"first -> last chunk {span_tall * 1e3:.1f} ms)")
-    print(f"   Forward, LOGITS_ALL   e2e median {w_fwd * 1e3:9.1f} ms (the same bytes through Forward)")
+    print(f"   Forward, LOGITS_MODE_ALL e2e median {w_fwd * 1e3:9.1f} ms (the same bytes through Forward)")
     if send > 0:
         print(f"   in the daemon, total_ms - compute_ms grew by {send:.1f} ms with the save "
               f"= {nbytes / (send / 1e3) / 1e9:.2f} GB/s (sending, as the daemon sees it)")

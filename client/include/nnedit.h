@@ -1012,7 +1012,9 @@ typedef struct nne_client_igraph nne_client_igraph_t;
 #define NNE_CLIENT_MAX_INTS 8
 /* The largest node id (ids are returned as int). */
 #define NNE_CLIENT_MAX_NODE_ID 0x7fffffff
-/* A read or write without an invoke: the whole batch. */
+/* A read or write without an invoke: the whole batch, every invoke's rows.
+ * It goes on the wire as an unset `invoke` (the proto's default); any other
+ * negative invoke is refused. */
 #define NNE_CLIENT_INVOKE_ALL (-1)
 
 /* A new, empty graph (NULL when memory runs out). Free it with

@@ -81,7 +81,7 @@ static size_t ptr_off(const char *p) {
 static bool strs_reserve(nne__strs_t *b, size_t n) {
   if (n > SIZE_MAX / 2 - b->len)
     return false;
-  return nne__grow((void **)&b->p, &b->cap, b->len + n, SIZE_MAX / 2, 1);
+  return nne_vec_grow_max(&b->p, &b->cap, b->len + n, 1, SIZE_MAX / 2) == 0;
 }
 
 bool nne__strs_add(nne__strs_t *b, const char *s, const char **slot) {
@@ -120,7 +120,7 @@ bool nne__strlist_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   if (l->n >= l->max)
     return nne__dec_fail(l->dec, NNE_CLIENT_RESOURCE_EXHAUSTED,
                          "%s: more than %zu %s", l->what, l->max, l->noun);
-  if (!nne__grow((void **)&l->v, &l->cap, l->n + 1, l->max, sizeof *l->v))
+  if (nne_vec_grow_max(&l->v, &l->cap, l->n + 1, sizeof *l->v, l->max) != 0)
     return nne__dec_fail(l->dec, NNE_CLIENT_RESOURCE_EXHAUSTED,
                          "out of memory");
   if (!nne__strs_read(l->block, s, l->max_len, &l->v[l->n], l->dec, l->what))
@@ -132,8 +132,8 @@ bool nne__strlist_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
 bool nne__strlist_move(nne__strlist_t *l, nne__names_t *all,
                        const char *const **first, size_t *n) {
   if (l->n > all->max - all->n ||
-      !nne__grow((void **)&all->v, &all->cap, all->n + l->n, all->max,
-                 sizeof *all->v))
+      nne_vec_grow_max(&all->v, &all->cap, all->n + l->n, sizeof *all->v,
+                       all->max) != 0)
     return nne__dec_fail(l->dec, NNE_CLIENT_RESOURCE_EXHAUSTED,
                          "%s: more than %zu %s in the reply", l->what, all->max,
                          l->noun);
@@ -188,7 +188,7 @@ bool nne__rep_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
     return nne__dec_fail(r->dec, r->over_code, "%s: more than %zu %s", r->what,
                          r->max, r->noun);
   }
-  if (!nne__grow(r->items, &r->cap, i + 1, r->max, r->item_size))
+  if (nne_vec_grow_max(r->items, &r->cap, i + 1, r->item_size, r->max) != 0)
     return nne__dec_fail(r->dec, NNE_CLIENT_RESOURCE_EXHAUSTED,
                          "out of memory");
   /* Counted before it is filled: the result's _free must find it. */

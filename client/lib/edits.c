@@ -43,8 +43,10 @@ _Static_assert(NNE__FIELD_SIZE(nnedit_v1_ResolvedEdit, ranges) ==
 _Static_assert(NNE__FIELD_SIZE(nnedit_v1_ResolvedEdit, tensor_shape) ==
                    NNE_CLIENT_MAX_DIMS * sizeof(int64_t),
                "ResolvedEdit.tensor_shape bound");
-_Static_assert((int)nnedit_v1_EditOp_ZERO == (int)NNE_CLIENT_EDIT_ZERO &&
-                   (int)nnedit_v1_EditOp_SAVE == (int)NNE_CLIENT_EDIT_SAVE,
+_Static_assert((int)nnedit_v1_EditOp_EDIT_OP_ZERO ==
+                       (int)NNE_CLIENT_EDIT_ZERO &&
+                   (int)nnedit_v1_EditOp_EDIT_OP_SAVE ==
+                       (int)NNE_CLIENT_EDIT_SAVE,
                "EditOp numbers");
 
 const char *nne_client_edit_op_name(int op) {
@@ -150,18 +152,18 @@ static bool fill_edit(void *ctx, size_t i, void *msg) {
   nne__copy_str(m->site, sizeof m->site, e->site);
   m->op = (nnedit_v1_EditOp)e->op;
   if (e->use_scalar) {
-    m->use_scalar = true;
-    m->scalar = e->scalar;
+    m->which_operand = nnedit_v1_Edit_scalar_tag;
+    m->operand.scalar = e->scalar;
   } else if (e->tensor != NULL) {
     const nne_client_tensor_t *t = e->tensor;
-    m->has_tensor = true;
-    m->tensor.dtype = (nnedit_v1_DType)t->dtype;
-    m->tensor.shape_count = (pb_size_t)t->ndim;
-    memcpy(m->tensor.shape, t->shape, t->ndim * sizeof t->shape[0]);
+    m->which_operand = nnedit_v1_Edit_tensor_tag;
+    m->operand.tensor.dtype = (nnedit_v1_DType)t->dtype;
+    m->operand.tensor.shape_count = (pb_size_t)t->ndim;
+    memcpy(m->operand.tensor.shape, t->shape, t->ndim * sizeof t->shape[0]);
     a->data.p = t->data;
     a->data.n = t->nbytes;
     if (t->nbytes > 0)
-      NNE_PB_ENC(m->tensor.data, nne_pb_bytes_enc, &a->data);
+      NNE_PB_ENC(m->operand.tensor.data, nne_pb_bytes_enc, &a->data);
   }
   m->ranges_count = (pb_size_t)e->n_ranges;
   for (k = 0; k < e->n_ranges; k++) {
@@ -322,8 +324,8 @@ static bool resolved_take(nne__rep_t *r, const void *msg, void *item,
   e->tensor_ndim = m->tensor_shape_count;
   memcpy(e->tensor_shape, m->tensor_shape,
          m->tensor_shape_count * sizeof m->tensor_shape[0]);
-  e->use_scalar = m->use_scalar;
-  e->scalar = m->scalar;
+  e->use_scalar = m->has_scalar;
+  e->scalar = m->has_scalar ? m->scalar : 0;
   e->n_ranges = m->ranges_count;
   for (k = 0; k < m->ranges_count; k++) {
     e->ranges[k].dim = m->ranges[k].dim;

@@ -150,26 +150,15 @@ void nne__rows_free(nne_client_row_topk_t *rows, size_t n) {
 
 /* ---- Forward ------------------------------------------------------------- */
 
-/* ForwardResponse is a oneof of two messages that both hold callback fields.
- * nanopb zeroes a oneof member (callbacks included) when its tag arrives, so
- * the generated descriptor cannot route `rows` or `data` to us. This view of
- * the same wire message makes each member a callback of its own, which then
- * decodes the member with its callbacks set. */
-typedef struct nne__fwd_frame {
-  pb_callback_t result;
-  pb_callback_t chunk;
-} nne__fwd_frame;
-#define nne__fwd_frame_FIELDLIST(X, a)                                         \
-  X(a, CALLBACK, OPTIONAL, MESSAGE, result, 1)                                 \
-  X(a, CALLBACK, OPTIONAL, MESSAGE, chunk, 2)
-#define nne__fwd_frame_CALLBACK pb_default_field_callback
-#define nne__fwd_frame_DEFAULT NULL
-#define nne__fwd_frame_result_MSGTYPE nnedit_v1_ForwardResult
-#define nne__fwd_frame_chunk_MSGTYPE nnedit_v1_TensorChunk
-PB_BIND(nne__fwd_frame, nne__fwd_frame, AUTO)
-_Static_assert(nnedit_v1_ForwardResponse_result_tag == 1 &&
-                   nnedit_v1_ForwardResponse_chunk_tag == 2,
-               "ForwardResponse tags");
+/* ForwardResponse.msg is a oneof of two messages that both hold callback
+ * fields, which nanopb zeroes when a member's tag arrives: its message
+ * callback (cb_msg, inference.options) runs just after that and points the
+ * member's `rows`, `saved` or chunk `data` at us. */
+_Static_assert((int)nnedit_v1_Padding_PADDING_RIGHT ==
+                       (int)NNE_CLIENT_PAD_RIGHT &&
+                   (int)nnedit_v1_LogitsMode_LOGITS_MODE_ALL ==
+                       (int)NNE_CLIENT_LOGITS_ALL,
+               "Padding and LogitsMode numbers");
 
 typedef struct fwd_dec {
   const nne_client_forward_req_t *req;
@@ -177,7 +166,7 @@ typedef struct fwd_dec {
   nne__topk_t topk;
   bool have_result;
   char tensor_name[NNE_CLIENT_NAME_MAX]; /* what result.logits_tensor said */
-  unsigned frame_fields;                 /* members seen in this frame */
+  unsigned frame_fields;                 /* members seen in this message */
   size_t n_saved_names; /* result.saved entries seen (each checked) */
   /* With an edit set: the names result.saved lists after the request's
    * saves (the set's SAVE edits), at most NNE_CLIENT_MAX_EDITS. */
@@ -233,8 +222,8 @@ static bool saved_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
     if (name[0] == '\0')
       return nne__dec_fail(&st->dec, NNE_CLIENT_INTERNAL, "%s: an empty name",
                            what);
-    if (!nne__grow((void **)&st->extra, &st->extra_cap, st->n_extra + 1,
-                   NNE_CLIENT_MAX_EDITS, sizeof *st->extra) ||
+    if (nne_vec_grow_max(&st->extra, &st->extra_cap, st->n_extra + 1,
+                         sizeof *st->extra, NNE_CLIENT_MAX_EDITS) != 0 ||
         (st->extra[st->n_extra] = strdup(name)) == NULL)
       return nne__dec_fail(&st->dec, NNE_CLIENT_RESOURCE_EXHAUSTED,
                            "out of memory");
@@ -244,20 +233,9 @@ static bool saved_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   return true;
 }
 
-static bool fwd_result_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
-  fwd_dec_t *st = *arg;
+/* The result, decoded (its rows and saved list already taken). */
+static bool fwd_result_done(fwd_dec_t *st, const nnedit_v1_ForwardResult *m) {
   const nne_client_forward_req_t *req = st->req;
-  nnedit_v1_ForwardResult m = nnedit_v1_ForwardResult_init_zero;
-  (void)f;
-  st->frame_fields++;
-  if (st->have_result)
-    return nne__dec_fail(&st->dec, NNE_CLIENT_INTERNAL,
-                         "a second ForwardResult in the stream");
-  NNE_PB_DEC(m.rows, nne__rep_dec, &st->topk.rows);
-  NNE_PB_DEC(m.saved, saved_dec, st);
-  if (!pb_decode(s, nnedit_v1_ForwardResult_fields, &m))
-    return nne__dec_fail(&st->dec, NNE_CLIENT_INTERNAL, "result: %s",
-                         PB_GET_ERROR(s));
   if (st->n_saved_names < req->n_save)
     return nne__dec_fail(
         &st->dec, NNE_CLIENT_INTERNAL,
@@ -271,8 +249,8 @@ static bool fwd_result_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
      * them until they are filled. */
     size_t total = req->n_save + st->n_extra;
     st->saved_cap = req->n_save;
-    if (!nne__grow((void **)&st->out->saved, &st->saved_cap, total, total,
-                   sizeof *st->out->saved))
+    if (nne_vec_grow_max(&st->out->saved, &st->saved_cap, total,
+                         sizeof *st->out->saved, total) != 0)
       return nne__dec_fail(&st->dec, NNE_CLIENT_RESOURCE_EXHAUSTED,
                            "out of memory");
     memset(st->out->saved + req->n_save, 0,
@@ -284,14 +262,14 @@ static bool fwd_result_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
      * come, named by their chunks. */
     st->open_ended = true;
   }
-  st->out->batch = m.batch;
-  st->out->seq_len = m.seq_len;
-  if (m.has_timing) {
-    st->out->timing.queue_ms = m.timing.queue_ms;
-    st->out->timing.compute_ms = m.timing.compute_ms;
-    st->out->timing.total_ms = m.timing.total_ms;
+  st->out->batch = m->batch;
+  st->out->seq_len = m->seq_len;
+  if (m->has_timing) {
+    st->out->timing.queue_ms = m->timing.queue_ms;
+    st->out->timing.compute_ms = m->timing.compute_ms;
+    st->out->timing.total_ms = m->timing.total_ms;
   }
-  memcpy(st->tensor_name, m.logits_tensor, sizeof st->tensor_name);
+  memcpy(st->tensor_name, m->logits_tensor, sizeof st->tensor_name);
   st->have_result = true;
   return true;
 }
@@ -324,21 +302,18 @@ static bool fwd_open_one(fwd_dec_t *st) {
                          NNE_CLIENT_MAX_EDITS);
   if (st->saved_cap < n_save)
     st->saved_cap = n_save;
-  if (!nne__grow((void **)&st->out->saved, &st->saved_cap, have + 1,
-                 n_save + NNE_CLIENT_MAX_EDITS, sizeof *st->out->saved))
+  if (nne_vec_grow_max(&st->out->saved, &st->saved_cap, have + 1,
+                       sizeof *st->out->saved,
+                       n_save + NNE_CLIENT_MAX_EDITS) != 0)
     return nne__dec_fail(&st->dec, NNE_CLIENT_RESOURCE_EXHAUSTED,
                          "out of memory");
   st->n_tensors++;
   return true;
 }
 
-static bool fwd_chunk_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
-  fwd_dec_t *st = *arg;
-  nnedit_v1_TensorChunk c;
-  const char *want;
-  bool done;
-  (void)f;
-  st->frame_fields++;
+/* Before a chunk is decoded into *c: it may come now; its bytes go to the
+ * reassembler. */
+static bool fwd_chunk_begin(fwd_dec_t *st, nnedit_v1_TensorChunk *c) {
   if (!st->have_result)
     return nne__dec_fail(&st->dec, NNE_CLIENT_INTERNAL,
                          "a tensor chunk before the ForwardResult");
@@ -353,20 +328,22 @@ static bool fwd_chunk_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
                          "a tensor chunk after the %zu tensors asked for were "
                          "complete",
                          st->n_tensors);
-  nne__asm_arm(&st->asm_, &c);
-  if (!pb_decode(s, nnedit_v1_TensorChunk_fields, &c)) {
-    nne__asm_refused(&st->asm_, &st->dec);
-    return nne__dec_fail(&st->dec, NNE_CLIENT_INTERNAL, "chunk: %s",
-                         PB_GET_ERROR(s));
-  }
+  nne__asm_arm(&st->asm_, c);
+  return true;
+}
+
+/* A chunk, decoded: checked and fed to the reassembler. */
+static bool fwd_chunk_done(fwd_dec_t *st, const nnedit_v1_TensorChunk *c) {
+  const char *want;
+  bool done;
   /* Tensors come in the order of the result, never interleaved: a chunk
    * names the tensor in progress (an unlisted save of the edit set is
    * named by its first chunk; the reassembler holds the rest to it). */
   want = fwd_tensor_name(st, st->next);
-  if (want != NULL && strcmp(c.name, want) != 0)
+  if (want != NULL && strcmp(c->name, want) != 0)
     return nne__dec_fail(&st->dec, NNE_CLIENT_INTERNAL,
                          "a chunk of tensor '%.200s', expected '%.200s'",
-                         c.name, want);
+                         c->name, want);
   if (!nne__asm_feed(&st->asm_, &done, &st->dec))
     return false;
   if (done) {
@@ -384,22 +361,46 @@ static bool fwd_chunk_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   return true;
 }
 
+/* ForwardResponse.msg: just before a member is decoded (zeroed by nanopb),
+ * point its callbacks at us. */
+static bool fwd_member_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  fwd_dec_t *st = *arg;
+  (void)s;
+  st->frame_fields++;
+  if (f->tag == nnedit_v1_ForwardResponse_chunk_tag)
+    return fwd_chunk_begin(st, f->pData);
+  if (st->have_result)
+    return nne__dec_fail(&st->dec, NNE_CLIENT_INTERNAL,
+                         "a second ForwardResult in the stream");
+  NNE_PB_DEC(((nnedit_v1_ForwardResult *)f->pData)->rows, nne__rep_dec,
+             &st->topk.rows);
+  NNE_PB_DEC(((nnedit_v1_ForwardResult *)f->pData)->saved, saved_dec, st);
+  return true;
+}
+
 static int fwd_msg(void *ctx, grpc_byte_buffer *msg, nne_client_err_t *err) {
   fwd_dec_t *st = ctx;
-  nne__fwd_frame frame;
-  int rc;
-  memset(&frame, 0, sizeof frame);
-  NNE_PB_DEC(frame.result, fwd_result_dec, st);
-  NNE_PB_DEC(frame.chunk, fwd_chunk_dec, st);
+  nnedit_v1_ForwardResponse m;
+  char why[128] = "";
+  bool ok;
+  memset(&m, 0, sizeof m);
+  NNE_PB_DEC(m.cb_msg, fwd_member_dec, st);
   st->frame_fields = 0;
-  rc = nne__decode_bb(msg, &nne__fwd_frame_msg, &frame, &st->dec, M_FORWARD,
-                      err);
-  if (rc == 0 && st->frame_fields != 1)
-    rc = nne__err_set(err, NNE_CLIENT_INTERNAL,
-                      "Inference/Forward: a ForwardResponse with %u members "
-                      "(one expected)",
-                      st->frame_fields);
-  return rc;
+  if (!nne_pb_decode_bb(msg, nnedit_v1_ForwardResponse_fields, &m, why,
+                        sizeof why)) {
+    /* The reassembler's refusal, if it refused, is the reason. */
+    nne__asm_refused(&st->asm_, &st->dec);
+    return nne__dec_error(&st->dec, M_FORWARD, why, err);
+  }
+  if (st->frame_fields != 1)
+    return nne__err_set(err, NNE_CLIENT_INTERNAL,
+                        "Inference/Forward: a ForwardResponse with %u members "
+                        "(one expected)",
+                        st->frame_fields);
+  ok = m.which_msg == nnedit_v1_ForwardResponse_chunk_tag
+           ? fwd_chunk_done(st, &m.msg.chunk)
+           : fwd_result_done(st, &m.msg.result);
+  return ok ? 0 : nne__dec_error(&st->dec, M_FORWARD, "", err);
 }
 
 static int forward_check(const nne_client_forward_req_t *req, size_t *max_mask,

@@ -17,9 +17,9 @@ _Static_assert(NNE__FIELD_SIZE(nnedit_v1_GraphRequest, module) ==
 _Static_assert(NNE__FIELD_SIZE(nnedit_v1_GraphResponse, module) ==
                    NNE_CLIENT_MODULE_NAME_MAX,
                "GraphResponse.module bound");
-_Static_assert((int)nnedit_v1_NodeKind_NODE_OTHER ==
+_Static_assert((int)nnedit_v1_NodeKind_NODE_KIND_OTHER ==
                        (int)NNE_CLIENT_NODE_OTHER &&
-                   (int)nnedit_v1_NodeKind_NODE_HOOK ==
+                   (int)nnedit_v1_NodeKind_NODE_KIND_HOOK ==
                        (int)NNE_CLIENT_NODE_HOOK,
                "NodeKind numbers");
 

@@ -5,7 +5,8 @@
  * A graph is an array of nodes in the order they were added, each holding
  * copies of what it was given (strings, ranges, arguments, a constant's
  * bytes), so that the caller's buffers are free the moment a call returns.
- * Encoding (nne_client_trace) turns each into a Node message on the fly. */
+ * Encoding (nne_client_trace) turns each into a Node message on the fly;
+ * NNE_CLIENT_INVOKE_ALL becomes an unset `invoke` (every invoke). */
 #include "internal.h"
 
 #include <inttypes.h>
@@ -39,7 +40,7 @@ typedef struct ig_node {
   uint32_t id;
   ig_kind_t kind;
   char *str;      /* read/write: site; call: fn; save/ref: name (heap) */
-  int32_t invoke; /* read, write */
+  int32_t invoke; /* read, write: NNE_CLIENT_INVOKE_ALL or a position */
   uint32_t value; /* write, save: the input node */
   nne_client_dim_range_t *ranges; /* write (heap) */
   size_t n_ranges;
@@ -170,8 +171,7 @@ static int ig_begin(nne_client_igraph_t *g, const char *what) {
     return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
                    "no node ids left (the largest is %d)",
                    NNE_CLIENT_MAX_NODE_ID);
-  if (!nne__grow((void **)&g->nodes, &g->cap, g->n + 1,
-                 SIZE_MAX / sizeof *g->nodes, sizeof *g->nodes))
+  if (NNE_VEC_GROW(&g->nodes, &g->cap, g->n + 1) != 0)
     return ig_fail(g, NNE_CLIENT_RESOURCE_EXHAUSTED, what, "out of memory");
   return 0;
 }
@@ -217,9 +217,10 @@ static int ig_ref_id(nne_client_igraph_t *g, const char *what,
 
 static int ig_invoke(nne_client_igraph_t *g, const char *what, int invoke,
                      int32_t *out) {
-  if (invoke < NNE_CLIENT_INVOKE_ALL)
+  if (invoke < 0 && invoke != NNE_CLIENT_INVOKE_ALL)
     return ig_fail(g, NNE_CLIENT_INVALID_ARGUMENT, what,
-                   "invoke %d (an invoke's index, or -1 for the whole batch)",
+                   "invoke %d (an invoke's index, or NNE_CLIENT_INVOKE_ALL "
+                   "for the whole batch)",
                    invoke);
   *out = (int32_t)invoke;
   return 0;
@@ -571,11 +572,11 @@ static void fill_item(const nne_client_index_item_t *it,
   switch (it->kind) {
   case NNE_CLIENT_INDEX_INT: m->item.index = it->index; break;
   case NNE_CLIENT_INDEX_SLICE:
+    m->item.slice.has_start = it->has_start;
     m->item.slice.start = it->has_start ? it->start : 0;
+    m->item.slice.has_stop = it->has_stop;
     m->item.slice.stop = it->has_stop ? it->stop : 0;
     m->item.slice.step = it->step;
-    m->item.slice.has_start = it->has_start;
-    m->item.slice.has_stop = it->has_stop;
     break;
   case NNE_CLIENT_INDEX_ELLIPSIS: m->item.ellipsis = true; break;
   case NNE_CLIENT_INDEX_NEWAXIS: m->item.newaxis = true; break;
@@ -590,59 +591,70 @@ static bool fill_node(void *ctx, size_t i, void *msg) {
 
   m->id = n->id;
   switch (n->kind) {
-  case IG_READ:
-    m->has_read = true;
-    nne__copy_str(m->read.site, sizeof m->read.site, n->str);
-    m->read.invoke = n->invoke;
+  case IG_READ: {
+    nnedit_v1_ReadNode *r = &m->op.read;
+    m->which_op = nnedit_v1_Node_read_tag;
+    nne__copy_str(r->site, sizeof r->site, n->str);
+    r->has_invoke = n->invoke != NNE_CLIENT_INVOKE_ALL;
+    r->invoke = r->has_invoke ? n->invoke : 0;
     break;
-  case IG_WRITE:
-    m->has_write = true;
-    nne__copy_str(m->write.site, sizeof m->write.site, n->str);
-    m->write.value = n->value;
-    m->write.invoke = n->invoke;
-    m->write.ranges_count = (pb_size_t)n->n_ranges;
+  }
+  case IG_WRITE: {
+    nnedit_v1_WriteNode *w = &m->op.write;
+    m->which_op = nnedit_v1_Node_write_tag;
+    nne__copy_str(w->site, sizeof w->site, n->str);
+    w->value = n->value;
+    w->has_invoke = n->invoke != NNE_CLIENT_INVOKE_ALL;
+    w->invoke = w->has_invoke ? n->invoke : 0;
+    w->ranges_count = (pb_size_t)n->n_ranges;
     for (k = 0; k < n->n_ranges; k++) {
-      m->write.ranges[k].dim = n->ranges[k].dim;
-      m->write.ranges[k].start = n->ranges[k].start;
-      m->write.ranges[k].stop = n->ranges[k].stop;
+      w->ranges[k].dim = n->ranges[k].dim;
+      w->ranges[k].start = n->ranges[k].start;
+      w->ranges[k].stop = n->ranges[k].stop;
     }
     break;
-  case IG_CALL:
-    m->has_call = true;
-    nne__copy_str(m->call.fn, sizeof m->call.fn, n->str);
-    m->call.args_count = (pb_size_t)n->n_args;
+  }
+  case IG_CALL: {
+    nnedit_v1_CallNode *c = &m->op.call;
+    m->which_op = nnedit_v1_Node_call_tag;
+    nne__copy_str(c->fn, sizeof c->fn, n->str);
+    c->args_count = (pb_size_t)n->n_args;
     for (k = 0; k < n->n_args; k++)
-      fill_arg(&n->args[k], &m->call.args[k]);
-    m->call.index_items_count = (pb_size_t)n->n_items;
+      fill_arg(&n->args[k], &c->args[k]);
+    c->index_items_count = (pb_size_t)n->n_items;
     for (k = 0; k < n->n_items; k++)
-      fill_item(&n->items[k], &m->call.index_items[k]);
+      fill_item(&n->items[k], &c->index_items[k]);
     break;
-  case IG_CONST:
-    m->has_constant = true;
+  }
+  case IG_CONST: {
+    nnedit_v1_ConstNode *c = &m->op.constant;
+    m->which_op = nnedit_v1_Node_constant_tag;
     if (n->use_scalar) {
-      m->constant.use_scalar = true;
-      m->constant.scalar = n->scalar;
+      c->which_value = nnedit_v1_ConstNode_scalar_tag;
+      c->value.scalar = n->scalar;
     } else {
-      m->constant.has_tensor = true;
-      m->constant.tensor.dtype = (nnedit_v1_DType)n->tensor.dtype;
-      m->constant.tensor.shape_count = (pb_size_t)n->tensor.ndim;
-      memcpy(m->constant.tensor.shape, n->tensor.shape,
+      nnedit_v1_Tensor *t = &c->value.tensor;
+      c->which_value = nnedit_v1_ConstNode_tensor_tag;
+      t->dtype = (nnedit_v1_DType)n->tensor.dtype;
+      t->shape_count = (pb_size_t)n->tensor.ndim;
+      memcpy(t->shape, n->tensor.shape,
              n->tensor.ndim * sizeof n->tensor.shape[0]);
       /* Straight from the graph's copy into the outgoing message. */
       e->data.p = n->tensor.data;
       e->data.n = n->tensor.nbytes;
       if (n->tensor.nbytes > 0)
-        NNE_PB_ENC(m->constant.tensor.data, nne_pb_bytes_enc, &e->data);
+        NNE_PB_ENC(t->data, nne_pb_bytes_enc, &e->data);
     }
     break;
+  }
   case IG_SAVE:
-    m->has_save = true;
-    m->save.value = n->value;
-    nne__copy_str(m->save.name, sizeof m->save.name, n->str);
+    m->which_op = nnedit_v1_Node_save_tag;
+    m->op.save.value = n->value;
+    nne__copy_str(m->op.save.name, sizeof m->op.save.name, n->str);
     break;
   case IG_REF:
-    m->has_ref = true;
-    nne__copy_str(m->ref.name, sizeof m->ref.name, n->str);
+    m->which_op = nnedit_v1_Node_ref_tag;
+    nne__copy_str(m->op.ref.name, sizeof m->op.ref.name, n->str);
     break;
   }
   return true;

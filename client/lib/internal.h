@@ -6,8 +6,11 @@
  * One block per file, named after the file that defines it, in the order a
  * call goes through them:
  *
- *   util.c     errors into nne_client_err_t, bounded string copies, the one
- *              growth helper (nne__grow) every growing array uses
+ *   util.c     errors into nne_client_err_t, bounded string copies
+ *
+ * Every growing array and block grows through the daemon's base vector
+ * (daemon/base/vec.h, nne_vec_grow_max with the array's bound), linked in
+ * statically from nne_base; the version script keeps it inside too.
  *   conn.c     the client (struct nne_client), one call on its own
  *              completion queue: unary calls and server streams, and the
  *              gRPC status -> nne_client_err_t mapping
@@ -37,6 +40,7 @@
 
 #include <grpc/grpc.h>
 
+#include "base/vec.h"
 #include "nne_pb.h"
 #include "nnedit.h"
 #include "nnedit/v1/inference.pb.h"
@@ -64,12 +68,6 @@ int nne__check_name(const char *what, const char *name, size_t cap,
 /* An optional one (NULL is fine): shorter than cap. */
 int nne__check_opt_str(const char *what, const char *s, size_t cap,
                        nne_client_err_t *err);
-
-/* Makes *arr (elem-sized items, capacity *cap) hold at least `need` items,
- * doubling from 8 and never past `max` items. False when need > max or
- * memory runs out (*arr is then unchanged). The only growth loop of the
- * library: every growing array and block goes through it. */
-bool nne__grow(void **arr, size_t *cap, size_t need, size_t max, size_t elem);
 
 /* ---- conn.c -------------------------------------------------------------- */
 

@@ -37,9 +37,14 @@ _Static_assert(NNE__FIELD_SIZE(nnedit_v1_ModelInfo, family_reason) ==
 _Static_assert(NNE__FIELD_SIZE(nnedit_v1_DescribeModelRequest, module) ==
                    NNE_CLIENT_MODULE_NAME_MAX,
                "DescribeModelRequest.module bound");
-_Static_assert((int)nnedit_v1_SiteKind_SITE_NODE_INPUT ==
+_Static_assert((int)nnedit_v1_SiteKind_SITE_KIND_NODE_INPUT ==
                    (int)NNE_CLIENT_SITE_NODE_INPUT,
                "SiteKind numbers");
+_Static_assert((int)nnedit_v1_ModelState_MODEL_STATE_AVAILABLE ==
+                       (int)NNE_CLIENT_MODEL_AVAILABLE &&
+                   (int)nnedit_v1_ModelState_MODEL_STATE_FAILED ==
+                       (int)NNE_CLIENT_MODEL_FAILED,
+               "ModelState numbers");
 _Static_assert(NNE__FIELD_SIZE(nnedit_v1_ListModelsResponse, server_version) ==
                    NNE_CLIENT_VERSION_MAX,
                "ListModelsResponse.server_version bound");

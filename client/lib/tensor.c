@@ -16,6 +16,12 @@ _Static_assert(NNE__FIELD_SIZE(nnedit_v1_TensorChunk, shape) ==
 _Static_assert(NNE__FIELD_SIZE(nnedit_v1_Tensor, shape) ==
                    NNE_CLIENT_MAX_DIMS * sizeof(int64_t),
                "Tensor.shape bound");
+/* Dtypes go on the wire as their numbers. */
+_Static_assert((int)nnedit_v1_DType_DTYPE_FLOAT32 ==
+                       (int)NNE_CLIENT_DTYPE_FLOAT32 &&
+                   (int)nnedit_v1_DType_DTYPE_BOOL ==
+                       (int)NNE_CLIENT_DTYPE_BOOL,
+               "DType numbers");
 
 /* ---- dtypes -------------------------------------------------------------- */
 

@@ -61,6 +61,7 @@ typedef struct trace_dec {
   size_t n_extra;           /* the edit set's saves of this trace so far */
   /* Result of the current trace, while it is decoded. */
   nne__topk_t topk;
+  unsigned members;   /* bit per TraceResponse member seen in this message */
   size_t n_listed;    /* its `saved` entries matched so far */
   bool listed_logits; /* its `saved` list named the logits */
   nne__asm_t asm_;
@@ -263,8 +264,8 @@ static bool trace_chunk_done(trace_dec_t *st) {
   } else {
     size_t max = st->saves_of[t] +
                  (trace_has_edit_set(st->req) ? NNE_CLIENT_MAX_EDITS : 0);
-    if (!nne__grow((void **)&r->saved, &st->saved_cap, r->n_saved + 1, max,
-                   sizeof *r->saved))
+    if (nne_vec_grow_max(&r->saved, &st->saved_cap, r->n_saved + 1,
+                         sizeof *r->saved, max) != 0)
       return nne__dec_fail(&st->dec, NNE_CLIENT_RESOURCE_EXHAUSTED,
                            "out of memory");
     nne__asm_take(&st->asm_, &r->saved[r->n_saved++]);
@@ -278,35 +279,56 @@ static bool trace_chunk_done(trace_dec_t *st) {
   return true;
 }
 
+/* TraceResponse.msg: just before a member is decoded (nanopb has zeroed
+ * it, callbacks included), point its lists or bytes at us: a result's rows
+ * go to the trace whose result this would be. */
+static bool trace_member_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  trace_dec_t *st = *arg;
+  nnedit_v1_TraceResult *m = f->pData;
+  (void)s;
+  if (st->members & (1u << f->tag))
+    return nne__dec_fail(
+        &st->dec, NNE_CLIENT_INTERNAL, "a TraceResponse with two %ss",
+        f->tag == nnedit_v1_TraceResponse_chunk_tag ? "chunk" : "result");
+  st->members |= 1u << f->tag;
+  if (f->tag == nnedit_v1_TraceResponse_chunk_tag) {
+    nne__asm_arm(&st->asm_, f->pData);
+    return true;
+  }
+  if (st->cur < st->req->n_traces) {
+    nne_client_trace_result_t *r = &st->out->traces[st->cur];
+    nne__topk_init(&st->topk, &r->rows, &r->n_rows, st->rows_of[st->cur],
+                   st->req->top_k, &st->dec);
+  }
+  NNE_PB_DEC(m->rows, trace_rows_dec, st);
+  NNE_PB_DEC(m->saved, trace_saved_dec, st);
+  return true;
+}
+
 static int trace_msg(void *ctx, grpc_byte_buffer *msg, nne_client_err_t *err) {
   trace_dec_t *st = ctx;
   nnedit_v1_TraceResponse m;
   char why[128] = "";
   bool ok;
 
-  /* The result's rows go to the trace whose result this would be. */
   memset(&m, 0, sizeof m);
-  nne__asm_arm(&st->asm_, &m.chunk);
-  if (st->cur < st->req->n_traces) {
-    nne_client_trace_result_t *r = &st->out->traces[st->cur];
-    nne__topk_init(&st->topk, &r->rows, &r->n_rows, st->rows_of[st->cur],
-                   st->req->top_k, &st->dec);
-  }
-  NNE_PB_DEC(m.result.rows, trace_rows_dec, st);
-  NNE_PB_DEC(m.result.saved, trace_saved_dec, st);
+  NNE_PB_DEC(m.cb_msg, trace_member_dec, st);
+  st->members = 0;
   if (!nne_pb_decode_bb(msg, nnedit_v1_TraceResponse_fields, &m, why,
                         sizeof why)) {
     /* The reassembler's refusal, if it refused, is the reason. */
     nne__asm_refused(&st->asm_, &st->dec);
     return nne__dec_error(&st->dec, M_TRACE, why, err);
   }
-  if (m.has_result == m.has_chunk)
+  if (st->members != 1u << m.which_msg)
     ok = nne__dec_fail(&st->dec, NNE_CLIENT_INTERNAL,
                        "a TraceResponse with %s (one of result and chunk "
                        "expected)",
-                       m.has_result ? "both a result and a chunk" : "neither");
+                       st->members ? "both a result and a chunk" : "neither");
+  else if (m.which_msg == nnedit_v1_TraceResponse_chunk_tag)
+    ok = trace_chunk_done(st);
   else
-    ok = m.has_chunk ? trace_chunk_done(st) : trace_result_done(st, &m.result);
+    ok = trace_result_done(st, &m.msg.result);
   return ok ? NNE__STREAM_MORE : nne__dec_error(&st->dec, M_TRACE, "", err);
 }
 

@@ -1,4 +1,4 @@
-/* util.c — errors, bounded strings and the growth helper (internal.h). */
+/* util.c — errors and bounded strings (internal.h). */
 #include "internal.h"
 
 #include <stdio.h>
@@ -52,24 +52,4 @@ int nne__check_opt_str(const char *what, const char *s, size_t cap,
                         "%s '%.64s...' is longer than %zu bytes", what, s,
                         cap - 1);
   return 0;
-}
-
-bool nne__grow(void **arr, size_t *cap, size_t need, size_t max, size_t elem) {
-  size_t ncap;
-  void *p;
-  if (need <= *cap)
-    return true;
-  if (need > max || max > SIZE_MAX / elem)
-    return false;
-  ncap = *cap ? *cap : 8;
-  while (ncap < need)
-    ncap = ncap > max / 2 ? max : ncap * 2;
-  if (ncap > max)
-    ncap = max;
-  p = realloc(*arr, ncap * elem);
-  if (p == NULL)
-    return false;
-  *arr = p;
-  *cap = ncap;
-  return true;
 }

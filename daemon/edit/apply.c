@@ -344,9 +344,8 @@ static int check_op(size_t i, const nne_edit_spec_t *sp, nne_err_t *err) {
                          "edits[%zu]: give a tensor or a scalar, not both", i);
     if (!has_operand)
       return nne_err_set(err, NNE_EINVAL,
-                         "edits[%zu]: %s needs a tensor or a scalar "
-                         "(use_scalar)",
-                         i, op_name(sp->op));
+                         "edits[%zu]: %s needs a tensor or a scalar", i,
+                         op_name(sp->op));
     return 0;
   default:
     return nne_err_set(err, NNE_EINVAL, "edits[%zu].op: unknown op %d", i,

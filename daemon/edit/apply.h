@@ -37,13 +37,14 @@
 typedef struct nne_edit_spec {
   const char *site;          /* any spelling */
   int op;                    /* nne_edit_op_t; checked */
+  /* The operand (Edit.operand, a oneof: at most one of the two). */
   bool has_tensor;
   nne_dtype_t dtype;         /* the tensor operand: wire dtype number */
   const int64_t *shape;
   int ndim;
   const void *data;          /* numel * itemsize bytes, little-endian */
   size_t data_len;
-  bool use_scalar;
+  bool use_scalar;           /* the operand is `scalar` */
   double scalar;
   const nne_dim_range_t *ranges;
   size_t n_ranges;

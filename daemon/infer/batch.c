@@ -132,7 +132,7 @@ int nne_batch_check(const nne_batch_group_t *groups, size_t n_groups,
   for (g = 0; g < n_groups; g++)
     if ((rc = check_mask(&groups[g], err)) != 0)
       return rc;
-  if (maxlen != minlen && padding == nnedit_v1_Padding_PADDING_NONE)
+  if (maxlen != minlen && padding == nnedit_v1_Padding_PADDING_UNSPECIFIED)
     return nne_err_set(err, NNE_EINVAL,
                        "%s: rows differ in length (row %zu has %u "
                        "tokens, row %zu has %u); set padding to PADDING_LEFT "

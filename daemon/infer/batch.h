@@ -68,8 +68,8 @@ typedef struct nne_batch_group {
  * non-empty and within max_seq_len (NNE_ERESOURCE), token ids are in the
  * vocabulary, each
  * group's mask fits its rows (count, lengths, 0/1, not all padding), and
- * with PADDING_NONE all rows have one length. padding is the wire's value
- * (checked by the caller). */
+ * with no padding (PADDING_UNSPECIFIED) all rows have one length. padding
+ * is the wire's value (checked by the caller). */
 int nne_batch_check(const nne_batch_group_t *groups, size_t n_groups,
                     const char *what, int padding,
                     const nne_model_entry_t *e, nne_err_t *err);

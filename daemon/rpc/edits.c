@@ -1,7 +1,9 @@
 /* edits.c — nnedit.v1.Edits: Apply, List, Get, Drop.
  *
  * Apply decodes each edit (its tensor into memory bounded by the message
- * limit) into a plain description and hands the batch to edit/apply.h,
+ * limit: the operand is a oneof, so a message callback run just before the
+ * tensor member is decoded points its bytes there) into a plain
+ * description and hands the batch to edit/apply.h,
  * which checks, compiles, probes and creates the set atomically; this file
  * encodes the reply. List, Get and Drop answer from the editor's sets.
  */
@@ -14,6 +16,7 @@
 #include "edit/editor.h"
 #include "edit/inspect.h"
 #include "base/log.h"
+#include "base/vec.h"
 #include "nnedit/v1/edits.pb.h"
 #include "rpc/rpc.h"
 
@@ -61,6 +64,15 @@ static bool data_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   return true;
 }
 
+/* Edit.operand: just before its tensor member is decoded (nanopb has
+ * zeroed the member), its bytes go to data_dec. */
+static bool operand_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  (void)s;
+  if (f->tag == nnedit_v1_Edit_tensor_tag)
+    NNE_PB_DEC(((nnedit_v1_Tensor *)f->pData)->data, data_dec, *arg);
+  return true;
+}
+
 static bool edit_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   edits_dec_t *ed = *arg;
   edit_in_t *ei;
@@ -70,19 +82,13 @@ static bool edit_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
     ed->too_many = true;
     PB_RETURN_ERROR(s, "too many edits");
   }
-  if (ed->n == ed->cap) {
-    size_t cap = ed->cap ? 2 * ed->cap : 8;
-    edit_in_t *nv = realloc(ed->v, cap * sizeof *nv);
-    if (nv == NULL)
-      PB_RETURN_ERROR(s, "out of memory");
-    ed->v = nv;
-    ed->cap = cap;
-  }
+  if (NNE_VEC_GROW(&ed->v, &ed->cap, ed->n + 1) != 0)
+    PB_RETURN_ERROR(s, "out of memory");
   ei = &ed->v[ed->n];
   memset(ei, 0, sizeof *ei);
   ds.ed = ed;
   ds.ei = ei;
-  NNE_PB_DEC(ei->pb.tensor.data, data_dec, &ds);
+  NNE_PB_DEC(ei->pb.cb_operand, operand_dec, &ds);
   ed->n++; /* counted now so that a failure below still frees its data */
   return pb_decode(s, nnedit_v1_Edit_fields, &ei->pb);
 }
@@ -174,14 +180,17 @@ void nne_rpc_edits_apply(nne_call_t *call, grpc_byte_buffer *req) {
     }
     sp->site = pb->site;
     sp->op = (int)pb->op;
-    sp->has_tensor = pb->has_tensor;
-    sp->dtype = (nne_dtype_t)pb->tensor.dtype;
-    sp->shape = pb->tensor.shape;
-    sp->ndim = (int)pb->tensor.shape_count;
-    sp->data = ed.v[i].data;
-    sp->data_len = ed.v[i].data_len;
-    sp->use_scalar = pb->use_scalar;
-    sp->scalar = pb->scalar;
+    sp->has_tensor = pb->which_operand == nnedit_v1_Edit_tensor_tag;
+    sp->use_scalar = pb->which_operand == nnedit_v1_Edit_scalar_tag;
+    if (sp->has_tensor) {
+      sp->dtype = (nne_dtype_t)pb->operand.tensor.dtype;
+      sp->shape = pb->operand.tensor.shape;
+      sp->ndim = (int)pb->operand.tensor.shape_count;
+      sp->data = ed.v[i].data;
+      sp->data_len = ed.v[i].data_len;
+    }
+    if (sp->use_scalar)
+      sp->scalar = pb->operand.scalar;
     for (k = 0; k < pb->ranges_count && k < NNE_EDIT_MAX_RANGES; k++) {
       ranges[i][k].dim = pb->ranges[k].dim;
       ranges[i][k].start = pb->ranges[k].start;
@@ -281,8 +290,8 @@ static bool fill_resolved(void *ctx, size_t i, void *msg) {
     for (k = 0; k < (size_t)nd && k < 8; k++)
       r->tensor_shape[k] = shape[k];
   }
-  r->scalar = e->scalar;
-  r->use_scalar = e->use_scalar;
+  r->has_scalar = e->use_scalar;
+  r->scalar = e->use_scalar ? e->scalar : 0;
   r->ranges_count = (pb_size_t)e->n_ranges;
   for (k = 0; k < e->n_ranges; k++) {
     r->ranges[k].dim = e->ranges[k].dim;

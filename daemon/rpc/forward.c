@@ -71,12 +71,12 @@ static int send_result(nne_call_t *call, void *ctx, size_t index,
  * pipeline. */
 static int check_request(const nnedit_v1_ForwardRequest *in,
                          const nne_model_entry_t *e, nne_err_t *err) {
-  if (in->padding < nnedit_v1_Padding_PADDING_NONE ||
+  if (in->padding < nnedit_v1_Padding_PADDING_UNSPECIFIED ||
       in->padding > nnedit_v1_Padding_PADDING_RIGHT)
     return nne_err_set(err, NNE_EINVAL, "padding: unknown value %d",
                        (int)in->padding);
-  if (in->logits < nnedit_v1_LogitsMode_LOGITS_NONE ||
-      in->logits > nnedit_v1_LogitsMode_LOGITS_ALL)
+  if (in->logits < nnedit_v1_LogitsMode_LOGITS_MODE_UNSPECIFIED ||
+      in->logits > nnedit_v1_LogitsMode_LOGITS_MODE_ALL)
     return nne_err_set(err, NNE_EINVAL, "logits: unknown value %d",
                        (int)in->logits);
   if (in->top_k > NNE_TOP_K_MAX)

@@ -3,7 +3,10 @@
  * The request is decoded through callbacks, one trace, invoke and node at
  * a time, into a trace session (trace.h) — token rows into bounded arrays
  * (infer/batch.h), each node into the session's compact form, constants'
- * bytes into buffers bounded by the message limit. The request's options
+ * bytes into buffers bounded by the message limit (Node.op and
+ * ConstNode.value are oneofs: nanopb's message callbacks, run just before a
+ * member is decoded, point the constant's bytes at that buffer). An unset
+ * invoke is every invoke (NNE_TRACE_ALL_INVOKES). The request's options
  * are checked here; everything else — rows against the model, each graph
  * against the model's names and the whitelist, backends planned, the job
  * run and the reply streamed — is the inference pipeline's
@@ -18,6 +21,7 @@
 #include "infer/batch.h"
 #include "infer/session.h"
 #include "base/log.h"
+#include "base/vec.h"
 #include "nnedit/v1/inference.pb.h"
 #include "rpc/rpc.h"
 #include "trace/trace.h"
@@ -83,14 +87,8 @@ static bool invoke_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
     return stop(s, rd, NNE_ERESOURCE,
                 "traces[%zu].invokes: more than %u invokes (--max-batch)",
                 ti->t->index, rd->cfg->max_batch);
-  if (ti->n_inv == ti->cap_inv) {
-    size_t cap = ti->cap_inv ? 2 * ti->cap_inv : 4;
-    invoke_in_t *nv = realloc(ti->inv, cap * sizeof *nv);
-    if (nv == NULL)
-      return stop(s, rd, NNE_ENOMEM, "out of memory");
-    ti->inv = nv;
-    ti->cap_inv = cap;
-  }
+  if (NNE_VEC_GROW(&ti->inv, &ti->cap_inv, ti->n_inv + 1) != 0)
+    return stop(s, rd, NNE_ENOMEM, "out of memory");
   iv = &ti->inv[ti->n_inv++];
   /* Every value takes a byte on the wire: the message limit bounds them. */
   nne_rows_dec_init(&iv->ids, nnedit_v1_TokenRow_ids_tag, rd->cfg->max_batch,
@@ -135,46 +133,78 @@ static bool data_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
   return true;
 }
 
+/* A read's or write's optional invoke: unset is every invoke; a set one is
+ * a position, never negative. */
+static int node_invoke(const char *where, const char *op, bool has_invoke,
+                       int32_t invoke, int *out, nne_err_t *err) {
+  if (!has_invoke) {
+    *out = NNE_TRACE_ALL_INVOKES;
+    return 0;
+  }
+  if (invoke < 0)
+    return nne_err_set(err, NNE_EINVAL,
+                       "%s: %s.invoke %" PRId32 " is negative (an invoke's "
+                       "position in invokes; leave it unset for the whole "
+                       "batch)",
+                       where, op, invoke);
+  *out = invoke;
+  return 0;
+}
+
+/* A constant: a tensor (its bytes in dc) or a scalar. */
+static int add_const(nne_trace_t *t, const char *where,
+                     const nnedit_v1_Node *nd, data_ctx_t *dc, nne_err_t *err) {
+  const nnedit_v1_ConstNode *c = &nd->op.constant;
+  void *data;
+  switch (c->which_value) {
+  case nnedit_v1_ConstNode_scalar_tag:
+    return nne_trace_add_scalar(t, nd->id, c->value.scalar, err);
+  case nnedit_v1_ConstNode_tensor_tag:
+    data = dc->data;
+    dc->data = NULL; /* the trace owns it now, even on failure */
+    return nne_trace_add_const(
+        t, nd->id, (nne_dtype_t)c->value.tensor.dtype, c->value.tensor.shape,
+        (int)c->value.tensor.shape_count, data, dc->len, err);
+  default:
+    return nne_err_set(err, NNE_EINVAL,
+                       "%s: constant: needs a tensor or a scalar", where);
+  }
+}
+
 /* One decoded Node into the session's form. */
 static int add_node(trace_in_t *ti, const nnedit_v1_Node *nd, data_ctx_t *dc,
                     nne_err_t *err) {
   nne_trace_t *t = ti->t;
   size_t k = ti->n_nodes_seen, i;
-  int set = nd->has_read + nd->has_write + nd->has_call + nd->has_constant +
-            nd->has_save + nd->has_ref;
   char where[96];
+  int inv = NNE_TRACE_ALL_INVOKES, rc;
 
   snprintf(where, sizeof where, "traces[%zu].nodes[%zu] (id %" PRIu32 ")",
            t->index, k, nd->id);
-  if (set != 1) {
-    char which[64] = "";
-    if (set > 1)
-      snprintf(which, sizeof which, "%s%s%s%s%s%s", nd->has_read ? " read" : "",
-               nd->has_write ? " write" : "", nd->has_call ? " call" : "",
-               nd->has_constant ? " constant" : "", nd->has_save ? " save" : "",
-               nd->has_ref ? " ref" : "");
-    return nne_err_set(err, NNE_EINVAL,
-                       "%s: exactly one of read, write, call, constant, save, "
-                       "ref must be set (%s%s)",
-                       where, set == 0 ? "none is" : "these are:", which);
-  }
-  if (nd->has_read)
-    return nne_trace_add_read(t, nd->id, nd->read.site, nd->read.invoke, err);
-  if (nd->has_write) {
+  switch (nd->which_op) {
+  case nnedit_v1_Node_read_tag:
+    if ((rc = node_invoke(where, "read", nd->op.read.has_invoke,
+                          nd->op.read.invoke, &inv, err)) != 0)
+      return rc;
+    return nne_trace_add_read(t, nd->id, nd->op.read.site, inv, err);
+  case nnedit_v1_Node_write_tag: {
+    const nnedit_v1_WriteNode *w = &nd->op.write;
     nne_dim_range_t r[NNE_TRACE_MAX_RANGES];
-    for (i = 0; i < nd->write.ranges_count; i++) {
-      r[i].dim = nd->write.ranges[i].dim;
-      r[i].start = nd->write.ranges[i].start;
-      r[i].stop = nd->write.ranges[i].stop;
+    if ((rc = node_invoke(where, "write", w->has_invoke, w->invoke, &inv,
+                          err)) != 0)
+      return rc;
+    for (i = 0; i < w->ranges_count; i++) {
+      r[i].dim = w->ranges[i].dim;
+      r[i].start = w->ranges[i].start;
+      r[i].stop = w->ranges[i].stop;
     }
-    return nne_trace_add_write(t, nd->id, nd->write.site, nd->write.value,
-                               nd->write.invoke, r, nd->write.ranges_count,
-                               err);
+    return nne_trace_add_write(t, nd->id, w->site, w->value, inv, r,
+                               w->ranges_count, err);
   }
-  if (nd->has_call) {
+  case nnedit_v1_Node_call_tag: {
     nne_trace_arg_t a[NNE_TRACE_MAX_ARGS];
     nne_index_item_t it[NNE_TRACE_MAX_ITEMS];
-    const nnedit_v1_CallNode *c = &nd->call;
+    const nnedit_v1_CallNode *c = &nd->op.call;
     memset(a, 0, sizeof a);
     memset(it, 0, sizeof it);
     for (i = 0; i < c->args_count; i++) {
@@ -224,11 +254,11 @@ static int add_node(trace_in_t *ti, const nnedit_v1_Node *nd, data_ctx_t *dc,
         break;
       case nnedit_v1_IndexItem_slice_tag:
         it[i].kind = NNE_INDEX_SLICE;
-        it[i].start = pi->item.slice.start;
-        it[i].stop = pi->item.slice.stop;
-        it[i].step = pi->item.slice.step;
         it[i].has_start = pi->item.slice.has_start;
         it[i].has_stop = pi->item.slice.has_stop;
+        it[i].start = it[i].has_start ? pi->item.slice.start : 0;
+        it[i].stop = it[i].has_stop ? pi->item.slice.stop : 0;
+        it[i].step = pi->item.slice.step;
         break;
       case nnedit_v1_IndexItem_ellipsis_tag:
         it[i].kind = NNE_INDEX_ELLIPSIS;
@@ -244,35 +274,41 @@ static int add_node(trace_in_t *ti, const nnedit_v1_Node *nd, data_ctx_t *dc,
     return nne_trace_add_call(t, nd->id, c->fn, a, c->args_count, it,
                               c->index_items_count, err);
   }
-  if (nd->has_constant) {
-    const nnedit_v1_ConstNode *c = &nd->constant;
-    void *data;
-    if (c->use_scalar && c->has_tensor)
-      return nne_err_set(err, NNE_EINVAL,
-                         "%s: constant: give a tensor or a scalar "
-                         "(use_scalar), not both",
-                         where);
-    if (c->use_scalar)
-      return nne_trace_add_scalar(t, nd->id, c->scalar, err);
-    if (!c->has_tensor)
-      return nne_err_set(err, NNE_EINVAL,
-                         "%s: constant: needs a tensor or a scalar "
-                         "(use_scalar)",
-                         where);
-    data = dc->data;
-    dc->data = NULL; /* the trace owns it now, even on failure */
-    return nne_trace_add_const(t, nd->id, (nne_dtype_t)c->tensor.dtype,
-                               c->tensor.shape, (int)c->tensor.shape_count,
-                               data, dc->len, err);
-  }
-  if (nd->has_save) {
-    if (!nne_pb_utf8_valid(nd->save.name))
+  case nnedit_v1_Node_constant_tag: return add_const(t, where, nd, dc, err);
+  case nnedit_v1_Node_save_tag:
+    if (!nne_pb_utf8_valid(nd->op.save.name))
       /* The saved tensor streams back under this name. */
       return nne_err_set(err, NNE_EINVAL, "%s: save.name: not valid UTF-8",
                          where);
-    return nne_trace_add_save(t, nd->id, nd->save.value, nd->save.name, err);
+    return nne_trace_add_save(t, nd->id, nd->op.save.value, nd->op.save.name,
+                              err);
+  case nnedit_v1_Node_ref_tag:
+    return nne_trace_add_ref(t, nd->id, nd->op.ref.name, err);
+  default:
+    return nne_err_set(err, NNE_EINVAL,
+                       "%s: exactly one of read, write, call, constant, save, "
+                       "ref must be set (none is)",
+                       where);
   }
-  return nne_trace_add_ref(t, nd->id, nd->ref.name, err);
+}
+
+/* ConstNode.value: just before its tensor member is decoded (nanopb has
+ * zeroed the member), its bytes go to data_cb. */
+static bool const_value_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  (void)s;
+  if (f->tag == nnedit_v1_ConstNode_tensor_tag)
+    NNE_PB_DEC(((nnedit_v1_Tensor *)f->pData)->data, data_cb, *arg);
+  return true;
+}
+
+/* Node.op: just before its constant member is decoded (zeroed by nanopb,
+ * cb_value included), arm the constant's own callback. */
+static bool node_op_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  (void)s;
+  if (f->tag == nnedit_v1_Node_constant_tag)
+    NNE_PB_DEC(((nnedit_v1_ConstNode *)f->pData)->cb_value, const_value_cb,
+               *arg);
+  return true;
 }
 
 static bool node_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
@@ -282,7 +318,7 @@ static bool node_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
   bool ok;
   (void)f;
   memset(rd->node, 0, sizeof *rd->node);
-  NNE_PB_DEC(rd->node->constant.tensor.data, data_cb, &dc);
+  NNE_PB_DEC(rd->node->cb_op, node_op_cb, &dc);
   ok = pb_decode(s, nnedit_v1_Node_fields, rd->node);
   if (ok && add_node(tc->ti, rd->node, &dc, &rd->err) != 0)
     ok = false;
@@ -299,14 +335,8 @@ static bool trace_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
   trace_ctx_t tc;
   trace_in_t *ti;
   (void)f;
-  if (rd->n_tr == rd->cap_tr) {
-    size_t cap = rd->cap_tr ? 2 * rd->cap_tr : 4;
-    trace_in_t *nv = realloc(rd->tr, cap * sizeof *nv);
-    if (nv == NULL)
-      return stop(s, rd, NNE_ENOMEM, "out of memory");
-    rd->tr = nv;
-    rd->cap_tr = cap;
-  }
+  if (NNE_VEC_GROW(&rd->tr, &rd->cap_tr, rd->n_tr + 1) != 0)
+    return stop(s, rd, NNE_ENOMEM, "out of memory");
   ti = &rd->tr[rd->n_tr];
   memset(ti, 0, sizeof *ti);
   if (nne_trace_session_add(rd->sess, NULL, &ti->t, &rd->err) != 0)
@@ -350,14 +380,14 @@ static int send_result(nne_call_t *call, void *ctx, size_t i,
   nne_infer_session_t *s = ctx;
   nne_infer_trace_t *tr = &s->tr[i];
   nnedit_v1_TraceResponse resp = nnedit_v1_TraceResponse_init_zero;
-  nnedit_v1_TraceResult *r = &resp.result;
+  nnedit_v1_TraceResult *r = &resp.msg.result;
   nne_pb_str_list_enc_t saved = {NULL, 0};
   nne_outbox_rows_t rows;
   const char **names;
   nne_err_t err;
   int rc;
 
-  resp.has_result = true;
+  resp.which_msg = nnedit_v1_TraceResponse_result_tag;
   r->trace = (uint32_t)i;
   snprintf(r->name, sizeof r->name, "%s", tr->t->name);
   r->batch = (uint32_t)tr->in.B;
@@ -398,12 +428,12 @@ static int send_result(nne_call_t *call, void *ctx, size_t i,
 
 static int check_request(const nnedit_v1_TraceRequest *in,
                          const nne_model_entry_t *e, nne_err_t *err) {
-  if (in->padding < nnedit_v1_Padding_PADDING_NONE ||
+  if (in->padding < nnedit_v1_Padding_PADDING_UNSPECIFIED ||
       in->padding > nnedit_v1_Padding_PADDING_RIGHT)
     return nne_err_set(err, NNE_EINVAL, "padding: unknown value %d",
                        (int)in->padding);
-  if (in->logits < nnedit_v1_LogitsMode_LOGITS_NONE ||
-      in->logits > nnedit_v1_LogitsMode_LOGITS_ALL)
+  if (in->logits < nnedit_v1_LogitsMode_LOGITS_MODE_UNSPECIFIED ||
+      in->logits > nnedit_v1_LogitsMode_LOGITS_MODE_ALL)
     return nne_err_set(err, NNE_EINVAL, "logits: unknown value %d",
                        (int)in->logits);
   if (in->top_k > NNE_TOP_K_MAX)

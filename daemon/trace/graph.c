@@ -26,7 +26,7 @@ static int new_node(nne_trace_t *t, uint32_t id, nne_trace_op_t op,
   memset(n, 0, sizeof *n);
   n->id = id;
   n->op = op;
-  n->invoke = -1;
+  n->invoke = NNE_TRACE_ALL_INVOKES;
   n->hook = -1;
   n->module = -1;
   *out = n;

@@ -296,14 +296,16 @@ static int take_rows(nne_trace_run_t *r, size_t k, const char *what,
   nne_err_t e;
   int rc;
 
-  if (invoke < 0 || r->o.invoke_rows[invoke] == r->o.batch) {
+  if (invoke == NNE_TRACE_ALL_INVOKES ||
+      r->o.invoke_rows[invoke] == r->o.batch) {
     *out = nne_tensor_ref(x);
     return 0;
   }
   if (nne_tensor_ndim(x) < 1 || nne_tensor_shape(x)[0] != r->o.batch)
     return run_err(r, k, NNE_EINVAL,
                    "%s %s: the value's dim 0 is not the batch (%" PRId64
-                   " rows), so invoke %d cannot select rows; use invoke -1",
+                   " rows), so invoke %d cannot select rows; leave invoke "
+                   "unset for the whole batch",
                    what, nd->site_text, r->o.batch, invoke);
   memset(&a, 0, sizeof a);
   memset(&it, 0, sizeof it);
@@ -363,14 +365,15 @@ static int apply_write(nne_trace_run_t *r, size_t k, nne_tensor_t *value,
                    ") is not known yet when "
                    "the site runs",
                    nd->site_text, r->t->nodes[v].id);
-  if (inv >= 0 && r->o.invoke_rows[inv] != r->o.batch) {
+  if (inv != NNE_TRACE_ALL_INVOKES && r->o.invoke_rows[inv] != r->o.batch) {
     int nd0 = nne_tensor_ndim(*cur);
     int64_t row0 = r->o.invoke_row0[inv], rows = r->o.invoke_rows[inv];
     int64_t s0 = 0, e0 = rows;
     if (nd0 < 1 || nne_tensor_shape(*cur)[0] != r->o.batch)
       return run_err(r, k, NNE_EINVAL,
                      "write %s: the value's dim 0 is not the batch (%" PRId64
-                     " rows), so invoke %d cannot select rows; use invoke -1",
+                     " rows), so invoke %d cannot select rows; leave invoke "
+                     "unset for the whole batch",
                      nd->site_text, r->o.batch, inv);
     /* The node's ranges are within the invoke's rows: its dim-0 range (if
      * any) moves by the invoke's first row. */

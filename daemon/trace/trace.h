@@ -117,7 +117,7 @@ typedef struct nne_trace_node {
   /* READ, WRITE */
   const char *site_text;     /* as spelled */
   nne_names_site_t *site;    /* resolved by validation */
-  int invoke;                /* -1: the whole batch */
+  int invoke;                /* NNE_TRACE_ALL_INVOKES: the whole batch */
   int hook;                  /* from nne_trace_bind, else -1 */
   /* WRITE, SAVE: the node whose value is written / saved */
   uint32_t value_id;
@@ -221,6 +221,11 @@ int nne_trace_session_reserve(nne_trace_session_t *s, const char *name,
                               size_t trace, const char *what, nne_err_t *err);
 
 /* ---- building (copies everything; NNE_ERESOURCE past max_nodes) --------- */
+
+/* The invoke of a read or write that names none (the wire's unset
+ * `invoke`): every row of the batch. Any other invoke is a position in the
+ * trace's invokes, checked by validation. */
+#define NNE_TRACE_ALL_INVOKES (-1)
 
 int nne_trace_add_read(nne_trace_t *t, uint32_t id, const char *site,
                        int invoke, nne_err_t *err);

@@ -93,11 +93,11 @@ static int resolve_site(nne_trace_t *t, size_t k, const nne_trace_env_t *env,
 static int check_invoke(const nne_trace_t *t, size_t k, const char *field,
                         nne_err_t *err) {
   int inv = t->nodes[k].invoke;
-  if (inv < -1 || inv >= (int)t->n_invokes)
+  if (inv != NNE_TRACE_ALL_INVOKES && (inv < 0 || inv >= (int)t->n_invokes))
     return nne__trace_node_err(
         t, k, err, NNE_EINVAL,
-        "%s.invoke %d, but the trace has %zu invoke%s (0..%zu, or "
-        "-1 for the whole batch)",
+        "%s.invoke %d, but the trace has %zu invoke%s (0..%zu; unset for "
+        "the whole batch)",
         field, inv, t->n_invokes, t->n_invokes == 1 ? "" : "s",
         t->n_invokes ? t->n_invokes - 1 : 0);
   return 0;

@@ -32,15 +32,15 @@ FIXTURES = os.environ.get("NNE_FIXTURES_DIR", "")
 NNEDITD = os.environ.get("NNEDITD", "nneditd")
 
 NP_DTYPES = {
-    tensor_pb2.FLOAT32: np.float32,
-    tensor_pb2.FLOAT64: np.float64,
-    tensor_pb2.FLOAT16: np.float16,
-    tensor_pb2.INT64: np.int64,
-    tensor_pb2.INT32: np.int32,
-    tensor_pb2.BOOL: np.bool_,
-    tensor_pb2.UINT8: np.uint8,
-    tensor_pb2.INT8: np.int8,
-    tensor_pb2.INT16: np.int16,
+    tensor_pb2.DTYPE_FLOAT32: np.float32,
+    tensor_pb2.DTYPE_FLOAT64: np.float64,
+    tensor_pb2.DTYPE_FLOAT16: np.float16,
+    tensor_pb2.DTYPE_INT64: np.int64,
+    tensor_pb2.DTYPE_INT32: np.int32,
+    tensor_pb2.DTYPE_BOOL: np.bool_,
+    tensor_pb2.DTYPE_UINT8: np.uint8,
+    tensor_pb2.DTYPE_INT8: np.int8,
+    tensor_pb2.DTYPE_INT16: np.int16,
 }
 
 
@@ -139,7 +139,7 @@ def wait_loaded(d, names, timeout=120):
     states = {}
     while time.monotonic() < deadline:
         states = {m.name: m.state for m in d.models.List(models_pb2.ListModelsRequest()).models}
-        if all(states.get(n) == models_pb2.LOADED for n in names):
+        if all(states.get(n) == models_pb2.MODEL_STATE_LOADED for n in names):
             return
         time.sleep(0.05)
     raise AssertionError("models did not load: %s\n%s" % (states, d.log_text()))

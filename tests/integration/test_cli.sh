@@ -526,7 +526,7 @@ def good_chunks(n=256):
     for off in range(0, len(DATA), n):
         kw = dict(name="logits", offset=off, data=DATA[off:off + n], last=off + n >= len(DATA))
         if off == 0:
-            kw.update(dtype=tp.FLOAT32, shape=[16, 16], total_bytes=len(DATA))
+            kw.update(dtype=tp.DTYPE_FLOAT32, shape=[16, 16], total_bytes=len(DATA))
         out.append(chunk(**kw))
     return out
 
@@ -541,19 +541,19 @@ def forward(req_bytes, ctx):
             n = min(300, len(DATA) - off)
             hdr = tp.TensorChunk(name="logits", offset=off, last=off + n == len(DATA))
             if off == 0:
-                hdr.dtype = tp.FLOAT32; hdr.shape.extend([16, 16]); hdr.total_bytes = len(DATA)
+                hdr.dtype = tp.DTYPE_FLOAT32; hdr.shape.extend([16, 16]); hdr.total_bytes = len(DATA)
             inner = field(6, DATA[off:off + n]) + hdr.SerializeToString()
             yield field(2, inner)
     elif m == "gap":
         yield result(); c = good_chunks(); yield c[0]; yield c[2]
     elif m == "huge":
-        yield result(); yield chunk(name="logits", dtype=tp.FLOAT32, shape=[1 << 20, 1 << 20], total_bytes=1 << 42, data=b"x")
+        yield result(); yield chunk(name="logits", dtype=tp.DTYPE_FLOAT32, shape=[1 << 20, 1 << 20], total_bytes=1 << 42, data=b"x")
     elif m == "overrun":
-        yield result(); yield chunk(name="logits", dtype=tp.FLOAT32, shape=[2], total_bytes=8, data=b"0123456789ab", last=True)
+        yield result(); yield chunk(name="logits", dtype=tp.DTYPE_FLOAT32, shape=[2], total_bytes=8, data=b"0123456789ab", last=True)
     elif m == "badshape":
-        yield result(); yield chunk(name="logits", dtype=tp.FLOAT32, shape=[3, 3], total_bytes=1024, data=DATA, last=True)
+        yield result(); yield chunk(name="logits", dtype=tp.DTYPE_FLOAT32, shape=[3, 3], total_bytes=1024, data=DATA, last=True)
     elif m == "negshape":
-        yield result(); yield chunk(name="logits", dtype=tp.FLOAT32, shape=[-4, -64], total_bytes=1024, data=DATA, last=True)
+        yield result(); yield chunk(name="logits", dtype=tp.DTYPE_FLOAT32, shape=[-4, -64], total_bytes=1024, data=DATA, last=True)
     elif m == "dtype":
         yield result(); yield chunk(name="logits", dtype=99, shape=[1024], total_bytes=1024, data=DATA, last=True)
     elif m == "cut":
@@ -589,12 +589,12 @@ def forward(req_bytes, ctx):
             order = order[:-1]
         vals = b"".join(struct.pack("<f", float(i)) for i in range(6))
         for n in order:
-            yield chunk(name=n, dtype=tp.FLOAT32, shape=[2, 3], total_bytes=24, data=vals, last=True)
+            yield chunk(name=n, dtype=tp.DTYPE_FLOAT32, shape=[2, 3], total_bytes=24, data=vals, last=True)
     elif m == "endless":                 # a stream that never ends: the deadline does
         yield result()
         while ctx.is_active():
             time.sleep(0.05)
-            yield chunk(name="logits", dtype=tp.FLOAT32, shape=[1 << 20], total_bytes=4 << 20, data=b"", offset=0)
+            yield chunk(name="logits", dtype=tp.DTYPE_FLOAT32, shape=[1 << 20], total_bytes=4 << 20, data=b"", offset=0)
 
 def describe(req_bytes, ctx):
     req = mp.DescribeModelRequest.FromString(req_bytes)
@@ -642,19 +642,19 @@ def names_reply(req):
         mods.append(M(path="h.%d.attn.proj" % i, class_name="Linear", parent=b + 1, depth=4, param_count=4))
     mods.append(M(path="head", class_name="Linear", parent=0, depth=1, standard_names=["lm_head", "unembed"]))
     sites = [mp.Site(name="embed", tl_name="hook_embed", available=True, canonical="wte.output.0",
-                     module="wte", kind=mp.SITE_OUTPUT)]
+                     module="wte", kind=mp.SITE_KIND_OUTPUT)]
     for i in range(4):
         sites.append(mp.Site(name="layers.%d.resid_post" % i, tl_name="blocks.%d.hook_resid_post" % i,
                              available=True, canonical="h.%d.output.0" % i, module="h.%d" % i,
-                             kind=mp.SITE_OUTPUT))
+                             kind=mp.SITE_KIND_OUTPUT))
         sites.append(mp.Site(name="layers.%d.self_attn.q" % i, tl_name="blocks.%d.attn.hook_q" % i,
                              available=True, canonical="h.%d.attn.proj.output.0" % i,
-                             module="h.%d.attn.proj" % i, kind=mp.SITE_OUTPUT, view_parts=3, view_part=0,
+                             module="h.%d.attn.proj" % i, kind=mp.SITE_KIND_OUTPUT, view_parts=3, view_part=0,
                              view_heads=True))
         sites.append(mp.Site(name="layers.%d.self_attn.pattern" % i, tl_name="blocks.%d.attn.hook_pattern" % i,
                              available=False, reason="layers.%d.self_attn: not eager attention" % i))
     sites.append(mp.Site(name="logits", available=True, canonical="head.output.0", module="head",
-                         kind=mp.SITE_OUTPUT))
+                         kind=mp.SITE_KIND_OUTPUT))
     if req.module:
         if req.module not in ("layers.0", "h.0", "block0"):
             raise_not_found(req.module)
@@ -662,7 +662,7 @@ def names_reply(req):
                   depth=m.depth, standard_names=m.standard_names, aliases=m.aliases)
                 for m in mods if m.path == "h.0" or m.path.startswith("h.0.")]
         sites = [s for s in sites if s.module.startswith("h.0")]
-    info = mp.ModelInfo(name="names", state=mp.LOADED, family="gpt2", family_reason="class Root",
+    info = mp.ModelInfo(name="names", state=mp.MODEL_STATE_LOADED, family="gpt2", family_reason="class Root",
                         layer_count=4, warnings=["names: 'x.{i}' matches no module"])
     return mp.DescribeModelResponse(model=info, modules=mods, sites=sites).SerializeToString()
 

@@ -174,11 +174,12 @@ def apply(b, ctx):
     # What arrived, for the test to compare with the file.
     rec = {"model": req.model, "label": req.label, "edits": []}
     for e in req.edits:
-        d = {"site": e.site, "op": ep.EditOp.Name(e.op), "name": e.name,
-             "use_scalar": e.use_scalar, "scalar": e.scalar,
+        # The enum words without their type's prefix, as the file spells them.
+        d = {"site": e.site, "op": ep.EditOp.Name(e.op).removeprefix("EDIT_OP_"),
+             "name": e.name, "operand": e.WhichOneof("operand"), "scalar": e.scalar,
              "ranges": [[r.dim, r.start, r.stop] for r in e.ranges]}
         if e.HasField("tensor"):
-            d["tensor"] = {"dtype": tp.DType.Name(e.tensor.dtype),
+            d["tensor"] = {"dtype": tp.DType.Name(e.tensor.dtype).removeprefix("DTYPE_"),
                            "shape": list(e.tensor.shape), "hex": e.tensor.data.hex()}
         rec["edits"].append(d)
     with open(LOG, "a") as f:
@@ -222,8 +223,9 @@ def get(b, ctx):
                                    instance="h.0.attn", node="aten::softmax#0",
                                    standard="layers.0.self_attn.pattern", op=e.op,
                                    tensor_dtype=e.tensor.dtype if e.HasField("tensor") else 0,
-                                   tensor_shape=list(e.tensor.shape), scalar=e.scalar,
-                                   use_scalar=e.use_scalar, ranges=e.ranges, hook_id=10 + k,
+                                   tensor_shape=list(e.tensor.shape),
+                                   scalar=e.scalar if e.HasField("scalar") else None,
+                                   ranges=e.ranges, hook_id=10 + k,
                                    name=e.name))
     return ep.GetEditSetResponse(edit_set=info(i, r.model, r.label, len(r.edits)),
                                  edits=out).SerializeToString()
@@ -248,22 +250,22 @@ def graph(b, ctx):
         return field(2, field(4, b"x" * 1024))
     if req.model == "longop":
         return field(2, field(2, b"o" * 200))
-    nodes = [N(index=0, op="prim::GetAttr", kind=mp.NODE_ATTRIBUTE, inputs=["%self"],
+    nodes = [N(index=0, op="prim::GetAttr", kind=mp.NODE_KIND_ATTRIBUTE, inputs=["%self"],
                outputs=["%c_attn"], instance="h.0.attn", selector="h.0.attn:prim::GetAttr#0"),
-             N(index=1, op="prim::Constant", kind=mp.NODE_CONSTANT, outputs=["%4"],
+             N(index=1, op="prim::Constant", kind=mp.NODE_KIND_CONSTANT, outputs=["%4"],
                instance="h.0.attn", selector="h.0.attn:prim::Constant#0"),
-             N(index=2, op="prim::CallMethod", kind=mp.NODE_CALL, inputs=["%c_attn", "%x"],
+             N(index=2, op="prim::CallMethod", kind=mp.NODE_KIND_CALL, inputs=["%c_attn", "%x"],
                outputs=["%qkv"], instance="h.0.attn", selector="h.0.attn.c_attn.output",
                callee="h.0.attn.c_attn", shape="[2, 7, 192]"),
-             N(index=3, op="aten::softmax", kind=mp.NODE_OP, inputs=["%w", "%4"],
+             N(index=3, op="aten::softmax", kind=mp.NODE_KIND_OP, inputs=["%w", "%4"],
                outputs=["%p.1"], instance="h.0.attn", selector="h.0.attn:aten::softmax#0",
                shape="[2, 4, 7, 7]", source="w = nn.functional.softmax(w, dim=-1)"),
-             N(index=4, op="prim::If", kind=mp.NODE_OTHER, inputs=["%c"], outputs=["%y"],
+             N(index=4, op="prim::If", kind=mp.NODE_KIND_OTHER, inputs=["%c"], outputs=["%y"],
                instance="h.0.attn", selector="h.0.attn:prim::If#0"),
-             N(index=5, op="aten::mul", kind=mp.NODE_OP, inputs=["%y", "%y"], outputs=["%z"],
+             N(index=5, op="aten::mul", kind=mp.NODE_KIND_OP, inputs=["%y", "%y"], outputs=["%z"],
                instance="h.0.attn", selector="h.0.attn:aten::mul#0", depth=1)]
     if req.edit_set:
-        nodes.insert(4, N(index=4, op="nne::hook", kind=mp.NODE_HOOK, inputs=["%p.1"],
+        nodes.insert(4, N(index=4, op="nne::hook", kind=mp.NODE_KIND_HOOK, inputs=["%p.1"],
                           outputs=["%p.2"], instance="h.0.attn", inserted=True,
                           selector="h.0.attn:aten::softmax#0"))
     return mp.GraphResponse(module="h.0.attn", nodes=nodes, text="graph(%self):\n  return (%z)\n",
@@ -293,7 +295,7 @@ def forward(b, ctx):
     for k, n in enumerate(sent):
         vals = b"".join(struct.pack("<f", float(k * 10 + i)) for i in range(6))
         yield ip.ForwardResponse(chunk=tp.TensorChunk(
-            name=n, dtype=tp.FLOAT32, shape=[2, 3], total_bytes=24, data=vals,
+            name=n, dtype=tp.DTYPE_FLOAT32, shape=[2, 3], total_bytes=24, data=vals,
             last=True)).SerializeToString()
 
 server = grpc.server(futures.ThreadPoolExecutor(4),
@@ -365,7 +367,7 @@ assert e[2]['ranges'] == [[1, -1, 0]], e[2]
 t = e[3]['tensor']
 assert e[3]['op'] == 'REPLACE' and t['dtype'] == 'INT32' and t['shape'] == [2, 2], t
 assert np.array_equal(arr(t, '<i4'), np.array([[1, -2], [3, 4]])) and e[3]['ranges'] == [[0, 0, 1]]
-assert e[4]['use_scalar'] and e[4]['scalar'] == 0.5 and 'tensor' not in e[4], e[4]
+assert e[4]['operand'] == 'scalar' and e[4]['scalar'] == 0.5 and 'tensor' not in e[4], e[4]
 assert e[4]['ranges'] == [[0, 1, 2], [-1, 128, 192]], e[4]['ranges']
 t = e[5]['tensor']
 assert t['dtype'] == 'FLOAT16' and t['shape'] == [2, 2], t

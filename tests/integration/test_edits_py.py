@@ -40,7 +40,7 @@ def fam(name):
 
 def tensor_msg(a):
     a = np.ascontiguousarray(a, dtype=np.float32)
-    return tensor_pb2.Tensor(dtype=tensor_pb2.FLOAT32, shape=list(a.shape), data=a.tobytes())
+    return tensor_pb2.Tensor(dtype=tensor_pb2.DTYPE_FLOAT32, shape=list(a.shape), data=a.tobytes())
 
 
 class Edits(unittest.TestCase):
@@ -55,7 +55,7 @@ class Edits(unittest.TestCase):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             ms = {m.name: m.state for m in cls.d.models.List(models_pb2.ListModelsRequest()).models}
-            if all(ms.get(n) == models_pb2.LOADED for n in NAMES):
+            if all(ms.get(n) == models_pb2.MODEL_STATE_LOADED for n in NAMES):
                 break
             time.sleep(0.05)
         cls.eager = {n: pyref.eager_model(n) for n in NAMES}
@@ -82,7 +82,7 @@ class Edits(unittest.TestCase):
             with self.subTest(model=name):
                 ids = manifest(name)["inputs"]["input_ids"]
                 es = self.apply(name, [edits_pb2.Edit(site="layers.0.self_attn.pattern",
-                                                      op=edits_pb2.ZERO)])
+                                                      op=edits_pb2.EDIT_OP_ZERO)])
                 try:
                     res, t = forward(self.d.inference, name, ids, logits=2,
                                      save=["layers.1.self_attn.pattern", "layers.0.self_attn.z"],
@@ -113,13 +113,13 @@ class Edits(unittest.TestCase):
             hd = d // 4
             repl = rng.normal(size=(1, 7, d)).astype(np.float32)
             edits = [
-                edits_pb2.Edit(site="layers.1.resid_post", op=edits_pb2.ADD, tensor=tensor_msg(steer)),
-                edits_pb2.Edit(site="layers.0.self_attn.z", op=edits_pb2.ZERO,
+                edits_pb2.Edit(site="layers.1.resid_post", op=edits_pb2.EDIT_OP_ADD, tensor=tensor_msg(steer)),
+                edits_pb2.Edit(site="layers.0.self_attn.z", op=edits_pb2.EDIT_OP_ZERO,
                                ranges=[edits_pb2.DimRange(dim=-1, start=head * hd, stop=(head + 1) * hd)]),
-                edits_pb2.Edit(site="layers.0.mlp_out", op=edits_pb2.SCALE, scalar=0.5, use_scalar=True),
-                edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.REPLACE, tensor=tensor_msg(repl),
+                edits_pb2.Edit(site="layers.0.mlp_out", op=edits_pb2.EDIT_OP_SCALE, scalar=0.5),
+                edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_REPLACE, tensor=tensor_msg(repl),
                                ranges=[edits_pb2.DimRange(dim=0, start=1, stop=2)]),
-                edits_pb2.Edit(site="layers.1.resid_post", op=edits_pb2.SAVE, name="steered"),
+                edits_pb2.Edit(site="layers.1.resid_post", op=edits_pb2.EDIT_OP_SAVE, name="steered"),
             ]
             with self.subTest(model=name):
                 es = self.apply(name, edits, label="combo")
@@ -160,22 +160,26 @@ class Edits(unittest.TestCase):
     def test_apply_is_atomic(self):
         before = self.edits.List(edits_pb2.ListEditSetsRequest()).edit_sets
         bad = [
-            ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.ZERO),
-              edits_pb2.Edit(site="layers.0.no_such_site", op=edits_pb2.ZERO)],
+            ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_ZERO),
+              edits_pb2.Edit(site="layers.0.no_such_site", op=edits_pb2.EDIT_OP_ZERO)],
              grpc.StatusCode.INVALID_ARGUMENT, "edits[1]"),
-            ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.ADD,
-                             tensor=tensor_pb2.Tensor(dtype=tensor_pb2.INT64, shape=[64],
+            ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_ADD,
+                             tensor=tensor_pb2.Tensor(dtype=tensor_pb2.DTYPE_INT64, shape=[64],
                                                       data=bytes(8 * 64)))],
              grpc.StatusCode.INVALID_ARGUMENT, "int64"),
-            ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.ZERO,
+            ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_ZERO,
                              ranges=[edits_pb2.DimRange(dim=-1, start=60, stop=70)])],
              grpc.StatusCode.INVALID_ARGUMENT, "edits[0]"),
-            ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.ADD,
+            ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_ADD,
                              tensor=tensor_msg(np.zeros(63)))],
              grpc.StatusCode.INVALID_ARGUMENT, "edits[0]"),
-            ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.ADD)],
-             grpc.StatusCode.INVALID_ARGUMENT, "edits[0]"),
-            ([edits_pb2.Edit(site="layers.9.resid_post", op=edits_pb2.ZERO)],
+            # The operand is a oneof: none for ADD, one for ZERO (a scalar 0
+            # is an operand too: presence, not value, decides).
+            ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_ADD)],
+             grpc.StatusCode.INVALID_ARGUMENT, "edits[0]: ADD needs a tensor or a scalar"),
+            ([edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_ZERO, scalar=0.0)],
+             grpc.StatusCode.INVALID_ARGUMENT, "edits[0]: ZERO takes no tensor or scalar"),
+            ([edits_pb2.Edit(site="layers.9.resid_post", op=edits_pb2.EDIT_OP_ZERO)],
              grpc.StatusCode.INVALID_ARGUMENT, "2 layers"),
             ([], grpc.StatusCode.INVALID_ARGUMENT, "edits"),
         ]
@@ -191,10 +195,10 @@ class Edits(unittest.TestCase):
     def test_concurrent_edit_sets_do_not_see_each_other(self):
         name = "llama-script"
         ids = manifest(name)["inputs"]["input_ids"]
-        a = self.apply(name, [edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.SCALE,
-                                             scalar=0.0, use_scalar=True)])
-        b = self.apply(name, [edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.SCALE,
-                                             scalar=2.0, use_scalar=True)])
+        a = self.apply(name, [edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_SCALE,
+                                             scalar=0.0)])
+        b = self.apply(name, [edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_SCALE,
+                                             scalar=2.0)])
         try:
             self.assertTrue(b.cache_hit)  # same structure, other values
             self.assertEqual(a.backend_key, b.backend_key)
@@ -224,20 +228,25 @@ class Edits(unittest.TestCase):
     def test_drop_and_stats(self):
         name = "neox-script"
         s0 = {c.model: c for c in self.admin.Stats(admin_pb2.StatsRequest()).caches}[name]
-        es = self.apply(name, [edits_pb2.Edit(site="layers.1.mlp.post", op=edits_pb2.ZERO)])
+        es = self.apply(name, [edits_pb2.Edit(site="layers.1.mlp.post", op=edits_pb2.EDIT_OP_ZERO)])
         self.assertFalse(es.cache_hit)
         self.assertGreater(es.compile_ms, 0)
         s1 = {c.model: c for c in self.admin.Stats(admin_pb2.StatsRequest()).caches}[name]
         self.assertEqual(s1.misses, s0.misses + 1)
         self.assertGreater(s1.bytes, s0.bytes)
         self.assertEqual(s1.pinned, s0.pinned + 1)
-        es2 = self.apply(name, [edits_pb2.Edit(site="layers.1.mlp.post", op=edits_pb2.SCALE,
-                                               scalar=3.0, use_scalar=True)])
+        es2 = self.apply(name, [edits_pb2.Edit(site="layers.1.mlp.post", op=edits_pb2.EDIT_OP_SCALE,
+                                               scalar=3.0)])
         s2 = {c.model: c for c in self.admin.Stats(admin_pb2.StatsRequest()).caches}[name]
         self.assertEqual(s2.hits, s1.hits + 1)
         got = self.edits.Get(edits_pb2.GetEditSetRequest(id=es.id))
         self.assertEqual(got.edits[0].canonical, "gpt_neox.layers.1.mlp.dense_4h_to_h.input")
         self.assertEqual(got.edits[0].instance, "gpt_neox.layers.1.mlp.dense_4h_to_h")
+        self.assertFalse(got.edits[0].HasField("scalar"))  # ZERO: no operand
+        got2 = self.edits.Get(edits_pb2.GetEditSetRequest(id=es2.id)).edits[0]
+        self.assertEqual((got2.op, got2.HasField("scalar"), got2.scalar),
+                         (edits_pb2.EDIT_OP_SCALE, True, 3.0))
+        self.assertEqual(got2.tensor_dtype, tensor_pb2.DTYPE_UNSPECIFIED)
         self.drop(es2)
         r = self.drop(es)
         self.assertGreater(r.freed_bytes, 0)
@@ -249,7 +258,7 @@ class Edits(unittest.TestCase):
 
     def test_graph_shows_hooks(self):
         name = "gpt2-script"
-        es = self.apply(name, [edits_pb2.Edit(site="layers.0.self_attn.pattern", op=edits_pb2.ZERO)])
+        es = self.apply(name, [edits_pb2.Edit(site="layers.0.self_attn.pattern", op=edits_pb2.EDIT_OP_ZERO)])
         try:
             g0 = self.d.models.Graph(models_pb2.GraphRequest(model=name, module="layers.0.self_attn"))
             self.assertFalse(g0.edited)
@@ -258,7 +267,7 @@ class Edits(unittest.TestCase):
             g1 = self.d.models.Graph(models_pb2.GraphRequest(model=name, module="layers.0.self_attn",
                                                              edit_set=es.id))
             self.assertTrue(g1.edited)
-            hooks = [n for n in g1.nodes if n.kind == models_pb2.NODE_HOOK]
+            hooks = [n for n in g1.nodes if n.kind == models_pb2.NODE_KIND_HOOK]
             self.assertTrue(hooks and all(n.inserted for n in hooks))
             self.assertTrue(g1.text)
             g2 = self.d.models.Graph(models_pb2.GraphRequest(model=name, module="transformer.h.1.attn",
@@ -278,7 +287,7 @@ class Edits(unittest.TestCase):
 
     def test_unload_refused_while_edit_sets_exist(self):
         name = "gpt2-trace"
-        es = self.apply(name, [edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.ZERO)])
+        es = self.apply(name, [edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_ZERO)])
         with self.assertRaises(grpc.RpcError) as cm:
             self.d.models.Unload(models_pb2.UnloadModelRequest(name=name))
         self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)

@@ -138,10 +138,10 @@ FNS = {
 RESID = ["embed"] + ["layers.%d.%s" % (i, s) for i in range(2)
                      for s in ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")]
 SHAPE_PRESERVING = ["neg", "relu", "tanh", "gelu", "zeros_like", "ones_like", "exp", "clamp"]
-DTYPES = [T.FLOAT32, T.FLOAT16, T.BFLOAT16, T.FLOAT64, T.INT64, T.INT32, T.INT16, T.INT8,
-          T.UINT8, T.BOOL]
-ITEMSIZE = {T.FLOAT32: 4, T.FLOAT16: 2, T.BFLOAT16: 2, T.FLOAT64: 8, T.INT64: 8, T.INT32: 4,
-            T.INT16: 2, T.INT8: 1, T.UINT8: 1, T.BOOL: 1}
+DTYPES = [T.DTYPE_FLOAT32, T.DTYPE_FLOAT16, T.DTYPE_BFLOAT16, T.DTYPE_FLOAT64, T.DTYPE_INT64, T.DTYPE_INT32, T.DTYPE_INT16, T.DTYPE_INT8,
+          T.DTYPE_UINT8, T.DTYPE_BOOL]
+ITEMSIZE = {T.DTYPE_FLOAT32: 4, T.DTYPE_FLOAT16: 2, T.DTYPE_BFLOAT16: 2, T.DTYPE_FLOAT64: 8, T.DTYPE_INT64: 8, T.DTYPE_INT32: 4,
+            T.DTYPE_INT16: 2, T.DTYPE_INT8: 1, T.DTYPE_UINT8: 1, T.DTYPE_BOOL: 1}
 SCALARS = [0.0, 1.0, -1.5, 0.5, 2.0, 3.0, -0.0, math.nan, math.inf, -math.inf, 1e300, -1e300,
            5e-324, 1e-30]
 INTS = [0, 1, 2, 3, -1, -2, -3, 4, 7, 16, 63, 64, 1000, 2 ** 31, -2 ** 31, 2 ** 62,
@@ -276,7 +276,7 @@ class Gen:
 
     def tensor(self, shape_hint=(1, 1, 64), dtype=None):
         """A Tensor message, well formed unless chaos says otherwise."""
-        dt = dtype if dtype is not None else T.FLOAT32
+        dt = dtype if dtype is not None else T.DTYPE_FLOAT32
         if self.bad(0.3):
             dt = self.pick(DTYPES + [0, 99])
         if self.bad(0.3):
@@ -295,12 +295,12 @@ class Gen:
             nbytes = numel * item
         else:
             nbytes = self.pick([0, 1, 3, 4, 12, 256])
-        if dt == T.FLOAT32 and nbytes % 4 == 0:
+        if dt == T.DTYPE_FLOAT32 and nbytes % 4 == 0:
             vals = np.array([self.pick(SCALARS) if self.bad(0.2) else self.r.uniform(-2, 2)
                              for _ in range(nbytes // 4)], dtype=np.float64)
             with np.errstate(over="ignore"):  # 1e300 becomes inf, on purpose
                 data = vals.astype(np.float32).tobytes()
-        elif dt == T.INT64 and nbytes % 8 == 0:
+        elif dt == T.DTYPE_INT64 and nbytes % 8 == 0:
             data = np.array([self.r.randrange(VOCAB) if not self.bad(0.3) else self.pick(INTS)
                              for _ in range(nbytes // 8)], dtype=np.int64).tobytes()
         else:
@@ -344,8 +344,8 @@ class Gen:
         if kind == "b":
             return I.Arg(boolean=self.p(0.5))
         if kind == "dt":
-            return I.Arg(dtype=self.pick([T.FLOAT32, T.FLOAT32, T.FLOAT64, T.FLOAT16,
-                                          T.BFLOAT16, T.INT64, T.INT32, T.BOOL, T.UINT8])
+            return I.Arg(dtype=self.pick([T.DTYPE_FLOAT32, T.DTYPE_FLOAT32, T.DTYPE_FLOAT64, T.DTYPE_FLOAT16,
+                                          T.DTYPE_BFLOAT16, T.DTYPE_INT64, T.DTYPE_INT32, T.DTYPE_BOOL, T.DTYPE_UINT8])
                          if not self.bad(0.2) else self.pick([0, 11, 99, -1]))
         if kind == "mod":
             return I.Arg(module=self.module_name(model))
@@ -407,12 +407,15 @@ class Gen:
                 elif u < 0.75:
                     if not self.bad(0.3):
                         s = I.Slice(start=self.pick([0, 1, -1, -3]), stop=self.pick([0, 2, -1]),
-                                    step=self.pick([0, 1, 2]), has_start=self.p(0.5),
-                                    has_stop=self.p(0.5))
+                                    step=self.pick([0, 1, 2]))
                     else:
                         s = I.Slice(start=self.pick(I64_EXTREME), stop=self.pick(I64_EXTREME),
-                                    step=self.pick([0, 1, 2, 3, -1, 2 ** 62, -2 ** 63]),
-                                    has_start=self.p(0.5), has_stop=self.p(0.5))
+                                    step=self.pick([0, 1, 2, 3, -1, 2 ** 62, -2 ** 63]))
+                    # An unset start or stop is open (x[:2], x[1:]).
+                    if self.p(0.5):
+                        s.ClearField("start")
+                    if self.p(0.5):
+                        s.ClearField("stop")
                     items.append(I.IndexItem(slice=s))
                 elif u < 0.88:
                     items.append(I.IndexItem(ellipsis=True))
@@ -458,10 +461,10 @@ class Gen:
             nid[0] = (nid[0] + 1) % 2 ** 32
             return nid[0]
 
-        def inv():
+        def inv():  # None: unset, the whole batch
             if not self.bad(0.1):
-                return -1 if self.p(0.6) else self.r.randrange(max(n_invokes, 1))
-            return self.pick([-2, n_invokes, 2 ** 31 - 1, -2 ** 31])
+                return None if self.p(0.6) else self.r.randrange(max(n_invokes, 1))
+            return self.pick([-1, -2, n_invokes, 2 ** 31 - 1, -2 ** 31])
 
         n_sk = self.pick([0, 1, 1, 2, 2, 3])
         for _ in range(n_sk):
@@ -483,8 +486,7 @@ class Gen:
                     cur = cid
             elif u < 0.65:
                 cid = new_id()
-                nodes.append(I.Node(id=cid, constant=I.ConstNode(scalar=self.scalar(),
-                                                                 use_scalar=True)))
+                nodes.append(I.Node(id=cid, constant=I.ConstNode(scalar=self.scalar())))
                 vals.append(cid)
                 mid = new_id()
                 nodes.append(I.Node(id=mid, call=I.CallNode(
@@ -498,7 +500,7 @@ class Gen:
                 nodes.append(I.Node(id=cid, call=I.CallNode(
                     fn="index", args=[I.Arg(node=cur)],
                     index_items=[I.IndexItem(ellipsis=True),
-                                 I.IndexItem(slice=I.Slice(start=-1, has_start=True))])))
+                                 I.IndexItem(slice=I.Slice(start=-1))])))
                 vals.append(cid)
                 cur = cid
             if self.p(0.45):
@@ -540,13 +542,13 @@ class Gen:
             elif u < 0.62:
                 if self.p(0.3):
                     c = I.ConstNode(scalar=self.pick(SCALARS[:6]) if not self.bad(0.5)
-                                    else self.pick(SCALARS), use_scalar=True)
+                                    else self.pick(SCALARS))
                     if self.bad(0.05):
-                        c.tensor.CopyFrom(self.tensor())  # both
+                        c.tensor.CopyFrom(self.tensor())  # a oneof: the tensor wins
                 else:
                     c = I.ConstNode(tensor=self.tensor(
                         self.pick([(64,), (1, 1, 64), (1,), (4,), (64, 8), (2, 3), (0,), ()]),
-                        dtype=self.pick([T.FLOAT32, T.FLOAT32, T.FLOAT32, T.INT64])))
+                        dtype=self.pick([T.DTYPE_FLOAT32, T.DTYPE_FLOAT32, T.DTYPE_FLOAT32, T.DTYPE_INT64])))
                     if self.bad(0.03):
                         c = I.ConstNode()  # neither
                 nodes.append(I.Node(id=k, constant=c))
@@ -568,7 +570,7 @@ class Gen:
                 else:
                     name = self.pick(["nope", "", "0/logits", "a"]) if self.bad(1.0) else None
                 if name is None:
-                    nodes.append(I.Node(id=k, constant=I.ConstNode(scalar=1.0, use_scalar=True)))
+                    nodes.append(I.Node(id=k, constant=I.ConstNode(scalar=1.0)))
                 else:
                     nodes.append(I.Node(id=k, ref=I.RefNode(name=name)))
                 vals.append(k)
@@ -576,7 +578,7 @@ class Gen:
                 nodes.append(I.Node(id=k))  # no op
             else:
                 nodes.append(I.Node(id=k, read=I.ReadNode(site=self.site(model)),
-                                    save=I.SaveNode(value=k, name="two")))
+                                    save=I.SaveNode(value=k, name="two")))  # a oneof: save wins
         if self.p(0.1) and len(nodes) > 1:
             self.r.shuffle(nodes)  # order of the list is not dependency order
         if self.bad(0.02):
@@ -651,19 +653,16 @@ class Gen:
             save=save, edit_set=self.edit_set_for(model))
 
     def edit(self, model):
-        op = self.pick([E.SAVE, E.REPLACE, E.ADD, E.SCALE, E.ZERO]) if not self.bad(0.04) \
+        op = self.pick([E.EDIT_OP_SAVE, E.EDIT_OP_REPLACE, E.EDIT_OP_ADD, E.EDIT_OP_SCALE, E.EDIT_OP_ZERO]) if not self.bad(0.04) \
             else self.pick([0, 6, -1])
         e = E.Edit(site=self.site(model, writable=True), op=op, ranges=self.ranges())
-        needs = op in (E.REPLACE, E.ADD, E.SCALE)
+        needs = op in (E.EDIT_OP_REPLACE, E.EDIT_OP_ADD, E.EDIT_OP_SCALE)
         if (needs and not self.bad(0.1)) or (not needs and self.bad(0.05)):
             if self.p(0.4):
-                e.use_scalar = True
                 e.scalar = self.pick(SCALARS[:6]) if not self.bad(0.5) else self.pick(SCALARS)
             else:
                 e.tensor.CopyFrom(self.tensor(self.pick([(64,), (1, 1, 64), (1,), (4,)])))
-            if self.bad(0.03):
-                e.use_scalar = True
-        if op == E.SAVE and self.p(0.5):
+        if op == E.EDIT_OP_SAVE and self.p(0.5):
             e.name = self.pick(["sv", "a", "s%d" % self.r.randrange(99)]) if not self.bad(0.3) \
                 else self.pick(["", "x" * 255, "x" * 256, "0/logits"])
         return e
@@ -701,7 +700,7 @@ class Fuzz(unittest.TestCase):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             ms = {m.name: m.state for m in cls.d.models.List(models_pb2.ListModelsRequest()).models}
-            if all(ms.get(n) == models_pb2.LOADED for n in MODELS):
+            if all(ms.get(n) == models_pb2.MODEL_STATE_LOADED for n in MODELS):
                 break
             time.sleep(0.05)
         else:
@@ -809,16 +808,16 @@ class Fuzz(unittest.TestCase):
     # ---- the state checks ------------------------------------------------------------
 
     def good_trace(self, model):
-        nodes = [I.Node(id=1, read=I.ReadNode(site="layers.0.resid_post", invoke=-1)),
+        nodes = [I.Node(id=1, read=I.ReadNode(site="layers.0.resid_post")),
                  I.Node(id=2, save=I.SaveNode(value=1, name="r0")),
-                 I.Node(id=3, read=I.ReadNode(site="layers.1.resid_post", invoke=-1)),
+                 I.Node(id=3, read=I.ReadNode(site="layers.1.resid_post")),
                  I.Node(id=4, call=I.CallNode(fn="module", args=[I.Arg(module="ln_final"),
                                                                  I.Arg(node=3)])),
                  I.Node(id=5, save=I.SaveNode(value=4, name="lnf"))]
         req = I.TraceRequest(model=model, traces=[I.Trace(
             name="good", invokes=[I.Invoke(input_ids=[I.TokenRow(ids=[5, 6, 7, 8]),
                                                       I.TokenRow(ids=[9, 10, 11, 12])])],
-            nodes=nodes)], top_k=3, logits=I.LOGITS_ALL)
+            nodes=nodes)], top_k=3, logits=I.LOGITS_MODE_ALL)
         out = {}
         tops = []
         bufs = {}
@@ -832,7 +831,7 @@ class Fuzz(unittest.TestCase):
                 tops = [(t.token_id, t.logit) for row in msg.result.rows for t in row.top]
         fwd = {}
         freq = I.ForwardRequest(model=model, input_ids=[I.TokenRow(ids=[1, 2, 3])], top_k=2,
-                                logits=I.LOGITS_LAST, save=["layers.1.self_attn.pattern"])
+                                logits=I.LOGITS_MODE_LAST, save=["layers.1.self_attn.pattern"])
         fb = {}
         for msg in self.d.inference.Forward(freq, timeout=CALL_TIMEOUT):
             if msg.HasField("chunk"):
@@ -854,7 +853,7 @@ class Fuzz(unittest.TestCase):
         ms = {m.name: m.state for m in self.d.models.List(models_pb2.ListModelsRequest(),
                                                           timeout=CALL_TIMEOUT).models}
         for m in MODELS:
-            self.assertEqual(ms.get(m), models_pb2.LOADED, where)
+            self.assertEqual(ms.get(m), models_pb2.MODEL_STATE_LOADED, where)
         self.admin.Stats(admin_pb2.StatsRequest(), timeout=CALL_TIMEOUT)
 
     # ---- the fuzz loop ---------------------------------------------------------------
@@ -1047,15 +1046,14 @@ class Fuzz(unittest.TestCase):
         conversion throws a plain std::runtime_error). Apply now refuses
         it, naming the edit; NaN and inf still convert as they are."""
         before = self.set_ids()
-        for op in (E.ADD, E.SCALE, E.REPLACE):
+        for op in (E.EDIT_OP_ADD, E.EDIT_OP_SCALE, E.EDIT_OP_REPLACE):
             for x in (1e300, -1e39):
-                self.expect(lambda: self.apply([E.Edit(site="layers.0.mlp_out", op=op, scalar=x,
-                                                       use_scalar=True)]),
+                self.expect(lambda: self.apply([E.Edit(site="layers.0.mlp_out", op=op, scalar=x)]),
                             SC.INVALID_ARGUMENT, "edits[0].scalar (layers.0.mlp_out)",
                             "does not fit", "float32")
         self.assertEqual(self.set_ids(), before)
         for x in (math.inf, math.nan, 3e38):
-            es = self.apply([E.Edit(site="layers.0.mlp_out", op=E.ADD, scalar=x, use_scalar=True)])
+            es = self.apply([E.Edit(site="layers.0.mlp_out", op=E.EDIT_OP_ADD, scalar=x)])
             try:
                 self.consume(self.d.inference.Forward(I.ForwardRequest(
                     model=MODELS[0], input_ids=[I.TokenRow(ids=[1, 2, 3])], top_k=1,
@@ -1068,7 +1066,7 @@ class Fuzz(unittest.TestCase):
             return self.consume(self.d.inference.Trace(I.TraceRequest(
                 model=MODELS[0], traces=[I.Trace(
                     invokes=[I.Invoke(input_ids=[I.TokenRow(ids=[1, 2])])],
-                    nodes=[I.Node(id=1, constant=I.ConstNode(scalar=x, use_scalar=True)),
+                    nodes=[I.Node(id=1, constant=I.ConstNode(scalar=x)),
                            I.Node(id=2, save=I.SaveNode(value=1, name="c"))])]),
                 timeout=CALL_TIMEOUT))
         self.expect(lambda: scalar_trace(1e300), SC.INVALID_ARGUMENT,
@@ -1083,7 +1081,7 @@ class Fuzz(unittest.TestCase):
         entry and work."""
         for es in self.edits.List(E.ListEditSetsRequest(), timeout=CALL_TIMEOUT).edit_sets:
             self.edits.Drop(E.DropEditSetRequest(id=es.id), timeout=CALL_TIMEOUT)
-        edits = [E.Edit(site="layers.1.mlp_out", op=E.SCALE, scalar=0.5, use_scalar=True)]
+        edits = [E.Edit(site="layers.1.mlp_out", op=E.EDIT_OP_SCALE, scalar=0.5)]
         # A second or so of matmuls for the one executor (--workers 1), so
         # that B waits in the queue.
         big = [I.Node(id=1, call=I.CallNode(fn="full", args=[
@@ -1172,12 +1170,12 @@ class Fuzz(unittest.TestCase):
             return lambda: list(call(bad, timeout=CALL_TIMEOUT)) if call is raw_trace \
                 else call(bad, timeout=CALL_TIMEOUT)
 
-        zero = E.Edit(site="layers.0.mlp_out", op=E.ZERO)
+        zero = E.Edit(site="layers.0.mlp_out", op=E.EDIT_OP_ZERO)
         self.expect(raw(raw_apply, E.ApplyEditsRequest(model=MODELS[0], edits=[zero],
                                                        label="LBL"), b"LBL"),
                     SC.INVALID_ARGUMENT, "label: not valid UTF-8")
         self.expect(raw(raw_apply, E.ApplyEditsRequest(model=MODELS[0], edits=[
-            zero, E.Edit(site="layers.0.mlp_out", op=E.SAVE, name="NM")]), b"NM"),
+            zero, E.Edit(site="layers.0.mlp_out", op=E.EDIT_OP_SAVE, name="NM")]), b"NM"),
             SC.INVALID_ARGUMENT, "edits[1].name: not valid UTF-8")
         inv = [I.Invoke(input_ids=[I.TokenRow(ids=[1, 2])])]
         self.expect(raw(raw_trace, I.TraceRequest(model=MODELS[0], traces=[

@@ -22,9 +22,9 @@ from nnedit_testlib import (Daemon, FIXTURES, forward, health_pb2, inference_pb2
 
 FIXTURE_NAMES = ["gpt2-script", "gpt2-trace", "llama-script", "llama-trace",
                  "neox-script", "neox-trace"]
-NONE, LEFT, RIGHT = (inference_pb2.PADDING_NONE, inference_pb2.PADDING_LEFT,
+NONE, LEFT, RIGHT = (inference_pb2.PADDING_UNSPECIFIED, inference_pb2.PADDING_LEFT,
                      inference_pb2.PADDING_RIGHT)
-ALL, LAST = inference_pb2.LOGITS_ALL, inference_pb2.LOGITS_LAST
+ALL, LAST = inference_pb2.LOGITS_MODE_ALL, inference_pb2.LOGITS_MODE_LAST
 
 
 def softmax(x):
@@ -45,7 +45,7 @@ class Serving(unittest.TestCase):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             states = {m.name: m.state for m in cls.d.models.List(models_pb2.ListModelsRequest()).models}
-            if all(states.get(n) == models_pb2.LOADED for n in FIXTURE_NAMES):
+            if all(states.get(n) == models_pb2.MODEL_STATE_LOADED for n in FIXTURE_NAMES):
                 break
             time.sleep(0.05)
         else:
@@ -91,10 +91,10 @@ class Serving(unittest.TestCase):
         self.assertTrue(r.server_version.startswith("nneditd "))
         for n in FIXTURE_NAMES:
             m = by_name[n]
-            self.assertEqual(m.state, models_pb2.LOADED)
+            self.assertEqual(m.state, models_pb2.MODEL_STATE_LOADED)
             self.assertEqual(m.vocab_size, 1000)
             self.assertEqual(m.device, "cpu")
-            self.assertEqual(m.dtype, tensor_pb2.FLOAT32)
+            self.assertEqual(m.dtype, tensor_pb2.DTYPE_FLOAT32)
             self.assertEqual(m.export_kind, n.split("-")[1])
             self.assertEqual(m.max_batch, 16)
             self.assertGreater(m.param_count, 0)
@@ -276,10 +276,10 @@ class Repository(unittest.TestCase):
                 for n in needles:
                     self.assertIn(n, cm.exception.details())
         listed = {m.name: m for m in self.d.models.List(models_pb2.ListModelsRequest()).models}
-        self.assertEqual(listed["corrupt"].state, models_pb2.FAILED)
+        self.assertEqual(listed["corrupt"].state, models_pb2.MODEL_STATE_FAILED)
         self.assertTrue(listed["corrupt"].error)
         r = self.load("good")
-        self.assertEqual(r.model.state, models_pb2.LOADED)
+        self.assertEqual(r.model.state, models_pb2.MODEL_STATE_LOADED)
         res, _ = forward(self.d.inference, "good", [[1, 2, 3]], top_k=3)
         self.assertEqual(len(res.rows[0].top), 3)
         # A failed model reports why on use.
@@ -288,16 +288,16 @@ class Repository(unittest.TestCase):
         self.assertEqual(cm.exception.code(), F)
 
     def test_load_unload_cycle(self):
-        self.assertEqual(self.load("good").model.state, models_pb2.LOADED)
-        self.assertEqual(self.load("good").model.state, models_pb2.LOADED)  # idempotent
+        self.assertEqual(self.load("good").model.state, models_pb2.MODEL_STATE_LOADED)
+        self.assertEqual(self.load("good").model.state, models_pb2.MODEL_STATE_LOADED)  # idempotent
         r = self.d.models.Unload(models_pb2.UnloadModelRequest(name="good"), timeout=30)
-        self.assertEqual(r.model.state, models_pb2.AVAILABLE)
+        self.assertEqual(r.model.state, models_pb2.MODEL_STATE_AVAILABLE)
         with self.assertRaises(grpc.RpcError) as cm:
             forward(self.d.inference, "good", [[1]])
         self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
         self.assertIn("not loaded", cm.exception.details())
-        r = self.load("good", dtype=tensor_pb2.FLOAT64)
-        self.assertEqual(r.model.dtype, tensor_pb2.FLOAT64)
+        r = self.load("good", dtype=tensor_pb2.DTYPE_FLOAT64)
+        self.assertEqual(r.model.dtype, tensor_pb2.DTYPE_FLOAT64)
         self.assertEqual(r.model.param_bytes, 8 * r.model.param_count)
         res, t = forward(self.d.inference, "good", manifest("gpt2-script")["inputs"]["input_ids"],
                          logits=ALL)
@@ -307,7 +307,7 @@ class Repository(unittest.TestCase):
     def test_load_arguments(self):
         I = grpc.StatusCode.INVALID_ARGUMENT
         for kw, needle in [(dict(device="tpu"), "device"), (dict(device="cuda:7"), "device"),
-                           (dict(dtype=tensor_pb2.INT64), "dtype")]:
+                           (dict(dtype=tensor_pb2.DTYPE_INT64), "dtype")]:
             with self.subTest(kw=kw):
                 with self.assertRaises(grpc.RpcError) as cm:
                     self.load("good", **kw)
@@ -316,10 +316,10 @@ class Repository(unittest.TestCase):
         # A traced archive has its dtype baked in: the load-time check
         # forward fails and the message says why.
         with self.assertRaises(grpc.RpcError) as cm:
-            self.load("traced", dtype=tensor_pb2.FLOAT64)
+            self.load("traced", dtype=tensor_pb2.DTYPE_FLOAT64)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
         self.assertIn("traced archive", cm.exception.details())
-        self.assertEqual(self.load("traced").model.dtype, tensor_pb2.FLOAT32)
+        self.assertEqual(self.load("traced").model.dtype, tensor_pb2.DTYPE_FLOAT32)
         with self.assertRaises(grpc.RpcError) as cm:
             self.load("missing")
         self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
@@ -452,9 +452,9 @@ class Lifecycle(unittest.TestCase):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             ms = {m.name: m for m in d.models.List(models_pb2.ListModelsRequest()).models}
-            if ms["slow"].state == models_pb2.LOADED:
+            if ms["slow"].state == models_pb2.MODEL_STATE_LOADED:
                 return
-            if ms["slow"].state == models_pb2.FAILED:
+            if ms["slow"].state == models_pb2.MODEL_STATE_FAILED:
                 raise AssertionError("slow model failed: " + ms["slow"].error)
             time.sleep(0.05)
         raise AssertionError("slow model did not load:\n" + d.log_text())

@@ -41,7 +41,7 @@ def slow_trace_request(n_tanh):
     used 32 on a model that allows it), a read of layers.0.resid_post, n_tanh chained
     tanh calls on it, a save: a trace whose forward is quick and whose
     graph keeps the one executor busy for a while."""
-    nodes = [I.Node(id=0, read=I.ReadNode(site="layers.0.resid_post", invoke=-1))]
+    nodes = [I.Node(id=0, read=I.ReadNode(site="layers.0.resid_post"))]
     for k in range(n_tanh):
         nodes.append(I.Node(id=k + 1, call=I.CallNode(fn="tanh", args=[I.Arg(node=k)])))
     nodes.append(I.Node(id=n_tanh + 1, save=I.SaveNode(value=n_tanh, name="h")))
@@ -56,7 +56,7 @@ def run_trace(d, req, timeout=120):
 
 
 def add_edit(site="layers.1.resid_post", scalar=0.5):
-    return edits_pb2.Edit(site=site, op=edits_pb2.ADD, scalar=scalar, use_scalar=True)
+    return edits_pb2.Edit(site=site, op=edits_pb2.EDIT_OP_ADD, scalar=scalar)
 
 
 def outcome_into(out):
@@ -135,7 +135,7 @@ class UnloadRace(unittest.TestCase):
             self.assertIn("unload", out["apply"].details())
             # Nothing of the Apply remains, and every call answers sanely.
             self.assertEqual(list(edits.List(edits_pb2.ListEditSetsRequest()).edit_sets), [])
-            self.assertEqual(model_state(d), models_pb2.AVAILABLE)
+            self.assertEqual(model_state(d), models_pb2.MODEL_STATE_AVAILABLE)
             # The model loads again and works with edit sets as before.
             d.models.Load(models_pb2.LoadModelRequest(name=NAME), timeout=120)
             es = edits.Apply(apply_req, timeout=120).edit_set
@@ -163,19 +163,19 @@ class UnloadRace(unittest.TestCase):
             step = max(0.1, took / 8)
             es = edits.Apply(edits_pb2.ApplyEditsRequest(
                 model=NAME, edits=[edits_pb2.Edit(site="layers.1.resid_post",
-                                                  op=edits_pb2.ZERO)]), timeout=120).edit_set
+                                                  op=edits_pb2.EDIT_OP_ZERO)]), timeout=120).edit_set
             ids = [[5, 6, 7, 8]]
-            _, pristine = forward(d.inference, NAME, ids, logits=I.LOGITS_ALL)
+            _, pristine = forward(d.inference, NAME, ids, logits=I.LOGITS_MODE_ALL)
             out = {}
             go = outcome_into(out)
 
             slow = slow_trace_request(n)
-            set_trace = I.TraceRequest(model=NAME, edit_set=es.id, logits=I.LOGITS_ALL,
+            set_trace = I.TraceRequest(model=NAME, edit_set=es.id, logits=I.LOGITS_MODE_ALL,
                                        traces=[I.Trace(invokes=[I.Invoke(
                                            input_ids=[I.TokenRow(ids=ids[0])])])])
             calls = [
                 ("slow", lambda: run_trace(d, slow)),
-                ("fwd", lambda: forward(d.inference, NAME, ids, logits=I.LOGITS_ALL,
+                ("fwd", lambda: forward(d.inference, NAME, ids, logits=I.LOGITS_MODE_ALL,
                                         edit_set=es.id)),
                 ("trace", lambda: list(d.inference.Trace(set_trace, timeout=120))),
             ]
@@ -192,7 +192,7 @@ class UnloadRace(unittest.TestCase):
                 self.assertNotIsInstance(out[k], grpc.RpcError, "%s: %s" % (k, out[k]))
             # The edit (layers.1 zeroed) applied: logits differ from pristine.
             self.assertGreater(abs(out["fwd"][1]["logits"] - pristine["logits"]).max(), 1e-3)
-            self.assertEqual(model_state(d), models_pb2.AVAILABLE)
+            self.assertEqual(model_state(d), models_pb2.MODEL_STATE_AVAILABLE)
             self.assertEqual(list(edits.List(edits_pb2.ListEditSetsRequest()).edit_sets), [])
         finally:
             self.assertEqual(d.stop(), 0, d.log_text())
@@ -245,8 +245,7 @@ class UnloadRace(unittest.TestCase):
                 req = I.TraceRequest(model=NAME, edit_set=es if rng.random() < .5 else "",
                                      traces=[I.Trace(invokes=[I.Invoke(
                                          input_ids=[I.TokenRow(ids=ids[0])])], nodes=[
-                                         I.Node(id=0, read=I.ReadNode(site="layers.0.resid_post",
-                                                                      invoke=-1)),
+                                         I.Node(id=0, read=I.ReadNode(site="layers.0.resid_post")),
                                          I.Node(id=1, save=I.SaveNode(value=0, name="r"))])])
                 list(d.inference.Trace(req, timeout=60))
             elif op == "describe":
@@ -301,7 +300,7 @@ class DrainUnderLoad(unittest.TestCase):
         ids = [[(7 * k + rnd) % 997 + 1 for k in range(48)]] * 4
         trace_req = I.TraceRequest(model=NAME, traces=[I.Trace(
             invokes=[I.Invoke(input_ids=[I.TokenRow(ids=r) for r in ids])],
-            nodes=[I.Node(id=0, read=I.ReadNode(site="layers.1.resid_post", invoke=-1)),
+            nodes=[I.Node(id=0, read=I.ReadNode(site="layers.1.resid_post")),
                    I.Node(id=1, save=I.SaveNode(value=0, name="r"))])])
         results = []  # (code, details, t_end)
         lock = threading.Lock()
@@ -316,7 +315,7 @@ class DrainUnderLoad(unittest.TestCase):
             # up as an end long after the signal, not as a timeout.
             try:
                 if kind == 0:
-                    forward(d.inference, NAME, ids, top_k=3, logits=I.LOGITS_LAST, timeout=25)
+                    forward(d.inference, NAME, ids, top_k=3, logits=I.LOGITS_MODE_LAST, timeout=25)
                 elif kind == 1:
                     list(d.inference.Trace(trace_req, timeout=25))
                 elif kind == 2:

@@ -90,10 +90,10 @@ class Names(unittest.TestCase):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             ms = {m.name: m for m in cls.d.models.List(models_pb2.ListModelsRequest()).models}
-            if all(ms.get(n) and ms[n].state in (models_pb2.LOADED, models_pb2.FAILED) for n in names):
+            if all(ms.get(n) and ms[n].state in (models_pb2.MODEL_STATE_LOADED, models_pb2.MODEL_STATE_FAILED) for n in names):
                 break
             time.sleep(0.05)
-        bad = {n: ms[n].error for n in names if ms[n].state != models_pb2.LOADED}
+        bad = {n: ms[n].error for n in names if ms[n].state != models_pb2.MODEL_STATE_LOADED}
         if bad:
             raise AssertionError("not loaded: %s\n%s" % (bad, cls.d.log_text()))
 

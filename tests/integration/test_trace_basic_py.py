@@ -31,7 +31,7 @@ I = inference_pb2
 NAME = "gpt2-script"
 INV, RES = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED
 LEFT = I.PADDING_LEFT
-ALL, LAST = I.LOGITS_ALL, I.LOGITS_LAST
+ALL, LAST = I.LOGITS_MODE_ALL, I.LOGITS_MODE_LAST
 
 # ---- building graphs -----------------------------------------------------------
 
@@ -41,11 +41,12 @@ def invoke(rows, mask=None):
                     attention_mask=[I.MaskRow(values=m) for m in (mask or [])])
 
 
-def read(i, site, inv=-1):
+def read(i, site, inv=None):
+    """inv None: the invoke left unset, every invoke's rows."""
     return I.Node(id=i, read=I.ReadNode(site=site, invoke=inv))
 
 
-def write(i, site, value, inv=-1, ranges=()):
+def write(i, site, value, inv=None, ranges=()):
     return I.Node(id=i, write=I.WriteNode(site=site, value=value, invoke=inv,
                                           ranges=[edits_pb2.DimRange(dim=d, start=s, stop=e)
                                                   for d, s, e in ranges]))
@@ -65,11 +66,11 @@ def call(i, fn, *args, items=()):
 def const(i, a):
     a = np.ascontiguousarray(a, dtype=np.float32)
     return I.Node(id=i, constant=I.ConstNode(tensor=tensor_pb2.Tensor(
-        dtype=tensor_pb2.FLOAT32, shape=list(a.shape), data=a.tobytes())))
+        dtype=tensor_pb2.DTYPE_FLOAT32, shape=list(a.shape), data=a.tobytes())))
 
 
 def scalar(i, v):
-    return I.Node(id=i, constant=I.ConstNode(scalar=v, use_scalar=True))
+    return I.Node(id=i, constant=I.ConstNode(scalar=v))
 
 
 def save(i, value, name):
@@ -152,7 +153,7 @@ class TraceBasics(unittest.TestCase):
                          save=["layers.0.resid_post"])
         res, t = self.run_trace([tr([read(1, "layers.0.resid_post", 0), save(2, 1, "inv0"),
                                      read(3, "layers.0.resid_post", 1), save(4, 3, "inv1"),
-                                     read(5, "layers.0.resid_post", -1), save(6, 5, "all")],
+                                     read(5, "layers.0.resid_post"), save(6, 5, "all")],
                                     invokes=[invoke([a]), invoke([b, c])])],
                                 padding=LEFT, logits=LAST, top_k=1)
         whole = fwd["layers.0.resid_post"]
@@ -173,8 +174,14 @@ class TraceBasics(unittest.TestCase):
                 write(3, "layers.0.resid_post", 2)]
         _, t = self.run_trace([tr(zero)], logits=ALL)
         self.assertGreater(float(np.abs(t["0/logits"] - self.pristine).max()), 1e-2)
-        # Only invoke 1's rows: invoke 0's logits stay the pristine ones.
+        # A write whose invoke is unset reaches every row of every invoke.
         inv = [invoke(IDS[:1]), invoke(IDS[1:])]
+        self.assertFalse(zero[2].write.HasField("invoke"))
+        _, t = self.run_trace([tr(zero, invokes=inv)], logits=ALL)
+        for row in range(2):
+            self.assertGreater(float(np.abs(t["0/logits"][row] - self.pristine[row]).max()),
+                               1e-2, "row %d not written" % row)
+        # Only invoke 1's rows: invoke 0's logits stay the pristine ones.
         only = [read(1, "layers.0.resid_post", 1), call(2, "zeros_like", arg(1)),
                 write(3, "layers.0.resid_post", 2, inv=1),
                 read(4, "layers.0.resid_post"), save(5, 4, "before"),
@@ -222,8 +229,8 @@ class TraceBasics(unittest.TestCase):
 
     def test_edit_set_applies_first(self):
         es = self.edits.Apply(edits_pb2.ApplyEditsRequest(
-            model=NAME, edits=[edits_pb2.Edit(site="layers.0.mlp_out", op=edits_pb2.ZERO),
-                               edits_pb2.Edit(site="layers.1.resid_post", op=edits_pb2.SAVE,
+            model=NAME, edits=[edits_pb2.Edit(site="layers.0.mlp_out", op=edits_pb2.EDIT_OP_ZERO),
+                               edits_pb2.Edit(site="layers.1.resid_post", op=edits_pb2.EDIT_OP_SAVE,
                                               name="r1")]), timeout=60).edit_set
         try:
             _, fwd = forward(self.d.inference, NAME, IDS, logits=ALL, edit_set=es.id)
@@ -260,9 +267,6 @@ class TraceBasics(unittest.TestCase):
         cases = [
             ("no op", [tr([I.Node(id=3)])], INV,
              ["traces[0].nodes[0] (id 3)", "exactly one of read, write, call", "none"]),
-            ("two ops", [tr([I.Node(id=3, read=I.ReadNode(site=r0),
-                                    save=I.SaveNode(value=3, name="x"))])], INV,
-             ["traces[0].nodes[0] (id 3)", "read save"]),
             ("duplicate id", [tr([read(1, r0), read(1, r0)])], INV,
              ["traces[0].nodes[1] (id 1)", "also the id of nodes[0]"]),
             ("dangling", [tr([read(1, r0), save(2, 5, "x")])], INV,
@@ -284,6 +288,8 @@ class TraceBasics(unittest.TestCase):
              ["traces[0].nodes[1] (id 2)", "view of a fused value"]),
             ("bad invoke", [tr([read(1, r0, 1)])], INV,
              ["traces[0].nodes[0] (id 1)", "read.invoke 1", "1 invoke"]),
+            ("negative invoke", [tr([read(1, r0), write(2, r0, 1, inv=-1)])], INV,
+             ["traces[0].nodes[1] (id 2)", "write.invoke -1 is negative", "unset"]),
             ("bad call", [tr([read(1, r0), call(2, "softmax", arg(1))])], INV,
              ["traces[0].nodes[1] (id 2)", "softmax: missing argument 'dim'"]),
             ("unknown fn", [tr([read(1, r0), call(2, "eval", arg(1))])], INV,
@@ -302,7 +308,7 @@ class TraceBasics(unittest.TestCase):
              ["traces[0].nodes[2] (id 3): node 3 writes layers.0.resid_post but depends on "
               "read node 1 of layers.1.resid_post, which runs later in the forward"]),
             ("const bytes", [tr([I.Node(id=1, constant=I.ConstNode(tensor=tensor_pb2.Tensor(
-                dtype=tensor_pb2.FLOAT32, shape=[2, 2], data=b"\0" * 12)))])], INV,
+                dtype=tensor_pb2.DTYPE_FLOAT32, shape=[2, 2], data=b"\0" * 12)))])], INV,
              ["traces[0].nodes[0] (id 1)", "12 bytes", "16 expected"]),
             ("no traces", [], INV, ["traces: a request needs at least one trace"]),
             ("no invokes", [I.Trace()], INV, ["traces[0].invokes", "at least one invoke"]),
@@ -454,7 +460,7 @@ class Cancellation(unittest.TestCase):
                 wait_loaded(d, ["slowlayers"])
                 req = edits_pb2.ApplyEditsRequest(
                     model="slowlayers", label="left",
-                    edits=[edits_pb2.Edit(site="blocks.3.output", op=edits_pb2.ZERO)])
+                    edits=[edits_pb2.Edit(site="blocks.3.output", op=edits_pb2.EDIT_OP_ZERO)])
                 with self.assertRaises(grpc.RpcError) as cm:
                     edits.Apply(req, timeout=0.3)
                 self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)

@@ -173,13 +173,16 @@ from nnedit.v1 import inference_pb2 as ip, tensor_pb2 as tp
 
 LOG = sys.argv[2]
 
+def invoke(x):  # None: unset, every invoke
+    return x.invoke if x.HasField("invoke") else None
+
 def node_rec(n):
     d = {"id": n.id}
     if n.HasField("read"):
-        d["read"] = [n.read.site, n.read.invoke]
+        d["read"] = [n.read.site, invoke(n.read)]
     if n.HasField("write"):
         w = n.write
-        d["write"] = [w.site, w.value, w.invoke, [[r.dim, r.start, r.stop] for r in w.ranges]]
+        d["write"] = [w.site, w.value, invoke(w), [[r.dim, r.start, r.stop] for r in w.ranges]]
     if n.HasField("call"):
         args = []
         for a in n.call.args:
@@ -191,14 +194,14 @@ def node_rec(n):
             k = it.WhichOneof("item")
             if k == "slice":
                 s = it.slice
-                items.append(["slice", s.start if s.has_start else None,
-                              s.stop if s.has_stop else None, s.step])
+                items.append(["slice", s.start if s.HasField("start") else None,
+                              s.stop if s.HasField("stop") else None, s.step])
             else:
                 items.append([k, getattr(it, k)])
         d["call"] = [n.call.fn, args, items]
     if n.HasField("constant"):
         c = n.constant
-        if c.use_scalar:
+        if c.WhichOneof("value") == "scalar":
             d["constant"] = ["scalar", c.scalar]
         else:
             d["constant"] = ["tensor", tp.DType.Name(c.tensor.dtype), list(c.tensor.shape),
@@ -230,7 +233,7 @@ def trace(b, ctx):
         for k, n in enumerate([n for n in tr.nodes if n.HasField("save")]):
             vals = b"".join(struct.pack("<f", float(t * 100 + k * 10 + i)) for i in range(6))
             yield ip.TraceResponse(chunk=tp.TensorChunk(
-                name=n.save.name, dtype=tp.FLOAT32, shape=[2, 3], total_bytes=24,
+                name=n.save.name, dtype=tp.DTYPE_FLOAT32, shape=[2, 3], total_bytes=24,
                 offset=0, data=vals, last=True)).SerializeToString()
             sent.append(n.save.name)
         rows = [list(r.ids) for inv in tr.invokes for r in inv.input_ids]
@@ -238,7 +241,7 @@ def trace(b, ctx):
             name = (tr.name or str(t)) + "/logits"
             vals = b"".join(struct.pack("<f", float(i)) for i in range(5 * len(rows)))
             yield ip.TraceResponse(chunk=tp.TensorChunk(
-                name=name, dtype=tp.FLOAT32, shape=[len(rows), 5], total_bytes=len(vals),
+                name=name, dtype=tp.DTYPE_FLOAT32, shape=[len(rows), 5], total_bytes=len(vals),
                 offset=0, data=vals, last=True)).SerializeToString()
         r = ip.TraceResult(trace=t, name=tr.name, batch=len(rows), seq_len=max(map(len, rows)),
                            rows=[ip.RowTopK(position=len(x) - 1,
@@ -308,18 +311,19 @@ last_request >"$TMP/req.json"
 py "
 r = json.load(open('$TMP/req.json'))
 assert (r['model'], r['edit_set'], r['padding'], r['top_k'], r['logits']) == \
-    ('fake', 'es-1', 'PADDING_RIGHT', 2, 'LOGITS_ALL'), r
+    ('fake', 'es-1', 'PADDING_RIGHT', 2, 'LOGITS_MODE_ALL'), r
 t0, t1 = r['traces']
 assert t0['name'] == 'clean' and t1['name'] == '', (t0['name'], t1['name'])
 assert t0['invokes'] == [[[[1, 2, 3], [4, 5]], [[1, 1, 1], [0, 1, 1]]], [[[6, 7, 8]], []]], t0['invokes']
 n = t0['nodes']
 assert [x['id'] for x in n] == [10, 11, 5, 12, 20, 21, 22, 30, 31, 32, 40, 41, 50, 51], [x['id'] for x in n]
 assert n[0]['read'] == ['layers.0.resid_post', 1], n[0]
-assert n[1]['read'] == ['layers.0.self_attn.pattern', -1], n[1]
-assert n[2]['read'] == ['blocks.1.hook_resid_pre', -1], n[2]
-assert n[3]['read'] == ['transformer.h.0.attn:aten::softmax#0', -1], n[3]
-assert n[4]['constant'] == ['tensor', 'FLOAT16', [4], (np.arange(4) / 8).astype(np.float16).tobytes().hex()], n[4]
-assert n[5]['constant'] == ['tensor', 'INT32', [2, 2], np.array([[1, -2], [3, 4]], np.int32).tobytes().hex()], n[5]
+# "all", -1 and no invoke at all: an unset invoke on the wire (every invoke).
+assert n[1]['read'] == ['layers.0.self_attn.pattern', None], n[1]
+assert n[2]['read'] == ['blocks.1.hook_resid_pre', None], n[2]
+assert n[3]['read'] == ['transformer.h.0.attn:aten::softmax#0', None], n[3]
+assert n[4]['constant'] == ['tensor', 'DTYPE_FLOAT16', [4], (np.arange(4) / 8).astype(np.float16).tobytes().hex()], n[4]
+assert n[5]['constant'] == ['tensor', 'DTYPE_INT32', [2, 2], np.array([[1, -2], [3, 4]], np.int32).tobytes().hex()], n[5]
 assert n[6]['constant'] == ['scalar', -0.5], n[6]
 assert n[7]['call'] == ['sum', [['node', 10, ''], ['ints', [0, 2], ''], ['boolean', True, ''],
                                 ['scalar', 1.5, ''], ['integer', -7, ''], ['dtype', 3, ''],
@@ -332,7 +336,7 @@ assert n[9]['call'] == ['index', [['node', 11, '']],
      ['slice', None, -1, 0], ['slice', 2, None, 3], ['ellipsis', True], ['newaxis', True],
      ['index', -1]]], n[9]
 assert n[10]['write'] == ['layers.0.resid_post', 30, 1, [[2, 0, 16], [-2, 1, 0], [0, 0, 1], [1, -1, 0]]], n[10]
-assert n[11]['write'] == ['layers.1.resid_pre', 22, -1, []], n[11]
+assert n[11]['write'] == ['layers.1.resid_pre', 22, None, []], n[11]
 assert n[12]['save'] == [32, 'pattern row'] and n[13]['save'] == [10, 'resid0'], n[12:]
 assert t1['invokes'] == [[[[9]], []]], t1
 assert t1['nodes'] == [{'id': 1, 'ref': 'resid0'}, {'id': 2, 'save': [1, 'again']}], t1['nodes']
@@ -351,7 +355,7 @@ last_request >"$TMP/req.json"
 py "
 r = json.load(open('$TMP/req.json'))
 assert (r['model'], r['edit_set'], r['padding'], r['top_k'], r['logits']) == \
-    ('other', 'es-2', 'PADDING_LEFT', 0, 'LOGITS_NONE'), r
+    ('other', 'es-2', 'PADDING_LEFT', 0, 'LOGITS_MODE_UNSPECIFIED'), r
 " "fake: command-line overrides"
 
 # The simple form: invokes split by --invoke, masks, one read of the whole
@@ -364,13 +368,13 @@ last_request >"$TMP/req.json"
 py "
 r = json.load(open('$TMP/req.json'))
 assert (r['model'], r['edit_set'], r['padding'], r['top_k'], r['logits']) == \
-    ('fake', '', 'PADDING_NONE', 5, 'LOGITS_NONE'), r
+    ('fake', '', 'PADDING_UNSPECIFIED', 5, 'LOGITS_MODE_UNSPECIFIED'), r
 (t,) = r['traces']
 assert t['name'] == 'simple', t
 assert t['invokes'] == [[[[1, 2, 3], [4, 5, 6]], [[1, 1, 1]]], [[[7, 8]], []]], t['invokes']
-assert t['nodes'] == [{'id': 1, 'read': ['layers.0.resid_post', -1]},
+assert t['nodes'] == [{'id': 1, 'read': ['layers.0.resid_post', None]},
                       {'id': 2, 'save': [1, 'layers.0.resid_post']},
-                      {'id': 3, 'read': ['blocks.0.attn.hook_pattern', -1]},
+                      {'id': 3, 'read': ['blocks.0.attn.hook_pattern', None]},
                       {'id': 4, 'save': [3, 'blocks.0.attn.hook_pattern']}], t['nodes']
 " "fake: the simple form's request"
 has "$OUT" "saved:" "fake: simple form table"
@@ -515,6 +519,30 @@ assert [s['name'] for s in d['traces'][0]['saved']] == ['clean_resid0', 'pattern
 assert all(len(r['top']) == 2 for t in d['traces'] for r in t['rows']), d
 assert d['traces'][3]['logits']['name'] == 'patched/logits', d
 " "daemon: json of the session"
+
+# A write that names no invoke reaches every row (the file's default, sent
+# as an unset invoke); one that names invoke 0 leaves invoke 1's row alone.
+cat >"$TMP/sub/every_row.json" <<EOF
+{"model": "$M", "logits": "last",
+ "traces": [
+  {"name": "clean", "invokes": [{"tokens": [[${IDS0}]]}, {"tokens": [[${IDS1}]]}]},
+  {"name": "all", "invokes": [{"tokens": [[${IDS0}]]}, {"tokens": [[${IDS1}]]}],
+   "nodes": [{"id": 1, "constant": {"scalar": 0}},
+             {"id": 2, "write": {"site": "layers.0.resid_post", "value": 1}}]},
+  {"name": "first", "invokes": [{"tokens": [[${IDS0}]]}, {"tokens": [[${IDS1}]]}],
+   "nodes": [{"id": 1, "constant": {"scalar": 0}},
+             {"id": 2, "write": {"site": "layers.0.resid_post", "value": 1, "invoke": 0}}]}
+ ]}
+EOF
+run "${A[@]}" trace -f "$TMP/sub/every_row.json" -o npy --save-dir "$TMP/t6"
+expect 0 "daemon: a write without an invoke"
+py "
+c, a, f = (np.load('$TMP/t6/' + n + '_logits.npy') for n in ('clean', 'all', 'first'))
+assert c.shape == (2, 1000), c.shape
+assert not np.allclose(a[0], c[0]) and not np.allclose(a[1], c[1]), 'a write without an invoke missed a row'
+assert not np.allclose(f[0], c[0]), 'a write to invoke 0 missed its row'
+assert np.abs(f[1] - c[1]).max() < 1e-5, 'a write to invoke 0 reached invoke 1'
+" "daemon: a write without an invoke reaches every row"
 
 # The daemon's refusals exit 1 and name the node.
 run "${A[@]}" trace $M --tokens $IDS0 --save layers.9.nope

@@ -61,16 +61,19 @@ static const char *const fake_py[] = {
     "from nnedit.v1 import inference_pb2 as ip, tensor_pb2 as tp",
     "",
     "LOG = sys.argv[2]",
-    "F32 = tp.FLOAT32",
+    "F32 = tp.DTYPE_FLOAT32",
+    "",
+    "def invoke(x):  # null: unset, every invoke",
+    "    return x.invoke if x.HasField('invoke') else None",
     "",
     "def node_rec(n):",
     "    d = {'id': n.id}",
     "    if n.HasField('read'):",
-    "        d['read'] = {'site': n.read.site, 'invoke': n.read.invoke}",
+    "        d['read'] = {'site': n.read.site, 'invoke': invoke(n.read)}",
     "    if n.HasField('write'):",
     "        w = n.write",
     "        d['write'] = {'site': w.site, 'value': w.value, 'invoke': "
-    "w.invoke,",
+    "invoke(w),",
     "                      'ranges': [[r.dim, r.start, r.stop] for r in "
     "w.ranges]}",
     "    if n.HasField('call'):",
@@ -84,15 +87,17 @@ static const char *const fake_py[] = {
     "            k = it.WhichOneof('item')",
     "            if k == 'slice':",
     "                s = it.slice",
-    "                items.append({'slice': [s.start if s.has_start else None,",
-    "                                        s.stop if s.has_stop else None, "
-    "s.step]})",
+    "                items.append({'slice': [s.start if s.HasField('start') "
+    "else None,",
+    "                                        s.stop if s.HasField('stop') else "
+    "None, s.step]})",
     "            else:",
     "                items.append({k: getattr(it, k)})",
     "        d['call'] = {'fn': n.call.fn, 'args': args, 'index': items}",
     "    if n.HasField('constant'):",
     "        c = n.constant",
-    "        d['constant'] = {'use_scalar': c.use_scalar, 'scalar': c.scalar}",
+    "        d['constant'] = {'value': c.WhichOneof('value'), 'scalar': "
+    "c.scalar}",
     "        if c.HasField('tensor'):",
     "            d['constant']['tensor'] = {'dtype': c.tensor.dtype,",
     "                                       'shape': list(c.tensor.shape),",
@@ -168,10 +173,11 @@ static const char *const fake_py[] = {
     "                              pieces=3 if mode == 'chunked' else 1,",
     "                              cut=mode == 'cut')",
     "            sent.append(name)",
-    "        if mode == 'both':",
-    "            yield ip.TraceResponse(result=ip.TraceResult(trace=t),",
-    "                                   "
-    "chunk=tp.TensorChunk(name='x')).SerializeToString()",
+    "        if mode == 'both':  # a oneof's two members: only as wire bytes",
+    "            yield (ip.TraceResponse(result=ip.TraceResult(trace=t))."
+    "SerializeToString() +",
+    "                   ip.TraceResponse(chunk=tp.TensorChunk(name='x'))."
+    "SerializeToString())",
     "            return",
     "        if mode == 'empty':",
     "            yield ip.TraceResponse().SerializeToString()",
@@ -701,7 +707,8 @@ static nne_client_igraph_t *every_kind(void) {
       nne_client_idx_slice(3, 5),
       nne_client_idx_slice_ex(false, 0, true, -1, 2), nne_client_idx_ellipsis(),
       nne_client_idx_newaxis());
-  nne_client_igraph_write(g, "layers.1.resid_pre", m, -1, rg, 2); /* 6 */
+  nne_client_igraph_write(g, "layers.1.resid_pre", m, /* 6 */
+                          NNE_CLIENT_INVOKE_ALL, rg, 2);
   nne_client_igraph_save(g, x, "x5");                             /* 7 */
   nne_client_igraph_ref(g, "earlier");                            /* 8 */
   (void)c;
@@ -753,11 +760,11 @@ START_TEST(test_fake_round_trip) {
               "\"invoke\": 0}}");
   /* 0.5, -1, 2, 65504 as float32 little-endian. */
   expect_json(doc, "traces/0/nodes/1",
-              "{\"id\": 2, \"constant\": {\"use_scalar\": false, \"scalar\": "
+              "{\"id\": 2, \"constant\": {\"value\": \"tensor\", \"scalar\": "
               "0.0, \"tensor\": {\"dtype\": 1, \"shape\": [2, 2], \"hex\": "
               "\"0000003f000080bf0000004000e07f47\"}}}");
   expect_json(doc, "traces/0/nodes/2",
-              "{\"id\": 3, \"constant\": {\"use_scalar\": true, \"scalar\": "
+              "{\"id\": 3, \"constant\": {\"value\": \"scalar\", \"scalar\": "
               "-0.25}}");
   expect_json(
       doc, "traces/0/nodes/3",
@@ -779,7 +786,7 @@ START_TEST(test_fake_round_trip) {
       "{\"ellipsis\": true}, {\"newaxis\": true}]}}");
   expect_json(doc, "traces/0/nodes/5",
               "{\"id\": 6, \"write\": {\"site\": \"layers.1.resid_pre\", "
-              "\"value\": 4, \"invoke\": -1, \"ranges\": [[1, -1, 0], "
+              "\"value\": 4, \"invoke\": null, \"ranges\": [[1, -1, 0], "
               "[-1, 8, 16]]}}");
   expect_json(doc, "traces/0/nodes/6",
               "{\"id\": 7, \"save\": {\"value\": 5, \"name\": \"x5\"}}");
@@ -1226,6 +1233,64 @@ START_TEST(test_daemon_write) {
 }
 END_TEST
 
+/* Are the logits [batch, seq, VOCAB] of row r equal in a and b? */
+static bool row_equal(const nne_client_tensor_t *a,
+                      const nne_client_tensor_t *b, int64_t r) {
+  size_t n = (size_t)(a->shape[1] * VOCAB);
+  return memcmp((const float *)a->data + (size_t)r * n,
+                (const float *)b->data + (size_t)r * n, n * sizeof(float)) == 0;
+}
+
+/* Two invokes of one row each: a write with NNE_CLIENT_INVOKE_ALL (an
+ * unset invoke on the wire) reaches both rows; one with invoke 0 only the
+ * first. */
+START_TEST(test_daemon_write_every_invoke) {
+  nne_client_t *c = client_at(g_daemon.addr);
+  const char *site = "layers.0.resid_post";
+  nne_client_igraph_t *all = nne_client_igraph_new(),
+                      *first = nne_client_igraph_new();
+  nne_client_forward_result_t fr;
+  nne_client_trace_results_t res;
+  nne_client_invoke_t inv[2];
+  nne_client_trace_t tr[2];
+  nne_client_trace_req_t req;
+  batch_t b;
+
+  load(c, MODEL);
+  batch_init(&b);
+  forward_ok(c, b.rows, 2, NULL, 0, &fr);
+  nne_client_igraph_write(all, site, nne_client_igraph_const_scalar(all, 0.0),
+                          NNE_CLIENT_INVOKE_ALL, NULL, 0);
+  nne_client_igraph_write(
+      first, site, nne_client_igraph_const_scalar(first, 0.0), 0, NULL, 0);
+  ck_assert_int_eq(nne_client_igraph_error(all, NULL), 0);
+  ck_assert_int_eq(nne_client_igraph_error(first, NULL), 0);
+  inv[0] = (nne_client_invoke_t){.rows = &b.rows[0], .n_rows = 1};
+  inv[1] = (nne_client_invoke_t){.rows = &b.rows[1], .n_rows = 1};
+  tr[0] = (nne_client_trace_t){
+      .name = "all", .invokes = inv, .n_invokes = 2, .graph = all};
+  tr[1] = (nne_client_trace_t){
+      .name = "first", .invokes = inv, .n_invokes = 2, .graph = first};
+  req = one_trace(MODEL, tr);
+  req.n_traces = 2;
+  req.logits = NNE_CLIENT_LOGITS_ALL;
+  trace_ok(c, &req, &res);
+  ck_assert_msg(!row_equal(&res.traces[0].logits, &fr.logits, 0) &&
+                    !row_equal(&res.traces[0].logits, &fr.logits, 1),
+                "a write with NNE_CLIENT_INVOKE_ALL missed a row");
+  ck_assert_msg(!row_equal(&res.traces[1].logits, &fr.logits, 0),
+                "a write to invoke 0 missed its row");
+  ck_assert_msg(row_equal(&res.traces[1].logits, &fr.logits, 1),
+                "a write to invoke 0 reached invoke 1's row");
+  nne_client_trace_results_free(&res);
+  nne_client_forward_result_free(&fr);
+  nne_client_igraph_free(all);
+  nne_client_igraph_free(first);
+  batch_free(&b);
+  nne_client_close(c);
+}
+END_TEST
+
 /* Activation patching in one session: trace "clean" saves its residual,
  * "corrupted" runs the other prompt, "patched" runs it too but writes the
  * clean residual in, through a ref: its logits are the clean run's. */
@@ -1353,6 +1418,7 @@ static Suite *trace_suite(void) {
   tcase_add_test(tc, test_daemon_save_equals_forward);
   tcase_add_test(tc, test_daemon_two_invokes);
   tcase_add_test(tc, test_daemon_write);
+  tcase_add_test(tc, test_daemon_write_every_invoke);
   tcase_add_test(tc, test_daemon_session_ref);
   tcase_add_test(tc, test_daemon_bad_graphs);
   tcase_set_timeout(tc, 180);

@@ -58,8 +58,8 @@ P = inference_pb2
 NAMES = ["gpt2-script", "gpt2-trace", "llama-script", "llama-trace"]
 TOL = {"gpt2": 1e-5, "llama": 0.0, "gpt_neox": 0.0}
 OP_TOL = 1e-5  # a different op than the reference's (matmul vs linear)
-LAST, ALL = P.LOGITS_LAST, P.LOGITS_ALL
-NONE, RIGHT = P.PADDING_NONE, P.PADDING_RIGHT
+LAST, ALL = P.LOGITS_MODE_LAST, P.LOGITS_MODE_ALL
+NONE, RIGHT = P.PADDING_UNSPECIFIED, P.PADDING_RIGHT
 
 
 # ---- building intervention graphs ---------------------------------------------
@@ -112,14 +112,12 @@ def index_item(x):
     if isinstance(x, int):
         return P.IndexItem(index=x)
     if isinstance(x, slice):
-        return P.IndexItem(slice=P.Slice(start=x.start or 0, stop=x.stop or 0, step=x.step or 0,
-                                         has_start=x.start is not None,
-                                         has_stop=x.stop is not None))
+        return P.IndexItem(slice=P.Slice(start=x.start, stop=x.stop, step=x.step or 0))
     raise TypeError(x)
 
 
-def tensor_msg(a, dtype=tensor_pb2.FLOAT32):
-    np_dtype = {tensor_pb2.FLOAT32: np.float32, tensor_pb2.INT64: np.int64}[dtype]
+def tensor_msg(a, dtype=tensor_pb2.DTYPE_FLOAT32):
+    np_dtype = {tensor_pb2.DTYPE_FLOAT32: np.float32, tensor_pb2.DTYPE_INT64: np.int64}[dtype]
     a = np.ascontiguousarray(a, dtype=np_dtype)
     return tensor_pb2.Tensor(dtype=dtype, shape=list(a.shape), data=a.tobytes())
 
@@ -145,10 +143,11 @@ class Graph:
         self.nodes.append(P.Node(id=nid, **op))
         return V(nid)
 
-    def read(self, site, invoke=-1, nid=None):
+    # invoke None: unset, every invoke's rows.
+    def read(self, site, invoke=None, nid=None):
         return self.add(nid, read=P.ReadNode(site=site, invoke=invoke))
 
-    def write(self, site, value, invoke=-1, ranges=(), nid=None):
+    def write(self, site, value, invoke=None, ranges=(), nid=None):
         return self.add(nid, write=P.WriteNode(
             site=site, value=value.id, invoke=invoke,
             ranges=[edits_pb2.DimRange(dim=d, start=a, stop=b) for d, a, b in ranges]))
@@ -168,7 +167,7 @@ class Graph:
         return self.add(nid, constant=P.ConstNode(tensor=tensor_msg(a)))
 
     def scalar(self, x, nid=None):
-        return self.add(nid, constant=P.ConstNode(scalar=x, use_scalar=True))
+        return self.add(nid, constant=P.ConstNode(scalar=x))
 
     def save(self, value, name, nid=None):
         return self.add(nid, save=P.SaveNode(value=value.id, name=name))
@@ -686,7 +685,7 @@ class TraceSemantics(TraceCase):
             ids = manifest(name)["inputs"]["input_ids"]
             vec = rng.normal(size=64).astype(np.float32)
             es = edits.Apply(edits_pb2.ApplyEditsRequest(model=name, edits=[
-                edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.ADD, tensor=tensor_msg(vec))]),
+                edits_pb2.Edit(site="layers.0.resid_post", op=edits_pb2.EDIT_OP_ADD, tensor=tensor_msg(vec))]),
                 timeout=60).edit_set
             try:
                 with self.subTest(model=name):
@@ -835,7 +834,7 @@ class BadInput(TraceCase):
         with self.subTest(case="node with two ops"):
             print("\ntwo ops:")
             t = P.Trace(name="two", invokes=invokes(self.IDS), nodes=[P.Node(
-                id=4501, read=P.ReadNode(site="layers.0.resid_post", invoke=-1),
+                id=4501, read=P.ReadNode(site="layers.0.resid_post"),
                 save=P.SaveNode(value=4501, name="x"))])
             self.expect([t], E, node=4501)
         with self.subTest(case="write depends on a later read"):
@@ -979,8 +978,8 @@ def ctl_trace_missing():
 # Every field is converted or the conversion raises: a request the file form
 # cannot express must fail the test, not silently run a different graph.
 
-PADDING_JSON = {P.PADDING_NONE: "none", P.PADDING_LEFT: "left", P.PADDING_RIGHT: "right"}
-LOGITS_JSON = {P.LOGITS_NONE: "none", P.LOGITS_LAST: "last", P.LOGITS_ALL: "all"}
+PADDING_JSON = {P.PADDING_UNSPECIFIED: "none", P.PADDING_LEFT: "left", P.PADDING_RIGHT: "right"}
+LOGITS_JSON = {P.LOGITS_MODE_UNSPECIFIED: "none", P.LOGITS_MODE_LAST: "last", P.LOGITS_MODE_ALL: "all"}
 NODE_OPS = ("read", "write", "call", "constant", "save", "ref")
 
 
@@ -997,7 +996,7 @@ def arg_json(a):
          "integer": lambda: {"int": v},
          "ints": lambda: {"ints": list(v.values)},
          "boolean": lambda: {"bool": v},
-         "dtype": lambda: {"dtype": tensor_pb2.DType.Name(v).lower()},
+         "dtype": lambda: {"dtype": tensor_pb2.DType.Name(v).lower().removeprefix("dtype_")},
          "module": lambda: {"module": v}}[kind]()
     if a.name:
         j["name"] = a.name
@@ -1030,7 +1029,8 @@ def index_item_json(it):
     if kind == "slice":
         # Python's spelling: ":", "3:4", "1:7:2".
         s = it.slice
-        text = "%s:%s" % (s.start if s.has_start else "", s.stop if s.has_stop else "")
+        text = "%s:%s" % (s.start if s.HasField("start") else "",
+                          s.stop if s.HasField("stop") else "")
         return text + (":%d" % s.step if s.step else "")
     if kind == "ellipsis" and it.ellipsis:
         return "..."
@@ -1047,12 +1047,15 @@ def node_json(n, tensor_dir, prefix):
         raise ValueError(f"node {n.id} has {len(ops)} ops ({ops}); the file form takes exactly one")
     op = ops[0]
     m = getattr(n, op)
-    if op == "read":
-        body = {"site": m.site, "invoke": m.invoke}
-    elif op == "write":
-        body = {"site": m.site, "value": m.value, "invoke": m.invoke}
-        if m.ranges:
-            body["ranges"] = [{"dim": r.dim, "start": r.start, "stop": r.stop} for r in m.ranges]
+    if op in ("read", "write"):
+        body = {"site": m.site}
+        if m.HasField("invoke"):
+            body["invoke"] = m.invoke  # else the file's default: every invoke
+        if op == "write":
+            body["value"] = m.value
+            if m.ranges:
+                body["ranges"] = [{"dim": r.dim, "start": r.start, "stop": r.stop}
+                                  for r in m.ranges]
     elif op == "call":
         body = {"fn": m.fn}
         args, kwargs = call_args_json(m.args)
@@ -1063,7 +1066,7 @@ def node_json(n, tensor_dir, prefix):
         if m.index_items:
             body["index"] = [index_item_json(i) for i in m.index_items]
     elif op == "constant":
-        if m.use_scalar:
+        if m.WhichOneof("value") == "scalar":
             body = {"scalar": m.scalar}
         else:
             t = m.tensor

@@ -6,8 +6,10 @@ project follows), from the descriptors protoc itself produces.
     check_proto.py PROTO_DIR        exit 0 when clean, 1 with one line per
                                     violation (file: element: rule)
 
-Run by the test command (ctest: proto.lint). Uses grpc_tools' protoc, the
-one the Python tests already need; no other tool.
+Run by the test command (ctest: proto.lint). Uses protoc, the one the build
+already needs (NNE_PROTOC, else protoc on PATH), and Python's protobuf
+package; no other tool. Not grpc_tools' own protoc: Debian's (grpc_tools
+1.14) bundles protoc 3.5, which predates proto3 `optional`.
 """
 
 import os
@@ -30,9 +32,10 @@ def upper_snake(name):
 
 
 def descriptors(proto_dir, files):
+    protoc = os.environ.get("NNE_PROTOC") or "protoc"
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "set.pb")
-        cmd = [sys.executable, "-m", "grpc_tools.protoc", "-I" + proto_dir,
+        cmd = [protoc, "-I" + proto_dir,
                "--include_source_info", "--descriptor_set_out=" + out] + files
         subprocess.run(cmd, check=True, cwd=proto_dir)
         fds = descriptor_pb2.FileDescriptorSet()
@@ -78,7 +81,13 @@ def check_file(fd, bad):
             if f.type == f.TYPE_BOOL and re.match(r"^(use|has)_", f.name):
                 bad.append("%s: %s.%s: presence is a oneof or `optional`, never a "
                            "use_/has_ flag" % (where, m.name, f.name))
-        for o in m.oneof_decl:
+        # proto3 `optional` fields sit in a oneof of their own that protoc
+        # names "_<field>"; only the oneofs written in the file are checked.
+        synthetic = {f.oneof_index for f in m.field
+                     if f.HasField("oneof_index") and f.proto3_optional}
+        for i, o in enumerate(m.oneof_decl):
+            if i in synthetic:
+                continue
             if not SNAKE.match(o.name):
                 bad.append("%s: %s.%s: oneofs are lower_snake_case" % (where, m.name, o.name))
         for i, en in enumerate(m.enum_type):

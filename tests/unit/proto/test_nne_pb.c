@@ -249,7 +249,7 @@ START_TEST(test_forward_request_round_trip) {
   snprintf(req.model, sizeof req.model, "gpt2-script");
   req.padding = nnedit_v1_Padding_PADDING_LEFT;
   req.top_k = 5;
-  req.logits = nnedit_v1_LogitsMode_LOGITS_ALL;
+  req.logits = nnedit_v1_LogitsMode_LOGITS_MODE_ALL;
   ids_list = (nne_pb_list_enc_t){.n = 3, .fill = fill_row, .ctx = &ids_enc,
                                 .msg_size = sizeof(nnedit_v1_TokenRow)};
   mask_list = (nne_pb_list_enc_t){.n = 3, .fill = fill_row, .ctx = &mask_enc,
@@ -279,7 +279,7 @@ START_TEST(test_forward_request_round_trip) {
     ck_assert_str_eq(out.model, "gpt2-script");
     ck_assert_int_eq(out.padding, nnedit_v1_Padding_PADDING_LEFT);
     ck_assert_uint_eq(out.top_k, 5);
-    ck_assert_int_eq(out.logits, nnedit_v1_LogitsMode_LOGITS_ALL);
+    ck_assert_int_eq(out.logits, nnedit_v1_LogitsMode_LOGITS_MODE_ALL);
     ck_assert_uint_eq(ids.n_rows, 3);
     expect_row(&ids.rows[0], row0, 3);
     expect_row(&ids.rows[1], NULL, 0); /* an empty row is still a row */
@@ -583,7 +583,7 @@ START_TEST(test_bytes_dec_offset_and_overflow) {
     ck_assert(memcmp(dst + 4, payload, 8) == 0);
     for (i = 12; i < 16; i++)
       ck_assert_uint_eq(dst[i], 0xee);
-    ck_assert_int_eq(t.dtype, nnedit_v1_DType_FLOAT32);
+    ck_assert_int_eq(t.dtype, nnedit_v1_DType_DTYPE_FLOAT32);
 
     /* Exactly the room left (12). */
     w = tensor_with_data(payload, 12, 1);
@@ -638,7 +638,7 @@ START_TEST(test_tensor_round_trip_bytes_enc) {
   int mode;
   char errbuf[128];
 
-  t.dtype = nnedit_v1_DType_FLOAT32;
+  t.dtype = nnedit_v1_DType_DTYPE_FLOAT32;
   t.shape_count = 2;
   t.shape[0] = 2;
   t.shape[1] = 3;
@@ -656,7 +656,7 @@ START_TEST(test_tensor_round_trip_bytes_enc) {
     NNE_PB_DEC(out.data, nne_pb_bytes_dec, &st);
     ck_assert(decode_split(bytes, n, mode, nnedit_v1_Tensor_fields, &out,
                            errbuf, sizeof errbuf));
-    ck_assert_int_eq(out.dtype, nnedit_v1_DType_FLOAT32);
+    ck_assert_int_eq(out.dtype, nnedit_v1_DType_DTYPE_FLOAT32);
     ck_assert_uint_eq(out.shape_count, 2);
     ck_assert_int_eq(out.shape[0], 2);
     ck_assert_int_eq(out.shape[1], 3);
@@ -884,9 +884,9 @@ static bool fill_model_info(void *ctx, size_t i, void *msg) {
   check_zero(&zc_models, msg);
   /* Relies on the zeroed struct: only what is known is set. */
   snprintf(mi->name, sizeof mi->name, "m%zu", i);
-  mi->state = nnedit_v1_ModelState_AVAILABLE;
+  mi->state = nnedit_v1_ModelState_MODEL_STATE_AVAILABLE;
   if (i == 0) {
-    mi->state = nnedit_v1_ModelState_LOADED;
+    mi->state = nnedit_v1_ModelState_MODEL_STATE_LOADED;
     snprintf(mi->device, sizeof mi->device, "cuda:0");
     mi->vocab_size = 50257;
     mi->max_batch = 16;
@@ -962,7 +962,7 @@ static size_t chunk_header(uint8_t *buf, size_t cap, size_t total) {
   nnedit_v1_TensorChunk c = nnedit_v1_TensorChunk_init_zero;
   pb_ostream_t os = pb_ostream_from_buffer(buf, cap);
   snprintf(c.name, sizeof c.name, "logits");
-  c.dtype = nnedit_v1_DType_FLOAT32;
+  c.dtype = nnedit_v1_DType_DTYPE_FLOAT32;
   c.shape_count = 3;
   c.shape[0] = 2;
   c.shape[1] = 5;
@@ -976,7 +976,7 @@ static size_t chunk_header(uint8_t *buf, size_t cap, size_t total) {
 
 static void check_chunk_fields(const nnedit_v1_TensorChunk *c, size_t total) {
   ck_assert_str_eq(c->name, "logits");
-  ck_assert_int_eq(c->dtype, nnedit_v1_DType_FLOAT32);
+  ck_assert_int_eq(c->dtype, nnedit_v1_DType_DTYPE_FLOAT32);
   ck_assert_uint_eq(c->shape_count, 3);
   ck_assert_int_eq(c->shape[0], 2);
   ck_assert_int_eq(c->shape[1], 5);

@@ -1,5 +1,6 @@
-/* test_decode.c — client/lib/decode.c (and util.c's growth helper): the
- * one machinery every reply decode goes through. Messages are encoded
+/* test_decode.c — client/lib/decode.c: the one machinery every reply
+ * decode goes through (its arrays grow through daemon/base/vec, tested in
+ * tests/unit/daemon/base/test_vec.c). Messages are encoded
  * here with nanopb and decoded back through nne__rep_dec and
  * nne__strlist_dec into items whose strings nne__fix turns into pointers;
  * bounds fail with the status and the message the library reports. */
@@ -12,24 +13,6 @@
 #include "internal.h"
 #include "nnedit/v1/edits.pb.h"
 #include "nnedit/v1/models.pb.h"
-
-START_TEST(test_grow) {
-  int *v = NULL;
-  size_t cap = 0;
-  ck_assert(nne__grow((void **)&v, &cap, 1, 100, sizeof *v));
-  ck_assert_uint_eq(cap, 8);
-  ck_assert(nne__grow((void **)&v, &cap, 8, 100, sizeof *v));
-  ck_assert_uint_eq(cap, 8); /* room already */
-  ck_assert(nne__grow((void **)&v, &cap, 20, 100, sizeof *v));
-  ck_assert_uint_eq(cap, 32);
-  ck_assert(nne__grow((void **)&v, &cap, 90, 100, sizeof *v));
-  ck_assert_uint_eq(cap, 100); /* never past max */
-  ck_assert(!nne__grow((void **)&v, &cap, 101, 100, sizeof *v));
-  ck_assert_uint_eq(cap, 100);
-  ck_assert(!nne__grow((void **)&v, &cap, 200, SIZE_MAX / 2, 16));
-  free(v);
-}
-END_TEST
 
 START_TEST(test_method_name) {
   ck_assert_str_eq(nne__method_name("/nnedit.v1.Models/List"), "Models/List");
@@ -301,7 +284,6 @@ END_TEST
 static Suite *decode_suite(void) {
   Suite *s = suite_create("client_decode");
   TCase *tc = tcase_create("decode");
-  tcase_add_test(tc, test_grow);
   tcase_add_test(tc, test_method_name);
   tcase_add_test(tc, test_strs_fix);
   tcase_add_test(tc, test_rep);

@@ -26,7 +26,7 @@
 #include "registry.h"
 #include "unit_main.h"
 
-#define PAD_NONE nnedit_v1_Padding_PADDING_NONE
+#define PAD_NONE nnedit_v1_Padding_PADDING_UNSPECIFIED
 #define PAD_LEFT nnedit_v1_Padding_PADDING_LEFT
 #define PAD_RIGHT nnedit_v1_Padding_PADDING_RIGHT
 

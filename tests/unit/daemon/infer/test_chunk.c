@@ -145,7 +145,7 @@ static size_t stream_and_check(nne_tensor_t *t, size_t max_chunk) {
     grpc_byte_buffer_destroy(bb);
 
     ck_assert_str_eq(c.hdr.name, "layers.0.out");
-    ck_assert_int_eq(c.hdr.dtype, nnedit_v1_DType_FLOAT32);
+    ck_assert_int_eq(c.hdr.dtype, nnedit_v1_DType_DTYPE_FLOAT32);
     ck_assert_int_eq(c.hdr.shape_count, nne_tensor_ndim(t));
     for (i = 0; i < nne_tensor_ndim(t); i++)
       ck_assert_int_eq(c.hdr.shape[i], nne_tensor_shape(t)[i]);
@@ -241,7 +241,7 @@ START_TEST(test_scalar_and_other_dtypes) {
   ck_assert_ptr_nonnull(bb);
   decode_chunk(bb, CHUNK_TAG, &c);
   grpc_byte_buffer_destroy(bb);
-  ck_assert_int_eq(c.hdr.dtype, nnedit_v1_DType_INT64);
+  ck_assert_int_eq(c.hdr.dtype, nnedit_v1_DType_DTYPE_INT64);
   ck_assert_int_eq(c.hdr.shape[0], 3);
   ck_assert(memcmp(c.data, vals, 24) == 0);
   nne_tensor_unref(s);

@@ -163,7 +163,7 @@ START_TEST(test_logits_equal_the_reference) {
   for (i = 0; i < fx->input_ids.rows; i++)
     rows_add(&r, fx->input_ids.data + i * fx->input_ids.cols,
              (size_t)fx->input_ids.cols);
-  make_batch(&b, &r, nnedit_v1_Padding_PADDING_NONE);
+  make_batch(&b, &r, nnedit_v1_Padding_PADDING_UNSPECIFIED);
   ck_assert_ptr_null(b.mask); /* equal rows: the model gets no mask */
   run(&p, &b, 5, NNE_LOGITS_ALL);
   shape[0] = ref.shape[0];
@@ -267,7 +267,7 @@ START_TEST(test_right_padding_selects_each_rows_end) {
 
   rows_init(&alone);
   rows_add(&alone, r1, 3);
-  make_batch(&b1, &alone, nnedit_v1_Padding_PADDING_NONE);
+  make_batch(&b1, &alone, nnedit_v1_Padding_PADDING_UNSPECIFIED);
   run(&p1, &b1, 3, NNE_LOGITS_LAST);
   last1 = nne_th_host_f32(p1.last);
   ck_assert_double_le(max_abs_diff(last + V, last1, (size_t)V), TOL);
@@ -298,7 +298,7 @@ START_TEST(test_variant_without_hooks_is_pristine) {
   for (i = 0; i < fx->input_ids.rows; i++)
     rows_add(&r, fx->input_ids.data + i * fx->input_ids.cols,
              (size_t)fx->input_ids.cols);
-  make_batch(&b, &r, nnedit_v1_Padding_PADDING_NONE);
+  make_batch(&b, &r, nnedit_v1_Padding_PADDING_UNSPECIFIED);
   memset(&p, 0, sizeof p);
   p.batch = &b;
   p.model = model;
@@ -321,7 +321,7 @@ START_TEST(test_nothing_more_than_asked) {
 
   rows_init(&r);
   rows_add(&r, r0, 3);
-  make_batch(&b, &r, nnedit_v1_Padding_PADDING_NONE);
+  make_batch(&b, &r, nnedit_v1_Padding_PADDING_UNSPECIFIED);
   run(&p, &b, 0, NNE_LOGITS_NONE);
   ck_assert_ptr_nonnull(p.logits);
   ck_assert_ptr_null(p.last);
@@ -349,7 +349,7 @@ START_TEST(test_engine_failure_is_reported) {
 
   rows_init(&r);
   rows_add(&r, bad, 2);
-  make_batch(&b, &r, nnedit_v1_Padding_PADDING_NONE);
+  make_batch(&b, &r, nnedit_v1_Padding_PADDING_UNSPECIFIED);
   memset(&p, 0, sizeof p);
   memset(&err, 0, sizeof err);
   p.batch = &b;

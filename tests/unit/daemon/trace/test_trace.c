@@ -128,8 +128,8 @@ START_TEST(test_duplicate_id) {
   nne_trace_t *t;
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.0.resid_post", -1);
-  add_read(t, 2, "layers.1.resid_post", -1);
+  add_read(t, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
+  add_read(t, 2, "layers.1.resid_post", NNE_TRACE_ALL_INVOKES);
   add_save(t, 1, 2, "x");
   expect_invalid(t, "traces[0].nodes[2] (id 1)", "also the id of nodes[0]",
                  NULL);
@@ -142,7 +142,7 @@ START_TEST(test_dangling_reference) {
   nne_trace_t *t;
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.0.resid_post", -1);
+  add_read(t, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
   add_call2(t, 2, "add", 1, 9);
   expect_invalid(t, "traces[0].nodes[1] (id 2)", "call.args[1]",
                  "node 9, which is not in this trace");
@@ -151,7 +151,7 @@ START_TEST(test_dangling_reference) {
   /* A save or a write has no value to refer to. */
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.0.resid_post", -1);
+  add_read(t, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
   add_save(t, 2, 1, "x");
   add_save(t, 3, 2, "y");
   expect_invalid(t, "traces[0].nodes[2] (id 3)", "save.value",
@@ -165,7 +165,7 @@ START_TEST(test_cycle) {
   nne_trace_t *t;
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.0.resid_post", -1);
+  add_read(t, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
   add_call2(t, 2, "add", 1, 4);
   add_call1(t, 3, "exp", 2);
   add_call1(t, 4, "tanh", 3);
@@ -209,14 +209,15 @@ START_TEST(test_unknown_site) {
   nne_trace_t *t;
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 5, "layers.0.resid_psot", -1);
+  add_read(t, 5, "layers.0.resid_psot", NNE_TRACE_ALL_INVOKES);
   expect_invalid(t, "traces[0].nodes[0] (id 5)", "read.site",
                  "layers.0.resid_post");
   nne_trace_session_free(&s);
 
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 5, "layers.7.resid_post", -1); /* the model has 2 layers */
+  /* The model has 2 layers. */
+  add_read(t, 5, "layers.7.resid_post", NNE_TRACE_ALL_INVOKES);
   expect_invalid(t, "traces[0].nodes[0] (id 5)", "layers.7", NULL);
   nne_trace_session_free(&s);
 }
@@ -235,7 +236,7 @@ START_TEST(test_bad_invoke) {
 
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.0.resid_post", -1);
+  add_read(t, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
   add_write(t, 2, "layers.0.resid_post", 1, -2);
   expect_invalid(t, "traces[0].nodes[1] (id 2)", "write.invoke -2", NULL);
   nne_trace_session_free(&s);
@@ -251,7 +252,7 @@ START_TEST(test_bad_call_args) {
   /* softmax without its dim */
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.0.self_attn.pattern", -1);
+  add_read(t, 1, "layers.0.self_attn.pattern", NNE_TRACE_ALL_INVOKES);
   add_call1(t, 2, "softmax", 1);
   expect_invalid(t, "traces[0].nodes[1] (id 2)", "softmax", "dim");
   nne_trace_session_free(&s);
@@ -259,7 +260,7 @@ START_TEST(test_bad_call_args) {
   /* a function off the whitelist */
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.0.resid_post", -1);
+  add_read(t, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
   add_call1(t, 2, "frobnicate", 1);
   expect_invalid(t, "traces[0].nodes[1] (id 2)", "frobnicate", NULL);
   nne_trace_session_free(&s);
@@ -267,7 +268,7 @@ START_TEST(test_bad_call_args) {
   /* a list where an int belongs */
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.0.resid_post", -1);
+  add_read(t, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
   a[0] = node_arg(1);
   memset(&a[1], 0, sizeof a[1]);
   a[1].kind = NNE_ARG_INTS;
@@ -281,7 +282,7 @@ START_TEST(test_bad_call_args) {
   /* fn "module" with a module that does not exist */
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.1.resid_post", -1);
+  add_read(t, 1, "layers.1.resid_post", NNE_TRACE_ALL_INVOKES);
   memset(&a[0], 0, sizeof a[0]);
   a[0].module = "ln_finale";
   a[1] = node_arg(1);
@@ -292,7 +293,7 @@ START_TEST(test_bad_call_args) {
   /* and one that does: the graph validates */
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.1.resid_post", -1);
+  add_read(t, 1, "layers.1.resid_post", NNE_TRACE_ALL_INVOKES);
   a[0].module = "ln_final";
   ck_assert_int_eq(nne_trace_add_call(t, 2, "module", a, 2, NULL, 0, E), 0);
   add_save(t, 3, 2, "normed");
@@ -308,9 +309,9 @@ START_TEST(test_save_name_clash) {
   nne_trace_session_init(&s, 16, 4096);
   t0 = new_trace(&s, 1);
   t1 = new_trace(&s, 1);
-  add_read(t0, 1, "layers.0.resid_post", -1);
+  add_read(t0, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
   add_save(t0, 2, 1, "resid");
-  add_read(t1, 1, "layers.1.resid_post", -1);
+  add_read(t1, 1, "layers.1.resid_post", NNE_TRACE_ALL_INVOKES);
   add_save(t1, 2, 1, "resid");
   validate_ok(t0);
   expect_invalid(t1, "traces[1].nodes[1] (id 2)", "'resid'",
@@ -320,7 +321,7 @@ START_TEST(test_save_name_clash) {
   /* within one trace */
   nne_trace_session_init(&s, 16, 4096);
   t0 = new_trace(&s, 1);
-  add_read(t0, 1, "layers.0.resid_post", -1);
+  add_read(t0, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
   add_save(t0, 2, 1, "a");
   add_save(t0, 3, 1, "a");
   expect_invalid(t0, "traces[0].nodes[2] (id 3)", "'a'", "nodes[1]");
@@ -333,7 +334,7 @@ START_TEST(test_save_name_clash) {
       nne_trace_session_reserve(&s, "0/logits", 0, "the logits of traces[0]",
                                 E),
       0);
-  add_read(t0, 1, "layers.0.resid_post", -1);
+  add_read(t0, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
   add_save(t0, 2, 1, "0/logits");
   expect_invalid(t0, "traces[0].nodes[1] (id 2)", "the logits of traces[0]",
                  NULL);
@@ -349,7 +350,7 @@ START_TEST(test_ref_to_later_trace) {
   t1 = new_trace(&s, 1);
   ck_assert_int_eq(nne_trace_add_ref(t0, 1, "later", E), 0);
   add_save(t0, 2, 1, "copy");
-  add_read(t1, 1, "layers.0.resid_post", -1);
+  add_read(t1, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
   add_save(t1, 2, 1, "later");
   expect_invalid(t0, "traces[0].nodes[0] (id 1)", "ref 'later'",
                  "no earlier trace");
@@ -358,7 +359,7 @@ START_TEST(test_ref_to_later_trace) {
   /* its own save is not "earlier" either */
   nne_trace_session_init(&s, 16, 4096);
   t0 = new_trace(&s, 1);
-  add_read(t0, 1, "layers.0.resid_post", -1);
+  add_read(t0, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
   add_save(t0, 2, 1, "mine");
   ck_assert_int_eq(nne_trace_add_ref(t0, 3, "mine", E), 0);
   expect_invalid(t0, "traces[0].nodes[2] (id 3)", "saved by this trace",
@@ -369,10 +370,10 @@ START_TEST(test_ref_to_later_trace) {
   nne_trace_session_init(&s, 16, 4096);
   t0 = new_trace(&s, 1);
   t1 = new_trace(&s, 1);
-  add_read(t0, 1, "layers.0.resid_post", -1);
+  add_read(t0, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
   add_save(t0, 2, 1, "clean");
   ck_assert_int_eq(nne_trace_add_ref(t1, 1, "clean", E), 0);
-  add_write(t1, 2, "layers.0.resid_post", 1, -1);
+  add_write(t1, 2, "layers.0.resid_post", 1, NNE_TRACE_ALL_INVOKES);
   validate_ok(t0);
   validate_ok(t1);
   ck_assert_uint_eq(t1->nodes[0].ref_trace, 0);
@@ -449,9 +450,9 @@ START_TEST(test_write_after_later_read) {
   /* layer 1's output patched into layer 0's output: too late. */
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.1.resid_post", -1);
+  add_read(t, 1, "layers.1.resid_post", NNE_TRACE_ALL_INVOKES);
   add_call1(t, 2, "neg", 1);
-  add_write(t, 3, "layers.0.resid_post", 2, -1);
+  add_write(t, 3, "layers.0.resid_post", 2, NNE_TRACE_ALL_INVOKES);
   validate_ok(t);
   ck_assert(t->needs_order);
   v = backend(t, &plan, &order);
@@ -473,12 +474,12 @@ START_TEST(test_write_after_later_read) {
   /* The other way round, and a read of the written site itself: fine. */
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.0.resid_post", -1);
-  add_read(t, 2, "layers.1.resid_post", -1);
+  add_read(t, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
+  add_read(t, 2, "layers.1.resid_post", NNE_TRACE_ALL_INVOKES);
   add_call2(t, 3, "add", 1, 2);
-  add_write(t, 4, "layers.1.resid_post", 3, -1);
-  add_read(t, 5, "layers.0.self_attn.pattern", -1);
-  add_write(t, 6, "layers.0.resid_post", 1, -1);
+  add_write(t, 4, "layers.1.resid_post", 3, NNE_TRACE_ALL_INVOKES);
+  add_read(t, 5, "layers.0.self_attn.pattern", NNE_TRACE_ALL_INVOKES);
+  add_write(t, 6, "layers.0.resid_post", 1, NNE_TRACE_ALL_INVOKES);
   validate_ok(t);
   v = backend(t, &plan, &order);
   ck_assert_msg(nne_trace_check_order(t, order, &err) == 0, "%s", err.msg);
@@ -533,7 +534,7 @@ START_TEST(test_scheduler_by_hand) {
   ck_assert_int_eq(nne_trace_add_scalar(t, 5, 10.0, &err), 0);
   add_call2(t, 6, "mul", 1, 5);
   add_write(t, 7, "layers.1.resid_post", 6, 1);
-  add_read(t, 8, "layers.1.resid_post", -1);
+  add_read(t, 8, "layers.1.resid_post", NNE_TRACE_ALL_INVOKES);
   add_save(t, 9, 8, "h1");
   validate_ok(t);
   ck_assert(t->nodes[0].aliases);
@@ -614,7 +615,7 @@ START_TEST(test_run_time_failures) {
    * and libtorch's reason; and a save whose site never runs. */
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.0.resid_post", -1);
+  add_read(t, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
   add_call2(t, 2, "matmul", 1, 1);
   add_save(t, 3, 2, "mm");
   validate_ok(t);
@@ -637,8 +638,8 @@ START_TEST(test_run_time_failures) {
 
   nne_trace_session_init(&s, 16, 4096);
   t = new_trace(&s, 1);
-  add_read(t, 1, "layers.0.resid_post", -1);
-  add_read(t, 2, "layers.1.resid_post", -1);
+  add_read(t, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
+  add_read(t, 2, "layers.1.resid_post", NNE_TRACE_ALL_INVOKES);
   add_call2(t, 3, "add", 1, 2);
   add_save(t, 4, 3, "sum");
   validate_ok(t);
@@ -717,8 +718,8 @@ START_TEST(test_session_through_a_variant) {
   /* trace 0: save both residuals and their difference */
   nne_trace_session_init(&s, 16, 4096);
   t0 = new_trace(&s, 1);
-  add_read(t0, 1, "layers.0.resid_post", -1);
-  add_read(t0, 2, "layers.1.resid_post", -1);
+  add_read(t0, 1, "layers.0.resid_post", NNE_TRACE_ALL_INVOKES);
+  add_read(t0, 2, "layers.1.resid_post", NNE_TRACE_ALL_INVOKES);
   add_call2(t0, 3, "sub", 2, 1);
   add_save(t0, 4, 3, "delta");
   add_save(t0, 5, 1, "r0");
@@ -727,7 +728,7 @@ START_TEST(test_session_through_a_variant) {
    * the logits then equal lm_head(ln_f(r0)). */
   t1 = new_trace(&s, 1);
   ck_assert_int_eq(nne_trace_add_ref(t1, 1, "r0", E), 0);
-  add_write(t1, 2, "layers.1.resid_post", 1, -1);
+  add_write(t1, 2, "layers.1.resid_post", 1, NNE_TRACE_ALL_INVOKES);
   validate_ok(t0);
   validate_ok(t1);
   run_one(t0, ids, &l0);
