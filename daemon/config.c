@@ -64,13 +64,20 @@ void nne_config_usage(void *stream, const char *argv0) {
           "  --max-trace-nodes N    intervention graph nodes per trace (default 4096)\n"
           "  --max-trace-value-bytes N  largest value one call of a trace may make; 0: no limit, no\n"
           "                         sizing (default 2 GiB)\n"
-          "  --ready-file PATH      write \"host:port\" here once serving\n"
+          "  --ready-file PATH      write \"host:port\" here once ready (serving, and\n"
+          "                         every --load model loaded)\n"
+          "  --allow-failed-loads   keep serving when a --load model fails to load\n"
+          "                         (default: exit 1, so a supervisor sees it)\n"
           "  --log-level LEVEL      debug, info, warn, error, off (default info)\n"
           "  --version              print the version and exit\n"
           "  --help                 print this help and exit\n"
           "\n"
           "SIGINT/SIGTERM stop accepting calls, let in-flight calls finish, and exit 0;\n"
-          "a second signal exits at once.\n",
+          "a second signal exits at once.\n"
+          "\n"
+          "Health (grpc.health.v1): \"\" is liveness (SERVING while the process serves);\n"
+          "\"nnedit.ready\" is readiness (SERVING once every --load model is loaded);\n"
+          "\"model/NAME\" is SERVING while that model is loaded.\n",
           argv0);
 }
 
@@ -124,7 +131,7 @@ enum {
   OPT_CHUNK, OPT_MAX_BATCH, OPT_MAX_SEQ, OPT_DRAIN, OPT_VERSION, OPT_HELP,
   OPT_CACHE_BYTES, OPT_MAX_EDIT_SETS, OPT_MAX_EDITS, OPT_MAX_TRACES,
   OPT_MAX_TRACE_NODES,
-  OPT_MAX_TRACE_VALUE,
+  OPT_MAX_TRACE_VALUE, OPT_ALLOW_FAILED_LOADS,
 };
 
 int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
@@ -150,6 +157,7 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       {"max-traces", required_argument, NULL, OPT_MAX_TRACES},
       {"max-trace-nodes", required_argument, NULL, OPT_MAX_TRACE_NODES},
       {"max-trace-value-bytes", required_argument, NULL, OPT_MAX_TRACE_VALUE},
+      {"allow-failed-loads", no_argument, NULL, OPT_ALLOW_FAILED_LOADS},
       {"version", no_argument, NULL, OPT_VERSION},
       {"help", no_argument, NULL, OPT_HELP},
       {NULL, 0, NULL, 0},
@@ -178,6 +186,9 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
     case OPT_REPO: NNE__STR("--model-repo", model_repo);
     case OPT_DEVICE: NNE__STR("--device", device);
     case OPT_READY: NNE__STR("--ready-file", ready_file);
+    case OPT_ALLOW_FAILED_LOADS:
+      cfg->allow_failed_loads = 1;
+      break;
     case OPT_LOAD:
       if (cfg->n_loads == NNE_CONFIG_MAX_LOADS)
         return nne_err_set(err, NNE_EINVAL, "--load: at most %d models",

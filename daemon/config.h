@@ -25,7 +25,9 @@ typedef struct nne_config {
   int workers;             /* compute executor threads */
   int max_queue;           /* queued compute jobs before RESOURCE_EXHAUSTED */
   const char *log_level;
-  const char *ready_file;  /* written with "host:port\n" once serving */
+  const char *ready_file;  /* written with "host:port\n" once ready: bound,
+                              and every --load model LOADED */
+  int allow_failed_loads;  /* a failed --load does not stop the daemon */
   size_t max_message_bytes;  /* largest request message accepted */
   size_t chunk_bytes;        /* tensor payload per streamed message */
   uint64_t max_response_bytes; /* largest tensor one call may stream back */

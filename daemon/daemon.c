@@ -1,8 +1,10 @@
 /* daemon.c — see daemon.h. */
 #include "daemon.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/engine.h"
 #include "base/log.h"
@@ -11,6 +13,23 @@ const char *const nne_daemon_services[] = {
     "nnedit.v1.Models", "nnedit.v1.Inference", "nnedit.v1.Edits",
     "nnedit.v1.Admin",  "grpc.health.v1.Health", NULL,
 };
+
+static void update_readiness(nne_daemon_t *d);
+
+/* "model/NAME" follows the model's state. */
+static void on_model_state(void *ctx, const nne_model_entry_t *e) {
+  nne_daemon_t *d = ctx;
+  char service[NNE_HEALTH_SERVICE_MAX];
+  nne_err_t err;
+  snprintf(service, sizeof service, NNE_HEALTH_MODEL_PREFIX "%s", e->name);
+  if (nne_health_set(&d->health, service,
+                     e->state == NNE_MODEL_LOADED && !d->draining
+                         ? NNE_HEALTH_SERVING
+                         : NNE_HEALTH_NOT_SERVING,
+                     &err) != 0)
+    nne_log_warn("health of %s: %s", e->name, err.msg);
+  update_readiness(d);
+}
 
 /* A job or a load finished: a drain may move on. */
 static void poke(void *ctx) {
@@ -30,6 +49,9 @@ int nne_daemon_init(nne_daemon_t *d, const nne_config_t *cfg, uv_loop_t *loop,
   d->loop = loop;
   nne_health_init(&d->health);
   rc = nne_health_set(&d->health, "", NNE_HEALTH_NOT_SERVING, err);
+  if (rc == 0)
+    rc = nne_health_set(&d->health, NNE_HEALTH_READY, NNE_HEALTH_NOT_SERVING,
+                        err);
   for (i = 0; rc == 0 && nne_daemon_services[i] != NULL; i++)
     rc = nne_health_set(&d->health, nne_daemon_services[i],
                         NNE_HEALTH_NOT_SERVING, err);
@@ -60,6 +82,14 @@ int nne_daemon_init(nne_daemon_t *d, const nne_config_t *cfg, uv_loop_t *loop,
   d->registry.on_idle = poke;
   d->registry.on_idle_ctx = d;
   nne_editor_init(&d->editor);
+  {
+    /* The models the first scan found; later ones are reported as found. */
+    nne_model_entry_t *e;
+    for (e = d->registry.entries; e != NULL; e = e->next)
+      on_model_state(d, e);
+    d->registry.on_state = on_model_state;
+    d->registry.on_state_ctx = d;
+  }
   for (i = 0; i < (size_t)cfg->n_loads; i++) {
     nne_model_entry_t *e;
     rc = nne_registry_lookup(&d->registry, "--load", cfg->loads[i], &e, err);
@@ -90,6 +120,7 @@ static bool app_busy(void *app) {
 
 static void on_drain(void *app) {
   nne_daemon_t *d = app;
+  d->draining = true;
   nne_health_set_all(&d->health, NNE_HEALTH_NOT_SERVING);
   nne_log_info("health: NOT_SERVING");
   nne_health_close(&d->health); /* Watch streams send it and end */
@@ -103,7 +134,6 @@ void nne_daemon_server_opts(nne_daemon_t *d, const nne_method_t *methods,
   opts->listen = d->cfg->listen;
   opts->max_message_bytes = d->cfg->max_message_bytes;
   opts->drain_timeout_s = d->cfg->drain_timeout_s;
-  opts->ready_file = d->cfg->ready_file;
   opts->methods = methods;
   opts->n_methods = n_methods;
   opts->app = d;
@@ -112,11 +142,72 @@ void nne_daemon_server_opts(nne_daemon_t *d, const nne_method_t *methods,
   opts->on_stopped = on_stopped;
 }
 
+static int write_ready_file(const char *path, const char *addr,
+                            nne_err_t *err) {
+  char tmp[4096];
+  FILE *f;
+
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >=
+      sizeof tmp)
+    return nne_err_set(err, NNE_EINVAL, "--ready-file: path too long");
+  f = fopen(tmp, "w");
+  if (f == NULL)
+    return nne_err_set(err, NNE_EIO, "--ready-file %s: %s", tmp,
+                       strerror(errno));
+  fprintf(f, "%s\n", addr);
+  /* Renamed into place: whoever waits never reads half a line. */
+  if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    unlink(tmp);
+    return nne_err_set(err, NNE_EIO, "--ready-file %s: %s", path,
+                       strerror(errno));
+  }
+  return 0;
+}
+
+/* Readiness: serving, and every --load model LOADED (FAILED counts as done
+ * only with --allow-failed-loads). Reached once: the ready file is written
+ * then. A --load model unloaded later makes it NOT_SERVING again. */
+static void update_readiness(nne_daemon_t *d) {
+  bool ready = d->server != NULL && !d->draining;
+  nne_err_t err;
+  int i;
+
+  for (i = 0; ready && i < d->cfg->n_loads; i++) {
+    nne_model_entry_t *e;
+    if (nne_registry_lookup(&d->registry, "--load", d->cfg->loads[i], &e,
+                            &err) != 0)
+      ready = false;
+    else if (e->state != NNE_MODEL_LOADED &&
+             !(e->state == NNE_MODEL_FAILED && d->cfg->allow_failed_loads))
+      ready = false;
+  }
+  nne_health_set(&d->health, NNE_HEALTH_READY,
+                 ready ? NNE_HEALTH_SERVING : NNE_HEALTH_NOT_SERVING, &err);
+  if (!ready || d->ready)
+    return;
+  d->ready = true;
+  nne_log_info("ready: %d model%s loaded", d->cfg->n_loads,
+               d->cfg->n_loads == 1 ? "" : "s");
+  if (d->cfg->ready_file != NULL &&
+      write_ready_file(d->cfg->ready_file, nne_server_bound_addr(d->server),
+                       &err) != 0) {
+    /* Serving without telling the one who waits would hang them. */
+    nne_log_error("%s", err.msg);
+    nne_server_drain(d->server, "ready file", 1);
+  }
+}
+
 static void on_startup_load(void *ctx, nne_model_entry_t *e,
                             const nne_err_t *err) {
-  (void)ctx;
-  if (err != NULL)
-    nne_log_error("--load %s: %s", e->name, err->msg);
+  nne_daemon_t *d = ctx;
+  if (err == NULL)
+    return;
+  nne_log_error("--load %s: %s", e->name, err->msg);
+  if (!d->cfg->allow_failed_loads && d->server != NULL) {
+    /* A supervisor must see it (exit 1), not a daemon that never gets
+     * ready; --allow-failed-loads serves the others instead. */
+    nne_server_drain(d->server, "--load failed", 1);
+  }
 }
 
 void nne_daemon_start(nne_daemon_t *d, nne_server_t *srv) {
@@ -129,14 +220,23 @@ void nne_daemon_start(nne_daemon_t *d, nne_server_t *srv) {
     if (nne_registry_lookup(&d->registry, "--load", d->cfg->loads[i], &e,
                             &lerr) == 0 &&
         nne_registry_load(&d->registry, e, NULL, NNE_DTYPE_INVALID,
-                          on_startup_load, NULL, &lerr) != 0)
+                          on_startup_load, d, &lerr) != 0) {
       nne_log_error("--load %s: %s", d->cfg->loads[i], lerr.msg);
+      if (!d->cfg->allow_failed_loads)
+        nne_server_drain(d->server, "--load failed", 1);
+    }
   }
-  if (!d->server->draining) {
-    nne_health_set_all(&d->health, NNE_HEALTH_SERVING);
-    nne_log_info("health: SERVING (model repository %s, libtorch %s)",
-                 d->registry.repo, nne_engine_torch_version());
+  if (!d->draining) {
+    size_t k;
+    nne_err_t err;
+    nne_health_set(&d->health, "", NNE_HEALTH_SERVING, &err);
+    for (k = 0; nne_daemon_services[k] != NULL; k++)
+      nne_health_set(&d->health, nne_daemon_services[k], NNE_HEALTH_SERVING,
+                     &err);
+    nne_log_info("live (model repository %s, libtorch %s)", d->registry.repo,
+                 nne_engine_torch_version());
   }
+  update_readiness(d);
 }
 
 void nne_daemon_close(nne_daemon_t *d) {

@@ -8,7 +8,17 @@
  *                                            model registry, edit sets,
  *                                            health; --load names checked
  *   nne_server_start(&srv, &opts, ...)       opts from nne_daemon_server_opts
- *   nne_daemon_start(&d)                     --load models, health SERVING
+ *   nne_daemon_start(&d)                     --load models; liveness SERVING
+ *
+ * Health (server/health.h), the Kubernetes way:
+ *   ""                 liveness: SERVING while the process serves
+ *   "nnedit.ready"     readiness: SERVING once every --load model is LOADED
+ *                      (a failed one excused only with --allow-failed-loads);
+ *                      --ready-file is written then, not when bound
+ *   "model/NAME"       SERVING while model NAME is LOADED
+ *   "nnedit.v1.Models", ... each service: as liveness
+ * A --load that fails stops the daemon (exit 1) unless
+ * --allow-failed-loads.
  *   uv_run(loop)                             until a drain has finished
  *
  * The server calls back into the daemon through the opts: app_busy (jobs or
@@ -45,6 +55,8 @@ typedef struct nne_daemon {
   nne_health_t health;        /* "" and each service; Watch streams */
   nne_server_t *server;       /* the server serving it (for pokes, stats) */
   bool open;                  /* init succeeded and close has not run */
+  bool ready;                 /* readiness reached (the ready file written) */
+  bool draining;
 } nne_daemon_t;
 
 /* Builds the application; on failure nothing is left open (the caller
@@ -66,7 +78,11 @@ void nne_daemon_start(nne_daemon_t *d, nne_server_t *srv);
  * turn. Idempotent. */
 void nne_daemon_close(nne_daemon_t *d);
 
-/* The services the daemon answers health checks for (besides ""). */
+/* The services the daemon answers health checks for (besides "", the
+ * readiness service and the per-model ones). */
 extern const char *const nne_daemon_services[];
+
+#define NNE_HEALTH_READY "nnedit.ready"
+#define NNE_HEALTH_MODEL_PREFIX "model/"
 
 #endif /* NNE_DAEMON_H */

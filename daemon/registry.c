@@ -17,6 +17,15 @@
 /* model.json is a few hundred bytes; anything far larger is a mistake. */
 #define NNE_MODEL_JSON_MAX (256u << 10)
 
+/* Every state change goes through here: the daemon's per-model health
+ * follows it (on_state). */
+static void set_state(nne_registry_t *reg, nne_model_entry_t *e,
+                      nne_model_state_t st) {
+  e->state = st;
+  if (reg->on_state != NULL)
+    reg->on_state(reg->on_state_ctx, e);
+}
+
 /* ---- names ---------------------------------------------------------------- */
 
 int nne_registry_check_name(const char *field, const char *name,
@@ -296,6 +305,8 @@ int nne_registry_scan(nne_registry_t *reg, nne_err_t *err) {
         closedir(d);
         return nne_err_set(err, NNE_ENOMEM, "out of memory");
       }
+      if (reg->on_state != NULL)
+        reg->on_state(reg->on_state_ctx, e);
     }
     e->present = true;
   }
@@ -619,7 +630,7 @@ static void load_done(nne_job_t *job) {
   double ms = (double)(job->t_end_ns - job->t_start_ns) / 1e6;
 
   if (lj->rc == 0) {
-    e->state = NNE_MODEL_LOADED;
+    set_state(reg, e, NNE_MODEL_LOADED);
     e->model = lj->model;
     nne_model_spec_free(&e->spec);
     e->spec = lj->spec; /* the entry owns it now */
@@ -650,7 +661,7 @@ static void load_done(nne_job_t *job) {
     }
     notify(reg, e, NULL);
   } else {
-    e->state = NNE_MODEL_FAILED;
+    set_state(reg, e, NNE_MODEL_FAILED);
     nne_model_spec_free(&lj->spec);
     snprintf(e->error, sizeof e->error, "%s", lj->err.msg);
     nne_log_error("model %s failed to load: %s", e->name, lj->err.msg);
@@ -684,6 +695,19 @@ int nne_registry_load(nne_registry_t *reg, nne_model_entry_t *e,
 
   switch (e->state) {
   case NNE_MODEL_LOADED:
+    /* Loaded already: fine if it is what was asked for; a reload in
+     * another dtype or on another device is not done behind the caller's
+     * back (edit sets and running calls hold this copy): say what to do. */
+    if ((dtype != NNE_DTYPE_INVALID && dtype != e->dtype) ||
+        (device != NULL && device[0] != '\0' && strcmp(device, e->device)))
+      return nne_err_set(err, NNE_ESTATE,
+                         "model '%s' is loaded as %s on %s; unload it first "
+                         "to load it as %s on %s",
+                         e->name, nne_dtype_name(e->dtype), e->device,
+                         nne_dtype_name(dtype != NNE_DTYPE_INVALID ? dtype
+                                                                   : e->dtype),
+                         device != NULL && device[0] != '\0' ? device
+                                                             : e->device);
     if (cb != NULL)
       cb(ctx, e, NULL);
     return 0;
@@ -726,7 +750,7 @@ int nne_registry_load(nne_registry_t *reg, nne_model_entry_t *e,
     free(lj);
     return rc;
   }
-  e->state = NNE_MODEL_LOADING;
+  set_state(reg, e, NNE_MODEL_LOADING);
   reg->busy++;
   nne_log_info("loading model %s", e->name);
   return 0;
@@ -752,7 +776,7 @@ static void unload_done(nne_job_t *job) {
   nne_model_entry_t *e = uj->entry;
   nne_registry_t *reg = uj->reg;
 
-  e->state = NNE_MODEL_AVAILABLE;
+  set_state(reg, e, NNE_MODEL_AVAILABLE);
   nne_log_info("model %s unloaded", e->name);
   free(uj);
   notify(reg, e, NULL);
@@ -793,7 +817,7 @@ static void start_unload(nne_registry_t *reg, nne_model_entry_t *e) {
   nne_names_free(e->names);
   e->names = NULL;
   variants_clear(e);
-  e->state = NNE_MODEL_AVAILABLE;
+  set_state(reg, e, NNE_MODEL_AVAILABLE);
   notify(reg, e, NULL);
 }
 
@@ -825,7 +849,7 @@ int nne_registry_unload(nne_registry_t *reg, nne_model_entry_t *e,
   rc = add_waiter(e, cb, ctx, err);
   if (rc != 0)
     return rc;
-  e->state = NNE_MODEL_UNLOADING;
+  set_state(reg, e, NNE_MODEL_UNLOADING);
   nne_log_info("unloading model %s (%d calls in flight)", e->name,
                e->in_flight);
   if (e->in_flight == 0)

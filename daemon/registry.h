@@ -102,6 +102,10 @@ typedef struct nne_registry {
   int busy;                /* load/unload jobs not yet completed */
   void (*on_idle)(void *ctx); /* called when busy drops to 0 */
   void *on_idle_ctx;
+  /* Called (loop thread) after a model's state changed, and once for each
+   * model a scan finds; the daemon keeps per-model health with it. */
+  void (*on_state)(void *ctx, const nne_model_entry_t *entry);
+  void *on_state_ctx;
 } nne_registry_t;
 
 /* Opens the repository (which must be a readable directory) and scans it.
@@ -133,8 +137,10 @@ int nne_registry_lookup(nne_registry_t *reg, const char *field,
 /* Loads the model, or joins the load in progress. device/dtype override
  * model.json and --device when non-empty / valid. cb runs on the loop
  * thread when the model is LOADED or the load FAILED; if the model already
- * is LOADED, cb runs synchronously before this returns. Returns an error
- * (and never calls cb) when the load cannot start. */
+ * is LOADED as asked, cb runs synchronously before this returns; LOADED in
+ * another dtype or on another device is NNE_ESTATE saying so (unload
+ * first). Returns an error (and never calls cb) when the load cannot
+ * start. */
 int nne_registry_load(nne_registry_t *reg, nne_model_entry_t *entry,
                       const char *device, nne_dtype_t dtype, nne_registry_cb cb,
                       void *ctx, nne_err_t *err);

@@ -349,6 +349,10 @@ static void maybe_finish_shutdown(nne_server_t *srv) {
 
 void nne_server_poke(nne_server_t *srv) { maybe_finish_shutdown(srv); }
 
+const char *nne_server_bound_addr(const nne_server_t *srv) {
+  return srv->bound_addr;
+}
+
 void nne_server_stats(const nne_server_t *srv, nne_server_stats_t *out) {
   out->calls_total = srv->calls_total;
   out->live_calls = srv->live_calls - srv->armed_calls;
@@ -385,27 +389,6 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* ---- start ---------------------------------------------------------------- */
 
-static int write_ready_file(const char *path, const char *addr,
-                            nne_err_t *err) {
-  char tmp[4096];
-  FILE *f;
-
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >=
-      sizeof tmp)
-    return nne_err_set(err, NNE_EINVAL, "--ready-file: path too long");
-  f = fopen(tmp, "w");
-  if (f == NULL)
-    return nne_err_set(err, NNE_EIO, "--ready-file %s: %s", tmp,
-                       strerror(errno));
-  fprintf(f, "%s\n", addr);
-  if (fclose(f) != 0 || rename(tmp, path) != 0) {
-    unlink(tmp);
-    return nne_err_set(err, NNE_EIO, "--ready-file %s: %s", path,
-                       strerror(errno));
-  }
-  return 0;
-}
-
 /* "host:0" with the bound port substituted, for logs and the ready file. */
 static void format_bound(nne_server_t *srv, const char *listen) {
   const char *colon = strrchr(listen, ':');
@@ -419,7 +402,7 @@ static void format_bound(nne_server_t *srv, const char *listen) {
 
 int nne_server_start(nne_server_t *srv, const nne_server_opts_t *opts,
                      uv_loop_t *loop, nne_err_t *err) {
-  grpc_arg args[2];
+  grpc_arg args[3];
   grpc_channel_args chargs;
   grpc_server_credentials *creds;
   size_t i;
@@ -438,7 +421,12 @@ int nne_server_start(nne_server_t *srv, const nne_server_opts_t *opts,
   args[1].type = GRPC_ARG_INTEGER;
   args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
   args[1].value.integer = 64 << 20;
-  chargs.num_args = 2;
+  /* gRPC sets SO_REUSEPORT by default: a second daemon on a port in use
+   * would "serve" too and take half the calls. */
+  args[2].type = GRPC_ARG_INTEGER;
+  args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
+  args[2].value.integer = 0;
+  chargs.num_args = 3;
   chargs.args = args;
   srv->server = grpc_server_create(&chargs, NULL);
   srv->cq = grpc_completion_queue_create_for_next(NULL);
@@ -463,10 +451,17 @@ int nne_server_start(nne_server_t *srv, const nne_server_opts_t *opts,
   srv->port = grpc_server_add_http2_port(srv->server, opts->listen, creds);
   grpc_server_credentials_release(creds);
   if (srv->port == 0) {
-    rc = nne_err_set(err, NNE_EUNAVAIL,
-                     "--listen %s: cannot bind (in use, or not a valid "
-                     "address)",
-                     opts->listen);
+    const char *colon = strrchr(opts->listen, ':');
+    if (strncmp(opts->listen, "unix:", 5) != 0 && colon != NULL)
+      rc = nne_err_set(err, NNE_EUNAVAIL,
+                       "--listen %s: cannot bind port %s (another process "
+                       "holds it, or the address is not valid)",
+                       opts->listen, colon + 1);
+    else
+      rc = nne_err_set(err, NNE_EUNAVAIL,
+                       "--listen %s: cannot bind (in use, or not a valid "
+                       "address)",
+                       opts->listen);
     goto fail_grpc;
   }
   format_bound(srv, opts->listen);
@@ -506,15 +501,6 @@ int nne_server_start(nne_server_t *srv, const nne_server_opts_t *opts,
   uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
 
   nne_log_info("nneditd %s serving on %s", NNE_VERSION, srv->bound_addr);
-  if (opts->ready_file != NULL) {
-    rc = write_ready_file(opts->ready_file, srv->bound_addr, err);
-    if (rc != 0) {
-      /* Serving without telling the one who waits would hang them. */
-      nne_log_error("%s", err->msg);
-      nne_server_drain(srv, "ready file", 1);
-      return 0;
-    }
-  }
   return 0;
 
 fail_started:

@@ -63,7 +63,6 @@ typedef struct nne_server_opts {
   const char *listen;          /* "127.0.0.1:50051", "unix:/path", ... */
   size_t max_message_bytes;    /* largest request accepted */
   double drain_timeout_s;
-  const char *ready_file;      /* gets the bound address; NULL: none */
   const nne_method_t *methods; /* borrowed for the server's life */
   size_t n_methods;
   void *app;                   /* nne_call_app() of every call */
@@ -143,5 +142,8 @@ void nne_server_drain(nne_server_t *srv, const char *why, int exit_code);
 void nne_server_poke(nne_server_t *srv);
 
 void nne_server_stats(const nne_server_t *srv, nne_server_stats_t *out);
+
+/* "host:port" as bound (the port substituted when 0 was asked for). */
+const char *nne_server_bound_addr(const nne_server_t *srv);
 
 #endif /* NNE_SERVER_H */

@@ -216,6 +216,12 @@ run "${A[@]}" models load gpt2-script
 expect 0 "models load"
 has "$OUT" "state:        LOADED" "models load table"
 has "$OUT" "vocab size:   1000" "models load table vocab"
+# Loaded as float32 already: another dtype is refused, saying why (it used
+# to exit 0 and stay float32).
+run "${A[@]}" models load gpt2-script --dtype bfloat16
+expect 1 "models load in another dtype"
+has "$ERR" "FAILED_PRECONDITION" "reload refusal status"
+has "$ERR" "loaded as float32 on cpu; unload it first to load it as bfloat16" "reload refusal says why"
 run "${A[@]}" -o json models load llama-script --device cpu --dtype float32
 expect 0 "models load json"
 json '
