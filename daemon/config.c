@@ -68,6 +68,8 @@ void nne_config_usage(void *stream, const char *argv0) {
           "                         every --load model loaded)\n"
           "  --allow-failed-loads   keep serving when a --load model fails to load\n"
           "                         (default: exit 1, so a supervisor sees it)\n"
+          "  --token-file PATH      require bearer tokens: one 'ROLES TOKEN' per line,\n"
+          "                         roles infer, edit, admin, all (SIGHUP reloads it)\n"
           "  --log-level LEVEL      debug, info, warn, error, off (default info)\n"
           "  --version              print the version and exit\n"
           "  --help                 print this help and exit\n"
@@ -131,7 +133,7 @@ enum {
   OPT_CHUNK, OPT_MAX_BATCH, OPT_MAX_SEQ, OPT_DRAIN, OPT_VERSION, OPT_HELP,
   OPT_CACHE_BYTES, OPT_MAX_EDIT_SETS, OPT_MAX_EDITS, OPT_MAX_TRACES,
   OPT_MAX_TRACE_NODES,
-  OPT_MAX_TRACE_VALUE, OPT_ALLOW_FAILED_LOADS,
+  OPT_MAX_TRACE_VALUE, OPT_ALLOW_FAILED_LOADS, OPT_TOKEN_FILE,
 };
 
 int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
@@ -158,6 +160,7 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       {"max-trace-nodes", required_argument, NULL, OPT_MAX_TRACE_NODES},
       {"max-trace-value-bytes", required_argument, NULL, OPT_MAX_TRACE_VALUE},
       {"allow-failed-loads", no_argument, NULL, OPT_ALLOW_FAILED_LOADS},
+      {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
       {"version", no_argument, NULL, OPT_VERSION},
       {"help", no_argument, NULL, OPT_HELP},
       {NULL, 0, NULL, 0},
@@ -186,6 +189,7 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
     case OPT_REPO: NNE__STR("--model-repo", model_repo);
     case OPT_DEVICE: NNE__STR("--device", device);
     case OPT_READY: NNE__STR("--ready-file", ready_file);
+    case OPT_TOKEN_FILE: NNE__STR("--token-file", token_file);
     case OPT_ALLOW_FAILED_LOADS:
       cfg->allow_failed_loads = 1;
       break;

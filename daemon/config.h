@@ -28,6 +28,7 @@ typedef struct nne_config {
   const char *ready_file;  /* written with "host:port\n" once ready: bound,
                               and every --load model LOADED */
   int allow_failed_loads;  /* a failed --load does not stop the daemon */
+  const char *token_file;  /* bearer tokens and roles; NULL: no auth */
   size_t max_message_bytes;  /* largest request message accepted */
   size_t chunk_bytes;        /* tensor payload per streamed message */
   uint64_t max_response_bytes; /* largest tensor one call may stream back */

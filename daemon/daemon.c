@@ -57,6 +57,10 @@ int nne_daemon_init(nne_daemon_t *d, const nne_config_t *cfg, uv_loop_t *loop,
                         NNE_HEALTH_NOT_SERVING, err);
   if (rc != 0)
     goto fail_health;
+  nne_auth_init(&d->auth);
+  if (cfg->token_file != NULL &&
+      (rc = nne_auth_load(&d->auth, cfg->token_file, err)) != 0)
+    goto fail_health;
   rc = nne_executor_init(&d->loader, loop, "loader", 1, 64, err);
   if (rc != 0)
     goto fail_health;
@@ -109,6 +113,7 @@ fail_compute:
 fail_loader:
   nne_executor_close(&d->loader);
 fail_health:
+  nne_auth_free(&d->auth);
   nne_health_free(&d->health);
   return rc;
 }
@@ -128,6 +133,26 @@ static void on_drain(void *app) {
 
 static void on_stopped(void *app) { nne_daemon_close(app); }
 
+/* SIGHUP: the token file again; the old tokens stay if it does not parse
+ * (a typo must not lock everyone out, or let everyone in). */
+static void on_hangup(void *app) {
+  nne_daemon_t *d = app;
+  nne_auth_t fresh;
+  nne_err_t err;
+  if (d->cfg->token_file == NULL)
+    return;
+  nne_auth_init(&fresh);
+  if (nne_auth_load(&fresh, d->cfg->token_file, &err) != 0) {
+    nne_log_error("SIGHUP: %s; keeping the %zu tokens loaded before",
+                  err.msg, d->auth.n);
+    return;
+  }
+  nne_auth_free(&d->auth);
+  d->auth = fresh;
+  nne_log_info("SIGHUP: %s reloaded (%zu tokens)", d->cfg->token_file,
+               d->auth.n);
+}
+
 void nne_daemon_server_opts(nne_daemon_t *d, const nne_method_t *methods,
                             size_t n_methods, nne_server_opts_t *opts) {
   memset(opts, 0, sizeof *opts);
@@ -140,6 +165,8 @@ void nne_daemon_server_opts(nne_daemon_t *d, const nne_method_t *methods,
   opts->app_busy = app_busy;
   opts->on_drain = on_drain;
   opts->on_stopped = on_stopped;
+  opts->on_hangup = on_hangup;
+  opts->auth = d->cfg->token_file != NULL ? &d->auth : NULL;
 }
 
 static int write_ready_file(const char *path, const char *addr,
@@ -250,5 +277,6 @@ void nne_daemon_close(nne_daemon_t *d) {
   nne_family_set_free(d->families);
   d->families = NULL;
   nne_health_free(&d->health);
+  nne_auth_free(&d->auth);
   d->server = NULL;
 }

@@ -41,6 +41,7 @@
 #include "base/error.h"
 #include "names/names.h"
 #include "registry.h"
+#include "server/auth.h"
 #include "server/health.h"
 #include "server/server.h"
 
@@ -53,6 +54,7 @@ typedef struct nne_daemon {
   nne_executor_t compute;     /* forward passes, backend builds */
   nne_executor_t loader;      /* model loads and unloads */
   nne_health_t health;        /* "" and each service; Watch streams */
+  nne_auth_t auth;            /* --token-file's tokens (empty: no auth) */
   nne_server_t *server;       /* the server serving it (for pokes, stats) */
   bool open;                  /* init succeeded and close has not run */
   bool ready;                 /* readiness reached (the ready file written) */

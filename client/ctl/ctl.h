@@ -70,6 +70,7 @@ struct ctl {
   const char *addr;
   int64_t timeout_ms;         /* deadline of each call, from its start */
   int64_t connect_timeout_ms; /* how long connecting may take */
+  const char *token_file;     /* --token-file, or NULL */
   ctl_output_t output;
   const ctl_cmd_t *cmd; /* NULL until a command is known */
   nne_client_t *cli;

@@ -337,6 +337,8 @@ static const char global_text[] =
     "start;\n"
     "                         0 = none (default 60)\n"
     "  --connect-timeout SEC  how long connecting may take (default 10)\n"
+    "  --token-file F         bearer token for a daemon with --token-file (its\n"
+    "                         first line; default: $NNEDIT_TOKEN)\n"
     "  -o, --output F         table (default) or json; trace also npy\n"
     "  -h, --help             this help; 'nneditctl COMMAND --help' for a "
     "command\n"

@@ -33,12 +33,21 @@ static const ctl_cmd_t *const commands[] = {
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
-enum { G_ADDR, G_TIMEOUT, G_CONNECT_TIMEOUT, G_OUTPUT, G_HELP, G_VERSION };
+enum {
+  G_ADDR,
+  G_TIMEOUT,
+  G_CONNECT_TIMEOUT,
+  G_TOKEN_FILE,
+  G_OUTPUT,
+  G_HELP,
+  G_VERSION
+};
 
 static const ctl_opt_t global_opts[] = {
     [G_ADDR] = {"--addr", NULL, true},
     [G_TIMEOUT] = {"--timeout", NULL, true},
     [G_CONNECT_TIMEOUT] = {"--connect-timeout", NULL, true},
+    [G_TOKEN_FILE] = {"--token-file", NULL, true},
     [G_OUTPUT] = {"--output", "-o", true},
     [G_HELP] = {"--help", "-h", false},
     [G_VERSION] = {"--version", NULL, false},
@@ -114,6 +123,10 @@ static int global_opt(ctl_t *c, scan_t *s, int k, const char *arg,
            !ctl_parse_seconds(val, &c->connect_timeout_ms))
     scan_error(s, "%s '%s': expected a number of seconds (0 = no limit)", typed,
                val);
+  else if (k == G_TOKEN_FILE && val[0] == '\0')
+    scan_error(s, "%s '%s': expected a file holding the token", typed, val);
+  else if (k == G_TOKEN_FILE)
+    c->token_file = val;
   else if (k == G_OUTPUT && !ctl_parse_output(val, &c->output))
     scan_error(s, "%s '%s': expected table, json or npy (npy: trace only)",
                typed, val);

@@ -1,6 +1,7 @@
 /* output.c — JSON and tables on stdout, errors on stderr (output.h). */
 #include "output.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -68,14 +69,53 @@ int ctl_call_error(const ctl_t *c, const nne_client_err_t *err) {
   return ctl_fail(c, err->code, "%s", err->message);
 }
 
+/* The bearer token: --token-file's first line, else $NNEDIT_TOKEN, else
+ * none. Into buf (cap bytes); 0, or an exit code after the message. */
+static int read_token(const ctl_t *c, char *buf, size_t cap, bool *have) {
+  const char *env = getenv("NNEDIT_TOKEN");
+  *have = false;
+  if (c->token_file != NULL) {
+    FILE *f = fopen(c->token_file, "r");
+    size_t n;
+    if (f == NULL)
+      return ctl_fail(c, NNE_CLIENT_INVALID_ARGUMENT, "--token-file %s: %s",
+                      c->token_file, strerror(errno));
+    if (fgets(buf, (int)cap, f) == NULL)
+      buf[0] = '\0';
+    fclose(f);
+    n = strcspn(buf, "\r\n");
+    buf[n] = '\0';
+    if (n == 0)
+      return ctl_fail(c, NNE_CLIENT_INVALID_ARGUMENT,
+                      "--token-file %s: the first line holds no token",
+                      c->token_file);
+    *have = true;
+  } else if (env != NULL && env[0] != '\0') {
+    if (strlen(env) >= cap)
+      return ctl_fail(c, NNE_CLIENT_INVALID_ARGUMENT,
+                      "$NNEDIT_TOKEN: longer than %zu characters", cap - 1);
+    memcpy(buf, env, strlen(env) + 1);
+    *have = true;
+  }
+  return 0;
+}
+
 int ctl_connect(ctl_t *c) {
   nne_client_opts_t opts;
   nne_client_err_t err;
+  char token[4100];
+  bool have;
+  int rc;
+
+  if ((rc = read_token(c, token, sizeof token, &have)) != 0)
+    return rc;
   nne_client_opts_init(&opts);
   opts.address = c->addr;
   opts.timeout_ms = c->timeout_ms;
-  if (nne_client_connect(&opts, &c->cli, &err) < 0 ||
-      nne_client_try_connect(c->cli, c->connect_timeout_ms, &err) < 0)
+  opts.token = have ? token : NULL;
+  rc = nne_client_connect(&opts, &c->cli, &err);
+  memset(token, 0, sizeof token); /* the client keeps its own copy */
+  if (rc < 0 || nne_client_try_connect(c->cli, c->connect_timeout_ms, &err) < 0)
     return ctl_call_error(c, &err);
   return 0;
 }

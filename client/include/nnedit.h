@@ -190,6 +190,10 @@ typedef struct nne_client_opts {
   size_t max_recv_bytes;
   /* Largest tensor the client reassembles from chunks; 0 = the default. */
   uint64_t max_tensor_bytes;
+  /* Bearer token sent with every call ("authorization: Bearer <token>")
+   * when the daemon runs with --token-file; NULL = none. Copied by
+   * nne_client_connect; 16..4096 printable characters without spaces. */
+  const char *token;
 } nne_client_opts_t;
 
 /* Fills opts with the defaults above. */

@@ -77,6 +77,7 @@ struct nne_client {
   int64_t timeout_ms;
   size_t max_recv_bytes;
   uint64_t max_tensor_bytes;
+  char *authz;   /* "Bearer <token>", or NULL */
 };
 
 /* "Models/List" for "/nnedit.v1.Models/List": how messages name a method. */

@@ -33,7 +33,9 @@ extern "C" {
   X(ENOMEM, -10, 8, "out of memory")            /* RESOURCE_EXHAUSTED */       \
   X(EIO, -11, 13, "i/o error")                  /* INTERNAL */                 \
   X(EINTERNAL, -12, 13, "internal error")       /* INTERNAL */                 \
-  X(EOUTOFRANGE, -13, 11, "out of range")       /* OUT_OF_RANGE */
+  X(EOUTOFRANGE, -13, 11, "out of range")       /* OUT_OF_RANGE */             \
+  X(EUNAUTH, -14, 16, "unauthenticated")        /* UNAUTHENTICATED */          \
+  X(EPERM, -15, 7, "permission denied")         /* PERMISSION_DENIED */
 
 enum nne_errno {
   NNE_OK = 0,

@@ -2,23 +2,28 @@
 #include <stdio.h>
 
 #include "rpc/rpc.h"
+#include "server/auth.h"
 
+/* The one authorization table too (server/auth.h): each method's role. */
 const nne_method_t nne_rpc_methods[] = {
-    {"/nnedit.v1.Models/List", nne_rpc_models_list, false},
-    {"/nnedit.v1.Models/Load", nne_rpc_models_load, false},
-    {"/nnedit.v1.Models/Unload", nne_rpc_models_unload, false},
-    {"/nnedit.v1.Models/Describe", nne_rpc_models_describe, false},
-    {"/nnedit.v1.Models/Graph", nne_rpc_models_graph, false},
-    {"/nnedit.v1.Inference/Forward", nne_rpc_inference_forward, false},
-    {"/nnedit.v1.Inference/Trace", nne_rpc_inference_trace, false},
-    {"/nnedit.v1.Edits/Apply", nne_rpc_edits_apply, false},
-    {"/nnedit.v1.Edits/List", nne_rpc_edits_list, false},
-    {"/nnedit.v1.Edits/Get", nne_rpc_edits_get, false},
-    {"/nnedit.v1.Edits/Drop", nne_rpc_edits_drop, false},
-    {"/nnedit.v1.Admin/Stats", nne_rpc_admin_stats, false},
+    {"/nnedit.v1.Models/List", nne_rpc_models_list, false, NNE_ROLE_INFER},
+    {"/nnedit.v1.Models/Load", nne_rpc_models_load, false, NNE_ROLE_ADMIN},
+    {"/nnedit.v1.Models/Unload", nne_rpc_models_unload, false, NNE_ROLE_ADMIN},
+    {"/nnedit.v1.Models/Describe", nne_rpc_models_describe, false,
+     NNE_ROLE_INFER},
+    {"/nnedit.v1.Models/Graph", nne_rpc_models_graph, false, NNE_ROLE_INFER},
+    {"/nnedit.v1.Inference/Forward", nne_rpc_inference_forward, false,
+     NNE_ROLE_INFER},
+    {"/nnedit.v1.Inference/Trace", nne_rpc_inference_trace, false,
+     NNE_ROLE_INFER},
+    {"/nnedit.v1.Edits/Apply", nne_rpc_edits_apply, false, NNE_ROLE_EDIT},
+    {"/nnedit.v1.Edits/List", nne_rpc_edits_list, false, NNE_ROLE_EDIT},
+    {"/nnedit.v1.Edits/Get", nne_rpc_edits_get, false, NNE_ROLE_EDIT},
+    {"/nnedit.v1.Edits/Drop", nne_rpc_edits_drop, false, NNE_ROLE_EDIT},
+    {"/nnedit.v1.Admin/Stats", nne_rpc_admin_stats, false, NNE_ROLE_ADMIN},
     /* Probes must see the drain (NOT_SERVING), not a refusal. */
-    {"/grpc.health.v1.Health/Check", nne_rpc_health_check, true},
-    {"/grpc.health.v1.Health/Watch", nne_rpc_health_watch, true},
+    {"/grpc.health.v1.Health/Check", nne_rpc_health_check, true, NNE_ROLE_NONE},
+    {"/grpc.health.v1.Health/Watch", nne_rpc_health_watch, true, NNE_ROLE_NONE},
 };
 const size_t nne_rpc_method_count =
     sizeof nne_rpc_methods / sizeof nne_rpc_methods[0];

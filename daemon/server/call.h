@@ -46,6 +46,8 @@ typedef struct nne_method {
   /* Served while the daemon drains (the health service: probes must see
    * NOT_SERVING); every other method is then refused with UNAVAILABLE. */
   bool during_drain;
+  /* The role a caller's token needs (server/auth.h NNE_ROLE_*); 0: none. */
+  unsigned role;
 } nne_method_t;
 
 /* The application the server was started with (nne_server_opts_t.app). */

@@ -153,6 +153,27 @@ static void start_call(nne_server_t *srv, nne_call_t *call) {
   (void)srv;
 }
 
+/* The one choke point of authorization: every method's role (its table
+ * entry) against the call's bearer token (server/auth.h). 0 to go on. */
+static int authorize(nne_server_t *srv, nne_call_t *call, nne_err_t *err) {
+  const nne_method_t *m = call->method;
+  const char *authz = NULL, *name;
+  size_t len = 0, i;
+
+  if (srv->opts.auth == NULL || m->role == 0)
+    return 0;
+  for (i = 0; i < call->md.count; i++)
+    if (grpc_slice_str_cmp(call->md.metadata[i].key, "authorization") == 0) {
+      authz = (const char *)GRPC_SLICE_START_PTR(call->md.metadata[i].value);
+      len = GRPC_SLICE_LENGTH(call->md.metadata[i].value);
+      break;
+    }
+  /* "Edits/Apply" from "/nnedit.v1.Edits/Apply". */
+  name = strrchr(m->path, '.');
+  name = name != NULL ? name + 1 : m->path;
+  return nne_auth_check(srv->opts.auth, m->role, name, authz, len, err);
+}
+
 static void on_new_call(nne_server_t *srv, nne_tag_t *tag, bool ok) {
   nne_call_t *call = (nne_call_t *)((char *)tag - offsetof(nne_call_t, arm_tag));
   int mi = call->method_index;
@@ -194,7 +215,11 @@ static void on_new_call(nne_server_t *srv, nne_tag_t *tag, bool ok) {
     gpr_free(m);
     nne_call_fail_err(call, &err);
   } else {
-    srv->opts.methods[mi].handler(call, call->payload);
+    nne_err_t err;
+    if (authorize(srv, call, &err) != 0)
+      nne_call_fail_err(call, &err); /* the message holds no token */
+    else
+      srv->opts.methods[mi].handler(call, call->payload);
   }
   nne_call_unref(call); /* the handler's reference */
 }
@@ -338,6 +363,7 @@ static void maybe_finish_shutdown(nne_server_t *srv) {
   uv_close((uv_handle_t *)&srv->quiet_timer, close_cb_noop);
   uv_close((uv_handle_t *)&srv->sigint, close_cb_noop);
   uv_close((uv_handle_t *)&srv->sigterm, close_cb_noop);
+  uv_close((uv_handle_t *)&srv->sighup, close_cb_noop);
   uv_close((uv_handle_t *)&srv->cq_async, close_cb_noop);
   free(srv->method_handles);
   srv->method_handles = NULL;
@@ -373,6 +399,13 @@ void nne_server_drain(nne_server_t *srv, const char *why, int exit_code) {
   uv_timer_start(&srv->quiet_timer, on_quiet_tick, 10, 10);
   uv_timer_start(&srv->drain_timer, on_drain_timeout,
                  (uint64_t)(srv->opts.drain_timeout_s * 1000.0), 0);
+}
+
+static void on_hangup(uv_signal_t *h, int signum) {
+  nne_server_t *srv = h->data;
+  (void)signum;
+  if (srv->opts.on_hangup != NULL)
+    srv->opts.on_hangup(srv->opts.app);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -499,6 +532,9 @@ int nne_server_start(nne_server_t *srv, const nne_server_opts_t *opts,
   srv->sigint.data = srv->sigterm.data = srv;
   uv_signal_start(&srv->sigint, on_signal, SIGINT);
   uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+  uv_signal_init(loop, &srv->sighup);
+  srv->sighup.data = srv;
+  uv_signal_start(&srv->sighup, on_hangup, SIGHUP);
 
   nne_log_info("nneditd %s serving on %s", NNE_VERSION, srv->bound_addr);
   return 0;

@@ -48,6 +48,7 @@
 #include <uv.h>
 
 #include "base/error.h"
+#include "server/auth.h"
 #include "server/call.h"
 
 typedef struct nne_server nne_server_t;
@@ -73,6 +74,12 @@ typedef struct nne_server_opts {
   /* Everything of the server is torn down; the application closes its
    * own loop handles (executors) now. */
   void (*on_stopped)(void *app);
+  /* SIGHUP: the application reloads what it reloads (the token file). */
+  void (*on_hangup)(void *app);
+  /* Bearer tokens checked against every method's role at the one choke
+   * point (auth.h); NULL: no authorization. Borrowed; the application may
+   * change what it points to (a reload) between calls. */
+  const nne_auth_t *auth;
 } nne_server_opts_t;
 
 typedef struct nne_event {
@@ -100,7 +107,7 @@ struct nne_server {
   size_t n_events, cap_events;
   bool cq_thread_exited;      /* set under ev_mu when next() said SHUTDOWN */
 
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
   uv_timer_t drain_timer;
   uv_timer_t quiet_timer;     /* drain step 1 → 2 (see the top comment) */
   nne_tag_t shutdown_tag;

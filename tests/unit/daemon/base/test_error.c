@@ -33,6 +33,8 @@ static const struct {
     {NNE_EIO, GRPC_STATUS_INTERNAL, "i/o error"},
     {NNE_EINTERNAL, GRPC_STATUS_INTERNAL, "internal error"},
     {NNE_EOUTOFRANGE, GRPC_STATUS_OUT_OF_RANGE, "out of range"},
+    {NNE_EUNAUTH, GRPC_STATUS_UNAUTHENTICATED, "unauthenticated"},
+    {NNE_EPERM, GRPC_STATUS_PERMISSION_DENIED, "permission denied"},
 };
 #define N_EXPECTED (sizeof expected / sizeof expected[0])
 
@@ -75,7 +77,7 @@ START_TEST(test_table_is_exactly_the_documented_codes) {
 END_TEST
 
 START_TEST(test_unknown_codes_are_unknown_status) {
-  static const int odd[] = {1, 7, -14, -100, -2147483647 - 1, 2147483647};
+  static const int odd[] = {1, 7, -16, -100, -2147483647 - 1, 2147483647};
   size_t i;
   for (i = 0; i < sizeof odd / sizeof odd[0]; i++)
     ck_assert_int_eq(nne_err_grpc_status(odd[i]), GRPC_STATUS_UNKNOWN);
