@@ -70,6 +70,10 @@ void nne_config_usage(void *stream, const char *argv0) {
           "                         (default: exit 1, so a supervisor sees it)\n"
           "  --token-file PATH      require bearer tokens: one 'ROLES TOKEN' per line,\n"
           "                         roles infer, edit, admin, all (SIGHUP reloads it)\n"
+          "  --tls-cert PEM --tls-key PEM  serve TLS with this certificate chain and key\n"
+          "  --tls-client-ca PEM    mTLS: clients must present a certificate it signed\n"
+          "  --insecure             allow a non-loopback --listen without TLS and tokens\n"
+          "                         (refused by default)\n"
           "  --log-level LEVEL      debug, info, warn, error, off (default info)\n"
           "  --version              print the version and exit\n"
           "  --help                 print this help and exit\n"
@@ -133,7 +137,8 @@ enum {
   OPT_CHUNK, OPT_MAX_BATCH, OPT_MAX_SEQ, OPT_DRAIN, OPT_VERSION, OPT_HELP,
   OPT_CACHE_BYTES, OPT_MAX_EDIT_SETS, OPT_MAX_EDITS, OPT_MAX_TRACES,
   OPT_MAX_TRACE_NODES,
-  OPT_MAX_TRACE_VALUE, OPT_ALLOW_FAILED_LOADS, OPT_TOKEN_FILE,
+  OPT_MAX_TRACE_VALUE, OPT_ALLOW_FAILED_LOADS, OPT_TOKEN_FILE, OPT_TLS_CERT,
+  OPT_TLS_KEY, OPT_TLS_CLIENT_CA, OPT_INSECURE,
 };
 
 int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
@@ -161,6 +166,10 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       {"max-trace-value-bytes", required_argument, NULL, OPT_MAX_TRACE_VALUE},
       {"allow-failed-loads", no_argument, NULL, OPT_ALLOW_FAILED_LOADS},
       {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+      {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+      {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+      {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
+      {"insecure", no_argument, NULL, OPT_INSECURE},
       {"version", no_argument, NULL, OPT_VERSION},
       {"help", no_argument, NULL, OPT_HELP},
       {NULL, 0, NULL, 0},
@@ -190,6 +199,12 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
     case OPT_DEVICE: NNE__STR("--device", device);
     case OPT_READY: NNE__STR("--ready-file", ready_file);
     case OPT_TOKEN_FILE: NNE__STR("--token-file", token_file);
+    case OPT_TLS_CERT: NNE__STR("--tls-cert", tls_cert);
+    case OPT_TLS_KEY: NNE__STR("--tls-key", tls_key);
+    case OPT_TLS_CLIENT_CA: NNE__STR("--tls-client-ca", tls_client_ca);
+    case OPT_INSECURE:
+      cfg->insecure = 1;
+      break;
     case OPT_ALLOW_FAILED_LOADS:
       cfg->allow_failed_loads = 1;
       break;
@@ -266,5 +281,47 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
   if (optind < argc)
     return nne_err_set(err, NNE_EINVAL, "unexpected argument '%s'",
                        argv[optind]);
+  if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL))
+    return nne_err_set(err, NNE_EINVAL,
+                       "--tls-cert and --tls-key go together");
+  if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL)
+    return nne_err_set(err, NNE_EINVAL,
+                       "--tls-client-ca needs --tls-cert and --tls-key");
+  /* Safe by default: beyond this host, only TLS with tokens, unless the
+   * operator says otherwise on purpose. */
+  if (!nne_config_loopback(cfg->listen) && !cfg->insecure &&
+      (cfg->tls_cert == NULL || cfg->token_file == NULL))
+    return nne_err_set(err, NNE_EINVAL,
+                       "--listen %s is reachable from other hosts: give "
+                       "--tls-cert/--tls-key and --token-file, or --insecure "
+                       "to serve it %s on purpose",
+                       cfg->listen,
+                       cfg->tls_cert == NULL ? "in the clear"
+                                             : "without tokens");
   return 0;
+}
+
+int nne_config_loopback(const char *listen) {
+  const char *host = listen, *end;
+  size_t n;
+  if (strncmp(listen, "unix:", 5) == 0 ||
+      strncmp(listen, "unix-abstract:", 14) == 0)
+    return 1;
+  if (strncmp(host, "ipv4:", 5) == 0 || strncmp(host, "ipv6:", 5) == 0)
+    host += 5;
+  if (host[0] == '[') {
+    end = strchr(host, ']');
+    if (end == NULL)
+      return 0;
+    host++;
+    n = (size_t)(end - host);
+    return n == 3 && strncmp(host, "::1", 3) == 0;
+  }
+  end = strrchr(host, ':');
+  n = end != NULL ? (size_t)(end - host) : strlen(host);
+  if (n == 9 && strncmp(host, "localhost", 9) == 0)
+    return 1;
+  /* 127.0.0.0/8 */
+  return n >= 4 && strncmp(host, "127.", 4) == 0 &&
+         strspn(host, "0123456789.") >= n;
 }

@@ -29,6 +29,11 @@ typedef struct nne_config {
                               and every --load model LOADED */
   int allow_failed_loads;  /* a failed --load does not stop the daemon */
   const char *token_file;  /* bearer tokens and roles; NULL: no auth */
+  const char *tls_cert;    /* PEM certificate chain; with tls_key: TLS */
+  const char *tls_key;     /* PEM private key */
+  const char *tls_client_ca; /* PEM CA: clients must present a cert (mTLS) */
+  int insecure;            /* a non-loopback --listen without TLS + tokens,
+                              on purpose */
   size_t max_message_bytes;  /* largest request message accepted */
   size_t chunk_bytes;        /* tensor payload per streamed message */
   uint64_t max_response_bytes; /* largest tensor one call may stream back */
@@ -50,6 +55,10 @@ void nne_config_defaults(nne_config_t *cfg);
  * --help or --version printed what was asked and the program should exit 0,
  * or NNE_EINVAL with the reason in err (the caller prints usage, exit 2). */
 int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err);
+
+/* True for a --listen address only this host can reach (127.0.0.0/8,
+ * ::1, localhost, unix:). */
+int nne_config_loopback(const char *listen);
 
 /* Writes the --help text to the stream (a FILE *). */
 void nne_config_usage(void *stream, const char *argv0);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -38,6 +39,52 @@ static void poke(void *ctx) {
     nne_server_poke(d->server);
 }
 
+/* A PEM file's text (NUL-terminated, malloc'd), bounded: certificates and
+ * keys are kilobytes. */
+static int read_pem(const char *flag, const char *path, char **out,
+                    nne_err_t *err) {
+  FILE *f;
+  char *buf;
+  size_t n;
+
+  *out = NULL;
+  if (path == NULL)
+    return 0;
+  f = fopen(path, "rb");
+  if (f == NULL)
+    return nne_err_set(err, NNE_EIO, "%s %s: %s", flag, path,
+                       strerror(errno));
+  buf = malloc((1u << 20) + 1);
+  if (buf == NULL) {
+    fclose(f);
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  }
+  n = fread(buf, 1, 1u << 20, f);
+  if (ferror(f) || !feof(f) || n == 0) {
+    fclose(f);
+    free(buf);
+    return nne_err_set(err, NNE_EIO, "%s %s: empty, unreadable or over 1 MiB",
+                       flag, path);
+  }
+  fclose(f);
+  buf[n] = '\0';
+  if (strstr(buf, "-----BEGIN ") == NULL) {
+    free(buf);
+    return nne_err_set(err, NNE_EINVAL, "%s %s: not a PEM file", flag, path);
+  }
+  *out = buf;
+  return 0;
+}
+
+static void free_pems(nne_daemon_t *d) {
+  if (d->tls_key != NULL)
+    memset(d->tls_key, 0, strlen(d->tls_key)); /* a private key */
+  free(d->tls_cert);
+  free(d->tls_key);
+  free(d->tls_client_ca);
+  d->tls_cert = d->tls_key = d->tls_client_ca = NULL;
+}
+
 int nne_daemon_init(nne_daemon_t *d, const nne_config_t *cfg, uv_loop_t *loop,
                     nne_err_t *err) {
   char dir[4096];
@@ -61,6 +108,16 @@ int nne_daemon_init(nne_daemon_t *d, const nne_config_t *cfg, uv_loop_t *loop,
   if (cfg->token_file != NULL &&
       (rc = nne_auth_load(&d->auth, cfg->token_file, err)) != 0)
     goto fail_health;
+  if ((rc = read_pem("--tls-cert", cfg->tls_cert, &d->tls_cert, err)) != 0 ||
+      (rc = read_pem("--tls-key", cfg->tls_key, &d->tls_key, err)) != 0 ||
+      (rc = read_pem("--tls-client-ca", cfg->tls_client_ca, &d->tls_client_ca,
+                     err)) != 0)
+    goto fail_health;
+  if (!nne_config_loopback(cfg->listen) &&
+      (cfg->tls_cert == NULL || cfg->token_file == NULL))
+    nne_log_warn("--listen %s is reachable from other hosts %s (--insecure)",
+                 cfg->listen,
+                 cfg->tls_cert == NULL ? "in the clear" : "without tokens");
   rc = nne_executor_init(&d->loader, loop, "loader", 1, 64, err);
   if (rc != 0)
     goto fail_health;
@@ -113,6 +170,7 @@ fail_compute:
 fail_loader:
   nne_executor_close(&d->loader);
 fail_health:
+  free_pems(d);
   nne_auth_free(&d->auth);
   nne_health_free(&d->health);
   return rc;
@@ -167,6 +225,9 @@ void nne_daemon_server_opts(nne_daemon_t *d, const nne_method_t *methods,
   opts->on_stopped = on_stopped;
   opts->on_hangup = on_hangup;
   opts->auth = d->cfg->token_file != NULL ? &d->auth : NULL;
+  opts->tls_cert_pem = d->tls_cert;
+  opts->tls_key_pem = d->tls_key;
+  opts->tls_client_ca_pem = d->tls_client_ca;
 }
 
 static int write_ready_file(const char *path, const char *addr,
@@ -278,5 +339,6 @@ void nne_daemon_close(nne_daemon_t *d) {
   d->families = NULL;
   nne_health_free(&d->health);
   nne_auth_free(&d->auth);
+  free_pems(d);
   d->server = NULL;
 }

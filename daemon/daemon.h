@@ -55,6 +55,7 @@ typedef struct nne_daemon {
   nne_executor_t loader;      /* model loads and unloads */
   nne_health_t health;        /* "" and each service; Watch streams */
   nne_auth_t auth;            /* --token-file's tokens (empty: no auth) */
+  char *tls_cert, *tls_key, *tls_client_ca; /* PEM texts, or NULL */
   nne_server_t *server;       /* the server serving it (for pokes, stats) */
   bool open;                  /* init succeeded and close has not run */
   bool ready;                 /* readiness reached (the ready file written) */

@@ -16,6 +16,8 @@ PACKAGES=(
   protobuf-compiler nanopb
   # unit tests
   check
+  # TLS tests make their certificates at test time
+  openssl
   # Debian's libtorch runs ~20x slower on the reference BLAS
   libopenblas0-pthread
   # fixtures and the Python client tests (Debian's interpreter: /usr/bin/python3)

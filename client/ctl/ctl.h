@@ -71,6 +71,8 @@ struct ctl {
   int64_t timeout_ms;         /* deadline of each call, from its start */
   int64_t connect_timeout_ms; /* how long connecting may take */
   const char *token_file;     /* --token-file, or NULL */
+  bool tls;                   /* --tls (or any of the files below) */
+  const char *tls_ca, *tls_cert, *tls_key; /* --ca, --cert, --key */
   ctl_output_t output;
   const ctl_cmd_t *cmd; /* NULL until a command is known */
   nne_client_t *cli;

@@ -38,6 +38,10 @@ enum {
   G_TIMEOUT,
   G_CONNECT_TIMEOUT,
   G_TOKEN_FILE,
+  G_TLS,
+  G_CA,
+  G_CERT,
+  G_KEY,
   G_OUTPUT,
   G_HELP,
   G_VERSION
@@ -48,6 +52,10 @@ static const ctl_opt_t global_opts[] = {
     [G_TIMEOUT] = {"--timeout", NULL, true},
     [G_CONNECT_TIMEOUT] = {"--connect-timeout", NULL, true},
     [G_TOKEN_FILE] = {"--token-file", NULL, true},
+    [G_TLS] = {"--tls", NULL, false},
+    [G_CA] = {"--ca", NULL, true},
+    [G_CERT] = {"--cert", NULL, true},
+    [G_KEY] = {"--key", NULL, true},
     [G_OUTPUT] = {"--output", "-o", true},
     [G_HELP] = {"--help", "-h", false},
     [G_VERSION] = {"--version", NULL, false},
@@ -106,6 +114,10 @@ static int global_opt(ctl_t *c, scan_t *s, int k, const char *arg,
     s->version = true;
     return i;
   }
+  if (k == G_TLS) {
+    c->tls = true;
+    return i;
+  }
   if (val == NULL && i + 1 >= argc) {
     scan_error(s, "%s needs a value", typed, "");
     return i;
@@ -127,6 +139,14 @@ static int global_opt(ctl_t *c, scan_t *s, int k, const char *arg,
     scan_error(s, "%s '%s': expected a file holding the token", typed, val);
   else if (k == G_TOKEN_FILE)
     c->token_file = val;
+  else if ((k == G_CA || k == G_CERT || k == G_KEY) && val[0] == '\0')
+    scan_error(s, "%s '%s': expected a PEM file", typed, val);
+  else if (k == G_CA)
+    c->tls_ca = val;
+  else if (k == G_CERT)
+    c->tls_cert = val;
+  else if (k == G_KEY)
+    c->tls_key = val;
   else if (k == G_OUTPUT && !ctl_parse_output(val, &c->output))
     scan_error(s, "%s '%s': expected table, json or npy (npy: trace only)",
                typed, val);

@@ -113,6 +113,10 @@ int ctl_connect(ctl_t *c) {
   opts.address = c->addr;
   opts.timeout_ms = c->timeout_ms;
   opts.token = have ? token : NULL;
+  opts.tls = c->tls;
+  opts.tls_ca_file = c->tls_ca;
+  opts.tls_cert_file = c->tls_cert;
+  opts.tls_key_file = c->tls_key;
   rc = nne_client_connect(&opts, &c->cli, &err);
   memset(token, 0, sizeof token); /* the client keeps its own copy */
   if (rc < 0 || nne_client_try_connect(c->cli, c->connect_timeout_ms, &err) < 0)

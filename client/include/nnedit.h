@@ -194,6 +194,15 @@ typedef struct nne_client_opts {
    * when the daemon runs with --token-file; NULL = none. Copied by
    * nne_client_connect; 16..4096 printable characters without spaces. */
   const char *token;
+  /* TLS. tls != 0 (or any file below) makes the channel TLS. tls_ca_file:
+   * PEM roots that sign the daemon's certificate (NULL: gRPC's default
+   * roots, $GRPC_DEFAULT_SSL_ROOTS_FILE_PATH). tls_cert_file/tls_key_file:
+   * this client's certificate and key, for a daemon with --tls-client-ca
+   * (mTLS). Read by nne_client_connect. */
+  int tls;
+  const char *tls_ca_file;
+  const char *tls_cert_file;
+  const char *tls_key_file;
 } nne_client_opts_t;
 
 /* Fills opts with the defaults above. */

@@ -8,6 +8,7 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -64,6 +65,83 @@ void nne_client_opts_init(nne_client_opts_t *opts) {
   opts->max_tensor_bytes = NNE_CLIENT_DEFAULT_MAX_TENSOR_BYTES;
 }
 
+/* A PEM file's text into *out (malloc'd, NUL-terminated); NULL path: NULL. */
+static int read_pem(const char *what, const char *path, char **out,
+                    nne_client_err_t *err) {
+  FILE *f;
+  size_t n;
+  char *buf;
+
+  *out = NULL;
+  if (path == NULL)
+    return 0;
+  if ((f = fopen(path, "rb")) == NULL)
+    return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                        "connect: %s %.200s: %s", what, path, strerror(errno));
+  buf = malloc((1u << 20) + 1);
+  if (buf == NULL) {
+    fclose(f);
+    return nne__err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                        "connect: out of memory");
+  }
+  n = fread(buf, 1, 1u << 20, f);
+  if (ferror(f) || !feof(f) || n == 0) {
+    fclose(f);
+    free(buf);
+    return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                        "connect: %s %.200s: empty, unreadable or over 1 MiB",
+                        what, path);
+  }
+  fclose(f);
+  buf[n] = '\0';
+  if (strstr(buf, "-----BEGIN ") == NULL) {
+    free(buf);
+    return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                        "connect: %s %.200s: not a PEM file", what, path);
+  }
+  *out = buf;
+  return 0;
+}
+
+/* The channel's credentials: TLS when asked for, else plaintext. */
+static grpc_channel_credentials *make_creds(const nne_client_opts_t *o,
+                                            nne_client_err_t *err, int *rc) {
+  char *ca = NULL, *cert = NULL, *key = NULL;
+  grpc_ssl_pem_key_cert_pair pair;
+  grpc_channel_credentials *creds;
+
+  *rc = 0;
+  if (!o->tls && o->tls_ca_file == NULL && o->tls_cert_file == NULL &&
+      o->tls_key_file == NULL)
+    return grpc_insecure_credentials_create();
+  if ((o->tls_cert_file == NULL) != (o->tls_key_file == NULL)) {
+    *rc = nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                       "connect: a client certificate and its key go "
+                       "together");
+    return NULL;
+  }
+  if ((*rc = read_pem("CA", o->tls_ca_file, &ca, err)) != 0 ||
+      (*rc = read_pem("certificate", o->tls_cert_file, &cert, err)) != 0 ||
+      (*rc = read_pem("key", o->tls_key_file, &key, err)) != 0) {
+    free(ca);
+    free(cert);
+    return NULL;
+  }
+  pair.private_key = key;
+  pair.cert_chain = cert;
+  creds = grpc_ssl_credentials_create(ca, cert != NULL ? &pair : NULL, NULL,
+                                      NULL);
+  free(ca);
+  free(cert);
+  if (key != NULL)
+    memset(key, 0, strlen(key));
+  free(key);
+  if (creds == NULL)
+    *rc = nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                       "connect: gRPC refused the TLS settings");
+  return creds;
+}
+
 int nne_client_connect(const nne_client_opts_t *opts, nne_client_t **out,
                        nne_client_err_t *err) {
   nne_client_opts_t o;
@@ -87,6 +165,10 @@ int nne_client_connect(const nne_client_opts_t *opts, nne_client_t **out,
     if (opts->max_tensor_bytes != 0)
       o.max_tensor_bytes = opts->max_tensor_bytes;
     o.token = opts->token;
+    o.tls = opts->tls;
+    o.tls_ca_file = opts->tls_ca_file;
+    o.tls_cert_file = opts->tls_cert_file;
+    o.tls_key_file = opts->tls_key_file;
   }
   if (o.token != NULL) {
     size_t i, n = strlen(o.token);
@@ -162,10 +244,21 @@ int nne_client_connect(const nne_client_opts_t *opts, nne_client_t **out,
   chargs.num_args = sizeof args / sizeof args[0];
   chargs.args = args;
 
-  creds = grpc_insecure_credentials_create();
+  {
+    int rc;
+    creds = make_creds(&o, err, &rc);
+    if (creds == NULL) {
+      free(cli->authz);
+      free(cli->address);
+      free(cli);
+      grpc_shutdown_blocking();
+      return rc;
+    }
+  }
   cli->channel = grpc_channel_create(cli->address, creds, &chargs);
   grpc_channel_credentials_release(creds);
   if (cli->channel == NULL) {
+    free(cli->authz);
     free(cli->address);
     free(cli);
     grpc_shutdown_blocking();

@@ -480,7 +480,24 @@ int nne_server_start(nne_server_t *srv, const nne_server_opts_t *opts,
       goto fail_grpc;
     }
   }
-  creds = grpc_insecure_server_credentials_create();
+  if (opts->tls_cert_pem != NULL) {
+    grpc_ssl_pem_key_cert_pair pair;
+    pair.private_key = opts->tls_key_pem;
+    pair.cert_chain = opts->tls_cert_pem;
+    creds = grpc_ssl_server_credentials_create_ex(
+        opts->tls_client_ca_pem, &pair, 1,
+        opts->tls_client_ca_pem != NULL
+            ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+            : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+        NULL);
+    if (creds == NULL) {
+      rc = nne_err_set(err, NNE_EINVAL, "--tls-cert/--tls-key: gRPC refused "
+                       "the certificate or key");
+      goto fail_grpc;
+    }
+  } else {
+    creds = grpc_insecure_server_credentials_create();
+  }
   srv->port = grpc_server_add_http2_port(srv->server, opts->listen, creds);
   grpc_server_credentials_release(creds);
   if (srv->port == 0) {

@@ -80,6 +80,10 @@ typedef struct nne_server_opts {
    * point (auth.h); NULL: no authorization. Borrowed; the application may
    * change what it points to (a reload) between calls. */
   const nne_auth_t *auth;
+  /* TLS: PEM texts (NUL-terminated, borrowed until start returns); NULL
+   * cert: plaintext. With client_ca_pem, clients must present a
+   * certificate that CA signed (mTLS). */
+  const char *tls_cert_pem, *tls_key_pem, *tls_client_ca_pem;
 } nne_server_opts_t;
 
 typedef struct nne_event {

@@ -105,8 +105,16 @@ START_TEST(test_every_flag) {
       "--workers", "3", "--max-queue", "5", "--log-level", "debug",
       "--ready-file", "/tmp/ready", "--max-message-bytes", "2M",
       "--max-response-bytes", "3G", "--chunk-bytes", "512K", "--max-batch",
-      "7", "--max-seq-len", "99", "--drain-timeout", "5"));
+      "7", "--max-seq-len", "99", "--drain-timeout", "5", "--tls-cert",
+      "/etc/c.pem", "--tls-key", "/etc/k.pem", "--tls-client-ca", "/etc/ca.pem",
+      "--token-file", "/etc/tokens", "--allow-failed-loads"));
   ck_assert_str_eq(cfg.listen, "0.0.0.0:7000");
+  ck_assert_str_eq(cfg.tls_cert, "/etc/c.pem");
+  ck_assert_str_eq(cfg.tls_key, "/etc/k.pem");
+  ck_assert_str_eq(cfg.tls_client_ca, "/etc/ca.pem");
+  ck_assert_str_eq(cfg.token_file, "/etc/tokens");
+  ck_assert_int_eq(cfg.allow_failed_loads, 1);
+  ck_assert_int_eq(cfg.insecure, 0);
   ck_assert_str_eq(cfg.model_repo, "/srv/models");
   ck_assert_int_eq(cfg.n_loads, 2);
   ck_assert_str_eq(cfg.loads[0], "gpt2-script");
@@ -123,6 +131,32 @@ START_TEST(test_every_flag) {
   ck_assert_uint_eq(cfg.max_batch, 7);
   ck_assert_uint_eq(cfg.max_seq_len, 99);
   ck_assert(cfg.drain_timeout_s == 5.0);
+}
+END_TEST
+
+/* Beyond this host only TLS with tokens, unless --insecure says so. */
+START_TEST(test_non_loopback_needs_tls_and_tokens) {
+  static const char *const loopback[] = {
+      "127.0.0.1:0",    "127.1.2.3:50051", "localhost:50051", "[::1]:50051",
+      "unix:/tmp/sock", "ipv4:127.0.0.1:1", NULL};
+  static const char *const remote[] = {"0.0.0.0:50051", "[::]:50051",
+                                       "10.0.0.7:50051", "example.org:443",
+                                       "127.0.0.1.example.org:1", NULL};
+  size_t i;
+  for (i = 0; loopback[i] != NULL; i++)
+    ck_assert_msg(nne_config_loopback(loopback[i]), "%s", loopback[i]);
+  for (i = 0; remote[i] != NULL; i++)
+    ck_assert_msg(!nne_config_loopback(remote[i]), "%s", remote[i]);
+  expect_einval(ARGS("--listen", "0.0.0.0:1"), "give --tls-cert/--tls-key and "
+                                              "--token-file, or --insecure");
+  expect_einval(ARGS("--listen", "0.0.0.0:1", "--tls-cert", "c", "--tls-key",
+                   "k"),
+              "serve it without tokens on purpose");
+  expect_einval(ARGS("--tls-cert", "c"), "--tls-cert and --tls-key go together");
+  expect_einval(ARGS("--tls-client-ca", "ca"), "--tls-client-ca needs");
+  (void)parse_ok(ARGS("--listen", "0.0.0.0:1", "--insecure"));
+  (void)parse_ok(ARGS("--listen", "0.0.0.0:1", "--tls-cert", "c",
+                      "--tls-key", "k", "--token-file", "t"));
 }
 END_TEST
 
@@ -492,6 +526,7 @@ static Suite *config_suite(void) {
   tcase_add_test(tc, test_stray_positional);
   tcase_add_test(tc, test_help);
   tcase_add_test(tc, test_version);
+  tcase_add_test(tc, test_non_loopback_needs_tls_and_tokens);
   suite_add_tcase(s, tc);
   return s;
 }
