@@ -17,6 +17,7 @@ void nne_config_defaults(nne_config_t *cfg) {
   cfg->workers = 1;   /* one forward at a time per device; ops go parallel */
   cfg->max_queue = 64;
   cfg->log_level = "info";
+  cfg->log_format = "text";
   cfg->max_message_bytes = 64u << 20;
   cfg->chunk_bytes = 1u << 20;            /* well under gRPC's 4 MiB default */
   cfg->max_response_bytes = 1ull << 30;
@@ -75,6 +76,9 @@ void nne_config_usage(void *stream, const char *argv0) {
           "  --insecure             allow a non-loopback --listen without TLS and tokens\n"
           "                         (refused by default)\n"
           "  --log-level LEVEL      debug, info, warn, error, off (default info)\n"
+          "  --log-format F         text (default) or json: one object per line, and a\n"
+          "                         line per call (method, model, request_id, peer,\n"
+          "                         duration_ms, code) for log shippers\n"
           "  --version              print the version and exit\n"
           "  --help                 print this help and exit\n"
           "\n"
@@ -138,7 +142,7 @@ enum {
   OPT_CACHE_BYTES, OPT_MAX_EDIT_SETS, OPT_MAX_EDITS, OPT_MAX_TRACES,
   OPT_MAX_TRACE_NODES,
   OPT_MAX_TRACE_VALUE, OPT_ALLOW_FAILED_LOADS, OPT_TOKEN_FILE, OPT_TLS_CERT,
-  OPT_TLS_KEY, OPT_TLS_CLIENT_CA, OPT_INSECURE,
+  OPT_TLS_KEY, OPT_TLS_CLIENT_CA, OPT_INSECURE, OPT_LOG_FORMAT,
 };
 
 int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
@@ -170,6 +174,7 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       {"tls-key", required_argument, NULL, OPT_TLS_KEY},
       {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
       {"insecure", no_argument, NULL, OPT_INSECURE},
+      {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
       {"version", no_argument, NULL, OPT_VERSION},
       {"help", no_argument, NULL, OPT_HELP},
       {NULL, 0, NULL, 0},
@@ -204,6 +209,12 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
     case OPT_TLS_CLIENT_CA: NNE__STR("--tls-client-ca", tls_client_ca);
     case OPT_INSECURE:
       cfg->insecure = 1;
+      break;
+    case OPT_LOG_FORMAT:
+      if (nne_log_format_parse(optarg) < 0)
+        return nne_err_set(err, NNE_EINVAL,
+                           "--log-format: '%s' is not text or json", optarg);
+      cfg->log_format = optarg;
       break;
     case OPT_ALLOW_FAILED_LOADS:
       cfg->allow_failed_loads = 1;

@@ -25,6 +25,7 @@ typedef struct nne_config {
   int workers;             /* compute executor threads */
   int max_queue;           /* queued compute jobs before RESOURCE_EXHAUSTED */
   const char *log_level;
+  const char *log_format;  /* "text" (default) or "json" */
   const char *ready_file;  /* written with "host:port\n" once ready: bound,
                               and every --load model LOADED */
   int allow_failed_loads;  /* a failed --load does not stop the daemon */

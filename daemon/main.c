@@ -35,6 +35,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   nne_log_set_level((nne_log_level_t)nne_log_level_parse(cfg.log_level));
+  nne_log_set_format((nne_log_format_t)nne_log_format_parse(cfg.log_format));
   /* A client that disappears must not kill the daemon with SIGPIPE. */
   signal(SIGPIPE, SIG_IGN);
 

@@ -200,6 +200,7 @@ void nne_rpc_edits_apply(nne_call_t *call, grpc_byte_buffer *req) {
     sp->n_ranges = pb->ranges_count;
     sp->name = pb->name;
   }
+  nne_call_set_model(call, in.model);
   if (nne_apply_start(d, call, in.model, in.label, specs, ed.n,
                       apply_replied, &err) != 0)
     goto fail;

@@ -134,6 +134,7 @@ void nne_rpc_inference_forward(nne_call_t *call, grpc_byte_buffer *req) {
     nne_err_set(&err, NNE_ENOMEM, "out of memory");
     goto fail;
   }
+  nne_call_set_model(call, in.model);
   rc = nne_infer_forward_hold(f, in.model, in.edit_set, &err);
   if (rc == 0)
     rc = check_request(&in, f->hold.entry, &err);

@@ -129,6 +129,7 @@ void nne_rpc_models_load(nne_call_t *call, grpc_byte_buffer *req) {
 
   if (!nne_rpc_decode(call, req, nnedit_v1_LoadModelRequest_fields, &in, NULL))
     return;
+  nne_call_set_model(call, in.name);
   if (nne_registry_lookup(&d->registry, "name", in.name, &e, &err) != 0)
     goto fail;
   if (in.device[0] != '\0' &&
@@ -174,6 +175,7 @@ void nne_rpc_models_unload(nne_call_t *call, grpc_byte_buffer *req) {
   if (!nne_rpc_decode(call, req, nnedit_v1_UnloadModelRequest_fields, &in,
                       NULL))
     return;
+  nne_call_set_model(call, in.name);
   if (nne_registry_lookup(&d->registry, "name", in.name, &e, &err) != 0) {
     nne_call_fail_err(call, &err);
     return;
@@ -340,6 +342,7 @@ void nne_rpc_models_describe(nne_call_t *call, grpc_byte_buffer *req) {
   if (!nne_rpc_decode(call, req, nnedit_v1_DescribeModelRequest_fields, &in,
                       NULL))
     return;
+  nne_call_set_model(call, in.name);
   if (nne_infer_hold_field(&h, d, "name", in.name, NULL, &err) != 0) {
     nne_call_fail_err(call, &err);
     return;
@@ -443,6 +446,7 @@ void nne_rpc_models_graph(nne_call_t *call, grpc_byte_buffer *req) {
 
   if (!nne_rpc_decode(call, req, nnedit_v1_GraphRequest_fields, &in, NULL))
     return;
+  nne_call_set_model(call, in.model);
   if (nne_infer_hold(&h, d, in.model, NULL, &err) != 0) {
     nne_call_fail_err(call, &err);
     return;

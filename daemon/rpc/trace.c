@@ -505,6 +505,7 @@ void nne_rpc_inference_trace(nne_call_t *call, grpc_byte_buffer *req) {
       nne_err_set(&err, NNE_EINVAL, "malformed TraceRequest: %s", why);
     goto fail;
   }
+  nne_call_set_model(call, in.model);
   rc = nne_infer_session_hold(s, in.model, in.edit_set, &err);
   if (rc == 0)
     rc = check_request(&in, s->hold.entry, &err);

@@ -39,6 +39,10 @@ void nne_call_set_user(nne_call_t *call, void *user,
 
 void *nne_call_user(const nne_call_t *call) { return call->user; }
 
+void nne_call_set_model(nne_call_t *call, const char *model) {
+  snprintf(call->model, sizeof call->model, "%s", model);
+}
+
 void nne_call_on_cancel(nne_call_t *call, void (*cb)(nne_call_t *call)) {
   call->on_cancel = cb;
 }
@@ -93,6 +97,7 @@ static int start_batch(nne_call_t *call, grpc_byte_buffer *bb, bool status,
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.trailing_metadata_count = 0;
     ops[n].data.send_status_from_server.status = code;
+    call->status_code = (int)code;
     ops[n].data.send_status_from_server.status_details =
         code == GRPC_STATUS_OK ? NULL : &call->status_details;
     n++;

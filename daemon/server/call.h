@@ -110,6 +110,9 @@ void nne_call_set_user(nne_call_t *call, void *user,
                        void (*user_free)(void *user));
 void *nne_call_user(const nne_call_t *call);
 
+/* The model the call is about, for the access log line (copied). */
+void nne_call_set_model(nne_call_t *call, const char *model);
+
 /* Runs cb once, on the loop thread, if the client goes away (cancel,
  * deadline, transport error) before the call ends. NULL clears it. */
 void nne_call_on_cancel(nne_call_t *call, void (*cb)(nne_call_t *call));

@@ -39,6 +39,10 @@ struct nne_call {
   void *user;                 /* the handler's per-call state */
   void (*user_free)(void *user);
   uint64_t t_start_ns;
+  /* For the access log line (server.c): */
+  int status_code;            /* the gRPC status sent, once finished */
+  char request_id[64];        /* x-request-id, or one of ours */
+  char model[128];            /* nne_call_set_model */
 };
 
 /* server.c: frees a call whose last reference went (call.c's unref) and

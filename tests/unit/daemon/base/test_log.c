@@ -199,6 +199,35 @@ START_TEST(test_off_writes_nothing) {
 }
 END_TEST
 
+START_TEST(test_json_lines_escape_what_they_carry) {
+  /* A quote, a backslash, a newline, a control byte and bytes that are not
+   * UTF-8 (a lone 0xff, a cut 3-byte sequence) in the message and in a
+   * field: one line, valid JSON, the bad bytes as U+FFFD; numbers bare;
+   * text format unchanged after. */
+  static const char bad[] = "q\"b\\n\nc\x01 \xff \xe2\x82 \xc3\xa9";
+  nne_log_field_t f[2] = {{"model", bad, 0}, {"duration_ms", NULL, 1.5}};
+  capture_t c;
+  char *out;
+  size_t len;
+  capture_begin(&c);
+  nne_log_set_format(NNE_LOG_JSON);
+  nne_log_fields(NNE_LOG_ERROR, f, 2, "m %s", bad);
+  nne_log_set_format(NNE_LOG_TEXT);
+  nne_log_error("plain");
+  out = capture_end(&c, &len);
+  ck_assert_uint_eq(count_lines(out), 2);
+  ck_assert_ptr_nonnull(strstr(
+      out, "\"message\":\"m q\\\"b\\\\n\\nc\\u0001 \\ufffd "
+           "\\ufffd\\ufffd \xc3\xa9\""));
+  ck_assert_ptr_nonnull(strstr(
+      out, "\"model\":\"q\\\"b\\\\n\\nc\\u0001 \\ufffd "
+           "\\ufffd\\ufffd \xc3\xa9\",\"duration_ms\":1.5}\n"));
+  ck_assert_ptr_nonnull(strstr(out, "\"level\":\"error\""));
+  ck_assert_ptr_nonnull(strstr(out, " ERROR plain\n"));
+  free(out);
+}
+END_TEST
+
 START_TEST(test_long_message_is_one_bounded_line) {
   capture_t c;
   char *big, *out;
@@ -281,6 +310,7 @@ static Suite *log_suite(void) {
   tcase_add_test(tc, test_debug_level_writes_all);
   tcase_add_test(tc, test_off_writes_nothing);
   tcase_add_test(tc, test_long_message_is_one_bounded_line);
+  tcase_add_test(tc, test_json_lines_escape_what_they_carry);
   tcase_add_test(tc, test_threads_lines_stay_whole);
   suite_add_tcase(s, tc);
   return s;
