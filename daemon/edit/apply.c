@@ -310,22 +310,6 @@ static void apply_done(nne_job_t *job) {
 
 /* ---- checking and resolving the edits ----------------------------------- */
 
-static const char *op_name(int op) {
-  switch (op) {
-  case NNE_EDIT_SAVE:
-    return "SAVE";
-  case NNE_EDIT_REPLACE:
-    return "REPLACE";
-  case NNE_EDIT_ADD:
-    return "ADD";
-  case NNE_EDIT_SCALE:
-    return "SCALE";
-  case NNE_EDIT_ZERO:
-    return "ZERO";
-  }
-  return "?";
-}
-
 static int check_op(size_t i, const nne_edit_spec_t *sp, nne_err_t *err) {
   bool has_operand = sp->has_tensor || sp->use_scalar;
   switch (sp->op) {
@@ -334,7 +318,7 @@ static int check_op(size_t i, const nne_edit_spec_t *sp, nne_err_t *err) {
     if (has_operand)
       return nne_err_set(err, NNE_EINVAL,
                          "edits[%zu]: %s takes no tensor or scalar", i,
-                         op_name(sp->op));
+                         nne_edit_op_name(sp->op));
     return 0;
   case NNE_EDIT_REPLACE:
   case NNE_EDIT_ADD:
@@ -345,7 +329,7 @@ static int check_op(size_t i, const nne_edit_spec_t *sp, nne_err_t *err) {
     if (!has_operand)
       return nne_err_set(err, NNE_EINVAL,
                          "edits[%zu]: %s needs a tensor or a scalar", i,
-                         op_name(sp->op));
+                         nne_edit_op_name(sp->op));
     return 0;
   default:
     return nne_err_set(err, NNE_EINVAL, "edits[%zu].op: unknown op %d", i,

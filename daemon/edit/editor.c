@@ -12,6 +12,22 @@
 
 void nne_editor_init(nne_editor_t *ed) { memset(ed, 0, sizeof *ed); }
 
+const char *nne_edit_op_name(int op) {
+  switch (op) {
+  case NNE_EDIT_SAVE:
+    return "SAVE";
+  case NNE_EDIT_REPLACE:
+    return "REPLACE";
+  case NNE_EDIT_ADD:
+    return "ADD";
+  case NNE_EDIT_SCALE:
+    return "SCALE";
+  case NNE_EDIT_ZERO:
+    return "ZERO";
+  }
+  return "?";
+}
+
 void nne_edits_free(nne_edit_t *edits, size_t n) {
   size_t i;
   for (i = 0; edits != NULL && i < n; i++) {

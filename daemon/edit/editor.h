@@ -82,6 +82,10 @@ void nne_editor_init(nne_editor_t *ed);
 /* Frees every set (shutdown). */
 void nne_editor_close(nne_editor_t *ed);
 
+/* The op's name as the proto spells it ("SAVE", "ADD", ...); "?" for a
+ * value outside the enum. A static string. */
+const char *nne_edit_op_name(int op);
+
 /* Frees the parts of an edit array (operands, strings) and the array. */
 void nne_edits_free(nne_edit_t *edits, size_t n);
 

@@ -12,7 +12,6 @@
 #include "nnedit/v1/inference.pb.h"
 #include "rpc/rpc.h"
 
-#define NNE_TOP_K_MAX 1000
 
 /* ---- the result ------------------------------------------------------------
  */
@@ -67,28 +66,6 @@ static int send_result(nne_call_t *call, void *ctx, size_t index,
 /* ---- the handler -----------------------------------------------------------
  */
 
-/* The request's options; its rows are checked against the model by the
- * pipeline. */
-static int check_request(const nnedit_v1_ForwardRequest *in,
-                         const nne_model_entry_t *e, nne_err_t *err) {
-  if (in->padding < nnedit_v1_Padding_PADDING_UNSPECIFIED ||
-      in->padding > nnedit_v1_Padding_PADDING_RIGHT)
-    return nne_err_set(err, NNE_EINVAL, "padding: unknown value %d",
-                       (int)in->padding);
-  if (in->logits < nnedit_v1_LogitsMode_LOGITS_MODE_UNSPECIFIED ||
-      in->logits > nnedit_v1_LogitsMode_LOGITS_MODE_ALL)
-    return nne_err_set(err, NNE_EINVAL, "logits: unknown value %d",
-                       (int)in->logits);
-  if (in->top_k > NNE_TOP_K_MAX)
-    return nne_err_set(err, NNE_EINVAL, "top_k: %u is more than %d", in->top_k,
-                       NNE_TOP_K_MAX);
-  if ((int64_t)in->top_k > e->vocab_size)
-    return nne_err_set(err, NNE_EINVAL,
-                       "top_k: %u is more than the vocabulary (%" PRId64 ")",
-                       in->top_k, e->vocab_size);
-  return 0;
-}
-
 void nne_rpc_inference_forward(nne_call_t *call, grpc_byte_buffer *req) {
   nne_daemon_t *d = nne_call_app(call);
   const nne_config_t *cfg = d->cfg;
@@ -137,7 +114,8 @@ void nne_rpc_inference_forward(nne_call_t *call, grpc_byte_buffer *req) {
   nne_call_set_model(call, in.model);
   rc = nne_infer_forward_hold(f, in.model, in.edit_set, &err);
   if (rc == 0)
-    rc = check_request(&in, f->hold.entry, &err);
+    rc = nne_rpc_check_options(in.padding, in.logits, in.top_k,
+                               f->hold.entry, &err);
   if (rc == 0) {
     group.ids = &ids;
     group.mask = &mask;

@@ -233,17 +233,6 @@ typedef struct edits_arg {
   int module;
 } edits_arg_t;
 
-static const char *op_name(nne_edit_op_t op) {
-  switch (op) {
-  case NNE_EDIT_SAVE: return "SAVE";
-  case NNE_EDIT_REPLACE: return "REPLACE";
-  case NNE_EDIT_ADD: return "ADD";
-  case NNE_EDIT_SCALE: return "SCALE";
-  case NNE_EDIT_ZERO: return "ZERO";
-  }
-  return "?";
-}
-
 static bool enc_edits(pb_ostream_t *s, const pb_field_t *f,
                       void *const *arg) {
   const edits_arg_t *a = *arg;
@@ -256,7 +245,7 @@ static bool enc_edits(pb_ostream_t *s, const pb_field_t *f,
     int n;
     if (e->site.module != a->module)
       continue;
-    n = snprintf(line, sizeof line, "edits[%zu] %s %s", i, op_name(e->op),
+    n = snprintf(line, sizeof line, "edits[%zu] %s %s", i, nne_edit_op_name(e->op),
                  e->site.canonical);
     if (n < 0)
       return false;

@@ -1,6 +1,8 @@
 /* rpc.c — the method table and the helpers shared by the handlers (rpc.h). */
+#include <inttypes.h>
 #include <stdio.h>
 
+#include "nnedit/v1/inference.pb.h"
 #include "rpc/rpc.h"
 #include "server/auth.h"
 
@@ -42,4 +44,23 @@ bool nne_rpc_decode(nne_call_t *call, grpc_byte_buffer *req,
     nne_err_set(&err, NNE_EINVAL, "malformed request message: %s", why);
   nne_call_fail_err(call, &err);
   return false;
+}
+
+int nne_rpc_check_options(int padding, int logits, uint32_t top_k,
+                          const nne_model_entry_t *e, nne_err_t *err) {
+  if (padding < nnedit_v1_Padding_PADDING_UNSPECIFIED ||
+      padding > nnedit_v1_Padding_PADDING_RIGHT)
+    return nne_err_set(err, NNE_EINVAL, "padding: unknown value %d", padding);
+  if (logits < nnedit_v1_LogitsMode_LOGITS_MODE_UNSPECIFIED ||
+      logits > nnedit_v1_LogitsMode_LOGITS_MODE_ALL)
+    return nne_err_set(err, NNE_EINVAL, "logits: unknown value %d", logits);
+  if (top_k > NNE_TOP_K_MAX)
+    return nne_err_set(err, NNE_EINVAL, "top_k: %" PRIu32 " is more than %d",
+                       top_k, NNE_TOP_K_MAX);
+  if ((int64_t)top_k > e->vocab_size)
+    return nne_err_set(err, NNE_EINVAL,
+                       "top_k: %" PRIu32 " is more than the vocabulary (%" PRId64
+                       ")",
+                       top_k, e->vocab_size);
+  return 0;
 }

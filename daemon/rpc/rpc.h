@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <grpc/byte_buffer.h>
 
@@ -47,5 +48,15 @@ void nne_rpc_health_watch(nne_call_t *call, grpc_byte_buffer *req);
 bool nne_rpc_decode(nne_call_t *call, grpc_byte_buffer *req,
                     const pb_msgdesc_t *fields, void *msg,
                     const bool *overflow);
+
+/* The most top_k alternatives a Forward or Trace may ask for per position. */
+#define NNE_TOP_K_MAX 1000
+
+/* Checks the output options Forward and Trace share against the model: the
+ * padding and logits enums (unknown values are INVALID_ARGUMENT naming the
+ * field) and top_k (at most NNE_TOP_K_MAX and the vocabulary). The rows are
+ * checked by the pipeline. */
+int nne_rpc_check_options(int padding, int logits, uint32_t top_k,
+                          const nne_model_entry_t *e, nne_err_t *err);
 
 #endif /* NNE_RPC_H */

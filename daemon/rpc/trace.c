@@ -26,7 +26,6 @@
 #include "rpc/rpc.h"
 #include "trace/trace.h"
 
-#define NNE_TOP_K_MAX 1000
 
 /* ---- decoding -------------------------------------------------------------
  */
@@ -426,26 +425,6 @@ static int send_result(nne_call_t *call, void *ctx, size_t i,
 /* ---- the handler -------------------------------------------------------------
  */
 
-static int check_request(const nnedit_v1_TraceRequest *in,
-                         const nne_model_entry_t *e, nne_err_t *err) {
-  if (in->padding < nnedit_v1_Padding_PADDING_UNSPECIFIED ||
-      in->padding > nnedit_v1_Padding_PADDING_RIGHT)
-    return nne_err_set(err, NNE_EINVAL, "padding: unknown value %d",
-                       (int)in->padding);
-  if (in->logits < nnedit_v1_LogitsMode_LOGITS_MODE_UNSPECIFIED ||
-      in->logits > nnedit_v1_LogitsMode_LOGITS_MODE_ALL)
-    return nne_err_set(err, NNE_EINVAL, "logits: unknown value %d",
-                       (int)in->logits);
-  if (in->top_k > NNE_TOP_K_MAX)
-    return nne_err_set(err, NNE_EINVAL, "top_k: %u is more than %d", in->top_k,
-                       NNE_TOP_K_MAX);
-  if ((int64_t)in->top_k > e->vocab_size)
-    return nne_err_set(err, NNE_EINVAL,
-                       "top_k: %u is more than the vocabulary (%" PRId64 ")",
-                       in->top_k, e->vocab_size);
-  return 0;
-}
-
 /* The decoded traces into the session, with their invokes' rows. */
 static int add_traces(nne_infer_session_t *s, req_dec_t *rd, nne_err_t *err) {
   size_t i, k;
@@ -508,7 +487,8 @@ void nne_rpc_inference_trace(nne_call_t *call, grpc_byte_buffer *req) {
   nne_call_set_model(call, in.model);
   rc = nne_infer_session_hold(s, in.model, in.edit_set, &err);
   if (rc == 0)
-    rc = check_request(&in, s->hold.entry, &err);
+    rc = nne_rpc_check_options(in.padding, in.logits, in.top_k,
+                               s->hold.entry, &err);
   if (rc == 0)
     rc = nne_infer_session_options(s, (int)in.padding, (int)in.top_k,
                                    (nne_logits_mode_t)in.logits, &err);
