@@ -75,6 +75,9 @@ void nne_config_usage(void *stream, const char *argv0) {
           "  --tls-client-ca PEM    mTLS: clients must present a certificate it signed\n"
           "  --insecure             allow a non-loopback --listen without TLS and tokens\n"
           "                         (refused by default)\n"
+          "  --metrics-listen ADDR  serve Prometheus metrics at http://ADDR/metrics\n"
+          "                         (host:port, or :port for 127.0.0.1; off unless\n"
+          "                         set)\n"
           "  --log-level LEVEL      debug, info, warn, error, off (default info)\n"
           "  --log-format F         text (default) or json: one object per line, and a\n"
           "                         line per call (method, model, request_id, peer,\n"
@@ -143,6 +146,7 @@ enum {
   OPT_MAX_TRACE_NODES,
   OPT_MAX_TRACE_VALUE, OPT_ALLOW_FAILED_LOADS, OPT_TOKEN_FILE, OPT_TLS_CERT,
   OPT_TLS_KEY, OPT_TLS_CLIENT_CA, OPT_INSECURE, OPT_LOG_FORMAT,
+  OPT_METRICS_LISTEN,
 };
 
 int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
@@ -175,6 +179,7 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
       {"insecure", no_argument, NULL, OPT_INSECURE},
       {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+      {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
       {"version", no_argument, NULL, OPT_VERSION},
       {"help", no_argument, NULL, OPT_HELP},
       {NULL, 0, NULL, 0},
@@ -207,6 +212,7 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
     case OPT_TLS_CERT: NNE__STR("--tls-cert", tls_cert);
     case OPT_TLS_KEY: NNE__STR("--tls-key", tls_key);
     case OPT_TLS_CLIENT_CA: NNE__STR("--tls-client-ca", tls_client_ca);
+    case OPT_METRICS_LISTEN: NNE__STR("--metrics-listen", metrics_listen);
     case OPT_INSECURE:
       cfg->insecure = 1;
       break;

@@ -9,6 +9,7 @@
 
 #include "engine/engine.h"
 #include "base/log.h"
+#include "metrics.h"
 
 const char *const nne_daemon_services[] = {
     "nnedit.v1.Models", "nnedit.v1.Inference", "nnedit.v1.Edits",
@@ -331,6 +332,7 @@ void nne_daemon_close(nne_daemon_t *d) {
   if (!d->open)
     return;
   d->open = false;
+  nne_metrics_stop(d);
   nne_executor_close(&d->compute);
   nne_executor_close(&d->loader);
   nne_editor_close(&d->editor);

@@ -57,6 +57,7 @@ typedef struct nne_daemon {
   nne_auth_t auth;            /* --token-file's tokens (empty: no auth) */
   char *tls_cert, *tls_key, *tls_client_ca; /* PEM texts, or NULL */
   nne_server_t *server;       /* the server serving it (for pokes, stats) */
+  struct nne_metrics_http *metrics; /* --metrics-listen's endpoint, or NULL */
   bool open;                  /* init succeeded and close has not run */
   bool ready;                 /* readiness reached (the ready file written) */
   bool draining;

@@ -63,6 +63,10 @@ static void on_done(uv_async_t *h) {
     list = job->next;
     job->next = NULL;
     atomic_fetch_sub(&ex->pending, 1);
+    nne_prom_hist_observe(&ex->wait_hist,
+                          (double)(job->t_start_ns - job->t_submit_ns) / 1e9);
+    nne_prom_hist_observe(&ex->run_hist,
+                          (double)(job->t_end_ns - job->t_start_ns) / 1e9);
     job->done(job); /* may free the job */
   }
   if (ex->after_done != NULL)
@@ -85,6 +89,10 @@ int nne_executor_init(nne_executor_t *ex, uv_loop_t *loop, const char *name,
   ex->loop = loop;
   ex->max_queue = max_queue;
   atomic_init(&ex->pending, 0);
+  nne_prom_hist_init(&ex->wait_hist, nne_prom_seconds_buckets,
+                     nne_prom_seconds_n);
+  nne_prom_hist_init(&ex->run_hist, nne_prom_seconds_buckets,
+                     nne_prom_seconds_n);
   ex->workers = calloc((size_t)n_workers, sizeof *ex->workers);
   if (ex->workers == NULL)
     return nne_err_set(err, NNE_ENOMEM, "executor %s: out of memory", name);

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "base/error.h"
+#include "base/prom.h"
 
 typedef struct nne_job nne_job_t;
 
@@ -55,6 +56,9 @@ typedef struct nne_executor {
    * daemon lets a drain move on once the last job is done). */
   void (*after_done)(void *ctx);
   void *after_done_ctx;
+  /* Seconds each job waited in the queue and ran, recorded on the loop
+   * thread as its done() comes (for /metrics). */
+  nne_prom_hist_t wait_hist, run_hist;
 } nne_executor_t;
 
 /* Starts n_workers threads (1..4096; max_queue >= 1). The executor struct is

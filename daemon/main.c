@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "metrics.h"
 #include "engine/engine.h"
 #include "base/log.h"
 #include "rpc/rpc.h"
@@ -50,7 +51,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   nne_daemon_server_opts(&d, nne_rpc_methods, nne_rpc_method_count, &opts);
-  if (nne_server_start(&srv, &opts, loop, &err) != 0) {
+  if (nne_metrics_start(&d, &err) != 0 ||
+      nne_server_start(&srv, &opts, loop, &err) != 0) {
     nne_log_error("%s", err.msg);
     nne_daemon_close(&d);
     uv_run(loop, UV_RUN_DEFAULT); /* the executors' handles close */

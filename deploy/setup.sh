@@ -12,12 +12,15 @@ PACKAGES=(
   build-essential cmake pkg-config
   # libraries nneditd and libnnedit link
   libtorch-dev libgrpc-dev libuv1-dev libjansson-dev libnanopb-dev
+  libmicrohttpd-dev
   # code generation: protoc + the nanopb plugin
   protobuf-compiler nanopb
   # unit tests
   check
   # TLS tests make their certificates at test time
   openssl
+  # the metrics test has a real Prometheus scrape the daemon
+  prometheus
   # Debian's libtorch runs ~20x slower on the reference BLAS
   libopenblas0-pthread
   # fixtures and the Python client tests (Debian's interpreter: /usr/bin/python3)

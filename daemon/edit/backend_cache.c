@@ -11,6 +11,8 @@
 void nne_backend_cache_init(nne_backend_cache_t *c, size_t capacity_bytes) {
   memset(c, 0, sizeof *c);
   c->capacity_bytes = capacity_bytes;
+  nne_prom_hist_init(&c->compile_hist, nne_prom_seconds_buckets,
+                     nne_prom_seconds_n);
 }
 
 static void entry_unref(nne_backend_t *b) {
@@ -127,6 +129,7 @@ int nne_backend_cache_put(nne_backend_cache_t *c, const char *key,
   c->count++;
   c->compile_ms_total += compile_ms;
   c->compile_ms_last = compile_ms;
+  nne_prom_hist_observe(&c->compile_hist, compile_ms / 1e3);
   *out = b;
   return 0;
 }

@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/prom.h"
 #include "engine/engine.h"
 #include "base/error.h"
 
@@ -83,6 +84,7 @@ typedef struct nne_backend_cache {
   uint64_t clock;
   uint64_t hits, misses, evictions;
   double compile_ms_total, compile_ms_last;
+  nne_prom_hist_t compile_hist;  /* seconds per compiled backend */
 } nne_backend_cache_t;
 
 void nne_backend_cache_init(nne_backend_cache_t *c, size_t capacity_bytes);

@@ -89,6 +89,7 @@ static int start_batch(nne_call_t *call, grpc_byte_buffer *bb, bool status,
     call->md_sent = true;
   }
   if (bb != NULL) {
+    nne__server_count_sent(call, grpc_byte_buffer_length(bb));
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n].data.send_message.send_message = bb;
     n++;
@@ -102,6 +103,7 @@ static int start_batch(nne_call_t *call, grpc_byte_buffer *bb, bool status,
         code == GRPC_STATUS_OK ? NULL : &call->status_details;
     n++;
     call->finished = true;
+    nne__server_count_end(call);
   }
   call->send_bb = bb;
   call->sending = true;

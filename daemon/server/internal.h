@@ -43,10 +43,18 @@ struct nne_call {
   int status_code;            /* the gRPC status sent, once finished */
   char request_id[64];        /* x-request-id, or one of ours */
   char model[128];            /* nne_call_set_model */
+  bool counted;               /* in the method's figures (/metrics) */
 };
 
 /* server.c: frees a call whose last reference went (call.c's unref) and
  * lets a drain move on. */
 void nne__server_call_free(nne_call_t *call);
+
+/* server.c: a response message of `bytes` went to gRPC (for /metrics). */
+void nne__server_count_sent(nne_call_t *call, size_t bytes);
+
+/* server.c: the call ended (its status went out, or it is being freed);
+ * counts it for /metrics once. */
+void nne__server_count_end(nne_call_t *call);
 
 #endif /* NNE_SERVER_INTERNAL_H */

@@ -95,7 +95,7 @@ static void on_cq_events(uv_async_t *h) {
 
 /* ---- calls ---------------------------------------------------------------- */
 
-static const char *status_name(int code) {
+const char *nne_grpc_code_name(int code) {
   static const char *const names[] = {
       "OK",           "CANCELLED",          "UNKNOWN",
       "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
@@ -108,6 +108,47 @@ static const char *status_name(int code) {
              : "UNKNOWN";
 }
 
+static nne_server_method_stats_t *stats_of(nne_call_t *call) {
+  nne_server_t *srv = call->srv;
+  if (srv->method_stats == NULL)
+    return NULL;
+  return &srv->method_stats[call->method_index == GENERIC_METHOD
+                                ? srv->opts.n_methods
+                                : (size_t)call->method_index];
+}
+
+void nne__server_count_sent(nne_call_t *call, size_t bytes) {
+  nne_server_method_stats_t *ms = stats_of(call);
+  if (ms != NULL)
+    ms->bytes_sent += bytes;
+}
+
+/* The status the call ended with: the one sent, or CANCELLED when the
+ * client left first. */
+static int end_code(nne_call_t *call) {
+  if (call->finished)
+    return call->status_code;
+  return nne_call_cancelled(call) ? GRPC_STATUS_CANCELLED : GRPC_STATUS_UNKNOWN;
+}
+
+/* The call's end for /metrics: when its status goes out (call.c), so a
+ * client that has its answer and then scrapes sees it counted; or, for a
+ * call that never sent one (the client left), when it is freed. Once. */
+void nne__server_count_end(nne_call_t *call) {
+  nne_server_method_stats_t *ms = stats_of(call);
+  int code;
+
+  if (call->counted || call->t_start_ns == 0 || ms == NULL)
+    return;
+  call->counted = true;
+  code = end_code(call);
+  ms->in_flight--;
+  ms->by_code[code >= 0 && code < NNE_GRPC_CODES ? code
+                                                 : GRPC_STATUS_UNKNOWN]++;
+  nne_prom_hist_observe(&ms->duration,
+                        (double)(nne_now_ns() - call->t_start_ns) / 1e9);
+}
+
 /* One line per call that reached us, when it is over: what log shippers
  * index (--log-format json logs it at info; text, at debug). */
 static void access_log(nne_call_t *call) {
@@ -115,13 +156,11 @@ static void access_log(nne_call_t *call) {
       nne_log_get_format() == NNE_LOG_JSON ? NNE_LOG_INFO : NNE_LOG_DEBUG;
   nne_log_field_t f[6];
   char *peer;
-  const char *code;
+  int code;
 
   if (call->t_start_ns == 0 || level < nne_log_get_level())
     return;
-  code = call->finished ? status_name(call->status_code)
-         : nne_call_cancelled(call) ? "CANCELLED"
-                                    : "UNKNOWN";
+  code = end_code(call);
   peer = grpc_call_get_peer(call->call);
   f[0] = (nne_log_field_t){"method",
                            call->method != NULL ? call->method->path : "?", 0};
@@ -130,7 +169,7 @@ static void access_log(nne_call_t *call) {
   f[3] = (nne_log_field_t){"peer", peer != NULL ? peer : "", 0};
   f[4] = (nne_log_field_t){"duration_ms", NULL,
                            (double)(nne_now_ns() - call->t_start_ns) / 1e6};
-  f[5] = (nne_log_field_t){"code", code, 0};
+  f[5] = (nne_log_field_t){"code", nne_grpc_code_name(code), 0};
   nne_log_fields(level, f, 6, "call");
   gpr_free(peer);
 }
@@ -161,8 +200,10 @@ static void set_request_id(nne_server_t *srv, nne_call_t *call) {
 void nne__server_call_free(nne_call_t *call) {
   nne_server_t *srv = call->srv;
 
-  if (call->call != NULL)
+  if (call->call != NULL) {
+    nne__server_count_end(call);
     access_log(call);
+  }
   if (call->user_free != NULL)
     call->user_free(call->user);
   if (call->call != NULL)
@@ -255,6 +296,8 @@ static void on_new_call(nne_server_t *srv, nne_tag_t *tag, bool ok) {
     arm(srv, mi);
   srv->calls_total++;
   call->t_start_ns = nne_now_ns();
+  if (stats_of(call) != NULL)
+    stats_of(call)->in_flight++;
   set_request_id(srv, call);
   srv->last_call_ns = call->t_start_ns;
   start_call(srv, call);
@@ -437,6 +480,9 @@ static void maybe_finish_shutdown(nne_server_t *srv) {
                (unsigned long long)srv->calls_total);
   if (srv->opts.on_stopped != NULL)
     srv->opts.on_stopped(srv->opts.app);
+  /* After on_stopped: the application reads these until it closes. */
+  free(srv->method_stats);
+  srv->method_stats = NULL;
 }
 
 void nne_server_poke(nne_server_t *srv) { maybe_finish_shutdown(srv); }
@@ -448,6 +494,13 @@ const char *nne_server_bound_addr(const nne_server_t *srv) {
 void nne_server_stats(const nne_server_t *srv, nne_server_stats_t *out) {
   out->calls_total = srv->calls_total;
   out->live_calls = srv->live_calls - srv->armed_calls;
+}
+
+const nne_server_method_stats_t *nne_server_method_stats(
+    const nne_server_t *srv, size_t i) {
+  if (srv->method_stats == NULL || i > srv->opts.n_methods)
+    return NULL;
+  return &srv->method_stats[i];
 }
 
 void nne_server_drain(nne_server_t *srv, const char *why, int exit_code) {
@@ -536,6 +589,15 @@ int nne_server_start(nne_server_t *srv, const nne_server_opts_t *opts,
     rc = nne_err_set(err, NNE_ENOMEM, "out of memory");
     goto fail_grpc;
   }
+  srv->method_stats =
+      calloc(opts->n_methods + 1, sizeof *srv->method_stats);
+  if (srv->method_stats == NULL) {
+    rc = nne_err_set(err, NNE_ENOMEM, "out of memory");
+    goto fail_grpc;
+  }
+  for (i = 0; i <= opts->n_methods; i++)
+    nne_prom_hist_init(&srv->method_stats[i].duration,
+                       nne_prom_seconds_buckets, nne_prom_seconds_n);
   for (i = 0; i < opts->n_methods; i++) {
     srv->method_handles[i] = grpc_server_register_method(
         srv->server, opts->methods[i].path, NULL,
@@ -637,6 +699,8 @@ fail_grpc:
     grpc_completion_queue_destroy(srv->cq);
   }
   free(srv->method_handles);
+  free(srv->method_stats);
+  srv->method_stats = NULL;
   grpc_shutdown_blocking();
   return rc;
 }

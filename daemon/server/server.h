@@ -48,6 +48,7 @@
 #include <uv.h>
 
 #include "base/error.h"
+#include "base/prom.h"
 #include "server/auth.h"
 #include "server/call.h"
 
@@ -97,6 +98,16 @@ typedef struct nne_server_stats {
   int live_calls;              /* calls created and not yet freed */
 } nne_server_stats_t;
 
+/* What the server saw of one method (for /metrics): every call that reached
+ * it, refused ones (auth, drain) included. Updated on the loop thread. */
+#define NNE_GRPC_CODES 17 /* OK .. UNAUTHENTICATED */
+typedef struct nne_server_method_stats {
+  uint64_t by_code[NNE_GRPC_CODES]; /* calls ended, by gRPC status code */
+  uint64_t bytes_sent;         /* response message bytes handed to gRPC */
+  int in_flight;               /* arrived and not yet ended */
+  nne_prom_hist_t duration;    /* seconds from arrival to the end */
+} nne_server_method_stats_t;
+
 /* Caller-allocated; fields are the server's own. */
 struct nne_server {
   nne_server_opts_t opts;
@@ -127,6 +138,8 @@ struct nne_server {
   uint64_t idle_since_ns;     /* step 1: nothing served since (0: busy) */
 
   void **method_handles;      /* per entry of the method table */
+  /* Per entry of the method table, and one more for unknown methods. */
+  nne_server_method_stats_t *method_stats;
   int live_calls;             /* calls created and not yet freed */
   int armed_calls;            /* requests armed and not yet fired */
   int serving_calls;          /* calls handed to handlers, not yet freed */
@@ -153,6 +166,16 @@ void nne_server_drain(nne_server_t *srv, const char *why, int exit_code);
 void nne_server_poke(nne_server_t *srv);
 
 void nne_server_stats(const nne_server_t *srv, nne_server_stats_t *out);
+
+/* Method i's figures (i < opts.n_methods), or with i == opts.n_methods
+ * those of calls to methods the server does not serve. Borrowed until the
+ * server stops. */
+const nne_server_method_stats_t *nne_server_method_stats(
+    const nne_server_t *srv, size_t i);
+
+/* "OK", "CANCELLED", ... "UNAUTHENTICATED"; "UNKNOWN" outside the range.
+ * A static string. */
+const char *nne_grpc_code_name(int code);
 
 /* "host:port" as bound (the port substituted when 0 was asked for). */
 const char *nne_server_bound_addr(const nne_server_t *srv);

@@ -70,6 +70,7 @@ START_TEST(test_defaults) {
   ck_assert_int_eq(cfg.n_loads, 0);
   ck_assert_ptr_null(cfg.device);
   ck_assert_ptr_null(cfg.ready_file);
+  ck_assert_ptr_null(cfg.metrics_listen); /* no /metrics unless asked */
   ck_assert_int_eq(cfg.threads, 0);
   ck_assert_int_eq(cfg.workers, 1);
   ck_assert_str_eq(cfg.log_level, "info");
@@ -107,8 +108,10 @@ START_TEST(test_every_flag) {
       "--max-response-bytes", "3G", "--chunk-bytes", "512K", "--max-batch",
       "7", "--max-seq-len", "99", "--drain-timeout", "5", "--tls-cert",
       "/etc/c.pem", "--tls-key", "/etc/k.pem", "--tls-client-ca", "/etc/ca.pem",
-      "--token-file", "/etc/tokens", "--allow-failed-loads"));
+      "--token-file", "/etc/tokens", "--allow-failed-loads",
+      "--metrics-listen", ":9100"));
   ck_assert_str_eq(cfg.listen, "0.0.0.0:7000");
+  ck_assert_str_eq(cfg.metrics_listen, ":9100");
   ck_assert_str_eq(cfg.tls_cert, "/etc/c.pem");
   ck_assert_str_eq(cfg.tls_key, "/etc/k.pem");
   ck_assert_str_eq(cfg.tls_client_ca, "/etc/ca.pem");
