@@ -75,6 +75,8 @@ void nne_config_usage(void *stream, const char *argv0) {
           "  --tls-client-ca PEM    mTLS: clients must present a certificate it signed\n"
           "  --insecure             allow a non-loopback --listen without TLS and tokens\n"
           "                         (refused by default)\n"
+          "  --state-dir DIR        keep edit sets in DIR (written before Apply answers)\n"
+          "                         and restore them, same ids, when their model loads\n"
           "  --metrics-listen ADDR  serve Prometheus metrics at http://ADDR/metrics\n"
           "                         (host:port, or :port for 127.0.0.1; off unless\n"
           "                         set)\n"
@@ -146,7 +148,7 @@ enum {
   OPT_MAX_TRACE_NODES,
   OPT_MAX_TRACE_VALUE, OPT_ALLOW_FAILED_LOADS, OPT_TOKEN_FILE, OPT_TLS_CERT,
   OPT_TLS_KEY, OPT_TLS_CLIENT_CA, OPT_INSECURE, OPT_LOG_FORMAT,
-  OPT_METRICS_LISTEN,
+  OPT_METRICS_LISTEN, OPT_STATE_DIR,
 };
 
 int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
@@ -180,6 +182,7 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       {"insecure", no_argument, NULL, OPT_INSECURE},
       {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
       {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
+      {"state-dir", required_argument, NULL, OPT_STATE_DIR},
       {"version", no_argument, NULL, OPT_VERSION},
       {"help", no_argument, NULL, OPT_HELP},
       {NULL, 0, NULL, 0},
@@ -213,6 +216,7 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
     case OPT_TLS_KEY: NNE__STR("--tls-key", tls_key);
     case OPT_TLS_CLIENT_CA: NNE__STR("--tls-client-ca", tls_client_ca);
     case OPT_METRICS_LISTEN: NNE__STR("--metrics-listen", metrics_listen);
+    case OPT_STATE_DIR: NNE__STR("--state-dir", state_dir);
     case OPT_INSECURE:
       cfg->insecure = 1;
       break;

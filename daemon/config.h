@@ -36,6 +36,7 @@ typedef struct nne_config {
   int insecure;            /* a non-loopback --listen without TLS + tokens,
                               on purpose */
   const char *metrics_listen; /* /metrics over HTTP here; NULL: off */
+  const char *state_dir;   /* edit sets kept here across restarts; NULL: off */
   size_t max_message_bytes;  /* largest request message accepted */
   size_t chunk_bytes;        /* tensor payload per streamed message */
   uint64_t max_response_bytes; /* largest tensor one call may stream back */

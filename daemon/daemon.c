@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 #include "base/log.h"
 #include "metrics.h"
+#include "restore.h"
 
 const char *const nne_daemon_services[] = {
     "nnedit.v1.Models", "nnedit.v1.Inference", "nnedit.v1.Edits",
@@ -30,6 +31,8 @@ static void on_model_state(void *ctx, const nne_model_entry_t *e) {
                          : NNE_HEALTH_NOT_SERVING,
                      &err) != 0)
     nne_log_warn("health of %s: %s", e->name, err.msg);
+  if (e->state == NNE_MODEL_LOADED && !d->draining)
+    nne_restore_model(d, e->name);
   update_readiness(d);
 }
 
@@ -144,6 +147,9 @@ int nne_daemon_init(nne_daemon_t *d, const nne_config_t *cfg, uv_loop_t *loop,
   d->registry.on_idle = poke;
   d->registry.on_idle_ctx = d;
   nne_editor_init(&d->editor);
+  if (cfg->state_dir != NULL &&
+      (rc = nne_edit_store_open(&d->store, cfg->state_dir, err)) != 0)
+    goto fail_registry;
   {
     /* The models the first scan found; later ones are reported as found. */
     nne_model_entry_t *e;
@@ -162,6 +168,7 @@ int nne_daemon_init(nne_daemon_t *d, const nne_config_t *cfg, uv_loop_t *loop,
   return 0;
 
 fail_registry:
+  nne_edit_store_close(&d->store);
   nne_registry_close(&d->registry);
 fail_families:
   nne_family_set_free(d->families);
@@ -185,6 +192,7 @@ static bool app_busy(void *app) {
 static void on_drain(void *app) {
   nne_daemon_t *d = app;
   d->draining = true;
+  nne_restore_clear(d); /* the sets stay on disk for the next start */
   nne_health_set_all(&d->health, NNE_HEALTH_NOT_SERVING);
   nne_log_info("health: NOT_SERVING");
   nne_health_close(&d->health); /* Watch streams send it and end */
@@ -261,6 +269,8 @@ static void update_readiness(nne_daemon_t *d) {
   nne_err_t err;
   int i;
 
+  if (nne_restore_busy(d))
+    ready = false; /* clients told "ready" must find their sets */
   for (i = 0; ready && i < d->cfg->n_loads; i++) {
     nne_model_entry_t *e;
     if (nne_registry_lookup(&d->registry, "--load", d->cfg->loads[i], &e,
@@ -285,6 +295,8 @@ static void update_readiness(nne_daemon_t *d) {
     nne_server_drain(d->server, "ready file", 1);
   }
 }
+
+void nne_daemon_readiness(nne_daemon_t *d) { update_readiness(d); }
 
 static void on_startup_load(void *ctx, nne_model_entry_t *e,
                             const nne_err_t *err) {
@@ -333,6 +345,8 @@ void nne_daemon_close(nne_daemon_t *d) {
     return;
   d->open = false;
   nne_metrics_stop(d);
+  nne_restore_clear(d);
+  nne_edit_store_close(&d->store);
   nne_executor_close(&d->compute);
   nne_executor_close(&d->loader);
   nne_editor_close(&d->editor);

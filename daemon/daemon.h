@@ -38,6 +38,7 @@
 #include "executor.h"
 #include "config.h"
 #include "edit/editor.h"
+#include "edit/store.h"
 #include "base/error.h"
 #include "names/names.h"
 #include "registry.h"
@@ -58,6 +59,12 @@ typedef struct nne_daemon {
   char *tls_cert, *tls_key, *tls_client_ca; /* PEM texts, or NULL */
   nne_server_t *server;       /* the server serving it (for pokes, stats) */
   struct nne_metrics_http *metrics; /* --metrics-listen's endpoint, or NULL */
+  nne_edit_store_t store;     /* --state-dir's edit sets (dir NULL: off) */
+  struct nne_restore_queue *restore_q; /* models whose sets wait (restore.h) */
+  nne_edit_record_t *restore_recs; /* the model being restored: its records */
+  size_t restore_n, restore_next;
+  char restore_model[NNE_MODEL_NAME_MAX + 1];
+  bool restore_running;       /* an Apply of a record is in flight */
   bool open;                  /* init succeeded and close has not run */
   bool ready;                 /* readiness reached (the ready file written) */
   bool draining;
@@ -81,6 +88,10 @@ void nne_daemon_start(nne_daemon_t *d, nne_server_t *srv);
 /* Frees everything; the executors' loop handles close with the next loop
  * turn. Idempotent. */
 void nne_daemon_close(nne_daemon_t *d);
+
+/* Re-evaluates readiness ("nnedit.ready", --ready-file): every --load
+ * model loaded and no restore pending. */
+void nne_daemon_readiness(nne_daemon_t *d);
 
 /* The services the daemon answers health checks for (besides "", the
  * readiness service and the per-model ones). */

@@ -630,7 +630,6 @@ static void load_done(nne_job_t *job) {
   double ms = (double)(job->t_end_ns - job->t_start_ns) / 1e6;
 
   if (lj->rc == 0) {
-    set_state(reg, e, NNE_MODEL_LOADED);
     e->model = lj->model;
     nne_model_spec_free(&e->spec);
     e->spec = lj->spec; /* the entry owns it now */
@@ -659,6 +658,9 @@ static void load_done(nne_job_t *job) {
       for (i = 0; i < nw; i++)
         nne_log_warn("model %s: %s", e->name, nne_names_warning(e->names, i));
     }
+    /* Last: whoever the state change tells (health, restores) sees the
+     * entry whole. */
+    set_state(reg, e, NNE_MODEL_LOADED);
     notify(reg, e, NULL);
   } else {
     set_state(reg, e, NNE_MODEL_FAILED);

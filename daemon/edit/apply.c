@@ -8,6 +8,7 @@
 #include <sys/time.h>
 
 #include "edit/compiler.h"
+#include "edit/store.h"
 #include "infer/backend.h"
 #include "infer/hold.h"
 #include "base/log.h"
@@ -24,8 +25,12 @@ typedef struct probe_rec {
 typedef struct apply_job {
   nne_job_t job;
   nne_daemon_t *d;
-  nne_call_t *call;
+  nne_call_t *call;            /* NULL for a restore */
   nne_apply_done_fn done;
+  void *ctx;
+  uint8_t *record;             /* the request, to keep (--state-dir) */
+  size_t record_len;
+  bool recorded;               /* the record is on disk */
   nne_infer_hold_t hold;       /* the model, for the job's life */
   nne_edit_set_t *set;         /* being built; owned until added */
   nne_infer_backend_t bk;      /* the edits' backend */
@@ -140,6 +145,26 @@ static int check_edit(apply_job_t *aj, size_t i, const nne_edit_t *e) {
   return 0;
 }
 
+/* The client left (a restore has none to leave). */
+static bool gone(const apply_job_t *aj) {
+  return aj->call != NULL && nne_call_cancelled(aj->call);
+}
+
+/* The set's record, durably, before the set exists: a client that gets the
+ * id can count on it after a crash. On the worker: the loop never waits
+ * for the disk. */
+static void write_record(apply_job_t *aj) {
+  nne_edit_record_t rec;
+  memset(&rec, 0, sizeof rec);
+  snprintf(rec.id, sizeof rec.id, "%s", aj->set->id);
+  rec.created_unix_ms = aj->set->created_unix_ms;
+  rec.request = aj->record;
+  rec.request_len = aj->record_len;
+  aj->rc = nne_edit_store_put(&aj->d->store, aj->hold.entry->name, &rec,
+                              &aj->err);
+  aj->recorded = aj->rc == 0;
+}
+
 static void apply_work(nne_job_t *job) {
   apply_job_t *aj = (apply_job_t *)job;
   nne_edit_set_t *set = aj->set;
@@ -151,7 +176,7 @@ static void apply_work(nne_job_t *job) {
   int p;
 
   aj->rc = 0;
-  if (nne_call_cancelled(aj->call)) {
+  if (gone(aj)) {
     aj->rc = nne_err_set(&aj->err, NNE_ECANCELED, "cancelled before it ran");
     return;
   }
@@ -196,6 +221,8 @@ static void apply_work(nne_job_t *job) {
       e->operand = moved;
     }
   }
+  if (aj->rc == 0 && aj->record != NULL)
+    write_record(aj);
 }
 
 /* Frees a set that was never added (its model reference included). */
@@ -216,6 +243,7 @@ static void job_free(apply_job_t *aj) {
     nne_infer_backend_free(&aj->bk, aj->hold.entry);
   nne_infer_release(&aj->hold, aj->d);
   set_discard(aj->set); /* not created: as if the request never came */
+  free(aj->record);
   for (p = 0; p < PROBES; p++)
     free(aj->recs[p]);
   free(aj);
@@ -228,7 +256,6 @@ static int create_set(apply_job_t *aj) {
   nne_edit_set_t *set = aj->set;
   nne_model_entry_t *entry = aj->hold.entry;
   nne_backend_t *b;
-  struct timeval tv;
   int rc;
 
   /* Once Unload has accepted the model (state UNLOADING: it waits for this
@@ -254,7 +281,7 @@ static int create_set(apply_job_t *aj) {
    * ran) was told DEADLINE_EXCEEDED or CANCELLED: it must not find a set it
    * never got the id of, holding a slot of --max-edit-sets. The backend
    * stays cached for the retry. */
-  if (nne_call_cancelled(aj->call))
+  if (gone(aj))
     return nne_err_set(&aj->err, NNE_ECANCELED,
                        "the client went away before the edit set was "
                        "created");
@@ -273,9 +300,9 @@ static int create_set(apply_job_t *aj) {
   set->backend = b;
   set->cache_hit = aj->bk.hit;
   set->compile_ms = aj->bk.built ? aj->bk.build_ms : 0;
-  gettimeofday(&tv, NULL);
-  set->created_unix_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-  nne_edit_set_new_id(set->id);
+  if (nne_editor_find(&d->editor, set->id) != NULL)
+    return nne_err_set(&aj->err, NNE_EEXIST, "edit set '%s' exists already",
+                       set->id);
   rc = nne_editor_add(&d->editor, set, &aj->err);
   if (rc != 0) {
     set->backend = NULL; /* not pinned: nothing to release */
@@ -298,14 +325,20 @@ static void apply_done(nne_job_t *job) {
   if (aj->rc == 0) {
     nne_edit_set_t *set = aj->set;
     aj->set = NULL; /* the editor owns it */
-    aj->done(call, set, NULL);
+    aj->done(call, aj->ctx, set, NULL);
   } else {
-    aj->done(call, NULL, &aj->err);
+    nne_err_t ignored;
+    /* Not created: its record must not bring it back. */
+    if (aj->recorded)
+      nne_edit_store_remove(&aj->d->store, aj->hold.entry->name, aj->set->id,
+                            &ignored);
+    aj->done(call, aj->ctx, NULL, &aj->err);
   }
   /* The Apply call's hold on the model ends; a created set keeps its own
    * model reference (and blocks Unload until dropped). */
   job_free(aj);
-  nne_call_unref(call);
+  if (call != NULL)
+    nne_call_unref(call);
 }
 
 /* ---- checking and resolving the edits ----------------------------------- */
@@ -416,7 +449,8 @@ static int build_edit(nne_model_entry_t *e, size_t i, const nne_edit_spec_t *sp,
 
 int nne_apply_start(nne_daemon_t *d, nne_call_t *call, const char *model,
                     const char *label, const nne_edit_spec_t *specs, size_t n,
-                    nne_apply_done_fn done, nne_err_t *err) {
+                    const nne_apply_opts_t *opts, nne_apply_done_fn done,
+                    void *ctx, nne_err_t *err) {
   nne_names_site_t *sites = NULL;
   nne_edit_set_t *set;
   apply_job_t *aj;
@@ -430,6 +464,22 @@ int nne_apply_start(nne_daemon_t *d, nne_call_t *call, const char *model,
   aj->d = d;
   aj->call = call;
   aj->done = done;
+  aj->ctx = ctx;
+  if (opts != NULL && opts->id != NULL &&
+      nne_editor_find(&d->editor, opts->id) != NULL) {
+    free(aj);
+    return nne_err_set(err, NNE_EEXIST, "edit set '%s' exists already",
+                       opts->id);
+  }
+  if (opts != NULL && opts->record != NULL && d->store.dir != NULL) {
+    aj->record = malloc(opts->record_len ? opts->record_len : 1);
+    if (aj->record == NULL) {
+      free(aj);
+      return nne_err_set(err, NNE_ENOMEM, "out of memory");
+    }
+    memcpy(aj->record, opts->record, opts->record_len);
+    aj->record_len = opts->record_len;
+  }
   rc = nne_infer_hold(&aj->hold, d, model, NULL, err);
   if (rc != 0)
     goto fail;
@@ -455,6 +505,15 @@ int nne_apply_start(nne_daemon_t *d, nne_call_t *call, const char *model,
   }
   set->entry = e;
   set->model = nne_model_ref(aj->hold.model); /* for the set's life */
+  if (opts != NULL && opts->id != NULL) {
+    snprintf(set->id, sizeof set->id, "%s", opts->id);
+    set->created_unix_ms = opts->created_unix_ms;
+  } else {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    nne_edit_set_new_id(set->id);
+    set->created_unix_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+  }
   snprintf(set->label, sizeof set->label, "%s", label);
   for (i = 0; i < n; i++) {
     set->n_edits = i + 1;
@@ -474,10 +533,12 @@ int nne_apply_start(nne_daemon_t *d, nne_call_t *call, const char *model,
   sites = NULL;
   aj->job.work = apply_work;
   aj->job.done = apply_done;
-  nne_call_ref(call);
+  if (call != NULL)
+    nne_call_ref(call);
   rc = nne_executor_submit(&d->compute, &aj->job, err);
   if (rc != 0) {
-    nne_call_unref(call);
+    if (call != NULL)
+      nne_call_unref(call);
     goto fail;
   }
   return 0;

@@ -53,15 +53,30 @@ typedef struct nne_edit_spec {
 
 /* Runs on the loop when the Apply is over: set is the new set (owned by
  * the editor) on success; on failure set is NULL and err says why. The
- * callback replies on the call; the call reference Apply took is dropped
- * after it returns. */
-typedef void (*nne_apply_done_fn)(nne_call_t *call, const nne_edit_set_t *set,
+ * callback replies on the call (NULL for a restore); the call reference
+ * Apply took is dropped after it returns. */
+typedef void (*nne_apply_done_fn)(nne_call_t *call, void *ctx,
+                                  const nne_edit_set_t *set,
                                   const nne_err_t *err);
 
+/* What an Apply keeps or restores (edit/store.h), beyond the edits. */
+typedef struct nne_apply_opts {
+  /* A client's Apply with --state-dir: the request's bytes, written as the
+   * set's record before the set is created (borrowed for the call). */
+  const uint8_t *record;
+  size_t record_len;
+  /* A restore: the id and creation time the set had (record is NULL: the
+   * file is there already). */
+  const char *id;
+  int64_t created_unix_ms;
+} nne_apply_opts_t;
+
 /* Checks and resolves the edits, plans the backend and queues the job.
- * call gets a reference for the job's life. */
+ * call (NULL for a restore) gets a reference for the job's life; opts may
+ * be NULL. A restore whose id is taken fails with NNE_EEXIST. */
 int nne_apply_start(nne_daemon_t *d, nne_call_t *call, const char *model,
                     const char *label, const nne_edit_spec_t *specs, size_t n,
-                    nne_apply_done_fn done, nne_err_t *err);
+                    const nne_apply_opts_t *opts, nne_apply_done_fn done,
+                    void *ctx, nne_err_t *err);
 
 #endif /* NNE_EDIT_APPLY_H */

@@ -12,9 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <grpc/byte_buffer_reader.h>
+
 #include "edit/apply.h"
 #include "edit/editor.h"
 #include "edit/inspect.h"
+#include "edit/store.h"
 #include "base/log.h"
 #include "base/vec.h"
 #include "nnedit/v1/edits.pb.h"
@@ -120,9 +123,10 @@ static bool fill_info_pb(nnedit_v1_EditSetInfo *o, const nne_edit_set_t *s) {
 
 /* ---- Apply ---------------------------------------------------------------- */
 
-static void apply_replied(nne_call_t *call, const nne_edit_set_t *set,
-                          const nne_err_t *err) {
+static void apply_replied(nne_call_t *call, void *ctx,
+                          const nne_edit_set_t *set, const nne_err_t *err) {
   nnedit_v1_ApplyEditsResponse out = nnedit_v1_ApplyEditsResponse_init_zero;
+  (void)ctx;
   if (set == NULL) {
     nne_call_fail_err(call, err);
     return;
@@ -132,52 +136,67 @@ static void apply_replied(nne_call_t *call, const nne_edit_set_t *set,
   nne_call_reply(call, nnedit_v1_ApplyEditsResponse_fields, &out);
 }
 
-void nne_rpc_edits_apply(nne_call_t *call, grpc_byte_buffer *req) {
-  nne_daemon_t *d = nne_call_app(call);
-  const nne_config_t *cfg = d->cfg;
-  nnedit_v1_ApplyEditsRequest in = nnedit_v1_ApplyEditsRequest_init_zero;
-  nne_dim_range_t(*ranges)[NNE_EDIT_MAX_RANGES] = NULL;
-  nne_edit_spec_t *specs = NULL;
+/* An ApplyEditsRequest decoded into the plain descriptions apply.h takes;
+ * the specs borrow from it. */
+typedef struct apply_req {
+  nnedit_v1_ApplyEditsRequest in;
   edits_dec_t ed;
-  nne_err_t err;
-  char why[256];
-  size_t i, k;
+  nne_edit_spec_t *specs;
+  nne_dim_range_t (*ranges)[NNE_EDIT_MAX_RANGES];
+} apply_req_t;
 
-  memset(&ed, 0, sizeof ed);
-  ed.max = cfg->max_edits;
-  ed.bytes_left = cfg->max_message_bytes;
-  NNE_PB_DEC(in.edits, edit_dec, &ed);
-  if (!nne_pb_decode_bb(req, nnedit_v1_ApplyEditsRequest_fields, &in, why,
-                        sizeof why)) {
-    if (ed.too_many)
-      nne_err_set(&err, NNE_EINVAL, "edits[%u]: more than %u edits in one "
-                  "edit set (--max-edits)", cfg->max_edits, cfg->max_edits);
-    else if (ed.too_big)
-      nne_err_set(&err, NNE_ERESOURCE, "edits: tensors larger than the "
-                  "message limit");
-    else
-      nne_err_set(&err, NNE_EINVAL, "malformed ApplyEditsRequest: %s", why);
-    goto fail;
+static void apply_req_free(apply_req_t *r) {
+  free(r->specs);
+  free(r->ranges);
+  edits_dec_free(&r->ed);
+}
+
+/* From the call's byte buffer, or (buf != NULL) from a kept record. */
+static int apply_req_decode(apply_req_t *r, const nne_config_t *cfg,
+                            grpc_byte_buffer *bb, const uint8_t *buf,
+                            size_t len, nne_err_t *err) {
+  char why[256] = "";
+  size_t i, k;
+  bool ok;
+
+  memset(r, 0, sizeof *r);
+  r->ed.max = cfg->max_edits;
+  r->ed.bytes_left = cfg->max_message_bytes;
+  NNE_PB_DEC(r->in.edits, edit_dec, &r->ed);
+  if (buf != NULL) {
+    pb_istream_t s = pb_istream_from_buffer(buf, len);
+    ok = pb_decode(&s, nnedit_v1_ApplyEditsRequest_fields, &r->in);
+    if (!ok)
+      snprintf(why, sizeof why, "%s", PB_GET_ERROR(&s));
+  } else {
+    ok = nne_pb_decode_bb(bb, nnedit_v1_ApplyEditsRequest_fields, &r->in, why,
+                          sizeof why);
   }
-  if (!nne_pb_utf8_valid(in.label)) {
+  if (!ok) {
+    if (r->ed.too_many)
+      return nne_err_set(err, NNE_EINVAL, "edits[%u]: more than %u edits in "
+                         "one edit set (--max-edits)", cfg->max_edits,
+                         cfg->max_edits);
+    if (r->ed.too_big)
+      return nne_err_set(err, NNE_ERESOURCE, "edits: tensors larger than the "
+                         "message limit");
+    return nne_err_set(err, NNE_EINVAL, "malformed ApplyEditsRequest: %s",
+                       why);
+  }
+  if (!nne_pb_utf8_valid(r->in.label))
     /* Every List, Get and Drop response would carry it. */
-    nne_err_set(&err, NNE_EINVAL, "label: not valid UTF-8");
-    goto fail;
-  }
-  specs = calloc(ed.n ? ed.n : 1, sizeof *specs);
-  ranges = calloc(ed.n ? ed.n : 1, sizeof *ranges);
-  if (specs == NULL || ranges == NULL) {
-    nne_err_set(&err, NNE_ENOMEM, "out of memory");
-    goto fail;
-  }
-  for (i = 0; i < ed.n; i++) {
-    const nnedit_v1_Edit *pb = &ed.v[i].pb;
-    nne_edit_spec_t *sp = &specs[i];
-    if (!nne_pb_utf8_valid(pb->name)) {
+    return nne_err_set(err, NNE_EINVAL, "label: not valid UTF-8");
+  r->specs = calloc(r->ed.n ? r->ed.n : 1, sizeof *r->specs);
+  r->ranges = calloc(r->ed.n ? r->ed.n : 1, sizeof *r->ranges);
+  if (r->specs == NULL || r->ranges == NULL)
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  for (i = 0; i < r->ed.n; i++) {
+    const nnedit_v1_Edit *pb = &r->ed.v[i].pb;
+    nne_edit_spec_t *sp = &r->specs[i];
+    if (!nne_pb_utf8_valid(pb->name))
       /* Get echoes it, and a SAVE edit streams a tensor under it. */
-      nne_err_set(&err, NNE_EINVAL, "edits[%zu].name: not valid UTF-8", i);
-      goto fail;
-    }
+      return nne_err_set(err, NNE_EINVAL, "edits[%zu].name: not valid UTF-8",
+                         i);
     sp->site = pb->site;
     sp->op = (int)pb->op;
     sp->has_tensor = pb->which_operand == nnedit_v1_Edit_tensor_tag;
@@ -186,33 +205,86 @@ void nne_rpc_edits_apply(nne_call_t *call, grpc_byte_buffer *req) {
       sp->dtype = (nne_dtype_t)pb->operand.tensor.dtype;
       sp->shape = pb->operand.tensor.shape;
       sp->ndim = (int)pb->operand.tensor.shape_count;
-      sp->data = ed.v[i].data;
-      sp->data_len = ed.v[i].data_len;
+      sp->data = r->ed.v[i].data;
+      sp->data_len = r->ed.v[i].data_len;
     }
     if (sp->use_scalar)
       sp->scalar = pb->operand.scalar;
     for (k = 0; k < pb->ranges_count && k < NNE_EDIT_MAX_RANGES; k++) {
-      ranges[i][k].dim = pb->ranges[k].dim;
-      ranges[i][k].start = pb->ranges[k].start;
-      ranges[i][k].stop = pb->ranges[k].stop;
+      r->ranges[i][k].dim = pb->ranges[k].dim;
+      r->ranges[i][k].start = pb->ranges[k].start;
+      r->ranges[i][k].stop = pb->ranges[k].stop;
     }
-    sp->ranges = ranges[i];
+    sp->ranges = r->ranges[i];
     sp->n_ranges = pb->ranges_count;
     sp->name = pb->name;
   }
-  nne_call_set_model(call, in.model);
-  if (nne_apply_start(d, call, in.model, in.label, specs, ed.n,
-                      apply_replied, &err) != 0)
-    goto fail;
-  free(specs);
-  free(ranges);
-  edits_dec_free(&ed);
-  return;
-fail:
-  free(specs);
-  free(ranges);
-  edits_dec_free(&ed);
-  nne_call_fail_err(call, &err);
+  return 0;
+}
+
+/* The request's bytes in one piece, for its record (--state-dir). */
+static uint8_t *flatten(grpc_byte_buffer *bb, size_t *len) {
+  grpc_byte_buffer_reader rd;
+  grpc_slice sl;
+  uint8_t *p;
+  *len = 0;
+  if (bb == NULL || !grpc_byte_buffer_reader_init(&rd, bb))
+    return NULL;
+  sl = grpc_byte_buffer_reader_readall(&rd);
+  grpc_byte_buffer_reader_destroy(&rd);
+  *len = GRPC_SLICE_LENGTH(sl);
+  p = malloc(*len ? *len : 1);
+  if (p != NULL)
+    memcpy(p, GRPC_SLICE_START_PTR(sl), *len);
+  grpc_slice_unref(sl);
+  return p;
+}
+
+void nne_rpc_edits_apply(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
+  nne_apply_opts_t opts;
+  apply_req_t r;
+  nne_err_t err;
+  uint8_t *bytes = NULL;
+  int rc;
+
+  memset(&opts, 0, sizeof opts);
+  rc = apply_req_decode(&r, d->cfg, req, NULL, 0, &err);
+  if (rc == 0 && d->store.dir != NULL) {
+    opts.record = bytes = flatten(req, &opts.record_len);
+    if (bytes == NULL)
+      rc = nne_err_set(&err, NNE_EINVAL, "edits: an empty request");
+  }
+  if (rc == 0) {
+    nne_call_set_model(call, r.in.model);
+    rc = nne_apply_start(d, call, r.in.model, r.in.label, r.specs, r.ed.n,
+                         &opts, apply_replied, NULL, &err);
+  }
+  free(bytes);
+  apply_req_free(&r);
+  if (rc != 0)
+    nne_call_fail_err(call, &err);
+}
+
+int nne_rpc_edits_restore(nne_daemon_t *d, const char *model,
+                          const nne_edit_record_t *rec, nne_apply_done_fn done,
+                          void *ctx, nne_err_t *err) {
+  nne_apply_opts_t opts;
+  apply_req_t r;
+  int rc;
+
+  memset(&opts, 0, sizeof opts);
+  opts.id = rec->id;
+  opts.created_unix_ms = rec->created_unix_ms;
+  rc = apply_req_decode(&r, d->cfg, NULL, rec->request, rec->request_len, err);
+  if (rc == 0 && strcmp(r.in.model, model) != 0)
+    rc = nne_err_set(err, NNE_EINVAL, "the record is for model '%s'",
+                     r.in.model);
+  if (rc == 0)
+    rc = nne_apply_start(d, NULL, model, r.in.label, r.specs, r.ed.n, &opts,
+                         done, ctx, err);
+  apply_req_free(&r);
+  return rc;
 }
 
 /* ---- List / Get / Drop ---------------------------------------------------- */
@@ -350,6 +422,12 @@ void nne_rpc_edits_drop(nne_call_t *call, grpc_byte_buffer *req) {
   out.has_edit_set = true;
   fill_info_pb(&out.edit_set, set);
   nne_log_info("edit set %s on %s dropped", set->id, set->entry->name);
+  /* Its record goes first: a crash after the reply must not bring the set
+   * back. A record that cannot be removed is logged, not fatal: the set is
+   * gone either way for this run. */
+  if (d->store.dir != NULL &&
+      nne_edit_store_remove(&d->store, set->entry->name, set->id, &err) != 0)
+    nne_log_warn("edit set %s: %s", set->id, err.msg);
   out.freed_bytes = nne_editor_drop(&d->editor, set);
   nne_call_reply(call, nnedit_v1_DropEditSetResponse_fields, &out);
 }

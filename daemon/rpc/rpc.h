@@ -21,6 +21,8 @@
 #include <grpc/byte_buffer.h>
 
 #include "daemon.h"
+#include "edit/apply.h"
+#include "edit/store.h"
 #include "nne_pb.h"
 #include "server/call.h"
 
@@ -41,6 +43,13 @@ void nne_rpc_edits_drop(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_admin_stats(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_health_check(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_health_watch(nne_call_t *call, grpc_byte_buffer *req);
+
+/* Applies a kept ApplyEditsRequest (edit/store.h) again under its id and
+ * creation time, for model (which the record must name); done and ctx as
+ * for nne_apply_start, with no call. */
+int nne_rpc_edits_restore(nne_daemon_t *d, const char *model,
+                          const nne_edit_record_t *rec, nne_apply_done_fn done,
+                          void *ctx, nne_err_t *err);
 
 /* Decodes a request into msg; on failure fails the call with
  * INVALID_ARGUMENT (or RESOURCE_EXHAUSTED when a bound was hit) and returns
