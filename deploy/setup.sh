@@ -17,6 +17,8 @@ PACKAGES=(
   protobuf-compiler nanopb
   # unit tests
   check
+  # the fuzz drivers (tests/fuzz): clang's libFuzzer
+  clang libfuzzer-14-dev
   # TLS tests make their certificates at test time
   openssl
   # the metrics test has a real Prometheus scrape the daemon

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what is missing, builds
 # (warnings are errors), generates the fixture models, runs every unit and
-# integration test; then does the same under AddressSanitizer and
-# UndefinedBehaviorSanitizer. Exits non-zero on any failure.
+# integration test; runs each libFuzzer driver (tests/fuzz) a short while;
+# then does the same under AddressSanitizer and UndefinedBehaviorSanitizer.
+# Exits non-zero on any failure.
 #
 #   deploy/test.sh             both builds
 #   NNE_SKIP_ASAN=1 deploy/test.sh   the normal build only (quicker, local use)
@@ -21,6 +22,15 @@ run_suite() {
 
 echo "== build and test: $PWD/build"
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+echo "== fuzz drivers (clang, ASan+UBSan), a short run each: $PWD/build-fuzz"
+# The libtorch shim comes from build/: the drivers parse, they never run a
+# model, and compiling the engine again would cost minutes.
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DNNE_FUZZ=ON -DNNE_WERROR=ON \
+  -DNNE_FIXTURES=OFF -DNNE_ENGINE_LIB="$PWD/build/libnne_engine.so" \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build-fuzz -j"$jobs" --target fuzz_all
+ctest --test-dir build-fuzz -L fuzz --output-on-failure
 
 if [[ -z "${NNE_SKIP_ASAN:-}" ]]; then
   echo "== build and test with ASan+UBSan: $PWD/build-asan"

@@ -266,6 +266,14 @@ void nne_rpc_edits_apply(nne_call_t *call, grpc_byte_buffer *req) {
     nne_call_fail_err(call, &err);
 }
 
+int nne_rpc_edits_decode(const nne_config_t *cfg, const uint8_t *buf,
+                         size_t len, nne_err_t *err) {
+  apply_req_t r;
+  int rc = apply_req_decode(&r, cfg, NULL, buf, len, err);
+  apply_req_free(&r);
+  return rc;
+}
+
 int nne_rpc_edits_restore(nne_daemon_t *d, const char *model,
                           const nne_edit_record_t *rec, nne_apply_done_fn done,
                           void *ctx, nne_err_t *err) {

@@ -44,6 +44,11 @@ void nne_rpc_admin_stats(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_health_check(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_health_watch(nne_call_t *call, grpc_byte_buffer *req);
 
+/* Decodes an ApplyEditsRequest as Apply does (limits of cfg, the checks
+ * that need no model) and frees it: the fuzz driver's way in. */
+int nne_rpc_edits_decode(const nne_config_t *cfg, const uint8_t *buf,
+                         size_t len, nne_err_t *err);
+
 /* Applies a kept ApplyEditsRequest (edit/store.h) again under its id and
  * creation time, for model (which the record must name); done and ctx as
  * for nne_apply_start, with no call. */

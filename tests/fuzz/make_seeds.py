@@ -1,0 +1,48 @@
+"""Writes the binary seed requests of tests/fuzz/corpus/apply_request/:
+ApplyEditsRequest messages like the ones the tests send (every op, tensor
+and scalar operands, ranges, names, a label). Run with Debian's python and
+the generated stubs: PYTHONPATH=build/gen_py /usr/bin/python3 make_seeds.py
+"""
+import os
+import struct
+
+from nnedit.v1 import edits_pb2, tensor_pb2
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "apply_request")
+
+
+def f32(values, shape):
+    return tensor_pb2.Tensor(dtype=tensor_pb2.DTYPE_FLOAT32, shape=shape,
+                             data=struct.pack("<%df" % len(values), *values))
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    reqs = {
+        "steer_and_ablate": edits_pb2.ApplyEditsRequest(model="gpt2-script", label="steer", edits=[
+            edits_pb2.Edit(site="layers.1.resid_post", op=edits_pb2.EDIT_OP_ADD,
+                           tensor=f32([0.5, -1.0, 2.0, 0.0], [4])),
+            edits_pb2.Edit(site="layers.0.self_attn.z", op=edits_pb2.EDIT_OP_ZERO,
+                           ranges=[edits_pb2.DimRange(dim=-1, start=16, stop=32)]),
+            edits_pb2.Edit(site="layers.0.mlp_out", op=edits_pb2.EDIT_OP_SCALE, scalar=0.5),
+            edits_pb2.Edit(site="layers.1.resid_post", op=edits_pb2.EDIT_OP_SAVE, name="steered"),
+        ]),
+        "replace_rows": edits_pb2.ApplyEditsRequest(model="llama-trace", edits=[
+            edits_pb2.Edit(site="model.layers.0.mlp", op=edits_pb2.EDIT_OP_REPLACE,
+                           tensor=f32([1, 2, 3, 4, 5, 6], [1, 2, 3]),
+                           ranges=[edits_pb2.DimRange(dim=0, start=1, stop=2),
+                                   edits_pb2.DimRange(dim=1, start=-1, stop=0)]),
+        ]),
+        "int_operand": edits_pb2.ApplyEditsRequest(model="neox-script", edits=[
+            edits_pb2.Edit(site="layers.0.output", op=edits_pb2.EDIT_OP_ADD,
+                           tensor=tensor_pb2.Tensor(dtype=tensor_pb2.DTYPE_INT64, shape=[],
+                                                    data=struct.pack("<q", 7))),
+        ]),
+    }
+    for name, r in reqs.items():
+        with open(os.path.join(OUT, name + ".bin"), "wb") as f:
+            f.write(r.SerializeToString())
+
+
+if __name__ == "__main__":
+    main()
