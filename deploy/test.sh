@@ -6,6 +6,7 @@
 #
 #   deploy/test.sh             both builds
 #   NNE_SKIP_ASAN=1 deploy/test.sh   the normal build only (quicker, local use)
+#   NNE_SKIP_CONTAINER=1 deploy/test.sh   without the container test (podman)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,13 @@ run_suite() {
 
 echo "== build and test: $PWD/build"
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+# Once, not per build: the image compiles the tree itself, and the daemon in
+# it is driven by this build's nneditctl and fixture models.
+if [[ -z "${NNE_SKIP_CONTAINER:-}" ]]; then
+  echo "== the container: build the Dockerfile with podman, run its nneditd"
+  tests/deploy/test_container.sh build
+fi
 
 if [[ -z "${NNE_SKIP_ASAN:-}" ]]; then
   echo "== build and test with ASan+UBSan: $PWD/build-asan"
