@@ -172,6 +172,17 @@ read -r NPID uid < <(ps -eo pid=,uid=,args= |
 [[ -n ${NPID:-} ]] || die "no nneditd process with --ready-file $RUNDIR/ready"
 [[ $uid == 10001 ]] || die "the container's nneditd runs as uid '${uid}', not 10001"
 
+# The image's own HEALTHCHECK command, run inside the image as Docker would
+# (CMD-SHELL, the image's user and environment): it also proves that the
+# image's nneditctl finds its libraries.
+hc=$("${PODMAN[@]}" image inspect --format '{{index .HealthCheck.Test 1}}' "$IMAGE")
+timeout 60 "${BUILDAH[@]}" run --isolation chroot --network host --env NNEDIT_ADDR="$ADDR" \
+  "$CTR" -- /bin/sh -c "$hc" >"$TMP/healthcheck.log" 2>&1 ||
+  die "the image's HEALTHCHECK ($hc) failed: $(cat "$TMP/healthcheck.log")"
+# libtorch's BLAS must be OpenBLAS: the reference BLAS is ~20x slower.
+blas=$("${BUILDAH[@]}" run --isolation chroot "$CTR" -- readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)
+[[ $blas == *openblas* ]] || die "the image's libblas.so.3 is $blas, not OpenBLAS"
+
 # ---- a client outside the container --------------------------------------------
 "$CTL" --addr "$ADDR" --timeout 20 health | grep -q SERVING || die "health is not SERVING"
 "$CTL" --addr "$ADDR" --timeout 20 health nnedit.ready | grep -q SERVING || die "readiness is not SERVING"
@@ -198,4 +209,4 @@ wait "$DPID" || rc=$?
 DPID=
 NPID=
 ((rc == 0)) || die "the container's nneditd exited $rc after SIGTERM"
-echo "test_container: PASS: image built, health SERVING, Forward matches the reference, drained on SIGTERM"
+echo "test_container: PASS: image built, its health check and health SERVING, Forward matches the reference, drained on SIGTERM"
