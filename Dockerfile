@@ -44,11 +44,10 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNNE_FIXTURES=OFF \
  && mkdir -p /out/bin /out/lib \
  && cp build/nneditd build/nneditctl /out/bin/ \
  && cp -P build/libnne_engine.so build/libnnedit.so* /out/lib/ \
- && for f in /out/bin/* /out/lib/*.so*; do \
-      readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; \
-    done | sort -u | while read -r lib; do \
-      dpkg -S "*/$lib" 2>/dev/null | cut -d: -f1 | grep -v -- '-dev$' || true; \
-    done | sort -u > /out/runtime-packages
+ && for f in /out/bin/* /out/lib/*.so*; do readelf -d "$f"; done \
+    | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort -u | while read -r lib; do \
+      dpkg -S "*/$(gcc -dumpmachine)/$lib" 2>/dev/null | cut -d: -f1 || true; \
+    done | sort -u > /out/runtime-packages && cat /out/runtime-packages
 # The loop above lists the distribution packages that own the libraries the
 # programs link (the torch wheel's own libraries belong to no package), so the
 # runtime stage installs the right names whatever the base's Ubuntu release.
@@ -115,21 +114,30 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNNE_FIXTURES=OFF \
  && cmake --build build -j2 --target nneditd nneditctl \
  && mkdir -p /out/bin /out/lib \
  && cp build/nneditd build/nneditctl /out/bin/ \
- && cp -P build/libnne_engine.so build/libnnedit.so* /out/lib/
+ && cp -P build/libnne_engine.so build/libnnedit.so* /out/lib/ \
+ && for f in /out/bin/* /out/lib/*.so*; do readelf -d "$f"; done \
+    | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort -u | while read -r lib; do \
+      dpkg -S "*/$(gcc -dumpmachine)/$lib" 2>/dev/null | cut -d: -f1 || true; \
+    done | sort -u > /out/runtime-packages && cat /out/runtime-packages
+# The runtime packages are read off the programs (the Debian packages that own
+# the libraries they link) rather than listed by hand, so a library the daemon
+# starts to link is never missing from the image. Today: libtorch1.13,
+# libgrpc29, libuv1, libjansson4 (and libc6, libstdc++6, libgcc-s1).
 
 # ---- CPU: the image, on Debian 12 (the default target) -----------------------
 FROM ${DEBIAN_IMAGE} AS cpu
-# Exactly the libraries nneditd and nneditctl link (readelf -d: libtorch 1.13,
-# gRPC core, libuv, jansson), plus OpenBLAS: libtorch1.13 takes any
-# libblas.so.3, and with Debian's reference BLAS every matmul is ~20x slower
-# (deploy/setup.sh). The alternatives link is set explicitly because apt may
-# pick the reference BLAS to satisfy libtorch's dependency.
+# Exactly the packages of the libraries nneditd and nneditctl link (from the
+# build stage), plus OpenBLAS: libtorch1.13 takes any libblas.so.3, and with
+# Debian's reference BLAS every matmul is ~20x slower (deploy/setup.sh). The
+# alternatives link is set explicitly because apt may pick the reference BLAS
+# to satisfy libtorch's dependency.
+COPY --from=build-cpu /out/runtime-packages /tmp/runtime-packages
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libtorch1.13 libgrpc29 libuv1 libjansson4 libopenblas0-pthread \
+ && DEBIAN_FRONTEND=noninteractive xargs -a /tmp/runtime-packages \
+      apt-get install -y --no-install-recommends libopenblas0-pthread \
  && update-alternatives --set libblas.so.3-x86_64-linux-gnu \
       /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages
 COPY --from=build-cpu /out/bin/ /usr/local/bin/
 # /usr/local/lib is on Debian's loader path (ld.so.conf.d/libc.conf); the
 # binaries' RUNPATH names the build folder, which does not exist here.

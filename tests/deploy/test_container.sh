@@ -148,11 +148,18 @@ chmod 0777 "$TMP/run" # the image's user (10001) writes the ready file here
 # by it (below).
 RUNDIR=/run/nnedit-test-$$-$RANDOM
 CTR=$("${BUILDAH[@]}" from --pull-never "$IMAGE")
+# Metrics, where this tree's nneditd has them: on a loopback port that was
+# free a moment ago (the flag may not take port 0), scraped from the host.
+metrics=()
+if "${BUILDAH[@]}" run --isolation chroot "$CTR" -- nneditd --help | grep -q -- --metrics-listen; then
+  MPORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  metrics=(--metrics-listen "127.0.0.1:$MPORT")
+fi
 t0=$(date +%s)
 "${BUILDAH[@]}" run --isolation chroot --network host \
   -v "$FIX:/models:ro" -v "$TMP/run:$RUNDIR" "$CTR" -- \
   "${entry[@]}" --listen 127.0.0.1:0 --load "$MODEL" \
-  --ready-file "$RUNDIR/ready" --drain-timeout 5 >"$TMP/daemon.log" 2>&1 &
+  --ready-file "$RUNDIR/ready" --drain-timeout 5 "${metrics[@]}" >"$TMP/daemon.log" 2>&1 &
 DPID=$!
 for _ in $(seq 600); do
   [[ -s $TMP/run/ready ]] && break
@@ -200,6 +207,18 @@ want = int(np.load(sys.argv[2])[0, -1].argmax())
 print(f"test_container: Forward top token {got}, reference {want}")
 sys.exit(0 if got == want else 1)
 EOF
+
+if ((${#metrics[@]})); then
+  "$PY" - "http://127.0.0.1:$MPORT/metrics" <<'EOF' || die "no nnedit metrics at 127.0.0.1:$MPORT/metrics"
+import sys, urllib.request
+body = urllib.request.urlopen(sys.argv[1], timeout=20).read().decode()
+n = sum(1 for line in body.splitlines() if line.startswith("# TYPE nnedit_"))
+print(f"test_container: /metrics from the host: {n} nnedit_ metric families")
+sys.exit(0 if n else 1)
+EOF
+else
+  say "this nneditd has no --metrics-listen: metrics not checked"
+fi
 
 # ---- stop: SIGTERM drains and exits 0 --------------------------------------------
 kill -TERM "$NPID"
