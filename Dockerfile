@@ -33,7 +33,7 @@ FROM ${CUDA_IMAGE} AS build-cuda
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
-      libgrpc-dev libuv1-dev libjansson-dev libnanopb-dev \
+      libgrpc-dev libuv1-dev libjansson-dev libnanopb-dev libmicrohttpd-dev \
       protobuf-compiler nanopb check \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -98,13 +98,15 @@ CMD []
 # ---- CPU: build on Debian 12 --------------------------------------------------
 FROM ${DEBIAN_IMAGE} AS build-cpu
 # The packages deploy/setup.sh installs for the build, less the test-only ones
-# (Python, torch, openssl). check stays: the top-level CMakeLists requires it
-# even when only the programs are built.
+# (Python, torch, openssl, prometheus, podman): keep the two lists in step (a
+# library CMake requires and this list lacks fails the container test's
+# build). check stays: the top-level CMakeLists requires it even when only
+# the programs are built.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libtorch-dev libgrpc-dev libuv1-dev libjansson-dev libnanopb-dev \
-      protobuf-compiler nanopb check \
+      libmicrohttpd-dev protobuf-compiler nanopb check \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -122,7 +124,8 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNNE_FIXTURES=OFF \
 # The runtime packages are read off the programs (the Debian packages that own
 # the libraries they link) rather than listed by hand, so a library the daemon
 # starts to link is never missing from the image. Today: libtorch1.13,
-# libgrpc29, libuv1, libjansson4 (and libc6, libstdc++6, libgcc-s1).
+# libgrpc29, libuv1, libjansson4, libmicrohttpd12 (and libc6, libstdc++6,
+# libgcc-s1).
 
 # ---- CPU: the image, on Debian 12 (the default target) -----------------------
 FROM ${DEBIAN_IMAGE} AS cpu

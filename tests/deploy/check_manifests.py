@@ -38,11 +38,6 @@ import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# TEMPORARY (remove once --metrics-listen is merged into nneditd): the flag the
-# manifests use for Prometheus, accepted even while --help lacks it. Once
-# --help lists it this set is not consulted, and the check says so.
-PENDING_FLAGS = {"--metrics-listen"}
-
 # Flags whose value is a file the daemon opens.
 FILE_FLAGS = ("--token-file", "--tls-cert", "--tls-key", "--tls-client-ca")
 
@@ -177,12 +172,7 @@ def check_deployment(doc, name, secrets, services, known, help_text, entry, user
 
     # Every flag is the daemon's.
     for f in flags:
-        if f in known:
-            if f in PENDING_FLAGS:
-                notes.append(f"{f} is in --help now: remove it from PENDING_FLAGS")
-        elif f in PENDING_FLAGS:
-            notes.append(f"{where}: {f} is not in this nneditd's --help (accepted: PENDING_FLAGS)")
-        else:
+        if f not in known:
             fail(where, f"{f} is not an nneditd flag (nneditd --help)")
 
     def last(flag, default=None):

@@ -213,8 +213,11 @@ if ((${#metrics[@]})); then
 import sys, urllib.request
 body = urllib.request.urlopen(sys.argv[1], timeout=20).read().decode()
 n = sum(1 for line in body.splitlines() if line.startswith("# TYPE nnedit_"))
-print(f"test_container: /metrics from the host: {n} nnedit_ metric families")
-sys.exit(0 if n else 1)
+# The Forward above, counted: nnedit_requests_total{...method="Forward"...code="OK"} 1
+fwd = [l for l in body.splitlines() if l.startswith("nnedit_requests_total{")
+       and 'method="Forward"' in l and 'code="OK"' in l]
+print(f"test_container: /metrics from the host: {n} nnedit_ metric families; {fwd}")
+sys.exit(0 if n and fwd and float(fwd[0].rsplit(" ", 1)[1]) == 1 else 1)
 EOF
 else
   say "this nneditd has no --metrics-listen: metrics not checked"
@@ -228,4 +231,4 @@ wait "$DPID" || rc=$?
 DPID=
 NPID=
 ((rc == 0)) || die "the container's nneditd exited $rc after SIGTERM"
-echo "test_container: PASS: image built, its health check and health SERVING, Forward matches the reference, drained on SIGTERM"
+echo "test_container: PASS: image built, its health check and health SERVING, Forward matches the reference, metrics scraped, drained on SIGTERM"
