@@ -27,6 +27,12 @@ PACKAGES=(
   libopenblas0-pthread
   # fixtures and the Python client tests (Debian's interpreter: /usr/bin/python3)
   python3-torch python3-numpy python3-grpcio python3-grpc-tools
+  # the container test (tests/deploy/test_container.sh): builds the Dockerfile
+  # without a registry, on a Debian base made by debootstrap; ps finds the
+  # daemon inside it
+  podman buildah debootstrap procps
+  # the Kubernetes manifests' check (tests/deploy/check_manifests.py)
+  python3-yaml
 )
 
 missing=()

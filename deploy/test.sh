@@ -2,11 +2,14 @@
 # The whole test suite, from a fresh clone: installs what is missing, builds
 # (warnings are errors), generates the fixture models, runs every unit and
 # integration test; runs each libFuzzer driver (tests/fuzz) a short while;
-# then does the same under AddressSanitizer and UndefinedBehaviorSanitizer.
+# builds the Dockerfile with podman and gets a Forward answer from the
+# daemon inside the image; then runs the normal build's tests again under
+# AddressSanitizer and UndefinedBehaviorSanitizer.
 # Exits non-zero on any failure.
 #
 #   deploy/test.sh             both builds
 #   NNE_SKIP_ASAN=1 deploy/test.sh   the normal build only (quicker, local use)
+#   NNE_SKIP_CONTAINER=1 deploy/test.sh   without the container test (podman)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +34,13 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -DNNE_FUZZ=ON -DNNE_WERROR=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build-fuzz -j"$jobs" --target fuzz_all
 ctest --test-dir build-fuzz -L fuzz --output-on-failure
+
+# Once, not per build: the image compiles the tree itself, and the daemon in
+# it is driven by this build's nneditctl and fixture models.
+if [[ -z "${NNE_SKIP_CONTAINER:-}" ]]; then
+  echo "== the container: build the Dockerfile with podman, run its nneditd"
+  tests/deploy/test_container.sh build
+fi
 
 if [[ -z "${NNE_SKIP_ASAN:-}" ]]; then
   echo "== build and test with ASan+UBSan: $PWD/build-asan"
