@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fault.h"
 #include "base/log.h"
 
 void nne_config_defaults(nne_config_t *cfg) {
@@ -24,6 +25,9 @@ void nne_config_defaults(nne_config_t *cfg) {
   cfg->max_batch = 1024;
   cfg->max_seq_len = 32768;
   cfg->drain_timeout_s = 30.0;
+  /* Long enough for a slow link to take a chunk (1 MiB), short enough that
+   * a client that stopped reading frees its tensors within a minute. */
+  cfg->send_timeout_s = 60.0;
   cfg->backend_cache_bytes = 512u << 20;
   cfg->max_edit_sets = 64;
   cfg->max_edits = 1024;
@@ -58,6 +62,9 @@ void nne_config_usage(void *stream, const char *argv0) {
           "  --max-batch N          hard cap on rows per request (default 1024)\n"
           "  --max-seq-len N        hard cap on tokens per row (default 32768)\n"
           "  --drain-timeout SEC    grace for in-flight calls on SIGTERM (default 30)\n"
+          "  --send-timeout SEC     end a call whose client has not taken a response\n"
+          "                         message for SEC (stopped reading); 0: never\n"
+          "                         (default 60)\n"
           "  --backend-cache-bytes N  compiled backends kept per model (default 512 MiB)\n"
           "  --max-edit-sets N      edit sets per model (default 64)\n"
           "  --max-edits N          edits per edit set (default 1024)\n"
@@ -148,7 +155,7 @@ enum {
   OPT_MAX_TRACE_NODES,
   OPT_MAX_TRACE_VALUE, OPT_ALLOW_FAILED_LOADS, OPT_TOKEN_FILE, OPT_TLS_CERT,
   OPT_TLS_KEY, OPT_TLS_CLIENT_CA, OPT_INSECURE, OPT_LOG_FORMAT,
-  OPT_METRICS_LISTEN, OPT_STATE_DIR,
+  OPT_METRICS_LISTEN, OPT_STATE_DIR, OPT_SEND_TIMEOUT,
 };
 
 int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
@@ -168,6 +175,7 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
       {"max-seq-len", required_argument, NULL, OPT_MAX_SEQ},
       {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+      {"send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT},
       {"backend-cache-bytes", required_argument, NULL, OPT_CACHE_BYTES},
       {"max-edit-sets", required_argument, NULL, OPT_MAX_EDIT_SETS},
       {"max-edits", required_argument, NULL, OPT_MAX_EDITS},
@@ -263,6 +271,8 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       NNE__NUM("--max-seq-len", 1, 1u << 20, 0, max_seq_len, uint32_t);
     case OPT_DRAIN:
       NNE__NUM("--drain-timeout", 0, 3600, 0, drain_timeout_s, double);
+    case OPT_SEND_TIMEOUT:
+      NNE__NUM("--send-timeout", 0, 86400, 0, send_timeout_s, double);
     case OPT_CACHE_BYTES:
       NNE__NUM("--backend-cache-bytes", 1u << 20, 1ull << 40, 1,
                backend_cache_bytes, size_t);
@@ -280,6 +290,8 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
                max_trace_value_bytes, uint64_t);
     case OPT_VERSION:
       printf("nneditd %s\n", NNE_VERSION);
+      if (NNE_FAULT_COMPILED)
+        printf("test build: fault injection compiled in (NNE_FAULTS)\n");
       return 1;
     case 'h':
     case OPT_HELP:

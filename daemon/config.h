@@ -43,6 +43,8 @@ typedef struct nne_config {
   uint32_t max_batch;        /* hard caps; model.json limits can only lower */
   uint32_t max_seq_len;
   double drain_timeout_s;    /* grace for in-flight calls on SIGTERM */
+  double send_timeout_s;     /* a response message not taken in this long
+                                ends the call; 0: never */
   size_t backend_cache_bytes; /* compiled backends kept per model */
   uint32_t max_edit_sets;    /* per model */
   uint32_t max_edits;        /* per edit set */

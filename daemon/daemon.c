@@ -226,6 +226,7 @@ void nne_daemon_server_opts(nne_daemon_t *d, const nne_method_t *methods,
   opts->listen = d->cfg->listen;
   opts->max_message_bytes = d->cfg->max_message_bytes;
   opts->drain_timeout_s = d->cfg->drain_timeout_s;
+  opts->send_timeout_s = d->cfg->send_timeout_s;
   opts->methods = methods;
   opts->n_methods = n_methods;
   opts->app = d;

@@ -12,6 +12,7 @@
 #include "daemon.h"
 #include "metrics.h"
 #include "engine/engine.h"
+#include "base/fault.h"
 #include "base/log.h"
 #include "rpc/rpc.h"
 #include "server/server.h"
@@ -37,6 +38,19 @@ int main(int argc, char **argv) {
   }
   nne_log_set_level((nne_log_level_t)nne_log_level_parse(cfg.log_level));
   nne_log_set_format((nne_log_format_t)nne_log_format_parse(cfg.log_format));
+#if NNE_FAULT_COMPILED
+  {
+    /* A test build: say what it injects, and refuse a switch that does not
+     * parse (a test would otherwise pass without its fault). */
+    char what[512];
+    if (nne_fault_describe(what, sizeof what) != 0) {
+      fprintf(stderr, "nneditd: %s\n", what);
+      return 2;
+    }
+    if (what[0] != '\0')
+      nne_log_warn("fault injection (test build): %s fail", what);
+  }
+#endif
   /* A client that disappears must not kill the daemon with SIGPIPE. */
   signal(SIGPIPE, SIG_IGN);
 

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "base/fault.h"
 #include "base/log.h"
 #include "names/check.h"
 
@@ -609,6 +610,9 @@ static void load_work(nne_job_t *job) {
   }
   nne_tensor_unref(ids);
   nne_tensor_unref(logits);
+  if (lj->rc == 0 && NNE_FAULT(NNE_FAULT_MODEL_LOAD))
+    lj->rc = nne_err_set(&lj->err, NNE_EINTERNAL,
+                         "after the archive loaded: injected fault");
   if (lj->rc == 0 && lj->reg->families != NULL)
     lj->rc = build_names(lj);
   if (lj->rc != 0) {

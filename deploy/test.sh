@@ -18,7 +18,8 @@ jobs=${NNE_JOBS:-2}
 
 run_suite() {
   local dir=$1; shift
-  cmake -S . -B "$dir" -DNNE_WERROR=ON "$@"
+  # Test builds carry the fault switch (base/fault.h); the image does not.
+  cmake -S . -B "$dir" -DNNE_WERROR=ON -DNNE_FAULT_INJECTION=ON "$@"
   cmake --build "$dir" -j"$jobs"
   ctest --test-dir "$dir" --output-on-failure --timeout 900
 }

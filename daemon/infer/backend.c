@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fault.h"
 #include "executor.h" /* nne_now_ns */
 #include "base/log.h"
 
@@ -123,8 +124,12 @@ int nne_infer_backend_ready(nne_infer_backend_t *bk, nne_model_t *m,
   pthread_mutex_lock(&b->mu);
   if (!atomic_load_explicit(&b->done, memory_order_acquire)) {
     uint64_t t0 = nne_now_ns();
-    b->rc = nne_variant_build(m, bk->plan.engine_sites, bk->plan.n_hooks,
-                              &b->variant, &b->err);
+    if (NNE_FAULT(NNE_FAULT_BACKEND_BUILD))
+      b->rc = nne_err_set(&b->err, NNE_EINTERNAL,
+                          "building the backend: injected fault");
+    else
+      b->rc = nne_variant_build(m, bk->plan.engine_sites, bk->plan.n_hooks,
+                                &b->variant, &b->err);
     b->build_ms = (double)(nne_now_ns() - t0) / 1e6;
     atomic_store_explicit(&b->done, true, memory_order_release);
     bk->built = true;

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "base/fault.h"
+
 int nne_infer_pass_run(nne_infer_pass_t *p, nne_err_t *err) {
   const nne_batch_t *b = p->batch;
   int64_t shape[2] = {b->B, b->S};
@@ -10,6 +12,8 @@ int nne_infer_pass_run(nne_infer_pass_t *p, nne_err_t *err) {
   const void *h;
   int rc;
 
+  if (NNE_FAULT(NNE_FAULT_FORWARD))
+    return nne_err_set(err, NNE_EINTERNAL, "forward pass: injected fault");
   rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, b->ids, &ids, err);
   if (rc == 0 && b->mask != NULL)
     rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, b->mask, &mask, err);

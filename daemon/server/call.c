@@ -6,6 +6,7 @@
 
 #include <grpc/support/time.h>
 
+#include "base/fault.h"
 #include "base/log.h"
 #include "nne_pb.h"
 #include "server/internal.h"
@@ -52,6 +53,7 @@ static void on_batch(nne_server_t *srv, nne_tag_t *tag, bool ok) {
   void (*cb)(nne_call_t *, bool) = call->on_sent;
 
   (void)srv;
+  nne__server_send_done(call);
   call->sending = false;
   call->on_sent = NULL;
   if (call->send_bb != NULL) {
@@ -110,17 +112,31 @@ static int start_batch(nne_call_t *call, grpc_byte_buffer *bb, bool status,
   call->on_sent = on_sent;
   call->send_tag.fn = on_batch;
   nne_call_ref(call);
-  e = grpc_call_start_batch(call->call, ops, n, &call->send_tag, NULL);
+  e = bb != NULL && NNE_FAULT(NNE_FAULT_SEND)
+          ? GRPC_CALL_ERROR
+          : grpc_call_start_batch(call->call, ops, n, &call->send_tag, NULL);
   if (e != GRPC_CALL_OK) {
-    nne_log_error("grpc_call_start_batch: %d", (int)e);
+    nne_log_error("%s: grpc_call_start_batch: %d",
+                  call->method ? call->method->path : "(unknown)", (int)e);
     call->sending = false;
     call->on_sent = NULL;
     call->send_bb = NULL;
     if (bb != NULL)
       grpc_byte_buffer_destroy(bb);
+    /* The call ends here, whoever asked for the send: the client must not
+     * wait for its deadline, and the call's jobs stop (they poll cancel).
+     * Later sends on it are refused by the check above. */
+    atomic_store(&call->cancel, 1);
+    call->finished = true;
+    call->status_code = GRPC_STATUS_INTERNAL;
+    nne__server_count_end(call);
+    grpc_call_cancel_with_status(call->call, GRPC_STATUS_INTERNAL,
+                                 "nneditd could not send a response message",
+                                 NULL);
     nne_call_unref(call);
     return NNE_EINTERNAL;
   }
+  nne__server_send_started(call);
   return 0;
 }
 

@@ -44,6 +44,10 @@ struct nne_call {
   char request_id[64];        /* x-request-id, or one of ours */
   char model[128];            /* nne_call_set_model */
   bool counted;               /* in the method's figures (/metrics) */
+  /* On the server's list of sends in flight (send_timeout_s). */
+  nne_call_t *send_prev, *send_next;
+  bool on_send_list;
+  uint64_t send_start_ns;
 };
 
 /* server.c: frees a call whose last reference went (call.c's unref) and
@@ -52,6 +56,10 @@ void nne__server_call_free(nne_call_t *call);
 
 /* server.c: a response message of `bytes` went to gRPC (for /metrics). */
 void nne__server_count_sent(nne_call_t *call, size_t bytes);
+
+/* server.c: a send batch started / completed (the stall watch). */
+void nne__server_send_started(nne_call_t *call);
+void nne__server_send_done(nne_call_t *call);
 
 /* server.c: the call ended (its status went out, or it is being freed);
  * counts it for /metrics once. */

@@ -123,6 +123,63 @@ void nne__server_count_sent(nne_call_t *call, size_t bytes) {
     ms->bytes_sent += bytes;
 }
 
+/* ---- sends that do not move --------------------------------------------
+ * gRPC's flow control holds a message until the client reads; a client
+ * that stopped reading would hold its call's tensors (up to
+ * --max-response-bytes) for as long as it lives. Every send batch in flight
+ * is on a list; a 1 s timer ends the calls whose send is older than
+ * send_timeout_s. The outbox has one message in flight per call, so the
+ * memory a stalled call holds is what it already had, never more. */
+
+void nne__server_send_started(nne_call_t *call) {
+  nne_server_t *srv = call->srv;
+  call->send_start_ns = nne_now_ns();
+  call->send_prev = NULL;
+  call->send_next = srv->sending;
+  if (srv->sending != NULL)
+    srv->sending->send_prev = call;
+  srv->sending = call;
+  call->on_send_list = true;
+}
+
+void nne__server_send_done(nne_call_t *call) {
+  nne_server_t *srv = call->srv;
+  if (!call->on_send_list)
+    return;
+  if (call->send_prev != NULL)
+    call->send_prev->send_next = call->send_next;
+  else
+    srv->sending = call->send_next;
+  if (call->send_next != NULL)
+    call->send_next->send_prev = call->send_prev;
+  call->send_prev = call->send_next = NULL;
+  call->on_send_list = false;
+}
+
+static void on_stall_check(uv_timer_t *t) {
+  nne_server_t *srv = t->data;
+  uint64_t now = nne_now_ns(),
+           limit = (uint64_t)(srv->opts.send_timeout_s * 1e9);
+  nne_call_t *call;
+
+  for (call = srv->sending; call != NULL; call = call->send_next) {
+    if (now - call->send_start_ns < limit || nne_call_cancelled(call))
+      continue;
+    nne_log_warn("%s (request %s): the client read nothing for %.0f s "
+                 "(--send-timeout); call ended",
+                 call->method ? call->method->path : "?", call->request_id,
+                 srv->opts.send_timeout_s);
+    srv->stalled_total++;
+    /* Its jobs stop (they poll the flag); the send completes not ok and
+     * takes the call off the list. */
+    atomic_store(&call->cancel, 1);
+    grpc_call_cancel_with_status(call->call, GRPC_STATUS_DEADLINE_EXCEEDED,
+                                 "the client read nothing within nneditd's "
+                                 "--send-timeout",
+                                 NULL);
+  }
+}
+
 /* The status the call ended with: the one sent, or CANCELLED when the
  * client left first. */
 static int end_code(nne_call_t *call) {
@@ -200,6 +257,7 @@ static void set_request_id(nne_server_t *srv, nne_call_t *call) {
 void nne__server_call_free(nne_call_t *call) {
   nne_server_t *srv = call->srv;
 
+  nne__server_send_done(call);
   if (call->call != NULL) {
     nne__server_count_end(call);
     access_log(call);
@@ -470,6 +528,8 @@ static void maybe_finish_shutdown(nne_server_t *srv) {
   uv_close((uv_handle_t *)&srv->drain_timer, close_cb_noop);
   uv_timer_stop(&srv->quiet_timer);
   uv_close((uv_handle_t *)&srv->quiet_timer, close_cb_noop);
+  uv_timer_stop(&srv->stall_timer);
+  uv_close((uv_handle_t *)&srv->stall_timer, close_cb_noop);
   uv_close((uv_handle_t *)&srv->sigint, close_cb_noop);
   uv_close((uv_handle_t *)&srv->sigterm, close_cb_noop);
   uv_close((uv_handle_t *)&srv->sighup, close_cb_noop);
@@ -672,6 +732,10 @@ int nne_server_start(nne_server_t *srv, const nne_server_opts_t *opts,
   srv->drain_timer.data = srv;
   uv_timer_init(loop, &srv->quiet_timer);
   srv->quiet_timer.data = srv;
+  uv_timer_init(loop, &srv->stall_timer);
+  srv->stall_timer.data = srv;
+  if (opts->send_timeout_s > 0)
+    uv_timer_start(&srv->stall_timer, on_stall_check, 1000, 1000);
   uv_signal_init(loop, &srv->sigint);
   uv_signal_init(loop, &srv->sigterm);
   srv->sigint.data = srv->sigterm.data = srv;

@@ -65,6 +65,9 @@ typedef struct nne_server_opts {
   const char *listen;          /* "127.0.0.1:50051", "unix:/path", ... */
   size_t max_message_bytes;    /* largest request accepted */
   double drain_timeout_s;
+  /* A response message gRPC has not taken after this long (a client that
+   * stopped reading: flow control holds the send) ends the call; 0: never. */
+  double send_timeout_s;
   const nne_method_t *methods; /* borrowed for the server's life */
   size_t n_methods;
   void *app;                   /* nne_call_app() of every call */
@@ -125,6 +128,9 @@ struct nne_server {
   uv_signal_t sigint, sigterm, sighup;
   uv_timer_t drain_timer;
   uv_timer_t quiet_timer;     /* drain step 1 → 2 (see the top comment) */
+  uv_timer_t stall_timer;     /* looks for sends stuck past send_timeout_s */
+  nne_call_t *sending;        /* calls with a send batch in flight */
+  uint64_t stalled_total;     /* calls ended by send_timeout_s */
   nne_tag_t shutdown_tag;
   bool draining;              /* a drain began: new calls are refused */
   bool shutdown_started;      /* grpc_server_shutdown_and_notify was called */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/fault.h"
 #include "config.h"
 
 /* Parses a NULL-terminated argument list (argv[0] supplied here). The
@@ -501,7 +502,10 @@ START_TEST(test_version) {
   char out[256];
   ck_assert_int_eq(parse_capturing_stdout(ARGS("--version"), out, sizeof out),
                    1);
-  ck_assert_str_eq(out, "nneditd " NNE_VERSION "\n");
+  ck_assert_str_eq(out, NNE_FAULT_COMPILED
+                            ? "nneditd " NNE_VERSION "\ntest build: fault "
+                              "injection compiled in (NNE_FAULTS)\n"
+                            : "nneditd " NNE_VERSION "\n");
 }
 END_TEST
 
