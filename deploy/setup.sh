@@ -22,7 +22,13 @@ PACKAGES=(
   libopenblas0-pthread
   # fixtures and the Python client tests (Debian's interpreter: /usr/bin/python3)
   python3-torch python3-numpy python3-grpcio python3-grpc-tools
+  # the tokenizer (daemon/text) and its conformance test against the
+  # reference library from npm (tests/text)
+  libpcre2-dev libutf8proc-dev nodejs
 )
+# npm comes with NodeSource's nodejs package (which conflicts with Debian's
+# npm); ask for Debian's only when no npm is there.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
