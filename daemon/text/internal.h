@@ -5,7 +5,7 @@
  * from tokenizer.json at load time and never written again:
  *   added tokens (tokenizer.c) → normalizer (normalize.c) → pre-tokenizer
  *   (pretok.c) → BPE model (bpe.c) → post-processor (tokenizer.c);
- * a decode maps ids to token strings and runs the decoder (decode.c).
+ * a decode maps ids to token strings and runs the decoder (decoder.c).
  * Everything a call writes lives in its nne__scratch_t.
  */
 #ifndef NNE_TEXT_INTERNAL_H
@@ -150,6 +150,8 @@ typedef struct nne__scratch {
 } nne__scratch_t;
 
 int nne__ids_add(nne__scratch_t *sc, int32_t id);
+/* Frees what a scratch holds (not the struct, usually on the stack). */
+void nne__scratch_free(nne__scratch_t *sc);
 
 /* ---- normalize.c ------------------------------------------------------- */
 
@@ -203,7 +205,7 @@ int nne__bpe_word(const nne__bpe_t *b, nne__scratch_t *sc, const char *w,
                   size_t n, nne_err_t *err);
 int32_t nne__bpe_lookup(const nne__bpe_t *b, const char *s, size_t n);
 
-/* ---- decode.c ---------------------------------------------------------- */
+/* ---- decoder.c ---------------------------------------------------------- */
 
 typedef struct nne__dec nne__dec_t;
 int nne__dec_load(json_t *j, nne__dec_t **out, nne__path_t *path,

@@ -75,7 +75,7 @@ int nne__ids_add(nne__scratch_t *sc, int32_t id) {
   return 0;
 }
 
-static void scratch_free(nne__scratch_t *sc) {
+void nne__scratch_free(nne__scratch_t *sc) {
   pcre2_match_data_free(sc->md);
   nne__pieces_free(&sc->a);
   nne__pieces_free(&sc->b);
@@ -219,7 +219,7 @@ static int build_index(nne_tokenizer_t *t, added_index_t *ix, bool normalized) {
 static int ids_append(int32_t **arr, size_t *n, const int32_t *src, size_t k) {
   int32_t *p = realloc(*arr, (*n + k + 1) * sizeof *p);
   if (!p) return NNE_ENOMEM;
-  memcpy(p + *n, src, k * sizeof *p);
+  if (k) memcpy(p + *n, src, k * sizeof *p);
   *arr = p;
   *n += k;
   return 0;
@@ -607,7 +607,7 @@ static int encode(const nne_tokenizer_t *t, const char *text, size_t len,
   *n = sc.nids;
   sc.ids = NULL;
 out:
-  scratch_free(&sc);
+  nne__scratch_free(&sc);
   return rc;
 }
 

@@ -1,4 +1,4 @@
-/* decode.c — the decoders: token strings → text.
+/* decoder.c — the decoders: token strings → text.
  *
  * As in the reference, a decoder maps a list of strings to a list of
  * strings (ByteLevel and Fuse to a single one), a Sequence chains them, and
