@@ -189,30 +189,41 @@ static int load_added(nne_tokenizer_t *t, json_t *arr, nne__path_t *path,
   return 0;
 }
 
-static const added_t *index_sort_ctx;
+/* What the index sorts by, copied out so that the comparison needs no
+ * context (qsort has none, and a static one would race between two
+ * threads loading tokenizers). */
+typedef struct sort_key {
+  unsigned char first;
+  size_t len;
+  uint32_t idx;
+} sort_key_t;
+
 static int by_byte_then_longest(const void *x, const void *y) {
-  const added_t *a = &index_sort_ctx[*(const uint32_t *)x];
-  const added_t *b = &index_sort_ctx[*(const uint32_t *)y];
-  unsigned char ca = (unsigned char)a->content[0], cb = (unsigned char)b->content[0];
-  if (ca != cb) return ca < cb ? -1 : 1;
+  const sort_key_t *a = x, *b = y;
+  if (a->first != b->first) return a->first < b->first ? -1 : 1;
   if (a->len != b->len) return a->len > b->len ? -1 : 1;
-  return *(const uint32_t *)x < *(const uint32_t *)y ? -1 : 1;
+  return a->idx < b->idx ? -1 : 1;
 }
 
 static int build_index(nne_tokenizer_t *t, added_index_t *ix, bool normalized) {
   size_t k = 0;
-  if (!(ix->order = malloc((t->nadded + 1) * sizeof *ix->order))) return NNE_ENOMEM;
+  sort_key_t *keys = malloc((t->nadded + 1) * sizeof *keys);
+  if (!keys || !(ix->order = malloc((t->nadded + 1) * sizeof *ix->order))) {
+    free(keys);
+    return NNE_ENOMEM;
+  }
   for (size_t i = 0; i < t->nadded; i++)
-    if (t->added[i].normalized == normalized) ix->order[k++] = (uint32_t)i;
-  /* Loading is single-threaded, so qsort's context can be a static. */
-  index_sort_ctx = t->added;
-  qsort(ix->order, k, sizeof *ix->order, by_byte_then_longest);
+    if (t->added[i].normalized == normalized)
+      keys[k++] = (sort_key_t){(unsigned char)t->added[i].content[0],
+                               t->added[i].len, (uint32_t)i};
+  qsort(keys, k, sizeof *keys, by_byte_then_longest);
   size_t j = 0;
   for (int b = 0; b < 256; b++) {
     ix->start[b] = (uint32_t)j;
-    while (j < k && (unsigned char)t->added[ix->order[j]].content[0] == b) j++;
+    while (j < k && keys[j].first == b) ix->order[j] = keys[j].idx, j++;
   }
   ix->start[256] = (uint32_t)k;
+  free(keys);
   return 0;
 }
 

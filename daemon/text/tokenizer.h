@@ -46,9 +46,13 @@ typedef struct nne_tokenizer nne_tokenizer_t;
 
 /* Bounds on what a caller can hand us, so that one request cannot make the
  * daemon allocate without limit: a tokenizer.json (Llama-3's is 9 MB, the
- * largest common ones ~35 MB) and one text to encode. */
+ * largest common ones ~35 MB) and one text to encode. An encode takes up
+ * to ~60 bytes of scratch per byte of its longest word (a tokenizer
+ * without a pre-tokenizer, as Llama-2's, makes the whole text one word),
+ * so at most ~250 MB at this bound; 4 MiB of text is ~1M tokens, beyond
+ * any model's context. */
 #define NNE_TOKENIZER_MAX_JSON_BYTES ((size_t)256 << 20)
-#define NNE_TOKENIZER_MAX_TEXT_BYTES ((size_t)64 << 20)
+#define NNE_TOKENIZER_MAX_TEXT_BYTES ((size_t)4 << 20)
 #define NNE_TOKENIZER_MAX_DECODE_IDS ((size_t)16 << 20)
 
 /* Encode flags. */
