@@ -8,6 +8,9 @@
  *   \w  Oniguruma: Unicode's (UTS #18) Alphabetic, Mark, Decimal_Number,
  *       Connector_Punctuation, Join_Control; PCRE2 10.42: Letter, Number
  *       and '_' — so \w becomes those five spelled out;
+ *   \p{Han} Oniguruma: the Script property; PCRE2 (10.40 on): Script
+ *       Extensions, which puts the shared 〜 and ・ in Han too — so a script
+ *       name becomes \p{sc:Han};
  *   ^ $ Ruby syntax: at every line; PCRE2_MULTILINE does that.
  * (\S and \W are rewritten as the negated sets.) tests/text/ checks the
  * result against the reference on every script we generate.
@@ -28,6 +31,20 @@ static const char S_IN[] =
 static const char W_IN[] =
     "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}";
 
+/* Whether name is a script (Han, Greek, Latn...): PCRE2 compiles
+ * \p{sc:name} only then. */
+static bool is_script(const char *name, size_t n) {
+  char pat[80];
+  int ecode;
+  PCRE2_SIZE eoff;
+  if (n == 0 || n > 60 || memchr(name, ':', n) || name[0] == '^') return false;
+  int k = snprintf(pat, sizeof pat, "\\p{sc:%.*s}", (int)n, name);
+  pcre2_code *c = pcre2_compile((PCRE2_SPTR)pat, (size_t)k, PCRE2_UTF | PCRE2_UCP,
+                                &ecode, &eoff, NULL);
+  pcre2_code_free(c);
+  return c != NULL;
+}
+
 /* Rewrites pat into out; NNE_EUNIMPL for \S or \W inside a class, which
  * has no rewrite as a class member. */
 static int rewrite(const char *pat, size_t len, nne__sbuf_t *out,
@@ -39,6 +56,16 @@ static int rewrite(const char *pat, size_t len, nne__sbuf_t *out,
       char d = pat[i + 1];
       const char *rep = NULL;
       char buf[160];
+      if ((d == 'p' || d == 'P') && i + 2 < len && pat[i + 2] == '{') {
+        const char *end = memchr(pat + i + 3, '}', len - i - 3);
+        if (end && is_script(pat + i + 3, (size_t)(end - pat - i - 3))) {
+          size_t n = (size_t)(end - pat - i - 3);
+          snprintf(buf, sizeof buf, "\\%c{sc:%.*s}", d, (int)n, pat + i + 3);
+          if (nne__sbuf_add(out, buf, strlen(buf)) != 0) return NNE_ENOMEM;
+          i = (size_t)(end - pat);
+          continue;
+        }
+      }
       if (d == 's' || d == 'w') {
         const char *set = d == 's' ? S_IN : W_IN;
         if (cls) rep = set;

@@ -195,13 +195,42 @@ function words(texts) {
   });
 }
 
+// GPT-2's vocabulary behind a chain of Splits with every behaviour,
+// ByteLevel with add_prefix_space (so after every added token too), and a
+// decoder with a regex Replace and a Strip.
+function splits(g) {
+  const sp = (pattern, behavior, invert = false) => ({ type: 'Split', pattern, behavior, invert });
+  return Object.assign({}, g, {
+    normalizer: { type: 'Sequence', normalizers: [{ type: 'NFC' },
+      { type: 'Replace', pattern: { Regex: '[\\x{2000}-\\x{200a}]' }, content: ' ' }] },
+    pre_tokenizer: { type: 'Sequence', pretokenizers: [
+      sp({ String: ' ' }, 'MergedWithPrevious'),
+      sp({ Regex: '\\p{N}+' }, 'MergedWithNext'),
+      sp({ Regex: '[,.!?]' }, 'Contiguous'),
+      sp({ Regex: '\\t' }, 'Removed'),
+      sp({ Regex: '[^\\p{Han}]+' }, 'Isolated', true),
+      { type: 'Punctuation', behavior: 'MergedWithPrevious' },
+      { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: false }] },
+    post_processor: { type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '<|endoftext|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '<|endoftext|>', type_id: 0 } }],
+      pair: [{ Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      special_tokens: { '<|endoftext|>': { id: '<|endoftext|>', ids: [50256], tokens: ['<|endoftext|>'] } } },
+    decoder: { type: 'Sequence', decoders: [g.decoder,
+      { type: 'Replace', pattern: { Regex: '\\s+' }, content: ' ' },
+      // Not stop > 0: the reference panics on an empty string then.
+      { type: 'Strip', content: ' ', start: 1, stop: 0 }] },
+  });
+}
+
 // Writes <name>.json into dir for every tokenizer; training text comes
 // from the corpus (its first strings), so the vocabularies fit it.
 function makeTokenizers(mods, dir, texts) {
   const train_texts = texts.slice(0, 3000);
   const sp = spVocab(train_texts);
-  const all = { gpt2: gpt2(mods), llama3: llama3(mods), llama2: llama2(sp), mistral: mistral(sp),
-    mix: mix(sp), words: words(train_texts) };
+  const g = gpt2(mods);
+  const all = { gpt2: g, llama3: llama3(mods), llama2: llama2(sp), mistral: mistral(sp),
+    mix: mix(sp), words: words(train_texts), splits: splits(g) };
   for (const [name, j] of Object.entries(all))
     fs.writeFileSync(path.join(dir, name + '.json'), JSON.stringify(j));
   return Object.keys(all);

@@ -61,6 +61,11 @@ START_TEST(test_regex_means_oniguruma) {
   /* U+180E is not White_Space (PCRE2's \s says it is); U+0085 is (PCRE2's
    * \s says it is not). */
   ck_assert_str_eq(tt_pretok(ws, "a\xE1\xA0\x8E b\xC2\x85" "c"), "a\xE1\xA0\x8E|b|c");
+  /* A script is the Script property: ・ (Common) is not Han. */
+  ck_assert_str_eq(tt_pretok("{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\p{Han}+\"},"
+                             "\"behavior\":\"Isolated\",\"invert\":false}",
+                             "\xE6\x9D\xB1\xE4\xBA\xAC\xE3\x83\xBBx"),
+                   "\xE6\x9D\xB1\xE4\xBA\xAC|\xE3\x83\xBBx");
   /* Llama-3's pattern: case-insensitive contractions, digits by three. */
   ck_assert_str_eq(
       tt_pretok("{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(?i:'s|'t)|\\\\p{N}{1,3}|"
