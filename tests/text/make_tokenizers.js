@@ -12,6 +12,9 @@
 //   mix       NFKC + Lowercase, Punctuation + Digits + Metaspace(split)
 //   words     NFC + Replace(regex) + Strip, Whitespace, end_of_word_suffix,
 //             unk without fusing, no decoder
+//   splits    GPT-2's vocabulary behind Splits with every behaviour
+//   o200k     Llama-3's vocabulary behind GPT-4o's pattern (possessive),
+//             NFC, merges applied
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -223,14 +226,29 @@ function splits(g) {
   });
 }
 
+// Llama-3's vocabulary behind GPT-4o's (o200k) pattern, made possessive in
+// one place, with NFC and the merges applied (no ignore_merges): the
+// Qwen/GPT-4o layouts.
+const O200K_RE = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|" +
+  "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|" +
+  "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]++[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+function o200k(l3) {
+  const j = JSON.parse(JSON.stringify(l3));
+  j.model.ignore_merges = false;
+  j.normalizer = { type: 'NFC' };
+  j.pre_tokenizer.pretokenizers[0].pattern = { Regex: O200K_RE };
+  return j;
+}
+
 // Writes <name>.json into dir for every tokenizer; training text comes
 // from the corpus (its first strings), so the vocabularies fit it.
 function makeTokenizers(mods, dir, texts) {
   const train_texts = texts.slice(0, 3000);
   const sp = spVocab(train_texts);
   const g = gpt2(mods);
-  const all = { gpt2: g, llama3: llama3(mods), llama2: llama2(sp), mistral: mistral(sp),
-    mix: mix(sp), words: words(train_texts), splits: splits(g) };
+  const l3 = llama3(mods);
+  const all = { gpt2: g, llama3: l3, llama2: llama2(sp), mistral: mistral(sp),
+    mix: mix(sp), words: words(train_texts), splits: splits(g), o200k: o200k(l3) };
   for (const [name, j] of Object.entries(all))
     fs.writeFileSync(path.join(dir, name + '.json'), JSON.stringify(j));
   return Object.keys(all);
