@@ -13,10 +13,11 @@
 const fs = require('fs');
 const path = require('path');
 const { execFileSync } = require('child_process');
-const { makeCorpus } = require('./corpus');
+const { makeCorpus, rng } = require('./corpus');
 const { makeTokenizers } = require('./make_tokenizers');
 
 const CORPUS_SIZE = 10500;
+const DECODE_SIZE = 3000;
 
 function writeCorpus(work) {
   const { texts, invalid } = makeCorpus(20261204, CORPUS_SIZE);
@@ -35,6 +36,21 @@ function firstDiff(a, b) {
 function show(s, at) {
   const lo = Math.max(0, at - 30);
   return JSON.stringify(s.slice(lo, at + 30)) + (s.length > 80 ? ` (of ${s.length} chars, around ${at})` : '');
+}
+
+// Id sequences the encoder would never make, for the decoders: random ids
+// (byte tokens that split characters, special tokens anywhere, lone
+// prefix characters), seeded per tokenizer.
+function randomIds(tok, seed, count) {
+  const r = rng(seed);
+  const n = tok.getVocabSize(true);
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    const ids = [];
+    for (let k = 0, m = Math.floor(r() * 12); k < m; k++) ids.push(Math.floor(r() * n));
+    out.push(ids);
+  }
+  return out;
 }
 
 async function reference(Tokenizer, file, texts) {
@@ -67,6 +83,14 @@ async function main() {
     const outFile = path.join(work, name + '.ours.jsonl');
     execFileSync(driver, [file, path.join(work, 'corpus.jsonl'), outFile], { stdio: 'inherit' });
     const ours = fs.readFileSync(outFile, 'utf8').split('\n').filter((l) => l).map((l) => JSON.parse(l));
+    // Decoding random id sequences.
+    const rtok = Tokenizer.fromFile(file);
+    const rids = randomIds(rtok, 99, DECODE_SIZE);
+    const idsFile = path.join(work, name + '.ids.jsonl');
+    fs.writeFileSync(idsFile, rids.map((ids) => JSON.stringify({ ids })).join('\n') + '\n');
+    const idsOut = path.join(work, name + '.ids.ours.jsonl');
+    execFileSync(driver, [file, idsFile, idsOut], { stdio: 'inherit' });
+    const oursDec = fs.readFileSync(idsOut, 'utf8').split('\n').filter((l) => l).map((l) => JSON.parse(l));
     let bad = 0;
     const report = (i, what, msg) => {
       if (bad++ < 10) console.log(`  ${name} #${i} ${what}: ${msg}\n    input ${show(texts[i], 0)}`);
@@ -88,6 +112,18 @@ async function main() {
         if (d >= 0) report(i, k, `decoded text differs at char ${d}: ours ${show(o[k], d)} reference ${show(r[k], d)}`);
       }
     }
+    for (let i = 0; i < rids.length; i++) {
+      const o = oursDec[i];
+      for (const [k, skip] of [['text', false], ['skip', true]]) {
+        const want = await rtok.decode(rids[i], skip);
+        const got = o && !o.error ? o[k] : undefined;
+        if (got !== want) {
+          bad++;
+          if (bad <= 10) console.log(`  ${name} decode ${JSON.stringify(rids[i])} (${k}): ours ` +
+            `${JSON.stringify(o)} reference ${JSON.stringify(want)}`);
+        }
+      }
+    }
     for (let j = 0; j < invalid.length; j++) {
       const o = ours[texts.length + j];
       if (!o || !o.error || !/invalid UTF-8 at byte \d+/.test(o.error)) {
@@ -95,7 +131,7 @@ async function main() {
         console.log(`  ${name} invalid #${j} (${invalid[j].toString('hex')}): not refused: ${JSON.stringify(o)}`);
       }
     }
-    const what = `${name}: ${texts.length} strings + ${invalid.length} invalid UTF-8, reference ${((t1 - t0) / 1000).toFixed(1)} s`;
+    const what = `${name}: ${texts.length} strings + ${invalid.length} invalid UTF-8 + ${rids.length} random id lists, reference ${((t1 - t0) / 1000).toFixed(1)} s`;
     if (bad) { failed++; console.log(`FAIL ${what}: ${bad} differences`); } else { passed++; console.log(`ok   ${what}`); }
   }
   console.log(`${passed} passed, ${failed} failed`);

@@ -5,7 +5,8 @@
  *     each corpus line is {"s": text} or {"hex": bytes}; each output line
  *     is {"ids": [...], "ids0": [...], "text": ..., "skip": ...} (ids with
  *     and without the template; the ids decoded with and without special
- *     tokens) or {"error": message}.
+ *     tokens) or {"error": message}. A line {"ids": [...]} of the input is
+ *     decoded only: {"text": ..., "skip": ...}.
  *   tok_driver --bench TOKENIZER.json CORPUS.jsonl SECONDS
  *     encodes the corpus's valid strings over and over for about SECONDS
  *     on one thread and prints one JSON line: load time, memory, MB/s.
@@ -21,6 +22,9 @@
 typedef struct item {
   char *s;
   size_t n;
+  int32_t *ids; /* a line {"ids": [...]}: ids to decode, not text */
+  size_t nids;
+  int is_ids;
 } item_t;
 
 static double now(void) {
@@ -60,7 +64,16 @@ static item_t *read_corpus(const char *path, size_t *count) {
       v = realloc(v, cap * sizeof *v);
     }
     json_t *s = json_object_get(j, "s"), *h = json_object_get(j, "hex");
-    if (s) {
+    json_t *ids = json_object_get(j, "ids");
+    memset(&v[n], 0, sizeof v[n]);
+    if (ids) {
+      v[n].is_ids = 1;
+      v[n].nids = json_array_size(ids);
+      v[n].ids = malloc((v[n].nids + 1) * sizeof *v[n].ids);
+      for (size_t i = 0; i < v[n].nids; i++)
+        v[n].ids[i] = (int32_t)json_integer_value(json_array_get(ids, i));
+      v[n].s = malloc(1);
+    } else if (s) {
       v[n].n = json_string_length(s);
       v[n].s = malloc(v[n].n + 1);
       memcpy(v[n].s, json_string_value(s), v[n].n);
@@ -105,6 +118,7 @@ static int bench(const char *tokpath, const char *corpus, double seconds) {
     for (size_t i = 0; i < n; i++) {
       int32_t *ids;
       size_t k;
+      if (v[i].is_ids) continue;
       if (nne_tokenizer_encode(tok, v[i].s, v[i].n, NNE_TOK_ADD_SPECIAL, &ids, &k,
                                &err) != 0)
         continue; /* the invalid UTF-8 lines: not part of the figure */
@@ -119,7 +133,10 @@ static int bench(const char *tokpath, const char *corpus, double seconds) {
          "\"tokens\":%zu,\"rounds\":%zu,\"seconds\":%.3f,\"mb_per_s\":%.2f}\n",
          load, (double)(rss1 - rss0) / 1024.0, bytes, tokens, rounds, el,
          (double)bytes / el / 1e6);
-  for (size_t i = 0; i < n; i++) free(v[i].s);
+  for (size_t i = 0; i < n; i++) {
+    free(v[i].s);
+    free(v[i].ids);
+  }
   free(v);
   nne_tokenizer_free(tok);
   return 0;
@@ -153,7 +170,16 @@ int main(int argc, char **argv) {
     size_t k = 0, k0 = 0;
     char *text = NULL, *skip = NULL;
     size_t tl, sl;
-    if (nne_tokenizer_encode(tok, v[i].s, v[i].n, NNE_TOK_ADD_SPECIAL, &ids, &k,
+    if (v[i].is_ids) { /* decode only */
+      if (nne_tokenizer_decode(tok, v[i].ids, v[i].nids, 0, &text, &tl, &err) != 0 ||
+          nne_tokenizer_decode(tok, v[i].ids, v[i].nids, NNE_TOK_SKIP_SPECIAL, &skip,
+                               &sl, &err) != 0) {
+        json_object_set_new(o, "error", json_string(err.msg));
+      } else {
+        json_object_set_new(o, "text", json_stringn(text, tl));
+        json_object_set_new(o, "skip", json_stringn(skip, sl));
+      }
+    } else if (nne_tokenizer_encode(tok, v[i].s, v[i].n, NNE_TOK_ADD_SPECIAL, &ids, &k,
                              &err) != 0 ||
         nne_tokenizer_encode(tok, v[i].s, v[i].n, 0, &ids0, &k0, &err) != 0 ||
         nne_tokenizer_decode(tok, ids, k, 0, &text, &tl, &err) != 0 ||
@@ -174,6 +200,7 @@ int main(int argc, char **argv) {
     free(text);
     free(skip);
     free(v[i].s);
+    free(v[i].ids);
   }
   fclose(out);
   free(v);
