@@ -12,7 +12,8 @@
 
 #include "text/internal.h"
 
-enum { N_SEQ, N_NFC, N_NFKC, N_PREPEND, N_REPLACE, N_LOWER, N_STRIP };
+enum { N_SEQ, N_NFC, N_NFKC, N_NFD, N_NFKD, N_PREPEND, N_REPLACE, N_LOWER,
+       N_STRIP, N_STRIP_ACCENTS };
 
 struct nne__norm {
   int kind;
@@ -68,6 +69,12 @@ int nne__norm_load(json_t *j, nne__norm_t **out, nne__path_t *path,
     n->kind = N_NFC;
   } else if (!strcmp(type, "NFKC")) {
     n->kind = N_NFKC;
+  } else if (!strcmp(type, "NFD")) {
+    n->kind = N_NFD;
+  } else if (!strcmp(type, "NFKD")) {
+    n->kind = N_NFKD;
+  } else if (!strcmp(type, "StripAccents")) {
+    n->kind = N_STRIP_ACCENTS;
   } else if (!strcmp(type, "Lowercase")) {
     n->kind = N_LOWER;
   } else if (!strcmp(type, "Prepend")) {
@@ -134,10 +141,13 @@ static int run1(const nne__norm_t *nm, nne__scratch_t *sc, const char *s,
   out->n = 0;
   switch (nm->kind) {
   case N_NFC:
-  case N_NFKC: {
+  case N_NFKC:
+  case N_NFD:
+  case N_NFKD: {
     utf8proc_uint8_t *r = NULL;
-    int opt = UTF8PROC_STABLE | UTF8PROC_COMPOSE;
-    if (nm->kind == N_NFKC) opt |= UTF8PROC_COMPAT;
+    int opt = UTF8PROC_STABLE;
+    opt |= nm->kind == N_NFC || nm->kind == N_NFKC ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE;
+    if (nm->kind == N_NFKC || nm->kind == N_NFKD) opt |= UTF8PROC_COMPAT;
     if (n == 0) return 0;
     utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s,
                                       (utf8proc_ssize_t)n, &r,
@@ -149,6 +159,19 @@ static int run1(const nne__norm_t *nm, nne__scratch_t *sc, const char *s,
     free(r);
     return rc;
   }
+  case N_STRIP_ACCENTS:
+    /* Drops every combining mark, spacing ones (Devanagari's vowel signs)
+     * included, as the reference does; meant after NFD. */
+    for (size_t i = 0; i < n;) {
+      size_t adv;
+      uint32_t cp = nne__u8dec(s + i, &adv);
+      utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
+      if ((c < UTF8PROC_CATEGORY_MN || c > UTF8PROC_CATEGORY_ME) &&
+          nne__sbuf_add(out, s + i, adv) != 0)
+        return NNE_ENOMEM;
+      i += adv;
+    }
+    return 0;
   case N_PREPEND:
     if (n && nne__sbuf_add(out, nm->str, nm->len) != 0) return NNE_ENOMEM;
     return nne__sbuf_add(out, s, n);

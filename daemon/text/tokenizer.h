@@ -17,12 +17,13 @@
  * path, never a silent difference): model BPE (merges as "a b" or
  * ["a","b"], byte_fallback, unk_token/fuse_unk, ignore_merges,
  * continuing_subword_prefix, end_of_word_suffix); normalizers NFC, NFKC,
- * Prepend, Replace, Lowercase, Strip, Sequence; pre-tokenizers ByteLevel,
- * Split, Metaspace, Digits, Punctuation, Whitespace, WhitespaceSplit,
- * Sequence; post-processors TemplateProcessing, ByteLevel, RobertaProcessing,
- * BertProcessing, Sequence; decoders ByteLevel, Metaspace, ByteFallback,
- * Fuse, Strip, Replace, Sequence; added tokens with lstrip, rstrip,
- * single_word, normalized and special.
+ * NFD, NFKD, StripAccents, Prepend, Replace, Lowercase, Strip, Sequence;
+ * pre-tokenizers ByteLevel, Split, Metaspace, Digits, Punctuation,
+ * Whitespace, WhitespaceSplit, Sequence; post-processors TemplateProcessing
+ * (its "single" template), ByteLevel, RobertaProcessing, BertProcessing,
+ * Sequence; decoders ByteLevel, Metaspace, ByteFallback, Fuse, Strip,
+ * Replace, Sequence; added tokens with lstrip, rstrip, single_word,
+ * normalized and special. Not yet: offsets of tokens in the text.
  *
  * Threads: a loaded tokenizer is never written again, so any number of
  * threads may encode, decode and look up with it at once; each call keeps

@@ -15,6 +15,7 @@
 //   splits    GPT-2's vocabulary behind Splits with every behaviour
 //   o200k     Llama-3's vocabulary behind GPT-4o's pattern (possessive),
 //             NFC, merges applied
+//   accents   words behind NFKD, NFD and StripAccents
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -240,6 +241,14 @@ function o200k(l3) {
   return j;
 }
 
+// The words tokenizer behind NFD/NFKD and StripAccents.
+function accents(w) {
+  return Object.assign({}, w, {
+    normalizer: { type: 'Sequence', normalizers: [{ type: 'NFKD' }, { type: 'StripAccents' },
+      { type: 'NFC' }, { type: 'NFD' }, { type: 'StripAccents' }] },
+  });
+}
+
 // Writes <name>.json into dir for every tokenizer; training text comes
 // from the corpus (its first strings), so the vocabularies fit it.
 function makeTokenizers(mods, dir, texts) {
@@ -247,8 +256,9 @@ function makeTokenizers(mods, dir, texts) {
   const sp = spVocab(train_texts);
   const g = gpt2(mods);
   const l3 = llama3(mods);
+  const w = words(train_texts);
   const all = { gpt2: g, llama3: l3, llama2: llama2(sp), mistral: mistral(sp),
-    mix: mix(sp), words: words(train_texts), splits: splits(g), o200k: o200k(l3) };
+    mix: mix(sp), words: w, splits: splits(g), o200k: o200k(l3), accents: accents(w) };
   for (const [name, j] of Object.entries(all))
     fs.writeFileSync(path.join(dir, name + '.json'), JSON.stringify(j));
   return Object.keys(all);
