@@ -4,6 +4,8 @@
  * ids), load-time errors, and encoding from several threads at once.
  */
 #include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "text_test.h"
 #include "unit_main.h"
@@ -153,6 +155,30 @@ START_TEST(test_load_errors) {
 }
 END_TEST
 
+START_TEST(test_load_file) {
+  char path[] = "/tmp/nne_tok_XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  FILE *f = fdopen(fd, "w");
+  fputs(FULL, f);
+  fclose(f);
+  nne_err_t err;
+  nne_tokenizer_t *t;
+  ck_assert_int_eq(nne_tokenizer_load_file(path, &t, &err), 0);
+  ck_assert_str_eq(tt_ids(t, "x<s>", NNE_TOK_ADD_SPECIAL), "7 3 7 3 3");
+  nne_tokenizer_free(t);
+  /* A load error names the file before the JSON path. */
+  f = fopen(path, "w");
+  fputs("{\"model\":{\"type\":\"WordPiece\"}}", f);
+  fclose(f);
+  ck_assert_int_eq(nne_tokenizer_load_file(path, &t, &err), NNE_EUNIMPL);
+  char want[256];
+  snprintf(want, sizeof want, "%s: model.type: \"WordPiece\" is not supported", path);
+  ck_assert_str_eq(err.msg, want);
+  unlink(path);
+}
+END_TEST
+
 /* The daemon encodes from several executor threads with one tokenizer. */
 typedef struct job {
   const nne_tokenizer_t *t;
@@ -214,6 +240,7 @@ static Suite *tokenizer_suite(void) {
   tcase_add_test(tc, test_decode_and_lookups);
   tcase_add_test(tc, test_bad_input);
   tcase_add_test(tc, test_load_errors);
+  tcase_add_test(tc, test_load_file);
   tcase_add_test(tc, test_threads);
   suite_add_tcase(s, tc);
   return s;
