@@ -44,8 +44,10 @@ static int opt_str(json_t *j, const char *key, char **out, size_t *len,
                    nne__path_t *path, nne_err_t *err) {
   const char *s;
   int rc = nne__json_str(j, key, NULL, &s, len, path, err);
-  if (rc || !s || !*len) return rc; /* null and "" both mean none */
-  if (!(*out = malloc(*len + 1))) return NNE_ENOMEM;
+  if (rc || !s || !*len)
+    return rc; /* null and "" both mean none */
+  if (!(*out = malloc(*len + 1)))
+    return NNE_ENOMEM;
   memcpy(*out, s, *len + 1);
   return 0;
 }
@@ -72,8 +74,10 @@ static int load_vocab(json_t *vocab, nne__bpe_t *b, nne__path_t *path,
   b->strs = malloc(total + 1);
   b->str_off = malloc((b->nids + 1) * sizeof *b->str_off);
   b->str_len = calloc(b->nids + 1, sizeof *b->str_len);
-  if (!b->strs || !b->str_off || !b->str_len) return NNE_ENOMEM;
-  for (size_t i = 0; i < b->nids; i++) b->str_off[i] = SIZE_MAX;
+  if (!b->strs || !b->str_off || !b->str_len)
+    return NNE_ENOMEM;
+  for (size_t i = 0; i < b->nids; i++)
+    b->str_off[i] = SIZE_MAX;
   size_t at = 0;
   /* Keys must not move once the map borrows them: strs is allocated once,
    * at its full size, above. */
@@ -83,8 +87,10 @@ static int load_vocab(json_t *vocab, nne__bpe_t *b, nne__path_t *path,
     b->str_off[id] = at;
     b->str_len[id] = (uint32_t)len;
     int rc = nne_map_put(&b->vocab, b->strs + at, len, (intptr_t)id);
-    if (rc < 0) return rc;
-    if (rc == 1) nne_map_set(&b->vocab, b->strs + at, len, (intptr_t)id);
+    if (rc < 0)
+      return rc;
+    if (rc == 1)
+      nne_map_set(&b->vocab, b->strs + at, len, (intptr_t)id);
     at += len + 1;
   }
   return 0;
@@ -124,7 +130,8 @@ static int load_merges(json_t *merges, nne__bpe_t *b, nne__path_t *path,
                        nne_err_t *err) {
   nne__sbuf_t cat = {0};
   int rc = 0;
-  if (!merges || json_is_null(merges)) return 0;
+  if (!merges || json_is_null(merges))
+    return 0;
   if (!json_is_array(merges))
     return nne_err_set(err, NNE_EINVAL, "%s.merges: must be an array", path->s);
   size_t nm = json_array_size(merges);
@@ -143,7 +150,8 @@ static int load_merges(json_t *merges, nne__bpe_t *b, nne__path_t *path,
      * the reference builds it. */
     size_t cut = b->prefix_len <= clen ? b->prefix_len : clen;
     cat.n = 0;
-    if (nne__sbuf_add(&cat, a, alen) || nne__sbuf_add(&cat, c + cut, clen - cut)) {
+    if (nne__sbuf_add(&cat, a, alen) ||
+        nne__sbuf_add(&cat, c + cut, clen - cut)) {
       rc = NNE_ENOMEM;
       break;
     }
@@ -151,9 +159,10 @@ static int load_merges(json_t *merges, nne__bpe_t *b, nne__path_t *path,
     if (ia < 0 || ic < 0 || inew < 0) {
       const char *what = ia < 0 ? a : ic < 0 ? c : cat.p;
       int wl = (int)(ia < 0 ? alen : ic < 0 ? clen : cat.n);
-      rc = nne_err_set(err, NNE_EINVAL,
-                       "%s.merges[%zu]: token \"%.*s\" is not in the vocabulary",
-                       path->s, i, wl > 60 ? 60 : wl, what);
+      rc =
+          nne_err_set(err, NNE_EINVAL,
+                      "%s.merges[%zu]: token \"%.*s\" is not in the vocabulary",
+                      path->s, i, wl > 60 ? 60 : wl, what);
       break;
     }
     uint32_t *k = b->merge_keys + 2 * i;
@@ -163,31 +172,35 @@ static int load_merges(json_t *merges, nne__bpe_t *b, nne__path_t *path,
     /* A pair listed twice keeps its last rank, as in the reference (whose
      * map insertions overwrite). */
     rc = nne_map_put(&b->merges, k, 2 * sizeof *k, val);
-    if (rc < 0) break;
-    if (rc == 1) nne_map_set(&b->merges, k, 2 * sizeof *k, val);
+    if (rc < 0)
+      break;
+    if (rc == 1)
+      nne_map_set(&b->merges, k, 2 * sizeof *k, val);
     rc = 0;
   }
   free(cat.p);
   return rc;
 }
 
-int nne__bpe_load(json_t *j, nne__bpe_t *b, nne__path_t *path,
-                  nne_err_t *err) {
+int nne__bpe_load(json_t *j, nne__bpe_t *b, nne__path_t *path, nne_err_t *err) {
   const char *type, *unk;
   size_t unklen;
   int rc;
   memset(b, 0, sizeof *b);
   b->unk_id = -1;
-  for (int i = 0; i < 256; i++) b->byte_ids[i] = -1;
+  for (int i = 0; i < 256; i++)
+    b->byte_ids[i] = -1;
   if (!json_is_object(j))
     return nne_err_set(err, NNE_EINVAL, "%s: must be an object", path->s);
-  if ((rc = nne__json_str(j, "type", "BPE", &type, NULL, path, err))) return rc;
-  if (strcmp(type, "BPE") != 0) return nne__unsupported(path, type, err);
+  if ((rc = nne__json_str(j, "type", "BPE", &type, NULL, path, err)))
+    return rc;
+  if (strcmp(type, "BPE") != 0)
+    return nne__unsupported(path, type, err);
   json_t *d = json_object_get(j, "dropout");
   if (d && !json_is_null(d))
-    return nne_err_set(err, NNE_EUNIMPL,
-                       "%s.dropout: is not supported (encoding would be random)",
-                       path->s);
+    return nne_err_set(
+        err, NNE_EUNIMPL,
+        "%s.dropout: is not supported (encoding would be random)", path->s);
   if ((rc = nne__json_bool(j, "fuse_unk", false, &b->fuse_unk, path, err)) ||
       (rc = nne__json_bool(j, "byte_fallback", false, &b->byte_fallback, path,
                            err)) ||
@@ -243,7 +256,8 @@ static bool merge_of(const nne__bpe_t *b, uint32_t l, uint32_t r,
                      uint32_t *rank, uint32_t *new_id) {
   uint32_t key[2] = {l, r};
   intptr_t v;
-  if (!nne_map_get(&b->merges, key, sizeof key, &v)) return false;
+  if (!nne_map_get(&b->merges, key, sizeof key, &v))
+    return false;
   *rank = (uint32_t)((uint64_t)v >> 32);
   *new_id = (uint32_t)v;
   return true;
@@ -262,7 +276,8 @@ static int heap_push(nne__scratch_t *sc, uint32_t rank, uint32_t pos,
   size_t i = sc->nheap++;
   while (i > 0) {
     size_t up = (i - 1) / 2;
-    if (!heap_less(e, sc->heap[up])) break;
+    if (!heap_less(e, sc->heap[up]))
+      break;
     sc->heap[i] = sc->heap[up];
     i = up;
   }
@@ -275,21 +290,27 @@ static nne__heapent_t heap_pop(nne__scratch_t *sc) {
   size_t i = 0, n = sc->nheap;
   for (;;) {
     size_t c = 2 * i + 1;
-    if (c >= n) break;
-    if (c + 1 < n && heap_less(sc->heap[c + 1], sc->heap[c])) c++;
-    if (!heap_less(sc->heap[c], last)) break;
+    if (c >= n)
+      break;
+    if (c + 1 < n && heap_less(sc->heap[c + 1], sc->heap[c]))
+      c++;
+    if (!heap_less(sc->heap[c], last))
+      break;
     sc->heap[i] = sc->heap[c];
     i = c;
   }
-  if (n) sc->heap[i] = last;
+  if (n)
+    sc->heap[i] = last;
   return top;
 }
 
 static int push_pair(const nne__bpe_t *b, nne__scratch_t *sc, int32_t pos) {
   uint32_t rank, new_id;
   int32_t nx = sc->sym_next[pos];
-  if (nx < 0) return 0;
-  if (!merge_of(b, sc->sym_id[pos], sc->sym_id[nx], &rank, &new_id)) return 0;
+  if (nx < 0)
+    return 0;
+  if (!merge_of(b, sc->sym_id[pos], sc->sym_id[nx], &rank, &new_id))
+    return 0;
   return heap_push(sc, rank, (uint32_t)pos, new_id);
 }
 
@@ -302,7 +323,8 @@ static int initial_symbols(const nne__bpe_t *b, nne__scratch_t *sc,
   *nsym = 0;
   for (size_t i = 0; i < n;) {
     size_t cl = nne__u8len((unsigned char)w[i]);
-    if (cl > n - i) cl = n - i;
+    if (cl > n - i)
+      cl = n - i;
     const char *s = w + i;
     size_t sl = cl;
     bool first = i == 0, last = i + cl == n;
@@ -319,14 +341,17 @@ static int initial_symbols(const nne__bpe_t *b, nne__scratch_t *sc,
     i += cl;
     int32_t id = nne__bpe_lookup(b, s, sl);
     if (id >= 0) {
-      if (unk >= 0 && sym_add(sc, nsym, (uint32_t)unk)) return NNE_ENOMEM;
+      if (unk >= 0 && sym_add(sc, nsym, (uint32_t)unk))
+        return NNE_ENOMEM;
       unk = -1;
-      if (sym_add(sc, nsym, (uint32_t)id)) return NNE_ENOMEM;
+      if (sym_add(sc, nsym, (uint32_t)id))
+        return NNE_ENOMEM;
       continue;
     }
     if (b->byte_fallback) {
       size_t k = 0;
-      while (k < sl && b->byte_ids[(unsigned char)s[k]] >= 0) k++;
+      while (k < sl && b->byte_ids[(unsigned char)s[k]] >= 0)
+        k++;
       if (k == sl) {
         for (k = 0; k < sl; k++)
           if (sym_add(sc, nsym, (uint32_t)b->byte_ids[(unsigned char)s[k]]))
@@ -341,7 +366,8 @@ static int initial_symbols(const nne__bpe_t *b, nne__scratch_t *sc,
     }
     /* With no unknown token the character is dropped, as in the reference. */
   }
-  if (unk >= 0 && sym_add(sc, nsym, (uint32_t)unk)) return NNE_ENOMEM;
+  if (unk >= 0 && sym_add(sc, nsym, (uint32_t)unk))
+    return NNE_ENOMEM;
   return 0;
 }
 
@@ -352,36 +378,44 @@ int nne__bpe_word(const nne__bpe_t *b, nne__scratch_t *sc, const char *w,
   (void)err;
   if (b->ignore_merges) {
     int32_t id = nne__bpe_lookup(b, w, n);
-    if (id >= 0) return nne__ids_add(sc, id);
+    if (id >= 0)
+      return nne__ids_add(sc, id);
   }
-  if ((rc = initial_symbols(b, sc, w, n, &nsym))) return rc;
-  if (nsym > INT32_MAX) return NNE_ERESOURCE;
+  if ((rc = initial_symbols(b, sc, w, n, &nsym)))
+    return rc;
+  if (nsym > INT32_MAX)
+    return NNE_ERESOURCE;
   sc->nheap = 0;
   for (size_t i = 0; i < nsym; i++) {
     sc->sym_prev[i] = (int32_t)i - 1;
     sc->sym_next[i] = i + 1 < nsym ? (int32_t)i + 1 : -1;
   }
   for (size_t i = 0; i + 1 < nsym; i++)
-    if ((rc = push_pair(b, sc, (int32_t)i))) return rc;
+    if ((rc = push_pair(b, sc, (int32_t)i)))
+      return rc;
   while (sc->nheap) {
     nne__heapent_t top = heap_pop(sc);
     int32_t pos = (int32_t)top.pos, nx = sc->sym_next[pos];
     uint32_t rank, new_id;
     /* Stale entries: the left symbol was merged away, or the pair is no
      * longer the one this entry was pushed for. */
-    if (sc->sym_len[pos] == 0 || nx < 0) continue;
+    if (sc->sym_len[pos] == 0 || nx < 0)
+      continue;
     if (!merge_of(b, sc->sym_id[pos], sc->sym_id[nx], &rank, &new_id) ||
         new_id != top.new_id)
       continue;
     sc->sym_id[pos] = new_id;
     sc->sym_len[nx] = 0;
     sc->sym_next[pos] = sc->sym_next[nx];
-    if (sc->sym_next[nx] >= 0) sc->sym_prev[sc->sym_next[nx]] = pos;
+    if (sc->sym_next[nx] >= 0)
+      sc->sym_prev[sc->sym_next[nx]] = pos;
     if (sc->sym_prev[pos] >= 0 && (rc = push_pair(b, sc, sc->sym_prev[pos])))
       return rc;
-    if ((rc = push_pair(b, sc, pos))) return rc;
+    if ((rc = push_pair(b, sc, pos)))
+      return rc;
   }
   for (int32_t i = nsym ? 0 : -1; i >= 0; i = sc->sym_next[i])
-    if ((rc = nne__ids_add(sc, (int32_t)sc->sym_id[i]))) return rc;
+    if ((rc = nne__ids_add(sc, (int32_t)sc->sym_id[i])))
+      return rc;
   return 0;
 }

@@ -11,12 +11,19 @@
 #include "base/vec.h"
 #include "text/internal.h"
 
-enum { D_SEQ, D_BYTELEVEL, D_METASPACE, D_BYTEFALLBACK, D_FUSE, D_STRIP,
-       D_REPLACE };
+enum {
+  D_SEQ,
+  D_BYTELEVEL,
+  D_METASPACE,
+  D_BYTEFALLBACK,
+  D_FUSE,
+  D_STRIP,
+  D_REPLACE
+};
 
 struct nne__dec {
   int kind;
-  uint32_t ch; /* Metaspace's replacement, Strip's content */
+  uint32_t ch;  /* Metaspace's replacement, Strip's content */
   bool prepend; /* Metaspace: the first token's replacements are dropped */
   size_t start, stop;
   nne__re_t re;
@@ -27,8 +34,10 @@ struct nne__dec {
 };
 
 void nne__dec_free(nne__dec_t *d) {
-  if (!d) return;
-  for (size_t i = 0; i < d->nkids; i++) nne__dec_free(d->kids[i]);
+  if (!d)
+    return;
+  for (size_t i = 0; i < d->nkids; i++)
+    nne__dec_free(d->kids[i]);
   free(d->kids);
   nne__re_free(&d->re);
   free(d->with);
@@ -44,7 +53,8 @@ int nne__strs_add(nne__strs_t *l, const char *s, size_t n) {
   }
   l->off[l->n] = l->text.n;
   l->len[l->n] = n;
-  if (nne__sbuf_add(&l->text, s, n)) return NNE_ENOMEM;
+  if (nne__sbuf_add(&l->text, s, n))
+    return NNE_ENOMEM;
   l->n++;
   return 0;
 }
@@ -61,10 +71,11 @@ static int one_char(json_t *j, const char *key, const char *dflt, uint32_t *cp,
   const char *s;
   size_t len, adv = 0;
   int rc = nne__json_str(j, key, dflt, &s, &len, path, err);
-  if (rc) return rc;
+  if (rc)
+    return rc;
   if (!s || !len || (*cp = nne__u8dec(s, &adv), adv != len))
-    return nne_err_set(err, NNE_EINVAL, "%s.%s: must be one character",
-                       path->s, key);
+    return nne_err_set(err, NNE_EINVAL, "%s.%s: must be one character", path->s,
+                       key);
   return 0;
 }
 
@@ -95,9 +106,11 @@ int nne__dec_load(json_t *j, nne__dec_t **out, nne__path_t *path,
   size_t len;
   int rc;
   *out = NULL;
-  if ((rc = nne__json_type(j, &type, path, err)) != 0) return rc;
+  if ((rc = nne__json_type(j, &type, path, err)) != 0)
+    return rc;
   nne__dec_t *d = calloc(1, sizeof *d);
-  if (!d) return NNE_ENOMEM;
+  if (!d)
+    return NNE_ENOMEM;
   if (!strcmp(type, "Sequence")) {
     d->kind = D_SEQ;
     if ((rc = nne__load_list(j, "decoders", load_kid, &d->kids, &d->nkids, path,
@@ -127,11 +140,14 @@ int nne__dec_load(json_t *j, nne__dec_t **out, nne__path_t *path,
       goto fail;
   } else if (!strcmp(type, "Replace")) {
     d->kind = D_REPLACE;
-    if ((rc = nne__json_str(j, "content", "", &s, &len, path, err))) goto fail;
-    if (!(d->with = malloc(len + 1))) goto nomem;
+    if ((rc = nne__json_str(j, "content", "", &s, &len, path, err)))
+      goto fail;
+    if (!(d->with = malloc(len + 1)))
+      goto nomem;
     memcpy(d->with, s, len + 1);
     d->wlen = len;
-    if ((rc = nne__re_from_json(&d->re, j, "pattern", path, err))) goto fail;
+    if ((rc = nne__re_from_json(&d->re, j, "pattern", path, err)))
+      goto fail;
   } else {
     rc = nne__unsupported(path, type, err);
     goto fail;
@@ -147,7 +163,8 @@ fail:
 
 /* "<0xAB>" → 0xAB; -1 for anything else. */
 static int byte_token(const char *s, size_t n) {
-  if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
+  if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>')
+    return -1;
   int v = 0;
   for (int i = 3; i < 5; i++) {
     char c = s[i];
@@ -155,7 +172,8 @@ static int byte_token(const char *s, size_t n) {
             : c >= 'a' && c <= 'f' ? c - 'a' + 10
             : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                    : -1;
-    if (d < 0) return -1;
+    if (d < 0)
+      return -1;
     v = v * 16 + d;
   }
   return v;
@@ -179,11 +197,13 @@ static int run1(const nne__dec_t *d, const nne__bytelevel_t *bl,
         uint32_t cp = nne__u8dec(s + k, &adv);
         if (cp >= 324 || bl->dec[cp] < 0) {
           acc.n = mark;
-          if (nne__sbuf_add(&acc, s, n)) goto nomem;
+          if (nne__sbuf_add(&acc, s, n))
+            goto nomem;
           break;
         }
         char b = (char)bl->dec[cp];
-        if (nne__sbuf_add(&acc, &b, 1)) goto nomem;
+        if (nne__sbuf_add(&acc, &b, 1))
+          goto nomem;
         k += adv;
       }
     }
@@ -200,24 +220,28 @@ static int run1(const nne__dec_t *d, const nne__bytelevel_t *bl,
     free(acc.p);
     return rc;
   case D_FUSE:
-    if (nne__strs_add(out, in->text.p, in->text.n)) return NNE_ENOMEM;
+    if (nne__strs_add(out, in->text.p, in->text.n))
+      return NNE_ENOMEM;
     return 0;
   case D_BYTEFALLBACK:
     for (size_t i = 0; i <= in->n; i++) {
       int b = i < in->n ? byte_token(in->text.p + in->off[i], in->len[i]) : -1;
       if (b >= 0) {
         char c = (char)b;
-        if (nne__sbuf_add(&acc, &c, 1)) goto nomem;
+        if (nne__sbuf_add(&acc, &c, 1))
+          goto nomem;
         continue;
       }
       if (acc.n) {
         /* A run of byte tokens: its text when it is UTF-8, else one
          * U+FFFD per byte, as the reference does. */
         if (nne__u8check(acc.p, acc.n) == acc.n) {
-          if (nne__strs_add(out, acc.p, acc.n)) goto nomem;
+          if (nne__strs_add(out, acc.p, acc.n))
+            goto nomem;
         } else
           for (size_t k = 0; k < acc.n; k++)
-            if (nne__strs_add(out, "\xEF\xBF\xBD", 3)) goto nomem;
+            if (nne__strs_add(out, "\xEF\xBF\xBD", 3))
+              goto nomem;
         acc.n = 0;
       }
       if (i < in->n && nne__strs_add(out, in->text.p + in->off[i], in->len[i]))
@@ -243,7 +267,8 @@ static int run1(const nne__dec_t *d, const nne__bytelevel_t *bl,
           size_t adv;
           uint32_t cp = nne__u8dec(s + k, &adv);
           if (cp != d->ch) {
-            if (nne__sbuf_add(&acc, s + k, adv)) goto nomem;
+            if (nne__sbuf_add(&acc, s + k, adv))
+              goto nomem;
           } else if (!(i == 0 && d->prepend) && nne__sbuf_add(&acc, " ", 1))
             goto nomem;
           k += adv;
@@ -251,23 +276,27 @@ static int run1(const nne__dec_t *d, const nne__bytelevel_t *bl,
       } else { /* Strip: up to start leading and stop trailing content chars */
         size_t a = 0, e = n, adv;
         for (size_t k = 0; k < d->start && a < e; k++) {
-          if (nne__u8dec(s + a, &adv) != d->ch) break;
+          if (nne__u8dec(s + a, &adv) != d->ch)
+            break;
           a += adv;
         }
         for (size_t k = 0; k < d->stop && e > a; k++) {
           size_t st = e - 1;
-          while (st > a && ((unsigned char)s[st] & 0xC0) == 0x80) st--;
-          if (nne__u8dec(s + st, &adv) != d->ch) break;
+          while (st > a && ((unsigned char)s[st] & 0xC0) == 0x80)
+            st--;
+          if (nne__u8dec(s + st, &adv) != d->ch)
+            break;
           e = st;
         }
-        if (nne__sbuf_add(&acc, s + a, e - a)) goto nomem;
+        if (nne__sbuf_add(&acc, s + a, e - a))
+          goto nomem;
       }
-      if (nne__strs_add(out, acc.p ? acc.p : "", acc.n)) goto nomem;
+      if (nne__strs_add(out, acc.p ? acc.p : "", acc.n))
+        goto nomem;
     }
     free(acc.p);
     return 0;
-  default:
-    return NNE_EINTERNAL;
+  default: return NNE_EINTERNAL;
   }
 nomem:
   free(acc.p);
@@ -279,7 +308,8 @@ int nne__dec_run(const nne__dec_t *d, const nne__bytelevel_t *bl,
   int rc;
   if (d->kind == D_SEQ) {
     for (size_t i = 0; i < d->nkids; i++)
-      if ((rc = nne__dec_run(d->kids[i], bl, md, l, err))) return rc;
+      if ((rc = nne__dec_run(d->kids[i], bl, md, l, err)))
+        return rc;
     return 0;
   }
   nne__strs_t out = {0};

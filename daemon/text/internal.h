@@ -77,8 +77,8 @@ int nne__unsupported(nne__path_t *path, const char *what, nne_err_t *err);
  * even on failure). */
 typedef int (*nne__load_fn)(json_t *j, void **out, nne__path_t *path,
                             nne_err_t *err);
-int nne__load_list(json_t *o, const char *key, nne__load_fn load,
-                   void ***kids, size_t *n, nne__path_t *path, nne_err_t *err);
+int nne__load_list(json_t *o, const char *key, nne__load_fn load, void ***kids,
+                   size_t *n, nne__path_t *path, nne_err_t *err);
 
 /* ---- regex.c: PCRE2 with the reference's (Oniguruma's) meanings -------- */
 
@@ -184,16 +184,16 @@ int nne__pretok_run(const nne__pretok_t *p, const nne__bytelevel_t *bl,
 /* ---- bpe.c ------------------------------------------------------------- */
 
 typedef struct nne__bpe {
-  char *strs;          /* every token's bytes, back to back */
-  size_t *str_off;     /* id → offset in strs, SIZE_MAX for none */
-  uint32_t *str_len;   /* id → length */
-  size_t nids;         /* one past the largest id */
-  nne_map_t vocab;     /* token bytes → id (keys in strs) */
-  uint32_t *merge_keys; /* pairs (a, b) back to back, the merge map's keys */
-  nne_map_t merges;    /* (a, b) → rank << 32 | new id */
+  char *strs;            /* every token's bytes, back to back */
+  size_t *str_off;       /* id → offset in strs, SIZE_MAX for none */
+  uint32_t *str_len;     /* id → length */
+  size_t nids;           /* one past the largest id */
+  nne_map_t vocab;       /* token bytes → id (keys in strs) */
+  uint32_t *merge_keys;  /* pairs (a, b) back to back, the merge map's keys */
+  nne_map_t merges;      /* (a, b) → rank << 32 | new id */
   char *prefix, *suffix; /* continuing_subword_prefix, end_of_word_suffix */
   size_t prefix_len, suffix_len;
-  int32_t unk_id;      /* -1: none */
+  int32_t unk_id; /* -1: none */
   bool fuse_unk, byte_fallback, ignore_merges;
   int32_t byte_ids[256]; /* <0xXX> ids when byte_fallback, else -1 */
 } nne__bpe_t;

@@ -16,8 +16,16 @@
 #include "base/vec.h"
 #include "text/internal.h"
 
-enum { P_SEQ, P_BYTELEVEL, P_SPLIT, P_METASPACE, P_DIGITS, P_PUNCT,
-       P_WHITESPACE, P_WSPLIT };
+enum {
+  P_SEQ,
+  P_BYTELEVEL,
+  P_SPLIT,
+  P_METASPACE,
+  P_DIGITS,
+  P_PUNCT,
+  P_WHITESPACE,
+  P_WSPLIT
+};
 enum { B_REMOVED, B_ISOLATED, B_MPREV, B_MNEXT, B_CONTIGUOUS };
 enum { PREPEND_ALWAYS, PREPEND_NEVER, PREPEND_FIRST };
 
@@ -33,7 +41,7 @@ struct nne__pretok {
   int behavior;
   bool invert, add_prefix_space, use_regex, individual, split;
   int prepend;
-  uint32_t repl;      /* Metaspace's replacement character */
+  uint32_t repl; /* Metaspace's replacement character */
   char repl_u8[4];
   size_t repl_len;
   nne__re_t re;
@@ -46,7 +54,8 @@ void nne__bytelevel_init(nne__bytelevel_t *bl) {
    * others (controls, space, DEL, NBSP, soft hyphen, ...) take the code
    * points from U+0100 on, in byte order. */
   uint32_t next = 256;
-  for (int i = 0; i < 324; i++) bl->dec[i] = -1;
+  for (int i = 0; i < 324; i++)
+    bl->dec[i] = -1;
   for (int b = 0; b < 256; b++) {
     bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) ||
                      (b >= 0xAE && b <= 0xFF);
@@ -57,8 +66,10 @@ void nne__bytelevel_init(nne__bytelevel_t *bl) {
 }
 
 void nne__pretok_free(nne__pretok_t *p) {
-  if (!p) return;
-  for (size_t i = 0; i < p->nkids; i++) nne__pretok_free(p->kids[i]);
+  if (!p)
+    return;
+  for (size_t i = 0; i < p->nkids; i++)
+    nne__pretok_free(p->kids[i]);
   free(p->kids);
   nne__re_free(&p->re);
   free(p);
@@ -71,7 +82,8 @@ static int load_behavior(json_t *j, int dflt, int *out, nne__path_t *path,
                                       "Contiguous"};
   const char *s;
   int rc = nne__json_str(j, "behavior", NULL, &s, NULL, path, err);
-  if (rc) return rc;
+  if (rc)
+    return rc;
   if (!s) {
     *out = dflt;
     return 0;
@@ -104,13 +116,15 @@ int nne__pretok_load(json_t *j, nne__pretok_t **out, nne__path_t *path,
   size_t len;
   int rc;
   *out = NULL;
-  if ((rc = nne__json_type(j, &type, path, err)) != 0) return rc;
+  if ((rc = nne__json_type(j, &type, path, err)) != 0)
+    return rc;
   nne__pretok_t *p = calloc(1, sizeof *p);
-  if (!p) return NNE_ENOMEM;
+  if (!p)
+    return NNE_ENOMEM;
   if (!strcmp(type, "Sequence")) {
     p->kind = P_SEQ;
-    if ((rc = nne__load_list(j, "pretokenizers", load_kid, &p->kids, &p->nkids, path,
-                             err)))
+    if ((rc = nne__load_list(j, "pretokenizers", load_kid, &p->kids, &p->nkids,
+                             path, err)))
       goto fail;
   } else if (!strcmp(type, "ByteLevel")) {
     p->kind = P_BYTELEVEL;
@@ -138,8 +152,8 @@ int nne__pretok_load(json_t *j, nne__pretok_t **out, nne__path_t *path,
       goto fail;
     size_t adv;
     if (len == 0 || len > 4 || (p->repl = nne__u8dec(s, &adv), adv != len)) {
-      rc = nne_err_set(err, NNE_EINVAL,
-                       "%s.replacement: must be one character", path->s);
+      rc = nne_err_set(err, NNE_EINVAL, "%s.replacement: must be one character",
+                       path->s);
       goto fail;
     }
     memcpy(p->repl_u8, s, len);
@@ -158,8 +172,9 @@ int nne__pretok_load(json_t *j, nne__pretok_t **out, nne__path_t *path,
     else if (!strcmp(s, "first"))
       p->prepend = PREPEND_FIRST;
     else {
-      rc = nne_err_set(err, NNE_EUNIMPL,
-                       "%s.prepend_scheme: \"%s\" is not supported", path->s, s);
+      rc =
+          nne_err_set(err, NNE_EUNIMPL,
+                      "%s.prepend_scheme: \"%s\" is not supported", path->s, s);
       goto fail;
     }
   } else if (!strcmp(type, "Digits")) {
@@ -169,10 +184,12 @@ int nne__pretok_load(json_t *j, nne__pretok_t **out, nne__path_t *path,
       goto fail;
   } else if (!strcmp(type, "Punctuation")) {
     p->kind = P_PUNCT;
-    if ((rc = load_behavior(j, B_ISOLATED, &p->behavior, path, err))) goto fail;
+    if ((rc = load_behavior(j, B_ISOLATED, &p->behavior, path, err)))
+      goto fail;
   } else if (!strcmp(type, "Whitespace")) {
     p->kind = P_WHITESPACE;
-    if ((rc = compile_const(&p->re, WS_RE, path, err))) goto fail;
+    if ((rc = compile_const(&p->re, WS_RE, path, err)))
+      goto fail;
   } else if (!strcmp(type, "WhitespaceSplit")) {
     p->kind = P_WSPLIT;
   } else {
@@ -203,14 +220,19 @@ static int find_re(const nne__re_t *re, nne__scratch_t *sc, const char *s,
   size_t prev = 0, from = 0, ms, me;
   int rc;
   sc->nspans = 0;
-  while (from <= n && (rc = nne__re_find(re, sc->md, s, n, from, &ms, &me, err)) == 1) {
-    if (prev != ms && span_add(sc, prev, ms, false)) return NNE_ENOMEM;
-    if (span_add(sc, ms, me, true)) return NNE_ENOMEM;
+  while (from <= n &&
+         (rc = nne__re_find(re, sc->md, s, n, from, &ms, &me, err)) == 1) {
+    if (prev != ms && span_add(sc, prev, ms, false))
+      return NNE_ENOMEM;
+    if (span_add(sc, ms, me, true))
+      return NNE_ENOMEM;
     prev = me;
     from = me > ms ? me : ms + (ms < n ? nne__u8len((unsigned char)s[ms]) : 1);
   }
-  if (rc < 0) return rc;
-  if (prev != n && span_add(sc, prev, n, false)) return NNE_ENOMEM;
+  if (rc < 0)
+    return rc;
+  if (prev != n && span_add(sc, prev, n, false))
+    return NNE_ENOMEM;
   return 0;
 }
 
@@ -228,8 +250,8 @@ static bool is_numeric(uint32_t cp) {
 }
 
 /* The same with each character for which pred holds as a match. */
-static int find_chars(const nne__pretok_t *p, nne__scratch_t *sc,
-                      const char *s, size_t n) {
+static int find_chars(const nne__pretok_t *p, nne__scratch_t *sc, const char *s,
+                      size_t n) {
   size_t prev = 0;
   sc->nspans = 0;
   for (size_t i = 0; i < n;) {
@@ -245,13 +267,16 @@ static int find_chars(const nne__pretok_t *p, nne__scratch_t *sc,
     default: hit = cp == p->repl; break; /* Metaspace */
     }
     if (hit) {
-      if (prev != i && span_add(sc, prev, i, false)) return NNE_ENOMEM;
-      if (span_add(sc, i, i + adv, true)) return NNE_ENOMEM;
+      if (prev != i && span_add(sc, prev, i, false))
+        return NNE_ENOMEM;
+      if (span_add(sc, i, i + adv, true))
+        return NNE_ENOMEM;
       prev = i + adv;
     }
     i += adv;
   }
-  if (prev != n && span_add(sc, prev, n, false)) return NNE_ENOMEM;
+  if (prev != n && span_add(sc, prev, n, false))
+    return NNE_ENOMEM;
   return 0;
 }
 
@@ -262,24 +287,28 @@ static size_t behave(nne__span_t *v, size_t n, int beh) {
   switch (beh) {
   case B_REMOVED:
     for (size_t r = 0; r < n; r++)
-      if (!v[r].match) v[w++] = v[r];
+      if (!v[r].match)
+        v[w++] = v[r];
     return w;
-  case B_ISOLATED:
-    return n;
+  case B_ISOLATED: return n;
   case B_MPREV: /* a delimiter joins the text before it */
     for (size_t r = 0; r < n; r++) {
       bool m = v[r].match;
-      if (m && !prev && w > 0) v[w - 1].e = v[r].e;
-      else v[w++] = v[r];
+      if (m && !prev && w > 0)
+        v[w - 1].e = v[r].e;
+      else
+        v[w++] = v[r];
       prev = m;
     }
     return w;
-  case B_MNEXT: { /* a delimiter joins the text after it: the mirror image */
+  case B_MNEXT: {   /* a delimiter joins the text after it: the mirror image */
     size_t top = n; /* the result grows down from the end */
     for (size_t r = n; r-- > 0;) {
       bool m = v[r].match;
-      if (m && !prev && top < n) v[top].s = v[r].s;
-      else v[--top] = v[r];
+      if (m && !prev && top < n)
+        v[top].s = v[r].s;
+      else
+        v[--top] = v[r];
       prev = m;
     }
     memmove(v, v + top, (n - top) * sizeof *v);
@@ -288,8 +317,10 @@ static size_t behave(nne__span_t *v, size_t n, int beh) {
   default: /* B_CONTIGUOUS: runs of delimiters become one */
     for (size_t r = 0; r < n; r++) {
       bool m = v[r].match;
-      if (m == prev && w > 0) v[w - 1].e = v[r].e;
-      else v[w++] = v[r];
+      if (m == prev && w > 0)
+        v[w - 1].e = v[r].e;
+      else
+        v[w++] = v[r];
       prev = m;
     }
     return w;
@@ -300,8 +331,10 @@ static size_t behave(nne__span_t *v, size_t n, int beh) {
  * when bl is given. */
 static int emit(nne__pieces_t *out, const char *s, size_t n, bool origin,
                 const nne__bytelevel_t *bl) {
-  if (n == 0) return 0;
-  if (!bl) return nne__pieces_add(out, s, n, origin);
+  if (n == 0)
+    return 0;
+  if (!bl)
+    return nne__pieces_add(out, s, n, origin);
   size_t start = out->text.n;
   for (size_t i = 0; i < n; i++) {
     unsigned char b = (unsigned char)s[i];
@@ -320,12 +353,14 @@ static int emit_spans(nne__scratch_t *sc, nne__pieces_t *out, const char *s,
                       bool origin, int beh, bool invert,
                       const nne__bytelevel_t *bl) {
   if (invert)
-    for (size_t i = 0; i < sc->nspans; i++) sc->spans[i].match = !sc->spans[i].match;
+    for (size_t i = 0; i < sc->nspans; i++)
+      sc->spans[i].match = !sc->spans[i].match;
   size_t k = behave(sc->spans, sc->nspans, beh);
   for (size_t i = 0; i < k; i++) {
     nne__span_t sp = sc->spans[i];
     int rc = emit(out, s + sp.s, sp.e - sp.s, origin && sp.s == 0, bl);
-    if (rc) return rc;
+    if (rc)
+      return rc;
   }
   return 0;
 }
@@ -345,36 +380,44 @@ static int run_piece(const nne__pretok_t *p, const nne__bytelevel_t *bl,
       t = sc->tmp.p;
       tn = sc->tmp.n;
     }
-    if (!p->use_regex) return emit(out, t, tn, origin, bl);
-    if ((rc = find_re(&p->re, sc, t, tn, err))) return rc;
+    if (!p->use_regex)
+      return emit(out, t, tn, origin, bl);
+    if ((rc = find_re(&p->re, sc, t, tn, err)))
+      return rc;
     return emit_spans(sc, out, t, origin, B_ISOLATED, false, bl);
   }
   case P_SPLIT:
   case P_WHITESPACE:
-    if ((rc = find_re(&p->re, sc, s, n, err))) return rc;
+    if ((rc = find_re(&p->re, sc, s, n, err)))
+      return rc;
     if (p->kind == P_WHITESPACE)
       return emit_spans(sc, out, s, origin, B_REMOVED, true, NULL);
     return emit_spans(sc, out, s, origin, p->behavior, p->invert, NULL);
   case P_DIGITS:
-    if ((rc = find_chars(p, sc, s, n))) return rc;
+    if ((rc = find_chars(p, sc, s, n)))
+      return rc;
     return emit_spans(sc, out, s, origin,
                       p->individual ? B_ISOLATED : B_CONTIGUOUS, false, NULL);
   case P_PUNCT:
-    if ((rc = find_chars(p, sc, s, n))) return rc;
+    if ((rc = find_chars(p, sc, s, n)))
+      return rc;
     return emit_spans(sc, out, s, origin, p->behavior, false, NULL);
   case P_WSPLIT:
-    if ((rc = find_chars(p, sc, s, n))) return rc;
+    if ((rc = find_chars(p, sc, s, n)))
+      return rc;
     return emit_spans(sc, out, s, origin, B_REMOVED, false, NULL);
   case P_METASPACE: {
     /* ' ' → the replacement, then the prefix, then the split before each
      * replacement character. */
     nne__sbuf_t *t = &sc->tmp;
     t->n = 0;
-    bool starts = n >= 1 && (s[0] == ' ' ||
-                             (n >= p->repl_len && !memcmp(s, p->repl_u8, p->repl_len)));
+    bool starts =
+        n >= 1 && (s[0] == ' ' ||
+                   (n >= p->repl_len && !memcmp(s, p->repl_u8, p->repl_len)));
     if (!starts && (p->prepend == PREPEND_ALWAYS ||
                     (p->prepend == PREPEND_FIRST && origin)))
-      if (nne__sbuf_add(t, p->repl_u8, p->repl_len)) return NNE_ENOMEM;
+      if (nne__sbuf_add(t, p->repl_u8, p->repl_len))
+        return NNE_ENOMEM;
     size_t run = 0;
     for (size_t i = 0; i < n; i++)
       if (s[i] == ' ') {
@@ -383,13 +426,15 @@ static int run_piece(const nne__pretok_t *p, const nne__bytelevel_t *bl,
           return NNE_ENOMEM;
         run = i + 1;
       }
-    if (nne__sbuf_add(t, s + run, n - run)) return NNE_ENOMEM;
-    if (!p->split) return emit(out, t->p, t->n, origin, NULL);
-    if ((rc = find_chars(p, sc, t->p, t->n))) return rc;
+    if (nne__sbuf_add(t, s + run, n - run))
+      return NNE_ENOMEM;
+    if (!p->split)
+      return emit(out, t->p, t->n, origin, NULL);
+    if ((rc = find_chars(p, sc, t->p, t->n)))
+      return rc;
     return emit_spans(sc, out, t->p, origin, B_MNEXT, false, NULL);
   }
-  default:
-    return NNE_EINTERNAL;
+  default: return NNE_EINTERNAL;
   }
 }
 
@@ -398,7 +443,8 @@ int nne__pretok_run(const nne__pretok_t *p, const nne__bytelevel_t *bl,
   int rc;
   if (p->kind == P_SEQ) {
     for (size_t i = 0; i < p->nkids; i++)
-      if ((rc = nne__pretok_run(p->kids[i], bl, sc, err))) return rc;
+      if ((rc = nne__pretok_run(p->kids[i], bl, sc, err)))
+        return rc;
     return 0;
   }
   nne__pieces_clear(&sc->b);
@@ -406,7 +452,8 @@ int nne__pretok_run(const nne__pretok_t *p, const nne__bytelevel_t *bl,
     nne__piece_t pc = sc->a.v[i];
     rc = run_piece(p, bl, sc, sc->a.text.p + pc.off, pc.len, pc.origin, &sc->b,
                    err);
-    if (rc) return rc;
+    if (rc)
+      return rc;
   }
   nne__pieces_t t = sc->a;
   sc->a = sc->b;

@@ -37,10 +37,11 @@ static bool is_script(const char *name, size_t n) {
   char pat[80];
   int ecode;
   PCRE2_SIZE eoff;
-  if (n == 0 || n > 60 || memchr(name, ':', n) || name[0] == '^') return false;
+  if (n == 0 || n > 60 || memchr(name, ':', n) || name[0] == '^')
+    return false;
   int k = snprintf(pat, sizeof pat, "\\p{sc:%.*s}", (int)n, name);
-  pcre2_code *c = pcre2_compile((PCRE2_SPTR)pat, (size_t)k, PCRE2_UTF | PCRE2_UCP,
-                                &ecode, &eoff, NULL);
+  pcre2_code *c = pcre2_compile((PCRE2_SPTR)pat, (size_t)k,
+                                PCRE2_UTF | PCRE2_UCP, &ecode, &eoff, NULL);
   pcre2_code_free(c);
   return c != NULL;
 }
@@ -61,14 +62,16 @@ static int rewrite(const char *pat, size_t len, nne__sbuf_t *out,
         if (end && is_script(pat + i + 3, (size_t)(end - pat - i - 3))) {
           size_t n = (size_t)(end - pat - i - 3);
           snprintf(buf, sizeof buf, "\\%c{sc:%.*s}", d, (int)n, pat + i + 3);
-          if (nne__sbuf_add(out, buf, strlen(buf)) != 0) return NNE_ENOMEM;
+          if (nne__sbuf_add(out, buf, strlen(buf)) != 0)
+            return NNE_ENOMEM;
           i = (size_t)(end - pat);
           continue;
         }
       }
       if (d == 's' || d == 'w') {
         const char *set = d == 's' ? S_IN : W_IN;
-        if (cls) rep = set;
+        if (cls)
+          rep = set;
         else {
           snprintf(buf, sizeof buf, "[%s]", set);
           rep = buf;
@@ -83,7 +86,8 @@ static int rewrite(const char *pat, size_t len, nne__sbuf_t *out,
         rep = buf;
       }
       if (rep) {
-        if (nne__sbuf_add(out, rep, strlen(rep)) != 0) return NNE_ENOMEM;
+        if (nne__sbuf_add(out, rep, strlen(rep)) != 0)
+          return NNE_ENOMEM;
       } else if (nne__sbuf_add(out, pat + i, 2) != 0)
         return NNE_ENOMEM;
       i++;
@@ -91,14 +95,17 @@ static int rewrite(const char *pat, size_t len, nne__sbuf_t *out,
     }
     if (c == '[' && !cls) {
       cls = 1;
-      if (nne__sbuf_add(out, pat + i, 1) != 0) return NNE_ENOMEM;
+      if (nne__sbuf_add(out, pat + i, 1) != 0)
+        return NNE_ENOMEM;
       /* A ']' (after an optional '^') right at the start is a member. */
       if (i + 1 < len && pat[i + 1] == '^') {
-        if (nne__sbuf_add(out, "^", 1) != 0) return NNE_ENOMEM;
+        if (nne__sbuf_add(out, "^", 1) != 0)
+          return NNE_ENOMEM;
         i++;
       }
       if (i + 1 < len && pat[i + 1] == ']') {
-        if (nne__sbuf_add(out, "]", 1) != 0) return NNE_ENOMEM;
+        if (nne__sbuf_add(out, "]", 1) != 0)
+          return NNE_ENOMEM;
         i++;
       }
       continue;
@@ -106,13 +113,17 @@ static int rewrite(const char *pat, size_t len, nne__sbuf_t *out,
     if (c == '[' && cls && i + 1 < len && pat[i + 1] == ':') {
       /* POSIX class [:alpha:] inside a class: copy through its ':]'. */
       const char *end = strstr(pat + i, ":]");
-      size_t k = end && (size_t)(end - pat) < len ? (size_t)(end - pat) + 2 - i : 1;
-      if (nne__sbuf_add(out, pat + i, k) != 0) return NNE_ENOMEM;
+      size_t k =
+          end && (size_t)(end - pat) < len ? (size_t)(end - pat) + 2 - i : 1;
+      if (nne__sbuf_add(out, pat + i, k) != 0)
+        return NNE_ENOMEM;
       i += k - 1;
       continue;
     }
-    if (c == ']' && cls) cls = 0;
-    if (nne__sbuf_add(out, pat + i, 1) != 0) return NNE_ENOMEM;
+    if (c == ']' && cls)
+      cls = 0;
+    if (nne__sbuf_add(out, pat + i, 1) != 0)
+      return NNE_ENOMEM;
   }
   return 0;
 }
@@ -164,9 +175,10 @@ int nne__re_find(const nne__re_t *re, pcre2_match_data *md, const char *s,
                  nne_err_t *err) {
   /* The subject is valid UTF-8 (checked once, at the API), so PCRE2 need
    * not check it again on every call. */
-  int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK,
-                       md, NULL);
-  if (rc == PCRE2_ERROR_NOMATCH) return 0;
+  int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, md,
+                       NULL);
+  if (rc == PCRE2_ERROR_NOMATCH)
+    return 0;
   if (rc < 0) {
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(rc, msg, sizeof msg);
@@ -195,8 +207,8 @@ int nne__re_from_json(nne__re_t *re, json_t *o, const char *key,
                          path, err);
   } else if (json_is_string(v = json_object_get(p, "Regex"))) {
     nne__path_push(path, ".Regex");
-    rc = nne__re_compile(re, json_string_value(v), json_string_length(v),
-                         false, path, err);
+    rc = nne__re_compile(re, json_string_value(v), json_string_length(v), false,
+                         path, err);
   } else
     rc = nne_err_set(err, NNE_EINVAL,
                      "%s: must be {\"String\": ...} or {\"Regex\": ...}",
@@ -210,7 +222,8 @@ int nne__re_replace(const nne__re_t *re, pcre2_match_data *md, const char *s,
                     nne_err_t *err) {
   size_t from = 0, ms, me;
   int rc = 0;
-  while (from <= n && (rc = nne__re_find(re, md, s, n, from, &ms, &me, err)) == 1) {
+  while (from <= n &&
+         (rc = nne__re_find(re, md, s, n, from, &ms, &me, err)) == 1) {
     if (nne__sbuf_add(out, s + from, ms - from) != 0 ||
         nne__sbuf_add(out, with, wlen) != 0)
       return NNE_ENOMEM;
@@ -220,12 +233,15 @@ int nne__re_replace(const nne__re_t *re, pcre2_match_data *md, const char *s,
         break;
       }
       size_t k = nne__u8len((unsigned char)s[ms]);
-      if (nne__sbuf_add(out, s + ms, k) != 0) return NNE_ENOMEM;
+      if (nne__sbuf_add(out, s + ms, k) != 0)
+        return NNE_ENOMEM;
       me = ms + k;
     }
     from = me;
   }
-  if (rc < 0) return rc;
-  if (from < n && nne__sbuf_add(out, s + from, n - from) != 0) return NNE_ENOMEM;
+  if (rc < 0)
+    return rc;
+  if (from < n && nne__sbuf_add(out, s + from, n - from) != 0)
+    return NNE_ENOMEM;
   return 0;
 }

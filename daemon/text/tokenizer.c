@@ -51,7 +51,8 @@ int nne__pieces_add(nne__pieces_t *ps, const char *s, size_t n, bool origin) {
   if (ps->n == ps->cap && NNE_VEC_GROW(&ps->v, &ps->cap, ps->n + 1) != 0)
     return NNE_ENOMEM;
   size_t off = ps->text.n;
-  if (nne__sbuf_add(&ps->text, s, n) != 0) return NNE_ENOMEM;
+  if (nne__sbuf_add(&ps->text, s, n) != 0)
+    return NNE_ENOMEM;
   ps->v[ps->n++] = (nne__piece_t){off, n, origin};
   return 0;
 }
@@ -96,16 +97,20 @@ void nne__scratch_free(nne__scratch_t *sc) {
  * buffer) still reaches the caller with a message, and a caller's err is
  * left alone on success. */
 static int finish(int rc, nne_err_t *mine, nne_err_t *err, const char *what) {
-  if (rc == 0) return 0;
-  if (mine->code == 0) nne_err_set(mine, rc, "%s: %s", what, nne_strerror(rc));
-  if (err) *err = *mine;
+  if (rc == 0)
+    return 0;
+  if (mine->code == 0)
+    nne_err_set(mine, rc, "%s: %s", what, nne_strerror(rc));
+  if (err)
+    *err = *mine;
   return rc;
 }
 
 /* ---- loading ----------------------------------------------------------- */
 
 void nne_tokenizer_free(nne_tokenizer_t *t) {
-  if (!t) return;
+  if (!t)
+    return;
   nne__bpe_free(&t->bpe);
   nne__norm_free(t->norm);
   nne__pretok_free(t->pretok);
@@ -125,21 +130,23 @@ static int load_added(nne_tokenizer_t *t, json_t *arr, nne__path_t *path,
                       nne_err_t *err) {
   size_t total = 0, n;
   int rc;
-  if (!arr || json_is_null(arr)) return 0;
+  if (!arr || json_is_null(arr))
+    return 0;
   if (!json_is_array(arr))
     return nne_err_set(err, NNE_EINVAL, "added_tokens: must be an array");
   n = json_array_size(arr);
   for (size_t i = 0; i < n; i++) {
     json_t *c = json_object_get(json_array_get(arr, i), "content");
     if (!json_is_string(c) || json_string_length(c) == 0)
-      return nne_err_set(err, NNE_EINVAL,
-                         "added_tokens[%zu].content: must be a non-empty string",
-                         i);
+      return nne_err_set(
+          err, NNE_EINVAL,
+          "added_tokens[%zu].content: must be a non-empty string", i);
     total += json_string_length(c) + 1;
   }
   t->added = calloc(n + 1, sizeof *t->added);
   t->added_strs = malloc(total + 1);
-  if (!t->added || !t->added_strs) return NNE_ENOMEM;
+  if (!t->added || !t->added_strs)
+    return NNE_ENOMEM;
   size_t at = 0;
   int32_t vsize = (int32_t)nne_map_count(&t->bpe.vocab), maxid = -1;
   bool any = false;
@@ -169,7 +176,8 @@ static int load_added(nne_tokenizer_t *t, json_t *arr, nne__path_t *path,
       a->id = any ? maxid + 1 : vsize;
     else
       a->id = vsize;
-    if (!any || a->id > maxid) maxid = a->id;
+    if (!any || a->id > maxid)
+      maxid = a->id;
     any = true;
     if ((rc = nne__json_bool(o, "special", false, &a->special, path, err)) ||
         (rc = nne__json_bool(o, "lstrip", false, &a->lstrip, path, err)) ||
@@ -177,13 +185,15 @@ static int load_added(nne_tokenizer_t *t, json_t *arr, nne__path_t *path,
         (rc = nne__json_bool(o, "single_word", false, &a->single_word, path,
                              err)) ||
         /* The reference's default: special tokens match the raw text. */
-        (rc = nne__json_bool(o, "normalized", !a->special, &a->normalized,
-                             path, err)))
+        (rc = nne__json_bool(o, "normalized", !a->special, &a->normalized, path,
+                             err)))
       return rc;
     nne__path_pop(path, mark);
     rc = nne_map_put(&t->added_by_content, a->content, a->len, (intptr_t)i);
-    if (rc < 0) return rc;
-    if (rc == 1) nne_map_set(&t->added_by_content, a->content, a->len, (intptr_t)i);
+    if (rc < 0)
+      return rc;
+    if (rc == 1)
+      nne_map_set(&t->added_by_content, a->content, a->len, (intptr_t)i);
     t->nadded++;
   }
   return 0;
@@ -200,8 +210,10 @@ typedef struct sort_key {
 
 static int by_byte_then_longest(const void *x, const void *y) {
   const sort_key_t *a = x, *b = y;
-  if (a->first != b->first) return a->first < b->first ? -1 : 1;
-  if (a->len != b->len) return a->len > b->len ? -1 : 1;
+  if (a->first != b->first)
+    return a->first < b->first ? -1 : 1;
+  if (a->len != b->len)
+    return a->len > b->len ? -1 : 1;
   return a->idx < b->idx ? -1 : 1;
 }
 
@@ -220,7 +232,8 @@ static int build_index(nne_tokenizer_t *t, added_index_t *ix, bool normalized) {
   size_t j = 0;
   for (int b = 0; b < 256; b++) {
     ix->start[b] = (uint32_t)j;
-    while (j < k && keys[j].first == b) ix->order[j] = keys[j].idx, j++;
+    while (j < k && keys[j].first == b)
+      ix->order[j] = keys[j].idx, j++;
   }
   ix->start[256] = (uint32_t)k;
   free(keys);
@@ -229,8 +242,10 @@ static int build_index(nne_tokenizer_t *t, added_index_t *ix, bool normalized) {
 
 static int ids_append(int32_t **arr, size_t *n, const int32_t *src, size_t k) {
   int32_t *p = realloc(*arr, (*n + k + 1) * sizeof *p);
-  if (!p) return NNE_ENOMEM;
-  if (k) memcpy(p + *n, src, k * sizeof *p);
+  if (!p)
+    return NNE_ENOMEM;
+  if (k)
+    memcpy(p + *n, src, k * sizeof *p);
   *arr = p;
   *n += k;
   return 0;
@@ -253,8 +268,10 @@ static int load_post(nne_tokenizer_t *t, json_t *j, nne__path_t *path,
                      nne_err_t *err) {
   const char *type;
   int rc;
-  if ((rc = nne__json_type(j, &type, path, err))) return rc;
-  if (!strcmp(type, "ByteLevel")) return 0; /* offsets only */
+  if ((rc = nne__json_type(j, &type, path, err)))
+    return rc;
+  if (!strcmp(type, "ByteLevel"))
+    return 0; /* offsets only */
   if (!strcmp(type, "Sequence")) {
     json_t *arr = json_object_get(j, "processors");
     if (!json_is_array(arr))
@@ -262,7 +279,8 @@ static int load_post(nne_tokenizer_t *t, json_t *j, nne__path_t *path,
                          path->s);
     for (size_t i = 0; i < json_array_size(arr); i++) {
       size_t mark = nne__path_push(path, ".processors[%zu]", i);
-      if ((rc = load_post(t, json_array_get(arr, i), path, err))) return rc;
+      if ((rc = load_post(t, json_array_get(arr, i), path, err)))
+        return rc;
       nne__path_pop(path, mark);
     }
     return 0;
@@ -279,7 +297,8 @@ static int load_post(nne_tokenizer_t *t, json_t *j, nne__path_t *path,
     json_t *specials = json_object_get(j, "special_tokens");
     bool seen_a = false;
     if (!json_is_array(single))
-      return nne_err_set(err, NNE_EINVAL, "%s.single: must be an array", path->s);
+      return nne_err_set(err, NNE_EINVAL, "%s.single: must be an array",
+                         path->s);
     for (size_t i = 0; i < json_array_size(single); i++) {
       json_t *it = json_array_get(single, i), *st, *seq;
       size_t mark = nne__path_push(path, ".single[%zu]", i);
@@ -293,8 +312,8 @@ static int load_post(nne_tokenizer_t *t, json_t *j, nne__path_t *path,
         seen_a = true;
       } else if ((st = json_object_get(it, "SpecialToken"))) {
         const char *name = json_string_value(json_object_get(st, "id"));
-        json_t *ids = json_object_get(json_object_get(specials, name ? name : ""),
-                                      "ids");
+        json_t *ids =
+            json_object_get(json_object_get(specials, name ? name : ""), "ids");
         if (!name || !json_is_array(ids))
           return nne_err_set(err, NNE_EINVAL,
                              "%s.SpecialToken: \"%s\" is not in special_tokens",
@@ -302,11 +321,13 @@ static int load_post(nne_tokenizer_t *t, json_t *j, nne__path_t *path,
         for (size_t k = 0; k < json_array_size(ids); k++) {
           json_t *v = json_array_get(ids, k);
           if (!json_is_integer(v) || (seen_a ? npost : npre) >= 64)
-            return nne_err_set(err, NNE_EINVAL,
-                               "special_tokens[\"%s\"].ids: must be up to 64 ids",
-                               name);
-          if (seen_a) post[npost++] = (int32_t)json_integer_value(v);
-          else pre[npre++] = (int32_t)json_integer_value(v);
+            return nne_err_set(
+                err, NNE_EINVAL,
+                "special_tokens[\"%s\"].ids: must be up to 64 ids", name);
+          if (seen_a)
+            post[npost++] = (int32_t)json_integer_value(v);
+          else
+            pre[npre++] = (int32_t)json_integer_value(v);
         }
       } else
         return nne_err_set(err, NNE_EINVAL,
@@ -320,7 +341,8 @@ static int load_post(nne_tokenizer_t *t, json_t *j, nne__path_t *path,
   /* A later processor wraps what the earlier ones made. */
   int32_t *np = NULL;
   size_t nn = 0;
-  if (ids_append(&np, &nn, pre, npre) || ids_append(&np, &nn, t->pre, t->npre) ||
+  if (ids_append(&np, &nn, pre, npre) ||
+      ids_append(&np, &nn, t->pre, t->npre) ||
       ids_append(&t->post, &t->npost, post, npost)) {
     free(np);
     return NNE_ENOMEM;
@@ -338,19 +360,23 @@ static int load_post(nne_tokenizer_t *t, json_t *j, nne__path_t *path,
     if (v_ && !json_is_null(v_)) {                                             \
       nne__path_pop(&path, 0);                                                 \
       nne__path_push(&path, "%s", key);                                        \
-      if ((rc = fn(v_, dst, &path, err))) goto fail;                           \
+      if ((rc = fn(v_, dst, &path, err)))                                      \
+        goto fail;                                                             \
     }                                                                          \
   } while (0)
 
 static int check_ids(nne_tokenizer_t *t, nne_err_t *err) {
   size_t nids = t->bpe.nids;
   for (size_t i = 0; i < t->nadded; i++)
-    if ((size_t)t->added[i].id + 1 > nids) nids = (size_t)t->added[i].id + 1;
+    if ((size_t)t->added[i].id + 1 > nids)
+      nids = (size_t)t->added[i].id + 1;
   t->nids = nids;
   if (!(t->added_by_id = malloc((nids + 1) * sizeof *t->added_by_id)))
     return NNE_ENOMEM;
-  for (size_t i = 0; i < nids; i++) t->added_by_id[i] = -1;
-  for (size_t i = 0; i < t->nadded; i++) t->added_by_id[t->added[i].id] = (int32_t)i;
+  for (size_t i = 0; i < nids; i++)
+    t->added_by_id[i] = -1;
+  for (size_t i = 0; i < t->nadded; i++)
+    t->added_by_id[t->added[i].id] = (int32_t)i;
   for (size_t i = 0; i < t->npre + t->npost; i++) {
     int32_t id = i < t->npre ? t->pre[i] : t->post[i - t->npre];
     if (id < 0 || (size_t)id >= nids)
@@ -401,7 +427,8 @@ static int load_json(const char *json, size_t len, nne_tokenizer_t **out,
     goto fail;
   }
   nne__path_push(&path, "model");
-  if ((rc = nne__bpe_load(model, &t->bpe, &path, err))) goto fail;
+  if ((rc = nne__bpe_load(model, &t->bpe, &path, err)))
+    goto fail;
   nne__path_pop(&path, 0);
   if ((rc = load_added(t, json_object_get(root, "added_tokens"), &path, err)))
     goto fail;
@@ -412,7 +439,8 @@ static int load_json(const char *json, size_t len, nne_tokenizer_t **out,
   if (post && !json_is_null(post)) {
     nne__path_pop(&path, 0);
     nne__path_push(&path, "post_processor");
-    if ((rc = load_post(t, post, &path, err))) goto fail;
+    if ((rc = load_post(t, post, &path, err)))
+      goto fail;
   }
   if ((rc = build_index(t, &t->raw, false)) ||
       (rc = build_index(t, &t->normd, true)) || (rc = check_ids(t, err)))
@@ -438,8 +466,8 @@ int nne_tokenizer_load_file(const char *path, nne_tokenizer_t **out,
   *out = NULL;
   FILE *f = fopen(path, "rb");
   if (!f)
-    return nne_err_set(err, errno == ENOENT ? NNE_ENOTFOUND : NNE_EIO,
-                       "%s: %s", path, strerror(errno));
+    return nne_err_set(err, errno == ENOENT ? NNE_ENOTFOUND : NNE_EIO, "%s: %s",
+                       path, strerror(errno));
   if (fstat(fileno(f), &st) != 0 || st.st_size < 0) {
     fclose(f);
     return nne_err_set(err, NNE_EIO, "%s: cannot stat", path);
@@ -463,7 +491,8 @@ int nne_tokenizer_load_file(const char *path, nne_tokenizer_t **out,
   }
   int rc = nne_tokenizer_load_json(buf, n, out, err);
   free(buf);
-  if (rc && err) nne_err_prefix(err, "%s", path);
+  if (rc && err)
+    nne_err_prefix(err, "%s", path);
   return rc;
 }
 
@@ -474,7 +503,8 @@ int nne_tokenizer_load_file(const char *path, nne_tokenizer_t **out,
  * punctuation, ZWJ/ZWNJ; tests/text/ shows marks count), approximated from
  * the general category. */
 static bool is_word_char(uint32_t cp) {
-  if (cp == 0x200C || cp == 0x200D) return true;
+  if (cp == 0x200C || cp == 0x200D)
+    return true;
   utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
   return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_ME) ||
          c == UTF8PROC_CATEGORY_ND || c == UTF8PROC_CATEGORY_NL ||
@@ -483,7 +513,8 @@ static bool is_word_char(uint32_t cp) {
 
 static size_t prev_char(const char *s, size_t i) {
   size_t st = i - 1;
-  while (st > 0 && ((unsigned char)s[st] & 0xC0) == 0x80) st--;
+  while (st > 0 && ((unsigned char)s[st] & 0xC0) == 0x80)
+    st--;
   return st;
 }
 
@@ -492,7 +523,8 @@ static size_t prev_char(const char *s, size_t i) {
 static int find_added(const nne_tokenizer_t *t, const added_index_t *ix,
                       const char *s, size_t n, size_t from, size_t *which,
                       size_t *ms) {
-  if (ix->start[256] == 0) return 0;
+  if (ix->start[256] == 0)
+    return 0;
   for (size_t i = from; i < n; i++) {
     unsigned char b = (unsigned char)s[i];
     for (uint32_t k = ix->start[b]; k < ix->start[b + 1]; k++) {
@@ -523,31 +555,38 @@ static int split_added(const nne_tokenizer_t *t, nne__scratch_t *sc,
     const added_t *a = &t->added[which];
     size_t start = ms, stop = ms + a->len, adv;
     from = stop;
-    if ((flags & NNE_TOK_SPECIAL_AS_TEXT) && a->special) continue;
+    if ((flags & NNE_TOK_SPECIAL_AS_TEXT) && a->special)
+      continue;
     if (a->single_word) {
-      bool left_ok = start == 0 || !is_word_char(nne__u8dec(s + prev_char(s, start), &adv));
+      bool left_ok = start == 0 ||
+                     !is_word_char(nne__u8dec(s + prev_char(s, start), &adv));
       bool right_ok = stop == n || !is_word_char(nne__u8dec(s + stop, &adv));
-      if (!left_ok || !right_ok) continue;
+      if (!left_ok || !right_ok)
+        continue;
     }
     if (a->lstrip) {
       size_t k = start;
       while (k > 0) {
         size_t p = prev_char(s, k);
-        if (!nne__is_space(nne__u8dec(s + p, &adv))) break;
+        if (!nne__is_space(nne__u8dec(s + p, &adv)))
+          break;
         k = p;
       }
       start = k > done ? k : done;
     }
     if (a->rstrip)
-      while (stop < n && nne__is_space(nne__u8dec(s + stop, &adv))) stop += adv;
-    if (done < start &&
-        (rc = fn(t, sc, s + done, start - done, origin && done == 0, flags, err)))
+      while (stop < n && nne__is_space(nne__u8dec(s + stop, &adv)))
+        stop += adv;
+    if (done < start && (rc = fn(t, sc, s + done, start - done,
+                                 origin && done == 0, flags, err)))
       return rc;
-    if ((rc = nne__ids_add(sc, a->id))) return rc;
+    if ((rc = nne__ids_add(sc, a->id)))
+      return rc;
     done = stop;
     from = stop > from ? stop : from;
   }
-  if (done < n) return fn(t, sc, s + done, n - done, origin && done == 0, flags, err);
+  if (done < n)
+    return fn(t, sc, s + done, n - done, origin && done == 0, flags, err);
   return 0;
 }
 
@@ -558,8 +597,10 @@ static int encode_words(const nne_tokenizer_t *t, nne__scratch_t *sc,
   int rc;
   (void)flags;
   nne__pieces_clear(&sc->a);
-  if ((rc = nne__pieces_add(&sc->a, s, n, origin))) return rc;
-  if (t->pretok && (rc = nne__pretok_run(t->pretok, &t->bl, sc, err))) return rc;
+  if ((rc = nne__pieces_add(&sc->a, s, n, origin)))
+    return rc;
+  if (t->pretok && (rc = nne__pretok_run(t->pretok, &t->bl, sc, err)))
+    return rc;
   for (size_t i = 0; i < sc->a.n; i++) {
     nne__piece_t p = sc->a.v[i];
     if ((rc = nne__bpe_word(&t->bpe, sc, sc->a.text.p + p.off, p.len, err)))
@@ -575,10 +616,12 @@ static int encode_region(const nne_tokenizer_t *t, nne__scratch_t *sc,
                          nne_err_t *err) {
   int rc;
   if (t->norm) {
-    if ((rc = nne__norm_run(t->norm, sc, s, n, &sc->seg, err))) return rc;
+    if ((rc = nne__norm_run(t->norm, sc, s, n, &sc->seg, err)))
+      return rc;
     s = sc->seg.p;
     n = sc->seg.n;
-    if (n == 0) return 0;
+    if (n == 0)
+      return 0;
   }
   return split_added(t, sc, &t->normd, s, n, origin, flags, encode_words, err);
 }
@@ -633,21 +676,26 @@ int nne_tokenizer_encode(const nne_tokenizer_t *t, const char *text, size_t len,
 
 const char *nne_tokenizer_id_to_token(const nne_tokenizer_t *t, int32_t id,
                                       size_t *len) {
-  if (id < 0 || (size_t)id >= t->nids) return NULL;
+  if (id < 0 || (size_t)id >= t->nids)
+    return NULL;
   if (t->added_by_id[id] >= 0) {
     const added_t *a = &t->added[t->added_by_id[id]];
-    if (len) *len = a->len;
+    if (len)
+      *len = a->len;
     return a->content;
   }
-  if ((size_t)id >= t->bpe.nids || t->bpe.str_off[id] == SIZE_MAX) return NULL;
-  if (len) *len = t->bpe.str_len[id];
+  if ((size_t)id >= t->bpe.nids || t->bpe.str_off[id] == SIZE_MAX)
+    return NULL;
+  if (len)
+    *len = t->bpe.str_len[id];
   return t->bpe.strs + t->bpe.str_off[id];
 }
 
 int32_t nne_tokenizer_token_to_id(const nne_tokenizer_t *t, const char *s,
                                   size_t len) {
   intptr_t v;
-  if (nne_map_get(&t->added_by_content, s, len, &v)) return t->added[v].id;
+  if (nne_map_get(&t->added_by_content, s, len, &v))
+    return t->added[v].id;
   return nne__bpe_lookup(&t->bpe, s, len);
 }
 
@@ -663,7 +711,9 @@ int nne_tokenizer_is_special(const nne_tokenizer_t *t, int32_t id) {
   return s && content_is_special(t, s, len);
 }
 
-size_t nne_tokenizer_vocab_size(const nne_tokenizer_t *t) { return t->nids; }
+size_t nne_tokenizer_vocab_size(const nne_tokenizer_t *t) {
+  return t->nids;
+}
 
 static int decode(const nne_tokenizer_t *t, const int32_t *ids, size_t n,
                   unsigned flags, char **text, size_t *len, nne_err_t *err) {
@@ -680,20 +730,24 @@ static int decode(const nne_tokenizer_t *t, const int32_t *ids, size_t n,
     size_t sl;
     const char *s = nne_tokenizer_id_to_token(t, ids[i], &sl);
     if (!s) {
-      rc = nne_err_set(err, NNE_EOUTOFRANGE,
-                       "ids[%zu]: %d is not a token of this tokenizer (%zu ids)",
-                       i, ids[i], t->nids);
+      rc =
+          nne_err_set(err, NNE_EOUTOFRANGE,
+                      "ids[%zu]: %d is not a token of this tokenizer (%zu ids)",
+                      i, ids[i], t->nids);
       goto out;
     }
-    if ((flags & NNE_TOK_SKIP_SPECIAL) && content_is_special(t, s, sl)) continue;
-    if ((rc = nne__strs_add(&l, s, sl))) goto out;
+    if ((flags & NNE_TOK_SKIP_SPECIAL) && content_is_special(t, s, sl))
+      continue;
+    if ((rc = nne__strs_add(&l, s, sl)))
+      goto out;
   }
   if (t->dec) {
     if (!(md = pcre2_match_data_create(16, NULL))) {
       rc = NNE_ENOMEM;
       goto out;
     }
-    if ((rc = nne__dec_run(t->dec, &t->bl, md, &l, err))) goto out;
+    if ((rc = nne__dec_run(t->dec, &t->bl, md, &l, err)))
+      goto out;
   }
   /* Without a decoder the reference joins the tokens with spaces. */
   for (size_t i = 0; i < l.n; i++)

@@ -8,10 +8,12 @@
 #include "text/internal.h"
 
 int nne__sbuf_add(nne__sbuf_t *b, const void *s, size_t n) {
-  if (n == 0) return 0;
+  if (n == 0)
+    return 0;
   if (b->n + n + 1 > b->cap) {
     /* Keep one byte spare so that a finished buffer can be NUL-terminated. */
-    if (nne_vec_grow(&b->p, &b->cap, b->n + n + 1, 1) != 0) return NNE_ENOMEM;
+    if (nne_vec_grow(&b->p, &b->cap, b->n + n + 1, 1) != 0)
+      return NNE_ENOMEM;
   }
   memcpy(b->p + b->n, s, n);
   b->n += n;
@@ -80,15 +82,20 @@ static size_t u8_prefix(const unsigned char *s, size_t n, bool *complete) {
     *complete = true;
     return 1;
   }
-  if (c >= 0xC2 && c <= 0xDF) need = 2;
+  if (c >= 0xC2 && c <= 0xDF)
+    need = 2;
   else if (c >= 0xE0 && c <= 0xEF) {
     need = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
+    if (c == 0xE0)
+      lo = 0xA0;
+    if (c == 0xED)
+      hi = 0x9F;
   } else if (c >= 0xF0 && c <= 0xF4) {
     need = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
+    if (c == 0xF0)
+      lo = 0x90;
+    if (c == 0xF4)
+      hi = 0x8F;
   } else
     return 0; /* not a lead byte at all */
   size_t i = 1;
@@ -110,7 +117,8 @@ size_t nne__u8check(const char *s, size_t n) {
     }
     bool complete;
     size_t k = u8_prefix(u + i, n - i, &complete);
-    if (!complete) return i;
+    if (!complete)
+      return i;
     i += k;
   }
   return n;
@@ -136,8 +144,10 @@ int nne__sbuf_add_lossy(nne__sbuf_t *b, const char *s, size_t n) {
 }
 
 bool nne__is_space(uint32_t cp) {
-  if (cp <= 0x20) return cp == 0x20 || (cp >= 0x09 && cp <= 0x0D);
-  if (cp < 0x85) return false;
+  if (cp <= 0x20)
+    return cp == 0x20 || (cp >= 0x09 && cp <= 0x0D);
+  if (cp < 0x85)
+    return false;
   return cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
          (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
          cp == 0x202F || cp == 0x205F || cp == 0x3000;
@@ -149,12 +159,15 @@ size_t nne__path_push(nne__path_t *p, const char *fmt, ...) {
   va_start(ap, fmt);
   int k = vsnprintf(p->s + p->n, sizeof p->s - p->n, fmt, ap);
   va_end(ap);
-  if (k > 0) p->n += (size_t)k < sizeof p->s - p->n ? (size_t)k : sizeof p->s - p->n - 1;
+  if (k > 0)
+    p->n += (size_t)k < sizeof p->s - p->n ? (size_t)k : sizeof p->s - p->n - 1;
   return mark;
 }
 
 /* "pre_tokenizer.type" reads better than ".type" at the root. */
-static const char *dot(const nne__path_t *p) { return p->n ? "." : ""; }
+static const char *dot(const nne__path_t *p) {
+  return p->n ? "." : "";
+}
 
 int nne__json_bool(json_t *o, const char *key, bool dflt, bool *out,
                    nne__path_t *path, nne_err_t *err) {
@@ -176,14 +189,16 @@ int nne__json_str(json_t *o, const char *key, const char *dflt,
   json_t *v = json_object_get(o, key);
   if (!v || json_is_null(v)) {
     *out = dflt;
-    if (len) *len = dflt ? strlen(dflt) : 0;
+    if (len)
+      *len = dflt ? strlen(dflt) : 0;
     return 0;
   }
   if (!json_is_string(v))
     return nne_err_set(err, NNE_EINVAL, "%s%s%s: must be a string", path->s,
                        dot(path), key);
   *out = json_string_value(v);
-  if (len) *len = json_string_length(v);
+  if (len)
+    *len = json_string_length(v);
   return 0;
 }
 
@@ -205,8 +220,8 @@ int nne__unsupported(nne__path_t *path, const char *what, nne_err_t *err) {
                      path->s, dot(path), what);
 }
 
-int nne__load_list(json_t *o, const char *key, nne__load_fn load,
-                   void ***kids, size_t *n, nne__path_t *path, nne_err_t *err) {
+int nne__load_list(json_t *o, const char *key, nne__load_fn load, void ***kids,
+                   size_t *n, nne__path_t *path, nne_err_t *err) {
   json_t *arr = json_object_get(o, key);
   *n = 0;
   if (!json_is_array(arr))
@@ -217,7 +232,8 @@ int nne__load_list(json_t *o, const char *key, nne__load_fn load,
   for (size_t i = 0; i < json_array_size(arr); i++) {
     size_t mark = nne__path_push(path, ".%s[%zu]", key, i);
     int rc = load(json_array_get(arr, i), &(*kids)[*n], path, err);
-    if (rc != 0) return rc;
+    if (rc != 0)
+      return rc;
     nne__path_pop(path, mark);
     (*n)++;
   }

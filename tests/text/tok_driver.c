@@ -37,15 +37,19 @@ static long rss_kb(void) {
   long kb = -1;
   char line[256];
   FILE *f = fopen("/proc/self/status", "r");
-  if (!f) return -1;
+  if (!f)
+    return -1;
   while (fgets(line, sizeof line, f))
-    if (!strncmp(line, "VmRSS:", 6)) kb = strtol(line + 6, NULL, 10);
+    if (!strncmp(line, "VmRSS:", 6))
+      kb = strtol(line + 6, NULL, 10);
   fclose(f);
   return kb;
 }
 
 static int hexval(char c) {
-  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                : -1;
 }
 
 static item_t *read_corpus(const char *path, size_t *count) {
@@ -94,7 +98,8 @@ static item_t *read_corpus(const char *path, size_t *count) {
 
 static json_t *ids_json(const int32_t *ids, size_t n) {
   json_t *a = json_array();
-  for (size_t i = 0; i < n; i++) json_array_append_new(a, json_integer(ids[i]));
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(a, json_integer(ids[i]));
   return a;
 }
 
@@ -118,9 +123,10 @@ static int bench(const char *tokpath, const char *corpus, double seconds) {
     for (size_t i = 0; i < n; i++) {
       int32_t *ids;
       size_t k;
-      if (v[i].is_ids) continue;
-      if (nne_tokenizer_encode(tok, v[i].s, v[i].n, NNE_TOK_ADD_SPECIAL, &ids, &k,
-                               &err) != 0)
+      if (v[i].is_ids)
+        continue;
+      if (nne_tokenizer_encode(tok, v[i].s, v[i].n, NNE_TOK_ADD_SPECIAL, &ids,
+                               &k, &err) != 0)
         continue; /* the invalid UTF-8 lines: not part of the figure */
       bytes += v[i].n;
       tokens += k;
@@ -129,10 +135,11 @@ static int bench(const char *tokpath, const char *corpus, double seconds) {
     rounds++;
     el = now() - t0;
   } while (el < seconds);
-  printf("{\"impl\":\"nnedit\",\"load_s\":%.3f,\"load_rss_mb\":%.1f,\"bytes\":%zu,"
-         "\"tokens\":%zu,\"rounds\":%zu,\"seconds\":%.3f,\"mb_per_s\":%.2f}\n",
-         load, (double)(rss1 - rss0) / 1024.0, bytes, tokens, rounds, el,
-         (double)bytes / el / 1e6);
+  printf(
+      "{\"impl\":\"nnedit\",\"load_s\":%.3f,\"load_rss_mb\":%.1f,\"bytes\":%zu,"
+      "\"tokens\":%zu,\"rounds\":%zu,\"seconds\":%.3f,\"mb_per_s\":%.2f}\n",
+      load, (double)(rss1 - rss0) / 1024.0, bytes, tokens, rounds, el,
+      (double)bytes / el / 1e6);
   for (size_t i = 0; i < n; i++) {
     free(v[i].s);
     free(v[i].ids);
@@ -146,8 +153,9 @@ int main(int argc, char **argv) {
   if (argc == 5 && !strcmp(argv[1], "--bench"))
     return bench(argv[2], argv[3], atof(argv[4]));
   if (argc != 4) {
-    fprintf(stderr, "usage: %s TOKENIZER.json CORPUS.jsonl OUT.jsonl\n"
-                    "       %s --bench TOKENIZER.json CORPUS.jsonl SECONDS\n",
+    fprintf(stderr,
+            "usage: %s TOKENIZER.json CORPUS.jsonl OUT.jsonl\n"
+            "       %s --bench TOKENIZER.json CORPUS.jsonl SECONDS\n",
             argv[0], argv[0]);
     return 2;
   }
@@ -171,20 +179,22 @@ int main(int argc, char **argv) {
     char *text = NULL, *skip = NULL;
     size_t tl, sl;
     if (v[i].is_ids) { /* decode only */
-      if (nne_tokenizer_decode(tok, v[i].ids, v[i].nids, 0, &text, &tl, &err) != 0 ||
-          nne_tokenizer_decode(tok, v[i].ids, v[i].nids, NNE_TOK_SKIP_SPECIAL, &skip,
-                               &sl, &err) != 0) {
+      if (nne_tokenizer_decode(tok, v[i].ids, v[i].nids, 0, &text, &tl, &err) !=
+              0 ||
+          nne_tokenizer_decode(tok, v[i].ids, v[i].nids, NNE_TOK_SKIP_SPECIAL,
+                               &skip, &sl, &err) != 0) {
         json_object_set_new(o, "error", json_string(err.msg));
       } else {
         json_object_set_new(o, "text", json_stringn(text, tl));
         json_object_set_new(o, "skip", json_stringn(skip, sl));
       }
-    } else if (nne_tokenizer_encode(tok, v[i].s, v[i].n, NNE_TOK_ADD_SPECIAL, &ids, &k,
-                             &err) != 0 ||
-        nne_tokenizer_encode(tok, v[i].s, v[i].n, 0, &ids0, &k0, &err) != 0 ||
-        nne_tokenizer_decode(tok, ids, k, 0, &text, &tl, &err) != 0 ||
-        nne_tokenizer_decode(tok, ids, k, NNE_TOK_SKIP_SPECIAL, &skip, &sl,
-                             &err) != 0) {
+    } else if (nne_tokenizer_encode(tok, v[i].s, v[i].n, NNE_TOK_ADD_SPECIAL,
+                                    &ids, &k, &err) != 0 ||
+               nne_tokenizer_encode(tok, v[i].s, v[i].n, 0, &ids0, &k0, &err) !=
+                   0 ||
+               nne_tokenizer_decode(tok, ids, k, 0, &text, &tl, &err) != 0 ||
+               nne_tokenizer_decode(tok, ids, k, NNE_TOK_SKIP_SPECIAL, &skip,
+                                    &sl, &err) != 0) {
       json_object_set_new(o, "error", json_string(err.msg));
     } else {
       json_object_set_new(o, "ids", ids_json(ids, k));

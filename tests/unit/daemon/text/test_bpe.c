@@ -44,30 +44,38 @@ START_TEST(test_unknowns) {
   /* byte_fallback: x and y become <0x78> <0x79>. */
   ck_assert_str_eq(ids_with(",\"byte_fallback\":true", "[]", "xya"), "7 8 0");
   /* A character whose bytes are not all there: unk. */
-  ck_assert_str_eq(ids_with(",\"byte_fallback\":true,\"unk_token\":\"<unk>\"", "[]", "za"),
-                   "6 0");
+  ck_assert_str_eq(
+      ids_with(",\"byte_fallback\":true,\"unk_token\":\"<unk>\"", "[]", "za"),
+      "6 0");
   ck_assert_str_eq(ids_with(",\"unk_token\":\"<unk>\"", "[]", "zza"), "6 6 0");
-  ck_assert_str_eq(ids_with(",\"unk_token\":\"<unk>\",\"fuse_unk\":true", "[]", "zza"), "6 0");
+  ck_assert_str_eq(
+      ids_with(",\"unk_token\":\"<unk>\",\"fuse_unk\":true", "[]", "zza"),
+      "6 0");
   /* With neither, the character is dropped, as in the reference. */
   ck_assert_str_eq(ids_with("", "[]", "zaz"), "0");
 }
 END_TEST
 
 START_TEST(test_ignore_merges) {
-  ck_assert_str_eq(ids_with(",\"ignore_merges\":true", "[\"b c\"]", "abc"), "4");
-  ck_assert_str_eq(ids_with(",\"ignore_merges\":false", "[\"b c\"]", "abc"), "0 5");
+  ck_assert_str_eq(ids_with(",\"ignore_merges\":true", "[\"b c\"]", "abc"),
+                   "4");
+  ck_assert_str_eq(ids_with(",\"ignore_merges\":false", "[\"b c\"]", "abc"),
+                   "0 5");
 }
 END_TEST
 
 START_TEST(test_prefix_suffix) {
-  nne_tokenizer_t *t = tt_load(
-      "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"##b\":1,\"##c\":2,\"ab\":3},"
-      "\"merges\":[\"a ##b\"],\"continuing_subword_prefix\":\"##\"}}");
+  nne_tokenizer_t *t =
+      tt_load("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"##b\":1,\"##"
+              "c\":2,\"ab\":3},"
+              "\"merges\":[\"a ##b\"],\"continuing_subword_prefix\":\"##\"}}");
   /* a ##b merges into "ab": the prefix of the right side is dropped. */
   ck_assert_str_eq(tt_ids(t, "abc", 0), "3 2");
   nne_tokenizer_free(t);
-  t = tt_load("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"c</w>\":2,"
-              "\"bc</w>\":3},\"merges\":[\"b c</w>\"],\"end_of_word_suffix\":\"</w>\"}}");
+  t = tt_load(
+      "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"c</w>\":2,"
+      "\"bc</w>\":3},\"merges\":[\"b "
+      "c</w>\"],\"end_of_word_suffix\":\"</w>\"}}");
   ck_assert_str_eq(tt_ids(t, "abc", 0), "0 3");
   nne_tokenizer_free(t);
 }
@@ -86,26 +94,36 @@ START_TEST(test_errors_name_the_path) {
                              &code),
                    "model.merges[0]: token \"ab\" is not in the vocabulary");
   ck_assert_int_eq(code, NNE_EINVAL);
-  ck_assert_str_eq(model_err("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a zz\"]}", &code),
-                   "model.merges[0]: token \"zz\" is not in the vocabulary");
-  ck_assert_str_eq(model_err("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a b c\"]}", &code),
-                   "model.merges[0]: \"a b c\" is not two tokens separated by one space");
-  ck_assert_str_eq(model_err("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[5]}", &code),
-                   "model.merges[0]: must be \"a b\" or [\"a\", \"b\"]");
-  ck_assert_str_eq(model_err("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],"
-                             "\"unk_token\":\"<unk>\"}",
-                             &code),
-                   "model.unk_token: \"<unk>\" is not in the vocabulary");
-  ck_assert_str_eq(model_err("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],\"dropout\":0.1}",
-                             &code),
-                   "model.dropout: is not supported (encoding would be random)");
+  ck_assert_str_eq(
+      model_err("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a zz\"]}",
+                &code),
+      "model.merges[0]: token \"zz\" is not in the vocabulary");
+  ck_assert_str_eq(
+      model_err("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a b c\"]}",
+                &code),
+      "model.merges[0]: \"a b c\" is not two tokens separated by one space");
+  ck_assert_str_eq(
+      model_err("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[5]}", &code),
+      "model.merges[0]: must be \"a b\" or [\"a\", \"b\"]");
+  ck_assert_str_eq(
+      model_err("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],"
+                "\"unk_token\":\"<unk>\"}",
+                &code),
+      "model.unk_token: \"<unk>\" is not in the vocabulary");
+  ck_assert_str_eq(
+      model_err("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],"
+                "\"dropout\":0.1}",
+                &code),
+      "model.dropout: is not supported (encoding would be random)");
   ck_assert_int_eq(code, NNE_EUNIMPL);
   ck_assert_str_eq(model_err("{\"type\":\"Unigram\",\"vocab\":[]}", &code),
                    "model.type: \"Unigram\" is not supported");
-  ck_assert_str_eq(model_err("{\"type\":\"BPE\",\"vocab\":{\"a\":-1},\"merges\":[]}", &code),
-                   "model.vocab[\"a\"]: must be an id in [0, 16777216)");
-  ck_assert_str_eq(model_err("{\"type\":\"BPE\",\"vocab\":[],\"merges\":[]}", &code),
-                   "model.vocab: must be an object");
+  ck_assert_str_eq(
+      model_err("{\"type\":\"BPE\",\"vocab\":{\"a\":-1},\"merges\":[]}", &code),
+      "model.vocab[\"a\"]: must be an id in [0, 16777216)");
+  ck_assert_str_eq(
+      model_err("{\"type\":\"BPE\",\"vocab\":[],\"merges\":[]}", &code),
+      "model.vocab: must be an object");
 }
 END_TEST
 
@@ -121,4 +139,6 @@ static Suite *bpe_suite(void) {
   return s;
 }
 
-int main(void) { return nne_test_run_suite(bpe_suite()); }
+int main(void) {
+  return nne_test_run_suite(bpe_suite());
+}

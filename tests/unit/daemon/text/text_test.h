@@ -65,8 +65,9 @@ static inline const char *tt_pretok(const char *json, const char *text) {
   size_t at = 0;
   tt_out[0] = '\0';
   for (size_t i = 0; i < sc.a.n; i++)
-    at += (size_t)snprintf(tt_out + at, sizeof tt_out - at, "%s%.*s", i ? "|" : "",
-                           (int)sc.a.v[i].len, sc.a.text.p + sc.a.v[i].off);
+    at += (size_t)snprintf(tt_out + at, sizeof tt_out - at, "%s%.*s",
+                           i ? "|" : "", (int)sc.a.v[i].len,
+                           sc.a.text.p + sc.a.v[i].off);
   nne__scratch_free(&sc);
   nne__pretok_free(p);
   json_decref(j);
@@ -88,7 +89,8 @@ static inline const char *tt_decode(const char *json, const char *tokens) {
     const char *bar = strchr(s, '|');
     size_t n = bar ? (size_t)(bar - s) : strlen(s);
     ck_assert_int_eq(nne__strs_add(&l, s, n), 0);
-    if (!bar) break;
+    if (!bar)
+      break;
     s = bar + 1;
   }
   pcre2_match_data *md = pcre2_match_data_create(16, NULL);
@@ -96,8 +98,8 @@ static inline const char *tt_decode(const char *json, const char *tokens) {
   size_t at = 0;
   tt_out[0] = '\0';
   for (size_t i = 0; i < l.n; i++)
-    at += (size_t)snprintf(tt_out + at, sizeof tt_out - at, "%s%.*s", i ? "|" : "",
-                           (int)l.len[i], l.text.p + l.off[i]);
+    at += (size_t)snprintf(tt_out + at, sizeof tt_out - at, "%s%.*s",
+                           i ? "|" : "", (int)l.len[i], l.text.p + l.off[i]);
   pcre2_match_data_free(md);
   nne__strs_free(&l);
   nne__dec_free(d);
@@ -108,8 +110,8 @@ static inline const char *tt_decode(const char *json, const char *tokens) {
 static inline nne_tokenizer_t *tt_load(const char *json) {
   nne_err_t err = {0};
   nne_tokenizer_t *t;
-  ck_assert_msg(nne_tokenizer_load_json(json, strlen(json), &t, &err) == 0, "%s",
-                err.msg);
+  ck_assert_msg(nne_tokenizer_load_json(json, strlen(json), &t, &err) == 0,
+                "%s", err.msg);
   return t;
 }
 
@@ -118,7 +120,8 @@ static inline const char *tt_load_error(const char *json, int *code) {
   nne_err_t err = {0};
   nne_tokenizer_t *t;
   int rc = nne_tokenizer_load_json(json, strlen(json), &t, &err);
-  if (code) *code = rc;
+  if (code)
+    *code = rc;
   if (rc == 0) {
     nne_tokenizer_free(t);
     return "";
@@ -130,18 +133,18 @@ static inline const char *tt_load_error(const char *json, int *code) {
 
 /* The ids of text, joined with ' '. */
 static inline const char *tt_ids(const nne_tokenizer_t *t, const char *text,
-                          unsigned flags) {
+                                 unsigned flags) {
   nne_err_t err = {0};
   int32_t *ids;
   size_t n, at = 0;
-  ck_assert_msg(nne_tokenizer_encode(t, text, strlen(text), flags, &ids, &n,
-                                     &err) == 0,
-                "%s", err.msg);
+  ck_assert_msg(
+      nne_tokenizer_encode(t, text, strlen(text), flags, &ids, &n, &err) == 0,
+      "%s", err.msg);
   tt_out[0] = '\0';
   /* Only the first few thousand ids fit; that is enough to compare. */
   for (size_t i = 0; i < n && at < sizeof tt_out - 16; i++)
-    at += (size_t)snprintf(tt_out + at, sizeof tt_out - at, "%s%d", i ? " " : "",
-                           ids[i]);
+    at += (size_t)snprintf(tt_out + at, sizeof tt_out - at, "%s%d",
+                           i ? " " : "", ids[i]);
   free(ids);
   return tt_out;
 }
