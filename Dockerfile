@@ -34,7 +34,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libgrpc-dev libuv1-dev libjansson-dev libnanopb-dev libmicrohttpd-dev \
-      protobuf-compiler nanopb check \
+      libpcre2-dev libutf8proc-dev protobuf-compiler nanopb check \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -106,7 +106,8 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libtorch-dev libgrpc-dev libuv1-dev libjansson-dev libnanopb-dev \
-      libmicrohttpd-dev protobuf-compiler nanopb check \
+      libmicrohttpd-dev libpcre2-dev libutf8proc-dev protobuf-compiler nanopb \
+      check \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -33,7 +33,13 @@ PACKAGES=(
   podman buildah debootstrap procps
   # the Kubernetes manifests' check (tests/deploy/check_manifests.py)
   python3-yaml
+  # the tokenizer (daemon/text) and its conformance test against the
+  # reference library from npm (tests/text)
+  libpcre2-dev libutf8proc-dev nodejs
 )
+# npm comes with NodeSource's nodejs package (which conflicts with Debian's
+# npm); ask for Debian's only when no npm is there.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

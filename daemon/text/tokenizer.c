@@ -1,0 +1,779 @@
+/* tokenizer.c — loading tokenizer.json, added tokens, post-processing, and
+ * the encode/decode pipeline (tokenizer.h; the stages are in the other
+ * files of this folder, internal.h lists them).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <utf8proc.h>
+
+#include "base/vec.h"
+#include "text/internal.h"
+
+typedef struct added {
+  const char *content; /* in the tokenizer's added_strs */
+  size_t len;
+  int32_t id;
+  bool special, lstrip, rstrip, single_word, normalized;
+} added_t;
+
+/* Added tokens of one kind (matched on the raw or on the normalized text),
+ * indexed by first byte, longest first: the first candidate that matches
+ * at a position is the leftmost-longest match the reference's
+ * Aho-Corasick automaton reports. */
+typedef struct added_index {
+  uint32_t *order; /* indices into added */
+  uint32_t start[257];
+} added_index_t;
+
+struct nne_tokenizer {
+  nne__bpe_t bpe;
+  nne__norm_t *norm;
+  nne__pretok_t *pretok;
+  nne__dec_t *dec;
+  nne__bytelevel_t bl;
+  added_t *added;
+  size_t nadded;
+  char *added_strs;
+  nne_map_t added_by_content; /* content → index in added */
+  int32_t *added_by_id;       /* id → index in added, or -1 */
+  size_t nids;                /* one past the largest id of all */
+  added_index_t raw, normd;
+  int32_t *pre, *post; /* the template's ids around the text */
+  size_t npre, npost;
+};
+
+/* ---- pieces, ids ------------------------------------------------------- */
+
+int nne__pieces_add(nne__pieces_t *ps, const char *s, size_t n, bool origin) {
+  if (ps->n == ps->cap && NNE_VEC_GROW(&ps->v, &ps->cap, ps->n + 1) != 0)
+    return NNE_ENOMEM;
+  size_t off = ps->text.n;
+  if (nne__sbuf_add(&ps->text, s, n) != 0)
+    return NNE_ENOMEM;
+  ps->v[ps->n++] = (nne__piece_t){off, n, origin};
+  return 0;
+}
+
+void nne__pieces_clear(nne__pieces_t *ps) {
+  ps->n = 0;
+  ps->text.n = 0;
+}
+
+void nne__pieces_free(nne__pieces_t *ps) {
+  free(ps->text.p);
+  free(ps->v);
+  memset(ps, 0, sizeof *ps);
+}
+
+int nne__ids_add(nne__scratch_t *sc, int32_t id) {
+  if (sc->nids == sc->capids &&
+      NNE_VEC_GROW(&sc->ids, &sc->capids, sc->nids + 1) != 0)
+    return NNE_ENOMEM;
+  sc->ids[sc->nids++] = id;
+  return 0;
+}
+
+void nne__scratch_free(nne__scratch_t *sc) {
+  pcre2_match_data_free(sc->md);
+  nne__pieces_free(&sc->a);
+  nne__pieces_free(&sc->b);
+  free(sc->spans);
+  free(sc->norm.p);
+  free(sc->tmp.p);
+  free(sc->seg.p);
+  free(sc->sym_id);
+  free(sc->sym_prev);
+  free(sc->sym_next);
+  free(sc->sym_len);
+  free(sc->heap);
+  free(sc->ids);
+}
+
+/* The API functions work with their own nne_err_t and copy it out on
+ * failure, so that a code returned from deep inside (NNE_ENOMEM from a
+ * buffer) still reaches the caller with a message, and a caller's err is
+ * left alone on success. */
+static int finish(int rc, nne_err_t *mine, nne_err_t *err, const char *what) {
+  if (rc == 0)
+    return 0;
+  if (mine->code == 0)
+    nne_err_set(mine, rc, "%s: %s", what, nne_strerror(rc));
+  if (err)
+    *err = *mine;
+  return rc;
+}
+
+/* ---- loading ----------------------------------------------------------- */
+
+void nne_tokenizer_free(nne_tokenizer_t *t) {
+  if (!t)
+    return;
+  nne__bpe_free(&t->bpe);
+  nne__norm_free(t->norm);
+  nne__pretok_free(t->pretok);
+  nne__dec_free(t->dec);
+  free(t->added);
+  free(t->added_strs);
+  nne_map_free(&t->added_by_content);
+  free(t->added_by_id);
+  free(t->raw.order);
+  free(t->normd.order);
+  free(t->pre);
+  free(t->post);
+  free(t);
+}
+
+static int load_added(nne_tokenizer_t *t, json_t *arr, nne__path_t *path,
+                      nne_err_t *err) {
+  size_t total = 0, n;
+  int rc;
+  if (!arr || json_is_null(arr))
+    return 0;
+  if (!json_is_array(arr))
+    return nne_err_set(err, NNE_EINVAL, "added_tokens: must be an array");
+  n = json_array_size(arr);
+  for (size_t i = 0; i < n; i++) {
+    json_t *c = json_object_get(json_array_get(arr, i), "content");
+    if (!json_is_string(c) || json_string_length(c) == 0)
+      return nne_err_set(
+          err, NNE_EINVAL,
+          "added_tokens[%zu].content: must be a non-empty string", i);
+    total += json_string_length(c) + 1;
+  }
+  t->added = calloc(n + 1, sizeof *t->added);
+  t->added_strs = malloc(total + 1);
+  if (!t->added || !t->added_strs)
+    return NNE_ENOMEM;
+  size_t at = 0;
+  int32_t vsize = (int32_t)nne_map_count(&t->bpe.vocab), maxid = -1;
+  bool any = false;
+  for (size_t i = 0; i < n; i++) {
+    json_t *o = json_array_get(arr, i), *id = json_object_get(o, "id");
+    json_t *c = json_object_get(o, "content");
+    added_t *a = &t->added[i];
+    size_t mark = nne__path_push(path, "added_tokens[%zu]", i);
+    if (!json_is_integer(id) || json_integer_value(id) < 0 ||
+        json_integer_value(id) >= (1 << 24))
+      return nne_err_set(err, NNE_EINVAL, "%s.id: must be an id", path->s);
+    a->len = json_string_length(c);
+    memcpy(t->added_strs + at, json_string_value(c), a->len + 1);
+    a->content = t->added_strs + at;
+    at += a->len + 1;
+    /* The id is not the file's "id" but the one the reference gives when
+     * it adds the token on load: the id the content already has (an added
+     * token's, then the vocabulary's), else the next free one after the
+     * vocabulary. The two agree in any file the library wrote itself. */
+    intptr_t prev;
+    int32_t known = nne_map_get(&t->added_by_content, a->content, a->len, &prev)
+                        ? t->added[prev].id
+                        : nne__bpe_lookup(&t->bpe, a->content, a->len);
+    if (known >= 0)
+      a->id = known;
+    else if (!any || (maxid >= vsize || vsize == 0))
+      a->id = any ? maxid + 1 : vsize;
+    else
+      a->id = vsize;
+    if (!any || a->id > maxid)
+      maxid = a->id;
+    any = true;
+    if ((rc = nne__json_bool(o, "special", false, &a->special, path, err)) ||
+        (rc = nne__json_bool(o, "lstrip", false, &a->lstrip, path, err)) ||
+        (rc = nne__json_bool(o, "rstrip", false, &a->rstrip, path, err)) ||
+        (rc = nne__json_bool(o, "single_word", false, &a->single_word, path,
+                             err)) ||
+        /* The reference's default: special tokens match the raw text. */
+        (rc = nne__json_bool(o, "normalized", !a->special, &a->normalized, path,
+                             err)))
+      return rc;
+    nne__path_pop(path, mark);
+    rc = nne_map_put(&t->added_by_content, a->content, a->len, (intptr_t)i);
+    if (rc < 0)
+      return rc;
+    if (rc == 1)
+      nne_map_set(&t->added_by_content, a->content, a->len, (intptr_t)i);
+    t->nadded++;
+  }
+  return 0;
+}
+
+/* What the index sorts by, copied out so that the comparison needs no
+ * context (qsort has none, and a static one would race between two
+ * threads loading tokenizers). */
+typedef struct sort_key {
+  unsigned char first;
+  size_t len;
+  uint32_t idx;
+} sort_key_t;
+
+static int by_byte_then_longest(const void *x, const void *y) {
+  const sort_key_t *a = x, *b = y;
+  if (a->first != b->first)
+    return a->first < b->first ? -1 : 1;
+  if (a->len != b->len)
+    return a->len > b->len ? -1 : 1;
+  return a->idx < b->idx ? -1 : 1;
+}
+
+static int build_index(nne_tokenizer_t *t, added_index_t *ix, bool normalized) {
+  size_t k = 0;
+  sort_key_t *keys = malloc((t->nadded + 1) * sizeof *keys);
+  if (!keys || !(ix->order = malloc((t->nadded + 1) * sizeof *ix->order))) {
+    free(keys);
+    return NNE_ENOMEM;
+  }
+  for (size_t i = 0; i < t->nadded; i++)
+    if (t->added[i].normalized == normalized)
+      keys[k++] = (sort_key_t){(unsigned char)t->added[i].content[0],
+                               t->added[i].len, (uint32_t)i};
+  qsort(keys, k, sizeof *keys, by_byte_then_longest);
+  size_t j = 0;
+  for (int b = 0; b < 256; b++) {
+    ix->start[b] = (uint32_t)j;
+    while (j < k && keys[j].first == b)
+      ix->order[j] = keys[j].idx, j++;
+  }
+  ix->start[256] = (uint32_t)k;
+  free(keys);
+  return 0;
+}
+
+static int ids_append(int32_t **arr, size_t *n, const int32_t *src, size_t k) {
+  int32_t *p = realloc(*arr, (*n + k + 1) * sizeof *p);
+  if (!p)
+    return NNE_ENOMEM;
+  if (k)
+    memcpy(p + *n, src, k * sizeof *p);
+  *arr = p;
+  *n += k;
+  return 0;
+}
+
+static int pair_id(json_t *o, const char *key, int32_t *id, nne__path_t *path,
+                   nne_err_t *err) {
+  json_t *v = json_object_get(o, key);
+  if (!json_is_array(v) || json_array_size(v) != 2 ||
+      !json_is_integer(json_array_get(v, 1)))
+    return nne_err_set(err, NNE_EINVAL, "%s.%s: must be [token, id]", path->s,
+                       key);
+  *id = (int32_t)json_integer_value(json_array_get(v, 1));
+  return 0;
+}
+
+/* Reads a post-processor into the ids it puts before and after the text
+ * (the only thing post-processing changes in a single sequence's ids). */
+static int load_post(nne_tokenizer_t *t, json_t *j, nne__path_t *path,
+                     nne_err_t *err) {
+  const char *type;
+  int rc;
+  if ((rc = nne__json_type(j, &type, path, err)))
+    return rc;
+  if (!strcmp(type, "ByteLevel"))
+    return 0; /* offsets only */
+  if (!strcmp(type, "Sequence")) {
+    json_t *arr = json_object_get(j, "processors");
+    if (!json_is_array(arr))
+      return nne_err_set(err, NNE_EINVAL, "%s.processors: must be an array",
+                         path->s);
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+      size_t mark = nne__path_push(path, ".processors[%zu]", i);
+      if ((rc = load_post(t, json_array_get(arr, i), path, err)))
+        return rc;
+      nne__path_pop(path, mark);
+    }
+    return 0;
+  }
+  int32_t pre[64], post[64];
+  size_t npre = 0, npost = 0;
+  if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing")) {
+    if ((rc = pair_id(j, "cls", &pre[0], path, err)) ||
+        (rc = pair_id(j, "sep", &post[0], path, err)))
+      return rc;
+    npre = npost = 1;
+  } else if (!strcmp(type, "TemplateProcessing")) {
+    json_t *single = json_object_get(j, "single");
+    json_t *specials = json_object_get(j, "special_tokens");
+    bool seen_a = false;
+    if (!json_is_array(single))
+      return nne_err_set(err, NNE_EINVAL, "%s.single: must be an array",
+                         path->s);
+    for (size_t i = 0; i < json_array_size(single); i++) {
+      json_t *it = json_array_get(single, i), *st, *seq;
+      size_t mark = nne__path_push(path, ".single[%zu]", i);
+      if ((seq = json_object_get(it, "Sequence"))) {
+        const char *sid = json_string_value(json_object_get(seq, "id"));
+        if (!sid || strcmp(sid, "A") != 0 || seen_a)
+          return nne_err_set(err, NNE_EUNIMPL,
+                             "%s.Sequence: only one sequence \"A\" is "
+                             "supported in \"single\"",
+                             path->s);
+        seen_a = true;
+      } else if ((st = json_object_get(it, "SpecialToken"))) {
+        const char *name = json_string_value(json_object_get(st, "id"));
+        json_t *ids =
+            json_object_get(json_object_get(specials, name ? name : ""), "ids");
+        if (!name || !json_is_array(ids))
+          return nne_err_set(err, NNE_EINVAL,
+                             "%s.SpecialToken: \"%s\" is not in special_tokens",
+                             path->s, name ? name : "(no id)");
+        for (size_t k = 0; k < json_array_size(ids); k++) {
+          json_t *v = json_array_get(ids, k);
+          if (!json_is_integer(v) || (seen_a ? npost : npre) >= 64)
+            return nne_err_set(
+                err, NNE_EINVAL,
+                "special_tokens[\"%s\"].ids: must be up to 64 ids", name);
+          if (seen_a)
+            post[npost++] = (int32_t)json_integer_value(v);
+          else
+            pre[npre++] = (int32_t)json_integer_value(v);
+        }
+      } else
+        return nne_err_set(err, NNE_EINVAL,
+                           "%s: must be {\"SpecialToken\": ...} or "
+                           "{\"Sequence\": ...}",
+                           path->s);
+      nne__path_pop(path, mark);
+    }
+  } else
+    return nne__unsupported(path, type, err);
+  /* A later processor wraps what the earlier ones made. */
+  int32_t *np = NULL;
+  size_t nn = 0;
+  if (ids_append(&np, &nn, pre, npre) ||
+      ids_append(&np, &nn, t->pre, t->npre) ||
+      ids_append(&t->post, &t->npost, post, npost)) {
+    free(np);
+    return NNE_ENOMEM;
+  }
+  free(t->pre);
+  t->pre = np;
+  t->npre = nn;
+  return 0;
+}
+
+/* Loads one optional stage (null or absent: none). */
+#define LOAD_STAGE(key, fn, dst)                                               \
+  do {                                                                         \
+    json_t *v_ = json_object_get(root, key);                                   \
+    if (v_ && !json_is_null(v_)) {                                             \
+      nne__path_pop(&path, 0);                                                 \
+      nne__path_push(&path, "%s", key);                                        \
+      if ((rc = fn(v_, dst, &path, err)))                                      \
+        goto fail;                                                             \
+    }                                                                          \
+  } while (0)
+
+static int check_ids(nne_tokenizer_t *t, nne_err_t *err) {
+  size_t nids = t->bpe.nids;
+  for (size_t i = 0; i < t->nadded; i++)
+    if ((size_t)t->added[i].id + 1 > nids)
+      nids = (size_t)t->added[i].id + 1;
+  t->nids = nids;
+  if (!(t->added_by_id = malloc((nids + 1) * sizeof *t->added_by_id)))
+    return NNE_ENOMEM;
+  for (size_t i = 0; i < nids; i++)
+    t->added_by_id[i] = -1;
+  for (size_t i = 0; i < t->nadded; i++)
+    t->added_by_id[t->added[i].id] = (int32_t)i;
+  for (size_t i = 0; i < t->npre + t->npost; i++) {
+    int32_t id = i < t->npre ? t->pre[i] : t->post[i - t->npre];
+    if (id < 0 || (size_t)id >= nids)
+      return nne_err_set(err, NNE_EINVAL,
+                         "post_processor: id %d is not in the vocabulary", id);
+  }
+  return 0;
+}
+
+static int load_json(const char *json, size_t len, nne_tokenizer_t **out,
+                     nne_err_t *err) {
+  json_error_t jerr;
+  nne__path_t path = {{0}, 0};
+  int rc = 0;
+  *out = NULL;
+  if (len > NNE_TOKENIZER_MAX_JSON_BYTES)
+    return nne_err_set(err, NNE_ERESOURCE,
+                       "tokenizer.json: %zu bytes is over the limit of %zu",
+                       len, NNE_TOKENIZER_MAX_JSON_BYTES);
+  json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!root)
+    return nne_err_set(err, NNE_EINVAL, "tokenizer.json: line %d: %s",
+                       jerr.line, jerr.text);
+  nne_tokenizer_t *t = calloc(1, sizeof *t);
+  if (!t) {
+    json_decref(root);
+    return nne_err_set(err, NNE_ENOMEM, "tokenizer: out of memory");
+  }
+  nne__bytelevel_init(&t->bl);
+  if (!json_is_object(root)) {
+    rc = nne_err_set(err, NNE_EINVAL, "tokenizer.json: must be an object");
+    goto fail;
+  }
+  /* Truncation and padding change the ids; the daemon bounds lengths
+   * itself, so a file that asks for either is refused, not ignored. */
+  static const char *const refused[] = {"truncation", "padding"};
+  for (int i = 0; i < 2; i++) {
+    json_t *v = json_object_get(root, refused[i]);
+    if (v && !json_is_null(v)) {
+      rc = nne_err_set(err, NNE_EUNIMPL, "%s: is not supported (must be null)",
+                       refused[i]);
+      goto fail;
+    }
+  }
+  json_t *model = json_object_get(root, "model");
+  if (!model) {
+    rc = nne_err_set(err, NNE_EINVAL, "model: missing");
+    goto fail;
+  }
+  nne__path_push(&path, "model");
+  if ((rc = nne__bpe_load(model, &t->bpe, &path, err)))
+    goto fail;
+  nne__path_pop(&path, 0);
+  if ((rc = load_added(t, json_object_get(root, "added_tokens"), &path, err)))
+    goto fail;
+  LOAD_STAGE("normalizer", nne__norm_load, &t->norm);
+  LOAD_STAGE("pre_tokenizer", nne__pretok_load, &t->pretok);
+  LOAD_STAGE("decoder", nne__dec_load, &t->dec);
+  json_t *post = json_object_get(root, "post_processor");
+  if (post && !json_is_null(post)) {
+    nne__path_pop(&path, 0);
+    nne__path_push(&path, "post_processor");
+    if ((rc = load_post(t, post, &path, err)))
+      goto fail;
+  }
+  if ((rc = build_index(t, &t->raw, false)) ||
+      (rc = build_index(t, &t->normd, true)) || (rc = check_ids(t, err)))
+    goto fail;
+  json_decref(root);
+  *out = t;
+  return 0;
+fail:
+  json_decref(root);
+  nne_tokenizer_free(t);
+  return rc;
+}
+
+int nne_tokenizer_load_json(const char *json, size_t len, nne_tokenizer_t **out,
+                            nne_err_t *err) {
+  nne_err_t e = {0};
+  return finish(load_json(json, len, out, &e), &e, err, "tokenizer.json");
+}
+
+int nne_tokenizer_load_file(const char *path, nne_tokenizer_t **out,
+                            nne_err_t *err) {
+  struct stat st;
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return nne_err_set(err, errno == ENOENT ? NNE_ENOTFOUND : NNE_EIO, "%s: %s",
+                       path, strerror(errno));
+  if (fstat(fileno(f), &st) != 0 || st.st_size < 0) {
+    fclose(f);
+    return nne_err_set(err, NNE_EIO, "%s: cannot stat", path);
+  }
+  if ((size_t)st.st_size > NNE_TOKENIZER_MAX_JSON_BYTES) {
+    fclose(f);
+    return nne_err_set(err, NNE_ERESOURCE, "%s: %lld bytes is over the limit",
+                       path, (long long)st.st_size);
+  }
+  size_t n = (size_t)st.st_size;
+  char *buf = malloc(n + 1);
+  if (!buf) {
+    fclose(f);
+    return nne_err_set(err, NNE_ENOMEM, "%s: out of memory", path);
+  }
+  size_t got = fread(buf, 1, n, f);
+  fclose(f);
+  if (got != n) {
+    free(buf);
+    return nne_err_set(err, NNE_EIO, "%s: short read", path);
+  }
+  int rc = nne_tokenizer_load_json(buf, n, out, err);
+  free(buf);
+  if (rc && err)
+    nne_err_prefix(err, "%s", path);
+  return rc;
+}
+
+/* ---- encoding ---------------------------------------------------------- */
+
+/* single_word's notion of a word character: the reference's matches a
+ * regex \w (Oniguruma's: letters, marks, decimal digits, connector
+ * punctuation, ZWJ/ZWNJ; tests/text/ shows marks count), approximated from
+ * the general category. */
+static bool is_word_char(uint32_t cp) {
+  if (cp == 0x200C || cp == 0x200D)
+    return true;
+  utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
+  return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_ME) ||
+         c == UTF8PROC_CATEGORY_ND || c == UTF8PROC_CATEGORY_NL ||
+         c == UTF8PROC_CATEGORY_PC;
+}
+
+static size_t prev_char(const char *s, size_t i) {
+  size_t st = i - 1;
+  while (st > 0 && ((unsigned char)s[st] & 0xC0) == 0x80)
+    st--;
+  return st;
+}
+
+/* The leftmost-longest added token of ix at or after from: 1 with the
+ * index into added and its extent, 0 for none. */
+static int find_added(const nne_tokenizer_t *t, const added_index_t *ix,
+                      const char *s, size_t n, size_t from, size_t *which,
+                      size_t *ms) {
+  if (ix->start[256] == 0)
+    return 0;
+  for (size_t i = from; i < n; i++) {
+    unsigned char b = (unsigned char)s[i];
+    for (uint32_t k = ix->start[b]; k < ix->start[b + 1]; k++) {
+      const added_t *a = &t->added[ix->order[k]];
+      if (a->len <= n - i && !memcmp(s + i, a->content, a->len)) {
+        *which = ix->order[k];
+        *ms = i;
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+typedef int (*region_fn)(const nne_tokenizer_t *t, nne__scratch_t *sc,
+                         const char *s, size_t n, bool origin, unsigned flags,
+                         nne_err_t *err);
+
+/* Splits s at the added tokens of ix (with their lstrip/rstrip/single_word
+ * rules), adds their ids, and hands the text between to fn. */
+static int split_added(const nne_tokenizer_t *t, nne__scratch_t *sc,
+                       const added_index_t *ix, const char *s, size_t n,
+                       bool origin, unsigned flags, region_fn fn,
+                       nne_err_t *err) {
+  size_t done = 0, from = 0, which, ms;
+  int rc;
+  while (find_added(t, ix, s, n, from, &which, &ms)) {
+    const added_t *a = &t->added[which];
+    size_t start = ms, stop = ms + a->len, adv;
+    from = stop;
+    if ((flags & NNE_TOK_SPECIAL_AS_TEXT) && a->special)
+      continue;
+    if (a->single_word) {
+      bool left_ok = start == 0 ||
+                     !is_word_char(nne__u8dec(s + prev_char(s, start), &adv));
+      bool right_ok = stop == n || !is_word_char(nne__u8dec(s + stop, &adv));
+      if (!left_ok || !right_ok)
+        continue;
+    }
+    if (a->lstrip) {
+      size_t k = start;
+      while (k > 0) {
+        size_t p = prev_char(s, k);
+        if (!nne__is_space(nne__u8dec(s + p, &adv)))
+          break;
+        k = p;
+      }
+      start = k > done ? k : done;
+    }
+    if (a->rstrip)
+      while (stop < n && nne__is_space(nne__u8dec(s + stop, &adv)))
+        stop += adv;
+    if (done < start && (rc = fn(t, sc, s + done, start - done,
+                                 origin && done == 0, flags, err)))
+      return rc;
+    if ((rc = nne__ids_add(sc, a->id)))
+      return rc;
+    done = stop;
+    from = stop > from ? stop : from;
+  }
+  if (done < n)
+    return fn(t, sc, s + done, n - done, origin && done == 0, flags, err);
+  return 0;
+}
+
+/* Text with no added tokens left: pre-tokenize, then BPE each word. */
+static int encode_words(const nne_tokenizer_t *t, nne__scratch_t *sc,
+                        const char *s, size_t n, bool origin, unsigned flags,
+                        nne_err_t *err) {
+  int rc;
+  (void)flags;
+  nne__pieces_clear(&sc->a);
+  if ((rc = nne__pieces_add(&sc->a, s, n, origin)))
+    return rc;
+  if (t->pretok && (rc = nne__pretok_run(t->pretok, &t->bl, sc, err)))
+    return rc;
+  for (size_t i = 0; i < sc->a.n; i++) {
+    nne__piece_t p = sc->a.v[i];
+    if ((rc = nne__bpe_word(&t->bpe, sc, sc->a.text.p + p.off, p.len, err)))
+      return rc;
+  }
+  return 0;
+}
+
+/* Text between raw added tokens: normalize, then split at the normalized
+ * added tokens. */
+static int encode_region(const nne_tokenizer_t *t, nne__scratch_t *sc,
+                         const char *s, size_t n, bool origin, unsigned flags,
+                         nne_err_t *err) {
+  int rc;
+  if (t->norm) {
+    if ((rc = nne__norm_run(t->norm, sc, s, n, &sc->seg, err)))
+      return rc;
+    s = sc->seg.p;
+    n = sc->seg.n;
+    if (n == 0)
+      return 0;
+  }
+  return split_added(t, sc, &t->normd, s, n, origin, flags, encode_words, err);
+}
+
+static int encode(const nne_tokenizer_t *t, const char *text, size_t len,
+                  unsigned flags, int32_t **ids, size_t *n, nne_err_t *err) {
+  nne__scratch_t sc;
+  int rc = 0;
+  *ids = NULL;
+  *n = 0;
+  if (len > NNE_TOKENIZER_MAX_TEXT_BYTES)
+    return nne_err_set(err, NNE_ERESOURCE,
+                       "text: %zu bytes is over the limit of %zu", len,
+                       NNE_TOKENIZER_MAX_TEXT_BYTES);
+  size_t bad = nne__u8check(text, len);
+  if (bad != len)
+    return nne_err_set(err, NNE_EINVAL,
+                       "text: invalid UTF-8 at byte %zu (0x%02x)", bad,
+                       (unsigned char)text[bad]);
+  memset(&sc, 0, sizeof sc);
+  /* Room for the most captures any of our patterns has; PCRE2 only fills
+   * what fits, and we read the whole match alone. */
+  if (!(sc.md = pcre2_match_data_create(16, NULL))) {
+    rc = NNE_ENOMEM;
+    goto out;
+  }
+  for (size_t i = 0; i < t->npre; i++)
+    if ((flags & NNE_TOK_ADD_SPECIAL) && (rc = nne__ids_add(&sc, t->pre[i])))
+      goto out;
+  if ((rc = split_added(t, &sc, &t->raw, text, len, true, flags, encode_region,
+                        err)))
+    goto out;
+  for (size_t i = 0; i < t->npost; i++)
+    if ((flags & NNE_TOK_ADD_SPECIAL) && (rc = nne__ids_add(&sc, t->post[i])))
+      goto out;
+  *ids = sc.ids;
+  *n = sc.nids;
+  sc.ids = NULL;
+out:
+  nne__scratch_free(&sc);
+  return rc;
+}
+
+int nne_tokenizer_encode(const nne_tokenizer_t *t, const char *text, size_t len,
+                         unsigned flags, int32_t **ids, size_t *n,
+                         nne_err_t *err) {
+  nne_err_t e = {0};
+  return finish(encode(t, text, len, flags, ids, n, &e), &e, err, "encode");
+}
+
+/* ---- decoding and lookups ---------------------------------------------- */
+
+const char *nne_tokenizer_id_to_token(const nne_tokenizer_t *t, int32_t id,
+                                      size_t *len) {
+  if (id < 0 || (size_t)id >= t->nids)
+    return NULL;
+  if (t->added_by_id[id] >= 0) {
+    const added_t *a = &t->added[t->added_by_id[id]];
+    if (len)
+      *len = a->len;
+    return a->content;
+  }
+  if ((size_t)id >= t->bpe.nids || t->bpe.str_off[id] == SIZE_MAX)
+    return NULL;
+  if (len)
+    *len = t->bpe.str_len[id];
+  return t->bpe.strs + t->bpe.str_off[id];
+}
+
+int32_t nne_tokenizer_token_to_id(const nne_tokenizer_t *t, const char *s,
+                                  size_t len) {
+  intptr_t v;
+  if (nne_map_get(&t->added_by_content, s, len, &v))
+    return t->added[v].id;
+  return nne__bpe_lookup(&t->bpe, s, len);
+}
+
+static bool content_is_special(const nne_tokenizer_t *t, const char *s,
+                               size_t len) {
+  intptr_t v;
+  return nne_map_get(&t->added_by_content, s, len, &v) && t->added[v].special;
+}
+
+int nne_tokenizer_is_special(const nne_tokenizer_t *t, int32_t id) {
+  size_t len;
+  const char *s = nne_tokenizer_id_to_token(t, id, &len);
+  return s && content_is_special(t, s, len);
+}
+
+size_t nne_tokenizer_vocab_size(const nne_tokenizer_t *t) {
+  return t->nids;
+}
+
+static int decode(const nne_tokenizer_t *t, const int32_t *ids, size_t n,
+                  unsigned flags, char **text, size_t *len, nne_err_t *err) {
+  nne__strs_t l = {0};
+  pcre2_match_data *md = NULL;
+  nne__sbuf_t out = {0};
+  int rc = 0;
+  *text = NULL;
+  *len = 0;
+  if (n > NNE_TOKENIZER_MAX_DECODE_IDS)
+    return nne_err_set(err, NNE_ERESOURCE, "ids: %zu is over the limit of %zu",
+                       n, NNE_TOKENIZER_MAX_DECODE_IDS);
+  for (size_t i = 0; i < n; i++) {
+    size_t sl;
+    const char *s = nne_tokenizer_id_to_token(t, ids[i], &sl);
+    if (!s) {
+      rc =
+          nne_err_set(err, NNE_EOUTOFRANGE,
+                      "ids[%zu]: %d is not a token of this tokenizer (%zu ids)",
+                      i, ids[i], t->nids);
+      goto out;
+    }
+    if ((flags & NNE_TOK_SKIP_SPECIAL) && content_is_special(t, s, sl))
+      continue;
+    if ((rc = nne__strs_add(&l, s, sl)))
+      goto out;
+  }
+  if (t->dec) {
+    if (!(md = pcre2_match_data_create(16, NULL))) {
+      rc = NNE_ENOMEM;
+      goto out;
+    }
+    if ((rc = nne__dec_run(t->dec, &t->bl, md, &l, err)))
+      goto out;
+  }
+  /* Without a decoder the reference joins the tokens with spaces. */
+  for (size_t i = 0; i < l.n; i++)
+    if ((!t->dec && i > 0 && nne__sbuf_add(&out, " ", 1)) ||
+        nne__sbuf_add(&out, l.text.p + l.off[i], l.len[i])) {
+      rc = NNE_ENOMEM;
+      goto out;
+    }
+  if (nne__sbuf_add(&out, "", 0) || (!out.p && !(out.p = malloc(1)))) {
+    rc = NNE_ENOMEM;
+    goto out;
+  }
+  out.p[out.n] = '\0';
+  *text = out.p;
+  *len = out.n;
+  out.p = NULL;
+out:
+  free(out.p);
+  nne__strs_free(&l);
+  pcre2_match_data_free(md);
+  return rc;
+}
+
+int nne_tokenizer_decode(const nne_tokenizer_t *t, const int32_t *ids, size_t n,
+                         unsigned flags, char **text, size_t *len,
+                         nne_err_t *err) {
+  nne_err_t e = {0};
+  return finish(decode(t, ids, n, flags, text, len, &e), &e, err, "decode");
+}
