@@ -477,14 +477,16 @@ def _prepare_transformers(model, hf_torchscript_flag):
       parameters trace and save fine from torch 1.13 on (the GPT-2 fixtures
       do it). --hf-torchscript sets it for a transformers that needs it."""
     cfg = model.config
-    try:
-        # 4.4x: config._attn_implementation; set_attn_implementation in newer
-        if hasattr(model, "set_attn_implementation"):
-            model.set_attn_implementation("eager")
-        else:
-            cfg._attn_implementation = "eager"
-    except Exception as e:  # a model that cannot run eager attention
-        raise ExportError("cannot switch %s to eager attention: %s" % (type(model).__name__, e))
+    if getattr(cfg, "_attn_implementation", None) != "eager":
+        try:
+            # set_attn_implementation in newer transformers (it updates the
+            # submodules' configs too); 4.4x reads config._attn_implementation
+            if hasattr(model, "set_attn_implementation"):
+                model.set_attn_implementation("eager")
+            else:
+                cfg._attn_implementation = "eager"
+        except Exception as e:  # a model that cannot run eager attention
+            raise ExportError("cannot switch %s to eager attention: %s" % (type(model).__name__, e))
     impl = getattr(cfg, "_attn_implementation", "eager")
     if impl != "eager":
         raise ExportError("%s uses attention implementation '%s'; the export needs 'eager' "
@@ -546,10 +548,15 @@ def make_archive(model, kind, example):
         # parity check below is what decides whether the trace generalises.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=UserWarning)
-        if _is_transformers_model(model):
-            with _CallAs(model) as m:
-                return torch.jit.trace(m, example, check_trace=False)
-        return torch.jit.trace(model, example, check_trace=False)
+        try:
+            if _is_transformers_model(model):
+                with _CallAs(model) as m:
+                    return torch.jit.trace(m, example, check_trace=False)
+            return torch.jit.trace(model, example, check_trace=False)
+        except Exception as e:
+            raise ExportError("torch.jit.trace of %s failed (torch %s): %s: %s"
+                              % (type(model).__name__, torch.__version__, type(e).__name__,
+                                 str(e).strip().splitlines()[0] if str(e).strip() else ""))
 
 
 # --------------------------------------------------------------------------
