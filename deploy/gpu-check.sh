@@ -11,8 +11,8 @@
 #
 #   --device    where models run (default: cuda when torch sees one, else cpu)
 #   --bundle    the tarball deploy/gpu-bundle.sh made on a Debian machine
-#               (default build-gpucheck/nnedit-gpu-bundle.tar.gz when it
-#               exists); without one the system's packages are used
+#               (default: OUT/ or build-gpucheck/nnedit-gpu-bundle.tar.gz,
+#               when there); without one the system's packages are used
 #   --python    the Python with torch 2.x (default python3; the CPU
 #               rehearsal on Debian uses /usr/bin/python3, torch 1.13)
 #   --out       results and the build (default build-gpucheck/)
@@ -50,7 +50,11 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
-[ -n "$BUNDLE" ] || { [ -f "$OUT/nnedit-gpu-bundle.tar.gz" ] && BUNDLE=$OUT/nnedit-gpu-bundle.tar.gz; }
+if [ -z "$BUNDLE" ]; then
+  for b in "$OUT/nnedit-gpu-bundle.tar.gz" "$ROOT/build-gpucheck/nnedit-gpu-bundle.tar.gz"; do
+    [ -f "$b" ] && { BUNDLE=$b; break; }
+  done
+fi
 START=$(date +%s)
 STEPS=""
 
@@ -109,8 +113,22 @@ say "device $DEVICE, python $PY, out $OUT"
 # ---- 2. Debian's packages, carried -------------------------------------------
 PREFIX=""
 unpack() {
+  local plib=$OUT/bundle/prefix/usr/lib/x86_64-linux-gnu l sys
   rm -rf "$OUT/bundle" && mkdir -p "$OUT/bundle" &&
-    tar -C "$OUT/bundle" -xzf "$BUNDLE" && cat "$OUT/bundle/MANIFEST"
+    tar -C "$OUT/bundle" -xzf "$BUNDLE" && cat "$OUT/bundle/MANIFEST" || return 1
+  # grpc.pc and gpr.pc say libdir=${exec_prefix}/lib while their libraries
+  # are in the multiarch directory: on Debian the linker's default path hides
+  # that, on a machine without them the link would find nothing (or, worse,
+  # another copy).
+  sed -i -E 's#^libdir=\$\{(exec_)?prefix\}/lib$#libdir=${prefix}/lib/x86_64-linux-gnu#' \
+    "$plib"/pkgconfig/*.pc
+  # Development symlinks whose runtime package is not carried (zlib: the
+  # machine's own is newer and is what everything else there uses) point
+  # at the machine's copy.
+  for l in $(find "$plib" -maxdepth 1 -xtype l -name '*.so'); do
+    sys=$(/sbin/ldconfig -p 2>/dev/null | awk -v b="$(basename "$l")." 'index($1, b) == 1 { print $NF; exit }')
+    if [ -n "$sys" ]; then ln -sfn "$sys" "$l"; echo "relinked $(basename "$l") -> $sys"; fi
+  done
 }
 if [ -n "$BUNDLE" ]; then
   step unpack unpack && PREFIX=$OUT/bundle/prefix
@@ -143,7 +161,9 @@ PYTHONPATH=$PREFIX/usr/lib/python3/dist-packages:$PREFIX/usr/bin PROTOCOL_BUFFER
 EOF
   chmod +x "$OUT/bin/protoc" "$OUT/bin/protoc-gen-nanopb"
   PROTOC_ARGS=(-DPROTOC="$OUT/bin/protoc" -DPROTOC_GEN_NANOPB="$OUT/bin/protoc-gen-nanopb")
-  CMAKE_PREFIX_EXTRA=";$PLIB/cmake"
+  # The carried packages first: on Debian, where torch's prefix is the
+  # system's CMake directory, nanopb would otherwise come from the system.
+  CMAKE_PREFIX_EXTRA="$PLIB/cmake;"
   GEN_PY=$OUT/bundle/gen_py
 else
   NNE_LD=""
@@ -168,11 +188,16 @@ build() {
     cuda_args=(-DCMAKE_CUDA_COMPILER="$(command -v nvcc)")
   fi
   cmake -S "$ROOT" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release -DNNE_FIXTURES=OFF \
-    -DCMAKE_PREFIX_PATH="$TORCH_PREFIX$CMAKE_PREFIX_EXTRA" \
+    -DCMAKE_PREFIX_PATH="$CMAKE_PREFIX_EXTRA$TORCH_PREFIX" \
     -DNNE_PYTHON="$PY" "${PROTOC_ARGS[@]}" "${cuda_args[@]}"
   grep -E '^(Torch_DIR|nanopb_DIR|PROTOC|PROTOC_GEN_NANOPB):' "$OUT/build/CMakeCache.txt"
   cmake --build "$OUT/build" -j "$JOBS" --target nneditd nneditctl
   ldd "$OUT/build/nneditd" | grep -E 'grpc|uv|jansson|microhttpd|torch|c10|nne_engine'
+  # What the link took from outside the build and the carried prefix: only
+  # libtorch's and the C library's pieces should be here.
+  echo "linked from outside the carried prefix:"
+  tr ' ' '\n' <"$OUT/build/CMakeFiles/nneditd.dir/link.txt" | grep -E '^/.*\.(so|a)$' |
+    grep -v "^$OUT/" | sort -u | sed 's/^/  /'
 }
 if [ $SKIP_BUILD -eq 0 ]; then
   step build env LD_LIBRARY_PATH="$NNE_LD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" bash -c "$(declare -f build); $(declare -p ROOT OUT TORCH_PREFIX CMAKE_PREFIX_EXTRA PY JOBS PROTOC_ARGS); build"
