@@ -411,6 +411,7 @@ def bench(d, name, model, spec):
     b["trace_saved_mb"] = round(saved_mb, 1)
     b["trace_vs_eager"] = round(tr / e, 3)
     b["forward_vs_eager"] = round(fw / e, 3)
+    b["trace_vs_forward"] = round(tr / fw, 3)
     b["trace_target"] = "PASS" if tr / e <= 1.05 else "MISS"
 
     one = [[5]]
@@ -468,7 +469,7 @@ def summary_text():
         for k in ("eager_forward_ms", "daemon_forward_ms", "daemon_trace_12_saves_ms"):
             if k in b:
                 lines.append("  %-26s %s" % (k, b[k]))
-        for k in ("trace_saved_mb", "forward_vs_eager", "trace_vs_eager", "trace_target",
+        for k in ("trace_saved_mb", "forward_vs_eager", "trace_vs_eager", "trace_vs_forward", "trace_target",
                   "one_token_eager_ms", "one_token_forward_ms", "fixed_overhead_ms", "overhead_target"):
             if k in b:
                 lines.append("  %-26s %s" % (k, b[k]))

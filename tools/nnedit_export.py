@@ -384,7 +384,6 @@ def build_from_folder(folder, impl, dtype):
     if impl == "auto":
         impl = "transformers" if have_transformers() else "fixture"
     if impl == "transformers":
-        import torch
         import transformers
         kw = {"attn_implementation": "eager"}
         # 4.56 renamed torch_dtype to dtype; an unknown keyword would be
@@ -392,7 +391,6 @@ def build_from_folder(folder, impl, dtype):
         ver = tuple(int(x) for x in transformers.__version__.split(".")[:2] if x.isdigit())
         kw["dtype" if ver >= (4, 56) else "torch_dtype"] = _torch_dtype(dtype)
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, **kw)
-        del torch
         return model, family, cfg, "transformers %s" % transformers.__version__
     hf = _fixture_module()
     fam2, cls, fcfg = fixture_config(hf, cfg)
