@@ -7,7 +7,7 @@
 #
 #   deploy/gpu-check.sh [--device cpu|cuda|cuda:N] [--bundle FILE.tar.gz]
 #                       [--python PY] [--out DIR] [--jobs N] [--models LIST]
-#                       [--skip-build] [--quick]
+#                       [--results DIR] [--budget SEC] [--skip-build] [--quick]
 #
 #   --device    where models run (default: cuda when torch sees one, else cpu)
 #   --bundle    the tarball deploy/gpu-bundle.sh made on a Debian machine
@@ -15,13 +15,20 @@
 #               when there); without one the system's packages are used
 #   --python    the Python with torch 2.x (default python3; the CPU
 #               rehearsal on Debian uses /usr/bin/python3, torch 1.13)
-#   --out       results and the build (default build-gpucheck/)
+#   --out       the build, unpacked packages, checkpoints and model
+#               repository: several GB with the real models (default
+#               build-gpucheck/)
+#   --results   summary.txt, check-summary.{txt,json}, logs/ and nneditd.log
+#               (default: OUT); written as the steps go, so that a run
+#               stopped by a time limit still leaves what it found
+#   --budget    seconds for the whole run (default 0: none): the checks skip
+#               what no longer fits and the summary is still written
 #   --jobs      build parallelism (default: nproc)
 #   --models    comma list for tools/gpu_check.py (default: its own)
 #   --skip-build  reuse OUT/build
 #   --quick     fewer benchmark rounds (the CPU rehearsal)
 #
-# Every step logs to OUT/logs/<step>.log and may fail without stopping the
+# Every step logs to RESULTS/logs/<step>.log and may fail without stopping the
 # steps that do not need it: GPU time is short, one run must say everything.
 set -uo pipefail
 
@@ -32,6 +39,8 @@ PY=python3
 OUT=$ROOT/build-gpucheck
 JOBS=$(nproc)
 MODELS=""
+RESULTS=""
+BUDGET=0
 SKIP_BUILD=0
 QUICK=0
 while [ $# -gt 0 ]; do
@@ -42,14 +51,19 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --jobs) JOBS=$2; shift 2 ;;
     --models) MODELS=$2; shift 2 ;;
+    --results) RESULTS=$2; shift 2 ;;
+    --budget) BUDGET=$2; shift 2 ;;
     --skip-build) SKIP_BUILD=1; shift ;;
     --quick) QUICK=1; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "gpu-check.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
   esac
 done
-mkdir -p "$OUT/logs"
+[ -n "$RESULTS" ] || RESULTS=$OUT
+mkdir -p "$OUT" "$RESULTS/logs"
 OUT=$(cd "$OUT" && pwd)
+RESULTS=$(cd "$RESULTS" && pwd)
+LOGS=$RESULTS/logs
 if [ -z "$BUNDLE" ]; then
   for b in "$OUT/nnedit-gpu-bundle.tar.gz" "$ROOT/build-gpucheck/nnedit-gpu-bundle.tar.gz"; do
     [ -f "$b" ] && { BUNDLE=$b; break; }
@@ -58,7 +72,7 @@ fi
 START=$(date +%s)
 STEPS=""
 
-say() { echo "gpu-check: $*" | tee -a "$OUT/logs/gpu-check.log" >&2; }
+say() { echo "gpu-check: $*" | tee -a "$LOGS/gpu-check.log" >&2; }
 # step NAME CMD...: runs CMD with its output in logs/NAME.log; records the
 # result and the seconds it took for the summary.
 step() {
@@ -66,12 +80,12 @@ step() {
   shift
   t0=$(date +%s)
   say "step $name ..."
-  "$@" >"$OUT/logs/$name.log" 2>&1
+  "$@" >"$LOGS/$name.log" 2>&1
   rc=$?
   STEPS="$STEPS$name $rc $(( $(date +%s) - t0 ))"$'\n'
   if [ $rc -eq 0 ]; then say "step $name: ok ($(( $(date +%s) - t0 )) s)"
   else say "step $name: FAILED (exit $rc, $(( $(date +%s) - t0 )) s); tail of logs/$name.log:"
-       tail -n 15 "$OUT/logs/$name.log" | sed 's/^/    /' >&2
+       tail -n 15 "$LOGS/$name.log" | sed 's/^/    /' >&2
   fi
   return $rc
 }
@@ -104,7 +118,7 @@ EOF
   true
 }
 step machine machine
-cat "$OUT/logs/machine.log" >&2
+cat "$LOGS/machine.log" >&2
 if [ -z "$DEVICE" ]; then
   DEVICE=$("$PY" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null || echo cpu)
 fi
@@ -225,7 +239,11 @@ fi
 [ -n "$GEN_PY" ] || GEN_PY=$OUT/gen_py
 
 # ---- 5. export, serve, compare, benchmark --------------------------------------
-ARGS=(--device "$DEVICE" --nneditd "$NNEDITD" --py-gen "$GEN_PY" --out "$OUT")
+ARGS=(--device "$DEVICE" --nneditd "$NNEDITD" --py-gen "$GEN_PY" --out "$OUT" --results "$RESULTS")
+if [ "$BUDGET" -gt 0 ]; then
+  # what is left, less time for the summary
+  ARGS+=(--budget $(( BUDGET - ($(date +%s) - START) - 10 )))
+fi
 [ -n "$MODELS" ] && ARGS+=(--models "$MODELS")
 [ $QUICK -eq 1 ] && ARGS+=(--quick)
 step check env NNE_DAEMON_LD_LIBRARY_PATH="$NNE_LD" PYTHONPATH="$GEN_PY" \
@@ -235,14 +253,14 @@ step check env NNE_DAEMON_LD_LIBRARY_PATH="$NNE_LD" PYTHONPATH="$GEN_PY" \
 {
   echo "nnedit gpu-check, $(date -u +%FT%TZ), device $DEVICE, $(( $(date +%s) - START )) s in all"
   echo
-  sed -n '1,20p' "$OUT/logs/machine.log"
+  sed -n '1,20p' "$LOGS/machine.log"
   echo
   echo "steps (name exit seconds):"
   printf '%s' "$STEPS" | sed 's/^/  /'
   echo
-  if [ -f "$OUT/check-summary.txt" ]; then cat "$OUT/check-summary.txt"
+  if [ -f "$RESULTS/check-summary.txt" ]; then cat "$RESULTS/check-summary.txt"
   else echo "no results from tools/gpu_check.py: see logs/check.log"; fi
-} >"$OUT/summary.txt"
-cat "$OUT/summary.txt"
-say "summary: $OUT/summary.txt"
+} >"$RESULTS/summary.txt"
+cat "$RESULTS/summary.txt"
+say "summary: $RESULTS/summary.txt"
 printf '%s' "$STEPS" | awk '$2 != 0 { bad = 1 } END { exit bad }'

@@ -5,7 +5,7 @@ nneditd on --device, compare against the same models in eager PyTorch on the
 same device, time Forward and Trace against the eager forward.
 
   gpu_check.py --device cpu|cuda[:N] --nneditd PATH --py-gen DIR --out DIR
-               [--models LIST] [--quick]
+               [--results DIR] [--budget SEC] [--models LIST] [--quick]
 
 Models. With transformers: real architectures at real sizes with random
 weights (no hub): gpt2 (GPT-2 small, via a saved HF folder: the folder path of
@@ -25,8 +25,10 @@ eager forward in this process vs Forward and a 12-save Trace over loopback,
 at batch 8 x 512 (cuda) or 1 x 128 (cpu), and the fixed overhead of a
 one-token Forward.
 
-Writes OUT/check-summary.txt and OUT/check-summary.json; exits 1 when a check
-failed (the benchmark's targets are reported, never failed on).
+Writes RESULTS/check-summary.txt and .json after every model (a run stopped
+by a time limit keeps what it found); exits 1 when a check failed or was
+skipped for want of time (the benchmark's targets are reported, never
+failed on).
 """
 
 import argparse
@@ -77,7 +79,10 @@ def parse_args():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--nneditd", required=True)
     ap.add_argument("--py-gen", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="checkpoints and the model repository")
+    ap.add_argument("--results", help="check-summary.{txt,json}, nneditd.log (default: --out)")
+    ap.add_argument("--budget", type=float, default=0,
+                    help="seconds for everything here (0: none); what no longer fits is skipped")
     ap.add_argument("--models", default="", help="comma list (default: all of the kind available)")
     ap.add_argument("--quick", action="store_true", help="fewer benchmark rounds")
     ap.add_argument("--threads", type=int, default=0, help="daemon --threads (default: cores, max 16)")
@@ -114,6 +119,23 @@ def log(msg):
     print("gpu_check: " + msg, flush=True)
 
 
+T_START = time.monotonic()
+
+
+def time_left():
+    return float("inf") if ARGS.budget <= 0 else ARGS.budget - (time.monotonic() - T_START)
+
+
+def out_of_time(what, need):
+    """True (and recorded) when `what`, expected to take about `need`
+    seconds, no longer fits in --budget."""
+    if time_left() >= need:
+        return False
+    RESULTS["errors"].append("skipped for want of time: %s (%.0f s left)" % (what, time_left()))
+    log("skipping %s: %.0f s left" % (what, time_left()))
+    return True
+
+
 def f32(a, dtype):
     """A response tensor as float32 (bfloat16 arrives as its uint16 bits)."""
     if dtype == "bfloat16":
@@ -141,6 +163,8 @@ def make_models(out):
         if name not in table:
             RESULTS["errors"].append("unknown model '%s' for %s (%s)" % (name, kind, ", ".join(table)))
             continue
+        if out_of_time("export of " + name, 30):
+            continue
         t0 = time.monotonic()
         try:
             if kind == "transformers":
@@ -158,6 +182,7 @@ def make_models(out):
                                    "params": sum(p.numel() for p in model.parameters())}
         models[name] = (model, spec)
         log("exported %s in %.1f s" % (name, time.monotonic() - t0))
+        write_summary()
     return models, kind
 
 
@@ -185,9 +210,20 @@ def export_transformers(name, how, out, repo):
                                            device=ARGS.device, force=True)
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, **kw).to(DEV).eval()
     else:
-        spec = nnedit_export.export_model(model, repo, name, device=ARGS.device, dtype=dtype,
-                                          max_seq_len=4096, force=True,
-                                          description="%s config, random weights" % key)
+        kw = dict(device=ARGS.device, dtype=dtype, max_seq_len=4096, force=True,
+                  description="%s config, random weights" % key)
+        try:
+            spec = nnedit_export.export_model(model, repo, name, **kw)
+        except nnedit_export.ExportError as e:
+            if "torch.jit.trace" not in str(e):
+                raise
+            # GPU time is short: try transformers' own tracing flag at once
+            # rather than in a second run (it clones tied embeddings).
+            log("%s: %s; again with config.torchscript=True" % (name, e))
+            RESULTS["errors"].append("%s: plain trace failed, retried with --hf-torchscript: %s"
+                                     % (name, e))
+            spec = nnedit_export.export_model(model, repo, name, hf_torchscript=True, **kw)
+            spec["export_info"]["hf_torchscript"] = True
     return model, spec
 
 
@@ -479,10 +515,24 @@ def summary_text():
     return "\n".join(lines) + "\n"
 
 
+def write_summary(final=False):
+    RESULTS["seconds"] = round(time.monotonic() - T_START, 1)
+    RESULTS["complete"] = final
+    res = os.path.abspath(ARGS.results or ARGS.out)
+    os.makedirs(res, exist_ok=True)
+    with open(os.path.join(res, "check-summary.json.tmp"), "w") as f:
+        json.dump(RESULTS, f, indent=1, default=str)
+    os.replace(os.path.join(res, "check-summary.json.tmp"), os.path.join(res, "check-summary.json"))
+    text = summary_text() + "checks took %.1f s%s\n" % (RESULTS["seconds"], "" if final else
+                                                         " so far (incomplete)")
+    with open(os.path.join(res, "check-summary.txt"), "w") as f:
+        f.write(text)
+    return text
+
+
 def main():
     out = os.path.abspath(ARGS.out)
     os.makedirs(out, exist_ok=True)
-    t_all = time.monotonic()
     if DEV.type == "cuda":
         RESULTS["gpu"] = torch.cuda.get_device_name(DEV)
     threads = ARGS.threads or min(16, os.cpu_count() or 1)
@@ -501,8 +551,9 @@ def main():
             args += ["--load", n]
         t0 = time.monotonic()
         try:
-            d = Daemon(*args, repo=os.path.join(out, "repo"), timeout=600)
-            wait_loaded(d, list(models), timeout=600)
+            limit = max(30.0, min(600.0, time_left() - 30))
+            d = Daemon(*args, repo=os.path.join(out, "repo"), timeout=limit)
+            wait_loaded(d, list(models), timeout=limit)
             RESULTS["daemon_start_s"] = round(time.monotonic() - t0, 1)
         except Exception as e:
             RESULTS["errors"].append("daemon: %s" % e)
@@ -512,13 +563,16 @@ def main():
     try:
         if d is not None:
             for name, (model, spec) in models.items():
+                if out_of_time("checks of " + name, 20):
+                    continue
                 try:
                     check_model(d, name, model, spec)
                 except Exception as e:
                     RESULTS["errors"].append("%s: %s: %s" % (name, type(e).__name__, e))
                     traceback.print_exc()
+                write_summary()
             bname = BENCH_MODEL[kind]
-            if bname in models:
+            if bname in models and not out_of_time("benchmark", 45):
                 try:
                     bench(d, bname, *models[bname])
                 except Exception as e:
@@ -529,15 +583,9 @@ def main():
             code = d.stop()
             if code != 0:
                 RESULTS["errors"].append("nneditd exited %d" % code)
-            with open(os.path.join(out, "nneditd.log"), "w") as f:
+            with open(os.path.join(os.path.abspath(ARGS.results or out), "nneditd.log"), "w") as f:
                 f.write(d.log_text())
-    RESULTS["seconds"] = round(time.monotonic() - t_all, 1)
-    with open(os.path.join(out, "check-summary.json"), "w") as f:
-        json.dump(RESULTS, f, indent=1, default=str)
-    text = summary_text() + "checks took %.1f s\n" % RESULTS["seconds"]
-    with open(os.path.join(out, "check-summary.txt"), "w") as f:
-        f.write(text)
-    print(text)
+    print(write_summary(final=True))
     failed = bool(RESULTS["errors"]) or any(
         isinstance(v, dict) and v.get("verdict") == "FAIL"
         for r in RESULTS["models"].values() for v in r.values())
