@@ -167,8 +167,18 @@ int nne_model_spec_parse(const char *text, size_t len, const char *where,
                      sizeof spec->export_kind, where, err)) != 0 ||
       (rc = spec_str(root, "device", spec->device, sizeof spec->device, where,
                      err)) != 0 ||
-      (rc = spec_str(root, "dtype", dtype, sizeof dtype, where, err)) != 0)
+      (rc = spec_str(root, "dtype", dtype, sizeof dtype, where, err)) != 0 ||
+      (rc = spec_str(root, "tokenizer", spec->tokenizer,
+                     sizeof spec->tokenizer, where, err)) != 0)
     goto out;
+  if (strchr(spec->tokenizer, '/') != NULL ||
+      strcmp(spec->tokenizer, "..") == 0 || strcmp(spec->tokenizer, ".") == 0) {
+    rc = nne_err_set(err, NNE_EINVAL,
+                     "%s: \"tokenizer\": '%s' must name a file in the "
+                     "model's folder",
+                     where, spec->tokenizer);
+    goto out;
+  }
   if (dtype[0] != '\0') {
     spec->dtype = nne_dtype_parse(dtype);
     if (spec->dtype == NNE_DTYPE_INVALID) {
@@ -366,6 +376,7 @@ void nne_registry_close(nne_registry_t *reg) {
     variants_clear(e);
     nne_model_unref(e->model);
     nne_names_free(e->names);
+    nne_tokenizer_free(e->tokenizer);
     nne_model_spec_free(&e->spec);
     while (e->waiters != NULL) {
       nne_registry_waiter_t *w = e->waiters;
@@ -435,6 +446,8 @@ typedef struct load_job {
   nne_model_spec_t spec;
   nne_model_t *model;
   nne_names_t *names;
+  nne_tokenizer_t *tokenizer;
+  char tokenizer_file[NNE_MODEL_NAME_MAX + 160]; /* as the entry's */
   int64_t vocab;
   nne_err_t err;
   int rc;
@@ -539,6 +552,25 @@ static int build_names(load_job_t *lj) {
   return 0;
 }
 
+/* The tokenizer model.json names, or tokenizer.json when there is one: a
+ * file that is there and does not load fails the load (its JSON path in the
+ * message); no file is fine (the model takes ids only). */
+static int load_tokenizer(load_job_t *lj) {
+  const char *file = lj->spec.tokenizer[0] ? lj->spec.tokenizer
+                                           : "tokenizer.json";
+  char path[PATH_MAX + 160];
+  int rc;
+  snprintf(path, sizeof path, "%s/%s", lj->dir, file);
+  snprintf(lj->tokenizer_file, sizeof lj->tokenizer_file, "%s/%s",
+           lj->entry->name, file);
+  if (!lj->spec.tokenizer[0] && !is_file(path))
+    return 0;
+  rc = nne_tokenizer_load_file(path, &lj->tokenizer, &lj->err);
+  if (rc != 0)
+    nne_err_prefix(&lj->err, "%s", lj->tokenizer_file);
+  return rc;
+}
+
 /* On the loader thread: read model.json, load the archive, and measure the
  * vocabulary with a one-token forward (which also proves the model runs). */
 static void load_work(nne_job_t *job) {
@@ -615,7 +647,11 @@ static void load_work(nne_job_t *job) {
                          "after the archive loaded: injected fault");
   if (lj->rc == 0 && lj->reg->families != NULL)
     lj->rc = build_names(lj);
+  if (lj->rc == 0)
+    lj->rc = load_tokenizer(lj);
   if (lj->rc != 0) {
+    nne_tokenizer_free(lj->tokenizer);
+    lj->tokenizer = NULL;
     nne_names_free(lj->names);
     lj->names = NULL;
     nne_model_unref(lj->model);
@@ -639,6 +675,10 @@ static void load_done(nne_job_t *job) {
     e->spec = lj->spec; /* the entry owns it now */
     nne_names_free(e->names);
     e->names = lj->names;
+    nne_tokenizer_free(e->tokenizer);
+    e->tokenizer = lj->tokenizer;
+    snprintf(e->tokenizer_file, sizeof e->tokenizer_file, "%s",
+             lj->tokenizer_file);
     snprintf(e->device, sizeof e->device, "%s", nne_model_device(lj->model));
     e->dtype = nne_model_dtype(lj->model);
     e->vocab_size = lj->vocab;
@@ -809,6 +849,8 @@ static void start_unload(nne_registry_t *reg, nne_model_entry_t *e) {
     e->model = NULL;
     nne_names_free(e->names);
     e->names = NULL;
+    nne_tokenizer_free(e->tokenizer);
+    e->tokenizer = NULL;
     variants_clear(e);
     if (nne_executor_submit(reg->loader, &uj->job, &err) == 0) {
       reg->busy++;
@@ -822,6 +864,8 @@ static void start_unload(nne_registry_t *reg, nne_model_entry_t *e) {
   e->model = NULL;
   nne_names_free(e->names);
   e->names = NULL;
+  nne_tokenizer_free(e->tokenizer);
+  e->tokenizer = NULL;
   variants_clear(e);
   set_state(reg, e, NNE_MODEL_AVAILABLE);
   notify(reg, e, NULL);

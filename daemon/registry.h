@@ -19,11 +19,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <limits.h>
+
 #include "engine/engine.h"
 #include "base/error.h"
 #include "executor.h"
 #include "edit/backend_cache.h"
 #include "names/names.h"
+#include "text/tokenizer.h"
 
 #define NNE_MODEL_NAME_MAX 127
 
@@ -46,6 +49,8 @@ typedef struct nne_model_spec {
   uint32_t max_seq_len;    /* 0: the daemon's cap */
   int64_t pad_token_id;    /* -1: none given (0 is used for padding) */
   uint32_t n_heads;        /* config.n_heads; 0: not given */
+  char tokenizer[128];     /* "tokenizer": a file in the model's folder;
+                              "": tokenizer.json when there is one */
   /* "names": user renames, {"from": "alias" | ["alias", ...]} (owned: free
    * with nne_model_spec_free). */
   nne_names_rename_t *renames;
@@ -80,6 +85,11 @@ struct nne_model_entry {
   uint32_t max_seq_len;
   int64_t pad_token_id;    /* effective: spec's or 0 */
   nne_names_t *names;      /* standard names and aliases while LOADED */
+  /* The model's tokenizer while LOADED, or NULL; tokenizer_file is where it
+   * came from (or, without one, where it was looked for). */
+  nne_tokenizer_t *tokenizer;
+  char tokenizer_file[NNE_MODEL_NAME_MAX + 160]; /* "<model>/tokenizer.json",
+                              relative to the repository: what clients see */
   /* Compiled backends (hooked copies of forward) by structure. */
   nne_backend_cache_t backends;
   int edit_sets;           /* edit sets of this model (they pin backends) */

@@ -146,13 +146,34 @@ bool nne_pb_i64_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   return true;
 }
 
+bool nne_pb_decode_int_occurrence(pb_istream_t *s, pb_wire_type_t wt,
+                                  nne_pb_i64_dec_t *st) {
+  uint64_t v;
+  if (wt == PB_WT_VARINT)
+    return pb_decode_varint(s, &v) && i64_push(s, st, (int64_t)v);
+  if (wt == PB_WT_STRING) {
+    pb_istream_t sub;
+    if (!pb_make_string_substream(s, &sub))
+      return false;
+    while (sub.bytes_left > 0)
+      if (!pb_decode_varint(&sub, &v) || !i64_push(&sub, st, (int64_t)v)) {
+#ifndef PB_NO_ERRMSG
+        s->errmsg = sub.errmsg;
+#endif
+        pb_close_string_substream(s, &sub);
+        return false;
+      }
+    return pb_close_string_substream(s, &sub);
+  }
+  PB_RETURN_ERROR(s, "integer list field with a fixed-width wire type");
+}
+
 bool nne_pb_decode_int_list_msg(pb_istream_t *s, uint32_t tag,
                                 nne_pb_i64_dec_t *st) {
   while (s->bytes_left > 0) {
     pb_wire_type_t wt;
     uint32_t t;
     bool eof;
-    uint64_t v;
 
     if (!pb_decode_tag(s, &wt, &t, &eof))
       return eof; /* eof here means a clean end of the message */
@@ -161,26 +182,8 @@ bool nne_pb_decode_int_list_msg(pb_istream_t *s, uint32_t tag,
         return false;
       continue;
     }
-    if (wt == PB_WT_VARINT) {
-      if (!pb_decode_varint(s, &v) || !i64_push(s, st, (int64_t)v))
-        return false;
-    } else if (wt == PB_WT_STRING) {
-      pb_istream_t sub;
-      if (!pb_make_string_substream(s, &sub))
-        return false;
-      while (sub.bytes_left > 0)
-        if (!pb_decode_varint(&sub, &v) || !i64_push(&sub, st, (int64_t)v)) {
-#ifndef PB_NO_ERRMSG
-          s->errmsg = sub.errmsg;
-#endif
-          pb_close_string_substream(s, &sub);
-          return false;
-        }
-      if (!pb_close_string_substream(s, &sub))
-        return false;
-    } else {
-      PB_RETURN_ERROR(s, "integer list field with a fixed-width wire type");
-    }
+    if (!nne_pb_decode_int_occurrence(s, wt, st))
+      return false;
   }
   return true;
 }

@@ -88,6 +88,11 @@ typedef struct nne_pb_bytes_dec {
   bool overflow;
 } nne_pb_bytes_dec_t;
 
+/* One occurrence of a repeated int32/int64 field whose tag was just read
+ * with wire type wt: a varint, or a packed run; appended to st. */
+bool nne_pb_decode_int_occurrence(pb_istream_t *s, pb_wire_type_t wt,
+                                  nne_pb_i64_dec_t *st);
+
 /* Decodes a whole message (the stream's remaining bytes) of which only
  * field `tag`, a repeated int32/int64 field, matters: its values are
  * appended to st, in varint or packed form; any other wire type for it is

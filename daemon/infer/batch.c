@@ -14,36 +14,179 @@ void nne_rows_dec_init(nne_rows_dec_t *rd, uint32_t value_tag,
   rd->value_tag = value_tag;
   rd->max_rows = max_rows;
   rd->vals.max = max_values;
+  rd->text_bytes_left = max_values; /* the message limit, as for values */
+}
+
+/* TokenRow.text into a fresh buffer (the row's), within the bounds. */
+static bool decode_text(pb_istream_t *s, nne_rows_dec_t *rd, size_t row) {
+  pb_istream_t sub;
+  char *t;
+  if (!pb_make_string_substream(s, &sub))
+    return false;
+  if (sub.bytes_left > NNE_ROW_TEXT_MAX ||
+      sub.bytes_left > rd->text_bytes_left) {
+    rd->text_too_big = true;
+    pb_close_string_substream(s, &sub);
+    PB_RETURN_ERROR(s, "text too long");
+  }
+  t = malloc(sub.bytes_left + 1);
+  if (t == NULL) {
+    pb_close_string_substream(s, &sub);
+    PB_RETURN_ERROR(s, "out of memory");
+  }
+  t[sub.bytes_left] = '\0';
+  rd->text_len[row] = sub.bytes_left;
+  rd->text_bytes_left -= sub.bytes_left;
+  if (!pb_read(&sub, (pb_byte_t *)t, sub.bytes_left)) {
+    free(t);
+    pb_close_string_substream(s, &sub);
+    return false;
+  }
+  free(rd->text[row]); /* a repeated occurrence: the last one wins */
+  rd->text[row] = t;
+  rd->has_text = true;
+  return pb_close_string_substream(s, &sub);
 }
 
 bool nne_rows_dec_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
   nne_rows_dec_t *rd = *arg;
-  size_t before = rd->vals.n;
-  bool ok;
+  size_t before = rd->vals.n, row = rd->n;
+  bool text_field = rd->value_tag == nnedit_v1_TokenRow_ids_tag;
 
   (void)f;
   if (rd->n >= rd->max_rows) {
     rd->overflow = true;
     PB_RETURN_ERROR(s, "too many rows");
   }
-  if (NNE_VEC_GROW(&rd->len, &rd->cap, rd->n + 1) != 0)
+  if (NNE_VEC_GROW(&rd->len, &rd->cap, rd->n + 1) != 0 ||
+      (text_field &&
+       (NNE_VEC_GROW(&rd->text, &rd->text_cap, rd->n + 1) != 0 ||
+        NNE_VEC_GROW(&rd->text_len, &rd->text_len_cap, rd->n + 1) != 0)))
     PB_RETURN_ERROR(s, "out of memory");
-  /* TokenRow and MaskRow each hold one repeated integer field; their values
-   * go to the shared, bounded list. */
-  ok = nne_pb_decode_int_list_msg(s, rd->value_tag, &rd->vals);
-  if (!ok)
-    return false;
+  if (text_field) {
+    rd->text[row] = NULL;
+    rd->text_len[row] = 0;
+  }
+  /* TokenRow and MaskRow each hold one repeated integer field, whose
+   * values go to the shared, bounded list; a TokenRow may hold text. */
+  while (s->bytes_left > 0) {
+    pb_wire_type_t wt;
+    uint32_t t;
+    bool eof;
+    if (!pb_decode_tag(s, &wt, &t, &eof)) {
+      if (eof)
+        break;
+      return false;
+    }
+    if (t == rd->value_tag) {
+      if (!nne_pb_decode_int_occurrence(s, wt, &rd->vals))
+        return false;
+    } else if (text_field && t == nnedit_v1_TokenRow_text_tag &&
+               wt == PB_WT_STRING) {
+      if (!decode_text(s, rd, row))
+        return false;
+    } else if (!pb_skip_field(s, wt)) {
+      return false;
+    }
+  }
   rd->len[rd->n++] = (uint32_t)(rd->vals.n - before);
   return true;
 }
 
 void nne_rows_free(nne_rows_dec_t *rd) {
+  size_t i;
+  for (i = 0; rd->text != NULL && i < rd->n; i++)
+    free(rd->text[i]);
+  free(rd->text);
+  free(rd->text_len);
+  rd->text_len = NULL;
+  rd->text_len_cap = 0;
   free(rd->vals.v);
   free(rd->len);
+  rd->text = NULL;
+  rd->text_cap = 0;
+  rd->has_text = false;
   rd->vals.v = NULL;
   rd->vals.n = rd->vals.cap = 0;
   rd->len = NULL;
   rd->n = rd->cap = 0;
+}
+
+/* One group's text rows into ids: a new flattened list replaces the old. */
+static int tokenize_group(const nne_batch_group_t *g,
+                          const nne_model_entry_t *e, nne_err_t *err) {
+  nne_rows_dec_t *rd = g->ids;
+  int64_t *v = NULL;
+  size_t i, off = 0, n = 0, cap = 0;
+  int rc = 0;
+
+  if (g->mask != NULL && g->mask->n > 0)
+    return nne_err_set(err, NNE_EINVAL,
+                       "%sattention_mask: not with text rows (a text row's "
+                       "mask is all ones; send ids to mask them yourself)",
+                       g->prefix);
+  for (i = 0; i < rd->n && rc == 0; i++) {
+    size_t len = rd->len[i], k;
+    if (rd->text[i] == NULL) {
+      if (NNE_VEC_GROW(&v, &cap, n + len) != 0)
+        rc = nne_err_set(err, NNE_ENOMEM, "out of memory");
+      for (k = 0; rc == 0 && k < len; k++)
+        v[n++] = rd->vals.v[off + k];
+    } else if (len > 0) {
+      rc = nne_err_set(err, NNE_EINVAL,
+                       "%sinput_ids[%zu]: ids and text both given (one or "
+                       "the other)",
+                       g->prefix, i);
+    } else {
+      int32_t *ids = NULL;
+      size_t m = 0;
+      rc = nne_tokenizer_encode(e->tokenizer, rd->text[i], rd->text_len[i],
+                                NNE_TOK_ADD_SPECIAL, &ids,
+                                &m, err);
+      if (rc != 0)
+        nne_err_prefix(err, "%sinput_ids[%zu].text", g->prefix, i);
+      else if (m > rd->vals.max || n + m > rd->vals.max)
+        rc = nne_err_set(err, NNE_ERESOURCE,
+                         "%sinput_ids[%zu].text: %zu tokens, more than the "
+                         "request may hold",
+                         g->prefix, i, m);
+      else if (NNE_VEC_GROW(&v, &cap, n + m) != 0)
+        rc = nne_err_set(err, NNE_ENOMEM, "out of memory");
+      for (k = 0; rc == 0 && k < m; k++)
+        v[n++] = ids[k];
+      free(ids);
+      if (rc == 0)
+        rd->len[i] = (uint32_t)m;
+    }
+    off += len;
+  }
+  if (rc != 0) {
+    free(v);
+    return rc;
+  }
+  free(rd->vals.v);
+  rd->vals.v = v;
+  rd->vals.n = n;
+  rd->vals.cap = cap;
+  return 0;
+}
+
+int nne_batch_tokenize(const nne_batch_group_t *groups, size_t n_groups,
+                       const nne_model_entry_t *e, nne_err_t *err) {
+  size_t g;
+  int rc;
+  for (g = 0; g < n_groups; g++) {
+    if (!groups[g].ids->has_text)
+      continue;
+    if (e->tokenizer == NULL)
+      return nne_err_set(err, NNE_ESTATE,
+                         "%sinput_ids: text rows, but model '%s' has no "
+                         "tokenizer (looked for %s); send token ids",
+                         groups[g].prefix, e->name, e->tokenizer_file);
+    if ((rc = tokenize_group(&groups[g], e, err)) != 0)
+      return rc;
+  }
+  return 0;
 }
 
 /* One group's mask against its rows. */

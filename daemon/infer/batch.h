@@ -41,7 +41,18 @@ typedef struct nne_rows_dec {
   size_t n, cap, max_rows;
   bool overflow;      /* more than max_rows rows */
   uint32_t value_tag; /* TokenRow.ids or MaskRow.values */
+  /* TokenRow.text: row i's text (malloc'd, NUL-terminated) or NULL; texts
+   * take at most text_bytes_left bytes in all, each NNE_ROW_TEXT_MAX. */
+  char **text;
+  size_t *text_len;   /* bytes of text[i] (it may hold U+0000) */
+  size_t text_cap, text_len_cap;
+  size_t text_bytes_left;
+  bool text_too_big;
+  bool has_text;      /* some row is text */
 } nne_rows_dec_t;
+
+/* The most bytes of one text row. */
+#define NNE_ROW_TEXT_MAX ((size_t)1 << 20)
 
 /* Zeroes rd and sets its limits: at most max_rows rows and max_values
  * values in all. */
@@ -58,10 +69,19 @@ void nne_rows_free(nne_rows_dec_t *rd);
 /* One group of rows: its ids, its mask (n == 0: none given), and the prefix
  * of its field names in messages. */
 typedef struct nne_batch_group {
-  const nne_rows_dec_t *ids;
+  nne_rows_dec_t *ids;
   const nne_rows_dec_t *mask;
   const char *prefix;
 } nne_batch_group_t;
+
+/* Turns the groups' text rows into ids with the model's tokenizer and
+ * template (BOS where the model wants it), in place; groups without text
+ * are left alone. A model without a tokenizer is NNE_ESTATE naming the file
+ * looked for; a row with both ids and text, or a text row in a group that
+ * has a mask, NNE_EINVAL; invalid UTF-8 NNE_EINVAL with its byte offset.
+ * Call before nne_batch_check, which then checks the tokens like any. */
+int nne_batch_tokenize(const nne_batch_group_t *groups, size_t n_groups,
+                       const nne_model_entry_t *e, nne_err_t *err);
 
 /* Checks the groups against the model, in this order: the batch is not
  * empty (NNE_EINVAL) and within max_batch (NNE_ERESOURCE), each row is

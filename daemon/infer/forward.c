@@ -122,6 +122,7 @@ static void fwd_work(nne_job_t *job) {
   fj->pass.hook = nne_runtime_hook;
   fj->pass.hook_ctx = &fj->rt;
   fj->pass.top_k = fj->top_k;
+  fj->pass.tokenizer = fj->hold.entry->tokenizer;
   fj->pass.logits_mode = fj->logits_mode;
   fj->rc = nne_infer_pass_run(&fj->pass, &fj->err);
   if (fj->rc != 0 && fj->rt.err.code != 0)
@@ -213,7 +214,9 @@ int nne_infer_forward_prepare(nne_infer_forward_t *fj,
   uint64_t out_bytes = 0;
   int rc;
 
-  rc = nne_batch_check(rows, 1, "input_ids", padding, e, err);
+  rc = nne_batch_tokenize(rows, 1, e, err);
+  if (rc == 0)
+    rc = nne_batch_check(rows, 1, "input_ids", padding, e, err);
   if (rc == 0)
     rc = nne_batch_build(&fj->batch, rows, 1, padding, e->pad_token_id, err);
   if (rc != 0) {

@@ -121,6 +121,8 @@ static bool fill_score(void *ctx, size_t i, void *msg) {
   ts->token_id = r->pass->tk_ids_p[k];
   ts->logit = r->pass->tk_vals_p[k];
   ts->prob = r->pass->tk_probs_p[k];
+  if (r->pass->tk_text != NULL)
+    NNE_PB_ENC(ts->text, nne_pb_str_enc, r->pass->tk_text[k]);
   return true;
 }
 

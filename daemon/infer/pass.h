@@ -36,12 +36,18 @@ typedef struct nne_infer_pass {
   void *hook_ctx;
   int top_k;              /* 0: none */
   nne_logits_mode_t logits_mode;
+  /* The model's tokenizer (borrowed for the run), or NULL: with it, each
+   * top-k token is decoded alone into tk_text while the pass holds the
+   * model, so the stream needs no tokenizer later. */
+  const nne_tokenizer_t *tokenizer;
   /* out (references; nne_infer_pass_free) */
   nne_tensor_t *logits;   /* [B, S, V] */
   nne_tensor_t *last;     /* [B, V], when top-k or LOGITS_LAST asked */
   nne_tensor_t *tk_ids, *tk_vals, *tk_probs; /* [B, k] */
   const int64_t *tk_ids_p; /* host views of the three */
   const float *tk_vals_p, *tk_probs_p;
+  char **tk_text;          /* [B * k] malloc'd strings, or NULL */
+  size_t tk_text_n;
 } nne_infer_pass_t;
 
 /* Runs the pass. On failure the engine's message is in err (a hook that

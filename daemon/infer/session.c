@@ -118,7 +118,9 @@ int nne_infer_session_add(nne_infer_session_t *s, nne_trace_t *t,
     row += tr->rows[k];
   }
   snprintf(what, sizeof what, "traces[%zu].invokes", t->index);
-  rc = nne_batch_check(groups, n, what, s->padding, s->hold.entry, err);
+  rc = nne_batch_tokenize(groups, n, s->hold.entry, err);
+  if (rc == 0)
+    rc = nne_batch_check(groups, n, what, s->padding, s->hold.entry, err);
   if (rc == 0)
     rc = nne_batch_build(&tr->in, groups, n, s->padding,
                          s->hold.entry->pad_token_id, err);
@@ -424,6 +426,7 @@ static int run_trace(nne_infer_session_t *s, size_t i) {
     tr->pass.hook = have_run ? nne_trace_hook : nne_runtime_hook;
     tr->pass.hook_ctx = have_run ? (void *)&run : (void *)&rt;
     tr->pass.top_k = s->top_k;
+    tr->pass.tokenizer = s->hold.entry->tokenizer;
     tr->pass.logits_mode = s->logits_mode;
     rc = nne_infer_pass_run(&tr->pass, &s->err);
     if (rc != 0 && have_run && run.err.code != 0)

@@ -97,6 +97,11 @@ void nne_rpc_inference_forward(nne_call_t *call, grpc_byte_buffer *req) {
       nne_err_set(&err, NNE_ERESOURCE,
                   "save: more than %zu sites, or a site name longer than %zu",
                   saves.max, saves.max_len);
+    else if (ids.text_too_big)
+      nne_err_set(&err, NNE_ERESOURCE,
+                  "input_ids: a text row over %zu bytes, or texts over the "
+                  "message limit",
+                  NNE_ROW_TEXT_MAX);
     else if (ids.overflow || mask.overflow)
       nne_err_set(&err, NNE_ERESOURCE, "%s: more than %u rows (--max-batch)",
                   ids.overflow ? "input_ids" : "attention_mask",

@@ -26,6 +26,40 @@ static bool enc_warnings(pb_ostream_t *s, const pb_field_t *f,
   return true;
 }
 
+/* A token's spelling (not NUL-terminated in the tokenizer). */
+typedef struct span {
+  const char *p;
+  size_t n;
+} span_t;
+
+static bool enc_span(pb_ostream_t *s, const pb_field_t *f, void *const *arg) {
+  const span_t *sp = *arg;
+  return pb_encode_tag_for_field(s, f) &&
+         pb_encode_string(s, (const pb_byte_t *)sp->p, sp->n);
+}
+
+/* TokenizerInfo.special: every special token, by id. */
+static bool enc_specials(pb_ostream_t *s, const pb_field_t *f,
+                         void *const *arg) {
+  const nne_tokenizer_t *tok = *arg;
+  size_t id, n = nne_tokenizer_vocab_size(tok);
+  for (id = 0; id < n; id++) {
+    nnedit_v1_SpecialToken st = nnedit_v1_SpecialToken_init_zero;
+    span_t sp;
+    if (!nne_tokenizer_is_special(tok, (int32_t)id))
+      continue;
+    sp.p = nne_tokenizer_id_to_token(tok, (int32_t)id, &sp.n);
+    if (sp.p == NULL)
+      continue;
+    st.id = (int64_t)id;
+    NNE_PB_ENC(st.text, enc_span, &sp);
+    if (!pb_encode_tag_for_field(s, f) ||
+        !pb_encode_submessage(s, nnedit_v1_SpecialToken_fields, &st))
+      return false;
+  }
+  return true;
+}
+
 /* Fills the wire form of a model's state. */
 static void fill_info(nnedit_v1_ModelInfo *mi, const nne_model_entry_t *e) {
   memset(mi, 0, sizeof *mi);
@@ -57,6 +91,14 @@ static void fill_info(nnedit_v1_ModelInfo *mi, const nne_model_entry_t *e) {
     mi->max_batch = e->max_batch;
     mi->max_seq_len = e->max_seq_len;
     mi->load_ms = e->load_ms;
+  }
+  if (e->tokenizer != NULL) {
+    mi->has_tokenizer = true;
+    snprintf(mi->tokenizer.file, sizeof mi->tokenizer.file, "%s",
+             e->tokenizer_file);
+    snprintf(mi->tokenizer.kind, sizeof mi->tokenizer.kind, "BPE");
+    mi->tokenizer.vocab_size = (uint32_t)nne_tokenizer_vocab_size(e->tokenizer);
+    NNE_PB_ENC(mi->tokenizer.special, enc_specials, e->tokenizer);
   }
 }
 

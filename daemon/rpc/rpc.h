@@ -8,8 +8,9 @@
  * Every failure is a status whose message names the bad field. The daemon
  * (daemon.h) is nne_call_app(call).
  *
- * One file per service: models.c, forward.c, trace.c, edits.c, admin.c,
- * health.c; rpc.c holds the table and the decode helper.
+ * One file per service: models.c, forward.c, trace.c, text.c (Tokenize,
+ * Detokenize), edits.c, admin.c, health.c; rpc.c holds the table and the
+ * decode helper.
  */
 #ifndef NNE_RPC_H
 #define NNE_RPC_H
@@ -36,6 +37,8 @@ void nne_rpc_models_describe(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_models_graph(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_inference_forward(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_inference_trace(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_inference_tokenize(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_inference_detokenize(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_edits_apply(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_edits_list(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_edits_get(nne_call_t *call, grpc_byte_buffer *req);

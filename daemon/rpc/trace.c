@@ -98,6 +98,11 @@ static bool invoke_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
   NNE_PB_DEC(msg.attention_mask, nne_rows_dec_cb, &iv->mask);
   if (pb_decode(s, nnedit_v1_Invoke_fields, &msg))
     return true;
+  if (iv->ids.text_too_big)
+    return stop(s, rd, NNE_ERESOURCE,
+                "traces[%zu].invokes[%zu].input_ids: a text row over %zu "
+                "bytes, or texts over the message limit",
+                ti->t->index, ti->n_inv - 1, NNE_ROW_TEXT_MAX);
   if (iv->ids.overflow || iv->mask.overflow)
     return stop(s, rd, NNE_ERESOURCE,
                 "traces[%zu].invokes[%zu].%s: more than %u rows (--max-batch)",

@@ -752,7 +752,8 @@ static int decode(const nne_tokenizer_t *t, const int32_t *ids, size_t n,
   /* Without a decoder the reference joins the tokens with spaces. */
   for (size_t i = 0; i < l.n; i++)
     if ((!t->dec && i > 0 && nne__sbuf_add(&out, " ", 1)) ||
-        nne__sbuf_add(&out, l.text.p + l.off[i], l.len[i])) {
+        nne__sbuf_add(&out, l.text.p != NULL ? l.text.p + l.off[i] : "",
+                      l.len[i])) {
       rc = NNE_ENOMEM;
       goto out;
     }

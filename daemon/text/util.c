@@ -140,7 +140,8 @@ int nne__sbuf_add_lossy(nne__sbuf_t *b, const char *s, size_t n) {
     i += k ? k : 1; /* the maximal subpart, or the one stray byte */
     run = i;
   }
-  return nne__sbuf_add(b, s + run, n - run);
+  /* An empty token may come with s == NULL: no pointer arithmetic on it. */
+  return nne__sbuf_add(b, s != NULL ? s + run : "", n - run);
 }
 
 bool nne__is_space(uint32_t cp) {

@@ -65,6 +65,10 @@ def methods(channel):
         ("Inference/Trace", "infer", lambda md: list(inf.Trace(
             I.TraceRequest(model=NAME, traces=[I.Trace(invokes=[I.Invoke(input_ids=[row])])]),
             metadata=md, timeout=30))),
+        ("Inference/Tokenize", "infer", lambda md: inf.Tokenize(
+            I.TokenizeRequest(model=NAME, texts=["hi"]), metadata=md, timeout=30)),
+        ("Inference/Detokenize", "infer", lambda md: inf.Detokenize(
+            I.DetokenizeRequest(model=NAME, rows=[row]), metadata=md, timeout=30)),
         ("Edits/Apply", "edit", lambda md: ed.Apply(edits_pb2.ApplyEditsRequest(
             model=NAME, edits=[edits_pb2.Edit(site="layers.0.resid_post",
                                               op=edits_pb2.EDIT_OP_ZERO)]),
@@ -110,7 +114,12 @@ class Auth(unittest.TestCase):
             self.assertEqual(health.Check(health_pb2.HealthCheckRequest(), timeout=10).status,
                              health_pb2.HealthCheckResponse.SERVING)
             table = methods(d.channel)
-            self.assertEqual(len(table), 12)  # every nnedit.v1 method
+            # Every method of every nnedit.v1 service, as the proto has them.
+            every = sorted("%s/%s" % (svc.name, m.name)
+                           for pb in (models_pb2, I, edits_pb2, admin_pb2)
+                           for svc in pb.DESCRIPTOR.services_by_name.values()
+                           for m in svc.methods)
+            self.assertEqual(sorted(name for name, _, _ in table), every)
             for name, role, fn in table:
                 with self.subTest(method=name):
                     code, msg = code_of(fn, ())

@@ -28,10 +28,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.environ.get("NNE_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
 sys.path.insert(0, os.path.join(SOURCE, "tools"))
+sys.path.insert(0, os.path.join(SOURCE, "tests", "fixtures"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import make_tokenizer  # noqa: E402
 import nnedit_export  # noqa: E402
 from nnedit_testlib import Daemon, forward, models_pb2, wait_loaded  # noqa: E402
 from nnedit_testlib import inference_pb2  # noqa: E402
@@ -98,9 +100,11 @@ class Export(unittest.TestCase):
                 ckpt = os.path.join(cls.tmp, "ckpt", name)
                 cls.eager[name] = nnedit_export.fixture_checkpoint(fam, ckpt, fmt, "tiny", seed=77)
                 if fam == "llama":
-                    # tokenizer.json travels with the model (contents opaque here)
-                    with open(os.path.join(ckpt, "tokenizer.json"), "w") as f:
-                        json.dump({"version": "1.0", "model": {"type": "BPE"}}, f)
+                    # tokenizer.json travels with the model, and the daemon
+                    # loads it with the model: a real one, of its vocabulary.
+                    with open(os.path.join(ckpt, "config.json")) as f:
+                        vocab = json.load(f)["vocab_size"]
+                    make_tokenizer.write(os.path.join(ckpt, "tokenizer.json"), vocab, bos=True)
                 r = run_tool("export", ckpt, "--repo", cls.repo, "--export", kind)
                 if r.returncode != 0:
                     raise AssertionError("export of %s failed:\n%s" % (name, r.stderr))

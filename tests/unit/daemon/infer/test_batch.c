@@ -64,13 +64,14 @@ static bool enc_rows(pb_ostream_t *s, const pb_field_t *f, void *const *arg) {
   const rows_src_t *src = *arg;
   size_t i;
   for (i = 0; i < src->n; i++) {
-    /* TokenRow and MaskRow: a single pb_callback_t. */
-    pb_callback_t row;
+    /* TokenRow (ids, text) and MaskRow (values) begin with their integer
+     * list's callback; room for TokenRow's text callback, left unset. */
+    pb_callback_t row[2];
     nne_pb_i64_enc_t vals = {src->rows[i], row_len(src->rows[i])};
-    memset(&row, 0, sizeof row);
-    NNE_PB_ENC(row, src->unpacked ? enc_unpacked : nne_pb_i64_enc, &vals);
+    memset(row, 0, sizeof row);
+    NNE_PB_ENC(row[0], src->unpacked ? enc_unpacked : nne_pb_i64_enc, &vals);
     if (!pb_encode_tag_for_field(s, f) ||
-        !pb_encode_submessage(s, src->desc, &row))
+        !pb_encode_submessage(s, src->desc, row))
       return false;
   }
   return true;
@@ -148,7 +149,7 @@ static void setup(void) {
   entry.pad_token_id = 7;
 }
 
-static nne_batch_group_t group(const nne_rows_dec_t *ids,
+static nne_batch_group_t group(nne_rows_dec_t *ids,
                                const nne_rows_dec_t *mask, const char *prefix) {
   nne_batch_group_t g;
   g.ids = ids;
