@@ -300,7 +300,20 @@ int ctl_arg_tokens(ctl_args_t *a, ctl_rows_t *r) {
     free(v);
     return ctl_fail(a->c, NNE_CLIENT_INTERNAL, "too many rows");
   }
-  r->ids[r->n_ids++] = (nne_client_token_row_t){v, n};
+  r->ids[r->n_ids++] = (nne_client_token_row_t){.ids = v, .n_ids = n};
+  return 0;
+}
+
+int ctl_arg_prompt(ctl_args_t *a, ctl_rows_t *r) {
+  /* An empty text would go on the wire as no text at all, an empty id row:
+   * refused here, where the user typed it. */
+  if (a->val[0] == '\0')
+    return bad_value(a, "expected text (a prompt to tokenize)");
+  if (strlen(a->val) > NNE_CLIENT_TEXT_MAX)
+    return bad_value(a, "longer than %zu bytes", NNE_CLIENT_TEXT_MAX);
+  if (r->n_ids == r->cap) /* more rows than arguments: a bug of ours */
+    return ctl_fail(a->c, NNE_CLIENT_INTERNAL, "too many rows");
+  r->ids[r->n_ids++] = (nne_client_token_row_t){.text = a->val};
   return 0;
 }
 

@@ -99,6 +99,8 @@ const char *ctl_logits_name(nne_client_logits_t l);
  * option tables). */
 #define CTL_OPT_TOKENS                                                         \
   { "--tokens", NULL, true }
+#define CTL_OPT_PROMPT                                                         \
+  { "--prompt", NULL, true }
 #define CTL_OPT_MASK                                                           \
   { "--mask", NULL, true }
 #define CTL_OPT_PAD                                                            \
@@ -120,7 +122,8 @@ const char *ctl_logits_name(nne_client_logits_t l);
 #define CTL_OPT_END                                                            \
   { NULL, NULL, false }
 
-/* Token rows (--tokens) and mask rows (--mask) in the order given. Room for
+/* Token rows (--tokens, --prompt) and mask rows (--mask) in the order
+ * given. Room for
  * one row per argument is made once, so adding never grows anything. The
  * rows and their values belong to the struct. */
 typedef struct ctl_rows {
@@ -135,6 +138,9 @@ int ctl_rows_init(ctl_rows_t *r, const ctl_t *c, int argc);
 void ctl_rows_free(ctl_rows_t *r);
 
 int ctl_arg_tokens(ctl_args_t *a, ctl_rows_t *r); /* --tokens 1,2,3 */
+/* --prompt TEXT: a text row (the daemon tokenizes it); the text is
+ * borrowed from argv. Not empty, at most NNE_CLIENT_TEXT_MAX bytes. */
+int ctl_arg_prompt(ctl_args_t *a, ctl_rows_t *r);
 int ctl_arg_mask(ctl_args_t *a, ctl_rows_t *r);   /* --mask 1,1,0 (int32) */
 int ctl_arg_padding(ctl_args_t *a, nne_client_padding_t *out);
 int ctl_arg_top_k(ctl_args_t *a, uint32_t *out);

@@ -19,11 +19,12 @@ json_t *ctl_rows_json(const nne_client_row_topk_t *rows, size_t n) {
     const nne_client_row_topk_t *r = &rows[i];
     json_t *top = json_array();
     for (k = 0; k < r->n_top; k++)
-      json_array_append_new(top,
-                            json_pack("{s:I, s:o, s:o}", "token_id",
-                                      (json_int_t)r->top[k].token_id, "logit",
-                                      ctl_json_num(r->top[k].logit), "prob",
-                                      ctl_json_num(r->top[k].prob)));
+      json_array_append_new(
+          top, json_pack("{s:I, s:o, s:o, s:o*}", "token_id",
+                         (json_int_t)r->top[k].token_id, "logit",
+                         ctl_json_num(r->top[k].logit), "prob",
+                         ctl_json_num(r->top[k].prob), "text",
+                         ctl_json_text(r->top[k].text, r->top[k].text_len)));
     json_array_append_new(arr, json_pack("{s:I, s:I, s:o}", "row",
                                          (json_int_t)i, "position",
                                          (json_int_t)r->position, "top", top));
@@ -33,17 +34,21 @@ json_t *ctl_rows_json(const nne_client_row_topk_t *rows, size_t n) {
 
 void ctl_rows_table(const nne_client_row_topk_t *rows, size_t n,
                     const char *indent) {
+  char text[160];
   size_t i, k;
   for (i = 0; i < n; i++) {
     const nne_client_row_topk_t *r = &rows[i];
     printf("\n%srow %zu  position %" PRIu32 "\n", indent, i, r->position);
     if (r->n_top == 0)
       continue;
-    printf("%s  %4s  %10s  %12s  %10s\n", indent, "RANK", "TOKEN", "LOGIT",
-           "PROB");
+    /* The text last: it has no width to align on. */
+    printf("%s  %4s  %10s  %12s  %10s  %s\n", indent, "RANK", "TOKEN",
+           "LOGIT", "PROB", "TEXT");
     for (k = 0; k < r->n_top; k++)
-      printf("%s  %4zu  %10" PRId64 "  %12.5f  %10.6f\n", indent, k + 1,
-             r->top[k].token_id, r->top[k].logit, r->top[k].prob);
+      printf("%s  %4zu  %10" PRId64 "  %12.5f  %10.6f  %s\n", indent, k + 1,
+             r->top[k].token_id, r->top[k].logit, r->top[k].prob,
+             ctl_quote_text(r->top[k].text, r->top[k].text_len, text,
+                            sizeof text));
   }
 }
 
@@ -128,6 +133,7 @@ static int forward_files(ctl_t *c, const char *save_dir, fwd_out_t *o,
 
 enum {
   OPT_TOKENS,
+  OPT_PROMPT,
   OPT_MASK,
   OPT_PAD,
   OPT_TOP_K,
@@ -160,6 +166,7 @@ static int forward_args(ctl_t *c, int argc, char **argv,
                               &req->model);
       break;
     case OPT_TOKENS: rc = ctl_arg_tokens(&a, rows); break;
+    case OPT_PROMPT: rc = ctl_arg_prompt(&a, rows); break;
     case OPT_MASK: rc = ctl_arg_mask(&a, rows); break;
     case OPT_PAD: rc = ctl_arg_padding(&a, &req->padding); break;
     case OPT_TOP_K: rc = ctl_arg_top_k(&a, &req->top_k); break;
@@ -179,7 +186,7 @@ static int forward_args(ctl_t *c, int argc, char **argv,
   if (req->model == NULL)
     return ctl_usage(c, "missing MODEL");
   if (rows->n_ids == 0)
-    return ctl_usage(c, "at least one --tokens row is needed");
+    return ctl_usage(c, "at least one --tokens row (or --prompt) is needed");
   if (o->logits_file != NULL && logits_set &&
       req->logits == NNE_CLIENT_LOGITS_NONE)
     return ctl_usage(c, "--save-logits needs --logits last or all");
@@ -250,6 +257,7 @@ static int run_forward(ctl_t *c, int argc, char **argv) {
 
 static const ctl_opt_t forward_opts[] = {
     [OPT_TOKENS] = CTL_OPT_TOKENS,
+    [OPT_PROMPT] = CTL_OPT_PROMPT,
     [OPT_MASK] = CTL_OPT_MASK,
     [OPT_PAD] = CTL_OPT_PAD,
     [OPT_TOP_K] = CTL_OPT_TOP_K,

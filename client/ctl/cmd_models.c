@@ -9,10 +9,52 @@
 
 /* ---- a model's info ------------------------------------------------------ */
 
+/* The tokenizer as JSON: null when the model has none. */
+static json_t *tokenizer_json(const nne_client_model_info_t *m) {
+  const nne_client_tokenizer_info_t *t = &m->tokenizer;
+  json_t *sp;
+  size_t i;
+  if (!m->has_tokenizer)
+    return json_null();
+  sp = json_array();
+  for (i = 0; i < t->n_special; i++)
+    json_array_append_new(
+        sp, json_pack("{s:I, s:o*}", "id", (json_int_t)t->special[i].id,
+                      "text",
+                      ctl_json_text(t->special[i].text,
+                                    t->special[i].text_len)));
+  return json_pack("{s:s, s:s, s:I, s:o}", "file", t->file, "kind", t->kind,
+                   "vocab_size", (json_int_t)t->vocab_size, "special", sp);
+}
+
+void ctl_tokenizer_text(const nne_client_model_info_t *m, char *buf,
+                        size_t cap) {
+  const nne_client_tokenizer_info_t *t = &m->tokenizer;
+  char q[96];
+  size_t i, n = 0;
+  buf[0] = '\0';
+  if (!m->has_tokenizer) {
+    ctl_line_add(buf, cap, &n, "none");
+    return;
+  }
+  ctl_line_add(buf, cap, &n, "%s, %" PRIu32 " ids",
+               t->kind[0] ? t->kind : "?", t->vocab_size);
+  /* A few specials say what the template uses; a vocabulary with many
+   * added tokens would drown the line. */
+  for (i = 0; i < t->n_special && i < 8; i++)
+    ctl_line_add(buf, cap, &n, "%s%" PRId64 " %s", i ? ", " : ", special: ",
+                 t->special[i].id,
+                 ctl_quote_text(t->special[i].text, t->special[i].text_len, q,
+                                sizeof q));
+  if (t->n_special > 8)
+    ctl_line_add(buf, cap, &n, ", ... (%zu in all)", t->n_special);
+  ctl_line_add(buf, cap, &n, " (%s)", t->file);
+}
+
 json_t *ctl_info_json(const nne_client_model_info_t *m) {
   return json_pack(
       "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I, "
-      "s:I, s:o, s:I, s:o}",
+      "s:I, s:o, s:I, s:o, s:o}",
       "name", m->name, "state", nne_client_model_state_name(m->state), "device",
       m->device, "dtype", nne_client_dtype_name(m->dtype), "family", m->family,
       "family_reason", m->family_reason, "layer_count",
@@ -23,7 +65,8 @@ json_t *ctl_info_json(const nne_client_model_info_t *m) {
       (json_int_t)m->max_batch, "max_seq_len", (json_int_t)m->max_seq_len,
       "load_ms", ctl_json_num(m->load_ms), "in_flight",
       (json_int_t)m->in_flight, "warnings",
-      ctl_json_strs(m->warnings, m->n_warnings));
+      ctl_json_strs(m->warnings, m->n_warnings), "tokenizer",
+      tokenizer_json(m));
 }
 
 void ctl_family_text(const nne_client_model_info_t *m, char *buf, size_t cap) {
@@ -45,7 +88,7 @@ void ctl_warnings_table(const nne_client_model_info_t *m) {
 }
 
 void ctl_info_table(const nne_client_model_info_t *m) {
-  char fam[200];
+  char fam[200], tok[1200];
   ctl_family_text(m, fam, sizeof fam);
   printf("name:         %s\n", m->name);
   printf("state:        %s\n", nne_client_model_state_name(m->state));
@@ -60,6 +103,8 @@ void ctl_info_table(const nne_client_model_info_t *m) {
   printf("parameters:   %" PRIu64 " (%" PRIu64 " bytes)\n", m->param_count,
          m->param_bytes);
   printf("vocab size:   %" PRId64 "\n", m->vocab_size);
+  ctl_tokenizer_text(m, tok, sizeof tok);
+  printf("tokenizer:    %s\n", tok);
   printf("modules:      %" PRIu32 "\n", m->module_count);
   printf("limits:       batch %" PRIu32 ", sequence %" PRIu32 "\n",
          m->max_batch, m->max_seq_len);

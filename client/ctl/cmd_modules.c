@@ -205,6 +205,12 @@ static void model_line(const nne_client_model_desc_t *d, const char *module) {
   if (module != NULL && d->n_modules > 0)
     printf("; module %s (%s)", module, d->modules[0].path);
   putchar('\n');
+  /* The tokenizer on a line of its own: its file path is long. */
+  if (d->model.has_tokenizer) {
+    char tok[1200];
+    ctl_tokenizer_text(&d->model, tok, sizeof tok);
+    printf("tokenizer: %s\n", tok);
+  }
 }
 
 static json_t *sites_json(const nne_client_model_desc_t *d) {

@@ -115,7 +115,7 @@ typedef struct simple {
 static int simple_invoke(const ctl_t *c, simple_t *s) {
   size_t cur = s->n_invokes - 1;
   if (s->invoke_open)
-    return ctl_usage(c, "an --invoke without --tokens after it");
+    return ctl_usage(c, "an --invoke without --tokens (or --prompt) after it");
   if (s->rows.n_ids > s->ids_at[cur] || s->rows.n_mask > s->mask_at[cur]) {
     s->ids_at[s->n_invokes] = s->rows.n_ids;
     s->mask_at[s->n_invokes] = s->rows.n_mask;
@@ -143,12 +143,12 @@ static int simple_trace(const ctl_t *c, simple_t *s, ctl_trace_file_t *tf) {
   nne_client_igraph_t *g;
   size_t i, k;
   if (s->invoke_open)
-    return ctl_usage(c, "an --invoke without --tokens after it");
+    return ctl_usage(c, "an --invoke without --tokens (or --prompt) after it");
   s->ids_at[s->n_invokes] = s->rows.n_ids;
   s->mask_at[s->n_invokes] = s->rows.n_mask;
   for (i = 0; i < s->n_invokes; i++)
     if (s->ids_at[i + 1] == s->ids_at[i])
-      return ctl_usage(c, "at least one --tokens row is needed%s",
+      return ctl_usage(c, "at least one --tokens row (or --prompt) is needed%s",
                        s->n_invokes > 1 ? " in each invoke" : "");
   if (!ctl_trace_file_traces(tf, 1) ||
       (inv = ctl_trace_file_alloc(tf, s->n_invokes * sizeof *inv)) == NULL)
@@ -197,6 +197,7 @@ static void simple_free(simple_t *s) {
 
 enum {
   OPT_TOKENS,
+  OPT_PROMPT,
   OPT_MASK,
   OPT_INVOKE,
   OPT_SAVE,
@@ -237,9 +238,11 @@ static int trace_args(ctl_t *c, int argc, char **argv, simple_t *s,
               : ctl_arg_word(&a, "MODEL", NNE_CLIENT_MODEL_NAME_MAX, &o->model);
       break;
     case OPT_TOKENS:
+    case OPT_PROMPT:
     case OPT_MASK:
-      rc = k == OPT_TOKENS ? ctl_arg_tokens(&a, &s->rows)
-                           : ctl_arg_mask(&a, &s->rows);
+      rc = k == OPT_TOKENS   ? ctl_arg_tokens(&a, &s->rows)
+           : k == OPT_PROMPT ? ctl_arg_prompt(&a, &s->rows)
+                             : ctl_arg_mask(&a, &s->rows);
       s->used = true;
       s->invoke_open = false;
       break;
@@ -281,7 +284,7 @@ static int trace_request(ctl_t *c, simple_t *s, trace_opts_t *o,
                          ctl_trace_file_t *tf, nne_client_trace_req_t *req) {
   int rc;
   if (o->file != NULL && s->used)
-    return ctl_usage(c, "-f cannot be combined with --tokens, --mask, "
+    return ctl_usage(c, "-f cannot be combined with --tokens, --prompt, --mask, "
                         "--invoke, --save or --name (the file has them)");
   if (o->file == NULL) {
     if ((rc = simple_trace(c, s, tf)) != 0)
@@ -355,6 +358,7 @@ static int run_trace(ctl_t *c, int argc, char **argv) {
 
 static const ctl_opt_t trace_opts[] = {
     [OPT_TOKENS] = CTL_OPT_TOKENS,
+    [OPT_PROMPT] = CTL_OPT_PROMPT,
     [OPT_MASK] = CTL_OPT_MASK,
     [OPT_INVOKE] = {"--invoke", NULL, false},
     [OPT_SAVE] = CTL_OPT_SAVE,

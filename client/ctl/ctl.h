@@ -85,6 +85,7 @@ extern const ctl_cmd_t ctl_cmd_models_list, ctl_cmd_models_load,
 extern const ctl_cmd_t ctl_cmd_modules, ctl_cmd_sites;
 extern const ctl_cmd_t ctl_cmd_forward;
 extern const ctl_cmd_t ctl_cmd_trace;
+extern const ctl_cmd_t ctl_cmd_tokenize, ctl_cmd_detokenize;
 extern const ctl_cmd_t ctl_cmd_edits_apply, ctl_cmd_edits_list,
     ctl_cmd_edits_get, ctl_cmd_edits_drop;
 extern const ctl_cmd_t ctl_cmd_graph;
@@ -96,6 +97,10 @@ json_t *ctl_info_json(const nne_client_model_info_t *m);
 void ctl_info_table(const nne_client_model_info_t *m);
 /* "gpt2 (class GPT2LMHeadModel)", "gpt2" or "none". */
 void ctl_family_text(const nne_client_model_info_t *m, char *buf, size_t cap);
+/* "BPE, 50257 ids, special: 50256 '<|endoftext|>' (DIR/tokenizer.json)",
+ * or "none"; at most 8 special tokens, then "... (N in all)". */
+void ctl_tokenizer_text(const nne_client_model_info_t *m, char *buf,
+                        size_t cap);
 /* The model's warnings, one a line under "warnings:" (nothing if none). */
 void ctl_warnings_table(const nne_client_model_info_t *m);
 

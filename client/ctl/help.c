@@ -32,7 +32,9 @@ static const help_row_t rows[] = {
      "Lists the models of the daemon's repository with their state.\n"
      "JSON: {server_version, models: [{name, state, device, dtype, family,\n"
      "       export_kind, error, param_count, param_bytes, vocab_size,\n"
-     "       module_count, max_batch, max_seq_len, load_ms, in_flight}]}\n"},
+     "       module_count, max_batch, max_seq_len, load_ms, in_flight,\n"
+     "       warnings, tokenizer: null | {file, kind, vocab_size, special:\n"
+     "       [{id, text}]}}]}\n"},
     {"models load", "nneditctl models load NAME [--device D] [--dtype T]",
      "load a model (waits until loaded)",
      "Loads NAME from the repository (waits until loaded; a loaded model is\n"
@@ -46,7 +48,8 @@ static const help_row_t rows[] = {
     {"modules", "nneditctl modules MODEL [--module NAME] [--all] [--sites]",
      "module tree of a loaded model",
      "Prints the module tree of a loaded model: a line on the model (its\n"
-     "class, family and how the family was detected, layer count), then one\n"
+     "class, family and how the family was detected, layer count) and its\n"
+     "tokenizer (kind, vocabulary size, special tokens, file), then one\n"
      "module a line, indented by depth. A module with a standard name shows\n"
      "it first and its raw path in parentheses:\n"
      "  layers.3.self_attn (transformer.h.3.attn)  GPT2Attention  call 6\n"
@@ -83,13 +86,20 @@ static const help_row_t rows[] = {
      "       canonical, module, kind, index, view: null | {parts, part,\n"
      "       heads}}]}\n"},
     {"forward",
-     "nneditctl forward MODEL --tokens 1,2,3 [--tokens 4,5,6 ...] [options]",
+     "nneditctl forward MODEL --tokens 1,2,3 [--tokens 4,5,6 ...] [options]\n"
+     "nneditctl forward MODEL --prompt TEXT [--prompt TEXT ...] [options]",
      "one forward pass: top-k next tokens, logits, saved sites",
-     "Runs one forward pass on a batch of token id rows and prints the top-k\n"
-     "next tokens of each row.\n"
+     "Runs one forward pass on a batch of rows (token ids or prompts) and\n"
+     "prints the top-k next tokens of each row, with their text quoted and\n"
+     "escaped (' Paris', '\\n'; \\xNN for a byte that is not UTF-8, \\uXXXX\n"
+     "for an invisible character).\n"
      "  --tokens IDS        one row of token ids (repeat for a batch)\n"
+     "  --prompt TEXT       one row of text, tokenized by the daemon with the\n"
+     "                      model's tokenizer and template (repeat; mixes\n"
+     "                      with --tokens, rows in the order given)\n"
      "  --mask VALUES       one row of the attention mask, 1 = token,\n"
-     "                      0 = padding (repeat; one per --tokens row)\n"
+     "                      0 = padding (repeat; one per --tokens row; a\n"
+     "                      prompt row takes none)\n"
      "  --pad none|left|right  pad rows of different lengths (default "
      "none)\n"
      "  --top-k K           top-k tokens per row (default 5; 0 = none)\n"
@@ -111,11 +121,11 @@ static const help_row_t rows[] = {
      "JSON: {model, edit_set, batch, seq_len, timing: {queue_ms, "
      "compute_ms,\n"
      "       total_ms}, rows: [{row, position, top: [{token_id, logit,\n"
-     "       prob}]}], logits: null | {name, dtype, shape, nbytes, file},\n"
+     "       prob, text}]}], logits: null | {name, dtype, shape, nbytes, file},\n"
      "       saved: [{name, dtype, shape, nbytes, file, values (--values;\n"
      "       null over 4096 elements)}]}\n"},
     {"trace",
-     "nneditctl trace MODEL --tokens 1,2,3 [--tokens ...] [--invoke "
+     "nneditctl trace MODEL --tokens 1,2,3|--prompt TEXT [...] [--invoke "
      "--tokens ...]\n"
      "                --save SITE [--save SITE ...] [options]\n"
      "nneditctl trace [MODEL] -f TRACE.json [options]",
@@ -127,10 +137,12 @@ static const help_row_t rows[] = {
      "\n"
      "The simple form saves sites of one trace:\n"
      "  --tokens IDS    one row of token ids (repeat for more rows)\n"
+     "  --prompt TEXT   one row of text, tokenized by the daemon (repeat)\n"
      "  --mask VALUES   one row of the attention mask, 1 = token, 0 = "
      "padding\n"
      "  --invoke        start a new invoke (batch group) for the --tokens\n"
-     "                  that follow; all invokes run in one forward\n"
+     "                  and --prompt rows that follow; all invokes run in\n"
+     "                  one forward\n"
      "  --save SITE     read SITE for the whole batch and save it under that\n"
      "                  spelling (repeat): layers.3.resid_post,\n"
      "                  layers.0.self_attn.pattern, transformer.h.0.output, "
@@ -142,7 +154,8 @@ static const help_row_t rows[] = {
      "and sessions of traces (client/TRACE-JSON.md has the details):\n"
      "  {\"model\": \"gpt2-script\", \"padding\": \"left\", \"top_k\": 5,\n"
      "   \"traces\": [{\"name\": \"clean\",\n"
-     "     \"invokes\": [{\"tokens\": [[1, 2, 3]], \"mask\": [[1, 1, 1]]}],\n"
+     "     \"invokes\": [{\"tokens\": [[1, 2, 3]], \"mask\": [[1, 1, 1]]},\n"
+     "                 {\"prompts\": [\"The Eiffel Tower is in\"]}],\n"
      "     \"nodes\": [\n"
      "      {\"id\": 1, \"read\": {\"site\": \"layers.3.resid_post\", "
      "\"invoke\": 0}},\n"
@@ -207,9 +220,28 @@ static const help_row_t rows[] = {
      "JSON: {model, edit_set, traces: [{trace, name, batch, seq_len,\n"
      "       cache_hit, backend_key, timing: {queue_ms, compute_ms,\n"
      "       total_ms}, rows: [{row, position, top: [{token_id, logit,\n"
-     "       prob}]}], logits: null | {name, dtype, shape, nbytes, file},\n"
+     "       prob, text}]}], logits: null | {name, dtype, shape, nbytes, file},\n"
      "       saved: [{name, dtype, shape, nbytes, file, values (--values;\n"
      "       null over 4096 elements)}]}]}\n"},
+    {"tokenize", "nneditctl tokenize MODEL TEXT [TEXT ...] [--raw]",
+     "text to token ids with a loaded model's tokenizer",
+     "Tokenizes each TEXT with MODEL's tokenizer (its tokenizer.json) and\n"
+     "template, and prints one table per text: the token's index, its id,\n"
+     "its spelling in the vocabulary (TOKEN: 'ĠParis', '<0x0A>'), what it\n"
+     "contributes to the text decoded alone (PIECE: ' Paris') and whether\n"
+     "it is special (BOS, EOS, ...). Token texts are quoted and escaped as\n"
+     "in 'forward'. A TEXT that starts with '-' goes after '--'.\n"
+     "  --raw       the text's own tokens, without the template's BOS/EOS\n"
+     "A model without a tokenizer is FAILED_PRECONDITION.\n"
+     "JSON: one line per token: {text, index, id, token, piece, special}\n"
+     "      (text: the TEXT's position; a byte that is not UTF-8 shows as\n"
+     "      U+FFFD)\n"},
+    {"detokenize", "nneditctl detokenize MODEL IDS [IDS ...] [--skip-special]",
+     "token ids back to text",
+     "Decodes each IDS (comma-separated token ids: 464,3290) with MODEL's\n"
+     "tokenizer and prints the text as it is, one row a line.\n"
+     "  --skip-special   leave special tokens (BOS, EOS, ...) out\n"
+     "JSON: {model, texts: [...]}\n"},
     {"edits", "nneditctl edits apply|list|get|drop ...", NULL,
      "  edits apply MODEL -f EDITS.json [--label L]\n"
      "  edits list [MODEL]\n"

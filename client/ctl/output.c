@@ -2,6 +2,7 @@
 #include "output.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -156,6 +157,119 @@ json_t *ctl_json_strs(const char *const *v, size_t n) {
   for (i = 0; i < n; i++)
     json_array_append_new(a, json_string(v[i]));
   return a;
+}
+
+/* One UTF-8 sequence at s[0..n): its code point and length, or 0 when the
+ * bytes there are not one (overlong forms and surrogates are not). */
+static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
+  size_t len, k;
+  uint32_t c;
+  if (s[0] < 0x80) {
+    *cp = s[0];
+    return 1;
+  }
+  if (s[0] >= 0xc2 && s[0] <= 0xdf)
+    len = 2, c = s[0] & 0x1f;
+  else if (s[0] >= 0xe0 && s[0] <= 0xef)
+    len = 3, c = s[0] & 0x0f;
+  else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+    len = 4, c = s[0] & 0x07;
+  else
+    return 0;
+  if (len > n)
+    return 0;
+  for (k = 1; k < len; k++) {
+    if ((s[k] & 0xc0) != 0x80)
+      return 0;
+    c = (c << 6) | (s[k] & 0x3f);
+  }
+  if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10ffff)) ||
+      (c >= 0xd800 && c <= 0xdfff))
+    return 0;
+  *cp = c;
+  return len;
+}
+
+json_t *ctl_json_text(const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  json_t *j;
+  char *buf;
+  size_t i = 0, o = 0, len;
+  uint32_t cp;
+  /* The common case, valid UTF-8, as it is (NULs included). */
+  if ((j = json_stringn(s, n)) != NULL)
+    return j;
+  /* U+FFFD takes 3 bytes where one byte was. */
+  if (n > (SIZE_MAX - 1) / 3 || (buf = malloc(3 * n + 1)) == NULL)
+    return NULL;
+  while (i < n) {
+    if ((len = utf8_next(u + i, n - i, &cp)) == 0) {
+      memcpy(buf + o, "\xef\xbf\xbd", 3);
+      o += 3;
+      i++;
+      continue;
+    }
+    memcpy(buf + o, s + i, len);
+    o += len;
+    i += len;
+  }
+  j = json_stringn(buf, o);
+  free(buf);
+  return j;
+}
+
+/* ---- token text ---------------------------------------------------------- */
+
+/* Code points that a terminal shows as nothing, or as a plain blank that
+ * hides what it is: they are written as \uXXXX. */
+static bool invisible(uint32_t c) {
+  return (c >= 0x80 && c <= 0xa0) || c == 0xad || c == 0x034f ||
+         c == 0x061c || c == 0x115f || c == 0x1160 || c == 0x1680 ||
+         c == 0x180e || (c >= 0x2000 && c <= 0x200f) ||
+         (c >= 0x2028 && c <= 0x202f) || (c >= 0x205f && c <= 0x206f) ||
+         c == 0x3000 || c == 0x3164 || (c >= 0xfe00 && c <= 0xfe0f) ||
+         c == 0xfeff || c == 0xffa0 || (c >= 0xfff0 && c <= 0xfffb) ||
+         (c >= 0xe0000 && c <= 0xe0fff);
+}
+
+char *ctl_quote_text(const char *s, size_t n, char *buf, size_t cap) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t i = 0, o = 0, len;
+  char piece[16];
+  uint32_t cp;
+  /* Room kept for "...'" and the NUL. */
+  size_t room = cap - 5;
+  buf[o++] = '\'';
+  while (i < n) {
+    len = utf8_next(u + i, n - i, &cp);
+    if (len == 0) {
+      snprintf(piece, sizeof piece, "\\x%02x", u[i]);
+      len = 1;
+    } else if (cp == '\\' || cp == '\'') {
+      snprintf(piece, sizeof piece, "\\%c", (char)cp);
+    } else if (cp == '\n' || cp == '\t' || cp == '\r') {
+      snprintf(piece, sizeof piece, "\\%c",
+               cp == '\n' ? 'n' : cp == '\t' ? 't' : 'r');
+    } else if (cp < 0x20 || cp == 0x7f) {
+      snprintf(piece, sizeof piece, "\\x%02x", (unsigned)cp);
+    } else if (invisible(cp)) {
+      snprintf(piece, sizeof piece, cp > 0xffff ? "\\U%08x" : "\\u%04x",
+               (unsigned)cp);
+    } else {
+      memcpy(piece, s + i, len);
+      piece[len] = '\0';
+    }
+    if (o + strlen(piece) > room) {
+      memcpy(buf + o, "...'", 5);
+      return buf;
+    }
+    memcpy(buf + o, piece, strlen(piece));
+    o += strlen(piece);
+    i += len;
+  }
+  buf[o++] = '\'';
+  buf[o] = '\0';
+  return buf;
 }
 
 /* ---- tables -------------------------------------------------------------- */

@@ -58,6 +58,22 @@ int ctl_json_out(const ctl_t *c, json_t *doc);
 json_t *ctl_json_num(double v);
 /* A JSON array of n strings. */
 json_t *ctl_json_strs(const char *const *v, size_t n);
+/* A JSON string of s[0..n) (a token's text, which may hold a NUL or a
+ * part of a UTF-8 sequence): a byte that is not valid UTF-8 becomes
+ * U+FFFD, as JSON strings must be Unicode. NULL when memory runs out. */
+json_t *ctl_json_text(const char *s, size_t n);
+
+/* ---- token text ---------------------------------------------------------- */
+
+/* s[0..n) quoted for a table, so that every byte can be told apart:
+ * ' Paris', '\n'. Inside single quotes: \\, \', \n, \t, \r; other
+ * ASCII controls and bytes that are not valid UTF-8 as \xNN; code points
+ * that print as nothing or as a blank (C1 controls, no-break and other
+ * spaces, zero-width characters, joiners, bidirectional marks, separators,
+ * the byte order mark) as \uXXXX; any other UTF-8 as it is. Writes at most
+ * cap bytes with the NUL; a text that does not fit ends in "...'" (cap is
+ * at least 8). Returns buf. */
+char *ctl_quote_text(const char *s, size_t n, char *buf, size_t cap);
 
 /* ---- tables -------------------------------------------------------------- */
 

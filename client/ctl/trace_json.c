@@ -110,31 +110,85 @@ static bool parse_int_rows(ctl_trace_file_t *tf, const char *path, json_t *v,
   return true;
 }
 
+/* An invoke's text rows: "prompt": "text" (one row) or "prompts":
+ * ["text", ...]. The texts are borrowed from the document. */
+static bool parse_prompts(ctl_trace_file_t *tf, const char *path, json_t *one,
+                          json_t *many, nne_client_invoke_t *inv) {
+  ctl_json_t *j = &tf->j;
+  nne_client_token_row_t *tr;
+  size_t n = one != NULL ? 1 : json_array_size(many), r;
+  if (one == NULL && (!json_is_array(many) || n == 0))
+    return ctl_json_fail(j, "%s.prompts: expected a non-empty array of texts",
+                         path);
+  if ((tr = ctl_trace_file_alloc(tf, n * sizeof *tr)) == NULL)
+    return ctl_json_fail(j, "%s: out of memory", path);
+  for (r = 0; r < n; r++) {
+    json_t *x = one != NULL ? one : json_array_get(many, r);
+    char rpath[200];
+    if (one != NULL)
+      snprintf(rpath, sizeof rpath, "%s.prompt", path);
+    else
+      snprintf(rpath, sizeof rpath, "%s.prompts[%zu]", path, r);
+    /* An empty text would go on the wire as an empty id row. */
+    if (!json_is_string(x) || json_string_length(x) == 0)
+      return ctl_json_fail(j, "%s: expected a text (a non-empty string)",
+                           rpath);
+    if (json_string_length(x) > NNE_CLIENT_TEXT_MAX)
+      return ctl_json_fail(j, "%s: a text of %zu bytes, over %zu", rpath,
+                           json_string_length(x), NNE_CLIENT_TEXT_MAX);
+    tr[r] = (nne_client_token_row_t){.text = json_string_value(x)};
+  }
+  inv->rows = tr;
+  inv->n_rows = n;
+  return true;
+}
+
 static bool parse_invoke(ctl_trace_file_t *tf, const char *tpath, size_t i,
                          json_t *obj, nne_client_invoke_t *inv) {
-  static const char *const keys[] = {"tokens", "mask", NULL};
+  static const char *const keys[] = {"tokens", "prompt", "prompts", "mask",
+                                     NULL};
   ctl_json_t *j = &tf->j;
   char path[160], fpath[180];
-  json_t *mask = json_object_get(obj, "mask");
+  json_t *mask = json_object_get(obj, "mask"), *one, *many, *tokens;
   void **rows;
   size_t *lens, n, r;
 
   snprintf(path, sizeof path, "%s.invokes[%zu]", tpath, i);
   if (!json_is_object(obj))
-    return ctl_json_fail(j, "%s: expected an object {\"tokens\": [[...]]}",
+    return ctl_json_fail(j,
+                         "%s: expected an object {\"tokens\": [[...]]} or "
+                         "{\"prompts\": [\"...\"]}",
                          path);
   if (!ctl_json_keys(j, path, obj, keys))
     return false;
+  tokens = json_object_get(obj, "tokens");
+  one = json_object_get(obj, "prompt");
+  many = json_object_get(obj, "prompts");
+  /* One kind of rows per invoke, as a write has one of ranges, rows,
+   * positions or last: an object has no order to mix them in. */
+  if ((tokens != NULL) + (one != NULL) + (many != NULL) != 1)
+    return ctl_json_fail(j,
+                         "%s: expected exactly one of \"tokens\", "
+                         "\"prompt\" or \"prompts\"",
+                         path);
+  if (tokens == NULL) {
+    if (mask != NULL)
+      return ctl_json_fail(j,
+                           "%s.mask: prompt rows take no mask (the daemon "
+                           "makes theirs)",
+                           path);
+    return parse_prompts(tf, path, one, many, inv);
+  }
   snprintf(fpath, sizeof fpath, "%s.tokens", path);
-  if (!parse_int_rows(tf, fpath, json_object_get(obj, "tokens"), INT64_MIN,
-                      INT64_MAX, true, &rows, &lens, &n))
+  if (!parse_int_rows(tf, fpath, tokens, INT64_MIN, INT64_MAX, true, &rows,
+                      &lens, &n))
     return false;
   {
     nne_client_token_row_t *tr = ctl_trace_file_alloc(tf, n * sizeof *tr);
     if (tr == NULL)
       return ctl_json_fail(j, "%s: out of memory", path);
     for (r = 0; r < n; r++)
-      tr[r] = (nne_client_token_row_t){rows[r], lens[r]};
+      tr[r] = (nne_client_token_row_t){.ids = rows[r], .n_ids = lens[r]};
     inv->rows = tr;
     inv->n_rows = n;
   }

@@ -21,7 +21,7 @@
  *   nne_client_models_load(cli, "gpt2-script", NULL, 0, &info, &err);
  *
  *   int64_t ids[] = {31, 415, 926};
- *   nne_client_token_row_t row = {ids, 3};
+ *   nne_client_token_row_t row = {.ids = ids, .n_ids = 3};
  *   nne_client_forward_req_t req = {.model = "gpt2-script", .rows = &row,
  *                                   .n_rows = 1, .top_k = 5};
  *   nne_client_forward_result_t res;
@@ -378,6 +378,38 @@ const char *nne_client_model_state_name(int state);
 #define NNE_CLIENT_MAX_WARNINGS 4096
 #define NNE_CLIENT_WARNING_MAX 4096
 
+/* Text the daemon sends about single tokens (a top-k token's text, a
+ * special token, a vocabulary entry, a piece): at most this many bytes
+ * each, and at most NNE_CLIENT_MAX_SPECIAL_TOKENS special tokens per
+ * tokenizer. The proto leaves both open; these are this client's bounds
+ * (the longest entries of real vocabularies are runs of a few hundred
+ * spaces or dashes). The tokenizer's file and kind are the proto's bounds
+ * (bytes, NUL included). */
+#define NNE_CLIENT_TOKEN_TEXT_MAX 4096
+#define NNE_CLIENT_MAX_SPECIAL_TOKENS 65536
+#define NNE_CLIENT_TOKENIZER_FILE_MAX 512
+#define NNE_CLIENT_TOKENIZER_KIND_MAX 32
+
+/* A token the tokenizer treats as special (BOS, EOS, <|im_start|>, ...).
+ * text points into the model info that holds it (text_len bytes, then a
+ * NUL; never NULL). */
+typedef struct nne_client_special_token {
+  int64_t id;
+  const char *text;
+  size_t text_len;
+} nne_client_special_token_t;
+
+/* A model's tokenizer as Describe, List and Load report it. `special` is
+ * allocated by the library (with its strings, in one block) and freed with
+ * the nne_client_model_info_t that holds it. */
+typedef struct nne_client_tokenizer_info {
+  char file[NNE_CLIENT_TOKENIZER_FILE_MAX]; /* the tokenizer.json loaded */
+  char kind[NNE_CLIENT_TOKENIZER_KIND_MAX]; /* the model type: "BPE" */
+  uint32_t vocab_size; /* ids the tokenizer knows, added tokens included */
+  const nne_client_special_token_t *special;
+  size_t n_special;
+} nne_client_tokenizer_info_t;
+
 /* A model as the daemon reports it (models.proto ModelInfo). The warnings
  * are the one allocation it holds (NULL when there are none): free it with
  * nne_client_model_info_free, which model_list_free and model_desc_free call
@@ -407,9 +439,15 @@ typedef struct nne_client_model_info {
    * n_warnings strings in one block allocated by the library. */
   const char *const *warnings;
   size_t n_warnings;
+  /* The model's tokenizer (<repo>/<model>/tokenizer.json): has_tokenizer
+   * false when it has none (text rows, Tokenize and Detokenize then fail
+   * with FAILED_PRECONDITION), or when the daemon predates tokenizers. */
+  bool has_tokenizer;
+  nne_client_tokenizer_info_t tokenizer;
 } nne_client_model_info_t;
 
-/* Frees the warnings and zeroes *info. NULL is a no-op. */
+/* Frees the warnings and the tokenizer's special tokens and zeroes *info.
+ * NULL is a no-op. */
 void nne_client_model_info_free(nne_client_model_info_t *info);
 
 /* Longest model list / module tree / site list a reply may carry, and the
@@ -564,10 +602,19 @@ typedef enum nne_client_logits {
   NNE_CLIENT_LOGITS_ALL = 2,  /* [batch, seq, vocab] */
 } nne_client_logits_t;
 
-/* One row of token ids (borrowed). */
+/* One row of the batch (borrowed): token ids, or text that the daemon
+ * tokenizes with the model's tokenizer and template (BOS where the model
+ * wants it). A text row has `text` set and no ids (n_ids 0); a row with
+ * both is INVALID_ARGUMENT here. The text must be valid UTF-8 of at most
+ * NNE_CLIENT_TEXT_MAX bytes and takes no mask row (its mask is all ones):
+ * the daemon checks both (its message gives the byte offset of invalid
+ * UTF-8), and a model without a tokenizer is its FAILED_PRECONDITION
+ * naming the file it looked for. {ids, n} initializers still make id rows
+ * (text NULL). */
 typedef struct nne_client_token_row {
   const int64_t *ids;
   size_t n_ids;
+  const char *text; /* NULL: an id row */
 } nne_client_token_row_t;
 
 /* One row of the attention mask (borrowed): 1 = real token, 0 = padding. */
@@ -605,10 +652,21 @@ typedef struct nne_client_forward_req {
   const char *edit_set;
 } nne_client_forward_req_t;
 
+/* The longest text of one text row or Tokenize text (bytes, without the
+ * NUL), and the most texts of one Tokenize request (the proto's). */
+#define NNE_CLIENT_TEXT_MAX ((size_t)1 << 20)
+#define NNE_CLIENT_MAX_TEXTS 1024
+
 typedef struct nne_client_token_score {
   int64_t token_id;
   float logit;
   float prob; /* softmax over the whole vocabulary */
+  /* The token decoded alone (" Paris", "\n"): text_len bytes (at most
+   * NNE_CLIENT_TOKEN_TEXT_MAX - 1; a byte token may hold a NUL or a part
+   * of a UTF-8 sequence), then a NUL. "" when the model has no tokenizer.
+   * Points into the row that holds the score; never NULL. */
+  const char *text;
+  size_t text_len;
 } nne_client_token_score_t;
 
 /* The top-k next tokens of one row, best first. */
@@ -616,6 +674,7 @@ typedef struct nne_client_row_topk {
   uint32_t position; /* index in the padded sequence of the last real token */
   nne_client_token_score_t *top;
   size_t n_top;
+  char *strings; /* private: the scores' texts, freed with the row */
 } nne_client_row_topk_t;
 
 typedef struct nne_client_timing {
@@ -664,6 +723,104 @@ void nne_client_forward_result_free(nne_client_forward_result_t *res);
 const nne_client_tensor_t *
 nne_client_forward_result_saved(const nne_client_forward_result_t *res,
                                 const char *name);
+
+/* ---- the tokenizer (Inference/Tokenize, Inference/Detokenize) ------------ */
+
+/* Text to ids and back with a loaded model's tokenizer, the one text rows
+ * go through:
+ *
+ *   const char *texts[] = {"The Eiffel Tower is in"};
+ *   nne_client_tokenize_result_t tok;
+ *   if (nne_client_tokenize(cli, "gpt2-script", texts, 1, false, &tok,
+ *                           &err) == 0)
+ *     ... tok.texts[0].tokens[i].id, .token ("ĠEiffel"), .piece (" Eiffel")
+ *   nne_client_tokenize_result_free(&tok);
+ *
+ * A model without a tokenizer is the daemon's FAILED_PRECONDITION naming
+ * the file it looked for. */
+
+/* Most tokens of one Tokenize text this client accepts: a text of at most
+ * NNE_CLIENT_TEXT_MAX bytes has at most one token a byte, plus the
+ * template's. */
+#define NNE_CLIENT_MAX_TEXT_TOKENS (NNE_CLIENT_TEXT_MAX + 1024)
+
+/* One token of a tokenized text. The strings point into the
+ * nne_client_tokenize_result_t that holds the token and live as long as it;
+ * neither is NULL. Each is *_len bytes (a NUL or a part of a UTF-8
+ * sequence may be among them), then a NUL. */
+typedef struct nne_client_token {
+  int64_t id;
+  /* The vocabulary entry as the tokenizer spells it: "Ġworld", "▁the",
+   * "<0x0A>". At most NNE_CLIENT_TOKEN_TEXT_MAX - 1 bytes. */
+  const char *token;
+  size_t token_len;
+  /* What it contributes to the text, decoded alone: " world". */
+  const char *piece;
+  size_t piece_len;
+  bool special; /* BOS, EOS, ... */
+} nne_client_token_t;
+
+/* One text, tokenized: its tokens in order. */
+typedef struct nne_client_tokenized {
+  nne_client_token_t *tokens;
+  size_t n_tokens;
+} nne_client_tokenized_t;
+
+/* A Tokenize result: texts[i] is the request's texts[i]. Everything it
+ * points to is allocated by the library and freed by
+ * nne_client_tokenize_result_free. */
+typedef struct nne_client_tokenize_result {
+  nne_client_tokenized_t *texts;
+  size_t n_texts;
+  uint32_t vocab_size; /* the tokenizer's, added tokens included */
+  char *strings;       /* private: one block holding every string */
+} nne_client_tokenize_result_t;
+
+/* Inference/Tokenize of texts[0..n_texts-1] (each borrowed for the call,
+ * NUL-terminated, valid UTF-8 of at most NNE_CLIENT_TEXT_MAX bytes; at most
+ * NNE_CLIENT_MAX_TEXTS) with `model`'s tokenizer into *out (caller's
+ * struct; free with tokenize_result_free). raw: the text's own tokens, no
+ * BOS/EOS of the template. Checked here (INVALID_ARGUMENT naming the
+ * text): NULL pointers, too many texts; the daemon checks the texts'
+ * UTF-8 and lengths. The reply must hold one tokenized text per request
+ * text, each with as many spellings, pieces and special flags as ids (or
+ * none of a kind: "" and false then); anything else is INTERNAL. */
+int nne_client_tokenize(nne_client_t *cli, const char *model,
+                        const char *const *texts, size_t n_texts, bool raw,
+                        nne_client_tokenize_result_t *out,
+                        nne_client_err_t *err);
+void nne_client_tokenize_result_free(nne_client_tokenize_result_t *res);
+
+/* A text the library hands out: len bytes, then a NUL (a NUL may be among
+ * the bytes when ids decode to one). */
+typedef struct nne_client_text {
+  const char *text;
+  size_t len;
+} nne_client_text_t;
+
+/* A Detokenize result: texts[i] is the text of the request's rows[i]. Both
+ * the array and the strings are allocated by the library and freed by
+ * nne_client_detokenize_result_free. */
+typedef struct nne_client_detokenize_result {
+  nne_client_text_t *texts;
+  size_t n_texts;
+  char *strings; /* private: one block holding every text */
+} nne_client_detokenize_result_t;
+
+/* Inference/Detokenize: each of rows[0..n_rows-1] (id rows; borrowed for
+ * the call; a text row is INVALID_ARGUMENT here) back to text with
+ * `model`'s tokenizer into *out (caller's struct; free with
+ * detokenize_result_free). skip_special: leave special tokens (BOS, EOS,
+ * ...) out. An id outside the vocabulary is the daemon's
+ * INVALID_ARGUMENT. The reply must hold exactly one text per row
+ * (INTERNAL otherwise); each is bounded by the reply's size
+ * (opts.max_recv_bytes). */
+int nne_client_detokenize(nne_client_t *cli, const char *model,
+                          const nne_client_token_row_t *rows, size_t n_rows,
+                          bool skip_special,
+                          nne_client_detokenize_result_t *out,
+                          nne_client_err_t *err);
+void nne_client_detokenize_result_free(nne_client_detokenize_result_t *res);
 
 /* ---- edits (nnedit.v1.Edits) --------------------------------------------- */
 
@@ -972,7 +1129,7 @@ void nne_client_stats_free(nne_client_stats_t *stats);
  *                                      nne_client_idx(-1));   // r[0, :, -1]
  *   nne_client_igraph_save(g, last, "resid3_last");
  *
- *   nne_client_token_row_t row = {ids, n_ids};
+ *   nne_client_token_row_t row = {.ids = ids, .n_ids = n_ids};
  *   nne_client_invoke_t inv = {.rows = &row, .n_rows = 1};
  *   nne_client_trace_t tr = {.name = "steer", .invokes = &inv,
  *                            .n_invokes = 1, .graph = g};

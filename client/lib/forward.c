@@ -20,6 +20,11 @@ static bool fill_ids(void *ctx, size_t i, void *msg) {
   nne__rows_enc_t *e = ctx;
   nnedit_v1_TokenRow *row = msg;
   *row = (nnedit_v1_TokenRow)nnedit_v1_TokenRow_init_zero;
+  /* A text row goes as text alone: the daemon tokenizes it. */
+  if (e->rows[i].text != NULL) {
+    NNE_PB_ENC(row->text, nne_pb_str_enc, e->rows[i].text);
+    return true;
+  }
   e->cur.v = e->rows[i].ids;
   e->cur.n = e->rows[i].n_ids;
   NNE_PB_ENC(row->ids, nne_pb_i64_enc, &e->cur);
@@ -57,10 +62,18 @@ int nne__rows_check(const char *where, const nne_client_token_row_t *rows,
   if (n_rows > 0 && rows == NULL)
     return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
                         "%srows is NULL with n_rows %zu", where, n_rows);
-  for (i = 0; i < n_rows; i++)
+  for (i = 0; i < n_rows; i++) {
     if (rows[i].n_ids > 0 && rows[i].ids == NULL)
       return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
                           "%srows[%zu].ids is NULL", where, i);
+    /* The wire has one of the two per row (TokenRow): both would be an
+     * ambiguity the daemon could only guess at. */
+    if (rows[i].text != NULL && rows[i].n_ids > 0)
+      return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                          "%srows[%zu]: both text and %zu ids (one or the "
+                          "other)",
+                          where, i, rows[i].n_ids);
+  }
   if (n_mask > 0 && mask == NULL)
     return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
                         "%smask is NULL with n_mask %zu", where, n_mask);
@@ -83,26 +96,67 @@ static void row_arm(nne__rep_t *r, void *msg, size_t i) {
   t->top.items = (void **)&row->top;
   t->top.n = &row->n_top;
   t->top.cap = 0;
+  /* The row's texts gather in a block of their own, which the row owns
+   * from its first text on (so free finds it whatever fails later). */
+  t->row = row;
+  t->texts = (nne__strs_t){NULL, 0, 0};
   snprintf(t->top_what, sizeof t->top_what, "rows[%zu].top", i);
   NNE_PB_DEC(m->top, nne__rep_dec, &t->top);
 }
 
 static bool row_take(nne__rep_t *r, const void *msg, void *item, size_t i) {
-  (void)r;
+  nne__topk_t *t = r->ctx;
+  nne_client_row_topk_t *row = item;
+  size_t k;
   (void)i;
-  ((nne_client_row_topk_t *)item)->position =
-      ((const nnedit_v1_RowTopK *)msg)->position;
+  row->position = ((const nnedit_v1_RowTopK *)msg)->position;
+  /* The block stops moving with the row's last score: offsets become
+   * pointers (every score put a text there, "" when it had none). */
+  for (k = 0; k < row->n_top; k++) {
+    uintptr_t off = (uintptr_t)row->top[k].text;
+    row->top[k].text = row->strings != NULL ? row->strings + off : "";
+  }
+  t->row = NULL;
   return true;
 }
 
+/* TokenScore.text: the token decoded alone, into the row's block. */
+static bool score_text_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  nne__topk_t *t = *arg;
+  size_t n = s->bytes_left;
+  (void)f;
+  if (!nne__strs_read(&t->texts, s, NNE_CLIENT_TOKEN_TEXT_MAX - 1,
+                      &t->text_off, t->top.dec, t->top_what))
+    return false;
+  t->row->strings = t->texts.p;
+  t->text_len = n;
+  t->has_text = true;
+  return true;
+}
+
+static void score_arm(nne__rep_t *r, void *msg, size_t i) {
+  nne__topk_t *t = r->ctx;
+  (void)i;
+  t->has_text = false;
+  NNE_PB_DEC(((nnedit_v1_TokenScore *)msg)->text, score_text_dec, t);
+}
+
 static bool score_take(nne__rep_t *r, const void *msg, void *item, size_t i) {
+  nne__topk_t *t = r->ctx;
   const nnedit_v1_TokenScore *m = msg;
   nne_client_token_score_t *sc = item;
-  (void)r;
   (void)i;
   sc->token_id = m->token_id;
   sc->logit = m->logit;
   sc->prob = m->prob;
+  /* An offset until row_take; a score without text gets an empty string
+   * of its own, so that every text points into the block. */
+  if (!t->has_text && !nne__strs_add(&t->texts, "", &t->text_off))
+    return nne__dec_fail(t->top.dec, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                         "out of memory");
+  t->row->strings = t->texts.p;
+  sc->text = t->text_off;
+  sc->text_len = t->has_text ? t->text_len : 0;
   return true;
 }
 
@@ -137,14 +191,18 @@ void nne__topk_init(nne__topk_t *t, nne_client_row_topk_t **rows,
                         .fields = nnedit_v1_TokenScore_fields,
                         .msg = &t->score_msg,
                         .msg_size = sizeof t->score_msg,
+                        .arm = score_arm,
                         .take = score_take,
+                        .ctx = t,
                         .dec = dec};
 }
 
 void nne__rows_free(nne_client_row_topk_t *rows, size_t n) {
   size_t i;
-  for (i = 0; i < n; i++)
+  for (i = 0; i < n; i++) {
     free(rows[i].top);
+    free(rows[i].strings);
+  }
   free(rows);
 }
 

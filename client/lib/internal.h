@@ -356,6 +356,13 @@ typedef struct nne__topk {
   nnedit_v1_RowTopK row_msg;
   nnedit_v1_TokenScore score_msg;
   char top_what[32];
+  /* The row being decoded and its scores' texts (the block is the row's:
+   * row->strings follows texts.p as it moves). */
+  nne_client_row_topk_t *row;
+  nne__strs_t texts;
+  const char *text_off; /* the current score's text, as an offset */
+  size_t text_len;
+  bool has_text;
 } nne__topk_t;
 
 void nne__topk_init(nne__topk_t *t, nne_client_row_topk_t **rows,

@@ -45,6 +45,12 @@ _Static_assert((int)nnedit_v1_ModelState_MODEL_STATE_AVAILABLE ==
                    (int)nnedit_v1_ModelState_MODEL_STATE_FAILED ==
                        (int)NNE_CLIENT_MODEL_FAILED,
                "ModelState numbers");
+_Static_assert(NNE__FIELD_SIZE(nnedit_v1_TokenizerInfo, file) ==
+                   NNE_CLIENT_TOKENIZER_FILE_MAX,
+               "TokenizerInfo.file bound");
+_Static_assert(NNE__FIELD_SIZE(nnedit_v1_TokenizerInfo, kind) ==
+                   NNE_CLIENT_TOKENIZER_KIND_MAX,
+               "TokenizerInfo.kind bound");
 _Static_assert(NNE__FIELD_SIZE(nnedit_v1_ListModelsResponse, server_version) ==
                    NNE_CLIENT_VERSION_MAX,
                "ListModelsResponse.server_version bound");
@@ -73,14 +79,74 @@ const char *nne_client_site_kind_name(int kind) {
 /* ---- model info ---------------------------------------------------------- */
 
 /* The warnings of one ModelInfo while it decodes (a repeated string), then
- * packed into the info's one allocation. */
+ * packed into the info's one allocation; its tokenizer's special tokens
+ * likewise (their texts in a block of their own, as offsets until packed
+ * into the info's second allocation). */
 typedef struct info_dec {
   nne__strs_t block;
   nne__strlist_t warnings;
+  nne__strs_t sp_block;
+  nne_client_special_token_t *special;
+  size_t n_special;
+  nne__rep_t sp_rep;
+  nnedit_v1_SpecialToken sp_msg;
+  const char *sp_off; /* the special token being decoded: its text */
+  size_t sp_len;
+  bool sp_has;
 } info_dec_t;
+
+/* SpecialToken.text into the block. */
+static bool special_text_dec(pb_istream_t *s, const pb_field_t *f,
+                             void **arg) {
+  info_dec_t *w = *arg;
+  size_t n = s->bytes_left;
+  (void)f;
+  if (!nne__strs_read(&w->sp_block, s, NNE_CLIENT_TOKEN_TEXT_MAX - 1,
+                      &w->sp_off, w->warnings.dec,
+                      "model.tokenizer.special.text"))
+    return false;
+  w->sp_len = n;
+  w->sp_has = true;
+  return true;
+}
+
+static void special_arm(nne__rep_t *r, void *msg, size_t i) {
+  info_dec_t *w = r->ctx;
+  (void)i;
+  w->sp_has = false;
+  NNE_PB_DEC(((nnedit_v1_SpecialToken *)msg)->text, special_text_dec, w);
+}
+
+static bool special_take(nne__rep_t *r, const void *msg, void *item,
+                         size_t i) {
+  info_dec_t *w = r->ctx;
+  nne_client_special_token_t *sp = item;
+  (void)i;
+  sp->id = ((const nnedit_v1_SpecialToken *)msg)->id;
+  if (!w->sp_has && !nne__strs_add(&w->sp_block, "", &w->sp_off))
+    return nne__dec_fail(w->warnings.dec, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                         "out of memory");
+  sp->text = w->sp_off;
+  sp->text_len = w->sp_has ? w->sp_len : 0;
+  return true;
+}
 
 static void info_dec_init(info_dec_t *w, nne__dec_t *d) {
   memset(w, 0, sizeof *w);
+  w->sp_rep = (nne__rep_t){.items = (void **)&w->special,
+                           .n = &w->n_special,
+                           .item_size = sizeof *w->special,
+                           .max = NNE_CLIENT_MAX_SPECIAL_TOKENS,
+                           .over_code = NNE_CLIENT_RESOURCE_EXHAUSTED,
+                           .what = "model.tokenizer.special",
+                           .noun = "special tokens",
+                           .fields = nnedit_v1_SpecialToken_fields,
+                           .msg = &w->sp_msg,
+                           .msg_size = sizeof w->sp_msg,
+                           .arm = special_arm,
+                           .take = special_take,
+                           .ctx = w,
+                           .dec = d};
   w->warnings.block = &w->block;
   w->warnings.max = NNE_CLIENT_MAX_WARNINGS;
   w->warnings.max_len = NNE_CLIENT_WARNING_MAX - 1;
@@ -93,13 +159,48 @@ static void info_dec_init(info_dec_t *w, nne__dec_t *d) {
 static void info_dec_arm(info_dec_t *w, nnedit_v1_ModelInfo *m) {
   w->warnings.n = 0;
   w->block.len = 0;
+  w->n_special = 0;
+  w->sp_block.len = 0;
   NNE_PB_DEC(m->warnings, nne__strlist_dec, &w->warnings);
+  /* tokenizer is a plain (optional) submessage: nanopb decodes it in place
+   * without resetting its callbacks, so this one holds. */
+  NNE_PB_DEC(m->tokenizer.special, nne__rep_dec, &w->sp_rep);
 }
 
 static void info_dec_free(info_dec_t *w) {
   nne__strlist_free(&w->warnings);
   free(w->block.p);
   w->block.p = NULL;
+  free(w->special);
+  w->special = NULL;
+  w->sp_rep.cap = 0;
+  free(w->sp_block.p);
+  w->sp_block.p = NULL;
+  w->sp_block.cap = 0;
+}
+
+/* The special tokens gathered into one allocation (the array, then their
+ * texts) that *o owns; the gathered ones are emptied. */
+static bool specials_pack(nne_client_tokenizer_info_t *o, info_dec_t *w) {
+  nne_client_special_token_t *v;
+  char *strs;
+  size_t i;
+  if (w->n_special == 0)
+    return true;
+  v = malloc(w->n_special * sizeof *v + w->sp_block.len);
+  if (v == NULL)
+    return false;
+  strs = (char *)(v + w->n_special);
+  memcpy(strs, w->sp_block.p, w->sp_block.len);
+  for (i = 0; i < w->n_special; i++) {
+    v[i] = w->special[i];
+    v[i].text = strs + (uintptr_t)w->special[i].text;
+  }
+  o->special = v;
+  o->n_special = w->n_special;
+  w->n_special = 0;
+  w->sp_block.len = 0;
+  return true;
 }
 
 /* *o from m, and the decoded warnings. False only when memory runs out. */
@@ -124,6 +225,14 @@ static bool info_take(nne_client_model_info_t *o, const nnedit_v1_ModelInfo *m,
   memcpy(o->export_kind, m->export_kind, sizeof o->export_kind);
   memcpy(o->family_reason, m->family_reason, sizeof o->family_reason);
   o->layer_count = m->layer_count;
+  o->has_tokenizer = m->has_tokenizer;
+  if (m->has_tokenizer) {
+    memcpy(o->tokenizer.file, m->tokenizer.file, sizeof o->tokenizer.file);
+    memcpy(o->tokenizer.kind, m->tokenizer.kind, sizeof o->tokenizer.kind);
+    o->tokenizer.vocab_size = m->tokenizer.vocab_size;
+    if (!specials_pack(&o->tokenizer, w))
+      return false;
+  }
   return nne__strlist_pack(&w->warnings, &o->warnings, &o->n_warnings);
 }
 
@@ -131,6 +240,7 @@ void nne_client_model_info_free(nne_client_model_info_t *info) {
   if (info == NULL)
     return;
   free((void *)info->warnings);
+  free((void *)info->tokenizer.special);
   memset(info, 0, sizeof *info);
 }
 

@@ -298,7 +298,7 @@ START_TEST(test_local_errors) {
   nne_client_forward_result_t res;
   nne_client_model_desc_t desc;
   nne_client_forward_req_t req;
-  nne_client_token_row_t row = {NULL, 3};
+  nne_client_token_row_t row = {.ids = NULL, .n_ids = 3};
   char longname[300];
   double t0;
 
@@ -774,8 +774,8 @@ START_TEST(test_forward_single_and_padding) {
   /* Right padding: positions are each row's last real token, and the short
    * row's real positions see what they see alone (causal attention). */
   memset(&b, 0, sizeof b);
-  b.rows[0] = (nne_client_token_row_t){long_row, 5};
-  b.rows[1] = (nne_client_token_row_t){short_row, 2};
+  b.rows[0] = (nne_client_token_row_t){.ids = long_row, .n_ids = 5};
+  b.rows[1] = (nne_client_token_row_t){.ids = short_row, .n_ids = 2};
   b.n_rows = 2;
   forward_ok(c, name, &b, NNE_CLIENT_PAD_RIGHT, 1, NNE_CLIENT_LOGITS_ALL, &res);
   ck_assert_uint_eq(res.seq_len, 5);
@@ -794,8 +794,8 @@ START_TEST(test_forward_single_and_padding) {
   nne_client_forward_result_free(&res);
 
   /* Left padding: every row ends at the last position. */
-  b.rows[0] = (nne_client_token_row_t){long_row, 5};
-  b.rows[1] = (nne_client_token_row_t){short_row, 2};
+  b.rows[0] = (nne_client_token_row_t){.ids = long_row, .n_ids = 5};
+  b.rows[1] = (nne_client_token_row_t){.ids = short_row, .n_ids = 2};
   b.n_rows = 2;
   forward_ok(c, name, &b, NNE_CLIENT_PAD_LEFT, 2, NNE_CLIENT_LOGITS_LAST, &res);
   ck_assert_uint_eq(res.rows[0].position, 4);
@@ -833,7 +833,7 @@ START_TEST(test_forward_chunks_and_limits) {
   for (r = 0; r < 16; r++) {
     for (j = 0; j < 64; j++)
       ids[r][j] = (int64_t)((r * 37 + j) % VOCAB);
-    b.rows[r] = (nne_client_token_row_t){ids[r], 64};
+    b.rows[r] = (nne_client_token_row_t){.ids = ids[r], .n_ids = 64};
   }
   b.n_rows = 16;
   forward_ok(c, name, &b, NNE_CLIENT_PAD_NONE, 1, NNE_CLIENT_LOGITS_ALL, &res);
@@ -846,7 +846,7 @@ START_TEST(test_forward_chunks_and_limits) {
                    one.logits.data, 64 * VOCAB, 1e-5, "row 3 vs alone");
   nne_client_forward_result_free(&one);
   nne_client_forward_result_free(&res);
-  b.rows[0] = (nne_client_token_row_t){ids[0], 64};
+  b.rows[0] = (nne_client_token_row_t){.ids = ids[0], .n_ids = 64};
   b.n_rows = 16;
 
   /* Over the client's tensor limit: refused at the first chunk. */
@@ -1007,7 +1007,7 @@ START_TEST(test_bad_inputs) {
     int rc;
 
     for (r = 0; r < n; r++)
-      rows[r] = (nne_client_token_row_t){vals[r], lens[r]};
+      rows[r] = (nne_client_token_row_t){.ids = vals[r], .n_ids = lens[r]};
     if (bc->mask != NULL) {
       nm = parse_rows(bc->mask, mvals, mlens);
       for (r = 0; r < nm; r++) {
@@ -1033,7 +1033,7 @@ START_TEST(test_bad_inputs) {
 
   /* A row over the model's sequence limit. */
   {
-    nne_client_token_row_t row = {long_row, 65};
+    nne_client_token_row_t row = {.ids = long_row, .n_ids = 65};
     nne_client_forward_req_t req;
     for (k = 0; k < 65; k++)
       long_row[k] = 1;
@@ -1049,7 +1049,7 @@ START_TEST(test_bad_inputs) {
   /* The daemon and the model stay healthy. */
   {
     int64_t ok_ids[] = {1, 2, 3};
-    nne_client_token_row_t row = {ok_ids, 3};
+    nne_client_token_row_t row = {.ids = ok_ids, .n_ids = 3};
     nne_client_forward_req_t req;
     memset(&req, 0, sizeof req);
     req.model = "gpt2-script";
@@ -1168,7 +1168,7 @@ START_TEST(test_deadline) {
   for (r = 0; r < 16; r++) {
     for (j = 0; j < 64; j++)
       ids[r][j] = (int64_t)((r * 7 + j * 3) % VOCAB);
-    b.rows[r] = (nne_client_token_row_t){ids[r], 64};
+    b.rows[r] = (nne_client_token_row_t){.ids = ids[r], .n_ids = 64};
   }
   b.n_rows = 16;
   /* 1 ms cannot cover a connection and a 16 x 64 forward pass. */
@@ -1642,7 +1642,7 @@ START_TEST(test_names_errors) {
   nne_client_forward_req_t req;
   nne_client_err_t err;
   int64_t ids[] = {1, 2, 3};
-  nne_client_token_row_t row = {ids, 3};
+  nne_client_token_row_t row = {.ids = ids, .n_ids = 3};
   const char *bad_site[] = {"layers.0.resid_pots"};
   const char *bad_module[] = {"transformer.h.0.atn.output"};
   const char *far_site[] = {"layers.99.resid_post"};
@@ -1908,7 +1908,7 @@ START_TEST(test_unload_and_drain) {
   c = client_to(d->addr, 60000);
   ck_assert_int_eq(nne_client_wait_ready(c, 10000, &err), 0);
   memset(&b, 0, sizeof b);
-  b.rows[0] = (nne_client_token_row_t){ids, 3};
+  b.rows[0] = (nne_client_token_row_t){.ids = ids, .n_ids = 3};
   b.n_rows = 1;
 
   /* Not loaded yet: named, and it says why. */

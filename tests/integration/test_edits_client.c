@@ -282,7 +282,7 @@ START_TEST(test_local_errors) {
   char longname[700];
   float data[4] = {1, 2, 3, 4};
   int64_t ids[2] = {1, 2};
-  nne_client_token_row_t row = {ids, 2};
+  nne_client_token_row_t row = {.ids = ids, .n_ids = 2};
   uint64_t freed = 7;
 
   memset(longname, 'x', sizeof longname - 1);

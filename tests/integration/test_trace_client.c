@@ -597,7 +597,8 @@ START_TEST(test_request_errors) {
                       *g2 = nne_client_igraph_new(),
                       *bad = nne_client_igraph_new();
   int64_t ids[3] = {1, 2, 3};
-  nne_client_token_row_t rows[2] = {{ids, 3}, {NULL, 2}};
+  nne_client_token_row_t rows[2] = {{.ids = ids, .n_ids = 3},
+                                     {.ids = NULL, .n_ids = 2}};
   nne_client_invoke_t inv = {.rows = rows, .n_rows = 1};
   nne_client_trace_t tr[2];
   nne_client_trace_req_t req;
@@ -723,7 +724,8 @@ START_TEST(test_fake_round_trip) {
   nne_client_igraph_t *g = every_kind(), *g2 = nne_client_igraph_new();
   int64_t a[3] = {5, 6, 7}, b[2] = {8, 9}, d[1] = {10};
   int32_t ma[3] = {1, 1, 1}, mb[3] = {0, 1, 1};
-  nne_client_token_row_t r0[2] = {{a, 3}, {b, 2}}, r1[1] = {{d, 1}};
+  nne_client_token_row_t r0[2] = {{.ids = a, .n_ids = 3}, {.ids = b, .n_ids = 2}},
+                         r1[1] = {{.ids = d, .n_ids = 1}};
   nne_client_mask_row_t m0[2] = {{ma, 3}, {mb, 3}};
   nne_client_invoke_t inv[2] = {
       {.rows = r0, .n_rows = 2, .mask = m0, .n_mask = 2},
@@ -849,7 +851,7 @@ static int fake_call(nne_client_t *c, const char *model, const char *edit_set,
                      nne_client_logits_t logits, size_t n_traces,
                      nne_client_trace_results_t *res, nne_client_err_t *err) {
   static int64_t ids[2] = {1, 2};
-  static nne_client_token_row_t row = {ids, 2};
+  static nne_client_token_row_t row = {.ids = ids, .n_ids = 2};
   static nne_client_invoke_t inv = {.rows = &row, .n_rows = 1};
   nne_client_igraph_t *g = nne_client_igraph_new(),
                       *g2 = nne_client_igraph_new();

@@ -90,7 +90,7 @@ END_TEST
 
 /* ---- walking a command's arguments --------------------------------------- */
 
-enum { O_PAD, O_FILE, O_VALUES, O_TOKENS, O_MASK, O_DTYPE };
+enum { O_PAD, O_FILE, O_VALUES, O_TOKENS, O_MASK, O_DTYPE, O_PROMPT };
 static const ctl_opt_t opts[] = {
     [O_PAD] = {"--pad", NULL, true},
     [O_FILE] = {"--file", "-f", true},
@@ -98,6 +98,7 @@ static const ctl_opt_t opts[] = {
     [O_TOKENS] = {"--tokens", NULL, true},
     [O_MASK] = {"--mask", NULL, true},
     [O_DTYPE] = {"--dtype", NULL, true},
+    [O_PROMPT] = {"--prompt", NULL, true},
     {NULL, NULL, false},
 };
 static const ctl_cmd_t cmd = {"forward", opts, NULL, false};
@@ -210,6 +211,9 @@ static int tokens(ctl_args_t *a) {
 static int mask(ctl_args_t *a) {
   return ctl_arg_mask(a, &g_rows);
 }
+static int prompt(ctl_args_t *a) {
+  return ctl_arg_prompt(a, &g_rows);
+}
 
 START_TEST(test_values) {
   ctl_t c = {.cmd = &cmd};
@@ -249,6 +253,35 @@ START_TEST(test_values) {
   ck_assert_int_eq(PARSE(&c, bad_m, mask), CTL_EXIT_USAGE);
   ck_assert_msg(strstr(err, "int32") != NULL, "%s", err);
   ck_assert_uint_eq(g_rows.n_ids, 1);
+  ctl_rows_free(&g_rows);
+}
+END_TEST
+
+/* --prompt: a text row among the id rows, in the order given; its text is
+ * argv's (nothing to free), and an empty one is refused where typed. */
+START_TEST(test_prompt) {
+  ctl_t c = {.cmd = &cmd};
+  const char *err;
+  char *tok[] = {"--tokens", "5,6"}, *p[] = {"--prompt", " Paris\n"};
+  char *empty[] = {"--prompt", ""}, *eq[] = {"--prompt=a, b", "x"};
+
+  ck_assert_int_eq(ctl_rows_init(&g_rows, &c, 4), 0);
+  ck_assert_int_eq(PARSE(&c, tok, tokens), 0);
+  ck_assert_int_eq(PARSE(&c, p, prompt), 0);
+  ck_assert_str_eq(err, "");
+  ck_assert_int_eq(PARSE(&c, eq, prompt), 0);
+  ck_assert_uint_eq(g_rows.n_ids, 3);
+  ck_assert_ptr_null(g_rows.ids[0].text);
+  ck_assert_uint_eq(g_rows.ids[0].n_ids, 2);
+  ck_assert_ptr_eq(g_rows.ids[1].text, p[1]);
+  ck_assert_ptr_null(g_rows.ids[1].ids);
+  ck_assert_uint_eq(g_rows.ids[1].n_ids, 0);
+  /* Commas are text, not separators. */
+  ck_assert_str_eq(g_rows.ids[2].text, "a, b");
+  ck_assert_int_eq(PARSE(&c, empty, prompt), CTL_EXIT_USAGE);
+  ck_assert_msg(strstr(err, "nneditctl: --prompt '': expected text") == err,
+                "%s", err);
+  ck_assert_uint_eq(g_rows.n_ids, 3);
   ctl_rows_free(&g_rows);
 }
 END_TEST
@@ -309,6 +342,7 @@ static Suite *args_suite(void) {
   tcase_add_test(tc, test_walk);
   tcase_add_test(tc, test_walk_errors);
   tcase_add_test(tc, test_values);
+  tcase_add_test(tc, test_prompt);
   tcase_add_test(tc, test_json_errors);
   suite_add_tcase(s, tc);
   return s;

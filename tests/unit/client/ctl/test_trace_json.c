@@ -151,6 +151,24 @@ START_TEST(test_refused_request) {
       {"{\"traces\": [{\"invokes\": [{\"tokens\": [[1]], \"mask\": "
        "[[3000000000]]}]}]}",
        "traces[0].invokes[0].mask[0][0]: expected a mask value"},
+      /* Prompts: one kind of rows per invoke, texts only, no mask. */
+      {"{\"traces\": [{\"invokes\": [{}]}]}",
+       "traces[0].invokes[0]: expected exactly one of \"tokens\", "
+       "\"prompt\" or \"prompts\""},
+      {"{\"traces\": [{\"invokes\": [{\"tokens\": [[1]], \"prompt\": "
+       "\"a\"}]}]}",
+       "traces[0].invokes[0]: expected exactly one of"},
+      {"{\"traces\": [{\"invokes\": [{\"prompts\": []}]}]}",
+       "traces[0].invokes[0].prompts: expected a non-empty array of texts"},
+      {"{\"traces\": [{\"invokes\": [{\"prompts\": [\"a\", 5]}]}]}",
+       "traces[0].invokes[0].prompts[1]: expected a text"},
+      {"{\"traces\": [{\"invokes\": [{\"prompt\": \"\"}]}]}",
+       "traces[0].invokes[0].prompt: expected a text (a non-empty string)"},
+      {"{\"traces\": [{\"invokes\": [{\"prompt\": \"a\\u0000b\"}]}]}",
+       "\\u0000 is not allowed"}, /* the parser's own refusal */
+      {"{\"traces\": [{\"invokes\": [{\"prompt\": \"a\", \"mask\": "
+       "[[1]]}]}]}",
+       "traces[0].invokes[0].mask: prompt rows take no mask"},
       /* Save names are unique in the request, across its traces. */
       {"{\"traces\": [{\"invokes\": [{\"tokens\": [[1]]}], \"nodes\": "
        "[{\"read\": {\"site\": \"a\"}}, {\"save\": {\"value\": 1, \"name\": "
@@ -163,6 +181,33 @@ START_TEST(test_refused_request) {
   size_t k;
   for (k = 0; k < sizeof cases / sizeof cases[0]; k++)
     expect_refused(put("t.json", cases[k].json), k, cases[k].needle);
+}
+END_TEST
+
+/* Invokes of prompts: text rows, borrowed from the document. */
+START_TEST(test_prompts) {
+  ctl_trace_file_t tf;
+  const nne_client_invoke_t *inv;
+  ck_assert_msg(
+      ctl_trace_file_load(
+          &tf, put("t.json",
+                   "{\"traces\": [{\"invokes\": ["
+                   " {\"prompt\": \"The Eiffel Tower is in\"},"
+                   " {\"prompts\": [\" Paris\\n\", \"\\u00e9t\\u00e9\"]},"
+                   " {\"tokens\": [1, 2]}]}]}")),
+      "%s", tf.j.msg);
+  inv = tf.traces[0].invokes;
+  ck_assert_uint_eq(tf.traces[0].n_invokes, 3);
+  ck_assert_uint_eq(inv[0].n_rows, 1);
+  ck_assert_str_eq(inv[0].rows[0].text, "The Eiffel Tower is in");
+  ck_assert(inv[0].rows[0].ids == NULL && inv[0].rows[0].n_ids == 0);
+  ck_assert_uint_eq(inv[1].n_rows, 2);
+  ck_assert_str_eq(inv[1].rows[0].text, " Paris\n");
+  ck_assert_str_eq(inv[1].rows[1].text, "\xc3\xa9t\xc3\xa9");
+  ck_assert_uint_eq(inv[1].n_mask, 0);
+  ck_assert_ptr_null(inv[2].rows[0].text);
+  ck_assert_uint_eq(inv[2].rows[0].n_ids, 2);
+  ctl_trace_file_free(&tf);
 }
 END_TEST
 
@@ -195,6 +240,7 @@ static Suite *trace_json_suite(void) {
   tcase_add_test(tc, test_refused);
   tcase_add_test(tc, test_refused_request);
   tcase_add_test(tc, test_simple_form_parts);
+  tcase_add_test(tc, test_prompts);
   suite_add_tcase(s, tc);
   return s;
 }
