@@ -293,6 +293,15 @@ void ctl_print_trimmed(char *line) {
   puts(line);
 }
 
+/* The columns a cell takes on a terminal, counted as code points (a
+ * token's text is UTF-8: 'Ġworld' is 8 columns, 9 bytes). */
+static size_t cell_width(const char *s) {
+  size_t w = 0;
+  for (; *s != '\0'; s++)
+    w += ((unsigned char)*s & 0xc0) != 0x80;
+  return w;
+}
+
 void ctl_print_columns(const char *const *cells, size_t rows, size_t n,
                        const char *align) {
   size_t *w = calloc(n ? n : 1, sizeof *w), r, k;
@@ -300,17 +309,24 @@ void ctl_print_columns(const char *const *cells, size_t rows, size_t n,
     return;
   for (r = 0; r < rows; r++)
     for (k = 0; k < n; k++)
-      if (strlen(cells[r * n + k]) > w[k])
-        w[k] = strlen(cells[r * n + k]);
+      if (cell_width(cells[r * n + k]) > w[k])
+        w[k] = cell_width(cells[r * n + k]);
   for (r = 0; r < rows; r++) {
     char line[4096];
     size_t len = 0;
     line[0] = '\0';
     for (k = 0; k < n; k++) {
+      const char *cell = cells[r * n + k];
       bool right = align != NULL && align[k] == 'r';
-      ctl_line_add(line, sizeof line, &len, right ? "%s%*s" : "%s%-*s",
-                   k ? "  " : "", right || k + 1 < n ? (int)w[k] : 0,
-                   cells[r * n + k]);
+      int pad = (int)(w[k] - cell_width(cell));
+      if (k + 1 == n && !right)
+        pad = 0;
+      if (right)
+        ctl_line_add(line, sizeof line, &len, "%s%*s%s", k ? "  " : "", pad,
+                     "", cell);
+      else
+        ctl_line_add(line, sizeof line, &len, "%s%s%*s", k ? "  " : "", cell,
+                     pad, "");
     }
     ctl_print_trimmed(line);
   }

@@ -1,0 +1,227 @@
+#!/bin/bash
+# test_text_cli.sh — nneditctl and libnnedit on text (issue 10): --prompt
+# rows, the token text of top-k tables, tokenize and detokenize, the
+# tokenizer in a model's info, prompts in TRACE-JSON.
+#
+# First against a fake server (Python grpcio), which checks what goes on
+# the wire (text rows as text, in order, beside id rows) and sends back
+# what a daemon may send (texts with newlines, invisible characters, an
+# empty text, special tokens, FAILED_PRECONDITION for a model without a
+# tokenizer). Then against the real nneditd, on a repository whose model
+# has a tokenizer.json made here (a small byte-level BPE, ids below the
+# fixture's vocabulary), and one whose model has none.
+set -u
+TEST_NAME=test_text_cli
+. "$(dirname "$0")/cli_lib.sh"
+
+need_built "$CTL"
+
+# ---- the fake server ------------------------------------------------------
+
+cat >"$TMP/fake.py" <<'PYEOF'
+import sys, os
+from concurrent import futures
+from fakeserve import serve
+sys.path.insert(0, os.environ["NNE_PY_GEN"])
+import grpc
+from nnedit.v1 import inference_pb2 as ip, models_pb2 as mp
+
+def rows_text(rows):
+    """What arrived, row by row: T<text> or I<ids>."""
+    out = []
+    for r in rows:
+        if r.text:
+            assert not r.ids, "a row with both text and ids"
+            out.append("T" + r.text)
+        else:
+            out.append("I" + ",".join(str(i) for i in r.ids))
+    return "|".join(out)
+
+TOP = [(6342, " Paris"), (198, "\n"), (7, "\u00e9\u200b"), (8, "it's \\"), (9, "")]
+
+def forward(req_bytes, ctx):
+    req = ip.ForwardRequest.FromString(req_bytes)
+    if req.model == "none":
+        ctx.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                  "model 'none' has no tokenizer (looked for /r/none/tokenizer.json)")
+    if req.model == "echo":
+        ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, "rows: " + rows_text(req.input_ids))
+    rows = [ip.RowTopK(position=i, top=[ip.TokenScore(token_id=t, logit=1.0, prob=0.5, text=s)
+                                        for t, s in TOP[:req.top_k]])
+            for i in range(len(req.input_ids))]
+    r = ip.ForwardResult(batch=len(rows), seq_len=1, rows=rows)
+    yield ip.ForwardResponse(result=r).SerializeToString()
+
+def trace(req_bytes, ctx):
+    req = ip.TraceRequest.FromString(req_bytes)
+    inv = ["/".join(rows_text(i.input_ids) for i in t.invokes) for t in req.traces]
+    ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, "invokes: " + " ; ".join(inv))
+    yield b""
+
+def tokenize(req_bytes, ctx):
+    req = ip.TokenizeRequest.FromString(req_bytes)
+    if req.model == "none":
+        ctx.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                  "model 'none' has no tokenizer (looked for /r/none/tokenizer.json)")
+    out = []
+    for t in req.texts:
+        toks = [] if req.raw else [(1, "<s>", "", True)]
+        toks += [(ord(c), "\u0120" if c == " " else c, c, False) for c in t]
+        out.append(ip.TokenizedText(ids=[x[0] for x in toks], tokens=[x[1] for x in toks],
+                                    pieces=[x[2] for x in toks], special=[x[3] for x in toks]))
+    if req.model == "short":          # a daemon that lost a text
+        out = out[:-1]
+    if req.model == "ragged":         # pieces not parallel to the ids
+        del out[0].pieces[-1]
+    return ip.TokenizeResponse(texts=out, vocab_size=1000).SerializeToString()
+
+def detokenize(req_bytes, ctx):
+    req = ip.DetokenizeRequest.FromString(req_bytes)
+    texts = []
+    for r in req.rows:
+        assert not r.text
+        texts.append("".join("" if (i == 1 and req.skip_special) else "<s>" if i == 1 else chr(i)
+                             for i in r.ids))
+    return ip.DetokenizeResponse(texts=texts).SerializeToString()
+
+def info(name):
+    m = mp.ModelInfo(name=name, state=mp.MODEL_STATE_LOADED, device="cpu", vocab_size=1000)
+    if name != "none":
+        m.tokenizer.file = "/r/%s/tokenizer.json" % name
+        m.tokenizer.kind = "BPE"
+        m.tokenizer.vocab_size = 1000
+        m.tokenizer.special.add(id=1, text="<s>")
+        m.tokenizer.special.add(id=2, text="</s>\n")
+    return m
+
+def describe(req_bytes, ctx):
+    req = mp.DescribeModelRequest.FromString(req_bytes)
+    mods = [mp.Module(path="", class_name="Root", parent=-1, depth=0)]
+    return mp.DescribeModelResponse(model=info(req.name), modules=mods).SerializeToString()
+
+def load(req_bytes, ctx):
+    req = mp.LoadModelRequest.FromString(req_bytes)
+    return mp.LoadModelResponse(model=info(req.name)).SerializeToString()
+
+server = grpc.server(futures.ThreadPoolExecutor(4))
+server.add_generic_rpc_handlers([
+    grpc.method_handlers_generic_handler("nnedit.v1.Inference", {
+        "Forward": grpc.unary_stream_rpc_method_handler(forward),
+        "Trace": grpc.unary_stream_rpc_method_handler(trace),
+        "Tokenize": grpc.unary_unary_rpc_method_handler(tokenize),
+        "Detokenize": grpc.unary_unary_rpc_method_handler(detokenize)}),
+    grpc.method_handlers_generic_handler("nnedit.v1.Models", {
+        "Describe": grpc.unary_unary_rpc_method_handler(describe),
+        "Load": grpc.unary_unary_rpc_method_handler(load)}),
+])
+serve(server)
+PYEOF
+
+start_fake
+
+# Rows in the order given, text as text, ids as ids (the fake echoes them).
+run "${F[@]}" forward echo --tokens 1,2 --prompt "The Eiffel Tower is in" --prompt "a, b"
+expect 1 "fake: echo"
+has "$ERR" "rows: I1,2|TThe Eiffel Tower is in|Ta, b" "fake: rows on the wire"
+
+# The top-k table: texts quoted and escaped, last column.
+run "${F[@]}" forward ok --prompt "x" --top-k 5
+expect 0 "fake: forward on a prompt"
+has "$OUT" "TEXT" "fake: a TEXT column"
+has "$OUT" "' Paris'" "fake: a leading space shows"
+has "$OUT" "'\\n'" "fake: a newline is escaped"
+has "$OUT" "'é\\u200b'" "fake: an invisible character is escaped"
+has "$OUT" "'it\\'s \\\\'" "fake: a quote and a backslash are escaped"
+has "$OUT" "''" "fake: an empty text"
+run -o json "${F[@]}" forward ok --prompt "x" --top-k 5
+expect 0 "fake: forward -o json"
+json "t = d['rows'][0]['top']
+assert [x['text'] for x in t] == [' Paris', '\n', '\u00e9\u200b', 'it\'s \\\\', ''], t" \
+  "fake: texts in JSON"
+
+# A model without a tokenizer: the daemon's status and message, exit 1.
+run "${F[@]}" forward none --prompt "x"
+expect 1 "fake: no tokenizer"
+has "$ERR" "FAILED_PRECONDITION: model 'none' has no tokenizer (looked for /r/none/tokenizer.json)" \
+  "fake: no tokenizer message"
+run -o json "${F[@]}" tokenize none "x"
+expect 1 "fake: tokenize, no tokenizer"
+json_err "assert e['code'] == 'FAILED_PRECONDITION' and 'tokenizer.json' in e['message'], e" \
+  "fake: tokenize, no tokenizer, JSON"
+
+# Trace: prompts of the simple form and of a file reach the invokes.
+run "${F[@]}" trace echo --prompt "hello" --tokens 3 --invoke --prompt "bye" --save layers.0.resid_post
+expect 1 "fake: trace echo"
+has "$ERR" "invokes: Thello|I3/Tbye" "fake: trace rows on the wire"
+cat >"$TMP/t.json" <<'EOF'
+{"model": "echo", "traces": [
+  {"invokes": [{"prompt": "The Eiffel Tower is in"}, {"prompts": ["a", "b c"]}, {"tokens": [[4, 5]]}]},
+  {"invokes": [{"prompts": ["\u00e9t\u00e9"]}]}]}
+EOF
+run "${F[@]}" trace -f "$TMP/t.json"
+expect 1 "fake: trace -f echo"
+has "$ERR" "invokes: TThe Eiffel Tower is in/Ta|Tb c/I4,5 ; Tété" "fake: file prompts on the wire"
+
+# Tokenize: the table, --raw, several texts, JSON lines.
+run "${F[@]}" tokenize m "a b"
+expect 0 "fake: tokenize"
+has "$OUT" "4 tokens (vocabulary of 1000)" "fake: tokenize count"
+has "$OUT" "INDEX  ID  TOKEN  PIECE  SPECIAL" "fake: tokenize header"
+has "$OUT" "    0   1  '<s>'  ''     yes" "fake: tokenize BOS row"
+has "$OUT" "    2  32  'Ġ'    ' '" "fake: tokenize space row"
+run "${F[@]}" tokenize m "a b" --raw
+expect 0 "fake: tokenize --raw"
+has "$OUT" "3 tokens" "fake: --raw leaves BOS out"
+run "${F[@]}" tokenize m "a" "b"
+expect 0 "fake: two texts"
+has "$OUT" "text 0: 'a'" "fake: text 0 named"
+has "$OUT" "text 1: 'b'" "fake: text 1 named"
+run -o json "${F[@]}" tokenize m "a\"" -- "-b"
+expect 0 "fake: tokenize -o json"
+printf '%s\n' "$OUT" >"$TMP/lines.json"
+py "lines = [json.loads(l) for l in open('$TMP/lines.json')]
+assert len(lines) == 6, lines
+assert lines[0] == {'text': 0, 'index': 0, 'id': 1, 'token': '<s>', 'piece': '', 'special': True}, lines[0]
+assert lines[2]['piece'] == '\"' and lines[5]['piece'] == 'b' and lines[3]['text'] == 1, lines" \
+  "fake: JSON lines"
+run "${F[@]}" tokenize short "a" "b"
+expect 1 "fake: a lost text"
+has "$ERR" "INTERNAL: Inference/Tokenize: 1 tokenized texts for 2 texts" "fake: lost text message"
+run "${F[@]}" tokenize ragged "ab"
+expect 1 "fake: ragged lists"
+has "$ERR" "INTERNAL: Inference/Tokenize: texts[0]: 3 ids, 3 tokens, 2 pieces" "fake: ragged message"
+run "${F[@]}" tokenize m
+expect 2 "fake: tokenize without TEXT"
+
+# Detokenize: the text as it is, one row a line; --skip-special.
+run "${F[@]}" detokenize m 1,72,105 33,10,33
+expect 0 "fake: detokenize"
+[ "$OUT" = "$(printf '<s>Hi\n!\n!')" ] || fail "fake: detokenize output: $OUT"
+run "${F[@]}" detokenize m 1,72,105 --skip-special
+expect 0 "fake: detokenize --skip-special"
+[ "$OUT" = "Hi" ] || fail "fake: --skip-special output: $OUT"
+run -o json "${F[@]}" detokenize m 72,10
+expect 0 "fake: detokenize -o json"
+json "assert d == {'model': 'm', 'texts': ['H\n']}, d" "fake: detokenize JSON"
+run "${F[@]}" detokenize m 1,x
+expect 2 "fake: detokenize bad ids"
+has "$ERR" "IDS '1,x': expected a comma-separated list of token ids" "fake: bad ids message"
+
+# The tokenizer in a model's info.
+run "${F[@]}" models load m
+expect 0 "fake: load"
+has "$OUT" "tokenizer:    BPE, 1000 ids, special: 1 '<s>', 2 '</s>\\n' (/r/m/tokenizer.json)" \
+  "fake: tokenizer line"
+run "${F[@]}" models load none
+has "$OUT" "tokenizer:    none" "fake: no tokenizer line"
+run -o json "${F[@]}" modules m
+expect 0 "fake: modules -o json"
+json "t = d['model']['tokenizer']
+assert t == {'file': '/r/m/tokenizer.json', 'kind': 'BPE', 'vocab_size': 1000,
+             'special': [{'id': 1, 'text': '<s>'}, {'id': 2, 'text': '</s>\n'}]}, t" \
+  "fake: tokenizer JSON"
+run "${F[@]}" modules m
+has "$OUT" "tokenizer: BPE, 1000 ids" "fake: modules shows the tokenizer"
+stop_fake
+
+finish
