@@ -30,6 +30,15 @@
  *   }
  *   nne_client_forward_result_free(&res);   // safe after success or failure
  *
+ *   // Text instead of ids: the daemon tokenizes it with the model's
+ *   // tokenizer.json; each top-k token comes with its text (" Paris"):
+ *   nne_client_token_row_t prompt = {.text = "The Eiffel Tower is in"};
+ *   req.rows = &prompt;
+ *   if (nne_client_forward(cli, &req, &res, &err) == 0)
+ *     ... res.rows[0].top[0].text ...
+ *   nne_client_forward_result_free(&res);
+ *   req.rows = &row;
+ *
  *   // Values inside the model, by any spelling of a site:
  *   const char *save[] = {"layers.0.resid_post", "blocks.0.attn.hook_pattern"};
  *   req.save = save;
