@@ -205,12 +205,6 @@ static void model_line(const nne_client_model_desc_t *d, const char *module) {
   if (module != NULL && d->n_modules > 0)
     printf("; module %s (%s)", module, d->modules[0].path);
   putchar('\n');
-  /* The tokenizer on a line of its own: its file path is long. */
-  if (d->model.has_tokenizer) {
-    char tok[1200];
-    ctl_tokenizer_text(&d->model, tok, sizeof tok);
-    printf("tokenizer: %s\n", tok);
-  }
 }
 
 static json_t *sites_json(const nne_client_model_desc_t *d) {
@@ -468,6 +462,13 @@ static int describe_cmd(ctl_t *c, bool sites_cmd, int argc, char **argv) {
       if (!sites_cmd)
         putchar('\n');
       sites_table(&d, all);
+    }
+    /* The tokenizer after the tree, on a line of its own (its file path
+     * is long), where the model's other notes go. */
+    if (d.model.has_tokenizer) {
+      char tok[1200];
+      ctl_tokenizer_text(&d.model, tok, sizeof tok);
+      printf("tokenizer: %s\n", tok);
     }
     ctl_warnings_table(&d.model);
   }

@@ -224,4 +224,121 @@ run "${F[@]}" modules m
 has "$OUT" "tokenizer: BPE, 1000 ids" "fake: modules shows the tokenizer"
 stop_fake
 
+# ---- the real daemon ------------------------------------------------------
+
+# A repository of two models: the gpt2 fixture with its tokenizer.json, and
+# the same model without one.
+need_built "$NNEDITD"
+need_fixtures
+M=gpt2-script
+P="The Eiffel Tower is in"
+mkdir -p "$TMP/repo/notok"
+ln -s "$FIX/$M" "$TMP/repo/$M"
+ln -s "$FIX/$M/model.json" "$FIX/$M/model.pt" "$TMP/repo/notok/"
+rm -f "$TMP/ready"
+"$NNEDITD" --listen 127.0.0.1:0 --ready-file "$TMP/ready" --model-repo "$TMP/repo" \
+  --load "$M" --load notok >"$TMP/nneditd.log" 2>&1 &
+DPID=$!
+ADDR=$(await_server nneditd "$TMP/ready" "$DPID" "$TMP/nneditd.log") || exit 1
+A=(--addr "$ADDR")
+
+# ids NAME: the ids of a tokenize -o json run saved as $TMP/NAME.json.
+ids() {
+  "$PY" -c "import json; print(','.join(str(json.loads(l)['id']) for l in open('$TMP/$1.json')))"
+}
+
+run "${A[@]}" models load $M
+expect 0 "load"
+has "$OUT" "tokenizer:    BPE, " "load shows the tokenizer"
+has "$OUT" "tokenizer.json)" "load shows the tokenizer's file"
+
+# Tokenize and back: the ids of the text alone give the text again.
+run -o json "${A[@]}" tokenize $M "$P" --raw
+expect 0 "tokenize --raw -o json"
+printf '%s\n' "$OUT" >"$TMP/raw.json"
+RAW=$(ids raw)
+py "lines = [json.loads(l) for l in open('$TMP/raw.json')]
+assert ''.join(l['piece'] for l in lines) == '$P', lines
+assert not any(l['special'] for l in lines), lines" "tokenize pieces spell the text"
+run "${A[@]}" detokenize $M "$RAW"
+expect 0 "detokenize"
+[ "$OUT" = "$P" ] || fail "round trip: '$OUT'"
+run "${A[@]}" tokenize $M "$P"
+expect 0 "tokenize table"
+has "$OUT" "INDEX" "tokenize header"
+has "$OUT" "SPECIAL" "tokenize header: special"
+has "$OUT" "'Ġ" "a byte-level spelling, quoted"
+
+# The template's ids: what a prompt row is.
+run -o json "${A[@]}" tokenize $M "$P"
+printf '%s\n' "$OUT" >"$TMP/tok.json"
+IDS=$(ids tok)
+
+run "${A[@]}" forward $M --prompt "$P" --top-k 5
+expect 0 "forward --prompt"
+has "$OUT" "TEXT" "forward --prompt: a TEXT column"
+[ "$(printf '%s\n' "$OUT" | grep -c "  '.*'$")" = 5 ] || fail "five quoted texts: $OUT"
+run -o json "${A[@]}" forward $M --prompt "$P" --top-k 5
+expect 0 "forward --prompt -o json"
+printf '%s' "$OUT" >"$TMP/fp.json"
+run -o json "${A[@]}" forward $M --tokens "$IDS" --top-k 5
+expect 0 "forward --tokens (the prompt's ids)"
+printf '%s' "$OUT" >"$TMP/fi.json"
+py "p = json.load(open('$TMP/fp.json')); i = json.load(open('$TMP/fi.json'))
+assert p['rows'][0]['top'] == i['rows'][0]['top'], (p['rows'], i['rows'])
+assert p['seq_len'] == len('$IDS'.split(',')), p" "a prompt row is its ids"
+TOP=$("$PY" -c "import json; print(json.load(open('$TMP/fp.json'))['rows'][0]['top'][0]['token_id'])")
+run -o json "${A[@]}" detokenize $M "$TOP"
+expect 0 "detokenize one id"
+printf '%s' "$OUT" >"$TMP/one.json"
+py "t = json.load(open('$TMP/fp.json'))['rows'][0]['top'][0]['text']
+assert json.load(open('$TMP/one.json'))['texts'] == [t], t" "a top-k text is its id decoded alone"
+
+# A batch of a prompt and ids, padded; a trace on prompts; an edit set.
+run "${A[@]}" forward $M --prompt "$P" --tokens "$IDS0" --pad left --top-k 2
+expect 0 "forward: prompt and ids in one batch"
+run -o json "${A[@]}" trace $M --prompt "$P" --save layers.0.resid_post
+expect 0 "trace --prompt"
+json "s = d['traces'][0]['saved'][0]
+assert s['shape'] == [1, len('$IDS'.split(',')), 64], s" "trace --prompt saves the prompt's rows"
+cat >"$TMP/t.json" <<EOF
+{"model": "$M", "padding": "left", "traces": [
+  {"name": "p", "invokes": [{"prompts": ["$P", "The Colosseum is in"]}, {"tokens": [[$IDS]]}],
+   "nodes": [{"id": 1, "read": {"site": "layers.0.resid_post", "invoke": 0}},
+             {"id": 2, "save": {"value": 1, "name": "r"}}]}]}
+EOF
+run -o json "${A[@]}" trace -f "$TMP/t.json"
+expect 0 "trace -f with prompts"
+json "assert d['traces'][0]['saved'][0]['shape'][0] == 2, d['traces'][0]['saved']" "trace -f: two prompt rows"
+cat >"$TMP/zero.json" <<'EOF'
+{"edits": [{"site": "layers.0.self_attn.pattern", "op": "zero"}]}
+EOF
+run "${A[@]}" edits apply $M -f "$TMP/zero.json"
+expect 0 "apply"
+ES=$OUT
+run -o json "${A[@]}" forward $M --prompt "$P" --edit-set "$ES" --top-k 5
+expect 0 "forward --prompt on an edit set"
+printf '%s' "$OUT" >"$TMP/fe.json"
+py "e = json.load(open('$TMP/fe.json')); p = json.load(open('$TMP/fp.json'))
+assert e['edit_set'] == '$ES' and e['rows'][0]['top'] != p['rows'][0]['top'], e" \
+  "the edit set changes the prompt's top-k"
+run "${A[@]}" edits drop "$ES"
+expect 0 "drop"
+
+# A model without a tokenizer: FAILED_PRECONDITION naming the file, exit 1.
+run "${A[@]}" forward notok --prompt "$P"
+expect 1 "no tokenizer: forward"
+has "$ERR" "FAILED_PRECONDITION" "no tokenizer: status"
+has "$ERR" "tokenizer.json" "no tokenizer: the file it looked for"
+run -o json "${A[@]}" tokenize notok "$P"
+expect 1 "no tokenizer: tokenize"
+json_err "assert e['code'] == 'FAILED_PRECONDITION' and 'tokenizer.json' in e['message'], e" \
+  "no tokenizer: JSON error"
+run "${A[@]}" forward notok --tokens "$IDS0"
+expect 0 "no tokenizer: id rows still work"
+run "${A[@]}" models load notok
+has "$OUT" "tokenizer:    none" "no tokenizer: load says none"
+
+stop_daemon
+[ "${DAEMON_RC:-1}" = 0 ] || fail "nneditd exited ${DAEMON_RC:-?}"
 finish

@@ -402,8 +402,8 @@ assert d['model'] == 'fake' and d['edit_set'] is None, d
 assert (t['trace'], t['name'], t['batch'], t['seq_len']) == (0, None, 1, 2), t
 assert t['cache_hit'] is False and t['backend_key'] == 'fakekey0', t
 assert t['timing'] == {'queue_ms': 0.5, 'compute_ms': 1.25, 'total_ms': 2.0}, t
-assert t['rows'] == [{'row': 0, 'position': 1, 'top': [{'token_id': 7, 'logit': 2.5, 'prob': 0.25},
-                                                       {'token_id': 8, 'logit': 1.5, 'prob': 0.25}]}], t
+assert t['rows'] == [{'row': 0, 'position': 1, 'top': [{'token_id': 7, 'logit': 2.5, 'prob': 0.25, 'text': ''},
+                                                       {'token_id': 8, 'logit': 1.5, 'prob': 0.25, 'text': ''}]}], t
 assert t['logits'] is None, t
 (s,) = t['saved']
 assert s == {'name': 'x', 'dtype': 'float32', 'shape': [2, 3], 'nbytes': 24,
