@@ -141,7 +141,7 @@ int ctl_arg_tokens(ctl_args_t *a, ctl_rows_t *r); /* --tokens 1,2,3 */
 /* --prompt TEXT: a text row (the daemon tokenizes it); the text is
  * borrowed from argv. Not empty, at most NNE_CLIENT_TEXT_MAX bytes. */
 int ctl_arg_prompt(ctl_args_t *a, ctl_rows_t *r);
-int ctl_arg_mask(ctl_args_t *a, ctl_rows_t *r);   /* --mask 1,1,0 (int32) */
+int ctl_arg_mask(ctl_args_t *a, ctl_rows_t *r); /* --mask 1,1,0 (int32) */
 int ctl_arg_padding(ctl_args_t *a, nne_client_padding_t *out);
 int ctl_arg_top_k(ctl_args_t *a, uint32_t *out);
 int ctl_arg_logits(ctl_args_t *a, nne_client_logits_t *out);

@@ -42,8 +42,8 @@ void ctl_rows_table(const nne_client_row_topk_t *rows, size_t n,
     if (r->n_top == 0)
       continue;
     /* The text last: it has no width to align on. */
-    printf("%s  %4s  %10s  %12s  %10s  %s\n", indent, "RANK", "TOKEN",
-           "LOGIT", "PROB", "TEXT");
+    printf("%s  %4s  %10s  %12s  %10s  %s\n", indent, "RANK", "TOKEN", "LOGIT",
+           "PROB", "TEXT");
     for (k = 0; k < r->n_top; k++)
       printf("%s  %4zu  %10" PRId64 "  %12.5f  %10.6f  %s\n", indent, k + 1,
              r->top[k].token_id, r->top[k].logit, r->top[k].prob,

@@ -19,10 +19,9 @@ static json_t *tokenizer_json(const nne_client_model_info_t *m) {
   sp = json_array();
   for (i = 0; i < t->n_special; i++)
     json_array_append_new(
-        sp, json_pack("{s:I, s:o*}", "id", (json_int_t)t->special[i].id,
-                      "text",
-                      ctl_json_text(t->special[i].text,
-                                    t->special[i].text_len)));
+        sp,
+        json_pack("{s:I, s:o*}", "id", (json_int_t)t->special[i].id, "text",
+                  ctl_json_text(t->special[i].text, t->special[i].text_len)));
   return json_pack("{s:s, s:s, s:I, s:o}", "file", t->file, "kind", t->kind,
                    "vocab_size", (json_int_t)t->vocab_size, "special", sp);
 }
@@ -37,13 +36,13 @@ void ctl_tokenizer_text(const nne_client_model_info_t *m, char *buf,
     ctl_line_add(buf, cap, &n, "none");
     return;
   }
-  ctl_line_add(buf, cap, &n, "%s, %" PRIu32 " ids",
-               t->kind[0] ? t->kind : "?", t->vocab_size);
+  ctl_line_add(buf, cap, &n, "%s, %" PRIu32 " ids", t->kind[0] ? t->kind : "?",
+               t->vocab_size);
   /* A few specials say what the template uses; a vocabulary with many
    * added tokens would drown the line. */
   for (i = 0; i < t->n_special && i < 8; i++)
-    ctl_line_add(buf, cap, &n, "%s%" PRId64 " %s", i ? ", " : ", special: ",
-                 t->special[i].id,
+    ctl_line_add(buf, cap, &n, "%s%" PRId64 " %s",
+                 i ? ", " : ", special: ", t->special[i].id,
                  ctl_quote_text(t->special[i].text, t->special[i].text_len, q,
                                 sizeof q));
   if (t->n_special > 8)

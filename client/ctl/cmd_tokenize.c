@@ -24,10 +24,10 @@ static int tokenize_json_lines(const ctl_t *c,
           (json_int_t)k, "id", (json_int_t)t->id, "token",
           ctl_json_text(t->token, t->token_len), "piece",
           ctl_json_text(t->piece, t->piece_len), "special", t->special);
-      int bad = j == NULL ||
-                json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) !=
-                    0 ||
-                fputc('\n', stdout) == EOF;
+      int bad =
+          j == NULL ||
+          json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 ||
+          fputc('\n', stdout) == EOF;
       json_decref(j);
       if (bad)
         return ctl_fail(c, NNE_CLIENT_INTERNAL, "cannot write the JSON output");
@@ -70,8 +70,7 @@ static int tokenize_table(const ctl_t *c, const char *const *texts,
       snprintf(b + 24, 24, "%" PRId64, t->id);
       row[TC_INDEX] = b;
       row[TC_ID] = b + 24;
-      row[TC_TOKEN] =
-          ctl_quote_text(t->token, t->token_len, b + 48, TOK_CELL);
+      row[TC_TOKEN] = ctl_quote_text(t->token, t->token_len, b + 48, TOK_CELL);
       row[TC_PIECE] =
           ctl_quote_text(t->piece, t->piece_len, b + 48 + TOK_CELL, TOK_CELL);
       row[TC_SPECIAL] = t->special ? "yes" : "";
@@ -100,9 +99,7 @@ static int run_tokenize(ctl_t *c, int argc, char **argv) {
   ctl_args_init(&a, c, argc, argv);
   while (rc == 0 && (k = ctl_args_next(&a)) != CTL_ARG_END) {
     switch (k) {
-    case CTL_ARG_HELP:
-      free(texts);
-      return ctl_help(c);
+    case CTL_ARG_HELP: free(texts); return ctl_help(c);
     case CTL_ARG_BAD: rc = CTL_EXIT_USAGE; break;
     case CTL_ARG_POS:
       if (model == NULL)
@@ -124,8 +121,8 @@ static int run_tokenize(ctl_t *c, int argc, char **argv) {
     rc = ctl_usage(c, "missing TEXT (the text to tokenize)");
   if (rc == 0)
     rc = ctl_connect(c);
-  if (rc == 0 && nne_client_tokenize(c->cli, model, texts, n, raw, &res,
-                                     &err) < 0)
+  if (rc == 0 &&
+      nne_client_tokenize(c->cli, model, texts, n, raw, &res, &err) < 0)
     rc = ctl_call_error(c, &err);
   else if (rc == 0) {
     rc = c->output == CTL_OUT_JSON ? tokenize_json_lines(c, &res)
@@ -173,9 +170,7 @@ static int run_detokenize(ctl_t *c, int argc, char **argv) {
   ctl_args_init(&a, c, argc, argv);
   while (rc == 0 && (k = ctl_args_next(&a)) != CTL_ARG_END) {
     switch (k) {
-    case CTL_ARG_HELP:
-      ctl_rows_free(&rows);
-      return ctl_help(c);
+    case CTL_ARG_HELP: ctl_rows_free(&rows); return ctl_help(c);
     case CTL_ARG_BAD: rc = CTL_EXIT_USAGE; break;
     case CTL_ARG_POS:
       if (model == NULL) {

@@ -284,8 +284,9 @@ static int trace_request(ctl_t *c, simple_t *s, trace_opts_t *o,
                          ctl_trace_file_t *tf, nne_client_trace_req_t *req) {
   int rc;
   if (o->file != NULL && s->used)
-    return ctl_usage(c, "-f cannot be combined with --tokens, --prompt, --mask, "
-                        "--invoke, --save or --name (the file has them)");
+    return ctl_usage(c,
+                     "-f cannot be combined with --tokens, --prompt, --mask, "
+                     "--invoke, --save or --name (the file has them)");
   if (o->file == NULL) {
     if ((rc = simple_trace(c, s, tf)) != 0)
       return rc;
@@ -357,20 +358,13 @@ static int run_trace(ctl_t *c, int argc, char **argv) {
 }
 
 static const ctl_opt_t trace_opts[] = {
-    [OPT_TOKENS] = CTL_OPT_TOKENS,
-    [OPT_PROMPT] = CTL_OPT_PROMPT,
-    [OPT_MASK] = CTL_OPT_MASK,
-    [OPT_INVOKE] = {"--invoke", NULL, false},
-    [OPT_SAVE] = CTL_OPT_SAVE,
-    [OPT_NAME] = {"--name", NULL, true},
-    [OPT_FILE] = CTL_OPT_FILE,
-    [OPT_SAVE_DIR] = CTL_OPT_SAVE_DIR,
-    [OPT_EDIT_SET] = CTL_OPT_EDIT_SET,
-    [OPT_TOP_K] = CTL_OPT_TOP_K,
-    [OPT_PAD] = CTL_OPT_PAD,
-    [OPT_LOGITS] = CTL_OPT_LOGITS,
-    [OPT_VALUES] = CTL_OPT_VALUES,
-    CTL_OPT_END,
+    [OPT_TOKENS] = CTL_OPT_TOKENS,     [OPT_PROMPT] = CTL_OPT_PROMPT,
+    [OPT_MASK] = CTL_OPT_MASK,         [OPT_INVOKE] = {"--invoke", NULL, false},
+    [OPT_SAVE] = CTL_OPT_SAVE,         [OPT_NAME] = {"--name", NULL, true},
+    [OPT_FILE] = CTL_OPT_FILE,         [OPT_SAVE_DIR] = CTL_OPT_SAVE_DIR,
+    [OPT_EDIT_SET] = CTL_OPT_EDIT_SET, [OPT_TOP_K] = CTL_OPT_TOP_K,
+    [OPT_PAD] = CTL_OPT_PAD,           [OPT_LOGITS] = CTL_OPT_LOGITS,
+    [OPT_VALUES] = CTL_OPT_VALUES,     CTL_OPT_END,
 };
 
 const ctl_cmd_t ctl_cmd_trace = {"trace", trace_opts, run_trace, true};

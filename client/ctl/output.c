@@ -223,13 +223,12 @@ json_t *ctl_json_text(const char *s, size_t n) {
 /* Code points that a terminal shows as nothing, or as a plain blank that
  * hides what it is: they are written as \uXXXX. */
 static bool invisible(uint32_t c) {
-  return (c >= 0x80 && c <= 0xa0) || c == 0xad || c == 0x034f ||
-         c == 0x061c || c == 0x115f || c == 0x1160 || c == 0x1680 ||
-         c == 0x180e || (c >= 0x2000 && c <= 0x200f) ||
-         (c >= 0x2028 && c <= 0x202f) || (c >= 0x205f && c <= 0x206f) ||
-         c == 0x3000 || c == 0x3164 || (c >= 0xfe00 && c <= 0xfe0f) ||
-         c == 0xfeff || c == 0xffa0 || (c >= 0xfff0 && c <= 0xfffb) ||
-         (c >= 0xe0000 && c <= 0xe0fff);
+  return (c >= 0x80 && c <= 0xa0) || c == 0xad || c == 0x034f || c == 0x061c ||
+         c == 0x115f || c == 0x1160 || c == 0x1680 || c == 0x180e ||
+         (c >= 0x2000 && c <= 0x200f) || (c >= 0x2028 && c <= 0x202f) ||
+         (c >= 0x205f && c <= 0x206f) || c == 0x3000 || c == 0x3164 ||
+         (c >= 0xfe00 && c <= 0xfe0f) || c == 0xfeff || c == 0xffa0 ||
+         (c >= 0xfff0 && c <= 0xfffb) || (c >= 0xe0000 && c <= 0xe0fff);
 }
 
 char *ctl_quote_text(const char *s, size_t n, char *buf, size_t cap) {
@@ -249,7 +248,9 @@ char *ctl_quote_text(const char *s, size_t n, char *buf, size_t cap) {
       snprintf(piece, sizeof piece, "\\%c", (char)cp);
     } else if (cp == '\n' || cp == '\t' || cp == '\r') {
       snprintf(piece, sizeof piece, "\\%c",
-               cp == '\n' ? 'n' : cp == '\t' ? 't' : 'r');
+               cp == '\n'   ? 'n'
+               : cp == '\t' ? 't'
+                            : 'r');
     } else if (cp < 0x20 || cp == 0x7f) {
       snprintf(piece, sizeof piece, "\\x%02x", (unsigned)cp);
     } else if (invisible(cp)) {
@@ -322,8 +323,8 @@ void ctl_print_columns(const char *const *cells, size_t rows, size_t n,
       if (k + 1 == n && !right)
         pad = 0;
       if (right)
-        ctl_line_add(line, sizeof line, &len, "%s%*s%s", k ? "  " : "", pad,
-                     "", cell);
+        ctl_line_add(line, sizeof line, &len, "%s%*s%s", k ? "  " : "", pad, "",
+                     cell);
       else
         ctl_line_add(line, sizeof line, &len, "%s%s%*s", k ? "  " : "", cell,
                      pad, "");

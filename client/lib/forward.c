@@ -125,8 +125,8 @@ static bool score_text_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   nne__topk_t *t = *arg;
   size_t n = s->bytes_left;
   (void)f;
-  if (!nne__strs_read(&t->texts, s, NNE_CLIENT_TOKEN_TEXT_MAX - 1,
-                      &t->text_off, t->top.dec, t->top_what))
+  if (!nne__strs_read(&t->texts, s, NNE_CLIENT_TOKEN_TEXT_MAX - 1, &t->text_off,
+                      t->top.dec, t->top_what))
     return false;
   t->row->strings = t->texts.p;
   t->text_len = n;

@@ -96,8 +96,7 @@ typedef struct info_dec {
 } info_dec_t;
 
 /* SpecialToken.text into the block. */
-static bool special_text_dec(pb_istream_t *s, const pb_field_t *f,
-                             void **arg) {
+static bool special_text_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   info_dec_t *w = *arg;
   size_t n = s->bytes_left;
   (void)f;
@@ -117,8 +116,7 @@ static void special_arm(nne__rep_t *r, void *msg, size_t i) {
   NNE_PB_DEC(((nnedit_v1_SpecialToken *)msg)->text, special_text_dec, w);
 }
 
-static bool special_take(nne__rep_t *r, const void *msg, void *item,
-                         size_t i) {
+static bool special_take(nne__rep_t *r, const void *msg, void *item, size_t i) {
   info_dec_t *w = r->ctx;
   nne_client_special_token_t *sp = item;
   (void)i;

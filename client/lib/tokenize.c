@@ -263,8 +263,7 @@ int nne_client_detokenize(nne_client_t *cli, const char *model,
     return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
                         "detokenize: NULL argument");
   if ((rc = nne__check_name("detokenize", model,
-                            NNE__FIELD_SIZE(nnedit_v1_DetokenizeRequest,
-                                            model),
+                            NNE__FIELD_SIZE(nnedit_v1_DetokenizeRequest, model),
                             err)) < 0 ||
       (rc = nne__rows_check("detokenize: ", rows, n_rows, NULL, 0, &max_mask,
                             err)) < 0)

@@ -336,8 +336,8 @@ START_TEST(test_forward_mixed) {
   nne_client_forward_result_t mixed, alone;
   size_t n;
   int64_t *ids;
-  int64_t long_ids[] = {31, 415, 926, 5, 27, 3, 777, 12, 13, 14, 15, 16, 17,
-                        18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28};
+  int64_t long_ids[] = {31, 415, 926, 5,  27, 3,  777, 12, 13, 14, 15, 16,
+                        17, 18,  19,  20, 21, 22, 23,  24, 25, 26, 27, 28};
   nne_client_token_row_t rows[2] = {
       {.ids = long_ids, .n_ids = sizeof long_ids / sizeof long_ids[0]},
       {.text = PROMPT}};
@@ -375,10 +375,10 @@ START_TEST(test_trace_text) {
   int64_t *ids;
   nne_client_token_row_t trow = {.text = PROMPT}, irow;
   nne_client_invoke_t inv[2];
-  nne_client_trace_t tr = {.name = "t", .invokes = inv, .n_invokes = 2,
-                           .graph = g};
-  nne_client_trace_req_t req = {.model = MODEL, .traces = &tr, .n_traces = 1,
-                                .top_k = 2};
+  nne_client_trace_t tr = {
+      .name = "t", .invokes = inv, .n_invokes = 2, .graph = g};
+  nne_client_trace_req_t req = {
+      .model = MODEL, .traces = &tr, .n_traces = 1, .top_k = 2};
   const nne_client_tensor_t *x, *y;
   int rc;
 
@@ -423,15 +423,13 @@ START_TEST(test_edit_set_text) {
   size_t n;
   int64_t *ids;
   nne_client_token_row_t trow = {.text = PROMPT}, irow;
-  nne_client_forward_req_t req = {.model = MODEL,
-                                  .n_rows = 1,
-                                  .logits = NNE_CLIENT_LOGITS_LAST};
+  nne_client_forward_req_t req = {
+      .model = MODEL, .n_rows = 1, .logits = NNE_CLIENT_LOGITS_LAST};
 
   load(c, MODEL);
   ids = tokenize_ids(c, PROMPT, false, &n);
   irow = (nne_client_token_row_t){.ids = ids, .n_ids = n};
-  ck_assert_msg(nne_client_edits_apply(c, MODEL, &z, 1, "text", &es, &err) ==
-                    0,
+  ck_assert_msg(nne_client_edits_apply(c, MODEL, &z, 1, "text", &es, &err) == 0,
                 "apply: %s", err.message);
   req.edit_set = es.id;
   req.rows = &trow;
@@ -462,8 +460,8 @@ START_TEST(test_no_tokenizer) {
   int64_t one = 1;
   nne_client_token_row_t trow = {.text = PROMPT},
                          irow = {.ids = &one, .n_ids = 1};
-  nne_client_forward_req_t req = {.model = NOTOK, .rows = &trow, .n_rows = 1,
-                                  .top_k = 1};
+  nne_client_forward_req_t req = {
+      .model = NOTOK, .rows = &trow, .n_rows = 1, .top_k = 1};
 
   load(c, NOTOK);
   ck_assert_int_eq(nne_client_forward(c, &req, &res, &err),

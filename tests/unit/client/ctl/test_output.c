@@ -44,14 +44,18 @@ START_TEST(test_quote_escapes) {
   ck_assert_str_eq(Q("\xe2\x82"), "'\\xe2\\x82'");
   ck_assert_str_eq(Q("\xc0\xaf"), "'\\xc0\\xaf'");
   ck_assert_str_eq(Q("\xed\xa0\x80"), "'\\xed\\xa0\\x80'");
-  ck_assert_str_eq(Q("x\xff" "y"), "'x\\xffy'");
+  ck_assert_str_eq(Q("x\xff"
+                     "y"),
+                   "'x\\xffy'");
   /* What prints as nothing or as a plain blank: \uXXXX. */
-  ck_assert_str_eq(Q("\xc2\xa0"), "'\\u00a0'");         /* no-break space */
-  ck_assert_str_eq(Q("\xe2\x80\x8b"), "'\\u200b'");     /* zero width */
-  ck_assert_str_eq(Q("a\xe2\x80\x8d" "b"), "'a\\u200db'"); /* joiner */
-  ck_assert_str_eq(Q("\xef\xbb\xbf"), "'\\ufeff'");     /* BOM */
-  ck_assert_str_eq(Q("\xc2\x85"), "'\\u0085'");         /* C1 NEL */
-  ck_assert_str_eq(Q("\xe3\x80\x80"), "'\\u3000'");     /* ideographic sp */
+  ck_assert_str_eq(Q("\xc2\xa0"), "'\\u00a0'");     /* no-break space */
+  ck_assert_str_eq(Q("\xe2\x80\x8b"), "'\\u200b'"); /* zero width */
+  ck_assert_str_eq(Q("a\xe2\x80\x8d"
+                     "b"),
+                   "'a\\u200db'");                          /* joiner */
+  ck_assert_str_eq(Q("\xef\xbb\xbf"), "'\\ufeff'");         /* BOM */
+  ck_assert_str_eq(Q("\xc2\x85"), "'\\u0085'");             /* C1 NEL */
+  ck_assert_str_eq(Q("\xe3\x80\x80"), "'\\u3000'");         /* ideographic sp */
   ck_assert_str_eq(Q("\xf3\xa0\x80\x81"), "'\\U000e0001'"); /* tag */
 }
 END_TEST
@@ -86,10 +90,11 @@ START_TEST(test_json_text) {
   ck_assert(memcmp(json_string_value(j), "a\0b", 3) == 0);
   json_decref(j);
   /* A byte that is not UTF-8 becomes U+FFFD; the rest stays. */
-  j = ctl_json_text("x\xe2\x82" "y\xc3\xa9", 6);
+  j = ctl_json_text("x\xe2\x82"
+                    "y\xc3\xa9",
+                    6);
   ck_assert_ptr_nonnull(j);
-  ck_assert_str_eq(json_string_value(j),
-                   "x\xef\xbf\xbd\xef\xbf\xbdy\xc3\xa9");
+  ck_assert_str_eq(json_string_value(j), "x\xef\xbf\xbd\xef\xbf\xbdy\xc3\xa9");
   json_decref(j);
   j = ctl_json_text("", 0);
   ck_assert_str_eq(json_string_value(j), "");

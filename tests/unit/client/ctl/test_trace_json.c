@@ -190,11 +190,11 @@ START_TEST(test_prompts) {
   const nne_client_invoke_t *inv;
   ck_assert_msg(
       ctl_trace_file_load(
-          &tf, put("t.json",
-                   "{\"traces\": [{\"invokes\": ["
-                   " {\"prompt\": \"The Eiffel Tower is in\"},"
-                   " {\"prompts\": [\" Paris\\n\", \"\\u00e9t\\u00e9\"]},"
-                   " {\"tokens\": [1, 2]}]}]}")),
+          &tf,
+          put("t.json", "{\"traces\": [{\"invokes\": ["
+                        " {\"prompt\": \"The Eiffel Tower is in\"},"
+                        " {\"prompts\": [\" Paris\\n\", \"\\u00e9t\\u00e9\"]},"
+                        " {\"tokens\": [1, 2]}]}]}")),
       "%s", tf.j.msg);
   inv = tf.traces[0].invokes;
   ck_assert_uint_eq(tf.traces[0].n_invokes, 3);

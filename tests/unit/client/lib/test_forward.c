@@ -71,8 +71,8 @@ START_TEST(test_texts) {
   put_varint(&row0, 4); /* position 4 */
   put_score(&row0, 6342, 9.5f, " Paris", 6);
   put_score(&row0, 198, 7.0f, "\n", 1);
-  put_score(&row0, 0, 1.0f, "a\0b", 3); /* a NUL inside */
-  put_score(&row0, 7, 0.5f, NULL, 0);   /* no tokenizer: no text */
+  put_score(&row0, 0, 1.0f, "a\0b", 3);     /* a NUL inside */
+  put_score(&row0, 7, 0.5f, NULL, 0);       /* no tokenizer: no text */
   put_score(&row1, 5, 2.0f, "\xe2\x82", 2); /* half a UTF-8 sequence */
   put_len(&res, 3, row0.b, row0.n);
   put_len(&res, 3, row1.b, row1.n);
