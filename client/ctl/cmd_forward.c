@@ -33,12 +33,16 @@ json_t *ctl_rows_json(const nne_client_row_topk_t *rows, size_t n) {
 }
 
 void ctl_rows_table(const nne_client_row_topk_t *rows, size_t n,
-                    const char *indent) {
+                    const char *indent, const nne_client_token_row_t *in) {
   char text[160];
   size_t i, k;
   for (i = 0; i < n; i++) {
     const nne_client_row_topk_t *r = &rows[i];
-    printf("\n%srow %zu  position %" PRIu32 "\n", indent, i, r->position);
+    printf("\n%srow %zu  position %" PRIu32, indent, i, r->position);
+    if (in != NULL && in[i].text != NULL)
+      printf("  prompt %s",
+             ctl_quote_text(in[i].text, strlen(in[i].text), text, sizeof text));
+    putchar('\n');
     if (r->n_top == 0)
       continue;
     /* The text last: it has no width to align on. */
@@ -63,8 +67,9 @@ json_t *ctl_timing_json(const nne_client_timing_t *t) {
 /* What one forward printed: the request's names and where files went. */
 typedef struct fwd_out {
   const char *model, *edit_set;
-  const char *logits_file; /* NULL: not saved */
-  char **files;            /* files[i]: saved[i]'s (NULL: none written) */
+  const nne_client_token_row_t *in; /* the request's rows */
+  const char *logits_file;          /* NULL: not saved */
+  char **files; /* files[i]: saved[i]'s (NULL: none written) */
   bool values;
 } fwd_out_t;
 
@@ -91,7 +96,7 @@ static void forward_table(const fwd_out_t *o,
          "  (queue %.2f ms, compute %.2f ms, total %.2f ms)\n",
          res->batch, res->seq_len, res->timing.queue_ms, res->timing.compute_ms,
          res->timing.total_ms);
-  ctl_rows_table(res->rows, res->n_rows, "");
+  ctl_rows_table(res->rows, res->n_rows, "", o->in);
   if (res->has_logits) {
     ctl_shape_text(&res->logits, shape, sizeof shape);
     printf("\nlogits: %s %s %zu bytes",
@@ -205,6 +210,7 @@ static int forward_args(ctl_t *c, int argc, char **argv,
   req->mask = rows->mask;
   req->n_mask = rows->n_mask;
   o->model = req->model;
+  o->in = req->rows;
   o->edit_set = req->edit_set;
   return 0;
 }

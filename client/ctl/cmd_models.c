@@ -126,8 +126,8 @@ static void list_table(const nne_client_model_list_t *list) {
     if ((int)strlen(m->family) > wf)
       wf = (int)strlen(m->family);
   }
-  printf("%-*s  %-9s  %-*s  %-8s  %-*s  %12s  %6s\n", wn, "NAME", "STATE", wd,
-         "DEVICE", "DTYPE", wf, "FAMILY", "PARAMS", "VOCAB");
+  printf("%-*s  %-9s  %-*s  %-8s  %-*s  %12s  %6s  %s\n", wn, "NAME", "STATE",
+         wd, "DEVICE", "DTYPE", wf, "FAMILY", "PARAMS", "VOCAB", "TOKENIZER");
   for (i = 0; i < list->n_models; i++) {
     const nne_client_model_info_t *m = &list->models[i];
     char params[24] = "-", vocab[24] = "-";
@@ -136,11 +136,13 @@ static void list_table(const nne_client_model_list_t *list) {
       snprintf(params, sizeof params, "%" PRIu64, m->param_count);
     if (m->vocab_size > 0)
       snprintf(vocab, sizeof vocab, "%" PRId64, m->vocab_size);
-    printf("%-*s  %-9s  %-*s  %-8s  %-*s  %12s  %6s\n", wn, m->name,
+    /* The tokenizer's kind ("BPE"); "-": none, or not loaded yet. */
+    printf("%-*s  %-9s  %-*s  %-8s  %-*s  %12s  %6s  %s\n", wn, m->name,
            nne_client_model_state_name(m->state), wd,
            m->device[0] ? m->device : "-",
            m->dtype ? nne_client_dtype_name(m->dtype) : "-", wf,
-           m->family[0] ? m->family : "-", params, vocab);
+           m->family[0] ? m->family : "-", params, vocab,
+           m->has_tokenizer && m->tokenizer.kind[0] ? m->tokenizer.kind : "-");
     if (m->error[0] != '\0')
       printf("%*s  error: %s\n", wn, "", m->error);
     for (k = 0; k < m->n_warnings; k++)

@@ -82,7 +82,7 @@ static void trace_table(const char *model, const char *edit_set,
            r->batch, r->seq_len, r->backend_key[0] ? r->backend_key : "-",
            r->cache_hit ? "hit" : "miss", r->timing.queue_ms,
            r->timing.compute_ms, r->timing.total_ms);
-    ctl_rows_table(r->rows, r->n_rows, "  ");
+    ctl_rows_table(r->rows, r->n_rows, "  ", NULL);
     ctl_saved_table(r->saved, r->n_saved, files ? files + k : NULL, values,
                     "  ");
     if (r->has_logits) {

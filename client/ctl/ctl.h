@@ -107,9 +107,11 @@ void ctl_warnings_table(const nne_client_model_info_t *m);
 /* ---- cmd_forward.c: result parts trace prints too ------------------------ */
 
 json_t *ctl_rows_json(const nne_client_row_topk_t *rows, size_t n);
-/* Each row's position and top-k table, lines starting with `indent`. */
+/* Each row's position and top-k table, lines starting with `indent`; with
+ * `in` (the request's rows, or NULL), a text row's prompt after its
+ * position, so that a batch of prompts reads row by row. */
 void ctl_rows_table(const nne_client_row_topk_t *rows, size_t n,
-                    const char *indent);
+                    const char *indent, const nne_client_token_row_t *in);
 json_t *ctl_timing_json(const nne_client_timing_t *t);
 
 #endif /* NNE_CTL_H */

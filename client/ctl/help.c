@@ -29,7 +29,8 @@ static const help_row_t rows[] = {
      "  models unload NAME\n"
      "'nneditctl models SUBCOMMAND --help' for details.\n"},
     {"models list", "nneditctl models list", "models in the repository",
-     "Lists the models of the daemon's repository with their state.\n"
+     "Lists the models of the daemon's repository with their state (and,\n"
+     "once loaded, their sizes and tokenizer kind).\n"
      "JSON: {server_version, models: [{name, state, device, dtype, family,\n"
      "       export_kind, error, param_count, param_bytes, vocab_size,\n"
      "       module_count, max_batch, max_seq_len, load_ms, in_flight,\n"
@@ -93,7 +94,7 @@ static const help_row_t rows[] = {
      "Runs one forward pass on a batch of rows (token ids or prompts) and\n"
      "prints the top-k next tokens of each row, with their text quoted and\n"
      "escaped (' Paris', '\\n'; \\xNN for a byte that is not UTF-8, \\uXXXX\n"
-     "for an invisible character).\n"
+     "for an invisible character). A prompt row shows its prompt.\n"
      "  --tokens IDS        one row of token ids (repeat for a batch)\n"
      "  --prompt TEXT       one row of text, tokenized by the daemon with the\n"
      "                      model's tokenizer and template (repeat; mixes\n"

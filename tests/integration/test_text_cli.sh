@@ -128,6 +128,7 @@ has "$ERR" "rows: I1,2|TThe Eiffel Tower is in|Ta, b" "fake: rows on the wire"
 run "${F[@]}" forward ok --prompt "x" --top-k 5
 expect 0 "fake: forward on a prompt"
 has "$OUT" "TEXT" "fake: a TEXT column"
+has "$OUT" "row 0  position 0  prompt 'x'" "fake: a row names its prompt"
 has "$OUT" "' Paris'" "fake: a leading space shows"
 has "$OUT" "'\\n'" "fake: a newline is escaped"
 has "$OUT" "'é\\u200b'" "fake: an invisible character is escaped"
@@ -251,6 +252,10 @@ run "${A[@]}" models load $M
 expect 0 "load"
 has "$OUT" "tokenizer:    BPE, " "load shows the tokenizer"
 has "$OUT" "tokenizer.json)" "load shows the tokenizer's file"
+run "${A[@]}" models list
+expect 0 "list"
+case "$(printf '%s\n' "$OUT" | grep "^$M ")" in *"  BPE") ;; *) fail "list: the tokenizer column: $OUT" ;; esac
+case "$(printf '%s\n' "$OUT" | grep "^notok ")" in *"  -") ;; *) fail "list: no tokenizer: $OUT" ;; esac
 
 # Tokenize and back: the ids of the text alone give the text again.
 run -o json "${A[@]}" tokenize $M "$P" --raw
