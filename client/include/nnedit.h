@@ -615,11 +615,12 @@ typedef enum nne_client_logits {
  * tokenizes with the model's tokenizer and template (BOS where the model
  * wants it). A text row has `text` set and no ids (n_ids 0); a row with
  * both is INVALID_ARGUMENT here. The text must be valid UTF-8 of at most
- * NNE_CLIENT_TEXT_MAX bytes and takes no mask row (its mask is all ones):
- * the daemon checks both (its message gives the byte offset of invalid
- * UTF-8), and a model without a tokenizer is its FAILED_PRECONDITION
- * naming the file it looked for. {ids, n} initializers still make id rows
- * (text NULL). */
+ * NNE_CLIENT_TEXT_MAX bytes, and its mask is the daemon's (all ones, then
+ * padding): a request with text rows takes no mask at all. The daemon
+ * checks these (INVALID_ARGUMENT giving the byte offset of invalid UTF-8;
+ * RESOURCE_EXHAUSTED for more tokens than the model's max_seq_len), and a
+ * model without a tokenizer is its FAILED_PRECONDITION naming the file it
+ * looked for. {ids, n} initializers still make id rows (text NULL). */
 typedef struct nne_client_token_row {
   const int64_t *ids;
   size_t n_ids;
