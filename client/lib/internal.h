@@ -327,7 +327,8 @@ void nne__asm_reset(nne__asm_t *a);
 
 /* Token rows and mask rows as TokenRow / MaskRow lists, built one row at a
  * time (nne_pb_list_enc): set rows/mask and tmp (room for the longest mask
- * row, which is widened to int64), then nne__rows_enc. */
+ * row, which is widened to int64), then nne__rows_enc. A text row goes as
+ * TokenRow.text alone. */
 typedef struct nne__rows_enc {
   const nne_client_token_row_t *rows;
   const nne_client_mask_row_t *mask;
@@ -340,8 +341,8 @@ typedef struct nne__rows_enc {
 void nne__rows_enc(nne__rows_enc_t *e, size_t n_rows, size_t n_mask,
                    pb_callback_t *ids, pb_callback_t *mask);
 
-/* Rows of one invoke or request: non-NULL where counted; *max_mask grows to
- * the longest mask row. INVALID_ARGUMENT naming `where` ("forward",
+/* Rows of one invoke or request: non-NULL where counted, ids or text but
+ * not both; *max_mask grows to the longest mask row. INVALID_ARGUMENT naming `where` ("forward",
  * "trace: traces[0].invokes[1]"). */
 int nne__rows_check(const char *where, const nne_client_token_row_t *rows,
                     size_t n_rows, const nne_client_mask_row_t *mask,

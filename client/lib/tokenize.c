@@ -59,7 +59,6 @@ static bool block_init(nne__strs_t *b) {
 /* ---- Tokenize ------------------------------------------------------------ */
 
 typedef struct tok_dec {
-  nne_client_tokenize_result_t *out;
   nne__rep_t texts;
   nnedit_v1_TokenizedText msg;
   nne_pb_i64_dec_t ids, special;
@@ -169,7 +168,6 @@ int nne_client_tokenize(nne_client_t *cli, const char *model,
   NNE_PB_ENC(req.texts, nne_pb_str_list_enc, &list);
   req.raw = raw;
 
-  st->out = out;
   st->ids.max = st->special.max = NNE_CLIENT_MAX_TEXT_TOKENS;
   st->tokens = (textvec_t){.max = NNE_CLIENT_MAX_TEXT_TOKENS,
                            .max_len = NNE_CLIENT_TOKEN_TEXT_MAX - 1,
