@@ -86,6 +86,7 @@ extern const ctl_cmd_t ctl_cmd_modules, ctl_cmd_sites;
 extern const ctl_cmd_t ctl_cmd_forward;
 extern const ctl_cmd_t ctl_cmd_trace;
 extern const ctl_cmd_t ctl_cmd_tokenize, ctl_cmd_detokenize;
+extern const ctl_cmd_t ctl_cmd_lens;
 extern const ctl_cmd_t ctl_cmd_edits_apply, ctl_cmd_edits_list,
     ctl_cmd_edits_get, ctl_cmd_edits_drop;
 extern const ctl_cmd_t ctl_cmd_graph;

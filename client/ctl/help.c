@@ -225,6 +225,26 @@ static const help_row_t rows[] = {
      "       prob, text}]}], logits: null | {name, dtype, shape, nbytes, file},\n"
      "       saved: [{name, dtype, shape, nbytes, file, values (--values;\n"
      "       null over 4096 elements)}]}]}\n"},
+    {"lens",
+     "nneditctl lens MODEL --prompt TEXT [--prompt ...] [--top-k K] "
+     "[--edit-set ID]",
+     "logit lens: each layer's guess at the next token",
+     "The logit lens: one traced forward reads each layer's residual stream\n"
+     "(layers.N.resid_post) at each row's last position, puts it through the\n"
+     "model's final norm and unembedding (its standard modules ln_final and\n"
+     "lm_head) and prints, per row, a line per layer with the top-k tokens\n"
+     "of that softmax and their probabilities: where the model's answer\n"
+     "first appears. The last layer's line is the model's own answer. Needs\n"
+     "a loaded model with a family; token texts need its tokenizer (ids\n"
+     "otherwise).\n"
+     "  --prompt TEXT   a row of text (repeat; rows of different lengths\n"
+     "                  need --pad left)\n"
+     "  --tokens IDS    a row of token ids instead\n"
+     "  --pad none|left the padding of rows that differ in length\n"
+     "  --top-k K       tokens per layer (default 5; 1 to 100)\n"
+     "  --edit-set ID   run on an edit set ('edits apply')\n"
+     "JSON: {model, edit_set, layers, top_k, rows: [{row, layers: [{layer,\n"
+     "       top: [{token_id, prob, text}]}]}]}\n"},
     {"tokenize", "nneditctl tokenize MODEL TEXT [TEXT ...] [--raw]",
      "text to token ids with a loaded model's tokenizer",
      "Tokenizes each TEXT with MODEL's tokenizer (its tokenizer.json) and\n"

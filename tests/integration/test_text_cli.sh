@@ -330,6 +330,26 @@ assert e['edit_set'] == '$ES' and e['rows'][0]['top'] != p['rows'][0]['top'], e"
 run "${A[@]}" edits drop "$ES"
 expect 0 "drop"
 
+# The logit lens: its last layer is the model's own answer, as text.
+run -o json "${A[@]}" lens $M --prompt "$P" --top-k 5
+expect 0 "lens -o json"
+printf '%s' "$OUT" >"$TMP/lens.json"
+py "l = json.load(open('$TMP/lens.json')); p = json.load(open('$TMP/fp.json'))
+last = l['rows'][0]['layers'][-1]['top']
+assert l['layers'] == len(l['rows'][0]['layers']) >= 1, l
+assert [t['token_id'] for t in last] == [t['token_id'] for t in p['rows'][0]['top']], (last, p)
+assert [t['text'] for t in last] == [t['text'] for t in p['rows'][0]['top']], last
+assert all(abs(a['prob'] - b['prob']) < 1e-5 for a, b in zip(last, p['rows'][0]['top'])), last" \
+  "lens: the last layer is the forward's top-k"
+run "${A[@]}" lens $M --prompt "$P" --prompt "Hello" --pad left --top-k 2
+expect 0 "lens table"
+has "$OUT" "logit lens: " "lens table title"
+has "$OUT" "row 1  prompt 'Hello'" "lens table: a row per prompt"
+run "${A[@]}" lens $M --prompt "$P" --pad right
+expect 2 "lens --pad right"
+run "${A[@]}" lens notok --prompt "$P"
+expect 1 "lens without a family or tokenizer"
+
 # A model without a tokenizer: FAILED_PRECONDITION naming the file, exit 1.
 run "${A[@]}" forward notok --prompt "$P"
 expect 1 "no tokenizer: forward"
