@@ -412,7 +412,9 @@ typedef struct nne_client_special_token {
  * allocated by the library (with its strings, in one block) and freed with
  * the nne_client_model_info_t that holds it. */
 typedef struct nne_client_tokenizer_info {
-  char file[NNE_CLIENT_TOKENIZER_FILE_MAX]; /* the tokenizer.json loaded */
+  /* The tokenizer.json loaded, relative to the model repository
+   * ("gpt2-script/tokenizer.json"). */
+  char file[NNE_CLIENT_TOKENIZER_FILE_MAX];
   char kind[NNE_CLIENT_TOKENIZER_KIND_MAX]; /* the model type: "BPE" */
   uint32_t vocab_size; /* ids the tokenizer knows, added tokens included */
   const nne_client_special_token_t *special;
@@ -821,8 +823,8 @@ typedef struct nne_client_detokenize_result {
  * the call; a text row is INVALID_ARGUMENT here) back to text with
  * `model`'s tokenizer into *out (caller's struct; free with
  * detokenize_result_free). skip_special: leave special tokens (BOS, EOS,
- * ...) out. An id outside the vocabulary is the daemon's
- * INVALID_ARGUMENT. The reply must hold exactly one text per row
+ * ...) out. An id outside the vocabulary is the daemon's OUT_OF_RANGE
+ * naming the row. The reply must hold exactly one text per row
  * (INTERNAL otherwise); each is bounded by the reply's size
  * (opts.max_recv_bytes). */
 int nne_client_detokenize(nne_client_t *cli, const char *model,
