@@ -268,6 +268,12 @@ assert not any(l['special'] for l in lines), lines" "tokenize pieces spell the t
 run "${A[@]}" detokenize $M "$RAW"
 expect 0 "detokenize"
 [ "$OUT" = "$P" ] || fail "round trip: '$OUT'"
+run "${A[@]}" detokenize $M 1,5000
+expect 1 "detokenize: an id outside the vocabulary"
+has "$ERR" "OUT_OF_RANGE" "detokenize: out of range status"
+run "${A[@]}" forward $M --prompt "$(printf 'a\xffb')"
+expect 1 "forward: a prompt that is not UTF-8"
+has "$ERR" "invalid UTF-8 at byte 1" "forward: the byte offset of invalid UTF-8"
 run "${A[@]}" tokenize $M "$P"
 expect 0 "tokenize table"
 has "$OUT" "INDEX" "tokenize header"
