@@ -27,8 +27,8 @@
  *              nodes and its nodes as Node messages
  *
  * The files with nothing to share (health.c, models.c, graph.c, edits.c,
- * admin.c, trace.c, npy.c) have no block: each is one service (or the .npy
- * format) on top of these.
+ * admin.c, trace.c, tokenize.c, npy.c) have no block: each is one service
+ * (or the .npy format) on top of these.
  */
 #ifndef NNE_CLIENT_INTERNAL_H
 #define NNE_CLIENT_INTERNAL_H
