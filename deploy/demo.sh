@@ -43,6 +43,11 @@ show build/nneditctl models load gpt2-script
 show build/nneditctl models load llama-script
 show build/nneditctl models list
 show build/nneditctl modules gpt2-script
+# Text in, text out: the fixtures carry a tokenizer.json, so prompts work
+# wherever token ids do, and every answer shows its tokens as text.
+show build/nneditctl tokenize gpt2-script "The Eiffel Tower is in"
+show build/nneditctl forward gpt2-script --prompt "The Eiffel Tower is in" --top-k 5
+show build/nneditctl detokenize gpt2-script 272,467,471,321,285
 show build/nneditctl forward gpt2-script --tokens 31,415,926,5,27 --top-k 5
 show build/nneditctl forward llama-script --tokens 1,2,3 --tokens 4,5 --pad left --top-k 5
 show build/nneditctl -o json forward gpt2-script --tokens 7,8,9 --top-k 3
@@ -52,7 +57,7 @@ show build/nneditctl forward gpt2-script --tokens 7,8,5000 || echo "(exit $?)"
 # Traced forward passes: save activations anywhere, then an intervention
 # graph (client/TRACE-JSON.md) that scales layer 0's residual stream and
 # saves the layer-1 attention pattern's row sums (all ones) on the way.
-show build/nneditctl trace gpt2-script --tokens 31,415,926,5,27 \
+show build/nneditctl trace gpt2-script --prompt "The cat sat on the mat" \
   --save layers.1.resid_post --save layers.0.self_attn.pattern
 cat >"$state/steer.json" <<'JSON'
 {"model": "gpt2-script", "top_k": 5,
