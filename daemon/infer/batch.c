@@ -73,19 +73,25 @@ bool nne_rows_dec_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
     pb_wire_type_t wt;
     uint32_t t;
     bool eof;
+    bool ok;
     if (!pb_decode_tag(s, &wt, &t, &eof)) {
       if (eof)
         break;
-      return false;
-    }
-    if (t == rd->value_tag) {
-      if (!nne_pb_decode_int_occurrence(s, wt, &rd->vals))
-        return false;
+      ok = false;
+    } else if (t == rd->value_tag) {
+      ok = nne_pb_decode_int_occurrence(s, wt, &rd->vals);
     } else if (text_field && t == nnedit_v1_TokenRow_text_tag &&
                wt == PB_WT_STRING) {
-      if (!decode_text(s, rd, row))
-        return false;
-    } else if (!pb_skip_field(s, wt)) {
+      ok = decode_text(s, rd, row);
+    } else {
+      ok = pb_skip_field(s, wt);
+    }
+    if (!ok) {
+      /* The row is not counted, so nne_rows_free would not see its text. */
+      if (text_field) {
+        free(rd->text[row]);
+        rd->text[row] = NULL;
+      }
       return false;
     }
   }

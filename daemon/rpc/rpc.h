@@ -52,6 +52,13 @@ void nne_rpc_health_watch(nne_call_t *call, grpc_byte_buffer *req);
 int nne_rpc_edits_decode(const nne_config_t *cfg, const uint8_t *buf,
                          size_t len, nne_err_t *err);
 
+/* Decodes a TraceRequest as Trace does (traces, invokes with their rows
+ * and texts, graph nodes with their constants, within cfg's limits) and
+ * frees it; the checks that need the model are not run. For the fuzz
+ * driver. */
+int nne_rpc_trace_decode(const nne_config_t *cfg, const uint8_t *buf,
+                         size_t len, nne_err_t *err);
+
 /* Applies a kept ApplyEditsRequest (edit/store.h) again under its id and
  * creation time, for model (which the record must name); done and ctx as
  * for nne_apply_start, with no call. */

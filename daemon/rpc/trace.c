@@ -376,6 +376,38 @@ static void req_dec_free(req_dec_t *rd) {
   rd->n_tr = 0;
 }
 
+int nne_rpc_trace_decode(const nne_config_t *cfg, const uint8_t *buf,
+                         size_t len, nne_err_t *err) {
+  nnedit_v1_TraceRequest in = nnedit_v1_TraceRequest_init_zero;
+  nne_trace_session_t sess;
+  pb_istream_t s = pb_istream_from_buffer(buf, len);
+  req_dec_t rd;
+  int rc = 0;
+
+  memset(&rd, 0, sizeof rd);
+  nne_trace_session_init(&sess, cfg->max_traces, cfg->max_trace_nodes);
+  rd.cfg = cfg;
+  rd.sess = &sess;
+  rd.data_left = cfg->max_message_bytes;
+  rd.node = malloc(sizeof *rd.node);
+  if (rd.node == NULL) {
+    rc = nne_err_set(err, NNE_ENOMEM, "out of memory");
+  } else {
+    NNE_PB_DEC(in.traces, trace_cb, &rd);
+    if (!pb_decode(&s, nnedit_v1_TraceRequest_fields, &in)) {
+      if (rd.err.code != 0)
+        *err = rd.err;
+      else
+        nne_err_set(err, NNE_EINVAL, "malformed TraceRequest: %s",
+                    PB_GET_ERROR(&s));
+      rc = err->code;
+    }
+  }
+  req_dec_free(&rd);
+  nne_trace_session_free(&sess);
+  return rc;
+}
+
 /* ---- the result of one trace ------------------------------------------------
  */
 

@@ -6,21 +6,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/log.h"
-#include "config.h"
+#define NNE_FUZZ_WITH_CONFIG
+#include "fuzz_util.h"
 #include "rpc/rpc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static nne_config_t cfg;
-  static int init;
   nne_err_t err;
-  if (!init) {
-    nne_config_defaults(&cfg);
-    cfg.max_edits = 16;
-    cfg.max_message_bytes = 4096;
-    nne_log_set_level(NNE_LOG_OFF);
-    init = 1;
-  }
-  nne_rpc_edits_decode(&cfg, data, size, &err);
+  nne_rpc_edits_decode(fuzz_small_config(), data, size, &err);
   return 0;
 }

@@ -32,4 +32,27 @@ static inline const char *fuzz_input_file(const char *name, const uint8_t *data,
   return path;
 }
 
+#ifdef NNE_FUZZ_WITH_CONFIG
+#include "base/log.h"
+#include "config.h"
+
+/* The daemon's defaults with small limits, so that the limit paths of the
+ * request decoders are reachable; logging off. Made once per process. */
+static inline const nne_config_t *fuzz_small_config(void) {
+  static nne_config_t cfg;
+  static int init;
+  if (!init) {
+    nne_config_defaults(&cfg);
+    cfg.max_edits = 16;
+    cfg.max_traces = 4;
+    cfg.max_trace_nodes = 32;
+    cfg.max_batch = 8;
+    cfg.max_message_bytes = 8192;
+    nne_log_set_level(NNE_LOG_OFF);
+    init = 1;
+  }
+  return &cfg;
+}
+#endif
+
 #endif /* NNE_FUZZ_UTIL_H */

@@ -1,12 +1,13 @@
-"""Writes the binary seed requests of tests/fuzz/corpus/apply_request/:
-ApplyEditsRequest messages like the ones the tests send (every op, tensor
-and scalar operands, ranges, names, a label). Run with Debian's python and
+"""Writes the binary seed requests of tests/fuzz/corpus/apply_request/ and
+trace_request/: ApplyEditsRequest messages like the ones the tests send
+(every op, tensor and scalar operands, ranges, names, a label) and
+TraceRequest messages (invokes with id and text rows, every node kind). Run with Debian's python and
 the generated stubs: PYTHONPATH=build/gen_py /usr/bin/python3 make_seeds.py
 """
 import os
 import struct
 
-from nnedit.v1 import edits_pb2, tensor_pb2
+from nnedit.v1 import edits_pb2, inference_pb2 as I, tensor_pb2
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "apply_request")
 
@@ -41,6 +42,30 @@ def main():
     }
     for name, r in reqs.items():
         with open(os.path.join(OUT, name + ".bin"), "wb") as f:
+            f.write(r.SerializeToString())
+    out = os.path.join(os.path.dirname(OUT), "trace_request")
+    os.makedirs(out, exist_ok=True)
+    rows = [I.TokenRow(ids=[1, 2, 3]), I.TokenRow(text="The cat")]
+    traces = {
+        "every_node": I.TraceRequest(model="gpt2-script", padding=1, top_k=3, logits=1, traces=[
+            I.Trace(name="a", invokes=[I.Invoke(input_ids=rows),
+                                       I.Invoke(input_ids=[I.TokenRow(ids=[4, 5])],
+                                                attention_mask=[I.MaskRow(values=[1, 1])])],
+                    nodes=[I.Node(id=1, read=I.ReadNode(site="layers.0.resid_post", invoke=0)),
+                           I.Node(id=2, call=I.CallNode(fn="mul", args=[
+                               I.Arg(node=1), I.Arg(scalar=2.0)])),
+                           I.Node(id=3, write=I.WriteNode(site="layers.0.resid_post", value=2,
+                                                          ranges=[edits_pb2.DimRange(
+                                                              dim=1, start=-1, stop=0)])),
+                           I.Node(id=4, constant=I.ConstNode(tensor=f32([0.1, 0.2], [2]))),
+                           I.Node(id=5, constant=I.ConstNode(scalar=0.5)),
+                           I.Node(id=6, save=I.SaveNode(value=1, name="r0"))]),
+            I.Trace(name="b", invokes=[I.Invoke(input_ids=[I.TokenRow(ids=[9])])],
+                    nodes=[I.Node(id=1, ref=I.RefNode(name="r0")),
+                           I.Node(id=2, save=I.SaveNode(value=1, name="again"))])]),
+    }
+    for name, r in traces.items():
+        with open(os.path.join(out, name + ".bin"), "wb") as f:
             f.write(r.SerializeToString())
 
 
