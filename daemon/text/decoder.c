@@ -190,7 +190,7 @@ static int run1(const nne__dec_t *d, const nne__bytelevel_t *bl,
      * character outside the alphabet (an added token) counts as its own
      * UTF-8 bytes. */
     for (size_t i = 0; i < in->n; i++) {
-      const char *s = in->text.p + in->off[i];
+      const char *s = nne__strs_at(in, i);
       size_t n = in->len[i], mark = acc.n;
       for (size_t k = 0; k < n;) {
         size_t adv;
@@ -225,7 +225,7 @@ static int run1(const nne__dec_t *d, const nne__bytelevel_t *bl,
     return 0;
   case D_BYTEFALLBACK:
     for (size_t i = 0; i <= in->n; i++) {
-      int b = i < in->n ? byte_token(in->text.p + in->off[i], in->len[i]) : -1;
+      int b = i < in->n ? byte_token(nne__strs_at(in, i), in->len[i]) : -1;
       if (b >= 0) {
         char c = (char)b;
         if (nne__sbuf_add(&acc, &c, 1))
@@ -244,7 +244,7 @@ static int run1(const nne__dec_t *d, const nne__bytelevel_t *bl,
               goto nomem;
         acc.n = 0;
       }
-      if (i < in->n && nne__strs_add(out, in->text.p + in->off[i], in->len[i]))
+      if (i < in->n && nne__strs_add(out, nne__strs_at(in, i), in->len[i]))
         goto nomem;
     }
     free(acc.p);
@@ -253,7 +253,7 @@ static int run1(const nne__dec_t *d, const nne__bytelevel_t *bl,
   case D_STRIP:
   case D_REPLACE:
     for (size_t i = 0; i < in->n; i++) {
-      const char *s = in->text.p + in->off[i];
+      const char *s = nne__strs_at(in, i);
       size_t n = in->len[i];
       acc.n = 0;
       if (d->kind == D_REPLACE) {

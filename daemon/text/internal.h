@@ -221,6 +221,12 @@ typedef struct nne__strs {
 int nne__strs_add(nne__strs_t *l, const char *s, size_t n);
 void nne__strs_free(nne__strs_t *l);
 
+/* String i of l. All of l's strings may be empty, and then its buffer was
+ * never allocated: no arithmetic on a NULL pointer. */
+static inline const char *nne__strs_at(const nne__strs_t *l, size_t i) {
+  return l->text.p != NULL ? l->text.p + l->off[i] : "";
+}
+
 /* Runs the decoder over the token strings in *l (replaced by its result). */
 int nne__dec_run(const nne__dec_t *d, const nne__bytelevel_t *bl,
                  pcre2_match_data *md, nne__strs_t *l, nne_err_t *err);

@@ -450,7 +450,7 @@ int nne__pretok_run(const nne__pretok_t *p, const nne__bytelevel_t *bl,
   nne__pieces_clear(&sc->b);
   for (size_t i = 0; i < sc->a.n; i++) {
     nne__piece_t pc = sc->a.v[i];
-    rc = run_piece(p, bl, sc, sc->a.text.p + pc.off, pc.len, pc.origin, &sc->b,
+    rc = run_piece(p, bl, sc, (sc->a.text.p != NULL ? sc->a.text.p + pc.off : ""), pc.len, pc.origin, &sc->b,
                    err);
     if (rc)
       return rc;

@@ -603,7 +603,7 @@ static int encode_words(const nne_tokenizer_t *t, nne__scratch_t *sc,
     return rc;
   for (size_t i = 0; i < sc->a.n; i++) {
     nne__piece_t p = sc->a.v[i];
-    if ((rc = nne__bpe_word(&t->bpe, sc, sc->a.text.p + p.off, p.len, err)))
+    if ((rc = nne__bpe_word(&t->bpe, sc, (sc->a.text.p != NULL ? sc->a.text.p + p.off : ""), p.len, err)))
       return rc;
   }
   return 0;
@@ -752,8 +752,7 @@ static int decode(const nne_tokenizer_t *t, const int32_t *ids, size_t n,
   /* Without a decoder the reference joins the tokens with spaces. */
   for (size_t i = 0; i < l.n; i++)
     if ((!t->dec && i > 0 && nne__sbuf_add(&out, " ", 1)) ||
-        nne__sbuf_add(&out, l.text.p != NULL ? l.text.p + l.off[i] : "",
-                      l.len[i])) {
+        nne__sbuf_add(&out, nne__strs_at(&l, i), l.len[i])) {
       rc = NNE_ENOMEM;
       goto out;
     }
