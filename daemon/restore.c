@@ -15,6 +15,15 @@ struct nne_restore_queue {
 
 static void pump(nne_daemon_t *d);
 
+/* A record that does not apply now (the model changed, --max-edit-sets was
+ * lowered) stays on disk for a later load. */
+static void not_restored(const nne_daemon_t *d, const nne_edit_record_t *rec,
+                         const nne_err_t *err) {
+  nne_log_warn("edit set %s on %s not restored: %s (its record stays for a "
+               "later load)",
+               rec->id, d->restore_model, err->msg);
+}
+
 static void restored(nne_call_t *call, void *ctx, const nne_edit_set_t *set,
                      const nne_err_t *err) {
   nne_daemon_t *d = ctx;
@@ -25,9 +34,7 @@ static void restored(nne_call_t *call, void *ctx, const nne_edit_set_t *set,
     nne_log_info("edit set %s on %s restored (%zu edits)", set->id,
                  d->restore_model, set->n_edits);
   else
-    nne_log_warn("edit set %s on %s not restored: %s (its record stays for a "
-                 "later load)",
-                 rec->id, d->restore_model, err->msg);
+    not_restored(d, rec, err);
   pump(d);
 }
 
@@ -49,9 +56,7 @@ static void pump(nne_daemon_t *d) {
                                 &err) == 0)
         d->restore_running = true;
       else
-        nne_log_warn("edit set %s on %s not restored: %s (its record stays "
-                     "for a later load)",
-                     rec->id, d->restore_model, err.msg);
+        not_restored(d, rec, &err);
       continue;
     }
     drop_records(d);
