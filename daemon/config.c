@@ -22,6 +22,8 @@ void nne_config_defaults(nne_config_t *cfg) {
   cfg->max_message_bytes = 64u << 20;
   cfg->chunk_bytes = 1u << 20;            /* well under gRPC's 4 MiB default */
   cfg->max_response_bytes = 1ull << 30;
+  cfg->max_kv_bytes = 4ull << 30;
+  cfg->kv_budget_bytes = 16ull << 30;
   cfg->max_batch = 1024;
   cfg->max_seq_len = 32768;
   cfg->drain_timeout_s = 30.0;
@@ -58,6 +60,8 @@ void nne_config_usage(void *stream, const char *argv0) {
           "                         (default 64)\n"
           "  --max-message-bytes N  largest request message (default 64 MiB)\n"
           "  --max-response-bytes N largest tensor one call streams back (default 1 GiB)\n"
+          "  --max-kv-bytes N       largest KV cache of one Generate (default 4 GiB)\n"
+          "  --kv-budget-bytes N    KV caches of all running Generates (default 16 GiB)\n"
           "  --chunk-bytes N        tensor bytes per streamed message (default 1 MiB)\n"
           "  --max-batch N          hard cap on rows per request (default 1024)\n"
           "  --max-seq-len N        hard cap on tokens per row (default 32768)\n"
@@ -150,6 +154,8 @@ range:
 enum {
   OPT_LISTEN = 256, OPT_REPO, OPT_LOAD, OPT_DEVICE, OPT_THREADS, OPT_WORKERS,
   OPT_MAX_QUEUE, OPT_LOG_LEVEL, OPT_READY, OPT_MAX_MSG, OPT_MAX_RESP,
+  OPT_MAX_KV,
+  OPT_KV_BUDGET,
   OPT_CHUNK, OPT_MAX_BATCH, OPT_MAX_SEQ, OPT_DRAIN, OPT_VERSION, OPT_HELP,
   OPT_CACHE_BYTES, OPT_MAX_EDIT_SETS, OPT_MAX_EDITS, OPT_MAX_TRACES,
   OPT_MAX_TRACE_NODES,
@@ -171,6 +177,8 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       {"ready-file", required_argument, NULL, OPT_READY},
       {"max-message-bytes", required_argument, NULL, OPT_MAX_MSG},
       {"max-response-bytes", required_argument, NULL, OPT_MAX_RESP},
+      {"max-kv-bytes", required_argument, NULL, OPT_MAX_KV},
+      {"kv-budget-bytes", required_argument, NULL, OPT_KV_BUDGET},
       {"chunk-bytes", required_argument, NULL, OPT_CHUNK},
       {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
       {"max-seq-len", required_argument, NULL, OPT_MAX_SEQ},
@@ -262,6 +270,12 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
                max_message_bytes, size_t);
     case OPT_MAX_RESP:
       NNE__NUM("--max-response-bytes", 1, 1ull << 40, 1, max_response_bytes,
+               uint64_t);
+    case OPT_MAX_KV:
+      NNE__NUM("--max-kv-bytes", 1u << 20, 1ull << 44, 1, max_kv_bytes,
+               uint64_t);
+    case OPT_KV_BUDGET:
+      NNE__NUM("--kv-budget-bytes", 1u << 20, 1ull << 46, 1, kv_budget_bytes,
                uint64_t);
     case OPT_CHUNK:
       NNE__NUM("--chunk-bytes", 1024, 3u << 20, 1, chunk_bytes, size_t);

@@ -40,6 +40,8 @@ typedef struct nne_config {
   size_t max_message_bytes;  /* largest request message accepted */
   size_t chunk_bytes;        /* tensor payload per streamed message */
   uint64_t max_response_bytes; /* largest tensor one call may stream back */
+  uint64_t max_kv_bytes;       /* one Generate's KV cache (--max-kv-bytes) */
+  uint64_t kv_budget_bytes;    /* all Generates' caches at once */
   uint32_t max_batch;        /* hard caps; model.json limits can only lower */
   uint32_t max_seq_len;
   double drain_timeout_s;    /* grace for in-flight calls on SIGTERM */

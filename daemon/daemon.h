@@ -54,6 +54,7 @@ typedef struct nne_daemon {
   nne_editor_t editor;        /* edit sets of every model */
   nne_executor_t compute;     /* forward passes, backend builds */
   nne_executor_t loader;      /* model loads and unloads */
+  uint64_t kv_bytes;          /* KV caches of running Generates (loop) */
   nne_health_t health;        /* "" and each service; Watch streams */
   nne_auth_t auth;            /* --token-file's tokens (empty: no auth) */
   char *tls_cert, *tls_key, *tls_client_ca; /* PEM texts, or NULL */

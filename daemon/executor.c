@@ -50,14 +50,52 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+void nne_executor_progress(nne_executor_t *ex, nne_job_t *job) {
+  pthread_mutex_lock(&ex->mu);
+  if (!job->progress_listed) {
+    job->progress_listed = true;
+    job->progress_next = NULL;
+    if (ex->progress_tail)
+      ex->progress_tail->progress_next = job;
+    else
+      ex->progress_head = job;
+    ex->progress_tail = job;
+  }
+  uv_async_send(&ex->done_async);
+  pthread_mutex_unlock(&ex->mu);
+}
+
 static void on_done(uv_async_t *h) {
   nne_executor_t *ex = h->data;
   nne_job_t *list;
 
+  /* The done list first, then every progress call asked so far: a job
+   * that asked and then finished gets its progress call before its done.
+   * Progress entries are taken a few at a time under the lock (a worker may
+   * list its job again as soon as it is taken). */
   pthread_mutex_lock(&ex->mu);
   list = ex->done_head;
   ex->done_head = ex->done_tail = NULL;
   pthread_mutex_unlock(&ex->mu);
+  for (;;) {
+    nne_job_t *batch[16];
+    size_t n = 0, i;
+    pthread_mutex_lock(&ex->mu);
+    while (ex->progress_head != NULL && n < 16) {
+      nne_job_t *j = ex->progress_head;
+      ex->progress_head = j->progress_next;
+      j->progress_listed = false;
+      batch[n++] = j;
+    }
+    if (ex->progress_head == NULL)
+      ex->progress_tail = NULL;
+    pthread_mutex_unlock(&ex->mu);
+    for (i = 0; i < n; i++)
+      if (batch[i]->progress != NULL)
+        batch[i]->progress(batch[i]);
+    if (n < 16)
+      break;
+  }
   while (list != NULL) {
     nne_job_t *job = list;
     list = job->next;

@@ -33,7 +33,13 @@ typedef struct nne_job nne_job_t;
 struct nne_job {
   void (*work)(nne_job_t *job); /* on a worker thread */
   void (*done)(nne_job_t *job); /* on the loop thread, after work */
+  /* Optional: on the loop thread after the work called
+   * nne_executor_progress(), always before done (a long job that streams,
+   * e.g. Generate's steps). */
+  void (*progress)(nne_job_t *job);
   nne_job_t *next;
+  nne_job_t *progress_next;     /* on the progress list */
+  bool progress_listed;         /* guarded by the executor's mutex */
   uint64_t t_submit_ns, t_start_ns, t_end_ns; /* monotonic clock */
 };
 
@@ -45,6 +51,7 @@ typedef struct nne_executor {
   pthread_cond_t cv;
   nne_job_t *head, *tail;        /* queued, FIFO */
   nne_job_t *done_head, *done_tail; /* finished, waiting for the loop */
+  nne_job_t *progress_head, *progress_tail; /* asked for job->progress */
   int queued;
   int max_queue;
   int running;                   /* jobs inside work() */
@@ -73,6 +80,11 @@ int nne_executor_init(nne_executor_t *ex, uv_loop_t *loop, const char *name,
 /* Queues a job (loop thread only). NNE_ERESOURCE when the queue holds
  * max_queue jobs already, NNE_EUNAVAIL when the executor is stopping. */
 int nne_executor_submit(nne_executor_t *ex, nne_job_t *job, nne_err_t *err);
+
+/* From a job's work (worker thread): asks the loop to call job->progress
+ * soon. Calls coalesce (one progress call may answer several); every call
+ * made before work returns is answered before done. */
+void nne_executor_progress(nne_executor_t *ex, nne_job_t *job);
 
 /* Jobs submitted and not yet completed (queued + running + awaiting done). */
 int nne_executor_pending(nne_executor_t *ex);

@@ -144,6 +144,54 @@ static int spec_renames(json_t *obj, const char *where, nne_model_spec_t *spec,
   return 0;
 }
 
+/* "kv_cache": {"method": NAME, "layers": L, "kv_heads": H, "head_dim": D},
+ * all required, the numbers positive. */
+static int spec_kv_cache(json_t *v, const char *where, nne_model_spec_t *spec,
+                         nne_err_t *err) {
+  int rc;
+  if (!json_is_object(v))
+    return nne_err_set(err, NNE_EINVAL, "%s: \"kv_cache\" must be an object",
+                       where);
+  if ((rc = spec_str(v, "method", spec->kv_method, sizeof spec->kv_method,
+                     where, err)) != 0 ||
+      (rc = spec_u32(v, "layers", &spec->kv_layers, where, err)) != 0 ||
+      (rc = spec_u32(v, "kv_heads", &spec->kv_heads, where, err)) != 0 ||
+      (rc = spec_u32(v, "head_dim", &spec->kv_head_dim, where, err)) != 0)
+    return rc;
+  if (spec->kv_method[0] == '\0' || spec->kv_layers == 0 ||
+      spec->kv_heads == 0 || spec->kv_head_dim == 0 ||
+      spec->kv_layers > 4096 || spec->kv_heads > 4096 ||
+      spec->kv_head_dim > 65536)
+    return nne_err_set(err, NNE_EINVAL,
+                       "%s: \"kv_cache\" needs \"method\" and positive "
+                       "\"layers\" (at most 4096), \"kv_heads\" (at most "
+                       "4096) and \"head_dim\" (at most 65536)",
+                       where);
+  return 0;
+}
+
+/* "eos_token_id": a non-negative id, or a list of at most
+ * NNE_MODEL_MAX_EOS of them (Hugging Face configs use both). */
+static int spec_eos(json_t *v, const char *where, nne_model_spec_t *spec,
+                    nne_err_t *err) {
+  size_t i, n = json_is_array(v) ? json_array_size(v) : 1;
+  if (n > NNE_MODEL_MAX_EOS)
+    return nne_err_set(err, NNE_EINVAL,
+                       "%s: \"eos_token_id\" lists %zu ids (at most %d)",
+                       where, n, NNE_MODEL_MAX_EOS);
+  for (i = 0; i < n; i++) {
+    json_t *x = json_is_array(v) ? json_array_get(v, i) : v;
+    if (!json_is_integer(x) || json_integer_value(x) < 0)
+      return nne_err_set(err, NNE_EINVAL,
+                         "%s: \"eos_token_id\" must be a non-negative "
+                         "integer or a list of them",
+                         where);
+    spec->eos[i] = json_integer_value(x);
+  }
+  spec->n_eos = n;
+  return 0;
+}
+
 int nne_model_spec_parse(const char *text, size_t len, const char *where,
                          nne_model_spec_t *spec, nne_err_t *err) {
   json_error_t jerr;
@@ -230,6 +278,14 @@ int nne_model_spec_parse(const char *text, size_t len, const char *where,
     }
     spec->pad_token_id = json_integer_value(v);
   }
+  v = json_object_get(root, "kv_cache");
+  if (v != NULL && !json_is_null(v) &&
+      (rc = spec_kv_cache(v, where, spec, err)) != 0)
+    goto out;
+  v = json_object_get(root, "eos_token_id");
+  if (v != NULL && !json_is_null(v) &&
+      (rc = spec_eos(v, where, spec, err)) != 0)
+    goto out;
 out:
   json_decref(root);
   if (rc != 0)
@@ -573,6 +629,82 @@ static int load_tokenizer(load_job_t *lj) {
 
 /* On the loader thread: read model.json, load the archive, and measure the
  * vocabulary with a one-token forward (which also proves the model runs). */
+
+/* model.json's kv_cache against the archive: the method exists and one
+ * cached step on one token with an empty cache returns logits and one
+ * cache tensor per layer, key and value, of the declared layout. */
+static int check_kv_cache(load_job_t *lj) {
+  const nne_model_spec_t *sp = &lj->spec;
+  size_t n = 2u * sp->kv_layers, i;
+  int64_t shape[4] = {1, sp->kv_heads, 0, sp->kv_head_dim};
+  static const int64_t one[2] = {1, 1};
+  static const int64_t zero = 0, one_v = 1;
+  nne_tensor_t *ids = NULL, *mask = NULL, *pos = NULL, *logits = NULL;
+  nne_tensor_t **past = calloc(n, sizeof *past);
+  nne_tensor_t **present = calloc(n, sizeof *present);
+  int rc = past == NULL || present == NULL
+               ? nne_err_set(&lj->err, NNE_ENOMEM, "out of memory")
+               : 0;
+
+  if (rc == 0 && !nne_model_has_method(lj->model, sp->kv_method))
+    rc = nne_err_set(&lj->err, NNE_EINVAL,
+                     "model.json \"kv_cache\": the archive has no method "
+                     "'%s'",
+                     sp->kv_method);
+  if (rc == 0)
+    rc = nne_tensor_from_host(NNE_DTYPE_I64, one, 2, &zero, &ids, &lj->err);
+  if (rc == 0)
+    rc = nne_tensor_from_host(NNE_DTYPE_I64, one, 2, &one_v, &mask, &lj->err);
+  if (rc == 0)
+    rc = nne_tensor_from_host(NNE_DTYPE_I64, one, 2, &zero, &pos, &lj->err);
+  for (i = 0; rc == 0 && i < n; i++) {
+    nne_tensor_t *host = NULL;
+    rc = nne_tensor_from_host(nne_model_dtype(lj->model), shape, 4, NULL,
+                              &host, &lj->err);
+    if (rc == 0)
+      rc = nne_tensor_to_device(host, nne_model_device(lj->model), &past[i],
+                                &lj->err);
+    nne_tensor_unref(host);
+  }
+  if (rc == 0)
+    rc = nne_model_forward_cached(lj->model, sp->kv_method, ids, mask, pos,
+                                  past, n, &logits, present, &lj->err);
+  if (rc != 0 && lj->err.msg[0] != '\0' &&
+      strncmp(lj->err.msg, "model.json", 10) != 0)
+    nne_err_prefix(&lj->err, "model.json \"kv_cache\": a one-token step "
+                             "through '%s' failed",
+                   sp->kv_method);
+  for (i = 0; rc == 0 && i < n; i++) {
+    const int64_t *s = nne_tensor_shape(present[i]);
+    if (nne_tensor_ndim(present[i]) != 4 || s[1] != sp->kv_heads ||
+        s[2] != 1 || s[3] != sp->kv_head_dim)
+      rc = nne_err_set(&lj->err, NNE_EINVAL,
+                       "model.json \"kv_cache\": present[%zu] of the "
+                       "one-token step is not [1, %u, 1, %u] (kv_heads, "
+                       "head_dim)",
+                       i, sp->kv_heads, sp->kv_head_dim);
+  }
+  if (rc == 0 && nne_tensor_shape(logits)[2] != lj->vocab)
+    rc = nne_err_set(&lj->err, NNE_EINVAL,
+                     "model.json \"kv_cache\": '%s' gives %lld logits, "
+                     "forward %lld",
+                     sp->kv_method, (long long)nne_tensor_shape(logits)[2],
+                     (long long)lj->vocab);
+  for (i = 0; i < n; i++) {
+    if (past != NULL)
+      nne_tensor_unref(past[i]);
+    if (present != NULL)
+      nne_tensor_unref(present[i]);
+  }
+  free(past);
+  free(present);
+  nne_tensor_unref(ids);
+  nne_tensor_unref(mask);
+  nne_tensor_unref(pos);
+  nne_tensor_unref(logits);
+  return rc;
+}
+
 static void load_work(nne_job_t *job) {
   load_job_t *lj = (load_job_t *)job;
   char path[PATH_MAX + 32], where[NNE_MODEL_NAME_MAX + 16];
@@ -642,6 +774,8 @@ static void load_work(nne_job_t *job) {
   }
   nne_tensor_unref(ids);
   nne_tensor_unref(logits);
+  if (lj->rc == 0 && lj->spec.kv_method[0] != '\0')
+    lj->rc = check_kv_cache(lj);
   if (lj->rc == 0 && NNE_FAULT(NNE_FAULT_MODEL_LOAD))
     lj->rc = nne_err_set(&lj->err, NNE_EINTERNAL,
                          "after the archive loaded: injected fault");
@@ -682,6 +816,7 @@ static void load_done(nne_job_t *job) {
     snprintf(e->device, sizeof e->device, "%s", nne_model_device(lj->model));
     e->dtype = nne_model_dtype(lj->model);
     e->vocab_size = lj->vocab;
+    e->kv_cache = e->spec.kv_method[0] != '\0';
     nne_backend_cache_init(&e->backends, reg->backend_cache_bytes);
     e->max_batch = min_nonzero(reg->max_batch, lj->spec.max_batch);
     e->max_seq_len = min_nonzero(reg->max_seq_len, lj->spec.max_seq_len);

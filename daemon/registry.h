@@ -39,6 +39,8 @@ typedef enum nne_model_state {
   NNE_MODEL_FAILED = 5,
 } nne_model_state_t;
 
+#define NNE_MODEL_MAX_EOS 8
+
 /* What model.json says (every field optional). */
 typedef struct nne_model_spec {
   char family[32];
@@ -51,6 +53,13 @@ typedef struct nne_model_spec {
   uint32_t n_heads;        /* config.n_heads; 0: not given */
   char tokenizer[128];     /* "tokenizer": a file in the model's folder;
                               "": tokenizer.json when there is one */
+  /* "kv_cache": the cached-decoding method and the cache's layout
+   * (README "The model repository"); kv_method "" when not given. */
+  char kv_method[64];
+  uint32_t kv_layers, kv_heads, kv_head_dim;
+  /* "eos_token_id": an id or a list of ids (at most NNE_MODEL_MAX_EOS). */
+  int64_t eos[8];
+  size_t n_eos;
   /* "names": user renames, {"from": "alias" | ["alias", ...]} (owned: free
    * with nne_model_spec_free). */
   nne_names_rename_t *renames;
@@ -84,6 +93,9 @@ struct nne_model_entry {
   uint32_t max_batch;      /* effective limits */
   uint32_t max_seq_len;
   int64_t pad_token_id;    /* effective: spec's or 0 */
+  /* Generate reuses a KV cache: model.json's kv_cache names a method the
+   * archive has (checked at load). */
+  bool kv_cache;
   nne_names_t *names;      /* standard names and aliases while LOADED */
   /* The model's tokenizer while LOADED, or NULL; tokenizer_file is where it
    * came from (or, without one, where it was looked for). */

@@ -198,6 +198,30 @@ int nne_model_forward(nne_model_t *m, const nne_tensor_t *input_ids,
                       const nne_tensor_t *attention_mask, nne_tensor_t **logits,
                       nne_err_t *err);
 
+/* ---- cached decoding --------------------------------------------------------
+ *
+ * Generation's archive contract (README "The model repository"): a root
+ * method (model.json names it, "forward_cached")
+ *   (input_ids [B, S], attention_mask [B, P+S], position_ids [B, S],
+ *    past: List[Tensor] of n tensors [B, heads, P, head_dim])
+ *     -> (logits [B, S, V], present: List[Tensor] of n tensors, P+S long)
+ * The first step passes P = 0 (empty tensors). */
+
+/* 1 when the model has a method of that name, else 0. */
+int nne_model_has_method(const nne_model_t *m, const char *method);
+
+/* One step through `method` of the pristine model. *logits gets [B, S, V]
+ * and present[0..n_past) n_past new references (on the model's device, in
+ * its dtype); nothing is written on failure. The past tensors are only
+ * read (the caller keeps its references). */
+int nne_model_forward_cached(nne_model_t *m, const char *method,
+                             const nne_tensor_t *input_ids,
+                             const nne_tensor_t *attention_mask,
+                             const nne_tensor_t *position_ids,
+                             nne_tensor_t *const *past, size_t n_past,
+                             nne_tensor_t **logits, nne_tensor_t **present,
+                             nne_err_t *err);
+
 /* ---- sites, hooks and variants ---------------------------------------------
  *
  * A site is a place in a forward where a value can be read or replaced: a
@@ -268,6 +292,14 @@ typedef struct nne_variant nne_variant_t;
 int nne_variant_build(nne_model_t *m, const nne_site_t *sites, size_t n,
                       nne_variant_t **out, nne_err_t *err);
 
+/* The same for another root method of the model (the cached-decoding
+ * method): its calls of submodules' forward (or of the forwardN methods a
+ * traced archive has for them) get the hooks. nne_variant_build is this
+ * with "forward". */
+int nne_variant_build_method(nne_model_t *m, const char *method,
+                             const nne_site_t *sites, size_t n,
+                             nne_variant_t **out, nne_err_t *err);
+
 nne_variant_t *nne_variant_ref(nne_variant_t *v);
 void nne_variant_unref(nne_variant_t *v); /* NULL is ignored */
 
@@ -292,6 +324,18 @@ typedef int (*nne_hook_fn)(void *ctx, int site, nne_tensor_t *value,
 int nne_variant_forward(nne_variant_t *v, const nne_tensor_t *input_ids,
                         const nne_tensor_t *attention_mask, nne_hook_fn fn,
                         void *ctx, nne_tensor_t **logits, nne_err_t *err);
+
+/* nne_model_forward_cached through a variant built for the cached method
+ * (nne_variant_build_method), with fn called at its sites. NNE_EINVAL for
+ * a variant of forward (and nne_variant_forward refuses one of another
+ * method). */
+int nne_variant_forward_cached(nne_variant_t *v, const nne_tensor_t *input_ids,
+                               const nne_tensor_t *attention_mask,
+                               const nne_tensor_t *position_ids,
+                               nne_tensor_t *const *past, size_t n_past,
+                               nne_hook_fn fn, void *ctx,
+                               nne_tensor_t **logits, nne_tensor_t **present,
+                               nne_err_t *err);
 
 /* ---- edits on values -----------------------------------------------------
  *

@@ -202,6 +202,33 @@ int nne__forward_args(const nne_model_t *m, const nne_tensor_t *input_ids,
 int nne__forward_logits(const c10::IValue &out, const nne_tensor_t *input_ids,
                         nne_tensor_t **logits, nne_err_t *err);
 
+/* What nne_model_forward_cached and nne_variant_forward_cached share:
+ * checks the step's inputs (mask [B, P+S], positions [B, S], past tensors
+ * [B, heads, P, head_dim]) and builds the method's arguments after self. */
+int nne__cached_args(const nne_model_t *m, const nne_tensor_t *input_ids,
+                     const nne_tensor_t *attention_mask,
+                     const nne_tensor_t *position_ids,
+                     nne_tensor_t *const *past, size_t n_past,
+                     std::vector<c10::IValue> *args, nne_err_t *err);
+
+/* Checks a cached method's result (logits [B, S, V], n_past tensors) and
+ * wraps it; nothing is written on failure. */
+int nne__cached_outputs(const c10::IValue &out, const nne_tensor_t *input_ids,
+                        size_t n_past, nne_tensor_t **logits,
+                        nne_tensor_t **present, nne_err_t *err);
+
+/* "forward" and the "forwardN" methods torch.jit.trace_module makes for a
+ * submodule called from a second traced method: a module's forward for
+ * sites and hooks. */
+inline bool nne__forward_like(const std::string &name) {
+  if (name.compare(0, 7, "forward") != 0)
+    return false;
+  for (size_t i = 7; i < name.size(); i++)
+    if (name[i] < '0' || name[i] > '9')
+      return false;
+  return true;
+}
+
 /* Owns one reference; for building several handles where a later failure
  * must release the earlier ones. */
 struct nne__tensor_unref_fn {

@@ -410,6 +410,109 @@ int nne__forward_logits(const c10::IValue &out, const nne_tensor_t *input_ids,
   return rc;
 }
 
+namespace {
+
+std::string shape_str(const at::Tensor &t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+
+} // namespace
+
+int nne__cached_args(const nne_model_t *m, const nne_tensor_t *input_ids,
+                     const nne_tensor_t *attention_mask,
+                     const nne_tensor_t *position_ids,
+                     nne_tensor_t *const *past, size_t n_past,
+                     std::vector<c10::IValue> *args, nne_err_t *err) {
+  if (input_ids == nullptr || attention_mask == nullptr ||
+      position_ids == nullptr || (n_past > 0 && past == nullptr))
+    return nne_err_set(err, NNE_EINVAL, "cached forward: NULL argument");
+  int rc = check_ids_and_mask(input_ids, nullptr, err);
+  if (rc != 0) {
+    nne_err_prefix(err, "cached forward");
+    return rc;
+  }
+  const int64_t B = input_ids->shape[0], S = input_ids->shape[1];
+  if (attention_mask->ndim != 2 || attention_mask->shape[0] != B ||
+      attention_mask->shape[1] < S)
+    return nne_err_set(err, NNE_EINVAL,
+                       "cached forward: attention_mask must be [%lld, P + "
+                       "%lld]",
+                       static_cast<long long>(B), static_cast<long long>(S));
+  if (position_ids->ndim != 2 || position_ids->shape[0] != B ||
+      position_ids->shape[1] != S)
+    return nne_err_set(err, NNE_EINVAL,
+                       "cached forward: position_ids must be [%lld, %lld]",
+                       static_cast<long long>(B), static_cast<long long>(S));
+  const int64_t P = attention_mask->shape[1] - S;
+  c10::List<at::Tensor> list;
+  list.reserve(n_past);
+  for (size_t i = 0; i < n_past; i++) {
+    const nne_tensor_t *t = past[i];
+    if (t == nullptr || t->ndim != 4 || t->shape[0] != B ||
+        t->shape[2] != P)
+      return nne_err_set(err, NNE_EINVAL,
+                         "cached forward: past[%zu] must be [%lld, heads, "
+                         "%lld, head_dim]",
+                         i, static_cast<long long>(B),
+                         static_cast<long long>(P));
+    list.push_back(t->t.device() == m->device ? t->t : t->t.to(m->device));
+  }
+  args->reserve(4);
+  args->emplace_back(input_ids->t.to(m->device));
+  args->emplace_back(attention_mask->t.to(m->device, at::kLong));
+  args->emplace_back(position_ids->t.to(m->device, at::kLong));
+  args->emplace_back(std::move(list));
+  return 0;
+}
+
+int nne__cached_outputs(const c10::IValue &out, const nne_tensor_t *input_ids,
+                        size_t n_past, nne_tensor_t **logits,
+                        nne_tensor_t **present, nne_err_t *err) {
+  if (!out.isTuple() || out.toTupleRef().elements().size() != 2 ||
+      !out.toTupleRef().elements()[0].isTensor() ||
+      !out.toTupleRef().elements()[1].isTensorList())
+    return nne_err_set(err, NNE_EINVAL,
+                       "cached forward: the model returned %s; expected "
+                       "(logits, List[Tensor])",
+                       out.tagKind().c_str());
+  const auto &elems = out.toTupleRef().elements();
+  at::Tensor lo = elems[0].toTensor();
+  c10::List<at::Tensor> pres = elems[1].toTensorList();
+  if (lo.dim() != 3 || lo.size(0) != input_ids->shape[0] ||
+      lo.size(1) != input_ids->shape[1])
+    return nne_err_set(err, NNE_EINVAL,
+                       "cached forward: logits of shape %s; expected "
+                       "[%lld, %lld, vocab]",
+                       shape_str(lo).c_str(),
+                       static_cast<long long>(input_ids->shape[0]),
+                       static_cast<long long>(input_ids->shape[1]));
+  if (pres.size() != n_past)
+    return nne_err_set(err, NNE_EINVAL,
+                       "cached forward: the model returned %zu cache "
+                       "tensors for %zu",
+                       pres.size(), n_past);
+  // All handles first, so that a failure leaves nothing written.
+  std::vector<nne__tensor_ptr> made;
+  made.reserve(n_past + 1);
+  nne_tensor_t *h = nullptr;
+  int rc = nne__tensor_wrap(std::move(lo), &h, err, "cached forward: logits");
+  if (rc != 0)
+    return rc;
+  made.emplace_back(h);
+  for (size_t i = 0; i < n_past; i++) {
+    rc = nne__tensor_wrap(pres.get(i), &h, err, "cached forward: present");
+    if (rc != 0)
+      return rc;
+    made.emplace_back(h);
+  }
+  *logits = made[0].release();
+  for (size_t i = 0; i < n_past; i++)
+    present[i] = made[i + 1].release();
+  return 0;
+}
+
 extern "C" {
 
 int nne_model_load(const char *path, const char *device, nne_dtype_t dt,
@@ -537,6 +640,42 @@ int nne_model_forward(nne_model_t *m, const nne_tensor_t *input_ids,
       return rc;
     c10::IValue out = m->module.forward(std::move(args));
     return nne__forward_logits(out, input_ids, logits, err);
+  });
+}
+
+int nne_model_has_method(const nne_model_t *m, const char *method) {
+  if (m == nullptr || method == nullptr)
+    return 0;
+  try {
+    return m->module.find_method(method).has_value() ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+int nne_model_forward_cached(nne_model_t *m, const char *method,
+                             const nne_tensor_t *input_ids,
+                             const nne_tensor_t *attention_mask,
+                             const nne_tensor_t *position_ids,
+                             nne_tensor_t *const *past, size_t n_past,
+                             nne_tensor_t **logits, nne_tensor_t **present,
+                             nne_err_t *err) {
+  return nne__guard(err, NNE_EINVAL, "cached forward", [&]() -> int {
+    if (m == nullptr || method == nullptr || logits == nullptr ||
+        (n_past > 0 && present == nullptr))
+      return nne_err_set(err, NNE_EINVAL, "cached forward: NULL argument");
+    auto meth = m->module.find_method(method);
+    if (!meth)
+      return nne_err_set(err, NNE_EINVAL, "cached forward: no method %s",
+                         method);
+    c10::InferenceMode guard;
+    std::vector<c10::IValue> args;
+    int rc = nne__cached_args(m, input_ids, attention_mask, position_ids,
+                              past, n_past, &args, err);
+    if (rc != 0)
+      return rc;
+    c10::IValue out = (*meth)(std::move(args));
+    return nne__cached_outputs(out, input_ids, n_past, logits, present, err);
   });
 }
 

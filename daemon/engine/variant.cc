@@ -109,6 +109,7 @@ struct nne_variant {
   // runs under.
   std::unique_ptr<torch::jit::Code> code;
   std::unique_ptr<c10::FunctionSchema> schema;
+  std::string method; // the root method it is a copy of ("forward", ...)
   std::vector<std::string> site_names; // "transformer.h.0.attn:aten::softmax#0"
   // The sites again, for nne__variant_inspect, which rebuilds the variant's
   // code rather than keep a second copy of its graph in every variant.
@@ -949,7 +950,7 @@ struct builder {
   void handle_calls(Graph &g, std::vector<call_rec> &calls, int mod,
                     bool is_forward, int depth, int copy) {
     for (call_rec &c : calls) {
-      bool fwd = c.method == "forward";
+      bool fwd = nne__forward_like(c.method);
       int callee_copy = insp != nullptr ? copies[c.mod]++ : 0;
       if (fwd && !io[c.mod].empty()) {
         auto tagging = inserting(g, c.mod, callee_copy);
@@ -1029,9 +1030,10 @@ int nne__variant_inspect(nne_model_t *m, const nne_variant_t *v, int module,
   if (v->model != m)
     return nne_err_set(err, NNE_EINVAL,
                        "the variant was built for another model");
-  GraphFunction *root = forward_of(m, 0);
+  GraphFunction *root = method_of(m->mods[0].type(), v->method);
   if (root == nullptr)
-    return nne_err_set(err, NNE_EINVAL, "the model has no forward");
+    return nne_err_set(err, NNE_EINVAL, "the model has no %s",
+                       v->method.c_str());
   // The same build as nne_variant_build's, from the same sites (hook
   // counts start again from zero in this copy of them).
   std::vector<site_rec> recs = v->sites;
@@ -1103,6 +1105,12 @@ int nne_model_module_arity(nne_model_t *m, int module, int *n_inputs,
 
 int nne_variant_build(nne_model_t *m, const nne_site_t *sites, size_t n,
                       nne_variant_t **out, nne_err_t *err) {
+  return nne_variant_build_method(m, "forward", sites, n, out, err);
+}
+
+int nne_variant_build_method(nne_model_t *m, const char *method,
+                             const nne_site_t *sites, size_t n,
+                             nne_variant_t **out, nne_err_t *err) {
   return nne__guard(err, NNE_EINVAL, "variant", [&]() -> int {
     auto t0 = std::chrono::steady_clock::now();
     if (m == nullptr || out == nullptr || (n > 0 && sites == nullptr))
@@ -1124,9 +1132,12 @@ int nne_variant_build(nne_model_t *m, const nne_site_t *sites, size_t n,
         return rc;
     }
 
-    GraphFunction *root = forward_of(m, 0);
+    if (method == nullptr)
+      return nne_err_set(err, NNE_EINVAL, "variant: NULL method");
+    GraphFunction *root = method_of(m->mods[0].type(), method);
     if (root == nullptr)
-      return nne_err_set(err, NNE_EINVAL, "variant: the model has no forward");
+      return nne_err_set(err, NNE_EINVAL, "variant: the model has no %s",
+                         method);
 
     // From prepared code (see prepared_code()). A module call that the
     // passes removed from prepared code (a branch that is never taken)
@@ -1166,6 +1177,7 @@ int nne_variant_build(nne_model_t *m, const nne_site_t *sites, size_t n,
 
     std::unique_ptr<nne_variant_t> v(new nne_variant_t);
     compile(v.get(), std::move(g), root->getSchema(), prepared);
+    v->method = method;
     v->sites = recs;
     v->site_names.reserve(n);
     for (site_rec &r : recs)
@@ -1211,50 +1223,101 @@ size_t nne_variant_bytes(const nne_variant_t *v) {
          v->instructions * sizeof(torch::jit::Instruction);
 }
 
+} // extern "C"
+
+namespace {
+
+// Runs v's code on `args` (after self) with fn/ctx at its hooks; the
+// result is the root method's return value. A hook's own failure beats
+// the interpreter's relay of it.
+int run_variant(nne_variant_t *v, std::vector<c10::IValue> &args,
+                nne_hook_fn fn, void *ctx, c10::IValue *out, nne_err_t *err) {
+  run_ctx r;
+  r.v = v;
+  r.fn = fn;
+  r.ctx = ctx;
+  struct scope {
+    run_ctx *saved;
+    explicit scope(run_ctx *now) : saved(tl_run) {
+      tl_run = now;
+    }
+    ~scope() {
+      tl_run = saved;
+    }
+  } in_run(&r);
+
+  torch::jit::Stack stack;
+  stack.reserve(args.size() + 1);
+  stack.emplace_back(v->model->module._ivalue());
+  for (c10::IValue &a : args)
+    stack.push_back(std::move(a));
+  v->schema->checkAndNormalizeInputs(stack);
+  try {
+    torch::jit::InterpreterState(*v->code).run(stack);
+  } catch (...) {
+    if (r.rc != 0)
+      return nne_err_set(err, r.rc, "forward: %s", r.msg.c_str());
+    throw;
+  }
+  if (r.rc != 0) // a hook failed and the model caught it (it cannot: no
+                 // try in TorchScript; kept for safety)
+    return nne_err_set(err, r.rc, "forward: %s", r.msg.c_str());
+  *out = std::move(stack.back());
+  return 0;
+}
+
+} // namespace
+
+extern "C" {
+
 int nne_variant_forward(nne_variant_t *v, const nne_tensor_t *input_ids,
                         const nne_tensor_t *attention_mask, nne_hook_fn fn,
                         void *ctx, nne_tensor_t **logits, nne_err_t *err) {
   return nne__guard(err, NNE_EINVAL, "forward", [&]() -> int {
     if (v == nullptr || input_ids == nullptr || logits == nullptr)
       return nne_err_set(err, NNE_EINVAL, "forward: NULL argument");
-    run_ctx r;
-    r.v = v;
-    r.fn = fn;
-    r.ctx = ctx;
-    struct scope {
-      run_ctx *saved;
-      explicit scope(run_ctx *now) : saved(tl_run) {
-        tl_run = now;
-      }
-      ~scope() {
-        tl_run = saved;
-      }
-    } in_run(&r);
-
+    if (v->method != "forward")
+      return nne_err_set(err, NNE_EINVAL,
+                         "forward: the variant is a copy of %s",
+                         v->method.c_str());
     // Inference mode is thread-local: set it for this call on this thread.
     c10::InferenceMode guard;
     std::vector<c10::IValue> args;
     int rc = nne__forward_args(v->model, input_ids, attention_mask, &args, err);
     if (rc != 0)
       return rc;
-    torch::jit::Stack stack;
-    stack.reserve(args.size() + 1);
-    stack.emplace_back(v->model->module._ivalue());
-    for (c10::IValue &a : args)
-      stack.push_back(std::move(a));
-    v->schema->checkAndNormalizeInputs(stack);
+    c10::IValue out;
+    rc = run_variant(v, args, fn, ctx, &out, err);
+    if (rc != 0)
+      return rc;
+    return nne__forward_logits(out, input_ids, logits, err);
+  });
+}
 
-    try {
-      torch::jit::InterpreterState(*v->code).run(stack);
-    } catch (...) {
-      if (r.rc != 0)
-        return nne_err_set(err, r.rc, "forward: %s", r.msg.c_str());
-      throw;
-    }
-    if (r.rc != 0) // a hook failed and the model caught it (it cannot: no
-                   // try in TorchScript; kept for safety)
-      return nne_err_set(err, r.rc, "forward: %s", r.msg.c_str());
-    return nne__forward_logits(stack.back(), input_ids, logits, err);
+int nne_variant_forward_cached(nne_variant_t *v, const nne_tensor_t *input_ids,
+                               const nne_tensor_t *attention_mask,
+                               const nne_tensor_t *position_ids,
+                               nne_tensor_t *const *past, size_t n_past,
+                               nne_hook_fn fn, void *ctx,
+                               nne_tensor_t **logits, nne_tensor_t **present,
+                               nne_err_t *err) {
+  return nne__guard(err, NNE_EINVAL, "cached forward", [&]() -> int {
+    if (v == nullptr)
+      return nne_err_set(err, NNE_EINVAL, "cached forward: NULL variant");
+    if (v->method == "forward")
+      return nne_err_set(err, NNE_EINVAL,
+                         "cached forward: the variant is a copy of forward");
+    c10::InferenceMode guard;
+    std::vector<c10::IValue> args;
+    int rc = nne__cached_args(v->model, input_ids, attention_mask,
+                              position_ids, past, n_past, &args, err);
+    if (rc != 0)
+      return rc;
+    c10::IValue out;
+    rc = run_variant(v, args, fn, ctx, &out, err);
+    if (rc != 0)
+      return rc;
+    return nne__cached_outputs(out, input_ids, n_past, logits, present, err);
   });
 }
 

@@ -12,6 +12,14 @@ int nne_infer_backend_plan(nne_infer_backend_t *bk, nne_model_entry_t *e,
                            nne_model_t *m, const nne_edit_set_t *set,
                            const nne_names_site_t *sites, size_t n,
                            nne_err_t *err) {
+  return nne_infer_backend_plan_method(bk, e, m, set, sites, n, NULL, err);
+}
+
+int nne_infer_backend_plan_method(nne_infer_backend_t *bk,
+                                  nne_model_entry_t *e, nne_model_t *m,
+                                  const nne_edit_set_t *set,
+                                  const nne_names_site_t *sites, size_t n,
+                                  const char *method, nne_err_t *err) {
   size_t n_set = set != NULL ? set->plan.n_hooks : 0, k;
   nne_names_site_t *all;
   nne_backend_t *b;
@@ -19,7 +27,10 @@ int nne_infer_backend_plan(nne_infer_backend_t *bk, nne_model_entry_t *e,
 
   memset(bk, 0, sizeof *bk);
   bk->n_set_hooks = n_set;
-  if (n == 0 && set != NULL) {
+  if (method != NULL && strcmp(method, "forward") == 0)
+    method = NULL;
+  bk->method = method;
+  if (n == 0 && set != NULL && method == NULL) {
     /* The edit set's own backend: its plan, its (pinned) variant. */
     bk->plan = set->plan;
     bk->variant = nne_variant_ref(set->variant);
@@ -39,6 +50,21 @@ int nne_infer_backend_plan(nne_infer_backend_t *bk, nne_model_entry_t *e,
   if (rc != 0)
     return rc;
   bk->own_plan = true;
+  if (method != NULL) {
+    /* A copy of another root method is another backend: its name ends
+     * the key. */
+    size_t kl = strlen(bk->plan.key), ml = strlen(method);
+    char *key = realloc(bk->plan.key, kl + ml + 3);
+    if (key == NULL) {
+      nne_compiler_plan_free(&bk->plan);
+      bk->own_plan = false;
+      return nne_err_set(err, NNE_ENOMEM, "out of memory");
+    }
+    key[kl] = '\n';
+    key[kl + 1] = '@';
+    memcpy(key + kl + 2, method, ml + 1);
+    bk->plan.key = key;
+  }
   nne_backend_key_digest(bk->plan.key, bk->digest);
   b = nne_compiler_get_backend(&e->backends, &bk->plan);
   if (b != NULL) {
@@ -128,8 +154,9 @@ int nne_infer_backend_ready(nne_infer_backend_t *bk, nne_model_t *m,
       b->rc = nne_err_set(&b->err, NNE_EINTERNAL,
                           "building the backend: injected fault");
     else
-      b->rc = nne_variant_build(m, bk->plan.engine_sites, bk->plan.n_hooks,
-                                &b->variant, &b->err);
+      b->rc = nne_variant_build_method(
+          m, bk->method != NULL ? bk->method : "forward",
+          bk->plan.engine_sites, bk->plan.n_hooks, &b->variant, &b->err);
     b->build_ms = (double)(nne_now_ns() - t0) / 1e6;
     atomic_store_explicit(&b->done, true, memory_order_release);
     bk->built = true;

@@ -51,6 +51,7 @@ typedef struct nne_infer_backend {
   char digest[17];             /* of plan.key, for results */
   int *order;                  /* hook firing order (Trace), or NULL */
   bool learnt_order;           /* probed here: commit keeps it */
+  const char *method;          /* root method copied; NULL: forward */
 } nne_infer_backend_t;
 
 /* Plans (loop thread): hooks for the edit set's sites (set may be NULL)
@@ -61,6 +62,16 @@ int nne_infer_backend_plan(nne_infer_backend_t *bk, nne_model_entry_t *e,
                            nne_model_t *m, const nne_edit_set_t *set,
                            const nne_names_site_t *sites, size_t n,
                            nne_err_t *err);
+
+/* The same for a copy of another root method of the model (`method`,
+ * borrowed for bk's life; NULL or "forward": plan): Generate's cached
+ * steps. Such a backend is never the edit set's own (a set's variant copies
+ * forward) and its cache key names the method. */
+int nne_infer_backend_plan_method(nne_infer_backend_t *bk,
+                                  nne_model_entry_t *e, nne_model_t *m,
+                                  const nne_edit_set_t *set,
+                                  const nne_names_site_t *sites, size_t n,
+                                  const char *method, nne_err_t *err);
 
 /* The hook of request site i / of the set's edit k, in bk's plan. */
 int nne_infer_backend_site_hook(const nne_infer_backend_t *bk, size_t i);

@@ -18,6 +18,11 @@ void nne_rows_dec_init(nne_rows_dec_t *rd, uint32_t value_tag,
 }
 
 /* TokenRow.text into a fresh buffer (the row's), within the bounds. */
+/* The name of a group's row field in messages. */
+static const char *row_field(const nne_batch_group_t *g) {
+  return g->field != NULL ? g->field : "input_ids";
+}
+
 static bool decode_text(pb_istream_t *s, nne_rows_dec_t *rd, size_t row) {
   pb_istream_t sub;
   char *t;
@@ -140,9 +145,9 @@ static int tokenize_group(const nne_batch_group_t *g,
         v[n++] = rd->vals.v[off + k];
     } else if (len > 0) {
       rc = nne_err_set(err, NNE_EINVAL,
-                       "%sinput_ids[%zu]: ids and text both given (one or "
+                       "%s%s[%zu]: ids and text both given (one or "
                        "the other)",
-                       g->prefix, i);
+                       g->prefix, row_field(g), i);
     } else {
       int32_t *ids = NULL;
       size_t m = 0;
@@ -150,12 +155,12 @@ static int tokenize_group(const nne_batch_group_t *g,
                                 NNE_TOK_ADD_SPECIAL, &ids,
                                 &m, err);
       if (rc != 0)
-        nne_err_prefix(err, "%sinput_ids[%zu].text", g->prefix, i);
+        nne_err_prefix(err, "%s%s[%zu].text", g->prefix, row_field(g), i);
       else if (m > rd->vals.max || n + m > rd->vals.max)
         rc = nne_err_set(err, NNE_ERESOURCE,
-                         "%sinput_ids[%zu].text: %zu tokens, more than the "
+                         "%s%s[%zu].text: %zu tokens, more than the "
                          "request may hold",
-                         g->prefix, i, m);
+                         g->prefix, row_field(g), i, m);
       else if (NNE_VEC_GROW(&v, &cap, n + m) != 0)
         rc = nne_err_set(err, NNE_ENOMEM, "out of memory");
       for (k = 0; rc == 0 && k < m; k++)
@@ -186,9 +191,9 @@ int nne_batch_tokenize(const nne_batch_group_t *groups, size_t n_groups,
       continue;
     if (e->tokenizer == NULL)
       return nne_err_set(err, NNE_ESTATE,
-                         "%sinput_ids: text rows, but model '%s' has no "
+                         "%s%s: text rows, but model '%s' has no "
                          "tokenizer (looked for %s); send token ids",
-                         groups[g].prefix, e->name, e->tokenizer_file);
+                         groups[g].prefix, row_field(&groups[g]), e->name, e->tokenizer_file);
     if ((rc = tokenize_group(&groups[g], e, err)) != 0)
       return rc;
   }
@@ -249,13 +254,13 @@ int nne_batch_check(const nne_batch_group_t *groups, size_t n_groups,
     const nne_rows_dec_t *ids = groups[g].ids;
     for (r = 0; r < ids->n; r++, row++) {
       if (ids->len[r] == 0)
-        return nne_err_set(err, NNE_EINVAL, "%sinput_ids[%zu]: the row is "
-                           "empty", groups[g].prefix, r);
+        return nne_err_set(err, NNE_EINVAL, "%s%s[%zu]: the row is "
+                           "empty", groups[g].prefix, row_field(&groups[g]), r);
       if (ids->len[r] > e->max_seq_len)
         return nne_err_set(err, NNE_ERESOURCE,
-                           "%sinput_ids[%zu]: %u tokens exceed the model's "
+                           "%s%s[%zu]: %u tokens exceed the model's "
                            "max_seq_len %u",
-                           groups[g].prefix, r, ids->len[r], e->max_seq_len);
+                           groups[g].prefix, row_field(&groups[g]), r, ids->len[r], e->max_seq_len);
       if (ids->len[r] > maxlen) {
         maxlen = ids->len[r];
         r_max = row;
@@ -273,9 +278,9 @@ int nne_batch_check(const nne_batch_group_t *groups, size_t n_groups,
         int64_t t = ids->vals.v[off];
         if (t < 0 || t >= e->vocab_size)
           return nne_err_set(err, NNE_EINVAL,
-                             "%sinput_ids[%zu][%zu]: token id %" PRId64
+                             "%s%s[%zu][%zu]: token id %" PRId64
                              " is outside the vocabulary [0, %" PRId64 ")",
-                             groups[g].prefix, r, c, t, e->vocab_size);
+                             groups[g].prefix, row_field(&groups[g]), r, c, t, e->vocab_size);
       }
   }
   for (g = 0; g < n_groups; g++)

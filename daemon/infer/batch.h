@@ -72,6 +72,7 @@ typedef struct nne_batch_group {
   nne_rows_dec_t *ids;
   const nne_rows_dec_t *mask;
   const char *prefix;
+  const char *field;  /* the rows' field in messages; NULL: "input_ids" */
 } nne_batch_group_t;
 
 /* Turns the groups' text rows into ids with the model's tokenizer and

@@ -72,7 +72,7 @@ void nne_rpc_inference_forward(nne_call_t *call, grpc_byte_buffer *req) {
   nnedit_v1_ForwardRequest in = nnedit_v1_ForwardRequest_init_zero;
   nne_rows_dec_t ids, mask;
   nne_pb_str_list_dec_t saves;
-  nne_batch_group_t group;
+  nne_batch_group_t group = {0};
   nne_infer_forward_t *f = NULL;
   nne_err_t err;
   char why[256];

@@ -60,6 +60,14 @@ static bool enc_specials(pb_ostream_t *s, const pb_field_t *f,
   return true;
 }
 
+/* ModelInfo.eos_token_ids from the entry's spec (arg: the entry). */
+static bool enc_eos(pb_ostream_t *s, const pb_field_t *f, void *const *arg) {
+  const nne_model_entry_t *e = *arg;
+  nne_pb_i64_enc_t ids = {e->spec.eos, e->spec.n_eos};
+  void *state = &ids;
+  return nne_pb_i64_enc(s, f, &state);
+}
+
 /* Fills the wire form of a model's state. */
 static void fill_info(nnedit_v1_ModelInfo *mi, const nne_model_entry_t *e) {
   memset(mi, 0, sizeof *mi);
@@ -91,6 +99,9 @@ static void fill_info(nnedit_v1_ModelInfo *mi, const nne_model_entry_t *e) {
     mi->max_batch = e->max_batch;
     mi->max_seq_len = e->max_seq_len;
     mi->load_ms = e->load_ms;
+    mi->kv_cache = e->kv_cache;
+    if (e->spec.n_eos > 0)
+      NNE_PB_ENC(mi->eos_token_ids, enc_eos, e);
   }
   if (e->tokenizer != NULL) {
     mi->has_tokenizer = true;

@@ -22,6 +22,8 @@ const nne_method_t nne_rpc_methods[] = {
      NNE_ROLE_INFER},
     {"/nnedit.v1.Inference/Detokenize", nne_rpc_inference_detokenize, false,
      NNE_ROLE_INFER},
+    {"/nnedit.v1.Inference/Generate", nne_rpc_inference_generate, false,
+     NNE_ROLE_INFER},
     {"/nnedit.v1.Edits/Apply", nne_rpc_edits_apply, false, NNE_ROLE_EDIT},
     {"/nnedit.v1.Edits/List", nne_rpc_edits_list, false, NNE_ROLE_EDIT},
     {"/nnedit.v1.Edits/Get", nne_rpc_edits_get, false, NNE_ROLE_EDIT},

@@ -38,6 +38,7 @@ void nne_rpc_models_graph(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_inference_forward(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_inference_trace(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_inference_tokenize(nne_call_t *call, grpc_byte_buffer *req);
+void nne_rpc_inference_generate(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_inference_detokenize(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_edits_apply(nne_call_t *call, grpc_byte_buffer *req);
 void nne_rpc_edits_list(nne_call_t *call, grpc_byte_buffer *req);

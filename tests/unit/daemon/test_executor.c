@@ -432,6 +432,81 @@ static void chain_done(nne_job_t *j) {
   free(c); /* done may free its job */
 }
 
+/* ---- progress: a long job asks the loop to look at it ------------------- */
+
+typedef struct prog_job {
+  nne_job_t job;
+  nne_executor_t *ex;
+  atomic_int published;   /* steps the work made */
+  int seen_max;           /* the most the loop saw in a progress call */
+  int calls;
+  int calls_at_done;
+  int seen_at_done;
+  atomic_int done;
+} prog_job_t;
+
+static void prog_work(nne_job_t *job) {
+  prog_job_t *p = (prog_job_t *)job;
+  int i;
+  for (i = 1; i <= 50; i++) {
+    atomic_store(&p->published, i);
+    nne_executor_progress(p->ex, job);
+    if (i % 10 == 0)
+      usleep(2000); /* let the loop run some of them */
+  }
+}
+
+static void prog_progress(nne_job_t *job) {
+  prog_job_t *p = (prog_job_t *)job;
+  ck_assert(pthread_equal(pthread_self(), loop_thread));
+  ck_assert_int_eq(atomic_load(&p->done), 0); /* never after done */
+  p->calls++;
+  p->seen_max = atomic_load(&p->published);
+}
+
+static void prog_done(nne_job_t *job) {
+  prog_job_t *p = (prog_job_t *)job;
+  p->calls_at_done = p->calls;
+  p->seen_at_done = p->seen_max;
+  atomic_store(&p->done, 1);
+}
+
+START_TEST(test_progress_before_done) {
+  /* Progress calls run on the loop, coalesce (fewer calls than requests),
+   * and the last one, which sees everything published, comes before done. */
+  nne_executor_t ex;
+  nne_err_t err;
+  prog_job_t p[3];
+  atomic_int all;
+  int i, k;
+
+  ck_assert_int_eq(nne_executor_init(&ex, &loop, "compute", 2, 8, &err), 0);
+  for (k = 0; k < 20; k++) {
+    memset(p, 0, sizeof p);
+    for (i = 0; i < 3; i++) {
+      p[i].job.work = prog_work;
+      p[i].job.done = prog_done;
+      p[i].job.progress = prog_progress;
+      p[i].ex = &ex;
+      ck_assert_int_eq(nne_executor_submit(&ex, &p[i].job, &err), 0);
+    }
+    atomic_init(&all, 0);
+    while (atomic_load(&all) < 3) {
+      uv_run(&loop, UV_RUN_ONCE);
+      atomic_store(&all, atomic_load(&p[0].done) + atomic_load(&p[1].done) +
+                             atomic_load(&p[2].done));
+    }
+    for (i = 0; i < 3; i++) {
+      ck_assert_int_ge(p[i].calls_at_done, 1);
+      ck_assert_int_le(p[i].calls_at_done, 50);
+      ck_assert_int_eq(p[i].seen_at_done, 50);
+    }
+  }
+  nne_executor_close(&ex);
+  loop_finish();
+}
+END_TEST
+
 START_TEST(test_done_may_free_and_resubmit) {
   nne_executor_t ex;
   nne_err_t err;
@@ -499,6 +574,7 @@ static Suite *executor_suite(void) {
   tcase_add_test(tc, test_close_joins_workers);
   tcase_add_test(tc, test_workers_run_in_parallel);
   tcase_add_test(tc, test_done_may_free_and_resubmit);
+  tcase_add_test(tc, test_progress_before_done);
   tcase_add_test(tc, test_init_failure_leaves_loop_clean);
   tcase_add_test(tc, test_now_ns_monotonic);
   suite_add_tcase(s, tc);

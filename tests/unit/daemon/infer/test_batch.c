@@ -151,7 +151,7 @@ static void setup(void) {
 
 static nne_batch_group_t group(nne_rows_dec_t *ids,
                                const nne_rows_dec_t *mask, const char *prefix) {
-  nne_batch_group_t g;
+  nne_batch_group_t g = {0};
   g.ids = ids;
   g.mask = mask;
   g.prefix = prefix;
@@ -198,7 +198,7 @@ START_TEST(test_decode_unpacked_and_empty_rows) {
   const int64_t *rows[] = {r0, r1, r2};
   rows_src_t src = {rows, 3, nnedit_v1_TokenRow_fields, true};
   nne_rows_dec_t ids;
-  nne_batch_group_t g;
+  nne_batch_group_t g = {0};
   nne_err_t err;
 
   nne_rows_dec_init(&ids, nnedit_v1_TokenRow_ids_tag, 64, 4096);
@@ -249,7 +249,7 @@ static void expect_check(const int64_t *const *rows, size_t n,
                          const int64_t *const *mrows, size_t nm, int padding,
                          int code, const char *msg) {
   nne_rows_dec_t ids, mask;
-  nne_batch_group_t g;
+  nne_batch_group_t g = {0};
   nne_err_t err;
   decode(rows, n, mrows, nm, &ids, &mask);
   g = group(&ids, &mask, "");
@@ -349,7 +349,7 @@ START_TEST(test_check_names_rows_within_their_group) {
   const int64_t *g1_mask[] = {m_ok, m_bad};
   const int64_t *g1_padmask[] = {m_pad, m_ok};
   nne_rows_dec_t ids[3], mask[3];
-  nne_batch_group_t g[3];
+  nne_batch_group_t g[3] = {{0}};
   nne_err_t err;
   int i;
 
@@ -429,7 +429,7 @@ START_TEST(test_build_left_padding) {
                                      7,  7,  7,  30};
   static const int64_t want_mask[] = {1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1};
   nne_rows_dec_t ids, mask;
-  nne_batch_group_t g;
+  nne_batch_group_t g = {0};
   nne_batch_t b;
   nne_err_t err;
   int i;
@@ -470,7 +470,7 @@ START_TEST(test_build_right_padding) {
   static const int64_t want_mask[] = {1, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0};
   static const int64_t want_last[] = {1, 3, 0};
   nne_rows_dec_t ids, mask;
-  nne_batch_group_t g;
+  nne_batch_group_t g = {0};
   nne_batch_t b;
   nne_err_t err;
   int i;
@@ -499,7 +499,7 @@ START_TEST(test_build_mask_only_when_needed) {
   const int64_t *rows[] = {r0, r1};
   const int64_t *mrows[] = {m0, m1};
   nne_rows_dec_t ids, mask;
-  nne_batch_group_t g;
+  nne_batch_group_t g = {0};
   nne_batch_t b;
   nne_err_t err;
   int pad, i;

@@ -75,7 +75,7 @@ static void rows_init(rows_t *r) {
 
 /* Lays the rows out with nne_batch_build (pad token 0, as model.json). */
 static void make_batch(nne_batch_t *b, rows_t *r, int padding) {
-  nne_batch_group_t g = {&r->dec, NULL, ""};
+  nne_batch_group_t g = {&r->dec, NULL, "", NULL};
   nne_err_t err;
   ck_assert_msg(nne_batch_build(b, &g, 1, padding, 0, &err) == 0, "%s",
                 err.msg);

@@ -1,0 +1,317 @@
+/* generate.c — nnedit.v1.Inference/Generate: decode the request (prompts
+ * as token rows, stop criteria and save sites as bounded lists), hand it
+ * to the inference pipeline (infer/generate.h), encode each GenerateStep
+ * and the GenerateResult. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer/batch.h"
+#include "infer/generate.h"
+#include "base/log.h"
+#include "nnedit/v1/inference.pb.h"
+#include "rpc/rpc.h"
+
+/* ---- a step ----------------------------------------------------------------
+ */
+
+typedef struct step_ctx {
+  const nne_infer_generate_t *g;
+  size_t step;
+  size_t *live;            /* rows still generating at this step */
+  size_t n_live;
+  nne_pb_list_enc_t *alts; /* per live row */
+  struct alt_ctx *alt_ctx;
+} step_ctx_t;
+
+struct alt_ctx {
+  const step_ctx_t *sc;
+  size_t row;
+};
+
+static bool fill_alt(void *ctx, size_t i, void *msg) {
+  const struct alt_ctx *ac = ctx;
+  const nne_infer_generate_t *g = ac->sc->g;
+  size_t k = g->o.alternatives;
+  size_t at = (ac->sc->step * (size_t)g->batch.B + ac->row) * k + i;
+  nnedit_v1_TokenScore *ts = msg;
+  ts->token_id = g->alt_ids[at];
+  ts->logit = g->alt_logits[at];
+  ts->prob = g->alt_probs[at];
+  if (g->alt_text[at] != NULL)
+    NNE_PB_ENC(ts->text, nne_pb_str_enc, g->alt_text[at]);
+  return true;
+}
+
+static bool fill_token(void *ctx, size_t i, void *msg) {
+  step_ctx_t *sc = ctx;
+  size_t row = sc->live[i];
+  const nne_gen_token_t *tk = nne_infer_generate_token(sc->g, sc->step, row);
+  nnedit_v1_GeneratedToken *gt = msg;
+  gt->row = (uint32_t)row;
+  gt->token_id = tk->id;
+  gt->logprob = tk->logprob;
+  if (tk->text != NULL && tk->text[0] != '\0')
+    NNE_PB_ENC(gt->text, nne_pb_str_enc, tk->text);
+  if (sc->alts != NULL)
+    NNE_PB_ENC(gt->top, nne_pb_list_enc, &sc->alts[i]);
+  return true;
+}
+
+static int send_step(nne_call_t *call, nne_infer_generate_t *g, size_t step,
+                     void (*on_sent)(nne_call_t *, bool)) {
+  nnedit_v1_GenerateResponse resp = nnedit_v1_GenerateResponse_init_zero;
+  size_t B = (size_t)g->batch.B, b;
+  step_ctx_t sc;
+  nne_pb_list_enc_t tokens;
+  int rc;
+
+  memset(&sc, 0, sizeof sc);
+  sc.g = g;
+  sc.step = step;
+  sc.live = calloc(B, sizeof *sc.live);
+  if (g->o.alternatives > 0) {
+    sc.alts = calloc(B, sizeof *sc.alts);
+    sc.alt_ctx = calloc(B, sizeof *sc.alt_ctx);
+  }
+  if (sc.live == NULL ||
+      (g->o.alternatives > 0 && (sc.alts == NULL || sc.alt_ctx == NULL))) {
+    free(sc.live);
+    free(sc.alts);
+    free(sc.alt_ctx);
+    nne_call_fail(call, NNE_ENOMEM, "out of memory building a step");
+    return -1;
+  }
+  for (b = 0; b < B; b++) {
+    if (!nne_infer_generate_token(g, step, b)->live)
+      continue;
+    if (sc.alts != NULL) {
+      sc.alt_ctx[sc.n_live].sc = &sc;
+      sc.alt_ctx[sc.n_live].row = b;
+      sc.alts[sc.n_live].n = g->o.alternatives;
+      sc.alts[sc.n_live].fill = fill_alt;
+      sc.alts[sc.n_live].ctx = &sc.alt_ctx[sc.n_live];
+      sc.alts[sc.n_live].msg_size = sizeof(nnedit_v1_TokenScore);
+    }
+    sc.live[sc.n_live++] = b;
+  }
+  tokens.n = sc.n_live;
+  tokens.fill = fill_token;
+  tokens.ctx = &sc;
+  tokens.msg_size = sizeof(nnedit_v1_GeneratedToken);
+  resp.which_msg = nnedit_v1_GenerateResponse_step_tag;
+  resp.msg.step.step = (uint32_t)step;
+  NNE_PB_ENC(resp.msg.step.tokens, nne_pb_list_enc, &tokens);
+  rc = nne_call_send_msg(call, nnedit_v1_GenerateResponse_fields, &resp,
+                         on_sent);
+  /* Encoding is synchronous. */
+  free(sc.live);
+  free(sc.alts);
+  free(sc.alt_ctx);
+  return rc;
+}
+
+/* ---- the result ------------------------------------------------------------
+ */
+
+typedef struct row_enc {
+  nne_pb_i64_enc_t ids;
+  char *text; /* the row's text up to its length (NUL at text_len) */
+} row_enc_t;
+
+static bool fill_row(void *ctx, size_t i, void *msg) {
+  const nne_infer_generate_t *g = ((void **)ctx)[0];
+  row_enc_t *re = ((void **)ctx)[1];
+  const nne_gen_row_t *r = &g->rows[i];
+  nnedit_v1_GeneratedRow *gr = msg;
+  re[i].ids.v = r->ids;
+  re[i].ids.n = r->n;
+  NNE_PB_ENC(gr->ids, nne_pb_i64_enc, &re[i].ids);
+  if (re[i].text != NULL)
+    NNE_PB_ENC(gr->text, nne_pb_str_enc, re[i].text);
+  gr->finish_reason = (nnedit_v1_FinishReason)r->finish;
+  if (r->stop_string >= 0)
+    snprintf(gr->stop, sizeof gr->stop, "%s",
+             g->o.stop_strings[r->stop_string]);
+  gr->prompt_tokens = r->prompt_tokens;
+  return true;
+}
+
+static int send_result(nne_call_t *call, void *ctx, size_t index,
+                       void (*on_sent)(nne_call_t *, bool)) {
+  nne_infer_generate_t *g = ctx;
+  nnedit_v1_GenerateResponse resp = nnedit_v1_GenerateResponse_init_zero;
+  nnedit_v1_GenerateResult *r = &resp.msg.result;
+  size_t B = (size_t)g->batch.B, b;
+  row_enc_t *re = calloc(B, sizeof *re);
+  const char **names = calloc(g->ob.n ? g->ob.n : 1, sizeof *names);
+  nne_pb_str_list_enc_t saved = {NULL, 0};
+  nne_pb_list_enc_t rows;
+  void *row_ctx[2] = {g, re};
+  int rc;
+
+  (void)index;
+  if (re == NULL || names == NULL) {
+    free(re);
+    free(names);
+    nne_call_fail(call, NNE_ENOMEM, "out of memory building the result");
+    return -1;
+  }
+  for (b = 0; b < B; b++) {
+    const nne_gen_row_t *gr = &g->rows[b];
+    if (gr->text != NULL) {
+      re[b].text = strndup(gr->text, gr->text_len);
+      if (re[b].text == NULL) {
+        rc = -1;
+        nne_call_fail(call, NNE_ENOMEM, "out of memory building the result");
+        goto out;
+      }
+    }
+  }
+  resp.which_msg = nnedit_v1_GenerateResponse_result_tag;
+  rows.n = B;
+  rows.fill = fill_row;
+  rows.ctx = row_ctx;
+  rows.msg_size = sizeof(nnedit_v1_GeneratedRow);
+  NNE_PB_ENC(r->rows, nne_pb_list_enc, &rows);
+  r->has_timing = true;
+  r->timing.queue_ms = g->queue_ms;
+  r->timing.prefill_ms = g->prefill_ms;
+  r->timing.decode_ms = g->decode_ms;
+  r->timing.per_token_ms = g->steps > 1 ? g->decode_ms / (double)(g->steps - 1)
+                                        : 0;
+  r->timing.total_ms =
+      (double)(nne_now_ns() - nne_call_start_ns(call)) / 1e6;
+  r->steps = (uint32_t)g->steps;
+  r->seed = g->seed;
+  r->kv_cache = g->cached;
+  r->kv_cache_bytes = g->kv_final_bytes;
+  saved.n = nne_outbox_names(&g->ob, 0, g->ob.n, names);
+  saved.v = names;
+  NNE_PB_ENC(r->saved, nne_pb_str_list_enc, &saved);
+  rc = nne_call_send_msg(call, nnedit_v1_GenerateResponse_fields, &resp,
+                         on_sent);
+out:
+  for (b = 0; b < B; b++)
+    free(re[b].text);
+  free(re);
+  free(names);
+  return rc;
+}
+
+/* ---- the handler -----------------------------------------------------------
+ */
+
+void nne_rpc_inference_generate(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
+  const nne_config_t *cfg = d->cfg;
+  nnedit_v1_GenerateRequest in = nnedit_v1_GenerateRequest_init_zero;
+  nne_rows_dec_t prompts;
+  nne_pb_i64_dec_t stop_ids;
+  nne_pb_str_list_dec_t stops, saves;
+  nne_batch_group_t group = {0};
+  nne_infer_generate_t *g = NULL;
+  nne_gen_opts_t o;
+  nne_err_t err;
+  char why[256];
+  int rc;
+
+  nne_rows_dec_init(&prompts, nnedit_v1_TokenRow_ids_tag, cfg->max_batch,
+                    cfg->max_message_bytes);
+  memset(&stop_ids, 0, sizeof stop_ids);
+  stop_ids.max = NNE_GEN_MAX_STOP_IDS;
+  memset(&stops, 0, sizeof stops);
+  stops.max = NNE_GEN_MAX_STOP_STRINGS;
+  stops.max_len = NNE_GEN_MAX_STOP_LEN;
+  memset(&saves, 0, sizeof saves);
+  saves.max = NNE_GEN_MAX_SAVES;
+  saves.max_len = 240; /* "<site>@<step>" names a streamed tensor */
+  NNE_PB_DEC(in.prompts, nne_rows_dec_cb, &prompts);
+  NNE_PB_DEC(in.stop_token_ids, nne_pb_i64_dec, &stop_ids);
+  NNE_PB_DEC(in.stop_strings, nne_pb_str_list_dec, &stops);
+  NNE_PB_DEC(in.save, nne_pb_str_list_dec, &saves);
+  if (!nne_pb_decode_bb(req, nnedit_v1_GenerateRequest_fields, &in, why,
+                        sizeof why)) {
+    if (saves.overflow)
+      nne_err_set(&err, NNE_ERESOURCE,
+                  "save: more than %zu sites, or a site name longer than %zu",
+                  saves.max, saves.max_len);
+    else if (stops.overflow)
+      nne_err_set(&err, NNE_ERESOURCE,
+                  "stop_strings: more than %d strings, or one longer than "
+                  "%d bytes",
+                  NNE_GEN_MAX_STOP_STRINGS, NNE_GEN_MAX_STOP_LEN);
+    else if (stop_ids.overflow)
+      nne_err_set(&err, NNE_ERESOURCE, "stop_token_ids: more than %d ids",
+                  NNE_GEN_MAX_STOP_IDS);
+    else if (prompts.text_too_big)
+      nne_err_set(&err, NNE_ERESOURCE,
+                  "prompts: a text row over %zu bytes, or texts over the "
+                  "message limit",
+                  NNE_ROW_TEXT_MAX);
+    else if (prompts.overflow)
+      nne_err_set(&err, NNE_ERESOURCE, "prompts: more than %u rows "
+                                       "(--max-batch)",
+                  cfg->max_batch);
+    else
+      nne_err_set(&err, NNE_EINVAL, "malformed GenerateRequest: %s", why);
+    goto fail;
+  }
+  if (in.cache != nnedit_v1_CacheMode_CACHE_MODE_UNSPECIFIED &&
+      in.cache != nnedit_v1_CacheMode_CACHE_MODE_OFF) {
+    nne_err_set(&err, NNE_EINVAL, "cache: unknown CacheMode %d",
+                (int)in.cache);
+    goto fail;
+  }
+  g = nne_infer_generate_new(d, call, send_result, send_step,
+                             nnedit_v1_GenerateResponse_chunk_tag);
+  if (g == NULL) {
+    nne_err_set(&err, NNE_ENOMEM, "out of memory");
+    goto fail;
+  }
+  nne_call_set_model(call, in.model);
+  rc = nne_infer_generate_hold(g, in.model, in.edit_set, &err);
+  if (rc == 0) {
+    memset(&o, 0, sizeof o);
+    o.max_new_tokens = in.max_new_tokens;
+    o.temperature = in.sampling.temperature;
+    o.top_k = in.sampling.top_k;
+    o.top_p = in.sampling.top_p;
+    o.repetition_penalty = in.sampling.repetition_penalty;
+    o.has_seed = in.sampling.has_seed;
+    o.seed = in.sampling.seed;
+    o.stop_ids = stop_ids.v;
+    o.n_stop_ids = stop_ids.n;
+    o.stop_strings = stops.v; /* taken by prepare */
+    o.n_stop_strings = stops.n;
+    stops.v = NULL;
+    stops.n = stops.cap = 0;
+    o.ignore_eos = in.ignore_eos;
+    o.alternatives = in.top_alternatives;
+    o.cache_off = in.cache == nnedit_v1_CacheMode_CACHE_MODE_OFF;
+    o.saves = saves.v; /* taken by prepare */
+    o.n_saves = saves.n;
+    saves.v = NULL;
+    saves.n = saves.cap = 0;
+    group.ids = &prompts;
+    group.mask = NULL;
+    group.prefix = "";
+    group.field = "prompts";
+    rc = nne_infer_generate_prepare(g, &group, &o, &err);
+  }
+  if (rc == 0)
+    rc = nne_infer_generate_submit(g, &err);
+  if (rc != 0)
+    goto fail;
+  nne_rows_free(&prompts);
+  free(stop_ids.v);
+  return;
+fail:
+  nne_rows_free(&prompts);
+  free(stop_ids.v);
+  nne_pb_str_list_free(&stops);
+  nne_pb_str_list_free(&saves);
+  nne_infer_generate_free(g);
+  nne_call_fail_err(call, &err);
+}
