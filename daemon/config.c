@@ -272,10 +272,10 @@ int nne_config_parse(nne_config_t *cfg, int argc, char **argv, nne_err_t *err) {
       NNE__NUM("--max-response-bytes", 1, 1ull << 40, 1, max_response_bytes,
                uint64_t);
     case OPT_MAX_KV:
-      NNE__NUM("--max-kv-bytes", 1u << 20, 1ull << 44, 1, max_kv_bytes,
+      NNE__NUM("--max-kv-bytes", 4096, 1ull << 44, 1, max_kv_bytes,
                uint64_t);
     case OPT_KV_BUDGET:
-      NNE__NUM("--kv-budget-bytes", 1u << 20, 1ull << 46, 1, kv_budget_bytes,
+      NNE__NUM("--kv-budget-bytes", 4096, 1ull << 46, 1, kv_budget_bytes,
                uint64_t);
     case OPT_CHUNK:
       NNE__NUM("--chunk-bytes", 1024, 3u << 20, 1, chunk_bytes, size_t);

@@ -169,16 +169,41 @@ def forward(stub, model, rows, mask=None, padding=0, top_k=0, logits=0, timeout=
         if msg.HasField("result"):
             result = msg.result
             continue
-        c = msg.chunk
-        buf = bufs.setdefault(c.name, {"dtype": c.dtype, "shape": list(c.shape),
-                                       "data": bytearray(), "total": c.total_bytes})
-        assert c.offset == len(buf["data"]), (c.offset, len(buf["data"]))
-        buf["data"] += c.data
-        if c.last:
-            assert len(buf["data"]) == buf["total"]
-            tensors[c.name] = np.frombuffer(bytes(buf["data"]), dtype=NP_DTYPES[buf["dtype"]]) \
-                .reshape(buf["shape"])
+        add_chunk(bufs, tensors, msg.chunk)
     return result, tensors
+
+
+def add_chunk(bufs, tensors, c):
+    """Assembles TensorChunk c; a finished tensor lands in tensors[name]."""
+    buf = bufs.setdefault(c.name, {"dtype": c.dtype, "shape": list(c.shape),
+                                   "data": bytearray(), "total": c.total_bytes})
+    assert c.offset == len(buf["data"]), (c.offset, len(buf["data"]))
+    buf["data"] += c.data
+    if c.last:
+        assert len(buf["data"]) == buf["total"]
+        tensors[c.name] = np.frombuffer(bytes(buf["data"]), dtype=NP_DTYPES[buf["dtype"]]) \
+            .reshape(buf["shape"])
+
+
+def generate(stub, req, timeout=60):
+    """Runs Generate; returns (steps, {tensor name: ndarray}, result), checking
+    the stream's order: steps, then chunks, then the result."""
+    steps, tensors, bufs, result = [], {}, {}, None
+    phase = 0
+    for msg in stub.Generate(req, timeout=timeout):
+        kind = msg.WhichOneof("msg")
+        assert result is None, "a message after the result"
+        if kind == "step":
+            assert phase == 0, "a step after a chunk"
+            assert msg.step.step == len(steps), (msg.step.step, len(steps))
+            steps.append(msg.step)
+        elif kind == "chunk":
+            phase = 1
+            add_chunk(bufs, tensors, msg.chunk)
+        else:
+            result = msg.result
+    assert result is not None, "no result"
+    return steps, tensors, result
 
 
 def write_slow_model(repo, name="slow", iters=400, width=512, vocab=100):
