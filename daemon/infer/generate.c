@@ -49,6 +49,13 @@ static void gen_free(gen_t *g) {
   free(g->save_tensor_names);
   free(g->save_view);
   free(g->stop_ids);
+  for (i = 0; i < g->n_segs; i++)
+    if (g->segs[i].sess != NULL) {
+      nne_trace_session_free(g->segs[i].sess);
+      free(g->segs[i].sess);
+    }
+  free(g->segs);
+  nne_trace_session_free(&g->sess);
   nne_batch_free(&g->batch);
   free(g);
 }
@@ -75,7 +82,12 @@ nne_infer_generate_t *nne_infer_generate_new(
   g->send_step = send_step;
   atomic_init(&g->n_ready, 0);
   nne_outbox_init(&g->ob, chunk_tag, d->cfg->chunk_bytes, send_result, g);
+  nne_trace_session_init(&g->sess, 1, d->cfg->max_trace_nodes);
   return g;
+}
+
+nne_trace_session_t *nne_infer_generate_session(nne_infer_generate_t *g) {
+  return &g->sess;
 }
 
 int nne_infer_generate_hold(nne_infer_generate_t *g, const char *model,
@@ -215,12 +227,13 @@ static int check_kv(gen_t *g, const nne_model_entry_t *e, nne_err_t *err) {
  * the cached method when steps use the cache. */
 static int prepare_hooks(gen_t *g, nne_err_t *err) {
   nne_model_entry_t *e = g->hold.entry;
-  size_t i, n = g->o.n_saves;
+  nne_trace_t *it = g->sess.n > 0 ? g->sess.traces[0] : NULL;
+  size_t i, n = g->o.n_saves, n_it = it != NULL ? it->n_sites : 0;
   nne_names_site_t *rs;
   char field[32];
   int rc = 0;
 
-  if (n == 0 && g->hold.set == NULL)
+  if (n == 0 && g->hold.set == NULL && it == NULL)
     return 0;
   if (n > NNE_GEN_MAX_SAVES)
     return nne_err_set(err, NNE_ERESOURCE, "save: %zu sites (at most %d)", n,
@@ -230,7 +243,7 @@ static int prepare_hooks(gen_t *g, nne_err_t *err) {
                        e->name);
   g->use_backend = true;
   g->save_view = calloc(n ? n : 1, sizeof *g->save_view);
-  rs = calloc(n ? n : 1, sizeof *rs);
+  rs = calloc(n + n_it ? n + n_it : 1, sizeof *rs);
   if (g->save_view == NULL || rs == NULL) {
     free(rs);
     return nne_err_set(err, NNE_ENOMEM, "out of memory");
@@ -240,9 +253,13 @@ static int prepare_hooks(gen_t *g, nne_err_t *err) {
     rc = nne_names_resolve_site(e->names, field, g->o.saves[i], &rs[i], err);
     g->save_view[i] = rs[i].view;
   }
+  /* The intervention's sites after the saves': every step's nodes are
+   * bound to this one backend. */
+  if (rc == 0 && it != NULL)
+    nne_trace_sites(it, rs + n);
   if (rc == 0)
     rc = nne_infer_backend_plan_method(
-        &g->bk, e, g->hold.model, g->hold.set, rs, n,
+        &g->bk, e, g->hold.model, g->hold.set, rs, n + n_it,
         g->cached ? e->spec.kv_method : NULL, err);
   free(rs);
   if (rc != 0)
@@ -256,6 +273,265 @@ static int prepare_hooks(gen_t *g, nne_err_t *err) {
   g->rt.budget = g->d->cfg->max_response_bytes;
   g->n_heads = (int)e->spec.n_heads;
   return 0;
+}
+
+/* Error messages of the intervention name it as the request does. */
+void nne_infer_generate_field(nne_err_t *err) {
+  static const char from[] = "traces[0]", to[] = "intervention";
+  char buf[NNE_ERR_MSG_MAX];
+  const char *p = err->msg, *q;
+  size_t n = 0;
+  while ((q = strstr(p, from)) != NULL && n < sizeof buf - 1) {
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "%.*s%s", (int)(q - p), p,
+                          to);
+    p = q + sizeof from - 1;
+  }
+  if (p == err->msg || n >= sizeof buf - 1)
+    return;
+  snprintf(buf + n, sizeof buf - n, "%s", p);
+  snprintf(err->msg, sizeof err->msg, "%s", buf);
+}
+
+/* Node k's steps: [start, stop), stop UINT32_MAX for "to the end". */
+typedef struct span {
+  uint32_t start, stop;
+} span_t;
+
+static void span_str(span_t s, char *buf, size_t len) {
+  if (s.stop == UINT32_MAX)
+    snprintf(buf, len, "[%u, end)", s.start);
+  else
+    snprintf(buf, len, "[%u, %u)", s.start, s.stop);
+}
+
+/* Each node's steps from the request's entries (checked), and every node's
+ * inputs running whenever it runs. */
+static int node_spans(gen_t *g, const nne_trace_t *t, span_t *sp,
+                      nne_err_t *err) {
+  const nne_gen_opts_t *o = &g->o;
+  size_t i, k, j;
+  bool *given = calloc(t->n_nodes ? t->n_nodes : 1, sizeof *given);
+  int rc = 0;
+  if (given == NULL)
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  for (k = 0; k < t->n_nodes; k++) {
+    sp[k].start = 0;
+    sp[k].stop = UINT32_MAX;
+  }
+  for (i = 0; rc == 0 && i < o->n_steps; i++) {
+    const nne_gen_steps_t *st = &o->steps[i];
+    for (k = 0; k < t->n_nodes && t->nodes[k].id != st->node; k++)
+      ;
+    if (k == t->n_nodes)
+      rc = nne_err_set(err, NNE_EINVAL,
+                       "steps[%zu]: node %u is not a node of the "
+                       "intervention",
+                       i, st->node);
+    else if (given[k])
+      rc = nne_err_set(err, NNE_EINVAL,
+                       "steps[%zu]: node %u has steps already", i, st->node);
+    else if (st->has_stop && st->stop <= st->start)
+      rc = nne_err_set(err, NNE_EINVAL,
+                       "steps[%zu]: stop %u is not after start %u", i,
+                       st->stop, st->start);
+    else if (st->start >= o->max_new_tokens)
+      rc = nne_err_set(err, NNE_EINVAL,
+                       "steps[%zu]: start %u is not before max_new_tokens "
+                       "%u (the node would never run)",
+                       i, st->start, o->max_new_tokens);
+    if (rc != 0)
+      break;
+    given[k] = true;
+    sp[k].start = st->start;
+    sp[k].stop = st->has_stop ? st->stop : UINT32_MAX;
+  }
+  free(given);
+  for (k = 0; rc == 0 && k < t->n_nodes; k++)
+    for (j = 0; j < t->nodes[k].n_in; j++) {
+      span_t a = sp[k], b = sp[t->nodes[k].in[j]];
+      char sa[48], sb[48];
+      if (b.start <= a.start && b.stop >= a.stop)
+        continue;
+      span_str(a, sa, sizeof sa);
+      span_str(b, sb, sizeof sb);
+      rc = nne_err_set(err, NNE_EINVAL,
+                       "steps: intervention node %u runs at steps %s but "
+                       "its input, node %u, only at %s",
+                       t->nodes[k].id, sa, t->nodes[t->nodes[k].in[j]].id,
+                       sb);
+      break;
+    }
+  return rc;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* One segment's trace: the nodes that run from `start` (all of them: the
+ * request's trace; none: NULL; else a copy in a session of its own,
+ * validated like the request's). */
+static int make_segment(gen_t *g, nne_trace_t *t, const span_t *sp,
+                        uint32_t start, nne_gen_seg_t *seg,
+                        const nne_trace_env_t *env, nne_err_t *err) {
+  size_t k, n = 0;
+  int rc = 0;
+  seg->start = start;
+  for (k = 0; k < t->n_nodes; k++)
+    n += sp[k].start <= start && start < sp[k].stop;
+  if (n == 0)
+    return 0;
+  if (n == t->n_nodes) {
+    seg->t = t;
+    return 0;
+  }
+  seg->sess = malloc(sizeof *seg->sess);
+  if (seg->sess == NULL)
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  nne_trace_session_init(seg->sess, 1, g->d->cfg->max_trace_nodes);
+  rc = nne_trace_session_add(seg->sess, t->name, &seg->t, err);
+  for (k = 0; rc == 0 && k < t->n_nodes; k++)
+    if (sp[k].start <= start && start < sp[k].stop)
+      rc = nne_trace_copy_node(seg->t, &t->nodes[k], err);
+  if (rc == 0) {
+    seg->t->n_invokes = 0;
+    rc = nne_trace_validate(seg->t, env, err);
+    if (rc != 0)
+      nne_err_prefix(err, "at step %u", start);
+  }
+  return rc;
+}
+
+/* The intervention (loop, before the backend is planned): validated as a
+ * whole, then split into segments of steps, each validated. */
+static int prepare_intervention(gen_t *g, size_t n_invokes, nne_err_t *err) {
+  nne_trace_t *t = g->sess.n > 0 ? g->sess.traces[0] : NULL;
+  nne_trace_env_t env;
+  span_t *sp = NULL;
+  uint32_t *bp = NULL;
+  size_t k, n_bp = 0, i;
+  int rc = 0;
+
+  if (t == NULL) {
+    if (g->o.n_steps > 0)
+      return nne_err_set(err, NNE_EINVAL,
+                         "steps: given without an intervention");
+    return 0;
+  }
+  if (n_invokes > 0)
+    return nne_err_set(err, NNE_EINVAL,
+                       "intervention.invokes: Generate's prompts are the "
+                       "batch; leave invokes empty");
+  for (k = 0; k < t->n_nodes; k++)
+    if (t->nodes[k].op == NNE_TRACE_REF)
+      return nne_err_set(err, NNE_EINVAL,
+                         "intervention.nodes[%zu] (id %u): ref reads a "
+                         "value of an earlier trace of a Trace session; "
+                         "Generate has none",
+                         k, t->nodes[k].id);
+  env.names = g->hold.entry->names;
+  env.model = g->hold.model;
+  if (env.names == NULL)
+    return nne_err_set(err, NNE_ESTATE, "intervention: model '%s' has no "
+                                        "names",
+                       g->hold.entry->name);
+  t->n_invokes = 0;
+  rc = nne_trace_validate(t, &env, err);
+  for (k = 0; rc == 0 && k < t->n_nodes; k++) {
+    const nne_trace_node_t *n = &t->nodes[k];
+    const nne_edit_set_t *set = g->hold.set;
+    if (n->op != NNE_TRACE_SAVE)
+      continue;
+    for (i = 0; rc == 0 && i < g->o.n_saves; i++)
+      if (strcmp(n->name, g->o.saves[i]) == 0)
+        rc = nne_err_set(err, NNE_EINVAL,
+                         "intervention.nodes[%zu] (id %u): save '%s' is "
+                         "also save[%zu]",
+                         k, n->id, n->name, i);
+    for (i = 0; rc == 0 && set != NULL && i < set->n_edits; i++)
+      if (set->edits[i].op == NNE_EDIT_SAVE &&
+          strcmp(n->name, set->edits[i].name) == 0)
+        rc = nne_err_set(err, NNE_EINVAL,
+                         "intervention.nodes[%zu] (id %u): save '%s' is "
+                         "also the edit set's edits[%zu]",
+                         k, n->id, n->name, i);
+  }
+  sp = calloc(t->n_nodes ? t->n_nodes : 1, sizeof *sp);
+  bp = calloc(2 * t->n_nodes + 1, sizeof *bp);
+  if (rc == 0 && (sp == NULL || bp == NULL))
+    rc = nne_err_set(err, NNE_ENOMEM, "out of memory");
+  if (rc == 0)
+    rc = node_spans(g, t, sp, err);
+  if (rc == 0) {
+    /* Segment starts: 0 and every start and stop before the end. */
+    bp[n_bp++] = 0;
+    for (k = 0; k < t->n_nodes; k++) {
+      bp[n_bp++] = sp[k].start;
+      if (sp[k].stop < g->o.max_new_tokens)
+        bp[n_bp++] = sp[k].stop;
+    }
+    qsort(bp, n_bp, sizeof *bp, cmp_u32);
+    for (i = 0, k = 0; i < n_bp; i++)
+      if (k == 0 || bp[i] != bp[k - 1])
+        bp[k++] = bp[i];
+    n_bp = k;
+    g->segs = calloc(n_bp, sizeof *g->segs);
+    if (g->segs == NULL)
+      rc = nne_err_set(err, NNE_ENOMEM, "out of memory");
+  }
+  for (i = 0; rc == 0 && i < n_bp; i++) {
+    rc = make_segment(g, t, sp, bp[i], &g->segs[i], &env, err);
+    g->n_segs = i + 1;
+  }
+  free(sp);
+  free(bp);
+  if (rc != 0)
+    nne_infer_generate_field(err);
+  return rc;
+}
+
+/* Binds every segment's trace to the backend: its sites are some of the
+ * request's trace's, which follow the saves in the plan. */
+static int bind_segments(gen_t *g, nne_err_t *err) {
+  nne_trace_t *t = g->sess.n > 0 ? g->sess.traces[0] : NULL;
+  size_t i, k, n_sites;
+  int *hooks = NULL, *orig = NULL;
+  int rc = 0;
+  if (t == NULL)
+    return 0;
+  /* orig[node index] = the node's place among the request trace's sites. */
+  orig = calloc(t->n_nodes ? t->n_nodes : 1, sizeof *orig);
+  hooks = calloc(t->n_sites ? t->n_sites : 1, sizeof *hooks);
+  if (orig == NULL || hooks == NULL) {
+    rc = nne_err_set(err, NNE_ENOMEM, "out of memory");
+    goto out;
+  }
+  for (k = 0, n_sites = 0; k < t->n_nodes; k++)
+    if (t->nodes[k].op == NNE_TRACE_READ || t->nodes[k].op == NNE_TRACE_WRITE)
+      orig[k] = (int)n_sites++;
+  for (i = 0; rc == 0 && i < g->n_segs; i++) {
+    nne_trace_t *st = g->segs[i].t;
+    size_t j = 0, m = 0;
+    if (st == NULL)
+      continue;
+    /* The segment's nodes are the request's in order: match them by id. */
+    for (k = 0; k < st->n_nodes; k++) {
+      const nne_trace_node_t *sn = &st->nodes[k];
+      if (sn->op != NNE_TRACE_READ && sn->op != NNE_TRACE_WRITE)
+        continue;
+      while (t->nodes[j].id != sn->id)
+        j++;
+      hooks[m++] = nne_infer_backend_site_hook(&g->bk, g->o.n_saves +
+                                                           (size_t)orig[j]);
+    }
+    rc = nne_trace_bind(st, g->bk.plan.n_hooks, hooks, err);
+    g->needs_order = g->needs_order || st->needs_order;
+  }
+out:
+  free(orig);
+  free(hooks);
+  return rc;
 }
 
 static int alloc_steps(gen_t *g, nne_err_t *err) {
@@ -273,8 +549,10 @@ static int alloc_steps(gen_t *g, nne_err_t *err) {
     if (!g->alt_ids || !g->alt_logits || !g->alt_probs || !g->alt_text)
       return nne_err_set(err, NNE_ENOMEM, "out of memory");
   }
-  if (g->o.n_saves > 0 || g->hold.set != NULL) {
+  if (g->use_backend) {
     size_t per = g->o.n_saves + (g->hold.set ? g->hold.set->n_edits : 0);
+    if (g->sess.n > 0)
+      per += g->sess.traces[0]->n_saves;
     g->save_tensor_names = calloc(n * per + 1, sizeof *g->save_tensor_names);
     if (g->save_tensor_names == NULL)
       return nne_err_set(err, NNE_ENOMEM, "out of memory");
@@ -298,7 +576,8 @@ static int alloc_steps(gen_t *g, nne_err_t *err) {
 
 int nne_infer_generate_prepare(nne_infer_generate_t *g,
                                const nne_batch_group_t *prompts,
-                               nne_gen_opts_t *o, nne_err_t *err) {
+                               size_t n_invokes, nne_gen_opts_t *o,
+                               nne_err_t *err) {
   nne_model_entry_t *e = g->hold.entry;
   int rc;
 
@@ -308,6 +587,7 @@ int nne_infer_generate_prepare(nne_infer_generate_t *g,
   o->saves = NULL;
   o->n_saves = 0;
   g->o.stop_ids = NULL;
+  /* g->o.steps is the caller's: read during prepare only. */
   rc = nne_batch_tokenize(prompts, 1, e, err);
   if (rc == 0)
     rc = nne_batch_check(prompts, 1, "prompts", 1 /* PADDING_LEFT */, e, err);
@@ -336,7 +616,8 @@ int nne_infer_generate_prepare(nne_infer_generate_t *g,
   g->cached = e->kv_cache && !g->o.cache_off;
   if (g->cached && (rc = check_kv(g, e, err)) != 0)
     return rc;
-  if ((rc = prepare_hooks(g, err)) != 0)
+  if ((rc = prepare_intervention(g, n_invokes, err)) != 0 ||
+      (rc = prepare_hooks(g, err)) != 0 || (rc = bind_segments(g, err)) != 0)
     return rc;
   return alloc_steps(g, err);
 }
@@ -645,6 +926,7 @@ typedef struct step_io {
 /* One forward of step `step` on the sequence so far (cur tokens); *logits
  * gets [B, S, V]. */
 static int step_forward(gen_t *g, step_io_t *io, size_t step, size_t cur,
+                        nne_hook_fn hook, void *hook_ctx,
                         nne_tensor_t **logits, nne_err_t *err) {
   size_t B = (size_t)g->batch.B;
   size_t stride = (size_t)g->batch.S + g->o.max_new_tokens;
@@ -666,8 +948,8 @@ static int step_forward(gen_t *g, step_io_t *io, size_t step, size_t cur,
     const char *meth = g->hold.entry->spec.kv_method;
     rc = v != NULL
              ? nne_variant_forward_cached(v, ids, mask, pos, io->past,
-                                          io->n_kv, nne_runtime_hook, &g->rt,
-                                          logits, io->present, err)
+                                          io->n_kv, hook, hook_ctx, logits,
+                                          io->present, err)
              : nne_model_forward_cached(g->hold.model, meth, ids, mask, pos,
                                         io->past, io->n_kv, logits,
                                         io->present, err);
@@ -680,8 +962,8 @@ static int step_forward(gen_t *g, step_io_t *io, size_t step, size_t cur,
       }
     }
   } else if (rc == 0) {
-    rc = v != NULL ? nne_variant_forward(v, ids, mask, nne_runtime_hook,
-                                         &g->rt, logits, err)
+    rc = v != NULL ? nne_variant_forward(v, ids, mask, hook, hook_ctx,
+                                         logits, err)
                    : nne_model_forward(g->hold.model, ids, mask, logits, err);
   }
   nne_tensor_unref(ids);
@@ -729,6 +1011,142 @@ static void io_free(step_io_t *io) {
   free(io->pos);
 }
 
+/* The segment of step `step`. */
+static const nne_gen_seg_t *segment_of(const gen_t *g, size_t step) {
+  size_t i = g->n_segs;
+  while (i > 0 && g->segs[i - 1].start > step)
+    i--;
+  return i > 0 ? &g->segs[i - 1] : NULL;
+}
+
+/* The step's forward, with the intervention's nodes of its segment when it
+ * has some: their saves go into the outbox as "<name>@<step>". */
+static int step_run(gen_t *g, step_io_t *io, size_t step, size_t cur,
+                    nne_tensor_t **logits, nne_err_t *err) {
+  const nne_gen_seg_t *seg = segment_of(g, step);
+  nne_trace_t *t = seg != NULL ? seg->t : NULL;
+  nne_trace_run_opts_t o;
+  nne_trace_run_t run;
+  uint64_t used0 = g->used;
+  size_t k;
+  int rc;
+
+  if (t == NULL || t->n_nodes == 0) {
+    rc = step_forward(g, io, step, cur, nne_runtime_hook, &g->rt, logits,
+                      err);
+    if (rc != 0 && g->rt.err.code != 0)
+      *err = g->rt.err; /* the hook's reason beats the engine's relay */
+    return rc;
+  }
+  memset(&o, 0, sizeof o);
+  memset(&run, 0, sizeof run);
+  o.model = g->hold.model;
+  o.batch = g->batch.B;
+  o.n_heads = g->n_heads;
+  o.rt = &g->rt;
+  o.cancel = nne_call_cancel_flag(g->call);
+  o.budget = g->d->cfg->max_response_bytes;
+  o.used = used0;
+  o.limit = g->d->cfg->max_response_bytes;
+  o.max_value_bytes = g->d->cfg->max_trace_value_bytes;
+  rc = nne_trace_run_init(&run, t, &o, err);
+  if (rc != 0)
+    return rc;
+  rc = nne_trace_run_begin(&run, err);
+  if (rc == 0) {
+    rc = step_forward(g, io, step, cur, nne_trace_hook, &run, logits, err);
+    if (rc != 0 && run.err.code != 0)
+      *err = run.err;
+  }
+  if (rc == 0)
+    rc = nne_trace_run_end(&run, err);
+  g->used += run.used - used0;
+  for (k = 0; rc == 0 && k < t->n_nodes; k++) {
+    const nne_trace_node_t *n = &t->nodes[k];
+    char name[300], *nm;
+    if (n->op != NNE_TRACE_SAVE || t->saved[n->slot] == NULL)
+      continue;
+    snprintf(name, sizeof name, "%s@%zu", n->name, step);
+    if ((nm = strdup(name)) == NULL) {
+      rc = nne_err_set(err, NNE_ENOMEM, "out of memory");
+      break;
+    }
+    g->save_tensor_names[g->n_save_tensor_names++] = nm;
+    rc = nne_outbox_tensor(&g->ob, nm, t->saved[n->slot], err);
+    t->saved[n->slot] = NULL; /* the outbox has the reference */
+  }
+  nne_trace_run_free(&run);
+  if (rc != 0)
+    nne_infer_generate_field(err);
+  return rc;
+}
+
+/* A two-token forward through the backend, for the hooks' firing order
+ * (the intervention's last check): the cached method with an empty cache
+ * when steps use it. */
+static int probe_forward(void *ctx, nne_hook_fn fn, void *hook_ctx,
+                         nne_err_t *err) {
+  gen_t *g = ctx;
+  static const int64_t shape[2] = {1, 2};
+  int64_t ids[2] = {1 % g->hold.entry->vocab_size, 2 % g->hold.entry->vocab_size};
+  int64_t ones[2] = {1, 1}, pos[2] = {0, 1};
+  nne_tensor_t *ti = NULL, *tm = NULL, *tp = NULL, *logits = NULL;
+  step_io_t io;
+  size_t i;
+  int rc;
+
+  memset(&io, 0, sizeof io);
+  rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, ids, &ti, err);
+  if (rc == 0 && !g->cached) {
+    rc = nne_variant_forward(g->bk.variant, ti, NULL, fn, hook_ctx, &logits,
+                             err);
+  } else if (rc == 0) {
+    int64_t B = g->batch.B;
+    g->batch.B = 1; /* empty_cache sizes by the batch */
+    rc = empty_cache(g, &io, err);
+    g->batch.B = B;
+    if (rc == 0)
+      rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, ones, &tm, err);
+    if (rc == 0)
+      rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, pos, &tp, err);
+    if (rc == 0)
+      rc = nne_variant_forward_cached(g->bk.variant, ti, tm, tp, io.past,
+                                      io.n_kv, fn, hook_ctx, &logits,
+                                      io.present, err);
+  }
+  for (i = 0; i < io.n_kv; i++) {
+    nne_tensor_unref(io.past[i]);
+    nne_tensor_unref(io.present[i]);
+  }
+  free(io.past);
+  free(io.present);
+  nne_tensor_unref(ti);
+  nne_tensor_unref(tm);
+  nne_tensor_unref(tp);
+  nne_tensor_unref(logits);
+  return rc;
+}
+
+/* No write of any segment depends on a read that fires later. */
+static int check_order(gen_t *g, nne_err_t *err) {
+  size_t n = g->bk.plan.n_hooks, i;
+  int *order = malloc((n ? n : 1) * sizeof *order);
+  int rc;
+  if (order == NULL)
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  rc = nne_trace_probe_order_with(probe_forward, g, n, order, err);
+  for (i = 0; rc == 0 && i < g->n_segs; i++)
+    if (g->segs[i].t != NULL && g->segs[i].t->needs_order) {
+      rc = nne_trace_check_order(g->segs[i].t, order, err);
+      if (rc != 0 && g->segs[i].t != g->sess.traces[0])
+        nne_err_prefix(err, "at step %u", g->segs[i].start);
+    }
+  free(order);
+  if (rc != 0)
+    nne_infer_generate_field(err);
+  return rc;
+}
+
 static int run_steps(gen_t *g, nne_err_t *err) {
   size_t B = (size_t)g->batch.B, P0 = (size_t)g->batch.S;
   size_t stride = P0 + g->o.max_new_tokens, step, b, cur = P0;
@@ -769,9 +1187,7 @@ static int run_steps(gen_t *g, nne_err_t *err) {
       rc = nne_err_set(err, NNE_ECANCELED, "cancelled at step %zu", step);
       break;
     }
-    rc = step_forward(g, &io, step, cur, &logits, err);
-    if (rc != 0 && g->rt.err.code != 0)
-      *err = g->rt.err; /* the hook's reason beats the engine's relay */
+    rc = step_run(g, &io, step, cur, &logits, err);
     if (rc == 0) {
       int64_t S = nne_tensor_shape(logits)[1];
       for (b = 0; b < B; b++)
@@ -834,6 +1250,8 @@ static void gen_work(nne_job_t *job) {
     nne_err_prefix(&g->err, "compiling the backend");
     return;
   }
+  if (g->needs_order && (g->rc = check_order(g, &g->err)) != 0)
+    return;
   g->rc = run_steps(g, &g->err);
   /* The backend's build counts as prefill: it is what step 0 waited on. */
   g->prefill_ms += g->bk.built ? g->bk.build_ms : 0;

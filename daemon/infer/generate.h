@@ -46,6 +46,7 @@
 #include "infer/hold.h"
 #include "infer/outbox.h"
 #include "infer/sample.h"
+#include "trace/trace.h"
 
 /* Limits of a request's options (the wire's comments say the same). */
 #define NNE_GEN_MAX_STOP_IDS 64
@@ -61,6 +62,23 @@ typedef enum nne_gen_finish {
   NNE_GEN_STOP_TOKEN = 2,
   NNE_GEN_STOP_STRING = 3,
 } nne_gen_finish_t;
+
+/* The steps a node of the intervention runs at: [start, stop). */
+typedef struct nne_gen_steps {
+  uint32_t node;            /* its id */
+  uint32_t start;
+  bool has_stop;
+  uint32_t stop;
+} nne_gen_steps_t;
+
+/* Steps [start, the next segment's start) and the intervention's nodes
+ * that run at them, as a trace of its own session (validated, bound to
+ * the generation's backend); t NULL: no node runs there. */
+typedef struct nne_gen_seg {
+  uint32_t start;
+  nne_trace_session_t *sess; /* owned; NULL when t is the request's trace */
+  nne_trace_t *t;
+} nne_gen_seg_t;
 
 /* What the request asks for, checked by nne_infer_generate_prepare. */
 typedef struct nne_gen_opts {
@@ -78,6 +96,8 @@ typedef struct nne_gen_opts {
   bool cache_off;
   char **saves;             /* taken by prepare (also on failure) */
   size_t n_saves;
+  const nne_gen_steps_t *steps; /* borrowed during prepare */
+  size_t n_steps;
 } nne_gen_opts_t;
 
 /* One row's token at one step. */
@@ -125,6 +145,13 @@ typedef struct nne_infer_generate {
   char **save_tensor_names; /* "<site>@<step>" per step and save (owned) */
   size_t n_save_tensor_names;
   int n_heads;
+  /* The intervention: decoded into `sess` (its one trace, if any), and
+   * the segments of steps with the nodes that run there. */
+  nne_trace_session_t sess;
+  nne_gen_seg_t *segs;
+  size_t n_segs;
+  bool needs_order;         /* some segment's write depends on a read */
+  uint64_t used;            /* bytes the intervention's saves took */
   /* Steps: written by the job, published through n_ready (release), read
    * by the loop (acquire). tokens[step * B + row]; alt_* [step][row][k]. */
   nne_gen_token_t *tokens;
@@ -158,10 +185,20 @@ nne_infer_generate_t *nne_infer_generate_new(
 int nne_infer_generate_hold(nne_infer_generate_t *g, const char *model,
                             const char *edit_set, nne_err_t *err);
 
-/* Prompts and options; every failure names its field. */
+/* The session the RPC decodes GenerateRequest.intervention into (its
+ * first trace is the intervention). */
+nne_trace_session_t *nne_infer_generate_session(nne_infer_generate_t *g);
+
+/* Rewrites "traces[0]" (the trace machinery's name for the intervention)
+ * to "intervention" in a message. */
+void nne_infer_generate_field(nne_err_t *err);
+
+/* Prompts and options (n_invokes: the intervention's, which must be
+ * none); every failure names its field. */
 int nne_infer_generate_prepare(nne_infer_generate_t *g,
                                const nne_batch_group_t *prompts,
-                               nne_gen_opts_t *o, nne_err_t *err);
+                               size_t n_invokes, nne_gen_opts_t *o,
+                               nne_err_t *err);
 
 /* Queues the job; the call owns g from here (its user data). On failure
  * the caller frees g and fails the call. */

@@ -203,6 +203,36 @@ out:
 /* ---- the handler -----------------------------------------------------------
  */
 
+typedef struct steps_dec {
+  nne_gen_steps_t *v;
+  size_t n, max;
+  bool overflow;
+} steps_dec_t;
+
+/* GenerateRequest.steps, one NodeSteps at a time, at most `max`. */
+static bool steps_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  steps_dec_t *sd = *arg;
+  nnedit_v1_NodeSteps m = nnedit_v1_NodeSteps_init_zero;
+  nne_gen_steps_t *v;
+  (void)f;
+  if (sd->n >= sd->max) {
+    sd->overflow = true;
+    PB_RETURN_ERROR(s, "too many steps entries");
+  }
+  if (!pb_decode(s, nnedit_v1_NodeSteps_fields, &m))
+    return false;
+  v = realloc(sd->v, (sd->n + 1) * sizeof *v);
+  if (v == NULL)
+    PB_RETURN_ERROR(s, "out of memory");
+  sd->v = v;
+  v[sd->n].node = m.node;
+  v[sd->n].start = m.start;
+  v[sd->n].has_stop = m.has_stop;
+  v[sd->n].stop = m.stop;
+  sd->n++;
+  return true;
+}
+
 void nne_rpc_inference_generate(nne_call_t *call, grpc_byte_buffer *req) {
   nne_daemon_t *d = nne_call_app(call);
   const nne_config_t *cfg = d->cfg;
@@ -213,6 +243,10 @@ void nne_rpc_inference_generate(nne_call_t *call, grpc_byte_buffer *req) {
   nne_batch_group_t group = {0};
   nne_infer_generate_t *g = NULL;
   nne_gen_opts_t o;
+  nne_rpc_trace_in_t *tin = NULL;
+  nne_trace_t *it;
+  size_t n_invokes = 0;
+  steps_dec_t steps = {NULL, 0, cfg->max_trace_nodes, false};
   nne_err_t err;
   char why[256];
   int rc;
@@ -231,9 +265,25 @@ void nne_rpc_inference_generate(nne_call_t *call, grpc_byte_buffer *req) {
   NNE_PB_DEC(in.stop_token_ids, nne_pb_i64_dec, &stop_ids);
   NNE_PB_DEC(in.stop_strings, nne_pb_str_list_dec, &stops);
   NNE_PB_DEC(in.save, nne_pb_str_list_dec, &saves);
+  NNE_PB_DEC(in.steps, steps_cb, &steps);
+  g = nne_infer_generate_new(d, call, send_result, send_step,
+                             nnedit_v1_GenerateResponse_chunk_tag);
+  if (g == NULL || (tin = nne_rpc_trace_in_new(
+                        cfg, nne_infer_generate_session(g))) == NULL) {
+    nne_err_set(&err, NNE_ENOMEM, "out of memory");
+    goto fail;
+  }
+  NNE_PB_DEC(in.intervention, nne_rpc_trace_in_cb, tin);
   if (!nne_pb_decode_bb(req, nnedit_v1_GenerateRequest_fields, &in, why,
                         sizeof why)) {
-    if (saves.overflow)
+    if (nne_rpc_trace_in_err(tin) != NULL) {
+      err = *nne_rpc_trace_in_err(tin);
+      nne_infer_generate_field(&err);
+    } else if (steps.overflow)
+      nne_err_set(&err, NNE_ERESOURCE,
+                  "steps: more than %zu entries (--max-trace-nodes)",
+                  steps.max);
+    else if (saves.overflow)
       nne_err_set(&err, NNE_ERESOURCE,
                   "save: more than %zu sites, or a site name longer than %zu",
                   saves.max, saves.max_len);
@@ -264,12 +314,8 @@ void nne_rpc_inference_generate(nne_call_t *call, grpc_byte_buffer *req) {
                 (int)in.cache);
     goto fail;
   }
-  g = nne_infer_generate_new(d, call, send_result, send_step,
-                             nnedit_v1_GenerateResponse_chunk_tag);
-  if (g == NULL) {
-    nne_err_set(&err, NNE_ENOMEM, "out of memory");
-    goto fail;
-  }
+  it = nne_rpc_trace_in_trace(tin, &n_invokes);
+  (void)it;
   nne_call_set_model(call, in.model);
   rc = nne_infer_generate_hold(g, in.model, in.edit_set, &err);
   if (rc == 0) {
@@ -292,13 +338,15 @@ void nne_rpc_inference_generate(nne_call_t *call, grpc_byte_buffer *req) {
     o.cache_off = in.cache == nnedit_v1_CacheMode_CACHE_MODE_OFF;
     o.saves = saves.v; /* taken by prepare */
     o.n_saves = saves.n;
+    o.steps = steps.v;
+    o.n_steps = steps.n;
     saves.v = NULL;
     saves.n = saves.cap = 0;
     group.ids = &prompts;
     group.mask = NULL;
     group.prefix = "";
     group.field = "prompts";
-    rc = nne_infer_generate_prepare(g, &group, &o, &err);
+    rc = nne_infer_generate_prepare(g, &group, n_invokes, &o, &err);
   }
   if (rc == 0)
     rc = nne_infer_generate_submit(g, &err);
@@ -306,10 +354,14 @@ void nne_rpc_inference_generate(nne_call_t *call, grpc_byte_buffer *req) {
     goto fail;
   nne_rows_free(&prompts);
   free(stop_ids.v);
+  free(steps.v);
+  nne_rpc_trace_in_free(tin);
   return;
 fail:
   nne_rows_free(&prompts);
   free(stop_ids.v);
+  free(steps.v);
+  nne_rpc_trace_in_free(tin);
   nne_pb_str_list_free(&stops);
   nne_pb_str_list_free(&saves);
   nne_infer_generate_free(g);

@@ -26,6 +26,7 @@
 #include "edit/store.h"
 #include "nne_pb.h"
 #include "server/call.h"
+#include "trace/trace.h"
 
 extern const nne_method_t nne_rpc_methods[];
 extern const size_t nne_rpc_method_count;
@@ -57,6 +58,21 @@ int nne_rpc_edits_decode(const nne_config_t *cfg, const uint8_t *buf,
  * and texts, graph nodes with their constants, within cfg's limits) and
  * frees it; the checks that need the model are not run. For the fuzz
  * driver. */
+/* A Trace message inside another request (Generate's intervention),
+ * decoded as TraceRequest.traces are into the next trace of `sess`: point
+ * the field's callback at nne_rpc_trace_in_cb with the decoder as arg.
+ * nne_rpc_trace_in_err is our reason when the decode stopped (else
+ * nanopb's); nne_rpc_trace_in_trace the trace and its invokes' count, or
+ * NULL when the field was absent. Loop thread. */
+typedef struct nne_rpc_trace_in nne_rpc_trace_in_t;
+nne_rpc_trace_in_t *nne_rpc_trace_in_new(const nne_config_t *cfg,
+                                         nne_trace_session_t *sess);
+bool nne_rpc_trace_in_cb(pb_istream_t *s, const pb_field_t *f, void **arg);
+const nne_err_t *nne_rpc_trace_in_err(const nne_rpc_trace_in_t *in);
+nne_trace_t *nne_rpc_trace_in_trace(const nne_rpc_trace_in_t *in,
+                                    size_t *n_invokes);
+void nne_rpc_trace_in_free(nne_rpc_trace_in_t *in);
+
 int nne_rpc_trace_decode(const nne_config_t *cfg, const uint8_t *buf,
                          size_t len, nne_err_t *err);
 

@@ -376,6 +376,57 @@ static void req_dec_free(req_dec_t *rd) {
   rd->n_tr = 0;
 }
 
+/* ---- one Trace message for another request (Generate's intervention) ---- */
+
+struct nne_rpc_trace_in {
+  req_dec_t rd;
+};
+
+nne_rpc_trace_in_t *nne_rpc_trace_in_new(const nne_config_t *cfg,
+                                         nne_trace_session_t *sess) {
+  nne_rpc_trace_in_t *in = calloc(1, sizeof *in);
+  if (in == NULL)
+    return NULL;
+  in->rd.cfg = cfg;
+  in->rd.sess = sess;
+  in->rd.data_left = cfg->max_message_bytes;
+  in->rd.node = malloc(sizeof *in->rd.node);
+  if (in->rd.node == NULL) {
+    free(in);
+    return NULL;
+  }
+  return in;
+}
+
+bool nne_rpc_trace_in_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  nne_rpc_trace_in_t *in = *arg;
+  void *rd = &in->rd;
+  if (in->rd.n_tr > 0) {
+    stop(s, &in->rd, NNE_EINVAL, "%s: given twice", "intervention");
+    return false;
+  }
+  return trace_cb(s, f, &rd);
+}
+
+const nne_err_t *nne_rpc_trace_in_err(const nne_rpc_trace_in_t *in) {
+  return in->rd.err.code != 0 ? &in->rd.err : NULL;
+}
+
+nne_trace_t *nne_rpc_trace_in_trace(const nne_rpc_trace_in_t *in,
+                                    size_t *n_invokes) {
+  if (in->rd.n_tr == 0)
+    return NULL;
+  *n_invokes = in->rd.tr[0].n_inv;
+  return in->rd.tr[0].t;
+}
+
+void nne_rpc_trace_in_free(nne_rpc_trace_in_t *in) {
+  if (in == NULL)
+    return;
+  req_dec_free(&in->rd);
+  free(in);
+}
+
 int nne_rpc_trace_decode(const nne_config_t *cfg, const uint8_t *buf,
                          size_t len, nne_err_t *err) {
   nnedit_v1_TraceRequest in = nnedit_v1_TraceRequest_init_zero;

@@ -176,6 +176,37 @@ int nne_trace_add_ref(nne_trace_t *t, uint32_t id, const char *name,
   return 0;
 }
 
+int nne_trace_copy_node(nne_trace_t *t, const nne_trace_node_t *n,
+                        nne_err_t *err) {
+  void *data;
+  switch (n->op) {
+  case NNE_TRACE_READ:
+    return nne_trace_add_read(t, n->id, n->site_text, n->invoke, err);
+  case NNE_TRACE_WRITE:
+    return nne_trace_add_write(t, n->id, n->site_text, n->value_id, n->invoke,
+                               n->ranges, n->n_ranges, err);
+  case NNE_TRACE_CALL:
+    return nne_trace_add_call(t, n->id, n->fn, n->args, n->n_args, n->items,
+                              n->n_items, err);
+  case NNE_TRACE_CONST:
+    if (n->use_scalar)
+      return nne_trace_add_scalar(t, n->id, n->scalar, err);
+    data = malloc(n->nbytes ? n->nbytes : 1);
+    if (data == NULL)
+      return nne__trace_oom(err);
+    if (n->nbytes > 0)
+      memcpy(data, n->data, n->nbytes);
+    return nne_trace_add_const(t, n->id, n->dtype, n->shape, n->ndim, data,
+                               n->nbytes, err);
+  case NNE_TRACE_SAVE:
+    return nne_trace_add_save(t, n->id, n->value_id, n->name, err);
+  case NNE_TRACE_REF:
+    return nne_trace_add_ref(t, n->id, n->name, err);
+  }
+  return nne_err_set(err, NNE_EINTERNAL, "copy of a node of kind %d",
+                     (int)n->op);
+}
+
 const char *nne_trace_node_where(const nne_trace_t *t, size_t k, char *buf,
                                  size_t len) {
   snprintf(buf, len, "traces[%zu].nodes[%zu] (id %" PRIu32 ")", t->index, k,

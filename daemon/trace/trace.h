@@ -251,6 +251,11 @@ int nne_trace_add_save(nne_trace_t *t, uint32_t id, uint32_t value,
 int nne_trace_add_ref(nne_trace_t *t, uint32_t id, const char *name,
                       nne_err_t *err);
 
+/* A copy of node n (of any trace, any session) at the end of t, as it was
+ * built (what validation worked out is not copied). */
+int nne_trace_copy_node(nne_trace_t *t, const nne_trace_node_t *n,
+                        nne_err_t *err);
+
 /* "traces[T].nodes[K] (id N)" into buf. */
 const char *nne_trace_node_where(const nne_trace_t *t, size_t k, char *buf,
                                  size_t len);
@@ -291,6 +296,13 @@ int nne_trace_check_order(const nne_trace_t *t, const int *order,
  * did not fire. */
 int nne_trace_probe_order(nne_variant_t *v, size_t n_hooks, int64_t vocab,
                           int *order, nne_err_t *err);
+
+/* The same with another forward: fwd runs a small forward through the
+ * variant with fn/hook_ctx at its hooks (Generate's cached method). */
+typedef int (*nne_trace_forward_fn)(void *ctx, nne_hook_fn fn, void *hook_ctx,
+                                    nne_err_t *err);
+int nne_trace_probe_order_with(nne_trace_forward_fn fwd, void *fwd_ctx,
+                               size_t n_hooks, int *order, nne_err_t *err);
 
 /* ---- execution ------------------------------------------------------------ */
 

@@ -645,30 +645,49 @@ static int probe_hook(void *ctx, int site, nne_tensor_t *value,
   return 0;
 }
 
-int nne_trace_probe_order(nne_variant_t *v, size_t n_hooks, int64_t vocab,
-                          int *order, nne_err_t *err) {
-  static const int64_t shape[2] = {1, 2};
-  int64_t ids[2] = {1, 2};
-  nne_tensor_t *t = NULL, *logits = NULL;
+int nne_trace_probe_order_with(nne_trace_forward_fn fwd, void *fwd_ctx,
+                               size_t n_hooks, int *order, nne_err_t *err) {
   probe_t p;
   size_t i;
   int rc;
-
   for (i = 0; i < n_hooks; i++)
     order[i] = -1;
-  if (vocab > 0) {
-    ids[0] %= vocab;
-    ids[1] %= vocab;
-  }
   p.order = order;
   p.n = n_hooks;
   p.next = 0;
-  rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, ids, &t, err);
-  if (rc == 0)
-    rc = nne_variant_forward(v, t, NULL, probe_hook, &p, &logits, err);
+  rc = fwd(fwd_ctx, probe_hook, &p, err);
   if (rc != 0)
     nne_err_prefix(err, "probe forward");
+  return rc;
+}
+
+typedef struct plain_probe {
+  nne_variant_t *v;
+  int64_t vocab;
+} plain_probe_t;
+
+/* Two tokens through forward. */
+static int plain_forward(void *ctx, nne_hook_fn fn, void *hook_ctx,
+                         nne_err_t *err) {
+  plain_probe_t *pp = ctx;
+  static const int64_t shape[2] = {1, 2};
+  int64_t ids[2] = {1, 2};
+  nne_tensor_t *t = NULL, *logits = NULL;
+  int rc;
+  if (pp->vocab > 0) {
+    ids[0] %= pp->vocab;
+    ids[1] %= pp->vocab;
+  }
+  rc = nne_tensor_from_host(NNE_DTYPE_I64, shape, 2, ids, &t, err);
+  if (rc == 0)
+    rc = nne_variant_forward(pp->v, t, NULL, fn, hook_ctx, &logits, err);
   nne_tensor_unref(t);
   nne_tensor_unref(logits);
   return rc;
+}
+
+int nne_trace_probe_order(nne_variant_t *v, size_t n_hooks, int64_t vocab,
+                          int *order, nne_err_t *err) {
+  plain_probe_t pp = {v, vocab};
+  return nne_trace_probe_order_with(plain_forward, &pp, n_hooks, order, err);
 }
