@@ -1,7 +1,8 @@
 /* args.h — a command's arguments, one at a time, and one parser per kind
  * of option value, shared by every command that takes it (curl's
  * tool_paramhlp idea): token rows, padding, top-k, logits mode, sites,
- * directories and files, edit set ids, dtypes, seconds.
+ * directories and files, edit set ids, dtypes, seconds, counts and real
+ * numbers within bounds, seeds, id lists.
  *
  *   ctl_args_t a;
  *   int k, rc;

@@ -50,6 +50,16 @@
  *   }
  *   nne_client_forward_result_free(&res);
  *
+ *   // Generation, token by token: on_step (an nne_client_token_cb) sees
+ *   // each step's tokens as they come (see "generation" below):
+ *   nne_client_generate_req_t gen = {.model = "gpt2-script",
+ *                                    .prompts = &prompt, .n_prompts = 1,
+ *                                    .max_new_tokens = 16};
+ *   nne_client_generate_result_t out;
+ *   if (nne_client_generate(cli, &gen, on_step, ctx, &out, &err) == 0)
+ *     ... out.rows[0].text, out.rows[0].finish_reason ...
+ *   nne_client_generate_result_free(&out);
+ *
  *   // The module tree with standard names; one subtree by any spelling:
  *   nne_client_model_desc_t d;
  *   nne_client_models_describe_module(cli, "gpt2-script", "layers.3.self_attn",
