@@ -17,11 +17,11 @@ json_t *ctl_scores_json(const nne_client_token_score_t *top, size_t n) {
   size_t k;
   for (k = 0; k < n; k++)
     json_array_append_new(
-        arr, json_pack("{s:I, s:o, s:o, s:o*}", "token_id",
-                       (json_int_t)top[k].token_id, "logit",
-                       ctl_json_num(top[k].logit), "prob",
-                       ctl_json_num(top[k].prob), "text",
-                       ctl_json_text(top[k].text, top[k].text_len)));
+        arr,
+        json_pack("{s:I, s:o, s:o, s:o*}", "token_id",
+                  (json_int_t)top[k].token_id, "logit",
+                  ctl_json_num(top[k].logit), "prob", ctl_json_num(top[k].prob),
+                  "text", ctl_json_text(top[k].text, top[k].text_len)));
   return arr;
 }
 

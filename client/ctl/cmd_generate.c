@@ -82,30 +82,22 @@ static int gen_opt(ctl_args_t *a, int k, ctl_gen_t *g) {
   case OPT_TEMPERATURE: return ctl_arg_number(a, 0, 100, &sp->temperature);
   case OPT_TOP_K: return ctl_arg_top_k(a, &sp->top_k);
   case OPT_TOP_P: return ctl_arg_number(a, 0, 1, &sp->top_p);
-  case OPT_SEED:
-    sp->has_seed = true;
-    return ctl_arg_u64(a, &sp->seed);
+  case OPT_SEED: sp->has_seed = true; return ctl_arg_u64(a, &sp->seed);
   case OPT_REPETITION_PENALTY:
     return ctl_arg_number(a, 0, 10, &sp->repetition_penalty);
   case OPT_STOP: return arg_stop(a, req, g->stops);
   case OPT_STOP_ID:
     return ctl_arg_ids(a, g->stop_ids, &req->n_stop_token_ids,
                        NNE_CLIENT_MAX_STOP_TOKENS);
-  case OPT_IGNORE_EOS:
-    req->ignore_eos = true;
-    return 0;
+  case OPT_IGNORE_EOS: req->ignore_eos = true; return 0;
   case OPT_ALTERNATIVES:
     return ctl_arg_count(a, 0, NNE_CLIENT_MAX_ALTERNATIVES,
                          &req->top_alternatives);
   case OPT_EDIT_SET: return ctl_arg_edit_set(a, &req->edit_set);
   case OPT_SAVE: return ctl_arg_site(a, &g->sites[req->n_save++]);
   case OPT_SAVE_DIR: return ctl_arg_path(a, &g->save_dir);
-  case OPT_VALUES:
-    g->values = true;
-    return 0;
-  case OPT_NO_CACHE:
-    req->cache_off = true;
-    return 0;
+  case OPT_VALUES: g->values = true; return 0;
+  case OPT_NO_CACHE: req->cache_off = true; return 0;
   default: return ctl_fail(a->c, NNE_CLIENT_INTERNAL, "option %d", k);
   }
 }
@@ -272,8 +264,8 @@ static json_t *result_json(const ctl_gen_t *g,
         rows, json_pack("{s:I, s:o, s:o*, s:s, s:o*, s:I}", "row",
                         (json_int_t)i, "ids", ids, "text",
                         ctl_json_text(r->text, r->text_len), "finish_reason",
-                        nne_client_finish_reason_name(r->finish_reason),
-                        "stop", ctl_json_text(r->stop, strlen(r->stop)),
+                        nne_client_finish_reason_name(r->finish_reason), "stop",
+                        ctl_json_text(r->stop, strlen(r->stop)),
                         "prompt_tokens", (json_int_t)r->prompt_tokens));
   }
   /* A drawn seed may exceed JSON's exact integers: a decimal string. */
@@ -353,9 +345,9 @@ static void result_table(const gen_out_t *o, const ctl_gen_t *g,
       putchar('\n');
   }
   for (i = 0; o->mode == GEN_TOKENS && i < res->n_rows; i++)
-    printf("row %zu: %s\n", i,
-           ctl_quote_text(res->rows[i].text, res->rows[i].text_len, q,
-                          sizeof q));
+    printf(
+        "row %zu: %s\n", i,
+        ctl_quote_text(res->rows[i].text, res->rows[i].text_len, q, sizeof q));
   summary_line(res);
   ctl_saved_table(res->saved, res->n_saved, files, g->values, "");
 }
@@ -375,7 +367,7 @@ static int run_generate(ctl_t *c, int argc, char **argv) {
     return rc == CTL_HELP_SHOWN ? 0 : rc;
   memset(&o, 0, sizeof o);
   o.c = c;
-  o.mode = c->output == CTL_OUT_JSON      ? GEN_JSON
+  o.mode = c->output == CTL_OUT_JSON     ? GEN_JSON
            : g->req.top_alternatives > 0 ? GEN_TOKENS
            : g->req.n_prompts == 1       ? GEN_STREAM
                                          : GEN_ROWS;

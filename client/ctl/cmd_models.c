@@ -87,9 +87,8 @@ json_t *ctl_info_json(const nne_client_model_info_t *m) {
       (json_int_t)m->max_batch, "max_seq_len", (json_int_t)m->max_seq_len,
       "load_ms", ctl_json_num(m->load_ms), "in_flight",
       (json_int_t)m->in_flight, "warnings",
-      ctl_json_strs(m->warnings, m->n_warnings), "tokenizer",
-      tokenizer_json(m), "kv_cache", m->kv_cache, "eos_token_ids",
-      eos_json(m));
+      ctl_json_strs(m->warnings, m->n_warnings), "tokenizer", tokenizer_json(m),
+      "kv_cache", m->kv_cache, "eos_token_ids", eos_json(m));
 }
 
 void ctl_family_text(const nne_client_model_info_t *m, char *buf, size_t cap) {

@@ -60,8 +60,8 @@ int nne__gen_check(const nne_client_generate_req_t *req,
                             NNE_CLIENT_MODEL_NAME_MAX, err)) < 0 ||
       (rc = nne__check_opt_str("generate: edit_set", req->edit_set,
                                NNE_CLIENT_EDIT_SET_ID_MAX, err)) < 0 ||
-      (rc = nne__rows_check("generate: prompts: ", req->prompts,
-                            req->n_prompts, NULL, 0, &max_mask, err)) < 0)
+      (rc = nne__rows_check("generate: prompts: ", req->prompts, req->n_prompts,
+                            NULL, 0, &max_mask, err)) < 0)
     return rc;
   if (req->n_stop_token_ids > 0 && req->stop_token_ids == NULL)
     return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
@@ -84,11 +84,13 @@ int nne__gen_check(const nne_client_generate_req_t *req,
   for (i = 0; i < req->n_stop_strings; i++) {
     const char *s = req->stop_strings[i];
     size_t n = s != NULL ? strlen(s) : 0;
+    const char *bad = s == NULL ? "NULL" : "empty";
+    if (n > NNE_CLIENT_STOP_STRING_MAX)
+      bad = "too long";
     if (n == 0 || n > NNE_CLIENT_STOP_STRING_MAX)
       return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
                           "generate: stop_strings[%zu] is %s (1 to %d bytes)",
-                          i, s == NULL ? "NULL" : n == 0 ? "empty" : "too long",
-                          NNE_CLIENT_STOP_STRING_MAX);
+                          i, bad, NNE_CLIENT_STOP_STRING_MAX);
     if (!nne_pb_utf8_valid(s))
       return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
                           "generate: stop_strings[%zu] is not valid UTF-8", i);
@@ -136,12 +138,12 @@ void nne__gen_req(const nne_client_generate_req_t *req,
   m->sampling.has_seed = sp->has_seed;
   m->sampling.seed = sp->seed;
   m->sampling.repetition_penalty = sp->repetition_penalty;
-  enc->stop_ids = (nne_pb_i64_enc_t){req->stop_token_ids,
-                                     req->n_stop_token_ids};
+  enc->stop_ids =
+      (nne_pb_i64_enc_t){req->stop_token_ids, req->n_stop_token_ids};
   if (req->n_stop_token_ids > 0)
     NNE_PB_ENC(m->stop_token_ids, nne_pb_i64_enc, &enc->stop_ids);
-  enc->stop_strings = (nne_pb_str_list_enc_t){req->stop_strings,
-                                              req->n_stop_strings};
+  enc->stop_strings =
+      (nne_pb_str_list_enc_t){req->stop_strings, req->n_stop_strings};
   NNE_PB_ENC(m->stop_strings, nne_pb_str_list_enc, &enc->stop_strings);
   m->ignore_eos = req->ignore_eos;
   m->top_alternatives = req->top_alternatives;
@@ -199,8 +201,8 @@ static bool tok_text_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
   nne__gen_t *g = *arg;
   size_t n = s->bytes_left;
   (void)f;
-  if (!nne__strs_read(&g->texts, s, NNE_CLIENT_TOKEN_TEXT_MAX - 1,
-                      &g->text_off, &g->dec, "step: a token's text"))
+  if (!nne__strs_read(&g->texts, s, NNE_CLIENT_TOKEN_TEXT_MAX - 1, &g->text_off,
+                      &g->dec, "step: a token's text"))
     return false;
   g->text_len = n;
   g->has_text = true;
@@ -253,13 +255,12 @@ static bool step_done(nne__gen_t *g, const nnedit_v1_GenerateStep *m) {
   size_t k;
   if (m->step != g->n_steps)
     return nne__dec_fail(&g->dec, NNE_CLIENT_INTERNAL,
-                         "step %" PRIu32 " came where step %" PRIu32
-                         " was due",
+                         "step %" PRIu32 " came where step %" PRIu32 " was due",
                          m->step, g->n_steps);
   if (m->step >= g->req->max_new_tokens)
     return nne__dec_fail(&g->dec, NNE_CLIENT_INTERNAL,
-                         "step %" PRIu32 " of max_new_tokens %" PRIu32,
-                         m->step, g->req->max_new_tokens);
+                         "step %" PRIu32 " of max_new_tokens %" PRIu32, m->step,
+                         g->req->max_new_tokens);
   if (g->n_toks == 0)
     return nne__dec_fail(&g->dec, NNE_CLIENT_INTERNAL,
                          "step %" PRIu32 " has no tokens", m->step);
@@ -439,8 +440,8 @@ static bool result_done(nne__gen_t *g, const nnedit_v1_GenerateResult *m) {
                          m->steps, g->n_steps);
   if (out->n_rows != g->req->n_prompts)
     return nne__dec_fail(&g->dec, NNE_CLIENT_INTERNAL,
-                         "the result has %zu rows for %zu prompts",
-                         out->n_rows, g->req->n_prompts);
+                         "the result has %zu rows for %zu prompts", out->n_rows,
+                         g->req->n_prompts);
   if (g->n_req_tensors < n_req) {
     req_tensor_name(g, g->n_req_tensors, want, sizeof want);
     return nne__dec_fail(&g->dec, NNE_CLIENT_INTERNAL,

@@ -123,11 +123,10 @@ bool nne__saved_listed(nne__dec_t *d, const char *what, const char *name,
                        const nne_client_tensor_t *v, size_t n, size_t k) {
   if (k < n && strcmp(name, v[k].name) == 0)
     return true;
-  return nne__dec_fail(d, NNE_CLIENT_INTERNAL, "%s is '%.200s', but %s%.200s%s",
-                       what, name,
-                       k < n ? "the tensor sent there was '"
-                             : "no such tensor was sent",
-                       k < n ? v[k].name : "", k < n ? "'" : "");
+  return nne__dec_fail(
+      d, NNE_CLIENT_INTERNAL, "%s is '%.200s', but %s%.200s%s", what, name,
+      k < n ? "the tensor sent there was '" : "no such tensor was sent",
+      k < n ? v[k].name : "", k < n ? "'" : "");
 }
 
 uint64_t nne_client_tensor_numel(const nne_client_tensor_t *t) {

@@ -24,17 +24,41 @@ static int gen_parse(ctl_t *c, char **argv, ctl_gen_t **g, const char **err) {
 
 START_TEST(test_all_options) {
   ctl_t c = {.cmd = &ctl_cmd_generate};
-  char *argv[] = {"gpt2-script", "--prompt", "The Eiffel Tower",
-                  "--ids", "464,3139", "--tokens=7",
-                  "-n", "8", "--temperature", "0.7",
-                  "--top-k", "40", "--top-p=0.9",
-                  "--seed", "18446744073709551615", "--repetition-penalty",
-                  "1.2", "--stop", "\n\n",
-                  "--stop", ".", "--stop-id", "50256",
-                  "--stop-id", "13,198", "--ignore-eos",
-                  "--alternatives", "5", "--edit-set",
-                  "es-1", "--save", "layers.0.resid_post",
-                  "--save", "blocks.1.hook_attn_out", "--no-cache",
+  char *argv[] = {"gpt2-script",
+                  "--prompt",
+                  "The Eiffel Tower",
+                  "--ids",
+                  "464,3139",
+                  "--tokens=7",
+                  "-n",
+                  "8",
+                  "--temperature",
+                  "0.7",
+                  "--top-k",
+                  "40",
+                  "--top-p=0.9",
+                  "--seed",
+                  "18446744073709551615",
+                  "--repetition-penalty",
+                  "1.2",
+                  "--stop",
+                  "\n\n",
+                  "--stop",
+                  ".",
+                  "--stop-id",
+                  "50256",
+                  "--stop-id",
+                  "13,198",
+                  "--ignore-eos",
+                  "--alternatives",
+                  "5",
+                  "--edit-set",
+                  "es-1",
+                  "--save",
+                  "layers.0.resid_post",
+                  "--save",
+                  "blocks.1.hook_attn_out",
+                  "--no-cache",
                   NULL};
   const nne_client_generate_req_t *r;
   const char *err;
@@ -106,8 +130,8 @@ START_TEST(test_bad_values) {
   char *hot[] = {"m", "--prompt", "x", "--temperature", "101", NULL};
   char *nan[] = {"m", "--prompt", "x", "--temperature", "nan", NULL};
   char *inf[] = {"m", "--prompt", "x", "--temperature", "inf", NULL};
-  char *top_p[] = {"m", "--prompt", "x", "--temperature=1", "--top-p", "1.5",
-                   NULL};
+  char *top_p[] = {"m",       "--prompt", "x", "--temperature=1",
+                   "--top-p", "1.5",      NULL};
   char *greedy_k[] = {"m", "--prompt", "x", "--top-k", "5", NULL};
   char *seed[] = {"m", "--prompt", "x", "--seed", "-1", NULL};
   char *rep[] = {"m", "--prompt", "x", "--repetition-penalty", "10.5", NULL};
@@ -171,8 +195,8 @@ START_TEST(test_bounds) {
   ck_assert_msg(strstr(err, "--stop: at most 16 stop strings") != NULL, "%s",
                 err);
   for (k = 0; k < 65; k++)
-    len += (size_t)snprintf(ids + len, sizeof ids - len, "%s%zu",
-                            k ? "," : "", k);
+    len +=
+        (size_t)snprintf(ids + len, sizeof ids - len, "%s%zu", k ? "," : "", k);
   argv[3] = "--stop-id";
   argv[4] = ids;
   argv[5] = NULL;

@@ -104,8 +104,7 @@ static int on_step(void *ctx, uint32_t step, const nne_client_gen_token_t *t,
   for (i = 0; i < n; i++) {
     ck_assert_uint_lt(t[i].row, 2);
     ck_assert_ptr_nonnull(t[i].text);
-    memcpy(s->text[t[i].row] + s->text_len[t[i].row], t[i].text,
-           t[i].text_len);
+    memcpy(s->text[t[i].row] + s->text_len[t[i].row], t[i].text, t[i].text_len);
     s->text_len[t[i].row] += t[i].text_len;
   }
   if (step == 0 && n > 0 && t[0].n_top > 0) {
@@ -244,9 +243,9 @@ START_TEST(test_stream) {
   ck_assert_ptr_nonnull(t);
   ck_assert_str_eq(t->name, "layers.0.resid_post@1");
   ck_assert(((const float *)t->data)[1] == 4.0f);
-  ck_assert_ptr_eq(nne_client_generate_result_saved(&res,
-                                                    "layers.0.resid_post@0"),
-                   &res.saved[0]);
+  ck_assert_ptr_eq(
+      nne_client_generate_result_saved(&res, "layers.0.resid_post@0"),
+      &res.saved[0]);
   ck_assert_ptr_null(nne_client_generate_result_saved_at(&res, "x", 0));
   nne_client_generate_result_free(&res);
   ck_assert_uint_eq(res.n_rows, 0);
@@ -294,9 +293,9 @@ static int run_stream(const nne_client_generate_req_t *req, const buf_t *msgs,
 #define ASSERT_BROKEN(req, msgs, text)                                         \
   do {                                                                         \
     nne_client_err_t e_;                                                       \
-    ck_assert_int_eq(run_stream(&(req), (msgs), sizeof(msgs) / sizeof(buf_t),  \
-                                &e_),                                          \
-                     -NNE_CLIENT_INTERNAL);                                    \
+    ck_assert_int_eq(                                                          \
+        run_stream(&(req), (msgs), sizeof(msgs) / sizeof(buf_t), &e_),         \
+        -NNE_CLIENT_INTERNAL);                                                 \
     ck_assert_msg(strstr(e_.message, (text)) != NULL, "%s", e_.message);       \
   } while (0)
 
@@ -365,8 +364,9 @@ START_TEST(test_broken) {
   }
   {
     buf_t msgs[] = {step0(), step1()};
-    ASSERT_BROKEN(req, msgs, "the stream ended after 2 steps without a "
-                             "result");
+    ASSERT_BROKEN(req, msgs,
+                  "the stream ended after 2 steps without a "
+                  "result");
   }
   {
     buf_t msgs[] = {step0(),
@@ -415,27 +415,26 @@ START_TEST(test_request) {
   const char *saves[] = {"layers.0.resid_post", "blocks.1.hook_attn_out"};
   nne_client_token_row_t prompts[] = {{.text = "Hello"},
                                       {.ids = ids, .n_ids = 2}};
-  nne_client_generate_req_t req = {
-      .model = "gpt2-script",
-      .prompts = prompts,
-      .n_prompts = 2,
-      .max_new_tokens = 8,
-      .sampling = {.temperature = 0.7f,
-                   .top_k = 40,
-                   .top_p = 0.9f,
-                   .has_seed = true,
-                   .seed = 42,
-                   .repetition_penalty = 1.2f},
-      .stop_token_ids = stop_ids,
-      .n_stop_token_ids = 2,
-      .stop_strings = stops,
-      .n_stop_strings = 2,
-      .ignore_eos = true,
-      .top_alternatives = 5,
-      .edit_set = "es-1",
-      .save = saves,
-      .n_save = 2,
-      .cache_off = true};
+  nne_client_generate_req_t req = {.model = "gpt2-script",
+                                   .prompts = prompts,
+                                   .n_prompts = 2,
+                                   .max_new_tokens = 8,
+                                   .sampling = {.temperature = 0.7f,
+                                                .top_k = 40,
+                                                .top_p = 0.9f,
+                                                .has_seed = true,
+                                                .seed = 42,
+                                                .repetition_penalty = 1.2f},
+                                   .stop_token_ids = stop_ids,
+                                   .n_stop_token_ids = 2,
+                                   .stop_strings = stops,
+                                   .n_stop_strings = 2,
+                                   .ignore_eos = true,
+                                   .top_alternatives = 5,
+                                   .edit_set = "es-1",
+                                   .save = saves,
+                                   .n_save = 2,
+                                   .cache_off = true};
   nnedit_v1_GenerateRequest m, back = nnedit_v1_GenerateRequest_init_zero;
   nne__gen_enc_t enc;
   uint8_t bytes[4096];
