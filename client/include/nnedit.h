@@ -1031,7 +1031,8 @@ typedef struct nne_client_generate_result {
  * one row per prompt, each with as many ids as tokens streamed for it,
  * `steps` equal to the steps streamed, and `saved` listing exactly the
  * tensors that came. A callback's stop is CANCELLED; a failed call leaves
- * *out empty (the steps already passed to cb stay passed). */
+ * *out empty (the steps already passed to cb stay passed). The whole
+ * generation is one call: opts.timeout_ms bounds it (DEADLINE_EXCEEDED). */
 int nne_client_generate(nne_client_t *cli, const nne_client_generate_req_t *req,
                         nne_client_token_cb cb, void *ctx,
                         nne_client_generate_result_t *out,
