@@ -59,9 +59,8 @@ static json_t *eos_json(const nne_client_model_info_t *m) {
   return a;
 }
 
-/* "kv cache, eos 50256" / "recomputes each step, eos none". */
-static void generation_text(const nne_client_model_info_t *m, char *buf,
-                            size_t cap) {
+void ctl_generation_text(const nne_client_model_info_t *m, char *buf,
+                         size_t cap) {
   size_t i, n = 0;
   buf[0] = '\0';
   ctl_line_add(buf, cap, &n, "%s, eos",
@@ -132,7 +131,7 @@ void ctl_info_table(const nne_client_model_info_t *m) {
          m->max_batch, m->max_seq_len);
   /* Known once loaded, as the sizes. */
   if (m->state == NNE_CLIENT_MODEL_LOADED) {
-    generation_text(m, gen, sizeof gen);
+    ctl_generation_text(m, gen, sizeof gen);
     printf("generation:   %s\n", gen);
   }
   printf("load time:    %.1f ms\n", m->load_ms);

@@ -103,6 +103,10 @@ void ctl_family_text(const nne_client_model_info_t *m, char *buf, size_t cap);
  * or "none"; at most 8 special tokens, then "... (N in all)". */
 void ctl_tokenizer_text(const nne_client_model_info_t *m, char *buf,
                         size_t cap);
+/* How the model generates: "kv cache, eos 50256" or "recomputes each
+ * step, eos none". */
+void ctl_generation_text(const nne_client_model_info_t *m, char *buf,
+                         size_t cap);
 /* The model's warnings, one a line under "warnings:" (nothing if none). */
 void ctl_warnings_table(const nne_client_model_info_t *m);
 
