@@ -160,16 +160,39 @@ bad:
   return false;
 }
 
-bool ctl_parse_u32(const char *s, uint32_t *out) {
+bool ctl_parse_u64(const char *s, uint64_t *out) {
   char *end;
   unsigned long long x;
   if (*s < '0' || *s > '9')
     return false;
   errno = 0;
   x = strtoull(s, &end, 10);
-  if (errno != 0 || *end != '\0' || x > UINT32_MAX)
+  if (errno != 0 || *end != '\0')
+    return false;
+  *out = (uint64_t)x;
+  return true;
+}
+
+bool ctl_parse_u32(const char *s, uint32_t *out) {
+  uint64_t x;
+  if (!ctl_parse_u64(s, &x) || x > UINT32_MAX)
     return false;
   *out = (uint32_t)x;
+  return true;
+}
+
+bool ctl_parse_number(const char *s, double lo, double hi, double *out) {
+  char *end;
+  double x;
+  /* strtod takes blanks, "inf", "nan" and hex: only a plain number here. */
+  if (!((*s >= '0' && *s <= '9') || *s == '.' || *s == '-' || *s == '+'))
+    return false;
+  errno = 0;
+  x = strtod(s, &end);
+  if (errno != 0 || end == s || *end != '\0' || !(x >= lo) || !(x <= hi) ||
+      strpbrk(s, "xXnN") != NULL)
+    return false;
+  *out = x;
   return true;
 }
 
@@ -365,6 +388,47 @@ int ctl_arg_dtype(ctl_args_t *a, nne_client_dtype_t *out) {
 int ctl_arg_seconds(ctl_args_t *a, int64_t *ms) {
   if (!ctl_parse_seconds(a->val, ms))
     return bad_value(a, "expected a number of seconds (0 = no limit)");
+  return 0;
+}
+
+int ctl_arg_count(ctl_args_t *a, uint32_t lo, uint32_t hi, uint32_t *out) {
+  uint32_t v;
+  if (!ctl_parse_u32(a->val, &v) || v < lo || v > hi)
+    return bad_value(a, "expected a number from %" PRIu32 " to %" PRIu32, lo,
+                     hi);
+  *out = v;
+  return 0;
+}
+
+int ctl_arg_number(ctl_args_t *a, double lo, double hi, float *out) {
+  double v;
+  if (!ctl_parse_number(a->val, lo, hi, &v))
+    return bad_value(a, "expected a number from %g to %g", lo, hi);
+  *out = (float)v;
+  return 0;
+}
+
+int ctl_arg_u64(ctl_args_t *a, uint64_t *out) {
+  if (!ctl_parse_u64(a->val, out))
+    return bad_value(a, "expected a number from 0 to %" PRIu64, UINT64_MAX);
+  return 0;
+}
+
+int ctl_arg_ids(ctl_args_t *a, int64_t *ids, size_t *n, size_t cap) {
+  int64_t *v;
+  size_t k, m;
+  if (!ctl_parse_int_list(a->val, 0, INT64_MAX, &v, &m) || m == 0) {
+    free(v);
+    return bad_value(a, "expected token ids (integers from 0), "
+                        "comma-separated");
+  }
+  if (m > cap - *n) {
+    free(v);
+    return bad_value(a, "more than %zu ids in all", cap);
+  }
+  for (k = 0; k < m; k++)
+    ids[(*n)++] = v[k];
+  free(v);
   return 0;
 }
 

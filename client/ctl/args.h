@@ -1,7 +1,8 @@
 /* args.h — a command's arguments, one at a time, and one parser per kind
  * of option value, shared by every command that takes it (curl's
  * tool_paramhlp idea): token rows, padding, top-k, logits mode, sites,
- * directories and files, edit set ids, dtypes, seconds.
+ * directories and files, edit set ids, dtypes, seconds, counts and real
+ * numbers within bounds, seeds, id lists.
  *
  *   ctl_args_t a;
  *   int k, rc;
@@ -83,6 +84,11 @@ bool ctl_parse_int_list(const char *s, int64_t lo, int64_t hi, int64_t **out,
                         size_t *n);
 /* A decimal number from 0 to UINT32_MAX, nothing else. */
 bool ctl_parse_u32(const char *s, uint32_t *out);
+/* A decimal number from 0 to UINT64_MAX, nothing else. */
+bool ctl_parse_u64(const char *s, uint64_t *out);
+/* A finite decimal number (fractions and exponents allowed) within
+ * [lo, hi], nothing else. */
+bool ctl_parse_number(const char *s, double lo, double hi, double *out);
 /* Seconds (a decimal number, fractions allowed, 0 to 1e9) as milliseconds;
  * a positive value never rounds to 0 (which means "no limit"). */
 bool ctl_parse_seconds(const char *s, int64_t *ms);
@@ -147,6 +153,16 @@ int ctl_arg_top_k(ctl_args_t *a, uint32_t *out);
 int ctl_arg_logits(ctl_args_t *a, nne_client_logits_t *out);
 int ctl_arg_dtype(ctl_args_t *a, nne_client_dtype_t *out);
 int ctl_arg_seconds(ctl_args_t *a, int64_t *ms);
+/* A count within [lo, hi] (--max-new-tokens, --alternatives):
+ * "--alternatives '200': expected a number from 0 to 100". */
+int ctl_arg_count(ctl_args_t *a, uint32_t lo, uint32_t hi, uint32_t *out);
+/* A real number within [lo, hi] (--temperature, --top-p). */
+int ctl_arg_number(ctl_args_t *a, double lo, double hi, float *out);
+/* --seed S: 0 to UINT64_MAX. */
+int ctl_arg_u64(ctl_args_t *a, uint64_t *out);
+/* --stop-id ID[,ID...]: token ids (0 to INT64_MAX) appended to
+ * ids[*n..cap); more than cap in all is a usage error naming the bound. */
+int ctl_arg_ids(ctl_args_t *a, int64_t *ids, size_t *n, size_t cap);
 /* --save SITE: a site spelling, which names its tensor too (shorter than
  * NNE_CLIENT_NAME_MAX). */
 int ctl_arg_site(ctl_args_t *a, const char **out);

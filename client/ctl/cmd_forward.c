@@ -12,23 +12,27 @@
 
 /* ---- result parts -------------------------------------------------------- */
 
+json_t *ctl_scores_json(const nne_client_token_score_t *top, size_t n) {
+  json_t *arr = json_array();
+  size_t k;
+  for (k = 0; k < n; k++)
+    json_array_append_new(
+        arr,
+        json_pack("{s:I, s:o, s:o, s:o*}", "token_id",
+                  (json_int_t)top[k].token_id, "logit",
+                  ctl_json_num(top[k].logit), "prob", ctl_json_num(top[k].prob),
+                  "text", ctl_json_text(top[k].text, top[k].text_len)));
+  return arr;
+}
+
 json_t *ctl_rows_json(const nne_client_row_topk_t *rows, size_t n) {
   json_t *arr = json_array();
-  size_t i, k;
-  for (i = 0; i < n; i++) {
-    const nne_client_row_topk_t *r = &rows[i];
-    json_t *top = json_array();
-    for (k = 0; k < r->n_top; k++)
-      json_array_append_new(
-          top, json_pack("{s:I, s:o, s:o, s:o*}", "token_id",
-                         (json_int_t)r->top[k].token_id, "logit",
-                         ctl_json_num(r->top[k].logit), "prob",
-                         ctl_json_num(r->top[k].prob), "text",
-                         ctl_json_text(r->top[k].text, r->top[k].text_len)));
-    json_array_append_new(arr, json_pack("{s:I, s:I, s:o}", "row",
-                                         (json_int_t)i, "position",
-                                         (json_int_t)r->position, "top", top));
-  }
+  size_t i;
+  for (i = 0; i < n; i++)
+    json_array_append_new(
+        arr, json_pack("{s:I, s:I, s:o}", "row", (json_int_t)i, "position",
+                       (json_int_t)rows[i].position, "top",
+                       ctl_scores_json(rows[i].top, rows[i].n_top)));
   return arr;
 }
 
@@ -113,10 +117,7 @@ static void forward_table(const fwd_out_t *o,
  * a directory. */
 static int forward_files(ctl_t *c, const char *save_dir, fwd_out_t *o,
                          const nne_client_forward_result_t *res) {
-  const nne_client_tensor_t **ts;
   nne_client_err_t err;
-  size_t k;
-  int rc;
   if (o->logits_file != NULL && res->has_logits &&
       nne_client_tensor_write_npy(&res->logits, o->logits_file, &err) < 0)
     return ctl_call_error(c, &err);
@@ -125,13 +126,7 @@ static int forward_files(ctl_t *c, const char *save_dir, fwd_out_t *o,
   if (save_dir == NULL || res->n_saved == 0)
     return 0;
   /* One file per saved tensor, the edit set's included: known only now. */
-  if ((ts = calloc(res->n_saved, sizeof *ts)) == NULL)
-    return ctl_fail(c, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
-  for (k = 0; k < res->n_saved; k++)
-    ts[k] = &res->saved[k];
-  rc = ctl_npy_write(c, save_dir, ts, res->n_saved, &o->files);
-  free(ts);
-  return rc;
+  return ctl_npy_write_saved(c, save_dir, res->saved, res->n_saved, &o->files);
 }
 
 /* ---- the command --------------------------------------------------------- */

@@ -50,10 +50,32 @@ void ctl_tokenizer_text(const nne_client_model_info_t *m, char *buf,
   ctl_line_add(buf, cap, &n, " (%s)", t->file);
 }
 
+/* The EOS ids as JSON. */
+static json_t *eos_json(const nne_client_model_info_t *m) {
+  json_t *a = json_array();
+  size_t i;
+  for (i = 0; i < m->n_eos_token_ids; i++)
+    json_array_append_new(a, json_integer((json_int_t)m->eos_token_ids[i]));
+  return a;
+}
+
+void ctl_generation_text(const nne_client_model_info_t *m, char *buf,
+                         size_t cap) {
+  size_t i, n = 0;
+  buf[0] = '\0';
+  ctl_line_add(buf, cap, &n, "%s, eos",
+               m->kv_cache ? "kv cache" : "recomputes each step");
+  for (i = 0; i < m->n_eos_token_ids; i++)
+    ctl_line_add(buf, cap, &n, "%s%" PRId64, i ? ", " : " ",
+                 m->eos_token_ids[i]);
+  if (m->n_eos_token_ids == 0)
+    ctl_line_add(buf, cap, &n, " none");
+}
+
 json_t *ctl_info_json(const nne_client_model_info_t *m) {
   return json_pack(
       "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I, "
-      "s:I, s:o, s:I, s:o, s:o}",
+      "s:I, s:o, s:I, s:o, s:o, s:b, s:o}",
       "name", m->name, "state", nne_client_model_state_name(m->state), "device",
       m->device, "dtype", nne_client_dtype_name(m->dtype), "family", m->family,
       "family_reason", m->family_reason, "layer_count",
@@ -64,8 +86,8 @@ json_t *ctl_info_json(const nne_client_model_info_t *m) {
       (json_int_t)m->max_batch, "max_seq_len", (json_int_t)m->max_seq_len,
       "load_ms", ctl_json_num(m->load_ms), "in_flight",
       (json_int_t)m->in_flight, "warnings",
-      ctl_json_strs(m->warnings, m->n_warnings), "tokenizer",
-      tokenizer_json(m));
+      ctl_json_strs(m->warnings, m->n_warnings), "tokenizer", tokenizer_json(m),
+      "kv_cache", m->kv_cache, "eos_token_ids", eos_json(m));
 }
 
 void ctl_family_text(const nne_client_model_info_t *m, char *buf, size_t cap) {
@@ -87,7 +109,7 @@ void ctl_warnings_table(const nne_client_model_info_t *m) {
 }
 
 void ctl_info_table(const nne_client_model_info_t *m) {
-  char fam[200], tok[1200];
+  char fam[200], tok[1200], gen[400];
   ctl_family_text(m, fam, sizeof fam);
   printf("name:         %s\n", m->name);
   printf("state:        %s\n", nne_client_model_state_name(m->state));
@@ -107,6 +129,11 @@ void ctl_info_table(const nne_client_model_info_t *m) {
   printf("modules:      %" PRIu32 "\n", m->module_count);
   printf("limits:       batch %" PRIu32 ", sequence %" PRIu32 "\n",
          m->max_batch, m->max_seq_len);
+  /* Known once loaded, as the sizes. */
+  if (m->state == NNE_CLIENT_MODEL_LOADED) {
+    ctl_generation_text(m, gen, sizeof gen);
+    printf("generation:   %s\n", gen);
+  }
   printf("load time:    %.1f ms\n", m->load_ms);
   printf("in flight:    %" PRIu32 "\n", m->in_flight);
   ctl_warnings_table(m);

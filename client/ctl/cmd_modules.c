@@ -470,6 +470,11 @@ static int describe_cmd(ctl_t *c, bool sites_cmd, int argc, char **argv) {
       ctl_tokenizer_text(&d.model, tok, sizeof tok);
       printf("tokenizer: %s\n", tok);
     }
+    if (d.model.state == NNE_CLIENT_MODEL_LOADED) {
+      char gen[400];
+      ctl_generation_text(&d.model, gen, sizeof gen);
+      printf("generation: %s\n", gen);
+    }
     ctl_warnings_table(&d.model);
   }
   nne_client_model_desc_free(&d);

@@ -24,13 +24,9 @@ static int tokenize_json_lines(const ctl_t *c,
           (json_int_t)k, "id", (json_int_t)t->id, "token",
           ctl_json_text(t->token, t->token_len), "piece",
           ctl_json_text(t->piece, t->piece_len), "special", t->special);
-      int bad =
-          j == NULL ||
-          json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 ||
-          fputc('\n', stdout) == EOF;
-      json_decref(j);
-      if (bad)
-        return ctl_fail(c, NNE_CLIENT_INTERNAL, "cannot write the JSON output");
+      int rc = ctl_json_line(c, j);
+      if (rc != 0)
+        return rc;
     }
   return 0;
 }

@@ -84,6 +84,7 @@ extern const ctl_cmd_t ctl_cmd_models_list, ctl_cmd_models_load,
     ctl_cmd_models_unload;
 extern const ctl_cmd_t ctl_cmd_modules, ctl_cmd_sites;
 extern const ctl_cmd_t ctl_cmd_forward;
+extern const ctl_cmd_t ctl_cmd_generate;
 extern const ctl_cmd_t ctl_cmd_trace;
 extern const ctl_cmd_t ctl_cmd_tokenize, ctl_cmd_detokenize;
 extern const ctl_cmd_t ctl_cmd_lens;
@@ -102,11 +103,17 @@ void ctl_family_text(const nne_client_model_info_t *m, char *buf, size_t cap);
  * or "none"; at most 8 special tokens, then "... (N in all)". */
 void ctl_tokenizer_text(const nne_client_model_info_t *m, char *buf,
                         size_t cap);
+/* How the model generates: "kv cache, eos 50256" or "recomputes each
+ * step, eos none". */
+void ctl_generation_text(const nne_client_model_info_t *m, char *buf,
+                         size_t cap);
 /* The model's warnings, one a line under "warnings:" (nothing if none). */
 void ctl_warnings_table(const nne_client_model_info_t *m);
 
 /* ---- cmd_forward.c: result parts trace prints too ------------------------ */
 
+/* Scores as [{token_id, logit, prob, text}] (generate's alternatives too). */
+json_t *ctl_scores_json(const nne_client_token_score_t *top, size_t n);
 json_t *ctl_rows_json(const nne_client_row_topk_t *rows, size_t n);
 /* Each row's position and top-k table, lines starting with `indent`; with
  * `in` (the request's rows, or NULL), a text row's prompt after its
@@ -114,5 +121,19 @@ json_t *ctl_rows_json(const nne_client_row_topk_t *rows, size_t n);
 void ctl_rows_table(const nne_client_row_topk_t *rows, size_t n,
                     const char *indent, const nne_client_token_row_t *in);
 json_t *ctl_timing_json(const nne_client_timing_t *t);
+
+/* ---- cmd_generate.c: its command line, for the unit tests -------------- */
+
+/* generate's arguments, parsed and checked. */
+typedef struct ctl_gen ctl_gen_t;
+
+/* Parses generate's arguments (argc/argv as a command's run gets them)
+ * into a new *out (free with ctl_gen_free): 0, CTL_HELP_SHOWN (args.h)
+ * after printing the help, or the exit code after a usage error (*out
+ * NULL then). */
+int ctl_gen_parse(ctl_t *c, int argc, char **argv, ctl_gen_t **out);
+/* The request the arguments make (borrowed: lives as long as g). */
+const nne_client_generate_req_t *ctl_gen_req(const ctl_gen_t *g);
+void ctl_gen_free(ctl_gen_t *g);
 
 #endif /* NNE_CTL_H */

@@ -26,11 +26,11 @@ static const ctl_cmd_t group_edits = {"edits", NULL, NULL, false};
 static const ctl_cmd_t *const commands[] = {
     &ctl_cmd_health,      &group_models,          &ctl_cmd_models_list,
     &ctl_cmd_models_load, &ctl_cmd_models_unload, &ctl_cmd_modules,
-    &ctl_cmd_sites,       &ctl_cmd_forward,       &ctl_cmd_trace,
-    &ctl_cmd_lens,        &ctl_cmd_tokenize,      &ctl_cmd_detokenize,
-    &group_edits,         &ctl_cmd_edits_apply,   &ctl_cmd_edits_list,
-    &ctl_cmd_edits_get,   &ctl_cmd_edits_drop,    &ctl_cmd_graph,
-    &ctl_cmd_stats,
+    &ctl_cmd_sites,       &ctl_cmd_forward,       &ctl_cmd_generate,
+    &ctl_cmd_trace,       &ctl_cmd_lens,          &ctl_cmd_tokenize,
+    &ctl_cmd_detokenize,  &group_edits,           &ctl_cmd_edits_apply,
+    &ctl_cmd_edits_list,  &ctl_cmd_edits_get,     &ctl_cmd_edits_drop,
+    &ctl_cmd_graph,       &ctl_cmd_stats,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -147,6 +147,19 @@ int ctl_json_out(const ctl_t *c, json_t *doc) {
   return rc;
 }
 
+int ctl_json_line(const ctl_t *c, json_t *doc) {
+  int bad;
+  if (doc == NULL)
+    return ctl_fail(c, NNE_CLIENT_INTERNAL, "cannot build the JSON output");
+  bad = json_dumpf(doc, stdout,
+                   JSON_COMPACT | JSON_PRESERVE_ORDER |
+                       JSON_REAL_PRECISION(9)) != 0 ||
+        fputc('\n', stdout) == EOF;
+  json_decref(doc);
+  return bad ? ctl_fail(c, NNE_CLIENT_INTERNAL, "cannot write the JSON output")
+             : 0;
+}
+
 json_t *ctl_json_num(double v) {
   return isfinite(v) ? json_real(v) : json_null();
 }

@@ -53,6 +53,10 @@ int ctl_help(const ctl_t *c);
  * saying so) when doc is NULL (it could not be built) or cannot be
  * written. */
 int ctl_json_out(const ctl_t *c, json_t *doc);
+/* Prints doc as one line of JSON lines (compact) and frees it (the caller
+ * flushes when a reader should see the line at once). Returns 0, or 1
+ * (after saying so) as ctl_json_out. */
+int ctl_json_line(const ctl_t *c, json_t *doc);
 /* A JSON number for a float that may be inf or nan (JSON has neither:
  * null). */
 json_t *ctl_json_num(double v);

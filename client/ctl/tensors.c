@@ -378,6 +378,24 @@ int ctl_npy_write(const ctl_t *c, const char *dir,
   return 0;
 }
 
+int ctl_npy_write_saved(const ctl_t *c, const char *dir,
+                        const nne_client_tensor_t *saved, size_t n,
+                        char ***files) {
+  const nne_client_tensor_t **ts;
+  size_t k;
+  int rc;
+  *files = NULL;
+  if (n == 0)
+    return 0;
+  if ((ts = calloc(n, sizeof *ts)) == NULL)
+    return ctl_fail(c, NNE_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+  for (k = 0; k < n; k++)
+    ts[k] = &saved[k];
+  rc = ctl_npy_write(c, dir, ts, n, files);
+  free(ts);
+  return rc;
+}
+
 void ctl_files_free(char **files, size_t n) {
   size_t k;
   for (k = 0; files != NULL && k < n; k++)

@@ -77,6 +77,10 @@ int ctl_dir_make(const ctl_t *c, const char *flag, const char *dir);
 int ctl_npy_write(const ctl_t *c, const char *dir,
                   const nne_client_tensor_t *const *ts, size_t n,
                   char ***files);
+/* The same for a result's array of saved tensors (nothing for n 0). */
+int ctl_npy_write_saved(const ctl_t *c, const char *dir,
+                        const nne_client_tensor_t *saved, size_t n,
+                        char ***files);
 void ctl_files_free(char **files, size_t n);
 
 #endif /* NNE_CTL_TENSORS_H */

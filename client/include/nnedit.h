@@ -50,6 +50,16 @@
  *   }
  *   nne_client_forward_result_free(&res);
  *
+ *   // Generation, token by token: on_step (an nne_client_token_cb) sees
+ *   // each step's tokens as they come (see "generation" below):
+ *   nne_client_generate_req_t gen = {.model = "gpt2-script",
+ *                                    .prompts = &prompt, .n_prompts = 1,
+ *                                    .max_new_tokens = 16};
+ *   nne_client_generate_result_t out;
+ *   if (nne_client_generate(cli, &gen, on_step, ctx, &out, &err) == 0)
+ *     ... out.rows[0].text, out.rows[0].finish_reason ...
+ *   nne_client_generate_result_free(&out);
+ *
  *   // The module tree with standard names; one subtree by any spelling:
  *   nne_client_model_desc_t d;
  *   nne_client_models_describe_module(cli, "gpt2-script", "layers.3.self_attn",
@@ -398,6 +408,9 @@ const char *nne_client_model_state_name(int state);
 #define NNE_CLIENT_MAX_SPECIAL_TOKENS 65536
 #define NNE_CLIENT_TOKENIZER_FILE_MAX 512
 #define NNE_CLIENT_TOKENIZER_KIND_MAX 32
+/* Most EOS ids one model info carries (the proto leaves it open; models
+ * have one to three). */
+#define NNE_CLIENT_MAX_EOS_TOKENS 16
 
 /* A token the tokenizer treats as special (BOS, EOS, <|im_start|>, ...).
  * text points into the model info that holds it (text_len bytes, then a
@@ -455,6 +468,14 @@ typedef struct nne_client_model_info {
    * with FAILED_PRECONDITION), or when the daemon predates tokenizers. */
   bool has_tokenizer;
   nne_client_tokenizer_info_t tokenizer;
+  /* Generation (nne_client_generate): whether steps reuse a key/value cache
+   * (the archive has the cached-decoding method model.json names; false:
+   * each step recomputes the whole sequence), and the ids that end a row
+   * unless ignore_eos (model.json "eos_token_id"; at most
+   * NNE_CLIENT_MAX_EOS_TOKENS, else RESOURCE_EXHAUSTED). */
+  bool kv_cache;
+  int64_t eos_token_ids[NNE_CLIENT_MAX_EOS_TOKENS];
+  size_t n_eos_token_ids;
 } nne_client_model_info_t;
 
 /* Frees the warnings and the tokenizer's special tokens and zeroes *info.
@@ -833,6 +854,200 @@ int nne_client_detokenize(nne_client_t *cli, const char *model,
                           nne_client_detokenize_result_t *out,
                           nne_client_err_t *err);
 void nne_client_detokenize_result_free(nne_client_detokenize_result_t *res);
+
+/* ---- generation (Inference/Generate) ------------------------------------- */
+
+/* Prompts to continuations, token by token (nnsight's model.generate):
+ *
+ *   static int on_step(void *ctx, uint32_t step,
+ *                      const nne_client_gen_token_t *tok, size_t n) {
+ *     for (size_t i = 0; i < n; i++)      // one per row still generating
+ *       fwrite(tok[i].text, 1, tok[i].text_len, stdout);
+ *     return 0;                           // non-zero: stop here
+ *   }
+ *
+ *   nne_client_token_row_t p = {.text = "The Eiffel Tower is in"};
+ *   nne_client_generate_req_t req = {.model = "gpt2-script", .prompts = &p,
+ *                                    .n_prompts = 1, .max_new_tokens = 8};
+ *   nne_client_generate_result_t res;
+ *   if (nne_client_generate(cli, &req, on_step, NULL, &res, &err) == 0)
+ *     ... res.rows[0].text, res.rows[0].finish_reason, res.timing ...
+ *   nne_client_generate_result_free(&res);
+ *
+ * The prompts run as one left-padded batch; each step adds one token to
+ * every row that has not finished, and the daemon streams it as soon as it
+ * exists: the callback sees each step once, in order, while the call is
+ * still running. Then come the saved tensors, then the result. The daemon
+ * checks the request and names the bad field (INVALID_ARGUMENT
+ * "max_new_tokens: ..."); the library only refuses what cannot go on the
+ * wire and the bounds below that the proto states. */
+
+/* Bounds of a Generate request (inference.proto): stop ids, stop strings
+ * and the bytes of one (without the NUL), alternatives per token, and the
+ * longest stop string a result row reports (bytes, NUL included). */
+#define NNE_CLIENT_MAX_STOP_TOKENS 64
+#define NNE_CLIENT_MAX_STOP_STRINGS 16
+#define NNE_CLIENT_STOP_STRING_MAX 256
+#define NNE_CLIENT_MAX_ALTERNATIVES 100
+#define NNE_CLIENT_STOP_MAX 257
+
+/* How the next token is chosen; all zero: greedy (argmax). */
+typedef struct nne_client_sampling {
+  float temperature; /* 0 = greedy; else logits / temperature (at most 100) */
+  uint32_t top_k;    /* keep the k most likely; 0 = all */
+  float top_p;       /* nucleus mass; 0 or 1 = all */
+  bool has_seed;     /* false: the daemon draws one (result.seed) */
+  uint64_t seed;     /* each row draws from its own generator seeded so */
+  float repetition_penalty; /* CTRL's; 0 or 1 = off; at most 10 */
+} nne_client_sampling_t;
+
+/* A Generate request. Everything is borrowed for the call. */
+typedef struct nne_client_generate_req {
+  const char *model;
+  /* At most the model's max_batch rows, ids or text (as Forward's rows);
+   * rows of different lengths are left-padded by the daemon. */
+  const nne_client_token_row_t *prompts;
+  size_t n_prompts;
+  uint32_t max_new_tokens; /* 1 .. max_seq_len minus the longest prompt */
+  nne_client_sampling_t sampling;
+  /* A row stops after emitting one of these (at most
+   * NNE_CLIENT_MAX_STOP_TOKENS), or the model's EOS unless ignore_eos. */
+  const int64_t *stop_token_ids;
+  size_t n_stop_token_ids;
+  /* A row stops once its new text contains one of these (at most
+   * NNE_CLIENT_MAX_STOP_STRINGS, each 1 to NNE_CLIENT_STOP_STRING_MAX bytes
+   * of UTF-8); its text ends before it. */
+  const char *const *stop_strings;
+  size_t n_stop_strings;
+  bool ignore_eos;
+  /* Alternatives listed with each new token (the model's most likely, at
+   * temperature 1): 0 to NNE_CLIENT_MAX_ALTERNATIVES. */
+  uint32_t top_alternatives;
+  /* Generate on this edit set (its edits apply at every step); NULL or ""
+   * = the pristine model. Shorter than NNE_CLIENT_EDIT_SET_ID_MAX. */
+  const char *edit_set;
+  /* Sites saved at every step (any spelling, as Forward's save): each
+   * comes back once per step as a tensor named "<site>@<step>"
+   * ("layers.0.resid_post@3"), which must be shorter than
+   * NNE_CLIENT_NAME_MAX bytes for the last step (checked here). */
+  const char *const *save;
+  size_t n_save;
+  /* Recompute the whole sequence at every step instead of reusing the
+   * model's key/value cache (for comparisons; the model info's kv_cache
+   * says whether it has one). */
+  bool cache_off;
+} nne_client_generate_req_t;
+
+/* One row's new token at one step, as the callback sees it. text and top
+ * are borrowed: they live until the callback returns. */
+typedef struct nne_client_gen_token {
+  uint32_t row; /* the prompt's index in the request */
+  int64_t token_id;
+  /* What the token adds to the row's text: text_len bytes, then a NUL;
+   * never NULL. A token that ends inside a UTF-8 character adds "" and the
+   * character comes with the token that completes it, so the pieces of a
+   * row, concatenated, are its text (up to a stop string). */
+  const char *text;
+  size_t text_len;
+  float logprob; /* under the model's distribution (temperature 1) */
+  const nne_client_token_score_t *top; /* top_alternatives, best first */
+  size_t n_top;
+} nne_client_gen_token_t;
+
+/* Called once per step with the step's tokens (n >= 1, one per row still
+ * generating, at most one per row). Return 0 to go on; anything else stops
+ * the generation: the library cancels the call (the daemon stops at its
+ * next step) and nne_client_generate returns -NNE_CLIENT_CANCELLED. It
+ * runs on the thread that called nne_client_generate, and must not call
+ * nne_client_close on the client. */
+typedef int (*nne_client_token_cb)(void *ctx, uint32_t step,
+                                   const nne_client_gen_token_t *tokens,
+                                   size_t n);
+
+/* Why a row stopped; the numbers are the wire enum nnedit.v1.FinishReason. */
+typedef enum nne_client_finish_reason {
+  NNE_CLIENT_FINISH_UNSPECIFIED = 0,
+  NNE_CLIENT_FINISH_LENGTH = 1,      /* max_new_tokens reached */
+  NNE_CLIENT_FINISH_STOP_TOKEN = 2,  /* a stop id or EOS (the last id) */
+  NNE_CLIENT_FINISH_STOP_STRING = 3, /* a stop string (row.stop) */
+} nne_client_finish_reason_t;
+
+/* "length", "stop_token", "stop_string"; "unspecified" for 0 and unknown
+ * values. Static string. */
+const char *nne_client_finish_reason_name(int reason);
+
+/* One row's continuation. ids and text are allocated by the library and
+ * freed with the result. */
+typedef struct nne_client_generated_row {
+  int64_t *ids; /* the new tokens (at most max_new_tokens) */
+  size_t n_ids;
+  char *text; /* their text up to a stop string: text_len bytes, then a
+                 NUL; never NULL */
+  size_t text_len;
+  nne_client_finish_reason_t finish_reason;
+  char stop[NNE_CLIENT_STOP_MAX]; /* the stop string that ended it, or "" */
+  uint32_t prompt_tokens;
+} nne_client_generated_row_t;
+
+/* Where the time went, in milliseconds. */
+typedef struct nne_client_generate_timing {
+  double queue_ms;     /* waiting for an executor */
+  double prefill_ms;   /* step 0 (and the backend, when built) */
+  double decode_ms;    /* steps 1..n */
+  double per_token_ms; /* decode_ms / (steps - 1) */
+  double total_ms;
+} nne_client_generate_timing_t;
+
+/* A Generate result: rows[i] is the request's prompts[i]. Everything it
+ * points to is allocated by the library and freed by
+ * nne_client_generate_result_free. */
+typedef struct nne_client_generate_result {
+  nne_client_generated_row_t *rows;
+  size_t n_rows;
+  nne_client_generate_timing_t timing;
+  uint32_t steps;          /* steps streamed (the callback's calls) */
+  uint64_t seed;           /* the seed used: the request's, or drawn */
+  bool kv_cache;           /* steps reused the key/value cache */
+  uint64_t kv_cache_bytes; /* its size at the end */
+  /* The saved tensors in the order they came: "<site>@<step>" for step 0,
+   * 1, ... and, within a step, the request's save order; with an edit set,
+   * its SAVE edits' tensors too ("<name>@<step>"). */
+  nne_client_tensor_t *saved;
+  size_t n_saved;
+} nne_client_generate_result_t;
+
+/* Inference/Generate into *out (caller's struct; free with
+ * generate_result_free), calling cb (may be NULL) with ctx once per step
+ * as the steps arrive. Checked here (INVALID_ARGUMENT naming the field,
+ * and then cb is never called): NULL pointers, over-long names, more stop
+ * ids or stop strings than the proto allows, an empty or over-long stop
+ * string, top_alternatives over NNE_CLIENT_MAX_ALTERNATIVES, a saved
+ * tensor's name over its bound. The stream is checked as it comes
+ * (INTERNAL): steps numbered 0, 1, ... below max_new_tokens, each with at
+ * most one token per row of the request and at most top_alternatives
+ * alternatives per token; tensors only after the steps, each reassembled
+ * into one buffer of at most opts.max_tensor_bytes, named
+ * "<save[i]>@<step>" in order (without an edit set); then one result with
+ * one row per prompt, each with as many ids as tokens streamed for it,
+ * `steps` equal to the steps streamed, and `saved` listing exactly the
+ * tensors that came. A callback's stop is CANCELLED; a failed call leaves
+ * *out empty (the steps already passed to cb stay passed). The whole
+ * generation is one call: opts.timeout_ms bounds it (DEADLINE_EXCEEDED). */
+int nne_client_generate(nne_client_t *cli, const nne_client_generate_req_t *req,
+                        nne_client_token_cb cb, void *ctx,
+                        nne_client_generate_result_t *out,
+                        nne_client_err_t *err);
+void nne_client_generate_result_free(nne_client_generate_result_t *res);
+
+/* The saved tensor of res named `name` ("layers.0.resid_post@3"), or
+ * NULL. Borrowed: lives as long as res. */
+const nne_client_tensor_t *
+nne_client_generate_result_saved(const nne_client_generate_result_t *res,
+                                 const char *name);
+/* The same for site `site` (as the request spelled it) at step `step`. */
+const nne_client_tensor_t *
+nne_client_generate_result_saved_at(const nne_client_generate_result_t *res,
+                                    const char *site, uint32_t step);
 
 /* ---- edits (nnedit.v1.Edits) --------------------------------------------- */
 

@@ -89,10 +89,8 @@ int nne__rows_check(const char *where, const nne_client_token_row_t *rows,
 
 /* ---- top-k rows ---------------------------------------------------------- */
 
-static void row_arm(nne__rep_t *r, void *msg, size_t i) {
-  nne__topk_t *t = r->ctx;
-  nne_client_row_topk_t *row = (nne_client_row_topk_t *)*r->items + i;
-  nnedit_v1_RowTopK *m = msg;
+void nne__topk_row_begin(nne__topk_t *t, nne_client_row_topk_t *row,
+                         const char *what, pb_callback_t *top) {
   t->top.items = (void **)&row->top;
   t->top.n = &row->n_top;
   t->top.cap = 0;
@@ -100,16 +98,12 @@ static void row_arm(nne__rep_t *r, void *msg, size_t i) {
    * from its first text on (so free finds it whatever fails later). */
   t->row = row;
   t->texts = (nne__strs_t){NULL, 0, 0};
-  snprintf(t->top_what, sizeof t->top_what, "rows[%zu].top", i);
-  NNE_PB_DEC(m->top, nne__rep_dec, &t->top);
+  snprintf(t->top_what, sizeof t->top_what, "%s", what);
+  NNE_PB_DEC(*top, nne__rep_dec, &t->top);
 }
 
-static bool row_take(nne__rep_t *r, const void *msg, void *item, size_t i) {
-  nne__topk_t *t = r->ctx;
-  nne_client_row_topk_t *row = item;
+void nne__topk_row_end(nne__topk_t *t, nne_client_row_topk_t *row) {
   size_t k;
-  (void)i;
-  row->position = ((const nnedit_v1_RowTopK *)msg)->position;
   /* The block stops moving with the row's last score: offsets become
    * pointers (every score put a text there, "" when it had none). */
   for (k = 0; k < row->n_top; k++) {
@@ -117,6 +111,20 @@ static bool row_take(nne__rep_t *r, const void *msg, void *item, size_t i) {
     row->top[k].text = row->strings != NULL ? row->strings + off : "";
   }
   t->row = NULL;
+}
+
+static void row_arm(nne__rep_t *r, void *msg, size_t i) {
+  char what[32];
+  snprintf(what, sizeof what, "rows[%zu].top", i);
+  nne__topk_row_begin(r->ctx, (nne_client_row_topk_t *)*r->items + i, what,
+                      &((nnedit_v1_RowTopK *)msg)->top);
+}
+
+static bool row_take(nne__rep_t *r, const void *msg, void *item, size_t i) {
+  nne_client_row_topk_t *row = item;
+  (void)i;
+  row->position = ((const nnedit_v1_RowTopK *)msg)->position;
+  nne__topk_row_end(r->ctx, row);
   return true;
 }
 
@@ -197,12 +205,17 @@ void nne__topk_init(nne__topk_t *t, nne_client_row_topk_t **rows,
                         .dec = dec};
 }
 
-void nne__rows_free(nne_client_row_topk_t *rows, size_t n) {
+void nne__rows_clear(nne_client_row_topk_t *rows, size_t n) {
   size_t i;
   for (i = 0; i < n; i++) {
     free(rows[i].top);
     free(rows[i].strings);
+    memset(&rows[i], 0, sizeof rows[i]);
   }
+}
+
+void nne__rows_free(nne_client_row_topk_t *rows, size_t n) {
+  nne__rows_clear(rows, n);
   free(rows);
 }
 
@@ -600,25 +613,16 @@ int nne_client_forward(nne_client_t *cli, const nne_client_forward_req_t *req,
 }
 
 void nne_client_forward_result_free(nne_client_forward_result_t *res) {
-  size_t i;
   if (res == NULL)
     return;
   nne__rows_free(res->rows, res->n_rows);
   nne_client_tensor_free(&res->logits);
-  for (i = 0; i < res->n_saved; i++)
-    nne_client_tensor_free(&res->saved[i]);
-  free(res->saved);
+  nne__tensors_free(res->saved, res->n_saved);
   memset(res, 0, sizeof *res);
 }
 
 const nne_client_tensor_t *
 nne_client_forward_result_saved(const nne_client_forward_result_t *res,
                                 const char *name) {
-  size_t i;
-  if (res == NULL || name == NULL)
-    return NULL;
-  for (i = 0; i < res->n_saved; i++)
-    if (strcmp(res->saved[i].name, name) == 0)
-      return &res->saved[i];
-  return NULL;
+  return res == NULL ? NULL : nne__tensor_find(res->saved, res->n_saved, name);
 }

@@ -22,9 +22,12 @@
  *   tensor.c   dtypes, tensor checks, and the reassembler that turns a run
  *              of TensorChunk messages into one tensor (nne__asm)
  *   forward.c  token rows on the wire and top-k rows off it, shared with
- *              trace.c
+ *              trace.c and generate.c
  *   igraph.c   the intervention graph builder's view for trace.c: its save
  *              nodes and its nodes as Node messages
+ *
+ *   generate.c Inference/Generate split into check, request, stream
+ *              handler and end, for its unit test
  *
  * The files with nothing to share (health.c, models.c, graph.c, edits.c,
  * admin.c, trace.c, tokenize.c, npy.c) have no block: each is one service
@@ -259,6 +262,17 @@ bool nne__tensor_size(int dtype, const int64_t *shape, size_t ndim,
  * in why[cap] (no prefix: the caller names the tensor). */
 bool nne__tensor_check(const nne_client_tensor_t *t, char *why, size_t cap);
 
+/* A result's saved tensors: freed with their array; the first named
+ * `name` (NULL when none is, or name is NULL). */
+void nne__tensors_free(nne_client_tensor_t *v, size_t n);
+const nne_client_tensor_t *nne__tensor_find(const nne_client_tensor_t *v,
+                                            size_t n, const char *name);
+/* A result's list of the tensors it streamed (`saved`): its k-th entry,
+ * `name`, must be the k-th of the v[0..n) that came; else false with the
+ * reason in d, naming `what` ("result.saved[2]"). */
+bool nne__saved_listed(nne__dec_t *d, const char *what, const char *name,
+                       const nne_client_tensor_t *v, size_t n, size_t k);
+
 /* The tensor reassembler turns a run of TensorChunk messages into one
  * nne_client_tensor_t. Any RPC whose stream carries tensors uses it the
  * same way, once per TensorChunk it meets:
@@ -370,6 +384,57 @@ void nne__topk_init(nne__topk_t *t, nne_client_row_topk_t **rows,
                     size_t *n_rows, size_t max_rows, size_t max_top,
                     nne__dec_t *dec);
 void nne__rows_free(nne_client_row_topk_t *rows, size_t n);
+/* Frees what rows[0..n) hold and zeroes them; the array stays. */
+void nne__rows_clear(nne_client_row_topk_t *rows, size_t n);
+
+/* Scores of one row outside a RowTopK list (GeneratedToken.top), with a t
+ * set up by nne__topk_init (its max_top bounds them): before the message
+ * holding them decodes, nne__topk_row_begin points its repeated
+ * TokenScore field `top` at row's scores (`what` names them in messages,
+ * at most 31 bytes); once it decoded, nne__topk_row_end makes their texts
+ * pointers. */
+void nne__topk_row_begin(nne__topk_t *t, nne_client_row_topk_t *row,
+                         const char *what, pb_callback_t *top);
+void nne__topk_row_end(nne__topk_t *t, nne_client_row_topk_t *row);
+
+/* ---- generate.c ---------------------------------------------------------- */
+
+/* Inference/Generate in three parts, so that the unit tests drive the very
+ * code the call runs (tests/unit/client/lib/test_generate.c):
+ *
+ *   nne__gen_check(req, err)              what cannot go on the wire
+ *   nne__gen_req(req, &msg, &enc)         the request message (enc holds
+ *                                         its lists until it is encoded)
+ *   g = nne__gen_new(req, cb, ctx, out, max_tensor_bytes)
+ *   nne__stream(..., nne__gen_msg, g, ...) each GenerateResponse: steps to
+ *                                         the callback, chunks to the
+ *                                         reassembler, then the result
+ *   rc = nne__gen_end(g, rc, err)          after the stream: was it whole
+ *   nne__gen_free(g)
+ */
+typedef struct nne__gen_enc {
+  nne__rows_enc_t rows;
+  pb_callback_t no_mask; /* GenerateRequest has no mask field */
+  nne_pb_i64_enc_t stop_ids;
+  nne_pb_str_list_enc_t stop_strings, save;
+} nne__gen_enc_t;
+
+typedef struct nne__gen nne__gen_t;
+
+int nne__gen_check(const nne_client_generate_req_t *req, nne_client_err_t *err);
+void nne__gen_req(const nne_client_generate_req_t *req,
+                  nnedit_v1_GenerateRequest *m, nne__gen_enc_t *enc);
+/* NULL when memory runs out. out is zeroed here. */
+nne__gen_t *nne__gen_new(const nne_client_generate_req_t *req,
+                         nne_client_token_cb cb, void *ctx,
+                         nne_client_generate_result_t *out,
+                         uint64_t max_tensor_bytes);
+/* The stream's message handler (nne__msg_fn); ctx is the nne__gen_t. */
+int nne__gen_msg(void *ctx, grpc_byte_buffer *msg, nne_client_err_t *err);
+/* rc: the stream's; returns the call's (CANCELLED when the callback
+ * stopped it, INTERNAL when an OK stream was not whole). */
+int nne__gen_end(nne__gen_t *g, int rc, nne_client_err_t *err);
+void nne__gen_free(nne__gen_t *g);
 
 /* ---- igraph.c ------------------------------------------------------------ */
 

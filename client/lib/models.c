@@ -93,6 +93,7 @@ typedef struct info_dec {
   const char *sp_off; /* the special token being decoded: its text */
   size_t sp_len;
   bool sp_has;
+  nne_pb_i64_dec_t eos; /* eos_token_ids, at most NNE_CLIENT_MAX_EOS_TOKENS */
 } info_dec_t;
 
 /* SpecialToken.text into the block. */
@@ -129,6 +130,19 @@ static bool special_take(nne__rep_t *r, const void *msg, void *item, size_t i) {
   return true;
 }
 
+/* ModelInfo.eos_token_ids, bounded by this client. */
+static bool eos_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  info_dec_t *w = *arg;
+  void *eos = &w->eos;
+  if (nne_pb_i64_dec(s, f, &eos))
+    return true;
+  if (w->eos.overflow)
+    return nne__dec_fail(w->warnings.dec, NNE_CLIENT_RESOURCE_EXHAUSTED,
+                         "model.eos_token_ids: more than %d ids",
+                         NNE_CLIENT_MAX_EOS_TOKENS);
+  return false;
+}
+
 static void info_dec_init(info_dec_t *w, nne__dec_t *d) {
   memset(w, 0, sizeof *w);
   w->sp_rep = (nne__rep_t){.items = (void **)&w->special,
@@ -163,6 +177,10 @@ static void info_dec_arm(info_dec_t *w, nnedit_v1_ModelInfo *m) {
   /* tokenizer is a plain (optional) submessage: nanopb decodes it in place
    * without resetting its callbacks, so this one holds. */
   NNE_PB_DEC(m->tokenizer.special, nne__rep_dec, &w->sp_rep);
+  w->eos.n = 0;
+  w->eos.max = NNE_CLIENT_MAX_EOS_TOKENS;
+  w->eos.overflow = false;
+  NNE_PB_DEC(m->eos_token_ids, eos_dec, w);
 }
 
 static void info_dec_free(info_dec_t *w) {
@@ -175,6 +193,9 @@ static void info_dec_free(info_dec_t *w) {
   free(w->sp_block.p);
   w->sp_block.p = NULL;
   w->sp_block.cap = 0;
+  free(w->eos.v);
+  w->eos.v = NULL;
+  w->eos.cap = 0;
 }
 
 /* The special tokens gathered into one allocation (the array, then their
@@ -224,6 +245,10 @@ static bool info_take(nne_client_model_info_t *o, const nnedit_v1_ModelInfo *m,
   memcpy(o->family_reason, m->family_reason, sizeof o->family_reason);
   o->layer_count = m->layer_count;
   o->has_tokenizer = m->has_tokenizer;
+  o->kv_cache = m->kv_cache;
+  if (w->eos.n > 0)
+    memcpy(o->eos_token_ids, w->eos.v, w->eos.n * sizeof *w->eos.v);
+  o->n_eos_token_ids = w->eos.n;
   if (m->has_tokenizer) {
     memcpy(o->tokenizer.file, m->tokenizer.file, sizeof o->tokenizer.file);
     memcpy(o->tokenizer.kind, m->tokenizer.kind, sizeof o->tokenizer.kind);

@@ -101,6 +101,34 @@ void nne_client_tensor_free(nne_client_tensor_t *t) {
   memset(t, 0, sizeof *t);
 }
 
+void nne__tensors_free(nne_client_tensor_t *v, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    nne_client_tensor_free(&v[i]);
+  free(v);
+}
+
+const nne_client_tensor_t *nne__tensor_find(const nne_client_tensor_t *v,
+                                            size_t n, const char *name) {
+  size_t i;
+  if (name == NULL)
+    return NULL;
+  for (i = 0; i < n; i++)
+    if (strcmp(v[i].name, name) == 0)
+      return &v[i];
+  return NULL;
+}
+
+bool nne__saved_listed(nne__dec_t *d, const char *what, const char *name,
+                       const nne_client_tensor_t *v, size_t n, size_t k) {
+  if (k < n && strcmp(name, v[k].name) == 0)
+    return true;
+  return nne__dec_fail(
+      d, NNE_CLIENT_INTERNAL, "%s is '%.200s', but %s%.200s%s", what, name,
+      k < n ? "the tensor sent there was '" : "no such tensor was sent",
+      k < n ? v[k].name : "", k < n ? "'" : "");
+}
+
 uint64_t nne_client_tensor_numel(const nne_client_tensor_t *t) {
   uint64_t n = 1;
   size_t i;

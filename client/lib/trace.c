@@ -128,13 +128,8 @@ static bool trace_saved_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
     st->listed_logits = true;
     return true;
   }
-  if (k >= r->n_saved || strcmp(name, r->saved[k].name) != 0)
-    return nne__dec_fail(&st->dec, NNE_CLIENT_INTERNAL,
-                         "%s is '%.200s', but %s%.200s%s", what, name,
-                         k < r->n_saved ? "the tensor sent there was '"
-                                        : "no such tensor was sent",
-                         k < r->n_saved ? r->saved[k].name : "",
-                         k < r->n_saved ? "'" : "");
+  if (!nne__saved_listed(&st->dec, what, name, r->saved, r->n_saved, k))
+    return false;
   st->n_listed++;
   return true;
 }
@@ -537,16 +532,14 @@ done:
 }
 
 void nne_client_trace_results_free(nne_client_trace_results_t *res) {
-  size_t t, i;
+  size_t t;
   if (res == NULL)
     return;
   for (t = 0; t < res->n_traces; t++) {
     nne_client_trace_result_t *r = &res->traces[t];
     nne__rows_free(r->rows, r->n_rows);
     nne_client_tensor_free(&r->logits);
-    for (i = 0; i < r->n_saved; i++)
-      nne_client_tensor_free(&r->saved[i]);
-    free(r->saved);
+    nne__tensors_free(r->saved, r->n_saved);
   }
   free(res->traces);
   memset(res, 0, sizeof *res);
@@ -555,12 +548,10 @@ void nne_client_trace_results_free(nne_client_trace_results_t *res) {
 const nne_client_tensor_t *
 nne_client_trace_results_saved(const nne_client_trace_results_t *res,
                                const char *name) {
-  size_t t, i;
-  if (res == NULL || name == NULL)
-    return NULL;
-  for (t = 0; t < res->n_traces; t++)
-    for (i = 0; i < res->traces[t].n_saved; i++)
-      if (strcmp(res->traces[t].saved[i].name, name) == 0)
-        return &res->traces[t].saved[i];
-  return NULL;
+  const nne_client_tensor_t *found = NULL;
+  size_t t;
+  for (t = 0; res != NULL && found == NULL && t < res->n_traces; t++)
+    found =
+        nne__tensor_find(res->traces[t].saved, res->traces[t].n_saved, name);
+  return found;
 }

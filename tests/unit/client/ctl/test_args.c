@@ -70,6 +70,32 @@ START_TEST(test_u32_and_seconds) {
 }
 END_TEST
 
+START_TEST(test_u64_and_number) {
+  uint64_t u;
+  double d;
+  ck_assert(ctl_parse_u64("0", &u) && u == 0);
+  ck_assert(ctl_parse_u64("18446744073709551615", &u) && u == UINT64_MAX);
+  ck_assert(!ctl_parse_u64("18446744073709551616", &u));
+  ck_assert(!ctl_parse_u64("-1", &u));
+  ck_assert(!ctl_parse_u64(" 1", &u));
+  ck_assert(!ctl_parse_u64("1x", &u));
+
+  ck_assert(ctl_parse_number("0.7", 0, 100, &d) && d == 0.7);
+  ck_assert(ctl_parse_number("1e1", 0, 100, &d) && d == 10.0);
+  ck_assert(ctl_parse_number("100", 0, 100, &d) && d == 100.0);
+  ck_assert(ctl_parse_number(".5", 0, 1, &d) && d == 0.5);
+  /* Bounds are inclusive; no blanks, names of non-numbers or hex. */
+  ck_assert(!ctl_parse_number("100.001", 0, 100, &d));
+  ck_assert(!ctl_parse_number("-0.1", 0, 1, &d));
+  ck_assert(!ctl_parse_number("nan", 0, 1, &d));
+  ck_assert(!ctl_parse_number("inf", 0, 1e9, &d));
+  ck_assert(!ctl_parse_number("0x1", 0, 9, &d));
+  ck_assert(!ctl_parse_number(" 1", 0, 9, &d));
+  ck_assert(!ctl_parse_number("1 ", 0, 9, &d));
+  ck_assert(!ctl_parse_number("", 0, 9, &d));
+}
+END_TEST
+
 START_TEST(test_words) {
   nne_client_padding_t p;
   nne_client_logits_t l;
@@ -337,6 +363,7 @@ static Suite *args_suite(void) {
   TCase *tc = tcase_create("args");
   tcase_add_test(tc, test_int_list);
   tcase_add_test(tc, test_u32_and_seconds);
+  tcase_add_test(tc, test_u64_and_number);
   tcase_add_test(tc, test_words);
   tcase_add_test(tc, test_opt_match);
   tcase_add_test(tc, test_walk);

@@ -8,36 +8,14 @@
 #include <string.h>
 
 #include "internal.h"
-
-/* A growing protobuf message. */
-typedef struct buf {
-  uint8_t b[8192];
-  size_t n;
-} buf_t;
-
-static void put_varint(buf_t *o, uint64_t v) {
-  do {
-    o->b[o->n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-    v >>= 7;
-  } while (v != 0);
-}
-
-static void put_len(buf_t *o, uint32_t field, const void *p, size_t n) {
-  put_varint(o, (uint64_t)field << 3 | 2);
-  put_varint(o, n);
-  memcpy(o->b + o->n, p, n);
-  o->n += n;
-}
+#include "lib_test.h"
 
 /* A TokenScore: id, logit, prob and, when text is not NULL, text[0..n). */
 static void put_score(buf_t *row, int64_t id, float logit, const char *text,
                       size_t n) {
   buf_t s = {.n = 0};
-  put_varint(&s, 1 << 3 | 0);
-  put_varint(&s, (uint64_t)id);
-  s.b[s.n++] = 2 << 3 | 5; /* fixed32 */
-  memcpy(s.b + s.n, &logit, 4);
-  s.n += 4;
+  put_uint(&s, 1, (uint64_t)id);
+  put_float(&s, 2, logit);
   if (text != NULL)
     put_len(&s, 4, text, n);
   put_len(row, 2, s.b, s.n);
@@ -67,8 +45,7 @@ START_TEST(test_texts) {
   size_t n;
   nne__dec_t dec;
 
-  put_varint(&row0, 1 << 3 | 0);
-  put_varint(&row0, 4); /* position 4 */
+  put_uint(&row0, 1, 4); /* position 4 */
   put_score(&row0, 6342, 9.5f, " Paris", 6);
   put_score(&row0, 198, 7.0f, "\n", 1);
   put_score(&row0, 0, 1.0f, "a\0b", 3);     /* a NUL inside */
