@@ -155,8 +155,14 @@ static buf_t step1(void) {
   return response(1, &s);
 }
 
-static buf_t result(uint32_t steps, bool list_saved) {
+/* What a result's saved list may say: the two saves of steps 0 and 1. */
+static const char *const saved2[] = {"layers.0.resid_post@0",
+                                     "layers.0.resid_post@1"};
+
+/* The result of steps 0 and 1 (as `steps` says), listing saved[0..n). */
+static buf_t result(uint32_t steps, const char *const *saved, size_t n) {
   buf_t r = {.n = 0}, timing = {.n = 0};
+  size_t k;
   int64_t ids0[] = {6342, 13}, ids1[] = {50256};
   put_row(&r, ids0, 2, " Paris.", NNE_CLIENT_FINISH_STOP_STRING, "\n", 5);
   put_row(&r, ids1, 1, "", NNE_CLIENT_FINISH_STOP_TOKEN, NULL, 1);
@@ -170,10 +176,8 @@ static buf_t result(uint32_t steps, bool list_saved) {
   put_uint(&r, 4, 1234);
   put_uint(&r, 5, 1);
   put_uint(&r, 6, 4096);
-  if (list_saved) {
-    put_str(&r, 7, "layers.0.resid_post@0");
-    put_str(&r, 7, "layers.0.resid_post@1");
-  }
+  for (k = 0; k < n; k++)
+    put_str(&r, 7, saved[k]);
   return response(3, &r);
 }
 
@@ -205,7 +209,7 @@ START_TEST(test_stream) {
   ck_assert_int_eq(feed(g, &m, &err), NNE__STREAM_MORE);
   m = chunk("layers.0.resid_post@1", 3.0f, 4.0f);
   ck_assert_int_eq(feed(g, &m, &err), NNE__STREAM_MORE);
-  m = result(2, true);
+  m = result(2, saved2, 2);
   ck_assert_int_eq(feed(g, &m, &err), NNE__STREAM_MORE);
   ck_assert_int_eq(nne__gen_end(g, 0, &err), 0);
   nne__gen_free(g);
@@ -266,6 +270,40 @@ START_TEST(test_callback_stops) {
                                     "step 0") != NULL,
                 "%s", err.message);
   nne__gen_free(g);
+  nne_client_generate_result_free(&res);
+}
+END_TEST
+
+/* An edit set's saves come among the request's, named by the set; the
+ * request's still come in their order. */
+START_TEST(test_edit_set_saves) {
+  nne_client_generate_req_t req = base_req();
+  nne_client_generate_result_t res;
+  nne_client_err_t err;
+  seen_t seen = {.stop_at = -1};
+  const char *const listed[] = {"layers.0.resid_post@0", "steer@0",
+                                "layers.0.resid_post@1", "steer@1"};
+  buf_t msgs[7];
+  nne__gen_t *g;
+  size_t i;
+
+  req.edit_set = "es-1";
+  g = nne__gen_new(&req, on_step, &seen, &res, 1 << 20);
+  msgs[0] = step0();
+  msgs[1] = step1();
+  msgs[2] = chunk(listed[0], 0, 0);
+  msgs[3] = chunk(listed[1], 5, 5);
+  msgs[4] = chunk(listed[2], 1, 1);
+  msgs[5] = chunk(listed[3], 6, 6);
+  msgs[6] = result(2, listed, 4);
+  for (i = 0; i < 7; i++)
+    ck_assert_int_eq(feed(g, &msgs[i], &err), NNE__STREAM_MORE);
+  ck_assert_int_eq(nne__gen_end(g, 0, &err), 0);
+  nne__gen_free(g);
+  ck_assert_uint_eq(res.n_saved, 4);
+  ck_assert(
+      ((const float *)nne_client_generate_result_saved_at(&res, "steer", 1)
+           ->data)[0] == 6.0f);
   nne_client_generate_result_free(&res);
 }
 END_TEST
@@ -340,24 +378,24 @@ START_TEST(test_broken) {
   }
   {
     buf_t msgs[] = {step0(), step1(), chunk("layers.0.resid_post@0", 0, 0),
-                    chunk("layers.0.resid_post@1", 0, 0), result(3, true)};
+                    chunk("layers.0.resid_post@1", 0, 0), result(3, saved2, 2)};
     ASSERT_BROKEN(req, msgs, "the result says 3 steps, 2 were streamed");
   }
   {
     buf_t msgs[] = {step0(), step1(), chunk("layers.0.resid_post@0", 0, 0),
-                    result(2, false)};
+                    result(2, NULL, 0)};
     ASSERT_BROKEN(req, msgs,
                   "tensor 'layers.0.resid_post@1' was asked for and not sent");
   }
   {
     buf_t msgs[] = {step0(), step1(), chunk("layers.0.resid_post@0", 0, 0),
-                    chunk("layers.0.resid_post@1", 0, 0), result(2, false)};
+                    chunk("layers.0.resid_post@1", 0, 0), result(2, NULL, 0)};
     ASSERT_BROKEN(req, msgs, "the result lists 0 saved tensors, 2 were sent");
   }
   {
     /* Row 0 streamed one token; the result gives it two ids. */
     buf_t msgs[] = {step0(), chunk("layers.0.resid_post@0", 0, 0),
-                    result(1, false)};
+                    result(1, NULL, 0)};
     ASSERT_BROKEN(req, msgs,
                   "result.rows[0] has 2 ids, 1 tokens of the row were "
                   "streamed");
@@ -373,9 +411,17 @@ START_TEST(test_broken) {
                     step1(),
                     chunk("layers.0.resid_post@0", 0, 0),
                     chunk("layers.0.resid_post@1", 0, 0),
-                    result(2, true),
+                    result(2, saved2, 2),
                     step1()};
     ASSERT_BROKEN(req, msgs, "a message after the result");
+  }
+  {
+    /* Without an edit set, a tensor nobody asked for. */
+    buf_t msgs[] = {step0(), chunk("layers.0.resid_post@0", 0, 0),
+                    chunk("steer@0", 0, 0)};
+    ASSERT_BROKEN(req, msgs,
+                  "tensor 'steer@0' after the 1 tensors asked for (1 saves, "
+                  "1 steps)");
   }
   {
     /* max_new_tokens 1: step 1 cannot exist. */
@@ -582,6 +628,7 @@ static Suite *generate_suite(void) {
   tcase_add_unchecked_fixture(tc, grpc_setup, grpc_teardown);
   tcase_add_test(tc, test_stream);
   tcase_add_test(tc, test_callback_stops);
+  tcase_add_test(tc, test_edit_set_saves);
   tcase_add_test(tc, test_broken);
   tcase_add_test(tc, test_request);
   tcase_add_test(tc, test_check);
