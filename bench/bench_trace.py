@@ -56,31 +56,10 @@ def parse_args():
 ARGS = parse_args()
 
 
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchenv import cpu_flags, setup  # noqa: E402
 
-
-# The environment must be set before numpy/torch load OpenBLAS and libgomp
-# (bench/README.md, "Environment"); the daemon inherits it.
-if not ARGS.as_is:
-    if not os.environ.get("OPENBLAS_CORETYPE"):
-        fl = cpu_flags()
-        if "avx512f" in fl:
-            os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
-        elif "avx2" in fl:
-            os.environ["OPENBLAS_CORETYPE"] = "Haswell"
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-os.environ["NNE_PY_GEN"] = ARGS.py_gen
-os.environ["NNEDITD"] = ARGS.nneditd
-os.environ["NNE_FIXTURES_DIR"] = ARGS.fixtures
+setup(ARGS.as_is, ARGS.py_gen, ARGS.nneditd, ARGS.fixtures)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 import ctypes  # noqa: E402

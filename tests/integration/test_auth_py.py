@@ -69,6 +69,9 @@ def methods(channel):
             I.TokenizeRequest(model=NAME, texts=["hi"]), metadata=md, timeout=30)),
         ("Inference/Detokenize", "infer", lambda md: inf.Detokenize(
             I.DetokenizeRequest(model=NAME, rows=[row]), metadata=md, timeout=30)),
+        ("Inference/Generate", "infer", lambda md: list(inf.Generate(
+            I.GenerateRequest(model=NAME, prompts=[row], max_new_tokens=2), metadata=md,
+            timeout=30))),
         ("Edits/Apply", "edit", lambda md: ed.Apply(edits_pb2.ApplyEditsRequest(
             model=NAME, edits=[edits_pb2.Edit(site="layers.0.resid_post",
                                               op=edits_pb2.EDIT_OP_ZERO)]),

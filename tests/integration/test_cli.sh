@@ -793,6 +793,7 @@ Root                                             call 0
       layers.3.self_attn (h.3.attn)  Attn        call 0     12 params  aka blk3.attention, att3
         h.3.attn.proj                Linear      call 0     4 params
   lm_head (head)                     Linear      call 0     aka unembed
+generation: recomputes each step, eos none
 warnings:
   names: 'x.{i}' matches no module
 EOF
@@ -824,6 +825,7 @@ layers.0.self_attn.q        blocks.0.attn.hook_q        h.0.attn.proj.output.0 [
 layers.0.self_attn.pattern  blocks.0.attn.hook_pattern  unavailable: layers.0.self_attn: not eager attention
 layers.1 .. layers.3  (3 more like layers.0)
 logits                      -                           head.output.0
+generation: recomputes each step, eos none
 warnings:
   names: 'x.{i}' matches no module
 EOF

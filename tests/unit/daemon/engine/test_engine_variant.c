@@ -874,11 +874,12 @@ START_TEST(test_variant_errors) {
     ck_assert_int_eq(no, 1);
     build_fails(m, s, 3, "site 2", "not a tuple");
   } else {
-    ck_assert_int_eq(no, 2);
+    /* (attn_output, attn_weights, present_key, present_value) */
+    ck_assert_int_eq(no, 4);
     ck_assert_int_eq(nne_variant_build(m, s, 3, &v, &err), 0);
     nne_variant_unref(v);
-    s[2].index = 2;
-    build_fails(m, s, 3, "site 2", "tuple of 2");
+    s[2].index = 4;
+    build_fails(m, s, 3, "site 2", "tuple of 4");
   }
 
   /* Node sites that are not there or not tensors. */
