@@ -233,116 +233,172 @@ static bool steps_cb(pb_istream_t *s, const pb_field_t *f, void **arg) {
   return true;
 }
 
-void nne_rpc_inference_generate(nne_call_t *call, grpc_byte_buffer *req) {
-  nne_daemon_t *d = nne_call_app(call);
-  const nne_config_t *cfg = d->cfg;
-  nnedit_v1_GenerateRequest in = nnedit_v1_GenerateRequest_init_zero;
+/* Everything a GenerateRequest decodes into, with its bounds. */
+typedef struct gen_dec {
+  nnedit_v1_GenerateRequest in;
   nne_rows_dec_t prompts;
   nne_pb_i64_dec_t stop_ids;
   nne_pb_str_list_dec_t stops, saves;
+  steps_dec_t steps;
+  nne_rpc_trace_in_t *tin;  /* the intervention, into the given session */
+} gen_dec_t;
+
+static int gen_dec_init(gen_dec_t *gd, const nne_config_t *cfg,
+                        nne_trace_session_t *sess, nne_err_t *err) {
+  memset(gd, 0, sizeof *gd);
+  /* Every value takes at least one byte on the wire: the message limit
+   * bounds them; the model's limits are checked once it is known. */
+  nne_rows_dec_init(&gd->prompts, nnedit_v1_TokenRow_ids_tag, cfg->max_batch,
+                    cfg->max_message_bytes);
+  gd->stop_ids.max = NNE_GEN_MAX_STOP_IDS;
+  gd->stops.max = NNE_GEN_MAX_STOP_STRINGS;
+  gd->stops.max_len = NNE_GEN_MAX_STOP_LEN;
+  gd->saves.max = NNE_GEN_MAX_SAVES;
+  gd->saves.max_len = 240; /* "<site>@<step>" names a streamed tensor */
+  gd->steps.max = cfg->max_trace_nodes;
+  NNE_PB_DEC(gd->in.prompts, nne_rows_dec_cb, &gd->prompts);
+  NNE_PB_DEC(gd->in.stop_token_ids, nne_pb_i64_dec, &gd->stop_ids);
+  NNE_PB_DEC(gd->in.stop_strings, nne_pb_str_list_dec, &gd->stops);
+  NNE_PB_DEC(gd->in.save, nne_pb_str_list_dec, &gd->saves);
+  NNE_PB_DEC(gd->in.steps, steps_cb, &gd->steps);
+  gd->tin = nne_rpc_trace_in_new(cfg, sess);
+  if (gd->tin == NULL)
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  NNE_PB_DEC(gd->in.intervention, nne_rpc_trace_in_cb, gd->tin);
+  return 0;
+}
+
+/* The reason a decode stopped: ours (a bound, the intervention's), else
+ * nanopb's `why`. */
+static void gen_dec_error(const gen_dec_t *gd, const nne_config_t *cfg,
+                          const char *why, nne_err_t *err) {
+  if (nne_rpc_trace_in_err(gd->tin) != NULL) {
+    *err = *nne_rpc_trace_in_err(gd->tin);
+    nne_infer_generate_field(err);
+  } else if (gd->steps.overflow)
+    nne_err_set(err, NNE_ERESOURCE,
+                "steps: more than %zu entries (--max-trace-nodes)",
+                gd->steps.max);
+  else if (gd->saves.overflow)
+    nne_err_set(err, NNE_ERESOURCE,
+                "save: more than %zu sites, or a site name longer than %zu",
+                gd->saves.max, gd->saves.max_len);
+  else if (gd->stops.overflow)
+    nne_err_set(err, NNE_ERESOURCE,
+                "stop_strings: more than %d strings, or one longer than %d "
+                "bytes",
+                NNE_GEN_MAX_STOP_STRINGS, NNE_GEN_MAX_STOP_LEN);
+  else if (gd->stop_ids.overflow)
+    nne_err_set(err, NNE_ERESOURCE, "stop_token_ids: more than %d ids",
+                NNE_GEN_MAX_STOP_IDS);
+  else if (gd->prompts.text_too_big)
+    nne_err_set(err, NNE_ERESOURCE,
+                "prompts: a text row over %zu bytes, or texts over the "
+                "message limit",
+                NNE_ROW_TEXT_MAX);
+  else if (gd->prompts.overflow)
+    nne_err_set(err, NNE_ERESOURCE, "prompts: more than %u rows (--max-batch)",
+                cfg->max_batch);
+  else
+    nne_err_set(err, NNE_EINVAL, "malformed GenerateRequest: %s", why);
+}
+
+/* The checks that need no model. */
+static int gen_dec_check(const gen_dec_t *gd, nne_err_t *err) {
+  if (gd->in.cache != nnedit_v1_CacheMode_CACHE_MODE_UNSPECIFIED &&
+      gd->in.cache != nnedit_v1_CacheMode_CACHE_MODE_OFF)
+    return nne_err_set(err, NNE_EINVAL, "cache: unknown CacheMode %d",
+                       (int)gd->in.cache);
+  return 0;
+}
+
+static void gen_dec_free(gen_dec_t *gd) {
+  nne_rows_free(&gd->prompts);
+  free(gd->stop_ids.v);
+  nne_pb_str_list_free(&gd->stops);
+  nne_pb_str_list_free(&gd->saves);
+  free(gd->steps.v);
+  nne_rpc_trace_in_free(gd->tin);
+  memset(gd, 0, sizeof *gd);
+}
+
+int nne_rpc_generate_decode(const nne_config_t *cfg, const uint8_t *buf,
+                            size_t len, nne_err_t *err) {
+  nne_trace_session_t sess;
+  pb_istream_t s = pb_istream_from_buffer(buf, len);
+  gen_dec_t gd;
+  int rc;
+
+  nne_trace_session_init(&sess, 1, cfg->max_trace_nodes);
+  rc = gen_dec_init(&gd, cfg, &sess, err);
+  if (rc == 0 && !pb_decode(&s, nnedit_v1_GenerateRequest_fields, &gd.in)) {
+    gen_dec_error(&gd, cfg, PB_GET_ERROR(&s), err);
+    rc = err->code;
+  }
+  if (rc == 0)
+    rc = gen_dec_check(&gd, err);
+  gen_dec_free(&gd);
+  nne_trace_session_free(&sess);
+  return rc;
+}
+
+void nne_rpc_inference_generate(nne_call_t *call, grpc_byte_buffer *req) {
+  nne_daemon_t *d = nne_call_app(call);
+  const nne_config_t *cfg = d->cfg;
   nne_batch_group_t group = {0};
   nne_infer_generate_t *g = NULL;
   nne_gen_opts_t o;
-  nne_rpc_trace_in_t *tin = NULL;
-  nne_trace_t *it;
   size_t n_invokes = 0;
-  steps_dec_t steps = {NULL, 0, cfg->max_trace_nodes, false};
+  gen_dec_t gd;
   nne_err_t err;
   char why[256];
   int rc;
 
-  nne_rows_dec_init(&prompts, nnedit_v1_TokenRow_ids_tag, cfg->max_batch,
-                    cfg->max_message_bytes);
-  memset(&stop_ids, 0, sizeof stop_ids);
-  stop_ids.max = NNE_GEN_MAX_STOP_IDS;
-  memset(&stops, 0, sizeof stops);
-  stops.max = NNE_GEN_MAX_STOP_STRINGS;
-  stops.max_len = NNE_GEN_MAX_STOP_LEN;
-  memset(&saves, 0, sizeof saves);
-  saves.max = NNE_GEN_MAX_SAVES;
-  saves.max_len = 240; /* "<site>@<step>" names a streamed tensor */
-  NNE_PB_DEC(in.prompts, nne_rows_dec_cb, &prompts);
-  NNE_PB_DEC(in.stop_token_ids, nne_pb_i64_dec, &stop_ids);
-  NNE_PB_DEC(in.stop_strings, nne_pb_str_list_dec, &stops);
-  NNE_PB_DEC(in.save, nne_pb_str_list_dec, &saves);
-  NNE_PB_DEC(in.steps, steps_cb, &steps);
+  memset(&gd, 0, sizeof gd);
   g = nne_infer_generate_new(d, call, send_result, send_step,
                              nnedit_v1_GenerateResponse_chunk_tag);
-  if (g == NULL || (tin = nne_rpc_trace_in_new(
-                        cfg, nne_infer_generate_session(g))) == NULL) {
+  if (g == NULL) {
     nne_err_set(&err, NNE_ENOMEM, "out of memory");
     goto fail;
   }
-  NNE_PB_DEC(in.intervention, nne_rpc_trace_in_cb, tin);
-  if (!nne_pb_decode_bb(req, nnedit_v1_GenerateRequest_fields, &in, why,
+  if (gen_dec_init(&gd, cfg, nne_infer_generate_session(g), &err) != 0)
+    goto fail;
+  if (!nne_pb_decode_bb(req, nnedit_v1_GenerateRequest_fields, &gd.in, why,
                         sizeof why)) {
-    if (nne_rpc_trace_in_err(tin) != NULL) {
-      err = *nne_rpc_trace_in_err(tin);
-      nne_infer_generate_field(&err);
-    } else if (steps.overflow)
-      nne_err_set(&err, NNE_ERESOURCE,
-                  "steps: more than %zu entries (--max-trace-nodes)",
-                  steps.max);
-    else if (saves.overflow)
-      nne_err_set(&err, NNE_ERESOURCE,
-                  "save: more than %zu sites, or a site name longer than %zu",
-                  saves.max, saves.max_len);
-    else if (stops.overflow)
-      nne_err_set(&err, NNE_ERESOURCE,
-                  "stop_strings: more than %d strings, or one longer than "
-                  "%d bytes",
-                  NNE_GEN_MAX_STOP_STRINGS, NNE_GEN_MAX_STOP_LEN);
-    else if (stop_ids.overflow)
-      nne_err_set(&err, NNE_ERESOURCE, "stop_token_ids: more than %d ids",
-                  NNE_GEN_MAX_STOP_IDS);
-    else if (prompts.text_too_big)
-      nne_err_set(&err, NNE_ERESOURCE,
-                  "prompts: a text row over %zu bytes, or texts over the "
-                  "message limit",
-                  NNE_ROW_TEXT_MAX);
-    else if (prompts.overflow)
-      nne_err_set(&err, NNE_ERESOURCE, "prompts: more than %u rows "
-                                       "(--max-batch)",
-                  cfg->max_batch);
-    else
-      nne_err_set(&err, NNE_EINVAL, "malformed GenerateRequest: %s", why);
+    gen_dec_error(&gd, cfg, why, &err);
     goto fail;
   }
-  if (in.cache != nnedit_v1_CacheMode_CACHE_MODE_UNSPECIFIED &&
-      in.cache != nnedit_v1_CacheMode_CACHE_MODE_OFF) {
-    nne_err_set(&err, NNE_EINVAL, "cache: unknown CacheMode %d",
-                (int)in.cache);
+  if (gen_dec_check(&gd, &err) != 0)
     goto fail;
-  }
-  it = nne_rpc_trace_in_trace(tin, &n_invokes);
-  (void)it;
-  nne_call_set_model(call, in.model);
-  rc = nne_infer_generate_hold(g, in.model, in.edit_set, &err);
+  (void)nne_rpc_trace_in_trace(gd.tin, &n_invokes);
+  nne_call_set_model(call, gd.in.model);
+  rc = nne_infer_generate_hold(g, gd.in.model, gd.in.edit_set, &err);
   if (rc == 0) {
+    const nnedit_v1_GenerateRequest *in = &gd.in;
     memset(&o, 0, sizeof o);
-    o.max_new_tokens = in.max_new_tokens;
-    o.temperature = in.sampling.temperature;
-    o.top_k = in.sampling.top_k;
-    o.top_p = in.sampling.top_p;
-    o.repetition_penalty = in.sampling.repetition_penalty;
-    o.has_seed = in.sampling.has_seed;
-    o.seed = in.sampling.seed;
-    o.stop_ids = stop_ids.v;
-    o.n_stop_ids = stop_ids.n;
-    o.stop_strings = stops.v; /* taken by prepare */
-    o.n_stop_strings = stops.n;
-    stops.v = NULL;
-    stops.n = stops.cap = 0;
-    o.ignore_eos = in.ignore_eos;
-    o.alternatives = in.top_alternatives;
-    o.cache_off = in.cache == nnedit_v1_CacheMode_CACHE_MODE_OFF;
-    o.saves = saves.v; /* taken by prepare */
-    o.n_saves = saves.n;
-    o.steps = steps.v;
-    o.n_steps = steps.n;
-    saves.v = NULL;
-    saves.n = saves.cap = 0;
-    group.ids = &prompts;
+    o.max_new_tokens = in->max_new_tokens;
+    o.temperature = in->sampling.temperature;
+    o.top_k = in->sampling.top_k;
+    o.top_p = in->sampling.top_p;
+    o.repetition_penalty = in->sampling.repetition_penalty;
+    o.has_seed = in->sampling.has_seed;
+    o.seed = in->sampling.seed;
+    o.stop_ids = gd.stop_ids.v;
+    o.n_stop_ids = gd.stop_ids.n;
+    o.stop_strings = gd.stops.v; /* taken by prepare */
+    o.n_stop_strings = gd.stops.n;
+    gd.stops.v = NULL;
+    gd.stops.n = gd.stops.cap = 0;
+    o.ignore_eos = in->ignore_eos;
+    o.alternatives = in->top_alternatives;
+    o.cache_off = in->cache == nnedit_v1_CacheMode_CACHE_MODE_OFF;
+    o.saves = gd.saves.v; /* taken by prepare */
+    o.n_saves = gd.saves.n;
+    gd.saves.v = NULL;
+    gd.saves.n = gd.saves.cap = 0;
+    o.steps = gd.steps.v;
+    o.n_steps = gd.steps.n;
+    group.ids = &gd.prompts;
     group.mask = NULL;
     group.prefix = "";
     group.field = "prompts";
@@ -352,18 +408,10 @@ void nne_rpc_inference_generate(nne_call_t *call, grpc_byte_buffer *req) {
     rc = nne_infer_generate_submit(g, &err);
   if (rc != 0)
     goto fail;
-  nne_rows_free(&prompts);
-  free(stop_ids.v);
-  free(steps.v);
-  nne_rpc_trace_in_free(tin);
+  gen_dec_free(&gd);
   return;
 fail:
-  nne_rows_free(&prompts);
-  free(stop_ids.v);
-  free(steps.v);
-  nne_rpc_trace_in_free(tin);
-  nne_pb_str_list_free(&stops);
-  nne_pb_str_list_free(&saves);
+  gen_dec_free(&gd);
   nne_infer_generate_free(g);
   nne_call_fail_err(call, &err);
 }

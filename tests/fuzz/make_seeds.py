@@ -1,7 +1,9 @@
 """Writes the binary seed requests of tests/fuzz/corpus/apply_request/ and
 trace_request/: ApplyEditsRequest messages like the ones the tests send
 (every op, tensor and scalar operands, ranges, names, a label) and
-TraceRequest messages (invokes with id and text rows, every node kind). Run with Debian's python and
+TraceRequest messages (invokes with id and text rows, every node kind) and
+GenerateRequest messages (generate_request/: prompts, sampling, stops,
+saves, an intervention with step ranges). Run with Debian's python and
 the generated stubs: PYTHONPATH=build/gen_py /usr/bin/python3 make_seeds.py
 """
 import os
@@ -65,6 +67,27 @@ def main():
                            I.Node(id=2, save=I.SaveNode(value=1, name="again"))])]),
     }
     for name, r in traces.items():
+        with open(os.path.join(out, name + ".bin"), "wb") as f:
+            f.write(r.SerializeToString())
+    out = os.path.join(os.path.dirname(OUT), "generate_request")
+    os.makedirs(out, exist_ok=True)
+    gens = {
+        "greedy": I.GenerateRequest(model="gpt2-script", prompts=rows, max_new_tokens=8),
+        "everything": I.GenerateRequest(
+            model="llama-script", prompts=rows, max_new_tokens=16, ignore_eos=True,
+            sampling=I.Sampling(temperature=0.8, top_k=40, top_p=0.9, seed=7, repetition_penalty=1.2),
+            stop_token_ids=[2, 999], stop_strings=["\n\n", "The end"], top_alternatives=3,
+            edit_set="es-1", save=["layers.1.resid_post"], cache=I.CACHE_MODE_OFF,
+            intervention=I.Trace(nodes=[
+                I.Node(id=1, constant=I.ConstNode(scalar=0.0)),
+                I.Node(id=2, write=I.WriteNode(site="layers.0.self_attn.z", value=1, ranges=[
+                    edits_pb2.DimRange(dim=-1, start=16, stop=32)])),
+                I.Node(id=3, read=I.ReadNode(site="layers.1.resid_post")),
+                I.Node(id=4, save=I.SaveNode(value=3, name="resid"))]),
+            steps=[I.NodeSteps(node=2, start=3), I.NodeSteps(node=3, start=2, stop=5),
+                   I.NodeSteps(node=4, start=2, stop=5)]),
+    }
+    for name, r in gens.items():
         with open(os.path.join(out, name + ".bin"), "wb") as f:
             f.write(r.SerializeToString())
 
