@@ -10,6 +10,7 @@
 
 #include "base/fault.h"
 #include "base/log.h"
+#include "base/vec.h"
 
 typedef nne_infer_generate_t gen_t;
 
@@ -55,6 +56,13 @@ static void gen_free(gen_t *g) {
       free(g->segs[i].sess);
     }
   free(g->segs);
+  for (i = 0; i < g->n_stacks; i++) {
+    size_t k;
+    for (k = 0; k < g->stacks[i].n; k++)
+      nne_tensor_unref(g->stacks[i].t[k]);
+    free(g->stacks[i].t);
+  }
+  free(g->stacks);
   nne_trace_session_free(&g->sess);
   nne_batch_free(&g->batch);
   free(g);
@@ -614,6 +622,13 @@ int nne_infer_generate_prepare(nne_infer_generate_t *g,
       (rc = check_stops(g, o, e, err)) != 0)
     return rc;
   g->cached = e->kv_cache && !g->o.cache_off;
+  if (g->o.save_sequence && !g->cached)
+    return nne_err_set(err, NNE_EINVAL,
+                       "save_layout: SEQUENCE needs the KV cache (%s); a "
+                       "recomputed step sees the whole sequence: its last "
+                       "step's save has every position",
+                       e->kv_cache ? "the request turned it off"
+                                   : "the model has none");
   if (g->cached && (rc = check_kv(g, e, err)) != 0)
     return rc;
   if ((rc = prepare_intervention(g, n_invokes, err)) != 0 ||
@@ -728,49 +743,110 @@ static size_t emit_limit(const gen_t *g, const nne_gen_row_t *r) {
   return lim < r->emitted ? r->emitted : lim;
 }
 
+/* One save of one step (takes t's reference, also on failure): into the
+ * outbox as "<name>@<step>", or kept for its SAVE_LAYOUT_SEQUENCE tensor. */
+static int emit_save(gen_t *g, const char *name, size_t step, nne_tensor_t *t,
+                     nne_err_t *err) {
+  char buf[300], *nm;
+  size_t i;
+  if (g->o.save_sequence) {
+    nne_gen_stack_t *st;
+    for (i = 0; i < g->n_stacks && strcmp(g->stacks[i].name, name) != 0; i++)
+      ;
+    if (i == g->n_stacks) {
+      if (NNE_VEC_GROW(&g->stacks, &g->cap_stacks, g->n_stacks + 1) != 0) {
+        nne_tensor_unref(t);
+        return nne_err_set(err, NNE_ENOMEM, "out of memory");
+      }
+      st = &g->stacks[g->n_stacks];
+      memset(st, 0, sizeof *st);
+      st->t = calloc(g->o.max_new_tokens, sizeof *st->t);
+      if (st->t == NULL) {
+        nne_tensor_unref(t);
+        return nne_err_set(err, NNE_ENOMEM, "out of memory");
+      }
+      st->name = name;
+      st->first_step = (uint32_t)step;
+      g->n_stacks++;
+    }
+    st = &g->stacks[i];
+    st->t[st->n++] = t;
+    return 0;
+  }
+  snprintf(buf, sizeof buf, "%s@%zu", name, step);
+  if ((nm = strdup(buf)) == NULL) {
+    nne_tensor_unref(t);
+    return nne_err_set(err, NNE_ENOMEM, "out of memory");
+  }
+  g->save_tensor_names[g->n_save_tensor_names++] = nm;
+  return nne_outbox_tensor(&g->ob, nm, t, err);
+}
+
+/* SAVE_LAYOUT_SEQUENCE: each save's steps concatenated along dim 1 into
+ * the outbox, after the last step. */
+static int emit_stacks(gen_t *g, nne_err_t *err) {
+  size_t i, k;
+  int rc = 0;
+  for (i = 0; rc == 0 && i < g->n_stacks; i++) {
+    nne_gen_stack_t *st = &g->stacks[i];
+    nne_op_arg_t *args = calloc(st->n + 1, sizeof *args);
+    nne_tensor_t *out = NULL;
+    if (args == NULL)
+      return nne_err_set(err, NNE_ENOMEM, "out of memory");
+    for (k = 0; k < st->n; k++) {
+      args[k].kind = NNE_ARG_TENSOR;
+      args[k].tensor = st->t[k];
+    }
+    args[st->n].kind = NNE_ARG_INT;
+    args[st->n].name = "dim";
+    args[st->n].integer = 1;
+    if (st->n == 1)
+      out = nne_tensor_ref(st->t[0]);
+    else
+      rc = nne_op_call("cat", args, st->n + 1, NULL, 0, &out, err);
+    free(args);
+    if (rc != 0) {
+      nne_err_prefix(err,
+                     "save_layout SEQUENCE: '%s' (steps %u to %zu) does not "
+                     "concatenate along dim 1",
+                     st->name, st->first_step, st->first_step + st->n - 1);
+      break;
+    }
+    rc = nne_outbox_tensor(&g->ob, st->name, out, err);
+  }
+  return rc;
+}
+
 /* The step's saves into the outbox as "<name>@<step>", and the runtime
  * ready to capture again. */
 static int step_saves(gen_t *g, size_t step, nne_err_t *err) {
   nne_edit_set_t *set = g->hold.set;
   size_t i;
   int rc = 0;
-  char name[300];
 
   for (i = 0; rc == 0 && i < g->o.n_saves; i++) {
     int h = nne_infer_backend_site_hook(&g->bk, i);
     nne_tensor_t *t = g->rt.captured[h];
     const nne_names_view_t *vw = &g->save_view[i];
-    char *nm;
     if (t == NULL)
       return nne_err_set(err, NNE_ESTATE,
                          "save[%zu] '%s': the site did not run in step %zu",
                          i, g->o.saves[i], step);
-    snprintf(name, sizeof name, "%s@%zu", g->o.saves[i], step);
-    nm = strdup(name);
-    if (nm == NULL)
-      return nne_err_set(err, NNE_ENOMEM, "out of memory");
-    g->save_tensor_names[g->n_save_tensor_names++] = nm;
     if (vw->parts > 0) {
       nne_tensor_t *part;
       rc = nne_tensor_split_last(t, vw->parts, vw->part,
                                  vw->heads_view ? g->n_heads : 0, &part, err);
       if (rc == 0)
-        rc = nne_outbox_tensor(&g->ob, nm, part, err);
+        rc = emit_save(g, g->o.saves[i], step, part, err);
     } else {
-      rc = nne_outbox_tensor(&g->ob, nm, nne_tensor_ref(t), err);
+      rc = emit_save(g, g->o.saves[i], step, nne_tensor_ref(t), err);
     }
   }
   for (i = 0; rc == 0 && set != NULL && i < set->n_edits; i++) {
-    char *nm;
     if (set->edits[i].op != NNE_EDIT_SAVE || g->rt.edit_saves[i] == NULL)
       continue;
-    snprintf(name, sizeof name, "%s@%zu", set->edits[i].name, step);
-    nm = strdup(name);
-    if (nm == NULL)
-      return nne_err_set(err, NNE_ENOMEM, "out of memory");
-    g->save_tensor_names[g->n_save_tensor_names++] = nm;
-    rc = nne_outbox_tensor(&g->ob, nm, nne_tensor_ref(g->rt.edit_saves[i]),
-                           err);
+    rc = emit_save(g, set->edits[i].name, step,
+                   nne_tensor_ref(g->rt.edit_saves[i]), err);
   }
   /* Captures are taken once per forward: clear them for the next step. */
   for (i = 0; i < g->rt.n_hooks; i++) {
@@ -1063,17 +1139,10 @@ static int step_run(gen_t *g, step_io_t *io, size_t step, size_t cur,
   g->used += run.used - used0;
   for (k = 0; rc == 0 && k < t->n_nodes; k++) {
     const nne_trace_node_t *n = &t->nodes[k];
-    char name[300], *nm;
     if (n->op != NNE_TRACE_SAVE || t->saved[n->slot] == NULL)
       continue;
-    snprintf(name, sizeof name, "%s@%zu", n->name, step);
-    if ((nm = strdup(name)) == NULL) {
-      rc = nne_err_set(err, NNE_ENOMEM, "out of memory");
-      break;
-    }
-    g->save_tensor_names[g->n_save_tensor_names++] = nm;
-    rc = nne_outbox_tensor(&g->ob, nm, t->saved[n->slot], err);
-    t->saved[n->slot] = NULL; /* the outbox has the reference */
+    rc = emit_save(g, n->name, step, t->saved[n->slot], err);
+    t->saved[n->slot] = NULL; /* emit_save has the reference */
   }
   nne_trace_run_free(&run);
   if (rc != 0)
@@ -1228,6 +1297,8 @@ static int run_steps(gen_t *g, nne_err_t *err) {
   if (rc == 0 && g->cached)
     for (b = 0; b < io.n_kv; b++)
       g->kv_final_bytes += nne_tensor_nbytes(io.past[b]);
+  if (rc == 0 && g->o.save_sequence)
+    rc = emit_stacks(g, err);
 out:
   io_free(&io);
   free(next);

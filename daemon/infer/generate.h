@@ -98,7 +98,16 @@ typedef struct nne_gen_opts {
   size_t n_saves;
   const nne_gen_steps_t *steps; /* borrowed during prepare */
   size_t n_steps;
+  bool save_sequence;       /* SAVE_LAYOUT_SEQUENCE: one tensor per save */
 } nne_gen_opts_t;
+
+/* A save's values over the steps, for SAVE_LAYOUT_SEQUENCE. */
+typedef struct nne_gen_stack {
+  const char *name;         /* borrowed from the request or the set */
+  nne_tensor_t **t;         /* [max_new_tokens] references */
+  size_t n;
+  uint32_t first_step;
+} nne_gen_stack_t;
 
 /* One row's token at one step. */
 typedef struct nne_gen_token {
@@ -152,6 +161,8 @@ typedef struct nne_infer_generate {
   size_t n_segs;
   bool needs_order;         /* some segment's write depends on a read */
   uint64_t used;            /* bytes the intervention's saves took */
+  nne_gen_stack_t *stacks;  /* SAVE_LAYOUT_SEQUENCE, in first-save order */
+  size_t n_stacks, cap_stacks;
   /* Steps: written by the job, published through n_ready (release), read
    * by the loop (acquire). tokens[step * B + row]; alt_* [step][row][k]. */
   nne_gen_token_t *tokens;

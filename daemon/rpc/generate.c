@@ -309,6 +309,10 @@ static int gen_dec_check(const gen_dec_t *gd, nne_err_t *err) {
       gd->in.cache != nnedit_v1_CacheMode_CACHE_MODE_OFF)
     return nne_err_set(err, NNE_EINVAL, "cache: unknown CacheMode %d",
                        (int)gd->in.cache);
+  if (gd->in.save_layout != nnedit_v1_SaveLayout_SAVE_LAYOUT_UNSPECIFIED &&
+      gd->in.save_layout != nnedit_v1_SaveLayout_SAVE_LAYOUT_SEQUENCE)
+    return nne_err_set(err, NNE_EINVAL, "save_layout: unknown SaveLayout %d",
+                       (int)gd->in.save_layout);
   return 0;
 }
 
@@ -398,6 +402,7 @@ void nne_rpc_inference_generate(nne_call_t *call, grpc_byte_buffer *req) {
     gd.saves.n = gd.saves.cap = 0;
     o.steps = gd.steps.v;
     o.n_steps = gd.steps.n;
+    o.save_sequence = in->save_layout == nnedit_v1_SaveLayout_SAVE_LAYOUT_SEQUENCE;
     group.ids = &gd.prompts;
     group.mask = NULL;
     group.prefix = "";

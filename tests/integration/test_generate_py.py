@@ -172,6 +172,42 @@ class Generate(unittest.TestCase):
                     diff = float(np.abs(t[f"resid@{k}"] - cap[LAYER1[f]][k].numpy()).max())
                     self.assertLessEqual(diff, 1e-5, (k, diff))
 
+    def test_save_layout_sequence(self):
+        # One tensor per save: the steps concatenated along the sequence,
+        # the value at every position of the final sequence.
+        n = 6
+        for name in ("gpt2-script", "llama-trace"):
+            with self.subTest(model=name):
+                path = LAYER1[fam(name)]
+                _, cap = rg.greedy_generate(self.eager[name], PROMPTS, n, capture=[path])
+                want = np.concatenate([c.numpy() for c in cap[path]], axis=1)
+                nodes = [I.Node(id=1, read=I.ReadNode(site="layers.0.resid_post")),
+                         I.Node(id=2, save=I.SaveNode(value=1, name="r0"))]
+                _, t, res = self.gen(request(name, PROMPTS, n, save=["layers.1.resid_post"],
+                                             intervention=I.Trace(nodes=nodes),
+                                             steps=[I.NodeSteps(node=1, start=2),
+                                                    I.NodeSteps(node=2, start=2)],
+                                             save_layout=I.SAVE_LAYOUT_SEQUENCE))
+                self.assertEqual(list(res.saved), ["layers.1.resid_post", "r0"])
+                got = t["layers.1.resid_post"]
+                self.assertEqual(got.shape, (3, 7 + n - 1, 64))
+                self.assertLessEqual(float(np.abs(got - want).max()), 1e-5)
+                # Saved from step 2 on: the positions of steps 2..n-1.
+                self.assertEqual(t["r0"].shape, (3, n - 2, 64))
+        inf = self.d.inference
+        for kw, needle in [
+                (dict(save=["layers.0.self_attn.pattern"]), "'layers.0.self_attn.pattern' (steps 0 to 3) "
+                                                            "does not concatenate"),
+                (dict(save=["layers.1.resid_post"], cache=I.CACHE_MODE_OFF), "save_layout: SEQUENCE needs"),
+                (dict(save_layout=5), "save_layout: unknown")]:
+            kw.setdefault("save_layout", I.SAVE_LAYOUT_SEQUENCE)
+            with self.subTest(needle=needle):
+                with self.assertRaises(grpc.RpcError) as cm:
+                    list(inf.Generate(request("gpt2-script", [[1, 2]], 4, **kw), timeout=30))
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT,
+                                 cm.exception.details())
+                self.assertIn(needle, cm.exception.details())
+
     def test_intervention_errors(self):
         inf = self.d.inference
         r3 = I.Node(id=3, read=I.ReadNode(site="layers.1.resid_post"))
