@@ -194,22 +194,25 @@ class Generate(unittest.TestCase):
                 self.assertLessEqual(float(np.abs(got - want).max()), 1e-5)
                 # Saved from step 2 on: the positions of steps 2..n-1.
                 self.assertEqual(t["r0"].shape, (3, n - 2, 64))
-        inf = self.d.inference
-        for kw, needle in [
-                (dict(save=["layers.0.self_attn.pattern"]), "'layers.0.self_attn.pattern' (steps 0 to 3) "
-                                                            "does not concatenate"),
-                (dict(save=["layers.1.resid_post"], cache=I.CACHE_MODE_OFF), "save_layout: SEQUENCE needs"),
-                (dict(save_layout=5), "save_layout: unknown")]:
+        cases = [(dict(save=["layers.0.self_attn.pattern"]),
+                  "'layers.0.self_attn.pattern' (steps 0 to 3) does not concatenate"),
+                 (dict(save=["layers.1.resid_post"], cache=I.CACHE_MODE_OFF), "save_layout: SEQUENCE needs"),
+                 (dict(save_layout=5), "save_layout: unknown")]
+        for kw, _ in cases:
             kw.setdefault("save_layout", I.SAVE_LAYOUT_SEQUENCE)
+        self.refused(cases)
+
+    def refused(self, cases):
+        """Each (request fields, message part) is INVALID_ARGUMENT saying it."""
+        for kw, needle in cases:
             with self.subTest(needle=needle):
                 with self.assertRaises(grpc.RpcError) as cm:
-                    list(inf.Generate(request("gpt2-script", [[1, 2]], 4, **kw), timeout=30))
+                    list(self.d.inference.Generate(request("gpt2-script", [[1, 2]], 4, **kw), timeout=30))
                 self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT,
                                  cm.exception.details())
                 self.assertIn(needle, cm.exception.details())
 
     def test_intervention_errors(self):
-        inf = self.d.inference
         r3 = I.Node(id=3, read=I.ReadNode(site="layers.1.resid_post"))
         s4 = I.Node(id=4, save=I.SaveNode(value=3, name="resid"))
         cases = [
@@ -230,13 +233,7 @@ class Generate(unittest.TestCase):
             (dict(intervention=I.Trace(nodes=[I.Node(id=1, ref=I.RefNode(name="x"))])), "ref"),
             (dict(intervention=I.Trace(nodes=[r3, s4]), save=["resid"]), "also save[0]"),
         ]
-        for kw, needle in cases:
-            with self.subTest(needle=needle):
-                with self.assertRaises(grpc.RpcError) as cm:
-                    list(inf.Generate(request("gpt2-script", [[1, 2]], 4, **kw), timeout=30))
-                self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT,
-                                 cm.exception.details())
-                self.assertIn(needle, cm.exception.details())
+        self.refused(cases)
 
     def test_sampling_seed_repeats_across_runs_and_positions(self):
         s = I.Sampling(temperature=0.9, top_k=50, top_p=0.95, seed=1234)
