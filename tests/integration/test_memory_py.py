@@ -1,7 +1,9 @@
 """Memory flatness (issue 13): a daemon that researchers leave running for
 weeks must not grow with the calls it serves. 10,000 mixed requests from 4
 clients — Forward with logits and saves, Trace sessions, Apply / Forward on
-the set / Drop, Describe, List, health, and failing calls — and the
+the set / Drop, Describe, List, health, Generate (read to the end, or
+cancelled after its first step: its KV cache must go with it), and failing
+calls — and the
 daemon's resident memory after the warm-up (the first 1,000) may grow by
 less than RSS_BOUND_MB over the other 9,000. The figures go to the README.
 
@@ -18,7 +20,7 @@ import unittest
 
 import grpc
 
-from nnedit_testlib import Daemon, forward, health_pb2, manifest, models_pb2, trace
+from nnedit_testlib import Daemon, forward, generate, health_pb2, manifest, models_pb2, trace
 from nnedit.v1 import edits_pb2, edits_pb2_grpc, inference_pb2 as I
 
 NAME = "gpt2-script"
@@ -38,7 +40,19 @@ def rss_kb(pid):
 
 
 def one_request(d, edits, rng):
-    k = rng.randrange(10)
+    k = rng.randrange(12)
+    if k == 10:
+        generate(d.inference, I.GenerateRequest(
+            model=NAME, prompts=[I.TokenRow(ids=r) for r in IDS], max_new_tokens=8,
+            ignore_eos=True, save=["layers.1.resid_post"]))
+        return
+    if k == 11:
+        call = d.inference.Generate(I.GenerateRequest(
+            model=NAME, prompts=[I.TokenRow(ids=IDS[0])], max_new_tokens=40, ignore_eos=True),
+            timeout=60)
+        next(call)
+        call.cancel()
+        return
     if k < 3:
         forward(d.inference, NAME, IDS, top_k=3, logits=2, save=["layers.0.resid_post"])
     elif k < 5:
