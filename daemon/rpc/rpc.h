@@ -73,8 +73,10 @@ nne_trace_t *nne_rpc_trace_in_trace(const nne_rpc_trace_in_t *in,
                                     size_t *n_invokes);
 void nne_rpc_trace_in_free(nne_rpc_trace_in_t *in);
 
-/* A GenerateRequest's decode and the checks that need no model, as the
- * handler does them (for the fuzz driver). */
+/* A ForwardRequest's / GenerateRequest's decode and the checks that need
+ * no model, as the handlers do them (for the fuzz drivers). */
+int nne_rpc_forward_decode(const nne_config_t *cfg, const uint8_t *buf,
+                           size_t len, nne_err_t *err);
 int nne_rpc_generate_decode(const nne_config_t *cfg, const uint8_t *buf,
                             size_t len, nne_err_t *err);
 

@@ -3,7 +3,8 @@ trace_request/: ApplyEditsRequest messages like the ones the tests send
 (every op, tensor and scalar operands, ranges, names, a label) and
 TraceRequest messages (invokes with id and text rows, every node kind) and
 GenerateRequest messages (generate_request/: prompts, sampling, stops,
-saves, an intervention with step ranges). Run with Debian's python and
+saves, an intervention with step ranges) and ForwardRequest messages
+(forward_request/). Run with Debian's python and
 the generated stubs: PYTHONPATH=build/gen_py /usr/bin/python3 make_seeds.py
 """
 import os
@@ -88,6 +89,17 @@ def main():
                    I.NodeSteps(node=4, start=2, stop=5)]),
     }
     for name, r in gens.items():
+        with open(os.path.join(out, name + ".bin"), "wb") as f:
+            f.write(r.SerializeToString())
+    out = os.path.join(os.path.dirname(OUT), "forward_request")
+    os.makedirs(out, exist_ok=True)
+    fwds = {
+        "ids_and_text": I.ForwardRequest(model="gpt2-script", input_ids=rows, padding=1, top_k=5,
+                                         logits=2, save=["layers.0.resid_post", "logits"]),
+        "masked": I.ForwardRequest(model="llama-trace", input_ids=[I.TokenRow(ids=[0, 0, 7, 8])],
+                                   attention_mask=[I.MaskRow(values=[0, 0, 1, 1])], edit_set="es-1"),
+    }
+    for name, r in fwds.items():
         with open(os.path.join(out, name + ".bin"), "wb") as f:
             f.write(r.SerializeToString())
 
