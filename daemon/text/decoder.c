@@ -257,7 +257,7 @@ static int run1(const nne__dec_t *d, const nne__bytelevel_t *bl,
       size_t n = in->len[i];
       acc.n = 0;
       if (d->kind == D_REPLACE) {
-        if ((rc = nne__re_replace(&d->re, md, s, n, d->with, d->wlen, &acc,
+        if ((rc = nne__re_replace(&d->re, md, s, n, d->with, d->wlen, &acc, NULL, NULL,
                                   err))) {
           free(acc.p);
           return rc;

@@ -11,6 +11,14 @@
  *   nne_tokenizer_encode(tok, text, len, NNE_TOK_ADD_SPECIAL, &ids, &n, &err);
  *   nne_tokenizer_decode(tok, ids, n, NNE_TOK_SKIP_SPECIAL, &s, &slen, &err);
  *   free(ids); free(s);
+ *
+ *   // Where each token came from, and a pair of texts (question, context):
+ *   nne_tokenizer_encoding_t enc;
+ *   nne_tokenizer_encode_pair(tok, q, qlen, c, clen,
+ *                             NNE_TOK_ADD_SPECIAL | NNE_TOK_OFFSETS, &enc, &err);
+ *   ... enc.ids[i], enc.offsets[2*i], enc.offsets[2*i+1] (bytes of q or c,
+ *       as enc.seq[i] says), enc.type_ids[i]
+ *   nne_tokenizer_encoding_free(&enc);
  *   nne_tokenizer_free(tok);
  *
  * What is supported (anything else is a load-time NNE_EUNIMPL naming its
@@ -20,10 +28,10 @@
  * NFD, NFKD, StripAccents, Prepend, Replace, Lowercase, Strip, Sequence;
  * pre-tokenizers ByteLevel, Split, Metaspace, Digits, Punctuation,
  * Whitespace, WhitespaceSplit, Sequence; post-processors TemplateProcessing
- * (its "single" template), ByteLevel, RobertaProcessing, BertProcessing,
- * Sequence; decoders ByteLevel, Metaspace, ByteFallback, Fuse, Strip,
- * Replace, Sequence; added tokens with lstrip, rstrip, single_word,
- * normalized and special. Not yet: offsets of tokens in the text.
+ * ("single" and "pair"), ByteLevel (trim_offsets), RobertaProcessing,
+ * BertProcessing, Sequence; decoders ByteLevel, Metaspace, ByteFallback,
+ * Fuse, Strip, Replace, Sequence; added tokens with lstrip, rstrip,
+ * single_word, normalized and special; each token's offsets in the text.
  *
  * Threads: a loaded tokenizer is never written again, so any number of
  * threads may encode, decode and look up with it at once; each call keeps
@@ -65,6 +73,9 @@ enum {
    * like any other), not their ids: for text a user did not mean as
    * control tokens. Added tokens that are not special still match. */
   NNE_TOK_SPECIAL_AS_TEXT = 1u << 1,
+  /* Compute each token's offsets (nne_tokenizer_encode_pair): slower, so
+   * only when asked. */
+  NNE_TOK_OFFSETS = 1u << 2,
 };
 
 /* Decode flags. */
@@ -100,6 +111,51 @@ void nne_tokenizer_free(nne_tokenizer_t *tok);
 int nne_tokenizer_encode(const nne_tokenizer_t *tok, const char *text,
                          size_t len, unsigned flags, int32_t **ids, size_t *n,
                          nne_err_t *err);
+
+/* A token the post-processor's template added (BOS, EOS, a separator):
+ * nne_tokenizer_encoding_t.seq's value for it. */
+#define NNE_TOK_SEQ_TEMPLATE 255
+
+/* An encoding with everything beside the ids (what the reference's
+ * Encoding holds that is not padding or truncation). All arrays are
+ * malloc'd, n long, and freed by nne_tokenizer_encoding_free.
+ *
+ * Offsets are byte offsets into the UTF-8 text the token came from, as in
+ * the reference's Rust core ([start, end); its Python and Node bindings
+ * convert the same offsets to characters): seq[i] 0 is the text, 1 the
+ * pair. They follow the reference exactly: through the normalizers (a
+ * token of normalized text gets the span of the input characters it was
+ * made from; text a normalizer added, as Prepend's "▁", takes the span of
+ * the character it was added before; a composed character the span of its
+ * first input character), the pre-tokenizers and the model (each byte
+ * token of a character the character's span; a token of an added token
+ * with lstrip/rstrip the stripped spaces too), and the post-processor's
+ * trim_offsets. Tokens of the template get (0, 0) and seq
+ * NNE_TOK_SEQ_TEMPLATE. */
+typedef struct nne_tokenizer_encoding {
+  int32_t *ids;
+  uint32_t *offsets; /* 2n: start, end of each token; NULL without
+                        NNE_TOK_OFFSETS */
+  uint32_t *type_ids; /* the template's (0 for the text, 1 for the pair
+                         without a template) */
+  uint8_t *seq;       /* 0, 1 or NNE_TOK_SEQ_TEMPLATE */
+  size_t n;
+} nne_tokenizer_encoding_t;
+
+/* Encodes a text, or a pair of texts (pair non-NULL: pair_len bytes, the
+ * reference's encode(text, pair)) put together by the post-processor's
+ * "pair" template, into *out (the caller's struct, filled on success;
+ * free it with nne_tokenizer_encoding_free). flags: NNE_TOK_*. The errors
+ * are nne_tokenizer_encode's, for either text (the message says "text" or
+ * "pair"), and NNE_EUNIMPL for a pair when the tokenizer's template has no
+ * pair form; *out is then empty. */
+int nne_tokenizer_encode_pair(const nne_tokenizer_t *tok, const char *text,
+                              size_t len, const char *pair, size_t pair_len,
+                              unsigned flags, nne_tokenizer_encoding_t *out,
+                              nne_err_t *err);
+
+/* Frees what an encoding holds and empties it (NULL is fine). */
+void nne_tokenizer_encoding_free(nne_tokenizer_encoding_t *enc);
 
 /* Decodes n ids into text. On success *text is a malloc'd NUL-terminated
  * string of *len bytes that the caller frees; ids is only read during the

@@ -3,10 +3,13 @@
  *
  *   tok_driver TOKENIZER.json CORPUS.jsonl OUT.jsonl
  *     each corpus line is {"s": text} or {"hex": bytes}; each output line
- *     is {"ids": [...], "ids0": [...], "text": ..., "skip": ...} (ids with
- *     and without the template; the ids decoded with and without special
- *     tokens) or {"error": message}. A line {"ids": [...]} of the input is
- *     decoded only: {"text": ..., "skip": ...}.
+ *     is {"ids": [...], "ids0": [...], "text": ..., "skip": ..., "offs":
+ *     [[start, end], ...], "types": [...], "seq": [...]} (ids with and without the
+ *     template; the ids decoded with and without special tokens; the byte
+ *     offsets and type ids of the first) or {"error": message}. A line
+ *     {"ids": [...]} of the input is decoded only: {"text": ..., "skip":
+ *     ...}; a line {"s": text, "p": pair} is encoded as a pair: {"ids",
+ *     "ids0", "types", "offs", "seq"} (seq: 0 text, 1 pair, 255 template).
  *   tok_driver --bench TOKENIZER.json CORPUS.jsonl SECONDS
  *     encodes the corpus's valid strings over and over for about SECONDS
  *     on one thread and prints one JSON line: load time, memory, MB/s.
@@ -22,6 +25,8 @@
 typedef struct item {
   char *s;
   size_t n;
+  char *p; /* a pair's second text, or NULL */
+  size_t pn;
   int32_t *ids; /* a line {"ids": [...]}: ids to decode, not text */
   size_t nids;
   int is_ids;
@@ -68,8 +73,13 @@ static item_t *read_corpus(const char *path, size_t *count) {
       v = realloc(v, cap * sizeof *v);
     }
     json_t *s = json_object_get(j, "s"), *h = json_object_get(j, "hex");
-    json_t *ids = json_object_get(j, "ids");
+    json_t *ids = json_object_get(j, "ids"), *p = json_object_get(j, "p");
     memset(&v[n], 0, sizeof v[n]);
+    if (p) {
+      v[n].pn = json_string_length(p);
+      v[n].p = malloc(v[n].pn + 1);
+      memcpy(v[n].p, json_string_value(p), v[n].pn);
+    }
     if (ids) {
       v[n].is_ids = 1;
       v[n].nids = json_array_size(ids);
@@ -101,6 +111,52 @@ static json_t *ids_json(const int32_t *ids, size_t n) {
   for (size_t i = 0; i < n; i++)
     json_array_append_new(a, json_integer(ids[i]));
   return a;
+}
+
+/* The fields of an encoding with offsets: "offs", "types", "seq"; and whether its ids are ids[0..n) (the encode without offsets
+ * must give the same). */
+static int enc_json(json_t *o, const nne_tokenizer_encoding_t *e,
+                    const int32_t *ids, size_t n) {
+  json_t *offs = json_array(), *types = json_array(), *seq = json_array();
+  for (size_t i = 0; i < e->n; i++) {
+    json_array_append_new(offs, json_pack("[I,I]", (json_int_t)e->offsets[2 * i],
+                                          (json_int_t)e->offsets[2 * i + 1]));
+    json_array_append_new(types, json_integer(e->type_ids[i]));
+    json_array_append_new(seq, json_integer(e->seq[i]));
+  }
+  json_object_set_new(o, "offs", offs);
+  json_object_set_new(o, "types", types);
+  json_object_set_new(o, "seq", seq);
+  return ids == NULL ||
+         (e->n == n && (n == 0 || !memcmp(e->ids, ids, n * sizeof *ids)));
+}
+
+/* A pair line: both encodings, with offsets. */
+static void encode_pair_line(const nne_tokenizer_t *tok, const item_t *it,
+                             json_t *o) {
+  nne_tokenizer_encoding_t e, e0;
+  nne_err_t err;
+  if (nne_tokenizer_encode_pair(tok, it->s, it->n, it->p, it->pn,
+                                NNE_TOK_ADD_SPECIAL | NNE_TOK_OFFSETS, &e,
+                                &err) != 0) {
+    json_object_set_new(o, "error", json_string(err.msg));
+    return;
+  }
+  if (nne_tokenizer_encode_pair(tok, it->s, it->n, it->p, it->pn, 0, &e0,
+                                &err) != 0) {
+    json_object_set_new(o, "error", json_string(err.msg));
+    nne_tokenizer_encoding_free(&e);
+    return;
+  }
+  json_object_set_new(o, "ids", ids_json(e.ids, e.n));
+  json_object_set_new(o, "ids0", ids_json(e0.ids, e0.n));
+  json_t *t0 = json_array();
+  for (size_t i = 0; i < e0.n; i++)
+    json_array_append_new(t0, json_integer(e0.type_ids[i]));
+  json_object_set_new(o, "types0", t0);
+  enc_json(o, &e, NULL, 0);
+  nne_tokenizer_encoding_free(&e);
+  nne_tokenizer_encoding_free(&e0);
 }
 
 static int bench(const char *tokpath, const char *corpus, double seconds) {
@@ -178,7 +234,10 @@ int main(int argc, char **argv) {
     size_t k = 0, k0 = 0;
     char *text = NULL, *skip = NULL;
     size_t tl, sl;
-    if (v[i].is_ids) { /* decode only */
+    nne_tokenizer_encoding_t enc;
+    if (v[i].p) {
+      encode_pair_line(tok, &v[i], o);
+    } else if (v[i].is_ids) { /* decode only */
       if (nne_tokenizer_decode(tok, v[i].ids, v[i].nids, 0, &text, &tl, &err) !=
               0 ||
           nne_tokenizer_decode(tok, v[i].ids, v[i].nids, NNE_TOK_SKIP_SPECIAL,
@@ -196,7 +255,15 @@ int main(int argc, char **argv) {
                nne_tokenizer_decode(tok, ids, k, NNE_TOK_SKIP_SPECIAL, &skip,
                                     &sl, &err) != 0) {
       json_object_set_new(o, "error", json_string(err.msg));
+    } else if (nne_tokenizer_encode_pair(tok, v[i].s, v[i].n, NULL, 0,
+                                         NNE_TOK_ADD_SPECIAL | NNE_TOK_OFFSETS,
+                                         &enc, &err) != 0) {
+      json_object_set_new(o, "error", json_string(err.msg));
     } else {
+      if (!enc_json(o, &enc, ids, k))
+        json_object_set_new(o, "error",
+                            json_string("the ids with offsets differ"));
+      nne_tokenizer_encoding_free(&enc);
       json_object_set_new(o, "ids", ids_json(ids, k));
       json_object_set_new(o, "ids0", ids_json(ids0, k0));
       json_object_set_new(o, "text", json_stringn(text, tl));
@@ -210,6 +277,7 @@ int main(int argc, char **argv) {
     free(text);
     free(skip);
     free(v[i].s);
+    free(v[i].p);
     free(v[i].ids);
   }
   fclose(out);
