@@ -321,3 +321,13 @@ int nne__dec_run(const nne__dec_t *d, const nne__bytelevel_t *bl,
   *l = out;
   return 0;
 }
+
+void nne__dec_bytes(const nne__dec_t *d, bool *bytelevel, bool *fallback) {
+  if (d->kind == D_SEQ) {
+    for (size_t i = 0; i < d->nkids; i++)
+      nne__dec_bytes(d->kids[i], bytelevel, fallback);
+    return;
+  }
+  *bytelevel = *bytelevel || d->kind == D_BYTELEVEL;
+  *fallback = *fallback || d->kind == D_BYTEFALLBACK;
+}

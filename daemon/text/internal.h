@@ -304,6 +304,10 @@ static inline const char *nne__strs_at(const nne__strs_t *l, size_t i) {
   return l->text.p != NULL ? l->text.p + l->off[i] : "";
 }
 
+/* Whether d (or a member of its Sequence) is a ByteLevel or a ByteFallback
+ * decoder: each found sets its flag. */
+void nne__dec_bytes(const nne__dec_t *d, bool *bytelevel, bool *fallback);
+
 /* Runs the decoder over the token strings in *l (replaced by its result). */
 int nne__dec_run(const nne__dec_t *d, const nne__bytelevel_t *bl,
                  pcre2_match_data *md, nne__strs_t *l, nne_err_t *err);

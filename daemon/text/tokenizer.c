@@ -718,6 +718,42 @@ int nne_tokenizer_is_special(const nne_tokenizer_t *t, int32_t id) {
   return s && content_is_special(t, s, len);
 }
 
+int nne_tokenizer_token_bytes(const nne_tokenizer_t *t, int32_t id,
+                              char *buf, size_t cap, size_t *len) {
+  bool bytelevel = false, fallback = false;
+  size_t sl, n = 0;
+  const char *s = nne_tokenizer_id_to_token(t, id, &sl);
+  *len = 0;
+  if (!s || !t->dec || t->added_by_id[id] >= 0)
+    return 0;
+  nne__dec_bytes(t->dec, &bytelevel, &fallback);
+  if (fallback && t->bpe.byte_fallback) {
+    for (int b = 0; b < 256; b++)
+      if (t->bpe.byte_ids[b] == id) {
+        if (cap < 1 || b < 0x80) /* ASCII decodes exactly */
+          return 0;
+        buf[0] = (char)b;
+        *len = 1;
+        return 1;
+      }
+  }
+  if (!bytelevel)
+    return 0;
+  /* Each character of the byte-level alphabet is one byte. */
+  for (size_t k = 0, adv; k < sl; k += adv) {
+    uint32_t cp = nne__u8dec(s + k, &adv);
+    if (cp >= 324 || t->bl.dec[cp] < 0)
+      return 0; /* not a byte-level token */
+    if (n < cap)
+      buf[n] = (char)t->bl.dec[cp];
+    n++;
+  }
+  if (n > cap)
+    return 0;
+  *len = n;
+  return nne__u8check(buf, n) != n;
+}
+
 size_t nne_tokenizer_vocab_size(const nne_tokenizer_t *t) {
   return t->nids;
 }

@@ -167,6 +167,18 @@ int nne_tokenizer_decode(const nne_tokenizer_t *tok, const int32_t *ids,
                          size_t n, unsigned flags, char **text, size_t *len,
                          nne_err_t *err);
 
+/* The bytes a token stands for, when decoding it alone gives text that is
+ * not all of them: a byte token of byte_fallback (<0xE2>: the byte 0xE2)
+ * or a byte-level token that is part of a UTF-8 character ("âĢ": bytes
+ * E2 80), whose decoded piece has U+FFFD instead. Writes them to buf (cap
+ * bytes: they are never more than the token's spelling,
+ * nne_tokenizer_id_to_token's len) with their number in *len and returns
+ * 1; returns 0 (*len 0) when the token's decoded text is exact (not a byte
+ * token, or its bytes are whole UTF-8), the id is unknown, or cap is too
+ * small. */
+int nne_tokenizer_token_bytes(const nne_tokenizer_t *tok, int32_t id,
+                              char *buf, size_t cap, size_t *len);
+
 /* The number of ids: one past the largest id of the vocabulary and the
  * added tokens. */
 size_t nne_tokenizer_vocab_size(const nne_tokenizer_t *tok);

@@ -10,9 +10,10 @@
  *     {"ids": [...]} of the input is decoded only: {"text": ..., "skip":
  *     ...}; a line {"s": text, "p": pair} is encoded as a pair: {"ids",
  *     "ids0", "types", "offs", "seq"} (seq: 0 text, 1 pair, 255 template).
- *   tok_driver --bench TOKENIZER.json CORPUS.jsonl SECONDS
+ *   tok_driver --bench TOKENIZER.json CORPUS.jsonl SECONDS [offsets]
  *     encodes the corpus's valid strings over and over for about SECONDS
- *     on one thread and prints one JSON line: load time, memory, MB/s.
+ *     on one thread and prints one JSON line: load time, memory, MB/s
+ *     ("offsets": with each token's offsets, nne_tokenizer_encode_pair).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -159,7 +160,8 @@ static void encode_pair_line(const nne_tokenizer_t *tok, const item_t *it,
   nne_tokenizer_encoding_free(&e0);
 }
 
-static int bench(const char *tokpath, const char *corpus, double seconds) {
+static int bench(const char *tokpath, const char *corpus, double seconds,
+                 int offsets) {
   long rss0 = rss_kb();
   double t0 = now();
   nne_err_t err;
@@ -179,14 +181,24 @@ static int bench(const char *tokpath, const char *corpus, double seconds) {
     for (size_t i = 0; i < n; i++) {
       int32_t *ids;
       size_t k;
+      nne_tokenizer_encoding_t e;
       if (v[i].is_ids)
         continue;
-      if (nne_tokenizer_encode(tok, v[i].s, v[i].n, NNE_TOK_ADD_SPECIAL, &ids,
-                               &k, &err) != 0)
+      if (offsets) {
+        if (nne_tokenizer_encode_pair(tok, v[i].s, v[i].n, NULL, 0,
+                                      NNE_TOK_ADD_SPECIAL | NNE_TOK_OFFSETS,
+                                      &e, &err) != 0)
+          continue;
+        k = e.n;
+        nne_tokenizer_encoding_free(&e);
+      } else if (nne_tokenizer_encode(tok, v[i].s, v[i].n, NNE_TOK_ADD_SPECIAL,
+                                      &ids, &k, &err) != 0) {
         continue; /* the invalid UTF-8 lines: not part of the figure */
+      } else {
+        free(ids);
+      }
       bytes += v[i].n;
       tokens += k;
-      free(ids);
     }
     rounds++;
     el = now() - t0;
@@ -206,12 +218,13 @@ static int bench(const char *tokpath, const char *corpus, double seconds) {
 }
 
 int main(int argc, char **argv) {
-  if (argc == 5 && !strcmp(argv[1], "--bench"))
-    return bench(argv[2], argv[3], atof(argv[4]));
+  if ((argc == 5 || argc == 6) && !strcmp(argv[1], "--bench"))
+    return bench(argv[2], argv[3], atof(argv[4]),
+                 argc == 6 && !strcmp(argv[5], "offsets"));
   if (argc != 4) {
     fprintf(stderr,
             "usage: %s TOKENIZER.json CORPUS.jsonl OUT.jsonl\n"
-            "       %s --bench TOKENIZER.json CORPUS.jsonl SECONDS\n",
+            "       %s --bench TOKENIZER.json CORPUS.jsonl SECONDS [offsets]\n",
             argv[0], argv[0]);
     return 2;
   }

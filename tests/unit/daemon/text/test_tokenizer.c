@@ -100,6 +100,35 @@ START_TEST(test_offsets) {
 }
 END_TEST
 
+/* A token's bytes when its decoded piece is lossy. */
+START_TEST(test_token_bytes) {
+  char buf[16];
+  size_t n;
+  nne_tokenizer_t *t = tt_load(
+      "{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"merges\":[],"
+      "\"vocab\":{\"a\":0,\"<0xE2>\":1,\"<0x41>\":2}},\"decoder\":{\"type\":"
+      "\"Sequence\",\"decoders\":[{\"type\":\"ByteFallback\"}]}}");
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 1, buf, sizeof buf, &n), 1);
+  ck_assert_uint_eq(n, 1);
+  ck_assert_int_eq((unsigned char)buf[0], 0xE2);
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 2, buf, sizeof buf, &n), 0);
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 0, buf, sizeof buf, &n), 0);
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 9, buf, sizeof buf, &n), 0);
+  nne_tokenizer_free(t);
+  /* Byte-level: "âĢ" is the bytes E2 80, part of a character; "Ġa" is
+   * whole (" a"). */
+  t = tt_load("{\"model\":{\"type\":\"BPE\",\"merges\":[],\"vocab\":{"
+              "\"\xC3\xA2\xC4\xA2\":0,\"\xC4\xA0" "a\":1}},"
+              "\"decoder\":{\"type\":\"ByteLevel\"}}");
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 0, buf, sizeof buf, &n), 1);
+  ck_assert_uint_eq(n, 2);
+  ck_assert(!memcmp(buf, "\xE2\x80", 2));
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 0, buf, 1, &n), 0);
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 1, buf, sizeof buf, &n), 0);
+  nne_tokenizer_free(t);
+}
+END_TEST
+
 /* Pairs: the pair template, type ids, the pair's offsets in its own text. */
 START_TEST(test_pairs) {
   nne_tokenizer_t *t =
@@ -351,6 +380,7 @@ static Suite *tokenizer_suite(void) {
   tcase_add_test(tc, test_added_tokens);
   tcase_add_test(tc, test_post_processors);
   tcase_add_test(tc, test_offsets);
+  tcase_add_test(tc, test_token_bytes);
   tcase_add_test(tc, test_pairs);
   tcase_add_test(tc, test_decode_and_lookups);
   tcase_add_test(tc, test_bad_input);
