@@ -439,6 +439,12 @@ int nne__bpe_word(const nne__bpe_t *b, nne__scratch_t *sc, const char *w,
     if ((rc = push_pair(b, sc, pos)))
       return rc;
   }
+  if (!sc->offsets) { /* the plain encode: ids only */
+    for (int32_t i = nsym ? 0 : -1; i >= 0; i = sc->sym_next[i])
+      if ((rc = nne__ids_add(sc, (int32_t)sc->sym_id[i])))
+        return rc;
+    return 0;
+  }
   for (int32_t i = nsym ? 0 : -1; i >= 0; i = sc->sym_next[i]) {
     if ((rc = add_sym(sc, (int32_t)sc->sym_id[i], al, n, at,
                       sc->sym_bytes[i])))

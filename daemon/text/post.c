@@ -337,6 +337,8 @@ static int enc_room(nne__enc_t *e, size_t n) {
 static int enc_append(nne__enc_t *dst, const nne__enc_t *src, size_t from,
                       size_t to, uint32_t type_id) {
   size_t k = to - from;
+  if (k == 0)
+    return 0;
   if (enc_room(dst, dst->n + k))
     return NNE_ENOMEM;
   memcpy(dst->ids + dst->n, src->ids + from, k * sizeof *src->ids);
