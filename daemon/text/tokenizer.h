@@ -58,8 +58,9 @@ typedef struct nne_tokenizer nne_tokenizer_t;
  * largest common ones ~35 MB) and one text to encode. An encode takes up
  * to ~60 bytes of scratch per byte of its longest word (a tokenizer
  * without a pre-tokenizer, as Llama-2's, makes the whole text one word),
- * so at most ~250 MB at this bound; 4 MiB of text is ~1M tokens, beyond
- * any model's context. */
+ * so at most ~250 MB at this bound (offsets add 8 bytes per byte in each
+ * of a few buffers); 4 MiB of text is ~1M tokens, beyond any model's
+ * context. */
 #define NNE_TOKENIZER_MAX_JSON_BYTES ((size_t)256 << 20)
 #define NNE_TOKENIZER_MAX_TEXT_BYTES ((size_t)4 << 20)
 #define NNE_TOKENIZER_MAX_DECODE_IDS ((size_t)16 << 20)
