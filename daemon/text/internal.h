@@ -260,8 +260,8 @@ int nne__post_load(json_t *j, nne__post_t **out, nne__path_t *path,
 void nne__post_free(nne__post_t *p);
 /* NNE_EINVAL naming the first special id of p that is not below nids. */
 int nne__post_check(const nne__post_t *p, size_t nids, nne_err_t *err);
-/* Whether p can put two sequences together (every template has a pair
- * form); true for NULL (no post-processor: one after the other). */
+/* Whether p can put two sequences together (its first template has a pair
+ * form); true for NULL or no template (one after the other). */
 bool nne__post_has_pair(const nne__post_t *p);
 
 /* An encoding on its way through the post-processor: parallel arrays of

@@ -288,9 +288,11 @@ int nne__post_check(const nne__post_t *p, size_t nids, nne_err_t *err) {
 }
 
 bool nne__post_has_pair(const nne__post_t *p) {
+  /* Only the first template sees two sequences; a later one wraps the one
+   * the first made, with its single form. */
   for (size_t i = 0; p && i < p->n; i++)
-    if (!p->steps[i].trim && p->steps[i].npair == 0)
-      return false;
+    if (!p->steps[i].trim)
+      return p->steps[i].npair != 0;
   return true;
 }
 

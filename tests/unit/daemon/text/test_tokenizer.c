@@ -153,6 +153,16 @@ START_TEST(test_pairs) {
   ck_assert_str_eq(tt_offsets(t, "h", "i", NNE_TOK_ADD_SPECIAL),
                    "4*@0-0/0 0@0-1/0 6*@0-0/0 1+@0-1/1 6*@0-0/1");
   nne_tokenizer_free(t);
+  /* A second template wraps what the first made with its single form (as
+   * the reference's Sequence does): it needs no pair form of its own. */
+  t = tt_load("{" MODEL "," ADDED ",\"post_processor\":{\"type\":\"Sequence\","
+              "\"processors\":[" TEMPLATE_PAIR ",{\"type\":\"TemplateProcessing\","
+              "\"single\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":2}},"
+              "{\"SpecialToken\":{\"id\":\"x\",\"type_id\":3}}],"
+              "\"special_tokens\":{\"x\":{\"id\":\"x\",\"ids\":[3]}}}]}}");
+  ck_assert_str_eq(tt_offsets(t, "h", "i", NNE_TOK_ADD_SPECIAL),
+                   "7*@0-0/2 0@0-1/2 1+@0-1/2 7*@0-0/2 3*@0-0/3");
+  nne_tokenizer_free(t);
   /* No post-processor: one after the other, types 0 and 1. */
   t = tt_load("{" MODEL "}");
   ck_assert_str_eq(tt_offsets(t, "h", "i", NNE_TOK_ADD_SPECIAL),
