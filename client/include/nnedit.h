@@ -820,8 +820,9 @@ typedef struct nne_client_tokenize_result {
  * BOS/EOS of the template. Checked here (INVALID_ARGUMENT naming the
  * text): NULL pointers, too many texts; the daemon checks the texts'
  * UTF-8 and lengths. The reply must hold one tokenized text per request
- * text, each with as many spellings, pieces and special flags as ids (or
- * none of a kind: "" and false then); anything else is INTERNAL. */
+ * text, each with as many spellings, pieces, bytes, special flags, offsets,
+ * sources and type ids as ids (or none of a kind: "", false, 0 and
+ * NNE_CLIENT_TOKEN_SOURCE_UNKNOWN then); anything else is INTERNAL. */
 int nne_client_tokenize(nne_client_t *cli, const char *model,
                         const char *const *texts, size_t n_texts, bool raw,
                         nne_client_tokenize_result_t *out,
