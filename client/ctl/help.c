@@ -301,19 +301,28 @@ static const help_row_t rows[] = {
      "  --edit-set ID   run on an edit set ('edits apply')\n"
      "JSON: {model, edit_set, layers, top_k, rows: [{row, layers: [{layer,\n"
      "       top: [{token_id, prob, text}]}]}]}\n"},
-    {"tokenize", "nneditctl tokenize MODEL TEXT [TEXT ...] [--raw]",
+    {"tokenize",
+     "nneditctl tokenize MODEL TEXT [TEXT ...] [--pair TEXT ...] [--raw]",
      "text to token ids with a loaded model's tokenizer",
      "Tokenizes each TEXT with MODEL's tokenizer (its tokenizer.json) and\n"
      "template, and prints one table per text: the token's index, its id,\n"
      "its spelling in the vocabulary (TOKEN: 'ĠParis', '<0x0A>'), what it\n"
-     "contributes to the text decoded alone (PIECE: ' Paris') and whether\n"
-     "it is special (BOS, EOS, ...). Token texts are quoted and escaped as\n"
-     "in 'forward'. A TEXT that starts with '-' goes after '--'.\n"
+     "contributes to the text decoded alone (PIECE: ' Paris'), where it\n"
+     "came from (OFFSETS: bytes START-END of the text, '-' for the\n"
+     "template's BOS/EOS) and whether it is special (BOS, EOS, ...). Token\n"
+     "texts are quoted and escaped as in 'forward'. A TEXT that starts\n"
+     "with '-' goes after '--'.\n"
+     "  --pair TEXT a second text for each TEXT, in order (question and\n"
+     "              context): the tokenizer's pair template puts the two\n"
+     "              together; OFFSETS says which text, TYPE the type id\n"
      "  --raw       the text's own tokens, without the template's BOS/EOS\n"
      "A model without a tokenizer is FAILED_PRECONDITION.\n"
-     "JSON: one line per token: {text, index, id, token, piece, special}\n"
-     "      (text: the TEXT's position; a byte that is not UTF-8 shows as\n"
-     "      U+FFFD)\n"},
+     "JSON: one line per token: {text, index, id, token, piece, bytes,\n"
+     "      special, start, end, source, type_id} (text: the TEXT's\n"
+     "      position; a byte that is not UTF-8 shows as U+FFFD in token and\n"
+     "      piece, and bytes then has the token's bytes in hex, else null;\n"
+     "      start, end: bytes of the text source names: text, pair,\n"
+     "      template)\n"},
     {"detokenize", "nneditctl detokenize MODEL IDS [IDS ...] [--skip-special]",
      "token ids back to text",
      "Decodes each IDS (comma-separated token ids: 464,3290) with MODEL's\n"

@@ -766,8 +766,12 @@ nne_client_forward_result_saved(const nne_client_forward_result_t *res,
  *   nne_client_tokenize_result_t tok;
  *   if (nne_client_tokenize(cli, "gpt2-script", texts, 1, false, &tok,
  *                           &err) == 0)
- *     ... tok.texts[0].tokens[i].id, .token ("ĠEiffel"), .piece (" Eiffel")
+ *     ... tok.texts[0].tokens[i].id, .token ("ĠEiffel"), .piece (" Eiffel"),
+ *         .start, .end (its bytes in texts[0]: 3, 10)
  *   nne_client_tokenize_result_free(&tok);
+ *
+ *   // Pairs (question, context): nne_client_tokenize_pairs, the pair
+ *   // template's type ids in .type_id, .source saying which text.
  *
  * A model without a tokenizer is the daemon's FAILED_PRECONDITION naming
  * the file it looked for. */
@@ -777,9 +781,18 @@ nne_client_forward_result_saved(const nne_client_forward_result_t *res,
  * template's. */
 #define NNE_CLIENT_MAX_TEXT_TOKENS (NNE_CLIENT_TEXT_MAX + 1024)
 
+/* Which text a token came from (TokenizedText.sources). */
+typedef enum nne_client_token_source {
+  NNE_CLIENT_TOKEN_SOURCE_UNKNOWN = 0, /* a daemon without offsets */
+  NNE_CLIENT_TOKEN_SOURCE_TEXT = 1,    /* texts[i] */
+  NNE_CLIENT_TOKEN_SOURCE_PAIR = 2,    /* pairs[i] */
+  /* The template's (BOS, EOS, a separator): in no text, start = end = 0. */
+  NNE_CLIENT_TOKEN_SOURCE_TEMPLATE = 3,
+} nne_client_token_source_t;
+
 /* One token of a tokenized text. The strings point into the
  * nne_client_tokenize_result_t that holds the token and live as long as it;
- * neither is NULL. Each is *_len bytes (a NUL or a part of a UTF-8
+ * none is NULL. Each is *_len bytes (a NUL or a part of a UTF-8
  * sequence may be among them), then a NUL. */
 typedef struct nne_client_token {
   int64_t id;
@@ -790,7 +803,19 @@ typedef struct nne_client_token {
   /* What it contributes to the text, decoded alone: " world". */
   const char *piece;
   size_t piece_len;
+  /* The bytes it stands for when the piece is not all of them (a byte
+   * token, a byte-level token inside a UTF-8 character: the piece has
+   * U+FFFD there); bytes_len 0 for every other token. */
+  const char *bytes;
+  size_t bytes_len;
   bool special; /* BOS, EOS, ... */
+  /* Where it came from: bytes [start, end) of the UTF-8 text `source`
+   * names (as Hugging Face's Rust core counts; its Python bindings give
+   * the same spans in characters). A byte token spans its whole
+   * character; a template token is 0, 0. */
+  uint32_t start, end;
+  nne_client_token_source_t source;
+  uint32_t type_id; /* the template's: 0, or for a pair's part its own */
 } nne_client_token_t;
 
 /* One text, tokenized: its tokens in order. */
@@ -816,12 +841,24 @@ typedef struct nne_client_tokenize_result {
  * BOS/EOS of the template. Checked here (INVALID_ARGUMENT naming the
  * text): NULL pointers, too many texts; the daemon checks the texts'
  * UTF-8 and lengths. The reply must hold one tokenized text per request
- * text, each with as many spellings, pieces and special flags as ids (or
- * none of a kind: "" and false then); anything else is INTERNAL. */
+ * text, each with as many spellings, pieces, bytes, special flags, offsets,
+ * sources and type ids as ids (or none of a kind: "", false, 0 and
+ * NNE_CLIENT_TOKEN_SOURCE_UNKNOWN then); anything else is INTERNAL. */
 int nne_client_tokenize(nne_client_t *cli, const char *model,
                         const char *const *texts, size_t n_texts, bool raw,
                         nne_client_tokenize_result_t *out,
                         nne_client_err_t *err);
+
+/* The same with a second text for each: texts[i] and pairs[i] (pairs NULL:
+ * none, as nne_client_tokenize; else n_texts of them, each as the texts)
+ * make one tokenized text, Hugging Face's encode(text, pair) through the
+ * tokenizer's pair template. A tokenizer without a pair template is the
+ * daemon's UNIMPLEMENTED. */
+int nne_client_tokenize_pairs(nne_client_t *cli, const char *model,
+                              const char *const *texts,
+                              const char *const *pairs, size_t n_texts,
+                              bool raw, nne_client_tokenize_result_t *out,
+                              nne_client_err_t *err);
 void nne_client_tokenize_result_free(nne_client_tokenize_result_t *res);
 
 /* A text the library hands out: len bytes, then a NUL (a NUL may be among

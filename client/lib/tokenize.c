@@ -61,9 +61,9 @@ static bool block_init(nne__strs_t *b) {
 typedef struct tok_dec {
   nne__rep_t texts;
   nnedit_v1_TokenizedText msg;
-  nne_pb_i64_dec_t ids, special;
-  textvec_t tokens, pieces;
-  char what[2][48];
+  nne_pb_i64_dec_t ids, special, starts, ends, sources, types;
+  textvec_t tokens, pieces, bytes;
+  char what[3][48];
   nne__strs_t block;
   nne__dec_t dec;
 } tok_dec_t;
@@ -71,15 +71,25 @@ typedef struct tok_dec {
 static void text_arm(nne__rep_t *r, void *msg, size_t i) {
   tok_dec_t *st = r->ctx;
   nnedit_v1_TokenizedText *m = msg;
-  st->ids.n = st->special.n = 0;
-  st->ids.overflow = st->special.overflow = false;
-  st->tokens.n = st->pieces.n = 0;
+  nne_pb_i64_dec_t *ints[] = {&st->ids,    &st->special, &st->starts,
+                              &st->ends,   &st->sources, &st->types};
+  for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+    ints[k]->n = 0;
+    ints[k]->overflow = false;
+  }
+  st->tokens.n = st->pieces.n = st->bytes.n = 0;
   snprintf(st->what[0], sizeof st->what[0], "texts[%zu].tokens", i);
   snprintf(st->what[1], sizeof st->what[1], "texts[%zu].pieces", i);
+  snprintf(st->what[2], sizeof st->what[2], "texts[%zu].piece_bytes", i);
   NNE_PB_DEC(m->ids, nne_pb_i64_dec, &st->ids);
   NNE_PB_DEC(m->special, nne_pb_i64_dec, &st->special);
+  NNE_PB_DEC(m->offset_starts, nne_pb_i64_dec, &st->starts);
+  NNE_PB_DEC(m->offset_ends, nne_pb_i64_dec, &st->ends);
+  NNE_PB_DEC(m->sources, nne_pb_i64_dec, &st->sources);
+  NNE_PB_DEC(m->type_ids, nne_pb_i64_dec, &st->types);
   NNE_PB_DEC(m->tokens, textvec_dec, &st->tokens);
   NNE_PB_DEC(m->pieces, textvec_dec, &st->pieces);
+  NNE_PB_DEC(m->piece_bytes, textvec_dec, &st->bytes);
 }
 
 static bool text_take(nne__rep_t *r, const void *msg, void *item, size_t i) {
@@ -87,14 +97,18 @@ static bool text_take(nne__rep_t *r, const void *msg, void *item, size_t i) {
   nne_client_tokenized_t *t = item;
   size_t n = st->ids.n, k;
   (void)msg;
-  /* The four lists are parallel: each as long as the ids, or left out. */
-  if ((st->tokens.n != 0 && st->tokens.n != n) ||
-      (st->pieces.n != 0 && st->pieces.n != n) ||
-      (st->special.n != 0 && st->special.n != n))
-    return nne__dec_fail(&st->dec, NNE_CLIENT_INTERNAL,
-                         "texts[%zu]: %zu ids, %zu tokens, %zu pieces, %zu "
-                         "special flags (parallel lists)",
-                         i, n, st->tokens.n, st->pieces.n, st->special.n);
+  /* The lists are parallel: each as long as the ids, or left out. */
+  size_t lens[] = {st->tokens.n, st->pieces.n, st->special.n, st->starts.n,
+                   st->ends.n,   st->sources.n, st->types.n,  st->bytes.n};
+  for (k = 0; k < sizeof lens / sizeof lens[0]; k++)
+    if (lens[k] != 0 && lens[k] != n)
+      return nne__dec_fail(&st->dec, NNE_CLIENT_INTERNAL,
+                           "texts[%zu]: %zu ids, %zu tokens, %zu pieces, %zu "
+                           "special flags, %zu/%zu offsets, %zu sources, %zu "
+                           "type ids, %zu piece bytes (parallel lists)",
+                           i, n, st->tokens.n, st->pieces.n, st->special.n,
+                           st->starts.n, st->ends.n, st->sources.n,
+                           st->types.n, st->bytes.n);
   if (n == 0)
     return true;
   if ((t->tokens = calloc(n, sizeof *t->tokens)) == NULL)
@@ -113,13 +127,25 @@ static bool text_take(nne__rep_t *r, const void *msg, void *item, size_t i) {
       tk->piece = st->pieces.v[k].text;
       tk->piece_len = st->pieces.v[k].len;
     }
+    if (st->bytes.n != 0) {
+      tk->bytes = st->bytes.v[k].text;
+      tk->bytes_len = st->bytes.v[k].len;
+    }
     tk->special = st->special.n != 0 && st->special.v[k] != 0;
+    /* The daemon's values, kept inside their types' ranges. */
+    tk->start = st->starts.n ? (uint32_t)st->starts.v[k] : 0;
+    tk->end = st->ends.n ? (uint32_t)st->ends.v[k] : 0;
+    tk->type_id = st->types.n ? (uint32_t)st->types.v[k] : 0;
+    tk->source = st->sources.n && st->sources.v[k] >= 1 && st->sources.v[k] <= 3
+                     ? (nne_client_token_source_t)st->sources.v[k]
+                     : NNE_CLIENT_TOKEN_SOURCE_UNKNOWN;
   }
   return true;
 }
 
 static int tokenize_check(const char *model, const char *const *texts,
-                          size_t n_texts, nne_client_err_t *err) {
+                          const char *const *pairs, size_t n_texts,
+                          nne_client_err_t *err) {
   size_t i;
   int rc;
   if ((rc = nne__check_name("tokenize", model,
@@ -134,9 +160,10 @@ static int tokenize_check(const char *model, const char *const *texts,
                         "tokenize: %zu texts, more than %d", n_texts,
                         NNE_CLIENT_MAX_TEXTS);
   for (i = 0; i < n_texts; i++)
-    if (texts[i] == NULL)
+    if (texts[i] == NULL || (pairs != NULL && pairs[i] == NULL))
       return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
-                          "tokenize: texts[%zu] is NULL", i);
+                          "tokenize: %s[%zu] is NULL",
+                          texts[i] == NULL ? "texts" : "pairs", i);
   return 0;
 }
 
@@ -144,9 +171,18 @@ int nne_client_tokenize(nne_client_t *cli, const char *model,
                         const char *const *texts, size_t n_texts, bool raw,
                         nne_client_tokenize_result_t *out,
                         nne_client_err_t *err) {
+  return nne_client_tokenize_pairs(cli, model, texts, NULL, n_texts, raw, out,
+                                   err);
+}
+
+int nne_client_tokenize_pairs(nne_client_t *cli, const char *model,
+                              const char *const *texts,
+                              const char *const *pairs, size_t n_texts,
+                              bool raw, nne_client_tokenize_result_t *out,
+                              nne_client_err_t *err) {
   nnedit_v1_TokenizeRequest req = nnedit_v1_TokenizeRequest_init_zero;
   nnedit_v1_TokenizeResponse resp = nnedit_v1_TokenizeResponse_init_zero;
-  nne_pb_str_list_enc_t list;
+  nne_pb_str_list_enc_t list, plist;
   tok_dec_t *st;
   size_t i, k;
   int rc;
@@ -156,7 +192,7 @@ int nne_client_tokenize(nne_client_t *cli, const char *model,
   if (cli == NULL || out == NULL)
     return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
                         "tokenize: NULL argument");
-  if ((rc = tokenize_check(model, texts, n_texts, err)) < 0)
+  if ((rc = tokenize_check(model, texts, pairs, n_texts, err)) < 0)
     return rc;
   if ((st = calloc(1, sizeof *st)) == NULL || !block_init(&st->block)) {
     free(st);
@@ -166,9 +202,14 @@ int nne_client_tokenize(nne_client_t *cli, const char *model,
   nne__copy_str(req.model, sizeof req.model, model);
   list = (nne_pb_str_list_enc_t){texts, n_texts};
   NNE_PB_ENC(req.texts, nne_pb_str_list_enc, &list);
+  if (pairs != NULL) {
+    plist = (nne_pb_str_list_enc_t){pairs, n_texts};
+    NNE_PB_ENC(req.pairs, nne_pb_str_list_enc, &plist);
+  }
   req.raw = raw;
 
-  st->ids.max = st->special.max = NNE_CLIENT_MAX_TEXT_TOKENS;
+  st->ids.max = st->special.max = st->starts.max = st->ends.max =
+      st->sources.max = st->types.max = NNE_CLIENT_MAX_TEXT_TOKENS;
   st->tokens = (textvec_t){.max = NNE_CLIENT_MAX_TEXT_TOKENS,
                            .max_len = NNE_CLIENT_TOKEN_TEXT_MAX - 1,
                            .block = &st->block,
@@ -177,6 +218,8 @@ int nne_client_tokenize(nne_client_t *cli, const char *model,
                            .over_code = NNE_CLIENT_RESOURCE_EXHAUSTED};
   st->pieces = st->tokens;
   st->pieces.what = st->what[1];
+  st->bytes = st->tokens;
+  st->bytes.what = st->what[2];
   /* One tokenized text per request text: more is the daemon's error. */
   st->texts = (nne__rep_t){.items = (void **)&out->texts,
                            .n = &out->n_texts,
@@ -197,7 +240,9 @@ int nne_client_tokenize(nne_client_t *cli, const char *model,
   rc = nne__unary(cli, M_TOKENIZE, nnedit_v1_TokenizeRequest_fields, &req,
                   nnedit_v1_TokenizeResponse_fields, &resp, &st->dec, err);
   /* nne_pb_i64_dec only flags its bound: say which. */
-  if (rc < 0 && (st->ids.overflow || st->special.overflow))
+  if (rc < 0 && (st->ids.overflow || st->special.overflow ||
+                 st->starts.overflow || st->ends.overflow ||
+                 st->sources.overflow || st->types.overflow))
     rc = nne__err_set(err, NNE_CLIENT_RESOURCE_EXHAUSTED,
                       "Inference/Tokenize: a text of more than %u tokens",
                       (unsigned)NNE_CLIENT_MAX_TEXT_TOKENS);
@@ -214,12 +259,18 @@ int nne_client_tokenize(nne_client_t *cli, const char *model,
         nne_client_token_t *tk = &out->texts[i].tokens[k];
         tk->token = at(out->strings, tk->token);
         tk->piece = at(out->strings, tk->piece);
+        tk->bytes = at(out->strings, tk->bytes);
       }
   }
   free(st->ids.v);
   free(st->special.v);
+  free(st->starts.v);
+  free(st->ends.v);
+  free(st->sources.v);
+  free(st->types.v);
   free(st->tokens.v);
   free(st->pieces.v);
+  free(st->bytes.v);
   free(st->block.p);
   free(st);
   if (rc < 0)

@@ -234,20 +234,26 @@ int nne__bpe_load(json_t *j, nne__bpe_t *b, nne__path_t *path, nne_err_t *err) {
 
 /* ---- one word ---------------------------------------------------------- */
 
-static int sym_add(nne__scratch_t *sc, size_t *nsym, uint32_t id) {
+/* A symbol of the word; bytes: how many bytes of the word it covers (one
+ * per byte token, however long the character: the reference's count,
+ * which its offsets add up). */
+static int sym_add(nne__scratch_t *sc, size_t *nsym, uint32_t id,
+                   size_t bytes) {
   size_t n = *nsym;
   if (n == sc->capsym) {
-    size_t cap = sc->capsym, c2 = cap, c3 = cap, c4 = cap;
+    size_t cap = sc->capsym, c2 = cap, c3 = cap, c4 = cap, c5 = cap;
     if (NNE_VEC_GROW(&sc->sym_id, &cap, n + 1) ||
         NNE_VEC_GROW(&sc->sym_prev, &c2, n + 1) ||
         NNE_VEC_GROW(&sc->sym_next, &c3, n + 1) ||
-        NNE_VEC_GROW(&sc->sym_len, &c4, n + 1))
+        NNE_VEC_GROW(&sc->sym_len, &c4, n + 1) ||
+        NNE_VEC_GROW(&sc->sym_bytes, &c5, n + 1))
       return NNE_ENOMEM;
-    /* All four grew from the same capacity by the same rule. */
+    /* All five grew from the same capacity by the same rule. */
     sc->capsym = cap;
   }
   sc->sym_id[n] = id;
   sc->sym_len[n] = 1;
+  sc->sym_bytes[n] = (uint32_t)bytes;
   *nsym = n + 1;
   return 0;
 }
@@ -320,6 +326,7 @@ static int push_pair(const nne__bpe_t *b, nne__scratch_t *sc, int32_t pos) {
 static int initial_symbols(const nne__bpe_t *b, nne__scratch_t *sc,
                            const char *w, size_t n, size_t *nsym) {
   int32_t unk = -1; /* a pending unknown token, not yet a symbol */
+  size_t unk_bytes = 0;
   *nsym = 0;
   for (size_t i = 0; i < n;) {
     size_t cl = nne__u8len((unsigned char)w[i]);
@@ -341,10 +348,10 @@ static int initial_symbols(const nne__bpe_t *b, nne__scratch_t *sc,
     i += cl;
     int32_t id = nne__bpe_lookup(b, s, sl);
     if (id >= 0) {
-      if (unk >= 0 && sym_add(sc, nsym, (uint32_t)unk))
+      if (unk >= 0 && sym_add(sc, nsym, (uint32_t)unk, unk_bytes))
         return NNE_ENOMEM;
       unk = -1;
-      if (sym_add(sc, nsym, (uint32_t)id))
+      if (sym_add(sc, nsym, (uint32_t)id, cl))
         return NNE_ENOMEM;
       continue;
     }
@@ -354,32 +361,49 @@ static int initial_symbols(const nne__bpe_t *b, nne__scratch_t *sc,
         k++;
       if (k == sl) {
         for (k = 0; k < sl; k++)
-          if (sym_add(sc, nsym, (uint32_t)b->byte_ids[(unsigned char)s[k]]))
+          if (sym_add(sc, nsym, (uint32_t)b->byte_ids[(unsigned char)s[k]], 1))
             return NNE_ENOMEM;
         continue;
       }
     }
     if (b->unk_id >= 0) {
-      if (unk >= 0 && !b->fuse_unk && sym_add(sc, nsym, (uint32_t)unk))
+      if (unk >= 0 && b->fuse_unk) {
+        unk_bytes += cl;
+        continue;
+      }
+      if (unk >= 0 && sym_add(sc, nsym, (uint32_t)unk, unk_bytes))
         return NNE_ENOMEM;
       unk = b->unk_id;
+      unk_bytes = cl;
     }
-    /* With no unknown token the character is dropped, as in the reference. */
+    /* With no unknown token the character is dropped, as in the reference
+     * (and the offsets of the symbols after it move back by its bytes). */
   }
-  if (unk >= 0 && sym_add(sc, nsym, (uint32_t)unk))
+  if (unk >= 0 && sym_add(sc, nsym, (uint32_t)unk, unk_bytes))
     return NNE_ENOMEM;
   return 0;
 }
 
+/* Adds a symbol's id; with al, its offsets: the bytes [at, at + len) of
+ * the word mapped to the input (outside the word, as the reference, the
+ * word's own offsets). */
+static int add_sym(nne__scratch_t *sc, int32_t id, const uint32_t *al,
+                   size_t n, size_t at, size_t len) {
+  uint32_t s = (uint32_t)at, e = (uint32_t)(at + len);
+  if (al && len > 0 && at + len <= n)
+    nne__align_span(al, at, at + len, &s, &e);
+  return nne__tok_add(sc, id, s, e);
+}
+
 int nne__bpe_word(const nne__bpe_t *b, nne__scratch_t *sc, const char *w,
-                  size_t n, nne_err_t *err) {
-  size_t nsym;
+                  size_t n, const uint32_t *al, nne_err_t *err) {
+  size_t nsym, at = 0;
   int rc;
   (void)err;
   if (b->ignore_merges) {
     int32_t id = nne__bpe_lookup(b, w, n);
     if (id >= 0)
-      return nne__ids_add(sc, id);
+      return add_sym(sc, id, al, n, 0, n);
   }
   if ((rc = initial_symbols(b, sc, w, n, &nsym)))
     return rc;
@@ -406,6 +430,7 @@ int nne__bpe_word(const nne__bpe_t *b, nne__scratch_t *sc, const char *w,
       continue;
     sc->sym_id[pos] = new_id;
     sc->sym_len[nx] = 0;
+    sc->sym_bytes[pos] += sc->sym_bytes[nx];
     sc->sym_next[pos] = sc->sym_next[nx];
     if (sc->sym_next[nx] >= 0)
       sc->sym_prev[sc->sym_next[nx]] = pos;
@@ -414,8 +439,17 @@ int nne__bpe_word(const nne__bpe_t *b, nne__scratch_t *sc, const char *w,
     if ((rc = push_pair(b, sc, pos)))
       return rc;
   }
-  for (int32_t i = nsym ? 0 : -1; i >= 0; i = sc->sym_next[i])
-    if ((rc = nne__ids_add(sc, (int32_t)sc->sym_id[i])))
+  if (!sc->offsets) { /* the plain encode: ids only */
+    for (int32_t i = nsym ? 0 : -1; i >= 0; i = sc->sym_next[i])
+      if ((rc = nne__ids_add(sc, (int32_t)sc->sym_id[i])))
+        return rc;
+    return 0;
+  }
+  for (int32_t i = nsym ? 0 : -1; i >= 0; i = sc->sym_next[i]) {
+    if ((rc = add_sym(sc, (int32_t)sc->sym_id[i], al, n, at,
+                      sc->sym_bytes[i])))
       return rc;
+    at += sc->sym_bytes[i];
+  }
   return 0;
 }

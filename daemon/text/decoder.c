@@ -257,7 +257,7 @@ static int run1(const nne__dec_t *d, const nne__bytelevel_t *bl,
       size_t n = in->len[i];
       acc.n = 0;
       if (d->kind == D_REPLACE) {
-        if ((rc = nne__re_replace(&d->re, md, s, n, d->with, d->wlen, &acc,
+        if ((rc = nne__re_replace(&d->re, md, s, n, d->with, d->wlen, &acc, NULL, NULL,
                                   err))) {
           free(acc.p);
           return rc;
@@ -320,4 +320,14 @@ int nne__dec_run(const nne__dec_t *d, const nne__bytelevel_t *bl,
   nne__strs_free(l);
   *l = out;
   return 0;
+}
+
+void nne__dec_bytes(const nne__dec_t *d, bool *bytelevel, bool *fallback) {
+  if (d->kind == D_SEQ) {
+    for (size_t i = 0; i < d->nkids; i++)
+      nne__dec_bytes(d->kids[i], bytelevel, fallback);
+    return;
+  }
+  *bytelevel = *bytelevel || d->kind == D_BYTELEVEL;
+  *fallback = *fallback || d->kind == D_BYTEFALLBACK;
 }

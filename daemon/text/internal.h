@@ -50,6 +50,28 @@ int nne__sbuf_add_lossy(nne__sbuf_t *b, const char *s, size_t n);
 /* Unicode White_Space (Rust's char::is_whitespace, onig's \s). */
 bool nne__is_space(uint32_t cp);
 
+/* Alignments (offsets, NNE_TOK_OFFSETS): for each byte of a text on its way
+ * through the pipeline, the [start, end) bytes of the input text it came
+ * from, as the reference's NormalizedString keeps them. Every byte of one
+ * character has the same pair (the span of the input character or
+ * characters that made it), so a token's span is the least start and the
+ * greatest end over its bytes (nne__align_span). v holds 2n values. */
+typedef struct nne__align {
+  uint32_t *v;
+  size_t n, cap;
+} nne__align_t;
+/* Appends count bytes aligned to [s, e). */
+int nne__align_add(nne__align_t *a, uint32_t s, uint32_t e, size_t count);
+/* Appends the count pairs at src (2 * count values). */
+int nne__align_copy(nne__align_t *a, const uint32_t *src, size_t count);
+/* Appends s[0..n)'s own alignment: each character to its bytes, shifted by
+ * base (a text before any normalizer). */
+int nne__align_identity(nne__align_t *a, const char *s, size_t n,
+                        uint32_t base);
+/* The input span of bytes [from, to) of an aligned text (from < to). */
+void nne__align_span(const uint32_t *al, size_t from, size_t to,
+                     uint32_t *start, uint32_t *end);
+
 /* JSON path: a buffer the loaders extend and cut back as they descend. */
 typedef struct nne__path {
   char s[512];
@@ -94,10 +116,13 @@ void nne__re_free(nne__re_t *re);
 /* The next match in s[from..n): 1 with [*ms, *me), 0 for none, <0 error. */
 int nne__re_find(const nne__re_t *re, pcre2_match_data *md, const char *s,
                  size_t n, size_t from, size_t *ms, size_t *me, nne_err_t *err);
-/* Appends s with every match replaced by with[0..wlen) to out. */
+/* Appends s with every match replaced by with[0..wlen) to out; with al (n
+ * pairs), out's alignment to alout: the replacement takes the alignment of
+ * the match's last byte (of the byte before an empty match), as in the
+ * reference. */
 int nne__re_replace(const nne__re_t *re, pcre2_match_data *md, const char *s,
                     size_t n, const char *with, size_t wlen, nne__sbuf_t *out,
-                    nne_err_t *err);
+                    const uint32_t *al, nne__align_t *alout, nne_err_t *err);
 /* A pattern from a {"String": s} or {"Regex": r} object at o[key]. */
 int nne__re_from_json(nne__re_t *re, json_t *o, const char *key,
                       nne__path_t *path, nne_err_t *err);
@@ -105,8 +130,9 @@ int nne__re_from_json(nne__re_t *re, json_t *o, const char *key,
 /* ---- scratch: a call's own memory (tokenizer.c) ------------------------ */
 
 /* A piece of text on its way through the pipeline: bytes in a shared
- * buffer, and whether it starts at byte 0 of the input (Metaspace's
- * prepend_scheme "first" asks). */
+ * buffer (with their alignment beside them when offsets are wanted), and
+ * whether it starts at byte 0 of the input (Metaspace's prepend_scheme
+ * "first" asks). */
 typedef struct nne__piece {
   size_t off, len;
   bool origin;
@@ -114,11 +140,18 @@ typedef struct nne__piece {
 
 typedef struct nne__pieces {
   nne__sbuf_t text;
+  nne__align_t al; /* text.n pairs when offsets are wanted, else empty */
   nne__piece_t *v;
   size_t n, cap;
 } nne__pieces_t;
 
-int nne__pieces_add(nne__pieces_t *ps, const char *s, size_t n, bool origin);
+/* Adds s[0..n) as a piece; al (n pairs) is its alignment, NULL when
+ * offsets are not wanted. */
+int nne__pieces_add(nne__pieces_t *ps, const char *s, size_t n, bool origin,
+                    const uint32_t *al);
+/* Records the bytes appended to ps->text since text offset start (and to
+ * ps->al with them) as one piece. */
+int nne__pieces_close(nne__pieces_t *ps, size_t start, bool origin);
 void nne__pieces_clear(nne__pieces_t *ps);
 void nne__pieces_free(nne__pieces_t *ps);
 
@@ -137,19 +170,29 @@ typedef struct nne__scratch {
   nne__span_t *spans;
   size_t nspans, capspans;
   nne__sbuf_t norm, tmp, seg;
+  /* Offsets wanted: the alignments of tmp and seg, and the input text the
+   * offsets count in (the text or the pair being encoded). */
+  bool offsets;
+  nne__align_t tmpal, segal;
+  const char *input;
   /* BPE word state */
   uint32_t *sym_id;
   int32_t *sym_prev, *sym_next;
   uint32_t *sym_len;
+  uint32_t *sym_bytes; /* the bytes of the word each symbol covers */
   size_t capsym;
   nne__heapent_t *heap;
   size_t nheap, capheap;
-  /* output ids */
+  /* output ids, and their [start, end) offsets when offsets are wanted */
   int32_t *ids;
-  size_t nids, capids;
+  uint32_t *offs; /* 2 per id */
+  size_t nids, capids, capoffs;
 } nne__scratch_t;
 
 int nne__ids_add(nne__scratch_t *sc, int32_t id);
+/* Adds an id and, when offsets are wanted, its span [start, end). */
+int nne__tok_add(nne__scratch_t *sc, int32_t id, uint32_t start,
+                 uint32_t end);
 /* Frees what a scratch holds (not the struct, usually on the stack). */
 void nne__scratch_free(nne__scratch_t *sc);
 
@@ -159,9 +202,12 @@ typedef struct nne__norm nne__norm_t;
 int nne__norm_load(json_t *j, nne__norm_t **out, nne__path_t *path,
                    nne_err_t *err);
 void nne__norm_free(nne__norm_t *n);
-/* Normalizes s[0..len) into out (emptied first). */
+/* Normalizes s[0..len) into out (emptied first). With al (len pairs, the
+ * alignment of s) the alignment of out goes to alout (emptied first), as
+ * the reference's normalizers move theirs; al NULL: no alignment. */
 int nne__norm_run(const nne__norm_t *n, nne__scratch_t *sc, const char *s,
-                  size_t len, nne__sbuf_t *out, nne_err_t *err);
+                  size_t len, const uint32_t *al, nne__sbuf_t *out,
+                  nne__align_t *alout, nne_err_t *err);
 
 /* ---- pretok.c ---------------------------------------------------------- */
 
@@ -200,10 +246,41 @@ typedef struct nne__bpe {
 
 int nne__bpe_load(json_t *j, nne__bpe_t *b, nne__path_t *path, nne_err_t *err);
 void nne__bpe_free(nne__bpe_t *b);
-/* Appends the ids of one pre-tokenized word to sc->ids. */
+/* Appends the ids of one pre-tokenized word to sc->ids; with al (n pairs,
+ * the word's alignment) their offsets too. */
 int nne__bpe_word(const nne__bpe_t *b, nne__scratch_t *sc, const char *w,
-                  size_t n, nne_err_t *err);
+                  size_t n, const uint32_t *al, nne_err_t *err);
 int32_t nne__bpe_lookup(const nne__bpe_t *b, const char *s, size_t n);
+
+/* ---- post.c: post-processors -------------------------------------------- */
+
+typedef struct nne__post nne__post_t;
+int nne__post_load(json_t *j, nne__post_t **out, nne__path_t *path,
+                   nne_err_t *err);
+void nne__post_free(nne__post_t *p);
+/* NNE_EINVAL naming the first special id of p that is not below nids. */
+int nne__post_check(const nne__post_t *p, size_t nids, nne_err_t *err);
+/* Whether p can put two sequences together (its first template has a pair
+ * form); true for NULL or no template (one after the other). */
+bool nne__post_has_pair(const nne__post_t *p);
+
+/* An encoding on its way through the post-processor: parallel arrays of
+ * ids, offsets (2 per id, when offsets), type ids and sequence indices
+ * (when track). Two sequences until a template merges them: the second
+ * starts at split. */
+typedef struct nne__enc {
+  int32_t *ids;
+  uint32_t *offs, *types;
+  uint8_t *seq;
+  size_t n, cap, split;
+  bool offsets, track, two;
+} nne__enc_t;
+void nne__enc_free(nne__enc_t *e);
+/* Runs p (NULL: nothing) over e; texts/lens are the sequences' inputs
+ * (for trimming offsets). flags: NNE_TOK_ADD_SPECIAL. */
+int nne__post_run(const nne__post_t *p, const nne_tokenizer_t *t,
+                  nne__enc_t *e, unsigned flags, const char *const texts[2],
+                  const size_t lens[2]);
 
 /* ---- decoder.c ---------------------------------------------------------- */
 
@@ -226,6 +303,10 @@ void nne__strs_free(nne__strs_t *l);
 static inline const char *nne__strs_at(const nne__strs_t *l, size_t i) {
   return l->text.p != NULL ? l->text.p + l->off[i] : "";
 }
+
+/* Whether d (or a member of its Sequence) is a ByteLevel or a ByteFallback
+ * decoder: each found sets its flag. */
+void nne__dec_bytes(const nne__dec_t *d, bool *bytelevel, bool *fallback);
 
 /* Runs the decoder over the token strings in *l (replaced by its result). */
 int nne__dec_run(const nne__dec_t *d, const nne__bytelevel_t *bl,

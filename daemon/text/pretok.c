@@ -328,29 +328,28 @@ static size_t behave(nne__span_t *v, size_t n, int beh) {
 }
 
 /* Appends s[0..n) to out as a piece, mapped through the byte-level alphabet
- * when bl is given. */
+ * when bl is given; al (n pairs) is its alignment, NULL when offsets are
+ * not wanted (each byte's characters take its byte's). */
 static int emit(nne__pieces_t *out, const char *s, size_t n, bool origin,
-                const nne__bytelevel_t *bl) {
+                const nne__bytelevel_t *bl, const uint32_t *al) {
   if (n == 0)
     return 0;
   if (!bl)
-    return nne__pieces_add(out, s, n, origin);
+    return nne__pieces_add(out, s, n, origin, al);
   size_t start = out->text.n;
   for (size_t i = 0; i < n; i++) {
     unsigned char b = (unsigned char)s[i];
-    if (nne__sbuf_add(&out->text, bl->enc[b], bl->enclen[b]) != 0)
+    if (nne__sbuf_add(&out->text, bl->enc[b], bl->enclen[b]) != 0 ||
+        (al && nne__align_add(&out->al, al[2 * i], al[2 * i + 1],
+                              bl->enclen[b]) != 0))
       return NNE_ENOMEM;
   }
-  /* Record the piece over the bytes just written. */
-  if (out->n == out->cap && NNE_VEC_GROW(&out->v, &out->cap, out->n + 1) != 0)
-    return NNE_ENOMEM;
-  out->v[out->n++] = (nne__piece_t){start, out->text.n - start, origin};
-  return 0;
+  return nne__pieces_close(out, start, origin);
 }
 
 /* Emits the spans of s left after the behaviour. */
 static int emit_spans(nne__scratch_t *sc, nne__pieces_t *out, const char *s,
-                      bool origin, int beh, bool invert,
+                      const uint32_t *al, bool origin, int beh, bool invert,
                       const nne__bytelevel_t *bl) {
   if (invert)
     for (size_t i = 0; i < sc->nspans; i++)
@@ -358,81 +357,112 @@ static int emit_spans(nne__scratch_t *sc, nne__pieces_t *out, const char *s,
   size_t k = behave(sc->spans, sc->nspans, beh);
   for (size_t i = 0; i < k; i++) {
     nne__span_t sp = sc->spans[i];
-    int rc = emit(out, s + sp.s, sp.e - sp.s, origin && sp.s == 0, bl);
+    int rc = emit(out, s + sp.s, sp.e - sp.s, origin && sp.s == 0, bl,
+                  al ? al + 2 * sp.s : NULL);
     if (rc)
       return rc;
   }
   return 0;
 }
 
+/* sc->tmp (and sc->tmpal) emptied for a rewritten piece. */
+static void tmp_reset(nne__scratch_t *sc) {
+  sc->tmp.n = 0;
+  sc->tmpal.n = 0;
+}
+
+/* Appends s[0..n) to sc->tmp, aligned as al (when offsets are wanted). */
+static int tmp_add(nne__scratch_t *sc, const char *s, size_t n,
+                   const uint32_t *al) {
+  if (nne__sbuf_add(&sc->tmp, s, n) != 0 ||
+      (al && nne__align_copy(&sc->tmpal, al, n) != 0))
+    return NNE_ENOMEM;
+  return 0;
+}
+
+/* Appends s[0..n) to sc->tmp, every byte aligned as the pair at a. */
+static int tmp_add_as(nne__scratch_t *sc, const char *s, size_t n,
+                      const uint32_t *a) {
+  if (nne__sbuf_add(&sc->tmp, s, n) != 0 ||
+      (a && nne__align_add(&sc->tmpal, a[0], a[1], n) != 0))
+    return NNE_ENOMEM;
+  return 0;
+}
+
 static int run_piece(const nne__pretok_t *p, const nne__bytelevel_t *bl,
-                     nne__scratch_t *sc, const char *s, size_t n, bool origin,
-                     nne__pieces_t *out, nne_err_t *err) {
+                     nne__scratch_t *sc, const char *s, size_t n,
+                     const uint32_t *al, bool origin, nne__pieces_t *out,
+                     nne_err_t *err) {
   int rc;
   switch (p->kind) {
   case P_BYTELEVEL: {
     const char *t = s;
+    const uint32_t *ta = al;
     size_t tn = n;
     if (p->add_prefix_space && s[0] != ' ') {
-      sc->tmp.n = 0;
-      if (nne__sbuf_add(&sc->tmp, " ", 1) || nne__sbuf_add(&sc->tmp, s, n))
+      /* The space is aligned as the first character, as the reference's
+       * prepend does. */
+      tmp_reset(sc);
+      if (tmp_add_as(sc, " ", 1, al) || tmp_add(sc, s, n, al))
         return NNE_ENOMEM;
       t = sc->tmp.p;
+      ta = al ? sc->tmpal.v : NULL;
       tn = sc->tmp.n;
     }
     if (!p->use_regex)
-      return emit(out, t, tn, origin, bl);
+      return emit(out, t, tn, origin, bl, ta);
     if ((rc = find_re(&p->re, sc, t, tn, err)))
       return rc;
-    return emit_spans(sc, out, t, origin, B_ISOLATED, false, bl);
+    return emit_spans(sc, out, t, ta, origin, B_ISOLATED, false, bl);
   }
   case P_SPLIT:
   case P_WHITESPACE:
     if ((rc = find_re(&p->re, sc, s, n, err)))
       return rc;
     if (p->kind == P_WHITESPACE)
-      return emit_spans(sc, out, s, origin, B_REMOVED, true, NULL);
-    return emit_spans(sc, out, s, origin, p->behavior, p->invert, NULL);
+      return emit_spans(sc, out, s, al, origin, B_REMOVED, true, NULL);
+    return emit_spans(sc, out, s, al, origin, p->behavior, p->invert, NULL);
   case P_DIGITS:
     if ((rc = find_chars(p, sc, s, n)))
       return rc;
-    return emit_spans(sc, out, s, origin,
+    return emit_spans(sc, out, s, al, origin,
                       p->individual ? B_ISOLATED : B_CONTIGUOUS, false, NULL);
   case P_PUNCT:
     if ((rc = find_chars(p, sc, s, n)))
       return rc;
-    return emit_spans(sc, out, s, origin, p->behavior, false, NULL);
+    return emit_spans(sc, out, s, al, origin, p->behavior, false, NULL);
   case P_WSPLIT:
     if ((rc = find_chars(p, sc, s, n)))
       return rc;
-    return emit_spans(sc, out, s, origin, B_REMOVED, false, NULL);
+    return emit_spans(sc, out, s, al, origin, B_REMOVED, false, NULL);
   case P_METASPACE: {
-    /* ' ' → the replacement, then the prefix, then the split before each
+    /* ' ' → the replacement (aligned as the space), then the prefix
+     * (aligned as the first character), then the split before each
      * replacement character. */
-    nne__sbuf_t *t = &sc->tmp;
-    t->n = 0;
+    tmp_reset(sc);
     bool starts =
         n >= 1 && (s[0] == ' ' ||
                    (n >= p->repl_len && !memcmp(s, p->repl_u8, p->repl_len)));
     if (!starts && (p->prepend == PREPEND_ALWAYS ||
                     (p->prepend == PREPEND_FIRST && origin)))
-      if (nne__sbuf_add(t, p->repl_u8, p->repl_len))
+      if (tmp_add_as(sc, p->repl_u8, p->repl_len, al))
         return NNE_ENOMEM;
     size_t run = 0;
     for (size_t i = 0; i < n; i++)
       if (s[i] == ' ') {
-        if (nne__sbuf_add(t, s + run, i - run) ||
-            nne__sbuf_add(t, p->repl_u8, p->repl_len))
+        if (tmp_add(sc, s + run, i - run, al ? al + 2 * run : NULL) ||
+            tmp_add_as(sc, p->repl_u8, p->repl_len, al ? al + 2 * i : NULL))
           return NNE_ENOMEM;
         run = i + 1;
       }
-    if (nne__sbuf_add(t, s + run, n - run))
+    if (tmp_add(sc, s + run, n - run, al ? al + 2 * run : NULL))
       return NNE_ENOMEM;
+    const uint32_t *ta = al ? sc->tmpal.v : NULL;
     if (!p->split)
-      return emit(out, t->p, t->n, origin, NULL);
-    if ((rc = find_chars(p, sc, t->p, t->n)))
+      return emit(out, sc->tmp.p, sc->tmp.n, origin, NULL, ta);
+    if ((rc = find_chars(p, sc, sc->tmp.p, sc->tmp.n)))
       return rc;
-    return emit_spans(sc, out, t->p, origin, B_MNEXT, false, NULL);
+    return emit_spans(sc, out, sc->tmp.p, ta, origin, B_MNEXT, false, NULL);
   }
   default: return NNE_EINTERNAL;
   }
@@ -450,8 +480,10 @@ int nne__pretok_run(const nne__pretok_t *p, const nne__bytelevel_t *bl,
   nne__pieces_clear(&sc->b);
   for (size_t i = 0; i < sc->a.n; i++) {
     nne__piece_t pc = sc->a.v[i];
-    rc = run_piece(p, bl, sc, (sc->a.text.p != NULL ? sc->a.text.p + pc.off : ""), pc.len, pc.origin, &sc->b,
-                   err);
+    rc = run_piece(p, bl, sc,
+                   sc->a.text.p != NULL ? sc->a.text.p + pc.off : "", pc.len,
+                   sc->offsets ? sc->a.al.v + 2 * pc.off : NULL, pc.origin,
+                   &sc->b, err);
     if (rc)
       return rc;
   }

@@ -217,15 +217,28 @@ int nne__re_from_json(nne__re_t *re, json_t *o, const char *key,
   return rc;
 }
 
+/* The alignment of s[from..to) to alout, when there is one. */
+static int keep_align(const uint32_t *al, size_t from, size_t to,
+                      nne__align_t *alout) {
+  return al ? nne__align_copy(alout, al + 2 * from, to - from) : 0;
+}
+
 int nne__re_replace(const nne__re_t *re, pcre2_match_data *md, const char *s,
                     size_t n, const char *with, size_t wlen, nne__sbuf_t *out,
-                    nne_err_t *err) {
+                    const uint32_t *al, nne__align_t *alout, nne_err_t *err) {
   size_t from = 0, ms, me;
   int rc = 0;
   while (from <= n &&
          (rc = nne__re_find(re, md, s, n, from, &ms, &me, err)) == 1) {
     if (nne__sbuf_add(out, s + from, ms - from) != 0 ||
+        keep_align(al, from, ms, alout) != 0 ||
         nne__sbuf_add(out, with, wlen) != 0)
+      return NNE_ENOMEM;
+    /* The replacement is "inserted" after the match's last byte: it takes
+     * that byte's alignment (the reference gives (0, 0) at the start). */
+    if (al && wlen &&
+        (me > 0 ? nne__align_add(alout, al[2 * (me - 1)], al[2 * me - 1], wlen)
+                : nne__align_add(alout, al[0], al[0], wlen)))
       return NNE_ENOMEM;
     if (me == ms) { /* an empty match: keep one character and step over it */
       if (ms == n) {
@@ -233,7 +246,8 @@ int nne__re_replace(const nne__re_t *re, pcre2_match_data *md, const char *s,
         break;
       }
       size_t k = nne__u8len((unsigned char)s[ms]);
-      if (nne__sbuf_add(out, s + ms, k) != 0)
+      if (nne__sbuf_add(out, s + ms, k) != 0 ||
+          keep_align(al, ms, ms + k, alout) != 0)
         return NNE_ENOMEM;
       me = ms + k;
     }
@@ -241,7 +255,8 @@ int nne__re_replace(const nne__re_t *re, pcre2_match_data *md, const char *s,
   }
   if (rc < 0)
     return rc;
-  if (from < n && nne__sbuf_add(out, s + from, n - from) != 0)
+  if (from < n && (nne__sbuf_add(out, s + from, n - from) != 0 ||
+                   keep_align(al, from, n, alout) != 0))
     return NNE_ENOMEM;
   return 0;
 }

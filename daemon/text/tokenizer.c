@@ -41,29 +41,36 @@ struct nne_tokenizer {
   int32_t *added_by_id;       /* id → index in added, or -1 */
   size_t nids;                /* one past the largest id of all */
   added_index_t raw, normd;
-  int32_t *pre, *post; /* the template's ids around the text */
-  size_t npre, npost;
+  nne__post_t *post; /* NULL: none */
 };
 
 /* ---- pieces, ids ------------------------------------------------------- */
 
-int nne__pieces_add(nne__pieces_t *ps, const char *s, size_t n, bool origin) {
+int nne__pieces_close(nne__pieces_t *ps, size_t start, bool origin) {
   if (ps->n == ps->cap && NNE_VEC_GROW(&ps->v, &ps->cap, ps->n + 1) != 0)
     return NNE_ENOMEM;
-  size_t off = ps->text.n;
-  if (nne__sbuf_add(&ps->text, s, n) != 0)
-    return NNE_ENOMEM;
-  ps->v[ps->n++] = (nne__piece_t){off, n, origin};
+  ps->v[ps->n++] = (nne__piece_t){start, ps->text.n - start, origin};
   return 0;
+}
+
+int nne__pieces_add(nne__pieces_t *ps, const char *s, size_t n, bool origin,
+                    const uint32_t *al) {
+  size_t off = ps->text.n;
+  if (nne__sbuf_add(&ps->text, s, n) != 0 ||
+      (al && nne__align_copy(&ps->al, al, n) != 0))
+    return NNE_ENOMEM;
+  return nne__pieces_close(ps, off, origin);
 }
 
 void nne__pieces_clear(nne__pieces_t *ps) {
   ps->n = 0;
   ps->text.n = 0;
+  ps->al.n = 0;
 }
 
 void nne__pieces_free(nne__pieces_t *ps) {
   free(ps->text.p);
+  free(ps->al.v);
   free(ps->v);
   memset(ps, 0, sizeof *ps);
 }
@@ -74,6 +81,18 @@ int nne__ids_add(nne__scratch_t *sc, int32_t id) {
     return NNE_ENOMEM;
   sc->ids[sc->nids++] = id;
   return 0;
+}
+
+int nne__tok_add(nne__scratch_t *sc, int32_t id, uint32_t start,
+                 uint32_t end) {
+  if (sc->offsets) {
+    if (2 * (sc->nids + 1) > sc->capoffs &&
+        NNE_VEC_GROW(&sc->offs, &sc->capoffs, 2 * (sc->nids + 1)) != 0)
+      return NNE_ENOMEM;
+    sc->offs[2 * sc->nids] = start;
+    sc->offs[2 * sc->nids + 1] = end;
+  }
+  return nne__ids_add(sc, id);
 }
 
 void nne__scratch_free(nne__scratch_t *sc) {
@@ -88,8 +107,12 @@ void nne__scratch_free(nne__scratch_t *sc) {
   free(sc->sym_prev);
   free(sc->sym_next);
   free(sc->sym_len);
+  free(sc->sym_bytes);
   free(sc->heap);
   free(sc->ids);
+  free(sc->offs);
+  free(sc->tmpal.v);
+  free(sc->segal.v);
 }
 
 /* The API functions work with their own nne_err_t and copy it out on
@@ -121,8 +144,7 @@ void nne_tokenizer_free(nne_tokenizer_t *t) {
   free(t->added_by_id);
   free(t->raw.order);
   free(t->normd.order);
-  free(t->pre);
-  free(t->post);
+  nne__post_free(t->post);
   free(t);
 }
 
@@ -240,119 +262,6 @@ static int build_index(nne_tokenizer_t *t, added_index_t *ix, bool normalized) {
   return 0;
 }
 
-static int ids_append(int32_t **arr, size_t *n, const int32_t *src, size_t k) {
-  int32_t *p = realloc(*arr, (*n + k + 1) * sizeof *p);
-  if (!p)
-    return NNE_ENOMEM;
-  if (k)
-    memcpy(p + *n, src, k * sizeof *p);
-  *arr = p;
-  *n += k;
-  return 0;
-}
-
-static int pair_id(json_t *o, const char *key, int32_t *id, nne__path_t *path,
-                   nne_err_t *err) {
-  json_t *v = json_object_get(o, key);
-  if (!json_is_array(v) || json_array_size(v) != 2 ||
-      !json_is_integer(json_array_get(v, 1)))
-    return nne_err_set(err, NNE_EINVAL, "%s.%s: must be [token, id]", path->s,
-                       key);
-  *id = (int32_t)json_integer_value(json_array_get(v, 1));
-  return 0;
-}
-
-/* Reads a post-processor into the ids it puts before and after the text
- * (the only thing post-processing changes in a single sequence's ids). */
-static int load_post(nne_tokenizer_t *t, json_t *j, nne__path_t *path,
-                     nne_err_t *err) {
-  const char *type;
-  int rc;
-  if ((rc = nne__json_type(j, &type, path, err)))
-    return rc;
-  if (!strcmp(type, "ByteLevel"))
-    return 0; /* offsets only */
-  if (!strcmp(type, "Sequence")) {
-    json_t *arr = json_object_get(j, "processors");
-    if (!json_is_array(arr))
-      return nne_err_set(err, NNE_EINVAL, "%s.processors: must be an array",
-                         path->s);
-    for (size_t i = 0; i < json_array_size(arr); i++) {
-      size_t mark = nne__path_push(path, ".processors[%zu]", i);
-      if ((rc = load_post(t, json_array_get(arr, i), path, err)))
-        return rc;
-      nne__path_pop(path, mark);
-    }
-    return 0;
-  }
-  int32_t pre[64], post[64];
-  size_t npre = 0, npost = 0;
-  if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing")) {
-    if ((rc = pair_id(j, "cls", &pre[0], path, err)) ||
-        (rc = pair_id(j, "sep", &post[0], path, err)))
-      return rc;
-    npre = npost = 1;
-  } else if (!strcmp(type, "TemplateProcessing")) {
-    json_t *single = json_object_get(j, "single");
-    json_t *specials = json_object_get(j, "special_tokens");
-    bool seen_a = false;
-    if (!json_is_array(single))
-      return nne_err_set(err, NNE_EINVAL, "%s.single: must be an array",
-                         path->s);
-    for (size_t i = 0; i < json_array_size(single); i++) {
-      json_t *it = json_array_get(single, i), *st, *seq;
-      size_t mark = nne__path_push(path, ".single[%zu]", i);
-      if ((seq = json_object_get(it, "Sequence"))) {
-        const char *sid = json_string_value(json_object_get(seq, "id"));
-        if (!sid || strcmp(sid, "A") != 0 || seen_a)
-          return nne_err_set(err, NNE_EUNIMPL,
-                             "%s.Sequence: only one sequence \"A\" is "
-                             "supported in \"single\"",
-                             path->s);
-        seen_a = true;
-      } else if ((st = json_object_get(it, "SpecialToken"))) {
-        const char *name = json_string_value(json_object_get(st, "id"));
-        json_t *ids =
-            json_object_get(json_object_get(specials, name ? name : ""), "ids");
-        if (!name || !json_is_array(ids))
-          return nne_err_set(err, NNE_EINVAL,
-                             "%s.SpecialToken: \"%s\" is not in special_tokens",
-                             path->s, name ? name : "(no id)");
-        for (size_t k = 0; k < json_array_size(ids); k++) {
-          json_t *v = json_array_get(ids, k);
-          if (!json_is_integer(v) || (seen_a ? npost : npre) >= 64)
-            return nne_err_set(
-                err, NNE_EINVAL,
-                "special_tokens[\"%s\"].ids: must be up to 64 ids", name);
-          if (seen_a)
-            post[npost++] = (int32_t)json_integer_value(v);
-          else
-            pre[npre++] = (int32_t)json_integer_value(v);
-        }
-      } else
-        return nne_err_set(err, NNE_EINVAL,
-                           "%s: must be {\"SpecialToken\": ...} or "
-                           "{\"Sequence\": ...}",
-                           path->s);
-      nne__path_pop(path, mark);
-    }
-  } else
-    return nne__unsupported(path, type, err);
-  /* A later processor wraps what the earlier ones made. */
-  int32_t *np = NULL;
-  size_t nn = 0;
-  if (ids_append(&np, &nn, pre, npre) ||
-      ids_append(&np, &nn, t->pre, t->npre) ||
-      ids_append(&t->post, &t->npost, post, npost)) {
-    free(np);
-    return NNE_ENOMEM;
-  }
-  free(t->pre);
-  t->pre = np;
-  t->npre = nn;
-  return 0;
-}
-
 /* Loads one optional stage (null or absent: none). */
 #define LOAD_STAGE(key, fn, dst)                                               \
   do {                                                                         \
@@ -377,13 +286,7 @@ static int check_ids(nne_tokenizer_t *t, nne_err_t *err) {
     t->added_by_id[i] = -1;
   for (size_t i = 0; i < t->nadded; i++)
     t->added_by_id[t->added[i].id] = (int32_t)i;
-  for (size_t i = 0; i < t->npre + t->npost; i++) {
-    int32_t id = i < t->npre ? t->pre[i] : t->post[i - t->npre];
-    if (id < 0 || (size_t)id >= nids)
-      return nne_err_set(err, NNE_EINVAL,
-                         "post_processor: id %d is not in the vocabulary", id);
-  }
-  return 0;
+  return nne__post_check(t->post, nids, err);
 }
 
 static int load_json(const char *json, size_t len, nne_tokenizer_t **out,
@@ -435,13 +338,7 @@ static int load_json(const char *json, size_t len, nne_tokenizer_t **out,
   LOAD_STAGE("normalizer", nne__norm_load, &t->norm);
   LOAD_STAGE("pre_tokenizer", nne__pretok_load, &t->pretok);
   LOAD_STAGE("decoder", nne__dec_load, &t->dec);
-  json_t *post = json_object_get(root, "post_processor");
-  if (post && !json_is_null(post)) {
-    nne__path_pop(&path, 0);
-    nne__path_push(&path, "post_processor");
-    if ((rc = load_post(t, post, &path, err)))
-      goto fail;
-  }
+  LOAD_STAGE("post_processor", nne__post_load, &t->post);
   if ((rc = build_index(t, &t->raw, false)) ||
       (rc = build_index(t, &t->normd, true)) || (rc = check_ids(t, err)))
     goto fail;
@@ -539,16 +436,32 @@ static int find_added(const nne_tokenizer_t *t, const added_index_t *ix,
   return 0;
 }
 
+/* A stretch of text between added tokens; al: its alignment (n pairs),
+ * NULL for the raw input (or when offsets are not wanted). */
 typedef int (*region_fn)(const nne_tokenizer_t *t, nne__scratch_t *sc,
-                         const char *s, size_t n, bool origin, unsigned flags,
-                         nne_err_t *err);
+                         const char *s, size_t n, const uint32_t *al,
+                         bool origin, unsigned flags, nne_err_t *err);
+
+/* Adds an added token's id over s[start, stop), with its offsets: its
+ * bytes' alignment, or for raw text (al NULL) its place in the input. */
+static int add_added(nne__scratch_t *sc, int32_t id, const char *s,
+                     const uint32_t *al, size_t start, size_t stop) {
+  uint32_t os = 0, oe = 0;
+  if (sc->offsets && al)
+    nne__align_span(al, start, stop, &os, &oe);
+  else if (sc->offsets) {
+    os = (uint32_t)(s + start - sc->input);
+    oe = (uint32_t)(s + stop - sc->input);
+  }
+  return nne__tok_add(sc, id, os, oe);
+}
 
 /* Splits s at the added tokens of ix (with their lstrip/rstrip/single_word
  * rules), adds their ids, and hands the text between to fn. */
 static int split_added(const nne_tokenizer_t *t, nne__scratch_t *sc,
                        const added_index_t *ix, const char *s, size_t n,
-                       bool origin, unsigned flags, region_fn fn,
-                       nne_err_t *err) {
+                       const uint32_t *al, bool origin, unsigned flags,
+                       region_fn fn, nne_err_t *err) {
   size_t done = 0, from = 0, which, ms;
   int rc;
   while (find_added(t, ix, s, n, from, &which, &ms)) {
@@ -577,89 +490,140 @@ static int split_added(const nne_tokenizer_t *t, nne__scratch_t *sc,
     if (a->rstrip)
       while (stop < n && nne__is_space(nne__u8dec(s + stop, &adv)))
         stop += adv;
-    if (done < start && (rc = fn(t, sc, s + done, start - done,
-                                 origin && done == 0, flags, err)))
+    if (done < start &&
+        (rc = fn(t, sc, s + done, start - done, al ? al + 2 * done : NULL,
+                 origin && done == 0, flags, err)))
       return rc;
-    if ((rc = nne__ids_add(sc, a->id)))
+    if ((rc = add_added(sc, a->id, s, al, start, stop)))
       return rc;
     done = stop;
     from = stop > from ? stop : from;
   }
   if (done < n)
-    return fn(t, sc, s + done, n - done, origin && done == 0, flags, err);
+    return fn(t, sc, s + done, n - done, al ? al + 2 * done : NULL,
+              origin && done == 0, flags, err);
   return 0;
 }
 
 /* Text with no added tokens left: pre-tokenize, then BPE each word. */
 static int encode_words(const nne_tokenizer_t *t, nne__scratch_t *sc,
-                        const char *s, size_t n, bool origin, unsigned flags,
-                        nne_err_t *err) {
+                        const char *s, size_t n, const uint32_t *al,
+                        bool origin, unsigned flags, nne_err_t *err) {
   int rc;
   (void)flags;
   nne__pieces_clear(&sc->a);
-  if ((rc = nne__pieces_add(&sc->a, s, n, origin)))
+  if ((rc = nne__pieces_add(&sc->a, s, n, origin, al)))
     return rc;
   if (t->pretok && (rc = nne__pretok_run(t->pretok, &t->bl, sc, err)))
     return rc;
   for (size_t i = 0; i < sc->a.n; i++) {
     nne__piece_t p = sc->a.v[i];
-    if ((rc = nne__bpe_word(&t->bpe, sc, (sc->a.text.p != NULL ? sc->a.text.p + p.off : ""), p.len, err)))
+    const char *w = sc->a.text.p != NULL ? sc->a.text.p + p.off : "";
+    if ((rc = nne__bpe_word(&t->bpe, sc, w, p.len,
+                            sc->offsets ? sc->a.al.v + 2 * p.off : NULL, err)))
       return rc;
   }
   return 0;
 }
 
 /* Text between raw added tokens: normalize, then split at the normalized
- * added tokens. */
+ * added tokens. With offsets, the text starts aligned to itself in the
+ * input, and the normalizer carries the alignment along. */
 static int encode_region(const nne_tokenizer_t *t, nne__scratch_t *sc,
-                         const char *s, size_t n, bool origin, unsigned flags,
-                         nne_err_t *err) {
+                         const char *s, size_t n, const uint32_t *al,
+                         bool origin, unsigned flags, nne_err_t *err) {
   int rc;
+  (void)al; /* raw text: aligned to itself */
+  if (sc->offsets) {
+    sc->segal.n = 0;
+    if ((rc = nne__align_identity(&sc->segal, s, n,
+                                  (uint32_t)(s - sc->input))))
+      return rc;
+  }
   if (t->norm) {
-    if ((rc = nne__norm_run(t->norm, sc, s, n, &sc->seg, err)))
+    /* The identity alignment moves to tmpal's place for the run. */
+    nne__align_t in = sc->segal;
+    sc->segal = (nne__align_t){0};
+    rc = nne__norm_run(t->norm, sc, s, n, sc->offsets ? in.v : NULL,
+                       &sc->seg, &sc->segal, err);
+    free(in.v);
+    if (rc)
       return rc;
     s = sc->seg.p;
     n = sc->seg.n;
     if (n == 0)
       return 0;
   }
-  return split_added(t, sc, &t->normd, s, n, origin, flags, encode_words, err);
+  return split_added(t, sc, &t->normd, s, n,
+                     sc->offsets ? sc->segal.v : NULL, origin, flags,
+                     encode_words, err);
 }
 
-static int encode(const nne_tokenizer_t *t, const char *text, size_t len,
-                  unsigned flags, int32_t **ids, size_t *n, nne_err_t *err) {
-  nne__scratch_t sc;
-  int rc = 0;
-  *ids = NULL;
-  *n = 0;
+/* One text's tokens, appended to sc's ids (and offsets). */
+static int encode_text(const nne_tokenizer_t *t, nne__scratch_t *sc,
+                       const char *what, const char *text, size_t len,
+                       unsigned flags, nne_err_t *err) {
   if (len > NNE_TOKENIZER_MAX_TEXT_BYTES)
     return nne_err_set(err, NNE_ERESOURCE,
-                       "text: %zu bytes is over the limit of %zu", len,
+                       "%s: %zu bytes is over the limit of %zu", what, len,
                        NNE_TOKENIZER_MAX_TEXT_BYTES);
   size_t bad = nne__u8check(text, len);
   if (bad != len)
-    return nne_err_set(err, NNE_EINVAL,
-                       "text: invalid UTF-8 at byte %zu (0x%02x)", bad,
-                       (unsigned char)text[bad]);
+    return nne_err_set(err, NNE_EINVAL, "%s: invalid UTF-8 at byte %zu (0x%02x)",
+                       what, bad, (unsigned char)text[bad]);
+  sc->input = text;
+  return split_added(t, sc, &t->raw, text, len, NULL, true, flags,
+                     encode_region, err);
+}
+
+/* Encodes text (and pair, when not NULL) into e: the tokens of each, then
+ * the post-processor. e->offsets/track say what to keep beside the ids. */
+static int encode(const nne_tokenizer_t *t, const char *text, size_t len,
+                  const char *pair, size_t pair_len, unsigned flags,
+                  nne__enc_t *e, nne_err_t *err) {
+  nne__scratch_t sc;
+  int rc = 0;
+  size_t na;
   memset(&sc, 0, sizeof sc);
+  sc.offsets = e->offsets;
+  if (pair && !nne__post_has_pair(t->post))
+    return nne_err_set(err, NNE_EUNIMPL,
+                       "pair: the tokenizer's post_processor has no pair "
+                       "template");
   /* Room for the most captures any of our patterns has; PCRE2 only fills
    * what fits, and we read the whole match alone. */
   if (!(sc.md = pcre2_match_data_create(16, NULL))) {
     rc = NNE_ENOMEM;
     goto out;
   }
-  for (size_t i = 0; i < t->npre; i++)
-    if ((flags & NNE_TOK_ADD_SPECIAL) && (rc = nne__ids_add(&sc, t->pre[i])))
-      goto out;
-  if ((rc = split_added(t, &sc, &t->raw, text, len, true, flags, encode_region,
-                        err)))
+  if ((rc = encode_text(t, &sc, "text", text, len, flags, err)))
     goto out;
-  for (size_t i = 0; i < t->npost; i++)
-    if ((flags & NNE_TOK_ADD_SPECIAL) && (rc = nne__ids_add(&sc, t->post[i])))
-      goto out;
-  *ids = sc.ids;
-  *n = sc.nids;
+  na = sc.nids;
+  if (pair && (rc = encode_text(t, &sc, "pair", pair, pair_len, flags, err)))
+    goto out;
+  /* The ids (and offsets) move to e; type ids 0 and 1, as the reference
+   * gives the two sequences before a template sets its own. */
+  e->ids = sc.ids;
+  e->offs = sc.offs;
+  e->n = e->cap = sc.nids;
   sc.ids = NULL;
+  sc.offs = NULL;
+  e->split = na;
+  e->two = pair != NULL;
+  if (e->track) {
+    size_t k = e->n ? e->n : 1;
+    if (!(e->types = malloc(k * sizeof *e->types)) || !(e->seq = malloc(k))) {
+      rc = NNE_ENOMEM;
+      goto out;
+    }
+    for (size_t i = 0; i < e->n; i++) {
+      e->types[i] = i >= na;
+      e->seq[i] = i >= na;
+    }
+  }
+  const char *texts[2] = {text, pair};
+  size_t lens[2] = {len, pair_len};
+  rc = nne__post_run(t->post, t, e, flags, texts, lens);
 out:
   nne__scratch_free(&sc);
   return rc;
@@ -669,7 +633,50 @@ int nne_tokenizer_encode(const nne_tokenizer_t *t, const char *text, size_t len,
                          unsigned flags, int32_t **ids, size_t *n,
                          nne_err_t *err) {
   nne_err_t e = {0};
-  return finish(encode(t, text, len, flags, ids, n, &e), &e, err, "encode");
+  nne__enc_t enc = {0};
+  int rc = encode(t, text, len, NULL, 0, flags & ~(unsigned)NNE_TOK_OFFSETS,
+                  &enc, &e);
+  *ids = NULL;
+  *n = 0;
+  if (rc == 0 && enc.n > 0) {
+    *ids = enc.ids;
+    *n = enc.n;
+    enc.ids = NULL;
+  }
+  nne__enc_free(&enc);
+  return finish(rc, &e, err, "encode");
+}
+
+int nne_tokenizer_encode_pair(const nne_tokenizer_t *t, const char *text,
+                              size_t len, const char *pair, size_t pair_len,
+                              unsigned flags, nne_tokenizer_encoding_t *out,
+                              nne_err_t *err) {
+  nne_err_t e = {0};
+  nne__enc_t enc = {0};
+  memset(out, 0, sizeof *out);
+  enc.offsets = (flags & NNE_TOK_OFFSETS) != 0;
+  enc.track = true;
+  int rc = encode(t, text, len, pair, pair_len, flags, &enc, &e);
+  if (rc == 0 && enc.n > 0) {
+    out->ids = enc.ids;
+    out->offsets = enc.offs;
+    out->type_ids = enc.types;
+    out->seq = enc.seq;
+    out->n = enc.n;
+    memset(&enc, 0, sizeof enc);
+  }
+  nne__enc_free(&enc);
+  return finish(rc, &e, err, "encode");
+}
+
+void nne_tokenizer_encoding_free(nne_tokenizer_encoding_t *enc) {
+  if (!enc)
+    return;
+  free(enc->ids);
+  free(enc->offsets);
+  free(enc->type_ids);
+  free(enc->seq);
+  memset(enc, 0, sizeof *enc);
 }
 
 /* ---- decoding and lookups ---------------------------------------------- */
@@ -709,6 +716,42 @@ int nne_tokenizer_is_special(const nne_tokenizer_t *t, int32_t id) {
   size_t len;
   const char *s = nne_tokenizer_id_to_token(t, id, &len);
   return s && content_is_special(t, s, len);
+}
+
+int nne_tokenizer_token_bytes(const nne_tokenizer_t *t, int32_t id,
+                              char *buf, size_t cap, size_t *len) {
+  bool bytelevel = false, fallback = false;
+  size_t sl, n = 0;
+  const char *s = nne_tokenizer_id_to_token(t, id, &sl);
+  *len = 0;
+  if (!s || !t->dec || t->added_by_id[id] >= 0)
+    return 0;
+  nne__dec_bytes(t->dec, &bytelevel, &fallback);
+  if (fallback && t->bpe.byte_fallback) {
+    for (int b = 0; b < 256; b++)
+      if (t->bpe.byte_ids[b] == id) {
+        if (cap < 1 || b < 0x80) /* ASCII decodes exactly */
+          return 0;
+        buf[0] = (char)b;
+        *len = 1;
+        return 1;
+      }
+  }
+  if (!bytelevel)
+    return 0;
+  /* Each character of the byte-level alphabet is one byte. */
+  for (size_t k = 0, adv; k < sl; k += adv) {
+    uint32_t cp = nne__u8dec(s + k, &adv);
+    if (cp >= 324 || t->bl.dec[cp] < 0)
+      return 0; /* not a byte-level token */
+    if (n < cap)
+      buf[n] = (char)t->bl.dec[cp];
+    n++;
+  }
+  if (n > cap)
+    return 0;
+  *len = n;
+  return nne__u8check(buf, n) != n;
 }
 
 size_t nne_tokenizer_vocab_size(const nne_tokenizer_t *t) {

@@ -240,3 +240,62 @@ int nne__load_list(json_t *o, const char *key, nne__load_fn load, void ***kids,
   }
   return 0;
 }
+
+/* ---- alignments ---------------------------------------------------------- */
+
+static int align_room(nne__align_t *a, size_t count) {
+  size_t want = 2 * (a->n + count), cap = a->cap;
+  if (want <= cap)
+    return 0;
+  if (nne_vec_grow(&a->v, &cap, want, sizeof *a->v) != 0)
+    return NNE_ENOMEM;
+  a->cap = cap;
+  return 0;
+}
+
+int nne__align_add(nne__align_t *a, uint32_t s, uint32_t e, size_t count) {
+  if (align_room(a, count) != 0)
+    return NNE_ENOMEM;
+  for (size_t i = 0; i < count; i++) {
+    a->v[2 * (a->n + i)] = s;
+    a->v[2 * (a->n + i) + 1] = e;
+  }
+  a->n += count;
+  return 0;
+}
+
+int nne__align_copy(nne__align_t *a, const uint32_t *src, size_t count) {
+  if (count == 0)
+    return 0;
+  if (align_room(a, count) != 0)
+    return NNE_ENOMEM;
+  memcpy(a->v + 2 * a->n, src, 2 * count * sizeof *src);
+  a->n += count;
+  return 0;
+}
+
+int nne__align_identity(nne__align_t *a, const char *s, size_t n,
+                        uint32_t base) {
+  for (size_t i = 0; i < n;) {
+    size_t k = nne__u8len((unsigned char)s[i]);
+    if (nne__align_add(a, base + (uint32_t)i, base + (uint32_t)(i + k), k))
+      return NNE_ENOMEM;
+    i += k;
+  }
+  return 0;
+}
+
+void nne__align_span(const uint32_t *al, size_t from, size_t to,
+                     uint32_t *start, uint32_t *end) {
+  /* The reference's expand_alignments: least start, greatest end (a
+   * normalizer that reorders marks can make the pairs go back). */
+  uint32_t s = al[2 * from], e = al[2 * from + 1];
+  for (size_t i = from + 1; i < to; i++) {
+    if (al[2 * i] < s)
+      s = al[2 * i];
+    if (al[2 * i + 1] > e)
+      e = al[2 * i + 1];
+  }
+  *start = s;
+  *end = e;
+}

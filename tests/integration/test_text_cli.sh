@@ -63,12 +63,30 @@ def tokenize(req_bytes, ctx):
     if req.model == "none":
         ctx.abort(grpc.StatusCode.FAILED_PRECONDITION,
                   "model 'none' has no tokenizer (looked for /r/none/tokenizer.json)")
+    if req.model == "nopair" and req.pairs:
+        ctx.abort(grpc.StatusCode.UNIMPLEMENTED,
+                  "pair: the tokenizer's post_processor has no pair template")
     out = []
-    for t in req.texts:
-        toks = [] if req.raw else [(1, "<s>", "", True)]
-        toks += [(ord(c), "\u0120" if c == " " else c, c, False) for c in t]
+    for i, t in enumerate(req.texts):
+        # (id, token, piece, special, start, end, source, type, bytes)
+        toks = [] if req.raw else [(1, "<s>", "", True, 0, 0, ip.TOKEN_SOURCE_TEMPLATE, 0, b"")]
+        for src, text in [(ip.TOKEN_SOURCE_TEXT, t)] + (
+                [(ip.TOKEN_SOURCE_PAIR, req.pairs[i])] if req.pairs else []):
+            at = 0
+            for c in text:
+                n = len(c.encode())
+                # A byte token's piece is lossy: its bytes come beside it.
+                lossy = c == "\u00e9"
+                toks.append((ord(c), "\u0120" if c == " " else c, "\ufffd" if lossy else c,
+                             False, at, at + n, src, 1 if src == ip.TOKEN_SOURCE_PAIR else 0,
+                             b"\xc3" if lossy else b""))
+                at += n
         out.append(ip.TokenizedText(ids=[x[0] for x in toks], tokens=[x[1] for x in toks],
-                                    pieces=[x[2] for x in toks], special=[x[3] for x in toks]))
+                                    pieces=[x[2] for x in toks], special=[x[3] for x in toks],
+                                    offset_starts=[x[4] for x in toks],
+                                    offset_ends=[x[5] for x in toks],
+                                    sources=[x[6] for x in toks], type_ids=[x[7] for x in toks],
+                                    piece_bytes=[x[8] for x in toks]))
     if req.model == "short":          # a daemon that lost a text
         out = out[:-1]
     if req.model == "ragged":         # pieces not parallel to the ids
@@ -167,9 +185,23 @@ has "$ERR" "invokes: TThe Eiffel Tower is in/Ta|Tb c/I4,5 ; Tété" "fake: file 
 run "${F[@]}" tokenize m "a b"
 expect 0 "fake: tokenize"
 has "$OUT" "4 tokens (vocabulary of 1000)" "fake: tokenize count"
-has "$OUT" "INDEX  ID  TOKEN  PIECE  SPECIAL" "fake: tokenize header"
-has "$OUT" "    0   1  '<s>'  ''     yes" "fake: tokenize BOS row"
-has "$OUT" "    2  32  'Ġ'    ' '" "fake: tokenize space row"
+has "$OUT" "INDEX  ID  TOKEN  PIECE  OFFSETS  SPECIAL" "fake: tokenize header"
+has "$OUT" "    0   1  '<s>'  ''           -  yes" "fake: tokenize BOS row"
+has "$OUT" "    2  32  'Ġ'    ' '        1-2" "fake: tokenize space row, its offsets"
+run "${F[@]}" tokenize m "aé b" --pair "cé"
+expect 0 "fake: tokenize --pair"
+has "$OUT" "text 0: 'aé b'" "fake: --pair names the text"
+has "$OUT" "pair: 'cé'" "fake: --pair names the pair"
+has "$OUT" "OFFSETS  SPECIAL  TYPE" "fake: --pair adds a TYPE column"
+has "$OUT" "'�'    text 1-3" "fake: offsets in bytes, a two-byte character"
+has "$OUT" "'c'    pair 0-1              1" "fake: the pair's tokens, type 1"
+run "${F[@]}" tokenize m "a" "b" --pair "c"
+expect 2 "fake: --pair for some texts only"
+has "$ERR" "1 --pair for 2 TEXT" "fake: --pair count message"
+run "${F[@]}" tokenize nopair "a" --pair "b"
+expect 1 "fake: a tokenizer without a pair template"
+has "$ERR" "UNIMPLEMENTED: pair: the tokenizer's post_processor has no pair template" \
+  "fake: no pair template message"
 run "${F[@]}" tokenize m "a b" --raw
 expect 0 "fake: tokenize --raw"
 has "$OUT" "3 tokens" "fake: --raw leaves BOS out"
@@ -182,9 +214,19 @@ expect 0 "fake: tokenize -o json"
 printf '%s\n' "$OUT" >"$TMP/lines.json"
 py "lines = [json.loads(l) for l in open('$TMP/lines.json')]
 assert len(lines) == 6, lines
-assert lines[0] == {'text': 0, 'index': 0, 'id': 1, 'token': '<s>', 'piece': '', 'special': True}, lines[0]
-assert lines[2]['piece'] == '\"' and lines[5]['piece'] == 'b' and lines[3]['text'] == 1, lines" \
+assert lines[0] == {'text': 0, 'index': 0, 'id': 1, 'token': '<s>', 'piece': '', 'bytes': None,
+                    'special': True, 'start': 0, 'end': 0, 'source': 'template', 'type_id': 0}, lines[0]
+assert lines[2]['piece'] == '\"' and lines[5]['piece'] == 'b' and lines[3]['text'] == 1, lines
+assert (lines[2]['start'], lines[2]['end'], lines[2]['source']) == (1, 2, 'text'), lines[2]" \
   "fake: JSON lines"
+run -o json "${F[@]}" tokenize m "é" --pair "x"
+expect 0 "fake: tokenize --pair -o json"
+printf '%s\n' "$OUT" >"$TMP/pair.json"
+py "lines = [json.loads(l) for l in open('$TMP/pair.json')]
+assert [(l['source'], l['start'], l['end'], l['type_id']) for l in lines] == [
+    ('template', 0, 0, 0), ('text', 0, 2, 0), ('pair', 0, 1, 1)], lines
+assert lines[1]['piece'] == '\ufffd' and lines[1]['bytes'] == 'c3' and lines[2]['bytes'] is None, lines" \
+  "fake: JSON lines of a pair, a token's bytes"
 run "${F[@]}" tokenize short "a" "b"
 expect 1 "fake: a lost text"
 has "$ERR" "INTERNAL: Inference/Tokenize: 1 tokenized texts for 2 texts" "fake: lost text message"
@@ -279,6 +321,19 @@ expect 0 "tokenize table"
 has "$OUT" "INDEX" "tokenize header"
 has "$OUT" "SPECIAL" "tokenize header: special"
 has "$OUT" "'Ġ" "a byte-level spelling, quoted"
+# Offsets: bytes of the text, each token's piece is its span.
+Q="naïve café — ok"
+run -o json "${A[@]}" tokenize $M "$Q" --raw
+expect 0 "tokenize offsets -o json"
+printf '%s\n' "$OUT" >"$TMP/offs.json"
+py "q = '$Q'.encode()
+lines = [json.loads(l) for l in open('$TMP/offs.json')]
+assert all(l['source'] == 'text' for l in lines), lines
+spans = [q[l['start']:l['end']] for l in lines]
+assert b''.join(s for i, s in enumerate(spans) if i == 0 or spans[i] != spans[i - 1]) == q, spans
+for l, s in zip(lines, spans):
+    if l['bytes'] is None:
+        assert l['piece'].encode() == s, (l, s)" "tokenize offsets span the text"
 
 # The template's ids: what a prompt row is.
 run -o json "${A[@]}" tokenize $M "$P"

@@ -188,6 +188,11 @@ START_TEST(test_local_errors) {
                 err.message);
   ck_assert_int_eq(nne_client_tokenize(c, NULL, texts, 1, false, &tok, &err),
                    -NNE_CLIENT_INVALID_ARGUMENT);
+  ck_assert_int_eq(
+      nne_client_tokenize_pairs(c, "m", texts, texts + 1, 1, false, &tok, &err),
+      -NNE_CLIENT_INVALID_ARGUMENT);
+  ck_assert_msg(strstr(err.message, "pairs[0] is NULL") != NULL, "%s",
+                err.message);
   /* Failed calls leave results that free safely. */
   nne_client_forward_result_free(&res);
   nne_client_detokenize_result_free(&det);
@@ -280,6 +285,55 @@ START_TEST(test_round_trip) {
   nne_client_tokenize_result_free(&raw);
   free(ids[0]);
   free(ids[1]);
+  nne_client_close(c);
+}
+END_TEST
+
+/* Offsets: each token's bytes of its text, through multibyte characters
+ * (a character split across byte-level tokens: each part spans it whole
+ * and brings its own bytes); a pair: its tokens' source and type id. */
+START_TEST(test_offsets_and_pairs) {
+  nne_client_t *c = client();
+  const char *texts[] = {"\xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80 ok"};
+  const char *pairs[] = {"x y"};
+  nne_client_tokenize_result_t tok, pr;
+  nne_client_err_t err;
+  char spelled[64];
+  size_t k, len = 0, at = 0;
+
+  load(c, MODEL);
+  ck_assert_int_eq(nne_client_tokenize(c, MODEL, texts, 1, true, &tok, &err),
+                   0);
+  for (k = 0; k < tok.texts[0].n_tokens; k++) {
+    const nne_client_token_t *t = &tok.texts[0].tokens[k];
+    const char *b = t->bytes_len ? t->bytes : t->piece;
+    size_t n = t->bytes_len ? t->bytes_len : t->piece_len;
+    ck_assert_int_eq(t->source, NNE_CLIENT_TOKEN_SOURCE_TEXT);
+    ck_assert_uint_le(t->end, strlen(texts[0]));
+    /* A token starts where the last ended, or shares a split character's
+     * span with the parts before it. */
+    ck_assert(t->start == at || (t->bytes_len && t->end == at));
+    at = t->end;
+    ck_assert_uint_lt(len + n, sizeof spelled);
+    memcpy(spelled + len, b, n);
+    len += n;
+  }
+  spelled[len] = '\0';
+  ck_assert_str_eq(spelled, texts[0]); /* the bytes spell it exactly */
+  ck_assert_uint_eq(at, strlen(texts[0]));
+  ck_assert_int_eq(
+      nne_client_tokenize_pairs(c, MODEL, texts, pairs, 1, true, &pr, &err), 0);
+  ck_assert_uint_gt(pr.texts[0].n_tokens, tok.texts[0].n_tokens);
+  for (k = 0; k < pr.texts[0].n_tokens; k++) {
+    const nne_client_token_t *t = &pr.texts[0].tokens[k];
+    bool second = k >= tok.texts[0].n_tokens;
+    ck_assert_int_eq(t->source, second ? NNE_CLIENT_TOKEN_SOURCE_PAIR
+                                       : NNE_CLIENT_TOKEN_SOURCE_TEXT);
+    ck_assert_uint_eq(t->type_id, second); /* no template: 0, then 1 */
+  }
+  ck_assert_uint_eq(pr.texts[0].tokens[pr.texts[0].n_tokens - 1].end, 3);
+  nne_client_tokenize_result_free(&tok);
+  nne_client_tokenize_result_free(&pr);
   nne_client_close(c);
 }
 END_TEST
@@ -497,6 +551,7 @@ static Suite *text_suite(void) {
   tcase_add_unchecked_fixture(tc, daemon_setup, daemon_teardown);
   tcase_add_test(tc, test_describe);
   tcase_add_test(tc, test_round_trip);
+  tcase_add_test(tc, test_offsets_and_pairs);
   tcase_add_test(tc, test_forward_text);
   tcase_add_test(tc, test_forward_mixed);
   tcase_add_test(tc, test_trace_text);

@@ -3,8 +3,12 @@ byte-level BPE tokenizer.json (tests/fixtures/make_tokenizer.py; Llama's
 wants a BOS). Tokenize and Detokenize round-trip; a text row is exactly its
 Tokenize ids (logits bit-identical, in Forward, in a Trace invoke and on an
 edit set); top-k entries carry their token's text; Describe shows the
-tokenizer; and every bad input gets a precise status: invalid UTF-8 (its
-byte offset), ids and text in one row, a mask on a text row, a text over
+tokenizer; Tokenize gives each token's byte offsets in its text (through
+multibyte characters and byte-level tokens inside them) and encodes pairs
+with the pair template; and every bad input gets a precise status: invalid
+UTF-8 (its
+byte offset), ids and text in one row, a mask on a text row, pairs not
+one per text or over the length limit, a text over
 max_seq_len once tokenized (the count and the limit), a model without a
 tokenizer (the file looked for), a tokenizer.json the daemon cannot use
 (its JSON path, at load).
@@ -38,9 +42,9 @@ class Text(unittest.TestCase):
         code = cls.d.stop()
         assert code == 0, cls.d.log_text()
 
-    def tokenize(self, model, texts, raw=False):
-        return self.d.inference.Tokenize(I.TokenizeRequest(model=model, texts=texts, raw=raw),
-                                         timeout=30)
+    def tokenize(self, model, texts, raw=False, pairs=()):
+        return self.d.inference.Tokenize(
+            I.TokenizeRequest(model=model, texts=texts, raw=raw, pairs=pairs), timeout=30)
 
     def detok(self, model, rows, skip_special=False):
         return list(self.d.inference.Detokenize(I.DetokenizeRequest(
@@ -78,6 +82,77 @@ class Text(unittest.TestCase):
         self.assertEqual(list(raw.ids), list(t.ids[1:]))
         self.assertEqual(self.detok(LLAMA, [list(t.ids)], skip_special=True), ["The cat"])
         self.assertEqual(self.detok(LLAMA, [list(t.ids)]), ["<|endoftext|>The cat"])
+
+    def test_offsets(self):
+        """Each token's [start, end) is bytes of the UTF-8 text; a byte-level
+        token inside a character spans the whole character and carries its
+        own bytes beside its lossy piece."""
+        texts = ["héllo wörld, ça va?", "🙂 emoji 👩‍💻 zwj", "日本語のテキスト", ""]
+        for model in (GPT2, LLAMA):
+            r = self.tokenize(model, texts)
+            for text, t in zip(texts, r.texts):
+                b = text.encode()
+                n = len(t.ids)
+                for field in (t.offset_starts, t.offset_ends, t.sources, t.type_ids,
+                              t.piece_bytes):
+                    self.assertEqual(len(field), n, (model, text))
+                self.assertEqual(set(t.type_ids), {0} if n else set())
+                at, cut = 0, b""
+                for k in range(n):
+                    s, e, src = t.offset_starts[k], t.offset_ends[k], t.sources[k]
+                    if src == I.TOKEN_SOURCE_TEMPLATE:
+                        self.assertEqual((s, e, t.special[k]), (0, 0, True))
+                        continue
+                    self.assertEqual(src, I.TOKEN_SOURCE_TEXT)
+                    span = b[s:e]
+                    span.decode()  # whole characters: never a cut one
+                    if t.piece_bytes[k]:
+                        # A part of a character: its bytes, the span the
+                        # character's (shared with the other parts).
+                        self.assertIn("\ufffd", t.pieces[k])
+                        cut += t.piece_bytes[k]
+                        if cut == span:
+                            self.assertEqual(s, at)
+                            at, cut = e, b""
+                        continue
+                    self.assertEqual(cut, b"")
+                    self.assertEqual((s, t.pieces[k].encode()), (at, span), (model, text, k))
+                    at = e
+                self.assertEqual(at, len(b), (model, text))
+            # Bytes, not characters: "é" is bytes 1-3 of "héllo", so a
+            # token starts at 1 and none starts or ends at 2, inside it.
+            t = r.texts[0]
+            spans = [(t.offset_starts[k], t.offset_ends[k]) for k in range(len(t.ids))
+                     if t.sources[k] == I.TOKEN_SOURCE_TEXT]
+            self.assertIn(1, [s for s, _ in spans], spans)
+            self.assertNotIn(2, [x for span in spans for x in span], spans)
+
+    def test_pairs(self):
+        a, b = "Where is the Eiffel Tower?", "In Paris, ça va."
+        ra = self.tokenize(LLAMA, [a], raw=True).texts[0]
+        rb = self.tokenize(LLAMA, [b], raw=True).texts[0]
+        p = self.tokenize(LLAMA, [a, "x"], pairs=[b, ""]).texts
+        # Llama's pair template: BOS A B, B's tokens type 1.
+        self.assertEqual(list(p[0].ids), [999] + list(ra.ids) + list(rb.ids))
+        self.assertEqual(list(p[0].type_ids), [0] * (1 + len(ra.ids)) + [1] * len(rb.ids))
+        self.assertEqual(list(p[0].sources), [I.TOKEN_SOURCE_TEMPLATE] +
+                         [I.TOKEN_SOURCE_TEXT] * len(ra.ids) + [I.TOKEN_SOURCE_PAIR] * len(rb.ids))
+        # The pair's offsets count in the pair.
+        self.assertEqual(list(p[0].offset_starts[1 + len(ra.ids):]), list(rb.offset_starts))
+        self.assertEqual(p[0].offset_ends[-1], len(b.encode()))
+        self.assertEqual(len(p[1].ids), 2)  # BOS, x; "" adds nothing
+        raw = self.tokenize(LLAMA, [a], pairs=[b], raw=True).texts[0]
+        self.assertEqual(list(raw.ids), list(ra.ids) + list(rb.ids))
+        # GPT-2's has no template: the two one after the other, types 0, 1.
+        g = self.tokenize(GPT2, [a], pairs=[b]).texts[0]
+        ga = self.tokenize(GPT2, [a]).texts[0]
+        self.assertEqual(list(g.ids[:len(ga.ids)]), list(ga.ids))
+        self.assertEqual(set(g.type_ids[len(ga.ids):]), {1})
+        # Pairs must be one per text, and as bounded as texts.
+        self.assertStatus(lambda: self.tokenize(LLAMA, [a, a], pairs=[b]),
+                          grpc.StatusCode.INVALID_ARGUMENT, "pairs: 1 for 2 texts")
+        self.assertStatus(lambda: self.tokenize(LLAMA, [a], pairs=["y" * ((1 << 20) + 1)]),
+                          grpc.StatusCode.RESOURCE_EXHAUSTED, "too long pairs")
 
     def test_forward_text_is_its_ids(self):
         for model in (GPT2, LLAMA):

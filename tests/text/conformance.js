@@ -57,11 +57,71 @@ async function reference(Tokenizer, file, texts) {
   const tok = Tokenizer.fromFile(file);
   const out = [];
   for (const s of texts) {
-    const ids = (await tok.encode(s, null, { addSpecialTokens: true })).getIds();
+    const enc = await tok.encode(s, null, { addSpecialTokens: true });
+    const ids = enc.getIds();
     const ids0 = (await tok.encode(s, null, { addSpecialTokens: false })).getIds();
-    out.push({ ids, ids0, text: await tok.decode(ids, false), skip: await tok.decode(ids, true) });
+    out.push({ ids, ids0, offs: enc.getOffsets(), types: enc.getTypeIds(),
+      text: await tok.decode(ids, false), skip: await tok.decode(ids, true) });
   }
   return out;
+}
+
+async function referencePairs(Tokenizer, file, pairs) {
+  const tok = Tokenizer.fromFile(file);
+  const out = [];
+  for (const [a, b] of pairs) {
+    const enc = await tok.encode(a, b, { addSpecialTokens: true });
+    const enc0 = await tok.encode(a, b, { addSpecialTokens: false });
+    out.push({ ids: enc.getIds(), ids0: enc0.getIds(), types: enc.getTypeIds(),
+      types0: enc0.getTypeIds(), offs: enc.getOffsets() });
+  }
+  return out;
+}
+
+// The pairs: every tenth string with the one after it (short ones only:
+// the 100 KB strings are covered alone).
+function makePairs(texts) {
+  const pairs = [];
+  for (let i = 0; i + 1 < texts.length; i += 10)
+    if (texts[i].length < 4096 && texts[i + 1].length < 4096) pairs.push([texts[i], texts[i + 1]]);
+  return pairs;
+}
+
+// Our offsets are bytes of the UTF-8 text (as the reference's Rust core);
+// the Node binding converts the core's to characters (code points, not
+// UTF-16 units) with the core's BytesToCharOffsetConverter: start and end
+// each to the character whose bytes they fall in, an end at the text's end
+// to one past its last character. It does so before the post-processor,
+// whose trim_offsets then counts in characters: ours count the same
+// characters in bytes, so an offset may be the text's end where the
+// binding's is one past the last character. Ours are converted by the
+// same rule, with the text's end (start or end) as one past the last
+// character.
+function charOffsets(text) {
+  const map = [];
+  let i = 0;
+  for (const c of text) {
+    const n = Buffer.byteLength(c);
+    for (let k = 0; k < n; k++) map.push(i);
+    i++;
+  }
+  const one = (p) => (p < map.length ? map[p] : p === map.length ? i : p);
+  // Bytes that are not at a character's start map to -1: ours must never
+  // cut a character (the reference's alignments are whole characters).
+  const cut = (p) => p > 0 && p < map.length && map[p] === map[p - 1];
+  return ([s, e]) => (cut(s) || cut(e) ? [-1, -1] : [one(s), one(e)]);
+}
+
+// The first token whose offsets differ: ours converted to characters (a
+// template's token, seq 255, stays (0, 0)), against the reference's.
+function firstOffsetDiff(offs, seqOf, convs, ref) {
+  if (offs.length !== ref.length) return Math.min(offs.length, ref.length);
+  for (let i = 0; i < offs.length; i++) {
+    const q = seqOf(i);
+    const c = q === 255 ? offs[i] : convs[q](offs[i]);
+    if (c[0] !== ref[i][0] || c[1] !== ref[i][1]) return i;
+  }
+  return -1;
 }
 
 async function main() {
@@ -70,6 +130,9 @@ async function main() {
   fs.mkdirSync(work, { recursive: true });
   const { Tokenizer } = require(path.join(mods, '@anush008/tokenizers'));
   const { texts, invalid } = writeCorpus(work);
+  const pairs = makePairs(texts);
+  fs.writeFileSync(path.join(work, 'pairs.jsonl'),
+    pairs.map(([s, p]) => JSON.stringify({ s, p })).join('\n') + '\n');
   let names = makeTokenizers(mods, work, texts);
   // The benchmark (bench/bench_tokenizer.sh) wants the files only.
   if (process.env.NNE_TEXT_BUILD_ONLY) return;
@@ -79,7 +142,11 @@ async function main() {
     const file = path.join(work, name + '.json');
     const t0 = Date.now();
     const ref = await reference(Tokenizer, file, texts);
+    const refPairs = await referencePairs(Tokenizer, file, pairs);
     const t1 = Date.now();
+    const pairsOut = path.join(work, name + '.pairs.ours.jsonl');
+    execFileSync(driver, [file, path.join(work, 'pairs.jsonl'), pairsOut], { stdio: 'inherit' });
+    const oursPairs = fs.readFileSync(pairsOut, 'utf8').split('\n').filter((l) => l).map((l) => JSON.parse(l));
     const outFile = path.join(work, name + '.ours.jsonl');
     execFileSync(driver, [file, path.join(work, 'corpus.jsonl'), outFile], { stdio: 'inherit' });
     const ours = fs.readFileSync(outFile, 'utf8').split('\n').filter((l) => l).map((l) => JSON.parse(l));
@@ -91,7 +158,7 @@ async function main() {
     const idsOut = path.join(work, name + '.ids.ours.jsonl');
     execFileSync(driver, [file, idsFile, idsOut], { stdio: 'inherit' });
     const oursDec = fs.readFileSync(idsOut, 'utf8').split('\n').filter((l) => l).map((l) => JSON.parse(l));
-    let bad = 0;
+    let bad = 0, offsetsChecked = 0;
     const report = (i, what, msg) => {
       if (bad++ < 10) console.log(`  ${name} #${i} ${what}: ${msg}\n    input ${show(texts[i], 0)}`);
     };
@@ -111,6 +178,29 @@ async function main() {
         const d = firstDiff(o[k], r[k]);
         if (d >= 0) report(i, k, `decoded text differs at char ${d}: ours ${show(o[k], d)} reference ${show(r[k], d)}`);
       }
+      const conv = charOffsets(texts[i]);
+      const d = firstOffsetDiff(o.offs, (k) => o.seq[k], [conv], r.offs);
+      if (d >= 0) report(i, 'offsets', `first difference at token ${d} (id ${o.ids[d]}): ours ` +
+        `${JSON.stringify(o.offs.slice(d, d + 3))} bytes = ${JSON.stringify(o.offs.slice(d, d + 3).map(conv))} ` +
+        `chars, reference ${JSON.stringify(r.offs.slice(d, d + 3))}`);
+      else offsetsChecked += o.offs.length;
+      if (firstDiff(o.types, r.types) >= 0) report(i, 'type ids', `ours ${JSON.stringify(o.types)} reference ${JSON.stringify(r.types)}`);
+    }
+    for (let i = 0; i < pairs.length; i++) {
+      const o = oursPairs[i], r = refPairs[i];
+      const where = (what, msg) => {
+        if (bad++ < 10) console.log(`  ${name} pair #${i} ${what}: ${msg}\n    input ${show(pairs[i][0], 0)} + ${show(pairs[i][1], 0)}`);
+      };
+      if (!o || o.error) { where('error', o ? o.error : 'no output'); continue; }
+      for (const k of ['ids', 'ids0', 'types', 'types0']) {
+        const d = firstDiff(o[k], r[k]);
+        if (d >= 0) where(k, `first difference at ${d}: ours ${JSON.stringify(o[k].slice(d, d + 5))} reference ${JSON.stringify(r[k].slice(d, d + 5))}`);
+      }
+      const convs = [charOffsets(pairs[i][0]), charOffsets(pairs[i][1])];
+      const d = firstOffsetDiff(o.offs, (k) => o.seq[k], convs, r.offs);
+      if (d >= 0) where('offsets', `first difference at token ${d}: ours ${JSON.stringify(o.offs.slice(d, d + 3))} ` +
+        `(seq ${o.seq[d]}) reference ${JSON.stringify(r.offs.slice(d, d + 3))}`);
+      else offsetsChecked += o.offs.length;
     }
     for (let i = 0; i < rids.length; i++) {
       const o = oursDec[i];
@@ -131,7 +221,8 @@ async function main() {
         console.log(`  ${name} invalid #${j} (${invalid[j].toString('hex')}): not refused: ${JSON.stringify(o)}`);
       }
     }
-    const what = `${name}: ${texts.length} strings + ${invalid.length} invalid UTF-8 + ${rids.length} random id lists, reference ${((t1 - t0) / 1000).toFixed(1)} s`;
+    const what = `${name}: ${texts.length} strings + ${pairs.length} pairs + ${invalid.length} invalid UTF-8 + ` +
+      `${rids.length} random id lists, ${offsetsChecked} offsets, reference ${((t1 - t0) / 1000).toFixed(1)} s`;
     if (bad) { failed++; console.log(`FAIL ${what}: ${bad} differences`); } else { passed++; console.log(`ok   ${what}`); }
   }
   console.log(`${passed} passed, ${failed} failed`);

@@ -16,6 +16,7 @@
 //   o200k     Llama-3's vocabulary behind GPT-4o's pattern (possessive),
 //             NFC, merges applied
 //   accents   words behind NFKD, NFD and StripAccents
+//   bert      words behind BertProcessing (its pair form, type ids)
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -249,6 +250,16 @@ function accents(w) {
   });
 }
 
+// The words tokenizer behind BertProcessing ([CLS] A [SEP] B [SEP], the
+// pair's part type 1): its pair form, and no trim.
+function bert(w) {
+  const n = Object.keys(w.model.vocab).length;
+  return Object.assign({}, w, {
+    added_tokens: w.added_tokens.concat([tok(n, '[CLS]'), tok(n + 1, '[SEP]')]),
+    post_processor: { type: 'BertProcessing', sep: ['[SEP]', n + 1], cls: ['[CLS]', n] },
+  });
+}
+
 // Writes <name>.json into dir for every tokenizer; training text comes
 // from the corpus (its first strings), so the vocabularies fit it.
 function makeTokenizers(mods, dir, texts) {
@@ -258,7 +269,8 @@ function makeTokenizers(mods, dir, texts) {
   const l3 = llama3(mods);
   const w = words(train_texts);
   const all = { gpt2: g, llama3: l3, llama2: llama2(sp), mistral: mistral(sp),
-    mix: mix(sp), words: w, splits: splits(g), o200k: o200k(l3), accents: accents(w) };
+    mix: mix(sp), words: w, splits: splits(g), o200k: o200k(l3), accents: accents(w),
+    bert: bert(w) };
   for (const [name, j] of Object.entries(all))
     fs.writeFileSync(path.join(dir, name + '.json'), JSON.stringify(j));
   return Object.keys(all);

@@ -3,13 +3,17 @@
  *
  *   tok_driver TOKENIZER.json CORPUS.jsonl OUT.jsonl
  *     each corpus line is {"s": text} or {"hex": bytes}; each output line
- *     is {"ids": [...], "ids0": [...], "text": ..., "skip": ...} (ids with
- *     and without the template; the ids decoded with and without special
- *     tokens) or {"error": message}. A line {"ids": [...]} of the input is
- *     decoded only: {"text": ..., "skip": ...}.
- *   tok_driver --bench TOKENIZER.json CORPUS.jsonl SECONDS
+ *     is {"ids": [...], "ids0": [...], "text": ..., "skip": ..., "offs":
+ *     [[start, end], ...], "types": [...], "seq": [...]} (ids with and without the
+ *     template; the ids decoded with and without special tokens; the byte
+ *     offsets and type ids of the first) or {"error": message}. A line
+ *     {"ids": [...]} of the input is decoded only: {"text": ..., "skip":
+ *     ...}; a line {"s": text, "p": pair} is encoded as a pair: {"ids",
+ *     "ids0", "types", "offs", "seq"} (seq: 0 text, 1 pair, 255 template).
+ *   tok_driver --bench TOKENIZER.json CORPUS.jsonl SECONDS [offsets]
  *     encodes the corpus's valid strings over and over for about SECONDS
- *     on one thread and prints one JSON line: load time, memory, MB/s.
+ *     on one thread and prints one JSON line: load time, memory, MB/s
+ *     ("offsets": with each token's offsets, nne_tokenizer_encode_pair).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -22,6 +26,8 @@
 typedef struct item {
   char *s;
   size_t n;
+  char *p; /* a pair's second text, or NULL */
+  size_t pn;
   int32_t *ids; /* a line {"ids": [...]}: ids to decode, not text */
   size_t nids;
   int is_ids;
@@ -68,8 +74,13 @@ static item_t *read_corpus(const char *path, size_t *count) {
       v = realloc(v, cap * sizeof *v);
     }
     json_t *s = json_object_get(j, "s"), *h = json_object_get(j, "hex");
-    json_t *ids = json_object_get(j, "ids");
+    json_t *ids = json_object_get(j, "ids"), *p = json_object_get(j, "p");
     memset(&v[n], 0, sizeof v[n]);
+    if (p) {
+      v[n].pn = json_string_length(p);
+      v[n].p = malloc(v[n].pn + 1);
+      memcpy(v[n].p, json_string_value(p), v[n].pn);
+    }
     if (ids) {
       v[n].is_ids = 1;
       v[n].nids = json_array_size(ids);
@@ -103,7 +114,54 @@ static json_t *ids_json(const int32_t *ids, size_t n) {
   return a;
 }
 
-static int bench(const char *tokpath, const char *corpus, double seconds) {
+/* The fields of an encoding with offsets: "offs", "types", "seq"; and whether its ids are ids[0..n) (the encode without offsets
+ * must give the same). */
+static int enc_json(json_t *o, const nne_tokenizer_encoding_t *e,
+                    const int32_t *ids, size_t n) {
+  json_t *offs = json_array(), *types = json_array(), *seq = json_array();
+  for (size_t i = 0; i < e->n; i++) {
+    json_array_append_new(offs, json_pack("[I,I]", (json_int_t)e->offsets[2 * i],
+                                          (json_int_t)e->offsets[2 * i + 1]));
+    json_array_append_new(types, json_integer(e->type_ids[i]));
+    json_array_append_new(seq, json_integer(e->seq[i]));
+  }
+  json_object_set_new(o, "offs", offs);
+  json_object_set_new(o, "types", types);
+  json_object_set_new(o, "seq", seq);
+  return ids == NULL ||
+         (e->n == n && (n == 0 || !memcmp(e->ids, ids, n * sizeof *ids)));
+}
+
+/* A pair line: both encodings, with offsets. */
+static void encode_pair_line(const nne_tokenizer_t *tok, const item_t *it,
+                             json_t *o) {
+  nne_tokenizer_encoding_t e, e0;
+  nne_err_t err;
+  if (nne_tokenizer_encode_pair(tok, it->s, it->n, it->p, it->pn,
+                                NNE_TOK_ADD_SPECIAL | NNE_TOK_OFFSETS, &e,
+                                &err) != 0) {
+    json_object_set_new(o, "error", json_string(err.msg));
+    return;
+  }
+  if (nne_tokenizer_encode_pair(tok, it->s, it->n, it->p, it->pn, 0, &e0,
+                                &err) != 0) {
+    json_object_set_new(o, "error", json_string(err.msg));
+    nne_tokenizer_encoding_free(&e);
+    return;
+  }
+  json_object_set_new(o, "ids", ids_json(e.ids, e.n));
+  json_object_set_new(o, "ids0", ids_json(e0.ids, e0.n));
+  json_t *t0 = json_array();
+  for (size_t i = 0; i < e0.n; i++)
+    json_array_append_new(t0, json_integer(e0.type_ids[i]));
+  json_object_set_new(o, "types0", t0);
+  enc_json(o, &e, NULL, 0);
+  nne_tokenizer_encoding_free(&e);
+  nne_tokenizer_encoding_free(&e0);
+}
+
+static int bench(const char *tokpath, const char *corpus, double seconds,
+                 int offsets) {
   long rss0 = rss_kb();
   double t0 = now();
   nne_err_t err;
@@ -123,14 +181,24 @@ static int bench(const char *tokpath, const char *corpus, double seconds) {
     for (size_t i = 0; i < n; i++) {
       int32_t *ids;
       size_t k;
+      nne_tokenizer_encoding_t e;
       if (v[i].is_ids)
         continue;
-      if (nne_tokenizer_encode(tok, v[i].s, v[i].n, NNE_TOK_ADD_SPECIAL, &ids,
-                               &k, &err) != 0)
+      if (offsets) {
+        if (nne_tokenizer_encode_pair(tok, v[i].s, v[i].n, NULL, 0,
+                                      NNE_TOK_ADD_SPECIAL | NNE_TOK_OFFSETS,
+                                      &e, &err) != 0)
+          continue;
+        k = e.n;
+        nne_tokenizer_encoding_free(&e);
+      } else if (nne_tokenizer_encode(tok, v[i].s, v[i].n, NNE_TOK_ADD_SPECIAL,
+                                      &ids, &k, &err) != 0) {
         continue; /* the invalid UTF-8 lines: not part of the figure */
+      } else {
+        free(ids);
+      }
       bytes += v[i].n;
       tokens += k;
-      free(ids);
     }
     rounds++;
     el = now() - t0;
@@ -150,12 +218,13 @@ static int bench(const char *tokpath, const char *corpus, double seconds) {
 }
 
 int main(int argc, char **argv) {
-  if (argc == 5 && !strcmp(argv[1], "--bench"))
-    return bench(argv[2], argv[3], atof(argv[4]));
+  if ((argc == 5 || argc == 6) && !strcmp(argv[1], "--bench"))
+    return bench(argv[2], argv[3], atof(argv[4]),
+                 argc == 6 && !strcmp(argv[5], "offsets"));
   if (argc != 4) {
     fprintf(stderr,
             "usage: %s TOKENIZER.json CORPUS.jsonl OUT.jsonl\n"
-            "       %s --bench TOKENIZER.json CORPUS.jsonl SECONDS\n",
+            "       %s --bench TOKENIZER.json CORPUS.jsonl SECONDS [offsets]\n",
             argv[0], argv[0]);
     return 2;
   }
@@ -178,7 +247,10 @@ int main(int argc, char **argv) {
     size_t k = 0, k0 = 0;
     char *text = NULL, *skip = NULL;
     size_t tl, sl;
-    if (v[i].is_ids) { /* decode only */
+    nne_tokenizer_encoding_t enc;
+    if (v[i].p) {
+      encode_pair_line(tok, &v[i], o);
+    } else if (v[i].is_ids) { /* decode only */
       if (nne_tokenizer_decode(tok, v[i].ids, v[i].nids, 0, &text, &tl, &err) !=
               0 ||
           nne_tokenizer_decode(tok, v[i].ids, v[i].nids, NNE_TOK_SKIP_SPECIAL,
@@ -196,7 +268,15 @@ int main(int argc, char **argv) {
                nne_tokenizer_decode(tok, ids, k, NNE_TOK_SKIP_SPECIAL, &skip,
                                     &sl, &err) != 0) {
       json_object_set_new(o, "error", json_string(err.msg));
+    } else if (nne_tokenizer_encode_pair(tok, v[i].s, v[i].n, NULL, 0,
+                                         NNE_TOK_ADD_SPECIAL | NNE_TOK_OFFSETS,
+                                         &enc, &err) != 0) {
+      json_object_set_new(o, "error", json_string(err.msg));
     } else {
+      if (!enc_json(o, &enc, ids, k))
+        json_object_set_new(o, "error",
+                            json_string("the ids with offsets differ"));
+      nne_tokenizer_encoding_free(&enc);
       json_object_set_new(o, "ids", ids_json(ids, k));
       json_object_set_new(o, "ids0", ids_json(ids0, k0));
       json_object_set_new(o, "text", json_stringn(text, tl));
@@ -210,6 +290,7 @@ int main(int argc, char **argv) {
     free(text);
     free(skip);
     free(v[i].s);
+    free(v[i].p);
     free(v[i].ids);
   }
   fclose(out);

@@ -1,5 +1,6 @@
 /* test_normalize.c — daemon/text/normalize.c: each normalizer, Sequence,
- * and the load-time errors with their JSON paths.
+ * the alignment each keeps for offsets, and the load-time errors with their
+ * JSON paths.
  */
 #include "text_test.h"
 #include "unit_main.h"
@@ -135,6 +136,66 @@ START_TEST(test_errors_name_the_path) {
 }
 END_TEST
 
+/* Offsets: each normalizer moves the alignment of its text (each output
+ * character to the input bytes it came from) as the reference's do. */
+START_TEST(test_alignment) {
+  /* A composed character takes its first input character's span; a
+   * decomposed one gives its span to every part. */
+  ck_assert_str_eq(tt_norm_align("{\"type\":\"NFC\"}", "e\xCC\x81"
+                                                       "co"),
+                   "\xC3\xA9:0-1 c:3-4 o:4-5");
+  ck_assert_str_eq(tt_norm_align("{\"type\":\"NFD\"}", "\xC3\xA9t"),
+                   "e:0-2 \xCC\x81:0-2 t:2-3");
+  ck_assert_str_eq(
+      tt_norm_align("{\"type\":\"NFKC\"}", "\xEF\xAC\x81x\xE2\x91\xA0"),
+      "f:0-3 i:0-3 x:3-4 1:4-7");
+  /* Marks put in canonical order keep the places, not the characters
+   * (the reference's transform reads the alignment by position). */
+  ck_assert_str_eq(
+      tt_norm_align("{\"type\":\"NFKD\"}", "a\xCC\x81\xCC\xA3"),
+      "a:0-1 \xCC\xA3:1-3 \xCC\x81:3-5");
+  ck_assert_str_eq(
+      tt_norm_align("{\"type\":\"NFC\"}", "a\xCC\x81\xCC\xA3"),
+      "\xE1\xBA\xA1:0-1 \xCC\x81:3-5");
+  /* One character to two: both take its span. */
+  ck_assert_str_eq(tt_norm_align("{\"type\":\"Lowercase\"}", "A\xC4\xB0"
+                                                             "B"),
+                   "a:0-1 i:1-3 \xCC\x87:1-3 b:3-4");
+  /* Prepend: as the first character; Replace: as the match's last byte
+   * (nothing for an empty replacement); Strip keeps the rest's. */
+  ck_assert_str_eq(
+      tt_norm_align("{\"type\":\"Prepend\",\"prepend\":\"\xE2\x96\x81\"}",
+                    "hi"),
+      "\xE2\x96\x81:0-1 h:0-1 i:1-2");
+  ck_assert_str_eq(
+      tt_norm_align("{\"type\":\"Replace\",\"pattern\":{\"Regex\":"
+                    "\"\\\\s{2,}\"},\"content\":\" \"}",
+                    "a   b"),
+      "a:0-1  :3-4 b:4-5");
+  ck_assert_str_eq(
+      tt_norm_align("{\"type\":\"Replace\",\"pattern\":{\"String\":\"xy\"},"
+                    "\"content\":\"\"}",
+                    "axyb"),
+      "a:0-1 b:3-4");
+  ck_assert_str_eq(tt_norm_align("{\"type\":\"Strip\"}", "  a b \xE3\x80\x80"),
+                   "a:2-3  :3-4 b:4-5");
+  ck_assert_str_eq(
+      tt_norm_align("{\"type\":\"Sequence\",\"normalizers\":[{\"type\":"
+                    "\"NFD\"},{\"type\":\"StripAccents\"}]}",
+                    "caf\xC3\xA9!"),
+      "c:0-1 a:1-2 f:2-3 e:3-5 !:5-6");
+  /* Llama-2's: Prepend then Replace. */
+  ck_assert_str_eq(
+      tt_norm_align("{\"type\":\"Sequence\",\"normalizers\":[{\"type\":"
+                    "\"Prepend\",\"prepend\":\"\xE2\x96\x81\"},{\"type\":"
+                    "\"Replace\",\"pattern\":{\"String\":\" \"},"
+                    "\"content\":\"\xE2\x96\x81\"}]}",
+                    "a b"),
+      "\xE2\x96\x81:0-1 a:0-1 \xE2\x96\x81:1-2 b:2-3");
+  ck_assert_str_eq(tt_norm_align("{\"type\":\"NFC\"}", ""), "");
+}
+END_TEST
+
 static Suite *normalize_suite(void) {
   Suite *s = suite_create("text/normalize");
   TCase *tc = tcase_create("core");
@@ -142,6 +203,7 @@ static Suite *normalize_suite(void) {
   tcase_add_test(tc, test_lowercase);
   tcase_add_test(tc, test_strip_prepend_replace);
   tcase_add_test(tc, test_sequence);
+  tcase_add_test(tc, test_alignment);
   tcase_add_test(tc, test_errors_name_the_path);
   suite_add_tcase(s, tc);
   return s;

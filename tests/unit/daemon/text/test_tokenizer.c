@@ -65,6 +65,134 @@ START_TEST(test_post_processors) {
 }
 END_TEST
 
+#define TEMPLATE_PAIR                                                          \
+  "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":"    \
+  "\"<s>\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],"      \
+  "\"pair\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},{\"Sequence\":" \
+  "{\"id\":\"A\",\"type_id\":0}},{\"Sequence\":{\"id\":\"B\",\"type_id\":1}}," \
+  "{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":1}}],\"special_tokens\":{"    \
+  "\"<s>\":{\"id\":\"<s>\",\"ids\":[7],\"tokens\":[\"<s>\"]}}}"
+
+/* Offsets (id@start-end/type; "*" the template's tokens, "+" the pair's). */
+START_TEST(test_offsets) {
+  nne_tokenizer_t *t =
+      tt_load("{" MODEL "," ADDED ",\"normalizer\":{\"type\":\"Lowercase\"},"
+              "\"post_processor\":" TEMPLATE_PAIR "}");
+  /* An added token's span takes the spaces lstrip/rstrip took; the
+   * template's token is (0, 0). */
+  ck_assert_str_eq(tt_offsets(t, "x  [L]x", NULL, NNE_TOK_ADD_SPECIAL),
+                   "7*@0-0/0 3@0-1/0 8@1-6/0 3@6-7/0");
+  ck_assert_str_eq(tt_offsets(t, "x[R]  x", NULL, 0),
+                   "3@0-1/0 9@1-6/0 3@6-7/0");
+  /* A normalized added token ("hi" after Lowercase) spans its input. */
+  ck_assert_str_eq(tt_offsets(t, "HI X", NULL, 0),
+                   "10@0-2/0 2@2-3/0 3@3-4/0");
+  nne_tokenizer_free(t);
+  /* Each byte token of a character gets the character's span. */
+  t = tt_load("{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,"
+              "\"merges\":[],\"vocab\":{\"a\":0,\"<0xE2>\":1,\"<0x82>\":2,"
+              "\"<0xAC>\":3}}}");
+  ck_assert_str_eq(tt_offsets(t, "a\xE2\x82\xAC"
+                                 "a",
+                              NULL, 0),
+                   "0@0-1/0 1@1-4/0 2@1-4/0 3@1-4/0 0@4-5/0");
+  nne_tokenizer_free(t);
+}
+END_TEST
+
+/* A token's bytes when its decoded piece is lossy. */
+START_TEST(test_token_bytes) {
+  char buf[16];
+  size_t n;
+  nne_tokenizer_t *t = tt_load(
+      "{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"merges\":[],"
+      "\"vocab\":{\"a\":0,\"<0xE2>\":1,\"<0x41>\":2}},\"decoder\":{\"type\":"
+      "\"Sequence\",\"decoders\":[{\"type\":\"ByteFallback\"}]}}");
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 1, buf, sizeof buf, &n), 1);
+  ck_assert_uint_eq(n, 1);
+  ck_assert_int_eq((unsigned char)buf[0], 0xE2);
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 2, buf, sizeof buf, &n), 0);
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 0, buf, sizeof buf, &n), 0);
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 9, buf, sizeof buf, &n), 0);
+  nne_tokenizer_free(t);
+  /* Byte-level: "âĢ" is the bytes E2 80, part of a character; "Ġa" is
+   * whole (" a"). */
+  t = tt_load("{\"model\":{\"type\":\"BPE\",\"merges\":[],\"vocab\":{"
+              "\"\xC3\xA2\xC4\xA2\":0,\"\xC4\xA0" "a\":1}},"
+              "\"decoder\":{\"type\":\"ByteLevel\"}}");
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 0, buf, sizeof buf, &n), 1);
+  ck_assert_uint_eq(n, 2);
+  ck_assert(!memcmp(buf, "\xE2\x80", 2));
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 0, buf, 1, &n), 0);
+  ck_assert_int_eq(nne_tokenizer_token_bytes(t, 1, buf, sizeof buf, &n), 0);
+  nne_tokenizer_free(t);
+}
+END_TEST
+
+/* Pairs: the pair template, type ids, the pair's offsets in its own text. */
+START_TEST(test_pairs) {
+  nne_tokenizer_t *t =
+      tt_load("{" MODEL "," ADDED ",\"post_processor\":" TEMPLATE_PAIR "}");
+  ck_assert_str_eq(tt_offsets(t, "hx", "<s>i", NNE_TOK_ADD_SPECIAL),
+                   "7*@0-0/0 0@0-1/0 3@1-2/0 7+@0-3/1 1+@3-4/1 7*@0-0/1");
+  /* Without special tokens the template still orders and types them. */
+  ck_assert_str_eq(tt_offsets(t, "hx", "i", 0), "0@0-1/0 3@1-2/0 1+@0-1/1");
+  ck_assert_str_eq(tt_offsets(t, "hx", "", 0), "0@0-1/0 3@1-2/0");
+  nne_tokenizer_free(t);
+  /* RobertaProcessing: <s> A </s> </s> B </s>, all type 0, offsets
+   * trimmed inside spaces (trim_offsets by default). */
+  t = tt_load("{" MODEL ",\"post_processor\":{\"type\":\"RobertaProcessing\","
+              "\"cls\":[\"<\",4],\"sep\":[\">\",6]}}");
+  ck_assert_str_eq(tt_offsets(t, "h x", "i ", NNE_TOK_ADD_SPECIAL),
+                   "4*@0-0/0 0@0-1/0 2@2-2/0 3@2-3/0 6*@0-0/0 6*@0-0/0 "
+                   "1+@0-1/0 2+@2-2/0 6*@0-0/0");
+  nne_tokenizer_free(t);
+  /* BertProcessing: [CLS] A [SEP] B [SEP], B's part type 1. */
+  t = tt_load("{" MODEL ",\"post_processor\":{\"type\":\"BertProcessing\","
+              "\"cls\":[\"<\",4],\"sep\":[\">\",6]}}");
+  ck_assert_str_eq(tt_offsets(t, "h", "i", NNE_TOK_ADD_SPECIAL),
+                   "4*@0-0/0 0@0-1/0 6*@0-0/0 1+@0-1/1 6*@0-0/1");
+  nne_tokenizer_free(t);
+  /* A second template wraps what the first made with its single form (as
+   * the reference's Sequence does): it needs no pair form of its own. */
+  t = tt_load("{" MODEL "," ADDED ",\"post_processor\":{\"type\":\"Sequence\","
+              "\"processors\":[" TEMPLATE_PAIR ",{\"type\":\"TemplateProcessing\","
+              "\"single\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":2}},"
+              "{\"SpecialToken\":{\"id\":\"x\",\"type_id\":3}}],"
+              "\"special_tokens\":{\"x\":{\"id\":\"x\",\"ids\":[3]}}}]}}");
+  ck_assert_str_eq(tt_offsets(t, "h", "i", NNE_TOK_ADD_SPECIAL),
+                   "7*@0-0/2 0@0-1/2 1+@0-1/2 7*@0-0/2 3*@0-0/3");
+  nne_tokenizer_free(t);
+  /* No post-processor: one after the other, types 0 and 1. */
+  t = tt_load("{" MODEL "}");
+  ck_assert_str_eq(tt_offsets(t, "h", "i", NNE_TOK_ADD_SPECIAL),
+                   "0@0-1/0 1+@0-1/1");
+  nne_tokenizer_free(t);
+  /* A template without a pair form refuses a pair; bad pair input is named. */
+  t = tt_load("{" MODEL ",\"post_processor\":{\"type\":\"TemplateProcessing\","
+              "\"single\":[{\"Sequence\":{\"id\":\"A\"}}],"
+              "\"special_tokens\":{}}}");
+  nne_tokenizer_encoding_t e;
+  nne_err_t err;
+  ck_assert_int_eq(nne_tokenizer_encode_pair(t, "h", 1, "i", 1, 0, &e, &err),
+                   NNE_EUNIMPL);
+  ck_assert_str_eq(err.msg,
+                   "pair: the tokenizer's post_processor has no pair template");
+  ck_assert_ptr_null(e.ids);
+  ck_assert_int_eq(nne_tokenizer_encode_pair(t, "h", 1, NULL, 0, 0, &e, &err),
+                   0);
+  ck_assert_uint_eq(e.n, 1);
+  ck_assert_ptr_null(e.offsets); /* not asked for */
+  nne_tokenizer_encoding_free(&e);
+  nne_tokenizer_free(t);
+  t = tt_load("{" MODEL "}");
+  ck_assert_int_eq(
+      nne_tokenizer_encode_pair(t, "h", 1, "\xC3", 1, 0, &e, &err), NNE_EINVAL);
+  ck_assert_str_eq(err.msg, "pair: invalid UTF-8 at byte 0 (0xc3)");
+  nne_tokenizer_free(t);
+}
+END_TEST
+
 START_TEST(test_decode_and_lookups) {
   nne_tokenizer_t *t = tt_load(FULL);
   int32_t ids[] = {7, 0, 1, 10};
@@ -261,6 +389,9 @@ static Suite *tokenizer_suite(void) {
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_added_tokens);
   tcase_add_test(tc, test_post_processors);
+  tcase_add_test(tc, test_offsets);
+  tcase_add_test(tc, test_token_bytes);
+  tcase_add_test(tc, test_pairs);
   tcase_add_test(tc, test_decode_and_lookups);
   tcase_add_test(tc, test_bad_input);
   tcase_add_test(tc, test_load_errors);

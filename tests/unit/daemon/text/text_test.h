@@ -40,9 +40,52 @@ static inline const char *tt_norm(const char *json, const char *text) {
   ck_assert_msg(nne__norm_load(j, &n, &path, &err) == 0, "%s", err.msg);
   tt_scratch(&sc);
   nne__sbuf_t out = {0};
-  ck_assert_int_eq(nne__norm_run(n, &sc, text, strlen(text), &out, &err), 0);
+  nne__align_t al = {0};
+  ck_assert_int_eq(
+      nne__norm_run(n, &sc, text, strlen(text), NULL, &out, &al, &err), 0);
   snprintf(tt_out, sizeof tt_out, "%.*s", (int)out.n, out.p ? out.p : "");
   free(out.p);
+  free(al.v);
+  nne__scratch_free(&sc);
+  nne__norm_free(n);
+  json_decref(j);
+  return tt_out;
+}
+
+/* The normalizer's output with its alignment: each output character and
+ * the input bytes it came from, "c:start-end", joined with ' '. The
+ * output must be what the normalizer gives without an alignment. */
+static inline const char *tt_norm_align(const char *json, const char *text) {
+  nne__path_t path = {"normalizer", 10};
+  nne_err_t err = {0};
+  nne__norm_t *n;
+  nne__scratch_t sc;
+  json_t *j = tt_json(json);
+  size_t len = strlen(text), at = 0, adv;
+  char plain[1024];
+  snprintf(plain, sizeof plain, "%s", tt_norm(json, text));
+  ck_assert_msg(nne__norm_load(j, &n, &path, &err) == 0, "%s", err.msg);
+  tt_scratch(&sc);
+  nne__sbuf_t out = {0};
+  nne__align_t in = {0}, al = {0};
+  ck_assert_int_eq(nne__align_identity(&in, text, len, 0), 0);
+  ck_assert_int_eq(nne__norm_run(n, &sc, text, len, in.v, &out, &al, &err), 0);
+  ck_assert_uint_eq(al.n, out.n);
+  ck_assert_msg(out.n == strlen(plain) && (!out.n || !memcmp(out.p, plain, out.n)),
+                "aligned output differs: %.*s vs %s", (int)out.n, out.p, plain);
+  tt_out[0] = '\0';
+  for (size_t i = 0; i < out.n; i += adv) {
+    nne__u8dec(out.p + i, &adv);
+    for (size_t k = 1; k < adv; k++) /* a character's bytes align alike */
+      ck_assert(al.v[2 * (i + k)] == al.v[2 * i] &&
+                al.v[2 * (i + k) + 1] == al.v[2 * i + 1]);
+    at += (size_t)snprintf(tt_out + at, sizeof tt_out - at, "%s%.*s:%u-%u",
+                           i ? " " : "", (int)adv, out.p + i, al.v[2 * i],
+                           al.v[2 * i + 1]);
+  }
+  free(out.p);
+  free(in.v);
+  free(al.v);
   nne__scratch_free(&sc);
   nne__norm_free(n);
   json_decref(j);
@@ -60,7 +103,7 @@ static inline const char *tt_pretok(const char *json, const char *text) {
   nne__bytelevel_init(&bl);
   ck_assert_msg(nne__pretok_load(j, &p, &path, &err) == 0, "%s", err.msg);
   tt_scratch(&sc);
-  ck_assert_int_eq(nne__pieces_add(&sc.a, text, strlen(text), true), 0);
+  ck_assert_int_eq(nne__pieces_add(&sc.a, text, strlen(text), true, NULL), 0);
   ck_assert_int_eq(nne__pretok_run(p, &bl, &sc, &err), 0);
   size_t at = 0;
   tt_out[0] = '\0';
@@ -146,6 +189,31 @@ static inline const char *tt_ids(const nne_tokenizer_t *t, const char *text,
     at += (size_t)snprintf(tt_out + at, sizeof tt_out - at, "%s%d",
                            i ? " " : "", ids[i]);
   free(ids);
+  return tt_out;
+}
+
+/* Each token of text (and pair, when not NULL) with its offsets and
+ * type id, "id@start-end/type" ("+" after the id for the pair's tokens,
+ * "*" for the template's), joined with ' '. */
+static inline const char *tt_offsets(const nne_tokenizer_t *t,
+                                     const char *text, const char *pair,
+                                     unsigned flags) {
+  nne_err_t err = {0};
+  nne_tokenizer_encoding_t e;
+  size_t at = 0;
+  ck_assert_msg(nne_tokenizer_encode_pair(t, text, strlen(text), pair,
+                                          pair ? strlen(pair) : 0,
+                                          flags | NNE_TOK_OFFSETS, &e,
+                                          &err) == 0,
+                "%s", err.msg);
+  tt_out[0] = '\0';
+  for (size_t i = 0; i < e.n && at < sizeof tt_out - 48; i++)
+    at += (size_t)snprintf(
+        tt_out + at, sizeof tt_out - at, "%s%d%s@%u-%u/%u", i ? " " : "",
+        e.ids[i],
+        e.seq[i] == 1 ? "+" : e.seq[i] == NNE_TOK_SEQ_TEMPLATE ? "*" : "",
+        e.offsets[2 * i], e.offsets[2 * i + 1], e.type_ids[i]);
+  nne_tokenizer_encoding_free(&e);
   return tt_out;
 }
 
