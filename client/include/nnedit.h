@@ -1601,6 +1601,11 @@ int nne_client_igraph_ref(nne_client_igraph_t *g, const char *name);
 #define NNE_CLIENT_STEPS_END (-1)
 int nne_client_igraph_steps(nne_client_igraph_t *g, int node, uint32_t start,
                             int64_t stop);
+/* The steps node `node` was given: 1 with *start and *stop (as given to
+ * nne_client_igraph_steps), 0 when it runs at every step (*start 0, *stop
+ * NNE_CLIENT_STEPS_END), -NNE_CLIENT_NOT_FOUND when g has no such node. */
+int nne_client_igraph_get_steps(const nne_client_igraph_t *g, int node,
+                                uint32_t *start, int64_t *stop);
 
 /* One batch group of a trace: its rows are contiguous in the forward's
  * batch, in the order of the invokes. Borrowed for the call. */

@@ -565,20 +565,45 @@ static int ig_steps_fail(nne_client_igraph_t *g, int node, const char *fmt,
   return rc;
 }
 
+/* Whether node `node` is in g. */
+static bool ig_has(const nne_client_igraph_t *g, int node) {
+  size_t i;
+  for (i = 0; node > 0 && i < g->n; i++)
+    if (g->nodes[i].id == (uint32_t)node)
+      return true;
+  return false;
+}
+
+/* Node `node`'s steps, or NULL. */
+static const ig_steps_t *ig_steps_of(const nne_client_igraph_t *g, int node) {
+  size_t i;
+  for (i = 0; node > 0 && i < g->n_steps; i++)
+    if (g->steps[i].node == (uint32_t)node)
+      return &g->steps[i];
+  return NULL;
+}
+
+int nne_client_igraph_get_steps(const nne_client_igraph_t *g, int node,
+                                uint32_t *start, int64_t *stop) {
+  const ig_steps_t *st;
+  if (g == NULL || !ig_has(g, node))
+    return -NNE_CLIENT_NOT_FOUND;
+  st = ig_steps_of(g, node);
+  *start = st != NULL ? st->start : 0;
+  *stop = st != NULL && st->has_stop ? (int64_t)st->stop : NNE_CLIENT_STEPS_END;
+  return st != NULL;
+}
+
 int nne_client_igraph_steps(nne_client_igraph_t *g, int node, uint32_t start,
                             int64_t stop) {
-  size_t i;
   if (g == NULL)
     return -NNE_CLIENT_INVALID_ARGUMENT;
   if (g->err.code != 0)
     return -g->err.code;
-  for (i = 0; node > 0 && i < g->n && g->nodes[i].id != (uint32_t)node; i++)
-    ;
-  if (node <= 0 || i == g->n)
+  if (!ig_has(g, node))
     return ig_steps_fail(g, node, "no node %d in the graph", node);
-  for (i = 0; i < g->n_steps; i++)
-    if (g->steps[i].node == (uint32_t)node)
-      return ig_steps_fail(g, node, "the node has steps already");
+  if (ig_steps_of(g, node) != NULL)
+    return ig_steps_fail(g, node, "the node has steps already");
   if (stop != NNE_CLIENT_STEPS_END &&
       (stop <= (int64_t)start || stop > UINT32_MAX))
     return ig_steps_fail(g, node,

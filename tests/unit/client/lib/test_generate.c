@@ -779,7 +779,17 @@ START_TEST(test_igraph_steps) {
   }
   ck_assert_int_eq(nne_client_igraph_steps(NULL, 1, 0, 1),
                    -NNE_CLIENT_INVALID_ARGUMENT);
-  ck_assert_int_eq(nne_client_igraph_steps(ig, r, 2, 3), 0);
+  {
+    uint32_t start = 9;
+    int64_t stop = 9;
+    ck_assert_int_eq(nne_client_igraph_get_steps(ig, r, &start, &stop), 0);
+    ck_assert(start == 0 && stop == NNE_CLIENT_STEPS_END);
+    ck_assert_int_eq(nne_client_igraph_steps(ig, r, 2, 3), 0);
+    ck_assert_int_eq(nne_client_igraph_get_steps(ig, r, &start, &stop), 1);
+    ck_assert(start == 2 && stop == 3);
+    ck_assert_int_eq(nne_client_igraph_get_steps(ig, 5, &start, &stop),
+                     -NNE_CLIENT_NOT_FOUND);
+  }
   ck_assert_int_eq(nne_client_igraph_steps(ig, r, 0, NNE_CLIENT_STEPS_END),
                    -NNE_CLIENT_INVALID_ARGUMENT);
   nne_client_igraph_error(ig, &err);
