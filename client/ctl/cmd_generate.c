@@ -116,7 +116,9 @@ static int gen_file(ctl_t *c, ctl_gen_t *g) {
   if (!ctl_trace_file_load_generate(&g->tf, g->file))
     return ctl_usage(c, "%s: %s", g->file, g->tf.j.msg);
   tr = &g->tf.traces[0];
-  req->intervention = tr->graph;
+  /* No nodes: no intervention at all. */
+  if (nne_client_igraph_size(tr->graph) > 0)
+    req->intervention = tr->graph;
   if (req->model == NULL)
     req->model = g->tf.model;
   if (req->edit_set == NULL)

@@ -874,6 +874,21 @@ void nne_client_detokenize_result_free(nne_client_detokenize_result_t *res);
  *     ... res.rows[0].text, res.rows[0].finish_reason, res.timing ...
  *   nne_client_generate_result_free(&res);
  *
+ * An intervention runs at each step: a graph as a trace's (see "traces"
+ * below) whose nodes may run only at some steps (nnsight's tracer.iter):
+ *
+ *   nne_client_igraph_t *ig = nne_client_igraph_new();
+ *   int r = nne_client_igraph_read(ig, "layers.1.resid_post",
+ *                                  NNE_CLIENT_INVOKE_ALL);
+ *   int s = nne_client_igraph_save(ig, r, "resid");
+ *   nne_client_igraph_steps(ig, r, 1, 3);          // tracer.iter[1:3]
+ *   nne_client_igraph_steps(ig, s, 1, 3);
+ *   req.intervention = ig;
+ *   if (nne_client_generate(cli, &req, on_step, NULL, &res, &err) == 0)
+ *     ... nne_client_generate_result_saved_at(&res, "resid", 2) ...
+ *   nne_client_generate_result_free(&res);
+ *   nne_client_igraph_free(ig);
+ *
  * The prompts run as one left-padded batch; each step adds one token to
  * every row that has not finished, and the daemon streams it as soon as it
  * exists: the callback sees each step once, in order, while the call is
