@@ -1,6 +1,7 @@
 /* cmd_generate.c — `nneditctl generate MODEL --prompt TEXT ...`: prompts to
  * continuations, printed as the tokens arrive (ctl.h, block
- * cmd_generate.c).
+ * cmd_generate.c); with -f FILE, an intervention run at each step (the
+ * Generate form of TRACE-JSON, trace_json.h).
  *
  * How the tokens are shown depends on the output form:
  *   -o json            a JSON line per token as it comes, then the result
@@ -19,6 +20,7 @@
 #include "args.h"
 #include "output.h"
 #include "tensors.h"
+#include "trace_json.h"
 
 #define GEN_DEFAULT_MAX_NEW_TOKENS 16
 
@@ -31,6 +33,8 @@ struct ctl_gen {
   int64_t stop_ids[NNE_CLIENT_MAX_STOP_TOKENS];
   const char *save_dir;
   bool values;
+  const char *file; /* -f: the intervention (TRACE-JSON's Generate form) */
+  ctl_trace_file_t tf;
 };
 
 enum {
@@ -52,6 +56,7 @@ enum {
   OPT_SAVE_DIR,
   OPT_VALUES,
   OPT_NO_CACHE,
+  OPT_FILE,
 };
 
 /* --stop STR: 1 to NNE_CLIENT_STOP_STRING_MAX bytes, at most
@@ -98,16 +103,47 @@ static int gen_opt(ctl_args_t *a, int k, ctl_gen_t *g) {
   case OPT_SAVE_DIR: return ctl_arg_path(a, &g->save_dir);
   case OPT_VALUES: g->values = true; return 0;
   case OPT_NO_CACHE: req->cache_off = true; return 0;
+  case OPT_FILE: return ctl_arg_path(a, &g->file);
   default: return ctl_fail(a->c, NNE_CLIENT_INTERNAL, "option %d", k);
   }
+}
+
+/* -f FILE: the intervention, and what the command line leaves to the file
+ * (the model, the edit set, the prompts). */
+static int gen_file(ctl_t *c, ctl_gen_t *g) {
+  nne_client_generate_req_t *req = &g->req;
+  const nne_client_trace_t *tr;
+  if (!ctl_trace_file_load_generate(&g->tf, g->file))
+    return ctl_usage(c, "%s: %s", g->file, g->tf.j.msg);
+  tr = &g->tf.traces[0];
+  /* No nodes: no intervention at all. */
+  if (nne_client_igraph_size(tr->graph) > 0)
+    req->intervention = tr->graph;
+  if (req->model == NULL)
+    req->model = g->tf.model;
+  if (req->edit_set == NULL)
+    req->edit_set = g->tf.edit_set;
+  if (g->rows.n_ids == 0 && tr->n_invokes == 1) {
+    req->prompts = tr->invokes[0].rows;
+    req->n_prompts = tr->invokes[0].n_rows;
+  }
+  return 0;
 }
 
 /* What the options say together. */
 static int gen_check(ctl_t *c, ctl_gen_t *g) {
   nne_client_generate_req_t *req = &g->req;
+  int rc;
+  /* The command line's prompts, unless only the file has some. */
+  req->prompts = g->rows.ids;
+  req->n_prompts = g->rows.n_ids;
+  if (g->file != NULL && (rc = gen_file(c, g)) != 0)
+    return rc;
   if (req->model == NULL)
-    return ctl_usage(c, "missing MODEL");
-  if (g->rows.n_ids == 0)
+    return ctl_usage(c, g->file != NULL ? "missing MODEL (an argument, or "
+                                          "\"model\" in the file)"
+                                        : "missing MODEL");
+  if (req->n_prompts == 0)
     return ctl_usage(c, "at least one --prompt (or --ids row) is needed");
   /* Sampling settings without a temperature would be ignored by greedy
    * choice: said here rather than silently. */
@@ -115,14 +151,14 @@ static int gen_check(ctl_t *c, ctl_gen_t *g) {
       (req->sampling.top_k != 0 || req->sampling.top_p != 0))
     return ctl_usage(c, "--top-k and --top-p apply when sampling: give a "
                         "--temperature above 0");
-  if (g->save_dir != NULL && req->n_save == 0 && req->edit_set == NULL)
+  if (g->save_dir != NULL && req->n_save == 0 && req->edit_set == NULL &&
+      g->file == NULL)
     return ctl_usage(c, "--save-dir needs at least one --save SITE (or an "
-                        "--edit-set with SAVE edits)");
-  if (g->values && req->n_save == 0 && req->edit_set == NULL)
+                        "--edit-set with SAVE edits, or -f with save nodes)");
+  if (g->values && req->n_save == 0 && req->edit_set == NULL &&
+      g->file == NULL)
     return ctl_usage(c, "--values needs at least one --save SITE (or an "
-                        "--edit-set with SAVE edits)");
-  req->prompts = g->rows.ids;
-  req->n_prompts = g->rows.n_ids;
+                        "--edit-set with SAVE edits, or -f with save nodes)");
   req->stop_strings = g->stops;
   req->stop_token_ids = g->stop_ids;
   req->save = g->sites;
@@ -182,6 +218,7 @@ void ctl_gen_free(ctl_gen_t *g) {
   if (g == NULL)
     return;
   ctl_rows_free(&g->rows);
+  ctl_trace_file_free(&g->tf);
   free(g->stops);
   free(g->sites);
   free(g);
@@ -416,6 +453,7 @@ static const ctl_opt_t gen_opts[] = {
     [OPT_SAVE_DIR] = CTL_OPT_SAVE_DIR,
     [OPT_VALUES] = CTL_OPT_VALUES,
     [OPT_NO_CACHE] = {"--no-cache", NULL, false},
+    [OPT_FILE] = CTL_OPT_FILE,
     CTL_OPT_END,
 };
 

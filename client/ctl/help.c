@@ -128,7 +128,9 @@ static const help_row_t rows[] = {
      "       null over 4096 elements)}]}\n"},
     {"generate",
      "nneditctl generate MODEL --prompt TEXT [--prompt TEXT ...] [options]\n"
-     "nneditctl generate MODEL --ids 1,2,3 [--ids 4,5 ...] [options]",
+     "nneditctl generate MODEL --ids 1,2,3 [--ids 4,5 ...] [options]\n"
+     "nneditctl generate [MODEL] -f INTERVENTION.json [--prompt TEXT ...] "
+     "[options]",
      "generate text: continuations, token by token",
      "Generates continuations of prompts (Inference/Generate): the prompts\n"
      "run as one left-padded batch and each step adds a token to every row\n"
@@ -166,6 +168,16 @@ static const help_row_t rows[] = {
      "                          4096 elements\n"
      "  --no-cache              recompute the whole sequence at every step\n"
      "                          instead of reusing the model's KV cache\n"
+     "  -f, --file FILE         an intervention graph run at each step, in\n"
+     "                          TRACE-JSON's Generate form (client/TRACE-JSON.md):\n"
+     "                          {\"model\", \"prompt\"/\"prompts\"/\"tokens\",\n"
+     "                          \"nodes\": [...]}, each node optionally with\n"
+     "                          \"steps\": [start, stop] (nnsight's\n"
+     "                          iter[start:stop]), {\"start\": k} (from step k\n"
+     "                          on), k (step k alone: the k-th .next()) or\n"
+     "                          \"all\" (the default: .all()); its saves come\n"
+     "                          back as NAME@STEP. MODEL, --prompt/--ids and\n"
+     "                          --edit-set override the file's\n"
      "Output (text): one prompt streams its new text as it comes; several\n"
      "print each row's text at the end; with --alternatives, a line per\n"
      "token as it comes (step, row, id, text, logprob, alternatives). Then\n"

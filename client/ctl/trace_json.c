@@ -110,25 +110,26 @@ static bool parse_int_rows(ctl_trace_file_t *tf, const char *path, json_t *v,
   return true;
 }
 
-/* An invoke's text rows: "prompt": "text" (one row) or "prompts":
- * ["text", ...]. The texts are borrowed from the document. */
-static bool parse_prompts(ctl_trace_file_t *tf, const char *path, json_t *one,
+/* Text rows: "prompt": "text" (one row) or "prompts": ["text", ...], keys
+ * of the object at `pre` (its place and a dot: "traces[0].invokes[1].",
+ * or "" at the top). The texts are borrowed from the document. */
+static bool parse_prompts(ctl_trace_file_t *tf, const char *pre, json_t *one,
                           json_t *many, nne_client_invoke_t *inv) {
   ctl_json_t *j = &tf->j;
   nne_client_token_row_t *tr;
   size_t n = one != NULL ? 1 : json_array_size(many), r;
   if (one == NULL && (!json_is_array(many) || n == 0))
-    return ctl_json_fail(j, "%s.prompts: expected a non-empty array of texts",
-                         path);
+    return ctl_json_fail(j, "%sprompts: expected a non-empty array of texts",
+                         pre);
   if ((tr = ctl_trace_file_alloc(tf, n * sizeof *tr)) == NULL)
-    return ctl_json_fail(j, "%s: out of memory", path);
+    return ctl_json_fail(j, "%sprompts: out of memory", pre);
   for (r = 0; r < n; r++) {
     json_t *x = one != NULL ? one : json_array_get(many, r);
     char rpath[200];
     if (one != NULL)
-      snprintf(rpath, sizeof rpath, "%s.prompt", path);
+      snprintf(rpath, sizeof rpath, "%sprompt", pre);
     else
-      snprintf(rpath, sizeof rpath, "%s.prompts[%zu]", path, r);
+      snprintf(rpath, sizeof rpath, "%sprompts[%zu]", pre, r);
     /* An empty text would go on the wire as an empty id row. */
     if (!json_is_string(x) || json_string_length(x) == 0)
       return ctl_json_fail(j, "%s: expected a text (a non-empty string)",
@@ -143,24 +144,19 @@ static bool parse_prompts(ctl_trace_file_t *tf, const char *path, json_t *one,
   return true;
 }
 
-static bool parse_invoke(ctl_trace_file_t *tf, const char *tpath, size_t i,
-                         json_t *obj, nne_client_invoke_t *inv) {
-  static const char *const keys[] = {"tokens", "prompt", "prompts", "mask",
-                                     NULL};
+/* The rows of an object (an invoke, or Generate's file): exactly one of
+ * "tokens", "prompt" and "prompts", and with tokens an optional "mask" (the
+ * caller's key list says whether it may have one). `path` is the object's
+ * place ("traces[0].invokes[1]", or "" at the top). */
+static bool parse_rows(ctl_trace_file_t *tf, const char *path, json_t *obj,
+                       nne_client_invoke_t *inv) {
   ctl_json_t *j = &tf->j;
-  char path[160], fpath[180];
+  char pre[168], fpath[180];
   json_t *mask = json_object_get(obj, "mask"), *one, *many, *tokens;
   void **rows;
   size_t *lens, n, r;
 
-  snprintf(path, sizeof path, "%s.invokes[%zu]", tpath, i);
-  if (!json_is_object(obj))
-    return ctl_json_fail(j,
-                         "%s: expected an object {\"tokens\": [[...]]} or "
-                         "{\"prompts\": [\"...\"]}",
-                         path);
-  if (!ctl_json_keys(j, path, obj, keys))
-    return false;
+  snprintf(pre, sizeof pre, "%s%s", path, *path ? "." : "");
   tokens = json_object_get(obj, "tokens");
   one = json_object_get(obj, "prompt");
   many = json_object_get(obj, "prompts");
@@ -168,18 +164,18 @@ static bool parse_invoke(ctl_trace_file_t *tf, const char *tpath, size_t i,
    * positions or last: an object has no order to mix them in. */
   if ((tokens != NULL) + (one != NULL) + (many != NULL) != 1)
     return ctl_json_fail(j,
-                         "%s: expected exactly one of \"tokens\", "
+                         "%s%sexpected exactly one of \"tokens\", "
                          "\"prompt\" or \"prompts\"",
-                         path);
+                         path, *path ? ": " : "");
   if (tokens == NULL) {
     if (mask != NULL)
       return ctl_json_fail(j,
-                           "%s.mask: prompt rows take no mask (the daemon "
+                           "%smask: prompt rows take no mask (the daemon "
                            "makes theirs)",
-                           path);
-    return parse_prompts(tf, path, one, many, inv);
+                           pre);
+    return parse_prompts(tf, pre, one, many, inv);
   }
-  snprintf(fpath, sizeof fpath, "%s.tokens", path);
+  snprintf(fpath, sizeof fpath, "%stokens", pre);
   if (!parse_int_rows(tf, fpath, tokens, INT64_MIN, INT64_MAX, true, &rows,
                       &lens, &n))
     return false;
@@ -194,7 +190,7 @@ static bool parse_invoke(ctl_trace_file_t *tf, const char *tpath, size_t i,
   }
   if (mask != NULL) {
     nne_client_mask_row_t *mr;
-    snprintf(fpath, sizeof fpath, "%s.mask", path);
+    snprintf(fpath, sizeof fpath, "%smask", pre);
     if (!parse_int_rows(tf, fpath, mask, INT32_MIN, INT32_MAX, false, &rows,
                         &lens, &n))
       return false;
@@ -206,6 +202,21 @@ static bool parse_invoke(ctl_trace_file_t *tf, const char *tpath, size_t i,
     inv->n_mask = n;
   }
   return true;
+}
+
+static bool parse_invoke(ctl_trace_file_t *tf, const char *tpath, size_t i,
+                         json_t *obj, nne_client_invoke_t *inv) {
+  static const char *const keys[] = {"tokens", "prompt", "prompts", "mask",
+                                     NULL};
+  char path[160];
+  snprintf(path, sizeof path, "%s.invokes[%zu]", tpath, i);
+  if (!json_is_object(obj))
+    return ctl_json_fail(&tf->j,
+                         "%s: expected an object {\"tokens\": [[...]]} or "
+                         "{\"prompts\": [\"...\"]}",
+                         path);
+  return ctl_json_keys(&tf->j, path, obj, keys) &&
+         parse_rows(tf, path, obj, inv);
 }
 
 /* The ids of one trace's nodes, in file order, and sorted for look-ups. */
@@ -245,6 +256,11 @@ static bool parse_invoke_ref(ctl_trace_file_t *tf, const char *path, json_t *v,
   if (v == NULL ||
       (json_is_string(v) && strcmp(json_string_value(v), "all") == 0))
     return true;
+  if (n_invokes == 0 && !(ctl_json_int64(v, &k) && k == -1))
+    return ctl_json_fail(&tf->j,
+                         "%s: expected -1 or \"all\": Generate's prompts are "
+                         "the batch (there are no invokes)",
+                         path);
   if (!ctl_json_int64(v, &k) || k < -1 || k >= (int64_t)n_invokes)
     return ctl_json_fail(
         &tf->j,
@@ -542,6 +558,56 @@ static bool parse_call(ctl_trace_file_t *tf, const char *npath, json_t *obj,
   return true;
 }
 
+/* A node's steps (Generate): "all" (every step, as without the key), k
+ * (step k alone: nnsight's k-th .next()), [start, stop] (iter[start:stop];
+ * stop null or left out: to the end) or {"start": a, "stop": b} (stop
+ * optional, the same). */
+static bool parse_steps(ctl_trace_file_t *tf, const char *npath, json_t *v,
+                        int id, nne_client_igraph_t *g) {
+  static const char *const keys[] = {"start", "stop", NULL};
+  ctl_json_t *j = &tf->j;
+  char path[200];
+  json_t *a = NULL, *b = NULL;
+  bool has_start, has_stop;
+  int64_t start, stop;
+
+  snprintf(path, sizeof path, "%s.steps", npath);
+  if (json_is_string(v) && strcmp(json_string_value(v), "all") == 0)
+    return true;
+  if (json_is_integer(v)) {
+    a = v;
+  } else if (json_is_array(v) && json_array_size(v) >= 1 &&
+             json_array_size(v) <= 2) {
+    a = json_array_get(v, 0);
+    b = json_array_get(v, 1);
+  } else if (json_is_object(v)) {
+    if (!ctl_json_keys(j, path, v, keys))
+      return false;
+    a = json_object_get(v, "start");
+    b = json_object_get(v, "stop");
+  }
+  if (a == NULL || !slice_end(a, &has_start, &start) || !has_start ||
+      !slice_end(b, &has_stop, &stop) || start < 0 || start >= UINT32_MAX)
+    return ctl_json_fail(j,
+                         "%s: expected \"all\", a step k, [start, stop] or "
+                         "{\"start\": a, \"stop\": b} (stop null or left "
+                         "out: to the end; steps from 0)",
+                         path);
+  if (v == a)
+    stop = start + 1;
+  else if (!has_stop)
+    stop = NNE_CLIENT_STEPS_END;
+  else if (stop <= start || stop > UINT32_MAX)
+    return ctl_json_fail(j, "%s: stop %" PRId64 " is not after start %" PRId64,
+                         path, stop, start);
+  if (nne_client_igraph_steps(g, id, (uint32_t)start, stop) < 0) {
+    nne_client_err_t err;
+    nne_client_igraph_error(g, &err);
+    return ctl_json_fail(j, "%s: %s", path, err.message);
+  }
+  return true;
+}
+
 static bool parse_node(ctl_trace_file_t *tf, const char *tpath, size_t i,
                        json_t *obj, const node_ids_t *ids, size_t n_invokes,
                        nne_client_igraph_t *g) {
@@ -550,11 +616,18 @@ static bool parse_node(ctl_trace_file_t *tf, const char *tpath, size_t i,
   ctl_json_t *j = &tf->j;
   char npath[160], path[200], sub[256];
   const char *op = NULL, *str;
-  json_t *x = NULL;
+  json_t *x = NULL, *steps = json_object_get(obj, "steps");
   size_t k, found = 0;
   int rc = -1, value, invoke;
 
-  snprintf(npath, sizeof npath, "%s.nodes[%zu]", tpath, i);
+  snprintf(npath, sizeof npath, "%s%snodes[%zu]", tpath, *tpath ? "." : "",
+           i);
+  if (steps != NULL && !tf->generate)
+    return ctl_json_fail(j,
+                         "%s.steps: only Generate's intervention runs nodes "
+                         "at steps (nneditctl generate -f); a trace is one "
+                         "forward",
+                         npath);
   for (k = 0; k < sizeof ops / sizeof ops[0]; k++)
     if (json_object_get(obj, ops[k]) != NULL) {
       op = ops[k];
@@ -603,7 +676,9 @@ static bool parse_node(ctl_trace_file_t *tf, const char *tpath, size_t i,
       return false;
     rc = nne_client_igraph_write(g, str, value, invoke, ranges, n_ranges);
   } else if (strcmp(op, "call") == 0) {
-    return parse_call(tf, npath, x, ids, g);
+    if (!parse_call(tf, npath, x, ids, g))
+      return false;
+    rc = 0;
   } else if (strcmp(op, "constant") == 0) {
     static const char *const ck[] = {"tensor", "scalar", NULL};
     json_t *t = json_object_get(x, "tensor"), *s = json_object_get(x, "scalar");
@@ -649,30 +724,31 @@ static bool parse_node(ctl_trace_file_t *tf, const char *tpath, size_t i,
     nne_client_igraph_error(g, &err);
     return ctl_json_fail(j, "%s: %s", path, err.message);
   }
-  return true;
+  return steps == NULL || parse_steps(tf, npath, steps, ids->ids[i], g);
 }
 
 /* Node ids of a trace's "nodes": given ("id") or one more than the largest
  * before; unique, 1 to 2^31 - 1. */
 static bool collect_ids(ctl_trace_file_t *tf, const char *tpath, json_t *nodes,
                         node_ids_t *out) {
-  static const char *const keys[] = {"id",       "read", "write", "call",
-                                     "constant", "save", "ref",   NULL};
+  static const char *const keys[] = {"id",   "read", "write", "call", "constant",
+                                     "save", "ref",  "steps", NULL};
   ctl_json_t *j = &tf->j;
   size_t k, n = json_array_size(nodes);
   int64_t max = 0;
   json_t *x;
-  char path[160];
+  char pre[80], path[160];
 
+  snprintf(pre, sizeof pre, "%s%snodes", tpath, *tpath ? "." : "");
   out->n = n;
   out->ids = ctl_trace_file_alloc(tf, n * sizeof *out->ids);
   out->sorted = ctl_trace_file_alloc(tf, n * sizeof *out->sorted);
   if (out->ids == NULL || out->sorted == NULL)
-    return ctl_json_fail(j, "%s.nodes: out of memory", tpath);
+    return ctl_json_fail(j, "%s: out of memory", pre);
   json_array_foreach(nodes, k, x) {
     json_t *jid;
     int64_t id;
-    snprintf(path, sizeof path, "%s.nodes[%zu]", tpath, k);
+    snprintf(path, sizeof path, "%s[%zu]", pre, k);
     if (!json_is_object(x))
       return ctl_json_fail(
           j, "%s: expected an object {\"id\": N, \"read\": ...}", path);
@@ -701,11 +777,28 @@ static bool collect_ids(ctl_trace_file_t *tf, const char *tpath, json_t *nodes,
         ;
       for (b = a + 1; out->ids[b] != out->sorted[k]; b++)
         ;
-      return ctl_json_fail(j,
-                           "%s.nodes[%zu].id: %d is already the id of "
-                           "nodes[%zu]",
-                           tpath, b, out->sorted[k], a);
+      return ctl_json_fail(j, "%s[%zu].id: %d is already the id of nodes[%zu]",
+                           pre, b, out->sorted[k], a);
     }
+  return true;
+}
+
+/* The "nodes" of the object at tpath ("traces[0]", or "" at the top) into
+ * graph g, whose reads and writes name invokes below n_invokes. */
+static bool parse_nodes(ctl_trace_file_t *tf, const char *tpath, json_t *nodes,
+                        size_t n_invokes, nne_client_igraph_t *g) {
+  node_ids_t ids;
+  json_t *x;
+  size_t k;
+  if (!json_is_array(nodes))
+    return ctl_json_fail(&tf->j, "%s%snodes: expected an array of nodes",
+                         tpath, *tpath ? "." : "");
+  if (!collect_ids(tf, tpath, nodes, &ids))
+    return false;
+  json_array_foreach(nodes, k, x) {
+    if (!parse_node(tf, tpath, k, x, &ids, n_invokes, g))
+      return false;
+  }
   return true;
 }
 
@@ -716,7 +809,6 @@ static bool parse_trace(ctl_trace_file_t *tf, size_t t, json_t *obj) {
   nne_client_invoke_t *inv;
   json_t *invokes = json_object_get(obj, "invokes"),
          *nodes = json_object_get(obj, "nodes"), *x;
-  node_ids_t ids;
   char path[64], sub[96];
   size_t k;
 
@@ -746,17 +838,8 @@ static bool parse_trace(ctl_trace_file_t *tf, size_t t, json_t *obj) {
   }
   tr->invokes = inv;
   tr->n_invokes = json_array_size(invokes);
-  if (nodes == NULL)
-    return true;
-  if (!json_is_array(nodes))
-    return ctl_json_fail(j, "%s.nodes: expected an array of nodes", path);
-  if (!collect_ids(tf, path, nodes, &ids))
-    return false;
-  json_array_foreach(nodes, k, x) {
-    if (!parse_node(tf, path, k, x, &ids, tr->n_invokes, tf->graphs[t]))
-      return false;
-  }
-  return true;
+  return nodes == NULL || parse_nodes(tf, path, nodes, tr->n_invokes,
+                                      tf->graphs[t]);
 }
 
 /* Save names are unique in a request: checked here so that a file that
@@ -878,4 +961,40 @@ bool ctl_trace_file_load(ctl_trace_file_t *tf, const char *path) {
       return false;
   }
   return check_save_names(tf);
+}
+
+bool ctl_trace_file_load_generate(ctl_trace_file_t *tf, const char *path) {
+  static const char *const keys[] = {"model",  "edit_set", "prompt",
+                                     "prompts", "tokens",  "nodes", NULL};
+  ctl_json_t *j = &tf->j;
+  json_t *doc;
+
+  memset(tf, 0, sizeof *tf);
+  tf->generate = true;
+  if (!ctl_json_load(j, path))
+    return false;
+  doc = j->doc;
+  if (!json_is_object(doc))
+    return ctl_json_fail(j, "expected an object {\"model\": ..., \"nodes\": "
+                            "[...]}");
+  if (!ctl_json_keys(j, "", doc, keys) || !parse_request(tf))
+    return false;
+  if (!ctl_trace_file_traces(tf, 1))
+    return ctl_json_fail(j, "out of memory");
+  if (json_object_get(doc, "tokens") != NULL ||
+      json_object_get(doc, "prompt") != NULL ||
+      json_object_get(doc, "prompts") != NULL) {
+    nne_client_invoke_t *inv = ctl_trace_file_alloc(tf, sizeof *inv);
+    if (inv == NULL)
+      return ctl_json_fail(j, "out of memory");
+    if (!parse_rows(tf, "", doc, inv))
+      return false;
+    tf->traces[0].invokes = inv;
+    tf->traces[0].n_invokes = 1;
+  }
+  if (json_object_get(doc, "nodes") == NULL)
+    return ctl_json_fail(j, "nodes: expected an array of nodes (the "
+                            "intervention)");
+  /* No invokes in the graph: the prompts are Generate's whole batch. */
+  return parse_nodes(tf, "", json_object_get(doc, "nodes"), 0, tf->graphs[0]);
 }

@@ -1,6 +1,8 @@
 /* trace_json.h — the reader of TRACE-JSON (client/TRACE-JSON.md), the file
  * of `nneditctl trace -f`: the request-wide keys and, per trace, its
- * invokes and its intervention graph, built with nne_client_igraph_*.
+ * invokes and its intervention graph, built with nne_client_igraph_*; and
+ * its Generate form, the file of `nneditctl generate -f`: one graph whose
+ * nodes run at steps (nne_client_igraph_steps).
  * Ranges and tensors are read as in EDITS-JSON (edits_json.h).
  *
  * The simple form of `trace` (--tokens, --save) fills the same struct
@@ -27,6 +29,7 @@ typedef struct ctl_trace_file {
   uint32_t top_k;
   nne_client_logits_t logits;
   bool has_padding, has_top_k, has_logits; /* given in the file */
+  bool generate; /* Generate's form (ctl_trace_file_load_generate) */
   nne_client_trace_t *traces;
   nne_client_igraph_t **graphs; /* graphs[i]: traces[i]'s */
   size_t n_traces;
@@ -36,6 +39,11 @@ typedef struct ctl_trace_file {
 /* Reads and checks a trace file ("-" = stdin). False with tf->j.msg (free
  * tf either way). */
 bool ctl_trace_file_load(ctl_trace_file_t *tf, const char *path);
+/* The same for `nneditctl generate -f`: one graph (traces[0].graph, the
+ * intervention) from a top-level "nodes" whose nodes may carry "steps",
+ * optional "model" and "edit_set", and optional prompt rows ("tokens",
+ * "prompt" or "prompts": then traces[0] has one invoke holding them). */
+bool ctl_trace_file_load_generate(ctl_trace_file_t *tf, const char *path);
 void ctl_trace_file_free(ctl_trace_file_t *tf);
 
 /* Room for n traces, each with a new, empty graph. False when memory runs

@@ -911,6 +911,21 @@ void nne_client_detokenize_result_free(nne_client_detokenize_result_t *res);
  *     ... res.rows[0].text, res.rows[0].finish_reason, res.timing ...
  *   nne_client_generate_result_free(&res);
  *
+ * An intervention runs at each step: a graph as a trace's (see "traces"
+ * below) whose nodes may run only at some steps (nnsight's tracer.iter):
+ *
+ *   nne_client_igraph_t *ig = nne_client_igraph_new();
+ *   int r = nne_client_igraph_read(ig, "layers.1.resid_post",
+ *                                  NNE_CLIENT_INVOKE_ALL);
+ *   int s = nne_client_igraph_save(ig, r, "resid");
+ *   nne_client_igraph_steps(ig, r, 1, 3);          // tracer.iter[1:3]
+ *   nne_client_igraph_steps(ig, s, 1, 3);
+ *   req.intervention = ig;
+ *   if (nne_client_generate(cli, &req, on_step, NULL, &res, &err) == 0)
+ *     ... nne_client_generate_result_saved_at(&res, "resid", 2) ...
+ *   nne_client_generate_result_free(&res);
+ *   nne_client_igraph_free(ig);
+ *
  * The prompts run as one left-padded batch; each step adds one token to
  * every row that has not finished, and the daemon streams it as soon as it
  * exists: the callback sees each step once, in order, while the call is
@@ -973,6 +988,20 @@ typedef struct nne_client_generate_req {
    * model's key/value cache (for comparisons; the model info's kv_cache
    * says whether it has one). */
   bool cache_off;
+  /* An intervention graph run at each step (NULL = none), built as a
+   * trace's (nne_client_igraph_*; no ref nodes: Generate has no earlier
+   * trace). Its reads see the step's values (step 0 the prompts'
+   * positions, later steps the new token's), its writes replace them, and
+   * read/write invokes must be NNE_CLIENT_INVOKE_ALL (the prompts are the
+   * batch). A node runs at the steps nne_client_igraph_steps gave it, or
+   * at every step; a node's inputs must run whenever it does (the daemon
+   * checks, INVALID_ARGUMENT naming both nodes). Each save node's value
+   * comes back once per step it runs at, as "<name>@<step>", which must be
+   * shorter than NNE_CLIENT_NAME_MAX bytes for the last step (checked
+   * here); save names differ from the `save` sites and the edit set's SAVE
+   * names (the daemon checks). The graph is only read: one graph may serve
+   * many concurrent calls. */
+  const struct nne_client_igraph *intervention; /* nne_client_igraph_t */
 } nne_client_generate_req_t;
 
 /* One row's new token at one step, as the callback sees it. text and top
@@ -1046,9 +1075,11 @@ typedef struct nne_client_generate_result {
   uint64_t seed;           /* the seed used: the request's, or drawn */
   bool kv_cache;           /* steps reused the key/value cache */
   uint64_t kv_cache_bytes; /* its size at the end */
-  /* The saved tensors in the order they came: "<site>@<step>" for step 0,
-   * 1, ... and, within a step, the request's save order; with an edit set,
-   * its SAVE edits' tensors too ("<name>@<step>"). */
+  /* The saved tensors in the order they came, the result's `saved` list
+   * (names are unique): "<site>@<step>" for step 0, 1, ... and, within a
+   * step, the request's save order; among them, the intervention's save
+   * nodes ("<name>@<step>", at the steps each ran) and an edit set's SAVE
+   * edits ("<name>@<step>"). */
   nne_client_tensor_t *saved;
   size_t n_saved;
 } nne_client_generate_result_t;
@@ -1059,12 +1090,15 @@ typedef struct nne_client_generate_result {
  * and then cb is never called): NULL pointers, over-long names, more stop
  * ids or stop strings than the proto allows, an empty or over-long stop
  * string, top_alternatives over NNE_CLIENT_MAX_ALTERNATIVES, a saved
- * tensor's name over its bound. The stream is checked as it comes
+ * tensor's name over its bound, an intervention whose building failed
+ * (nne_client_igraph_error's message). The stream is checked as it comes
  * (INTERNAL): steps numbered 0, 1, ... below max_new_tokens, each with at
  * most one token per row of the request and at most top_alternatives
  * alternatives per token; tensors only after the steps, each reassembled
- * into one buffer of at most opts.max_tensor_bytes, named
- * "<save[i]>@<step>" in order (without an edit set); then one result with
+ * into one buffer of at most opts.max_tensor_bytes: the request's saves
+ * named "<save[i]>@<step>" in order, and among them the intervention's
+ * saves ("<save node's name>@<step>", a step streamed) and, with an edit
+ * set, its SAVE edits' (any name); then one result with
  * one row per prompt, each with as many ids as tokens streamed for it,
  * `steps` equal to the steps streamed, and `saved` listing exactly the
  * tensors that came. A callback's stop is CANCELLED; a failed call leaves
@@ -1081,7 +1115,8 @@ void nne_client_generate_result_free(nne_client_generate_result_t *res);
 const nne_client_tensor_t *
 nne_client_generate_result_saved(const nne_client_generate_result_t *res,
                                  const char *name);
-/* The same for site `site` (as the request spelled it) at step `step`. */
+/* The same for site `site` (as the request spelled it), or an
+ * intervention's save node named `site`, at step `step`. */
 const nne_client_tensor_t *
 nne_client_generate_result_saved_at(const nne_client_generate_result_t *res,
                                     const char *site, uint32_t step);
@@ -1600,6 +1635,30 @@ int nne_client_igraph_save(nne_client_igraph_t *g, int value, const char *name);
  * the node's id. */
 int nne_client_igraph_ref(nne_client_igraph_t *g, const char *name);
 
+/* For Generate's intervention (nne_client_generate_req_t.intervention):
+ * node `node` (already added) runs only at steps [start, stop), stop
+ * NNE_CLIENT_STEPS_END for "from step start on". A node without steps runs
+ * at every step (nnsight's .all()). In nnsight's terms:
+ *
+ *   model.generate(...): ... with tracer.iter[1:3]:   start 1, stop 3
+ *                            with tracer.iter[3:]:    start 3, STEPS_END
+ *   the n-th .next() (one step, n from 0):            start n, stop n + 1
+ *
+ * Returns 0; refused (INVALID_ARGUMENT, recorded as the graph's error like
+ * any failed call): a node that is not in the graph or has steps already,
+ * stop not after start or over UINT32_MAX. Whether start comes before
+ * max_new_tokens and every input of a node runs whenever it does is the
+ * daemon's to check. The steps go on the wire as GenerateRequest.steps;
+ * nne_client_trace refuses a graph that has any (a trace has no steps). */
+#define NNE_CLIENT_STEPS_END (-1)
+int nne_client_igraph_steps(nne_client_igraph_t *g, int node, uint32_t start,
+                            int64_t stop);
+/* The steps node `node` was given: 1 with *start and *stop (as given to
+ * nne_client_igraph_steps), 0 when it runs at every step (*start 0, *stop
+ * NNE_CLIENT_STEPS_END), -NNE_CLIENT_NOT_FOUND when g has no such node. */
+int nne_client_igraph_get_steps(const nne_client_igraph_t *g, int node,
+                                uint32_t *start, int64_t *stop);
+
 /* One batch group of a trace: its rows are contiguous in the forward's
  * batch, in the order of the invokes. Borrowed for the call. */
 typedef struct nne_client_invoke {
@@ -1670,7 +1729,8 @@ typedef struct nne_client_trace_results {
 /* Inference/Trace into *out (caller's struct; free with
  * trace_results_free). Checked here, INVALID_ARGUMENT naming the place
  * ("traces[1].invokes[0].rows[2]: ..."): what cannot be put on the wire, a
- * graph with a build error, and a save name used twice in the request
+ * graph with a build error or with steps (nne_client_igraph_steps, which
+ * only Generate runs), and a save name used twice in the request
  * (tensors are told apart by name). The daemon checks the rest and names
  * the trace and node. The tensors of each trace arrive (in chunks, each
  * reassembled into one buffer of at most opts.max_tensor_bytes) before its

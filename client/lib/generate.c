@@ -7,6 +7,8 @@
  * handed to the caller's callback as soon as the step is whole, and are
  * emptied for the next. Tensors go through the reassembler (tensor.c),
  * as Trace's do; the result's rows through decode.c's repeated messages.
+ * An intervention graph goes out through igraph.c's encoders, as a Trace
+ * of nodes and a list of their steps.
  * The whole stream is held to the protocol: anything out of order, over
  * the request's bounds or not adding up is INTERNAL naming what.
  */
@@ -50,6 +52,29 @@ static size_t digits(uint32_t v) {
     n++;
   }
   return n;
+}
+
+/* The intervention: built without error, and its saves' tensors
+ * ("<name>@<step>", `at` bytes after the name at the last step) named
+ * within bounds. */
+static int ivn_check(const nne_client_igraph_t *ig, size_t at,
+                     nne_client_err_t *err) {
+  nne_client_err_t gerr;
+  const char *name;
+  uint32_t id;
+  size_t pos = 0;
+  if (nne_client_igraph_error(ig, &gerr) < 0)
+    return nne__err_set(err, gerr.code, "generate: intervention: %s",
+                        gerr.message);
+  while (nne__igraph_next_save(ig, &pos, &name, &id))
+    if (strlen(name) + at >= NNE_CLIENT_NAME_MAX)
+      return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                          "generate: intervention: node %" PRIu32
+                          " (save): name '%.64s...' is too long: its "
+                          "tensors are named '<name>@<step>', at most %d "
+                          "bytes",
+                          id, name, NNE_CLIENT_NAME_MAX - 1);
+  return 0;
 }
 
 int nne__gen_check(const nne_client_generate_req_t *req,
@@ -117,7 +142,17 @@ int nne__gen_check(const nne_client_generate_req_t *req,
                           "bytes",
                           i, req->save[i], NNE_CLIENT_NAME_MAX - 1);
   }
-  return 0;
+  return req->intervention != NULL ? ivn_check(req->intervention, at, err) : 0;
+}
+
+/* GenerateRequest.intervention, the one element of a list: a Trace of the
+ * graph's nodes (no name, no invokes). */
+static bool fill_ivn(void *ctx, size_t i, void *msg) {
+  nne__gen_enc_t *enc = ctx;
+  nnedit_v1_Trace *t = msg; /* zeroed by nne_pb_list_enc */
+  (void)i;
+  nne__igraph_enc(&enc->ivn_nodes, enc->ivn_graph, &t->nodes);
+  return true;
 }
 
 void nne__gen_req(const nne_client_generate_req_t *req,
@@ -152,9 +187,23 @@ void nne__gen_req(const nne_client_generate_req_t *req,
   NNE_PB_ENC(m->save, nne_pb_str_list_enc, &enc->save);
   m->cache = req->cache_off ? nnedit_v1_CacheMode_CACHE_MODE_OFF
                             : nnedit_v1_CacheMode_CACHE_MODE_UNSPECIFIED;
+  if (req->intervention != NULL) {
+    /* A submessage field written as a list of one: the same bytes. */
+    enc->ivn_graph = req->intervention;
+    enc->ivn = (nne_pb_list_enc_t){1, fill_ivn, enc, sizeof(nnedit_v1_Trace)};
+    NNE_PB_ENC(m->intervention, nne_pb_list_enc, &enc->ivn);
+    nne__igraph_steps_enc(&enc->ivn_nodes, req->intervention, &m->steps);
+  }
 }
 
 /* ---- the stream ---------------------------------------------------------- */
+
+/* Whose a saved tensor is. */
+typedef enum gen_tensor_kind {
+  GT_REQ,   /* the request's save sites, in their order */
+  GT_IVN,   /* a save node of the intervention */
+  GT_EXTRA, /* one of the edit set's SAVE edits */
+} gen_tensor_kind_t;
 
 struct nne__gen {
   const nne_client_generate_req_t *req;
@@ -183,10 +232,13 @@ struct nne__gen {
   size_t text_len;
   bool has_text;
   /* Tensors: the request's saves come "<save[k % n]>@<k / n>" in order;
-   * with an edit set, its saves anywhere among them. */
+   * the intervention's ("<save node's name>@<step>") and an edit set's
+   * anywhere among them. */
   nne__asm_t asm_;
-  bool tensor_is_req; /* the tensor in progress is one of the request's */
-  size_t n_req_tensors, n_extra, saved_cap;
+  gen_tensor_kind_t kind; /* of the tensor in progress */
+  size_t n_req_tensors, n_ivn, n_extra, saved_cap;
+  const char **ivn_saves; /* the intervention's save names */
+  size_t n_ivn_saves;
   /* The result: rows, their ids and texts, and the saved list. */
   nne__rep_t row_rep;
   nnedit_v1_GeneratedRow row_msg;
@@ -284,6 +336,28 @@ static void req_tensor_name(const nne__gen_t *g, size_t k, char *buf,
   snprintf(buf, cap, "%s@%zu", g->req->save[k % n], k / n);
 }
 
+/* Whether `name` is "<an intervention save's name>@<a streamed step>". */
+static bool is_ivn_tensor(const nne__gen_t *g, const char *name) {
+  const char *at = strrchr(name, '@'), *p;
+  size_t k, len;
+  uint64_t step = 0;
+  if (at == NULL || at[1] == '\0' || (at[1] == '0' && at[2] != '\0'))
+    return false;
+  for (p = at + 1; *p != '\0'; p++) {
+    if (*p < '0' || *p > '9' || step >= g->n_steps)
+      return false;
+    step = step * 10 + (uint64_t)(*p - '0');
+  }
+  if (step >= g->n_steps)
+    return false;
+  len = (size_t)(at - name);
+  for (k = 0; k < g->n_ivn_saves; k++)
+    if (strlen(g->ivn_saves[k]) == len &&
+        memcmp(g->ivn_saves[k], name, len) == 0)
+      return true;
+  return false;
+}
+
 /* A first chunk: which tensor it starts. */
 static bool tensor_begin(nne__gen_t *g, const char *name) {
   char want[NNE_CLIENT_NAME_MAX + 16] = "";
@@ -291,9 +365,20 @@ static bool tensor_begin(nne__gen_t *g, const char *name) {
   if (g->n_req_tensors < n_req) {
     req_tensor_name(g, g->n_req_tensors, want, sizeof want);
     if (strcmp(name, want) == 0) {
-      g->tensor_is_req = true;
+      g->kind = GT_REQ;
       return true;
     }
+  }
+  if (is_ivn_tensor(g, name)) {
+    /* Once per save node and step at most (names are unique). */
+    if (g->n_ivn >= g->n_ivn_saves * g->n_steps)
+      return nne__dec_fail(&g->dec, NNE_CLIENT_INTERNAL,
+                           "tensor '%.200s': more than %zu tensors of the "
+                           "intervention's %zu saves in %" PRIu32 " steps",
+                           name, g->n_ivn_saves * g->n_steps, g->n_ivn_saves,
+                           g->n_steps);
+    g->kind = GT_IVN;
+    return true;
   }
   if (g->has_edit_set) {
     /* One of the set's SAVE edits, once per step at most. */
@@ -302,7 +387,7 @@ static bool tensor_begin(nne__gen_t *g, const char *name) {
                            "more than %d saved tensors of the edit set per "
                            "step",
                            NNE_CLIENT_MAX_EDITS);
-    g->tensor_is_req = false;
+    g->kind = GT_EXTRA;
     return true;
   }
   if (want[0] != '\0')
@@ -325,15 +410,17 @@ static bool chunk_done(nne__gen_t *g) {
     return false;
   if (!done)
     return true;
-  max = g->req->n_save * g->n_steps +
+  max = (g->req->n_save + g->n_ivn_saves) * g->n_steps +
         (g->has_edit_set ? (size_t)NNE_CLIENT_MAX_EDITS * g->n_steps : 0);
   if (nne_vec_grow_max(&out->saved, &g->saved_cap, out->n_saved + 1,
                        sizeof *out->saved, max) != 0)
     return nne__dec_fail(&g->dec, NNE_CLIENT_RESOURCE_EXHAUSTED,
                          "out of memory");
   nne__asm_take(&g->asm_, &out->saved[out->n_saved++]);
-  if (g->tensor_is_req)
+  if (g->kind == GT_REQ)
     g->n_req_tensors++;
+  else if (g->kind == GT_IVN)
+    g->n_ivn++;
   else
     g->n_extra++;
   return true;
@@ -529,6 +616,23 @@ int nne__gen_msg(void *ctx, grpc_byte_buffer *msg, nne_client_err_t *err) {
   return g->stopped ? NNE__STREAM_ENOUGH : NNE__STREAM_MORE;
 }
 
+/* The intervention's save names (borrowed from the graph, which outlives
+ * the call), for telling its tensors apart. False when memory runs out. */
+static bool ivn_saves_index(nne__gen_t *g, const nne_client_igraph_t *ig) {
+  const char *name;
+  uint32_t id;
+  size_t pos = 0, n = 0;
+  while (nne__igraph_next_save(ig, &pos, &name, &id))
+    n++;
+  if (n == 0)
+    return true;
+  if ((g->ivn_saves = calloc(n, sizeof *g->ivn_saves)) == NULL)
+    return false;
+  for (pos = 0; nne__igraph_next_save(ig, &pos, &name, &id);)
+    g->ivn_saves[g->n_ivn_saves++] = name;
+  return true;
+}
+
 nne__gen_t *nne__gen_new(const nne_client_generate_req_t *req,
                          nne_client_token_cb cb, void *ctx,
                          nne_client_generate_result_t *out,
@@ -543,7 +647,8 @@ nne__gen_t *nne__gen_new(const nne_client_generate_req_t *req,
   g->row_seen = calloc(n, sizeof *g->row_seen);
   g->tops = calloc(n, sizeof *g->tops);
   g->n_tops = n;
-  if (g->row_tokens == NULL || g->row_seen == NULL || g->tops == NULL) {
+  if (g->row_tokens == NULL || g->row_seen == NULL || g->tops == NULL ||
+      !ivn_saves_index(g, req->intervention)) {
     nne__gen_free(g);
     return NULL;
   }
@@ -620,6 +725,7 @@ void nne__gen_free(nne__gen_t *g) {
   free(g->texts.p);
   free(g->row_tokens);
   free(g->row_seen);
+  free(g->ivn_saves);
   free(g->ids.v);
   nne__asm_reset(&g->asm_);
   free(g);

@@ -1,12 +1,14 @@
 /* igraph.c — the intervention graph builder (nnedit.h, "traces"), and its
- * view for trace.c (internal.h, block igraph.c): the save nodes, and the
- * nodes as Node messages.
+ * view for trace.c and generate.c (internal.h, block igraph.c): the save
+ * nodes, the nodes as Node messages and their steps as NodeSteps.
  *
  * A graph is an array of nodes in the order they were added, each holding
  * copies of what it was given (strings, ranges, arguments, a constant's
- * bytes), so that the caller's buffers are free the moment a call returns.
- * Encoding (nne_client_trace) turns each into a Node message on the fly;
- * NNE_CLIENT_INVOKE_ALL becomes an unset `invoke` (every invoke). */
+ * bytes), so that the caller's buffers are free the moment a call returns,
+ * and beside it the steps given to some of them (Generate's), in the order
+ * given. Encoding (nne_client_trace, nne_client_generate) turns each into
+ * a message on the fly; NNE_CLIENT_INVOKE_ALL becomes an unset `invoke`
+ * (every invoke), NNE_CLIENT_STEPS_END an unset `stop`. */
 #include "internal.h"
 
 #include <inttypes.h>
@@ -53,9 +55,18 @@ typedef struct ig_node {
   double scalar;
 } ig_node_t;
 
+/* The steps a node runs at in Generate: [start, stop), or from start on
+ * (!has_stop). */
+typedef struct ig_steps {
+  uint32_t node, start, stop;
+  bool has_stop;
+} ig_steps_t;
+
 struct nne_client_igraph {
   ig_node_t *nodes;
   size_t n, cap;
+  ig_steps_t *steps;
+  size_t n_steps, steps_cap;
   uint32_t max_id;      /* largest id given out */
   uint32_t next_id;     /* nonzero: the id of the next node (igraph_next_id) */
   nne_client_err_t err; /* the first error (code 0: none) */
@@ -115,6 +126,7 @@ void nne_client_igraph_free(nne_client_igraph_t *g) {
   for (i = 0; i < g->n; i++)
     ig_node_clear(&g->nodes[i]);
   free(g->nodes);
+  free(g->steps);
   free(g);
 }
 
@@ -139,25 +151,32 @@ static uint32_t ig_id(const nne_client_igraph_t *g) {
   return g->next_id ? g->next_id : g->max_id + 1;
 }
 
-/* Records the first error of the graph (the node being added, `what`, and
- * the reason) and returns its -code. */
-static int ig_fail(nne_client_igraph_t *g, int code, const char *what,
-                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int ig_fail(nne_client_igraph_t *g, int code, const char *what,
-                   const char *fmt, ...) {
-  va_list ap;
+/* Records the first error of the graph (node `id`, `what` was done to it,
+ * and the reason) and returns its -code. */
+static int ig_failv(nne_client_igraph_t *g, int code, long long id,
+                    const char *what, const char *fmt, va_list ap) {
   size_t n;
   if (g->err.code != 0)
     return -g->err.code;
   g->err.code = code;
   n = (size_t)snprintf(g->err.message, sizeof g->err.message,
-                       "node %" PRIu32 " (%s): ", ig_id(g), what);
-  if (n < sizeof g->err.message) {
-    va_start(ap, fmt);
+                       "node %lld (%s): ", id, what);
+  if (n < sizeof g->err.message)
     vsnprintf(g->err.message + n, sizeof g->err.message - n, fmt, ap);
-    va_end(ap);
-  }
   return -code;
+}
+
+/* The same for the node being added. */
+static int ig_fail(nne_client_igraph_t *g, int code, const char *what,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int ig_fail(nne_client_igraph_t *g, int code, const char *what,
+                   const char *fmt, ...) {
+  va_list ap;
+  int rc;
+  va_start(ap, fmt);
+  rc = ig_failv(g, code, ig_id(g), what, fmt, ap);
+  va_end(ap);
+  return rc;
 }
 
 /* A graph that may take one more node: non-NULL, no error so far, an id
@@ -533,7 +552,75 @@ int nne_client_igraph_ref(nne_client_igraph_t *g, const char *name) {
   return ig_add(g, &n);
 }
 
-/* ---- the view for trace.c ------------------------------------------------ */
+/* Steps of node `node` refused: the graph's error, naming that node. */
+static int ig_steps_fail(nne_client_igraph_t *g, int node, const char *fmt,
+                         ...) __attribute__((format(printf, 3, 4)));
+static int ig_steps_fail(nne_client_igraph_t *g, int node, const char *fmt,
+                         ...) {
+  va_list ap;
+  int rc;
+  va_start(ap, fmt);
+  rc = ig_failv(g, NNE_CLIENT_INVALID_ARGUMENT, node, "steps", fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+/* Whether node `node` is in g. */
+static bool ig_has(const nne_client_igraph_t *g, int node) {
+  size_t i;
+  for (i = 0; node > 0 && i < g->n; i++)
+    if (g->nodes[i].id == (uint32_t)node)
+      return true;
+  return false;
+}
+
+/* Node `node`'s steps, or NULL. */
+static const ig_steps_t *ig_steps_of(const nne_client_igraph_t *g, int node) {
+  size_t i;
+  for (i = 0; node > 0 && i < g->n_steps; i++)
+    if (g->steps[i].node == (uint32_t)node)
+      return &g->steps[i];
+  return NULL;
+}
+
+int nne_client_igraph_get_steps(const nne_client_igraph_t *g, int node,
+                                uint32_t *start, int64_t *stop) {
+  const ig_steps_t *st;
+  if (g == NULL || !ig_has(g, node))
+    return -NNE_CLIENT_NOT_FOUND;
+  st = ig_steps_of(g, node);
+  *start = st != NULL ? st->start : 0;
+  *stop = st != NULL && st->has_stop ? (int64_t)st->stop : NNE_CLIENT_STEPS_END;
+  return st != NULL;
+}
+
+int nne_client_igraph_steps(nne_client_igraph_t *g, int node, uint32_t start,
+                            int64_t stop) {
+  if (g == NULL)
+    return -NNE_CLIENT_INVALID_ARGUMENT;
+  if (g->err.code != 0)
+    return -g->err.code;
+  if (!ig_has(g, node))
+    return ig_steps_fail(g, node, "no node %d in the graph", node);
+  if (ig_steps_of(g, node) != NULL)
+    return ig_steps_fail(g, node, "the node has steps already");
+  if (stop != NNE_CLIENT_STEPS_END &&
+      (stop <= (int64_t)start || stop > UINT32_MAX))
+    return ig_steps_fail(g, node,
+                         "stop %" PRId64 " is not after start %" PRIu32
+                         " (or over 2^32 - 1; NNE_CLIENT_STEPS_END: to the "
+                         "end)",
+                         stop, start);
+  if (NNE_VEC_GROW(&g->steps, &g->steps_cap, g->n_steps + 1) != 0)
+    return ig_fail(g, NNE_CLIENT_RESOURCE_EXHAUSTED, "steps", "out of memory");
+  g->steps[g->n_steps++] =
+      (ig_steps_t){(uint32_t)node, start,
+                   stop == NNE_CLIENT_STEPS_END ? 0 : (uint32_t)stop,
+                   stop != NNE_CLIENT_STEPS_END};
+  return 0;
+}
+
+/* ---- the view for trace.c and generate.c --------------------------------- */
 
 bool nne__igraph_next_save(const nne_client_igraph_t *g, size_t *pos,
                            const char **name, uint32_t *id) {
@@ -666,4 +753,29 @@ void nne__igraph_enc(nne__igraph_enc_t *e, const nne_client_igraph_t *g,
   e->list =
       (nne_pb_list_enc_t){g ? g->n : 0, fill_node, e, sizeof(nnedit_v1_Node)};
   NNE_PB_ENC(*nodes, nne_pb_list_enc, &e->list);
+}
+
+bool nne__igraph_first_steps(const nne_client_igraph_t *g, uint32_t *node) {
+  if (g == NULL || g->n_steps == 0)
+    return false;
+  *node = g->steps[0].node;
+  return true;
+}
+
+static bool fill_steps(void *ctx, size_t i, void *msg) {
+  const ig_steps_t *st = &((const nne__igraph_enc_t *)ctx)->g->steps[i];
+  nnedit_v1_NodeSteps *m = msg; /* zeroed by nne_pb_list_enc */
+  m->node = st->node;
+  m->start = st->start;
+  m->has_stop = st->has_stop;
+  m->stop = st->stop;
+  return true;
+}
+
+void nne__igraph_steps_enc(nne__igraph_enc_t *e, const nne_client_igraph_t *g,
+                           pb_callback_t *steps) {
+  e->g = g;
+  e->steps = (nne_pb_list_enc_t){g ? g->n_steps : 0, fill_steps, e,
+                                 sizeof(nnedit_v1_NodeSteps)};
+  NNE_PB_ENC(*steps, nne_pb_list_enc, &e->steps);
 }

@@ -23,8 +23,9 @@
  *              of TensorChunk messages into one tensor (nne__asm)
  *   forward.c  token rows on the wire and top-k rows off it, shared with
  *              trace.c and generate.c
- *   igraph.c   the intervention graph builder's view for trace.c: its save
- *              nodes and its nodes as Node messages
+ *   igraph.c   the intervention graph builder's view for trace.c and
+ *              generate.c: its save nodes, its nodes as Node messages and
+ *              their steps as NodeSteps
  *
  *   generate.c Inference/Generate split into check, request, stream
  *              handler and end, for its unit test
@@ -397,6 +398,30 @@ void nne__topk_row_begin(nne__topk_t *t, nne_client_row_topk_t *row,
                          const char *what, pb_callback_t *top);
 void nne__topk_row_end(nne__topk_t *t, nne_client_row_topk_t *row);
 
+/* ---- igraph.c ------------------------------------------------------------ */
+
+/* The save nodes of g, one at a time: *pos starts at 0; false after the
+ * last. */
+bool nne__igraph_next_save(const nne_client_igraph_t *g, size_t *pos,
+                           const char **name, uint32_t *id);
+
+/* The nodes of g as a Node list (Trace.nodes), and their steps as a
+ * NodeSteps list (GenerateRequest.steps). e must live until the request is
+ * encoded; one e serves one graph at a time. */
+typedef struct nne__igraph_enc {
+  const nne_client_igraph_t *g;
+  nne_pb_bytes_enc_t data; /* a constant's bytes */
+  nne_pb_list_enc_t list;
+  nne_pb_list_enc_t steps;
+} nne__igraph_enc_t;
+
+void nne__igraph_enc(nne__igraph_enc_t *e, const nne_client_igraph_t *g,
+                     pb_callback_t *nodes);
+void nne__igraph_steps_enc(nne__igraph_enc_t *e, const nne_client_igraph_t *g,
+                           pb_callback_t *steps);
+/* Whether any node of g has steps; *node: the first one given. */
+bool nne__igraph_first_steps(const nne_client_igraph_t *g, uint32_t *node);
+
 /* ---- generate.c ---------------------------------------------------------- */
 
 /* Inference/Generate in three parts, so that the unit tests drive the very
@@ -417,6 +442,10 @@ typedef struct nne__gen_enc {
   pb_callback_t no_mask; /* GenerateRequest has no mask field */
   nne_pb_i64_enc_t stop_ids;
   nne_pb_str_list_enc_t stop_strings, save;
+  /* The intervention: one Trace (a list of one) holding its nodes. */
+  const nne_client_igraph_t *ivn_graph;
+  nne_pb_list_enc_t ivn;
+  nne__igraph_enc_t ivn_nodes;
 } nne__gen_enc_t;
 
 typedef struct nne__gen nne__gen_t;
@@ -435,23 +464,5 @@ int nne__gen_msg(void *ctx, grpc_byte_buffer *msg, nne_client_err_t *err);
  * stopped it, INTERNAL when an OK stream was not whole). */
 int nne__gen_end(nne__gen_t *g, int rc, nne_client_err_t *err);
 void nne__gen_free(nne__gen_t *g);
-
-/* ---- igraph.c ------------------------------------------------------------ */
-
-/* The save nodes of g, one at a time: *pos starts at 0; false after the
- * last. */
-bool nne__igraph_next_save(const nne_client_igraph_t *g, size_t *pos,
-                           const char **name, uint32_t *id);
-
-/* The nodes of g as a Node list (Trace.nodes). e must live until the
- * request is encoded; one e serves one trace at a time. */
-typedef struct nne__igraph_enc {
-  const nne_client_igraph_t *g;
-  nne_pb_bytes_enc_t data; /* a constant's bytes */
-  nne_pb_list_enc_t list;
-} nne__igraph_enc_t;
-
-void nne__igraph_enc(nne__igraph_enc_t *e, const nne_client_igraph_t *g,
-                     pb_callback_t *nodes);
 
 #endif /* NNE_CLIENT_INTERNAL_H */

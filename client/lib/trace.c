@@ -452,6 +452,12 @@ static int trace_check(const nne_client_trace_req_t *req, trace_dec_t *st,
     if (tr->graph != NULL && nne_client_igraph_error(tr->graph, &gerr) < 0)
       return nne__err_set(err, gerr.code, "trace: traces[%zu].graph: %s", t,
                           gerr.message);
+    if (nne__igraph_first_steps(tr->graph, &id))
+      return nne__err_set(err, NNE_CLIENT_INVALID_ARGUMENT,
+                          "trace: traces[%zu].graph: node %" PRIu32
+                          " has steps, which only Generate's intervention "
+                          "runs at (a trace is one forward)",
+                          t, id);
     while (nne__igraph_next_save(tr->graph, &pos, &name, &id))
       n++;
   }

@@ -9,8 +9,10 @@
 # different steps, saves). Then against the real nneditd on the fixtures:
 # greedy generation of 8 tokens on gpt2-script, whose JSON lines must add
 # up (8 steps, ids in the vocabulary, the row's text the concatenation of
-# the streamed pieces, finish "length"), and the daemon's INVALID_ARGUMENT
-# naming max_new_tokens.
+# the streamed pieces, finish "length"), an intervention file (-f) that
+# zeroes a head from step 3 on and saves a residual at steps 1 and 2, and
+# the daemon's INVALID_ARGUMENT naming max_new_tokens, and naming both
+# nodes of an intervention whose input does not run at its node's steps.
 set -u
 TEST_NAME=test_generate_cli
 . "$(dirname "$0")/cli_lib.sh"
@@ -34,11 +36,21 @@ def echo(req):
     s = req.sampling
     return ("prompts=%s max_new_tokens=%d sampling=%s temperature=%g top_k=%d top_p=%g "
             "seed=%s repetition_penalty=%g stop_ids=%s stops=%s ignore_eos=%s alternatives=%d "
-            "edit_set=%s save=%s cache=%d" % (
+            "edit_set=%s save=%s cache=%d%s" % (
                 rows_text(req.prompts), req.max_new_tokens, req.HasField("sampling"),
                 s.temperature, s.top_k, s.top_p, s.seed if s.HasField("seed") else "-",
                 s.repetition_penalty, list(req.stop_token_ids), list(req.stop_strings),
-                req.ignore_eos, req.top_alternatives, req.edit_set, list(req.save), req.cache))
+                req.ignore_eos, req.top_alternatives, req.edit_set, list(req.save), req.cache,
+                ivn(req)))
+
+def ivn(req):
+    # The intervention: its nodes (id and kind) and each node's steps.
+    if not req.HasField("intervention"):
+        return ""
+    nodes = ",".join("%d:%s" % (n.id, n.WhichOneof("op")) for n in req.intervention.nodes)
+    steps = ",".join("%d:%d-%s" % (st.node, st.start, st.stop if st.HasField("stop") else "end")
+                     for st in req.steps)
+    return " intervention=[%s] invokes=%d steps=[%s]" % (nodes, len(req.intervention.invokes), steps)
 
 # Row 0's pieces: "é" comes in two tokens (the first adds "", the second
 # the whole character), and a newline.
@@ -111,6 +123,50 @@ expect 1 "fake: echo, defaults"
 has "$ERR" "max_new_tokens=16 sampling=False" "fake: greedy goes without sampling"
 has "$ERR" "seed=- " "fake: no seed unless asked"
 has "$ERR" "cache=0" "fake: the default cache mode"
+
+# An intervention file (-f): its nodes and their steps on the wire, the
+# prompts from the file unless the command line has some.
+cat >"$TMP/ivn.json" <<'EOF'
+{"model": "echo", "prompts": ["from the file"],
+ "nodes": [
+  {"id": 1, "constant": {"scalar": 0}},
+  {"id": 2, "write": {"site": "layers.0.self_attn.z", "value": 1, "last": [16, 32]},
+   "steps": {"start": 3}},
+  {"id": 3, "read": {"site": "layers.1.resid_post"}, "steps": [1, 3]},
+  {"id": 4, "save": {"value": 3, "name": "resid"}, "steps": [1, 3]},
+  {"id": 5, "read": {"site": "layers.0.resid_post", "invoke": "all"}, "steps": 2},
+  {"id": 6, "save": {"value": 5, "name": "r0"}, "steps": "all"}
+ ]}
+EOF
+run "${F[@]}" generate -f "$TMP/ivn.json"
+expect 1 "fake: echo, an intervention"
+has "$ERR" "prompts=Tfrom the file " "fake: the file's prompts"
+has "$ERR" "intervention=[1:constant,2:write,3:read,4:save,5:read,6:save] invokes=0" \
+  "fake: the intervention's nodes"
+has "$ERR" "steps=[2:3-end,3:1-3,4:1-3,5:2-3]" "fake: the nodes' steps"
+run "${F[@]}" generate echo --ids 7,8 -f "$TMP/ivn.json"
+expect 1 "fake: echo, the command line's prompts"
+has "$ERR" "prompts=I7,8 " "fake: --ids over the file's prompts"
+
+# Usage errors of the file: exit 2, naming the place.
+printf '{"nodes": [{"read": {"site": "x"}, "steps": [3, 2]}]}' >"$TMP/bad.json"
+run "${F[@]}" generate echo --prompt x -f "$TMP/bad.json"
+expect 2 "usage: steps stop before start"
+has "$ERR" "bad.json: nodes[0].steps: stop 2 is not after start 3" "usage: steps message"
+printf '{"nodes": [{"read": {"site": "x", "invoke": 0}}]}' >"$TMP/bad.json"
+run "${F[@]}" generate echo --prompt x -f "$TMP/bad.json"
+expect 2 "usage: an invoke in Generate's intervention"
+has "$ERR" "nodes[0].read.invoke: expected -1 or \"all\"" "usage: invoke message"
+printf '{"nodes": [], "invokes": []}' >"$TMP/bad.json"
+run "${F[@]}" generate echo --prompt x -f "$TMP/bad.json"
+expect 2 "usage: invokes in Generate's file"
+has "$ERR" "unknown key 'invokes'" "usage: invokes message"
+printf '{"traces": [{"invokes": [{"tokens": [1]}], "nodes": [{"read": {"site": "x"}, "steps": 1}]}]}' \
+  >"$TMP/bad.json"
+run "${F[@]}" trace m -f "$TMP/bad.json"
+expect 2 "usage: steps in a trace"
+has "$ERR" "traces[0].nodes[0].steps: only Generate's intervention runs nodes at steps" \
+  "usage: steps in a trace message"
 
 # One prompt: the text as it is, then the summary.
 run "${F[@]}" generate ok --prompt "x" -n 5
@@ -209,6 +265,46 @@ run -o json "${A[@]}" generate gpt2-script --prompt "The Eiffel Tower is in" -n 
 run "${A[@]}" generate gpt2-script --prompt "The Eiffel Tower is in" -n 8 --ignore-eos
 expect 0 "daemon: the text form"
 has "$OUT" "-- length, 8 tokens | 8 steps" "daemon: the summary"
+
+# An intervention (nnsight: tracer.iter[3:] zeroes head 1 of layer 0's
+# attention, tracer.iter[1:3] saves layer 1's residual): the first 3 ids
+# are greedy's, a later one differs; the saves come back as resid@1 and
+# resid@2, [1, 1, 64] each (the new token's position), in .npy files too.
+cat >"$TMP/head.json" <<'EOF'
+{"model": "gpt2-script", "prompt": "The Eiffel Tower is in",
+ "nodes": [
+  {"id": 1, "constant": {"scalar": 0}},
+  {"id": 2, "write": {"site": "layers.0.self_attn.z", "value": 1,
+                      "ranges": [{"dim": -1, "start": 16, "stop": 32}]},
+   "steps": {"start": 3}},
+  {"id": 3, "read": {"site": "layers.1.resid_post"}, "steps": [1, 3]},
+  {"id": 4, "save": {"value": 3, "name": "resid"}, "steps": [1, 3]}
+ ]}
+EOF
+run -o json "${A[@]}" generate -f "$TMP/head.json" -n 8 --ignore-eos --save-dir "$TMP/ivn"
+expect 0 "daemon: an intervention"
+printf '%s\n' "$OUT" >"$TMP/head_out.json"
+py "greedy = json.loads(open('$TMP/greedy.json').read().splitlines()[-1])['rows'][0]['ids']
+res = json.loads(open('$TMP/head_out.json').read().splitlines()[-1])
+ids = res['rows'][0]['ids']
+assert len(ids) == 8 and ids[:3] == greedy[:3], (ids, greedy)
+assert ids[3:] != greedy[3:], (ids, greedy)
+assert [s['name'] for s in res['saved']] == ['resid@1', 'resid@2'], res['saved']
+assert all(s['shape'] == [1, 1, 64] for s in res['saved']), res['saved']
+a = np.load('$TMP/ivn/resid_2.npy')
+assert a.shape == (1, 1, 64), a.shape" "daemon: the head zeroed from step 3, saves at steps 1 and 2"
+
+# A node whose input does not run at its steps: the daemon's
+# INVALID_ARGUMENT naming both.
+cat >"$TMP/input.json" <<'EOF'
+{"nodes": [{"id": 1, "read": {"site": "layers.1.resid_post"}, "steps": {"start": 2}},
+           {"id": 2, "save": {"value": 1, "name": "resid"}}]}
+EOF
+run "${A[@]}" generate gpt2-script --prompt "The Eiffel Tower is in" -n 4 -f "$TMP/input.json"
+expect 1 "daemon: an input that does not run"
+has "$ERR" "INVALID_ARGUMENT" "daemon: input status"
+has "$ERR" "node 2 runs at steps [0, end) but its input, node 1, only at [2, end)" \
+  "daemon: both nodes named"
 
 # The daemon is the judge of lengths: too many new tokens for the model's
 # sequence is its INVALID_ARGUMENT naming max_new_tokens.

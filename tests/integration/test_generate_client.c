@@ -15,7 +15,15 @@
  *   - a callback that returns non-zero stops the call (CANCELLED after the
  *     steps it saw), and the daemon serves the next call;
  *   - max_new_tokens 0 is the daemon's INVALID_ARGUMENT naming
- *     max_new_tokens, and the callback is never called.
+ *     max_new_tokens, and the callback is never called;
+ *   - an intervention (nne_client_igraph_* with nne_client_igraph_steps):
+ *     head 1 of layers.0.self_attn.z zeroed from step 3 on leaves the
+ *     first 3 ids of plain greedy and changes a later one; a read + save
+ *     of layers.1.resid_post at steps [1, 3) comes back as "resid@1" and
+ *     "resid@2", [1, 1, 64] each (with the KV cache a later step is the
+ *     new token's position), also among a request's per-step saves; a
+ *     node whose input does not run at its steps is the daemon's
+ *     INVALID_ARGUMENT naming both nodes.
  */
 #include <check.h>
 #include <stdio.h>
@@ -290,6 +298,118 @@ START_TEST(test_bad_max_new_tokens) {
 }
 END_TEST
 
+/* nnsight's
+ *   with model.generate(PROMPT, max_new_tokens=8):
+ *     tracer.iter[3:]: model.layers[0].self_attn.z[..., 16:32] = 0
+ * the head's 16 columns of the attention's per-head output, zeroed from
+ * step 3 on. */
+START_TEST(test_intervention_head_from_step_3) {
+  nne_client_t *c = client();
+  nne_client_generate_req_t req = greedy_req();
+  nne_client_generate_result_t plain, ablated;
+  nne_client_igraph_t *ig = nne_client_igraph_new();
+  nne_client_dim_range_t head1 = {.dim = -1, .start = 16, .stop = 32};
+  seen_t seen;
+  size_t k, differ = 0;
+  int zero = nne_client_igraph_const_scalar(ig, 0.0);
+  int w = nne_client_igraph_write(ig, "layers.0.self_attn.z", zero,
+                                  NNE_CLIENT_INVOKE_ALL, &head1, 1);
+
+  ck_assert_int_eq(nne_client_igraph_steps(ig, w, 3, NNE_CLIENT_STEPS_END), 0);
+  generate_ok(c, &req, &seen, &plain);
+  req.intervention = ig;
+  generate_ok(c, &req, &seen, &ablated);
+  ck_assert_uint_eq(ablated.rows[0].n_ids, N_NEW);
+  ck_assert_uint_eq(ablated.n_saved, 0);
+  for (k = 0; k < N_NEW; k++) {
+    if (k < 3)
+      ck_assert_msg(ablated.rows[0].ids[k] == plain.rows[0].ids[k],
+                    "step %zu changed before the write runs", k);
+    differ += ablated.rows[0].ids[k] != plain.rows[0].ids[k];
+  }
+  ck_assert_msg(differ > 0, "zeroing the head from step 3 changed nothing");
+  nne_client_generate_result_free(&plain);
+  nne_client_generate_result_free(&ablated);
+  nne_client_igraph_free(ig);
+  nne_client_close(c);
+}
+END_TEST
+
+/* nnsight's tracer.iter[1:3]: model.layers[1].output.save(). */
+START_TEST(test_intervention_saves_at_steps) {
+  nne_client_t *c = client();
+  const char *save[] = {"layers.0.resid_post"};
+  nne_client_generate_req_t req = greedy_req();
+  nne_client_generate_result_t res;
+  nne_client_igraph_t *ig = nne_client_igraph_new();
+  seen_t seen;
+  uint32_t s;
+  size_t k;
+  int r = nne_client_igraph_read(ig, "layers.1.resid_post",
+                                 NNE_CLIENT_INVOKE_ALL);
+  int sv = nne_client_igraph_save(ig, r, "resid");
+
+  ck_assert_int_eq(nne_client_igraph_steps(ig, r, 1, 3), 0);
+  ck_assert_int_eq(nne_client_igraph_steps(ig, sv, 1, 3), 0);
+  req.max_new_tokens = 4;
+  req.intervention = ig;
+  generate_ok(c, &req, &seen, &res);
+  ck_assert_uint_eq(res.n_saved, 2);
+  ck_assert_str_eq(res.saved[0].name, "resid@1");
+  ck_assert_str_eq(res.saved[1].name, "resid@2");
+  for (s = 1; s < 3; s++) {
+    const nne_client_tensor_t *t =
+        nne_client_generate_result_saved_at(&res, "resid", s);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_uint_eq(t->ndim, 3);
+    ck_assert(t->shape[0] == 1 && t->shape[1] == 1 && t->shape[2] == 64);
+  }
+  nne_client_generate_result_free(&res);
+
+  /* Among the request's saves of every step: both kinds, each by name. */
+  req.save = save;
+  req.n_save = 1;
+  generate_ok(c, &req, &seen, &res);
+  ck_assert_uint_eq(res.n_saved, 4 + 2);
+  for (s = 0; s < 4; s++)
+    ck_assert_ptr_nonnull(
+        nne_client_generate_result_saved_at(&res, save[0], s));
+  for (k = 0, s = 0; k < res.n_saved; k++)
+    s += strncmp(res.saved[k].name, "resid@", 6) == 0;
+  ck_assert_uint_eq(s, 2);
+  ck_assert_ptr_nonnull(nne_client_generate_result_saved_at(&res, "resid", 1));
+  ck_assert_ptr_nonnull(nne_client_generate_result_saved_at(&res, "resid", 2));
+  nne_client_generate_result_free(&res);
+  nne_client_igraph_free(ig);
+  nne_client_close(c);
+}
+END_TEST
+
+START_TEST(test_intervention_input_not_running) {
+  nne_client_t *c = client();
+  nne_client_generate_req_t req = greedy_req();
+  nne_client_generate_result_t res;
+  nne_client_igraph_t *ig = nne_client_igraph_new();
+  nne_client_err_t err;
+  seen_t seen;
+  int r = nne_client_igraph_read(ig, "layers.1.resid_post",
+                                 NNE_CLIENT_INVOKE_ALL);
+  /* The save runs at every step, its input only from step 2 on. */
+  nne_client_igraph_save(ig, r, "resid");
+  ck_assert_int_eq(nne_client_igraph_steps(ig, r, 2, NNE_CLIENT_STEPS_END), 0);
+  req.intervention = ig;
+  seen_reset(&seen, 0);
+  ck_assert_int_eq(nne_client_generate(c, &req, on_step, &seen, &res, &err),
+                   -NNE_CLIENT_INVALID_ARGUMENT);
+  ck_assert_msg(strstr(err.message, "node 2 runs at steps [0, end) but its "
+                                    "input, node 1, only at [2, end)") != NULL,
+                "%s", err.message);
+  ck_assert_uint_eq(seen.calls, 0);
+  nne_client_igraph_free(ig);
+  nne_client_close(c);
+}
+END_TEST
+
 static Suite *generate_suite(void) {
   Suite *s = suite_create("generate_client");
   TCase *tc = tcase_create("serving");
@@ -300,6 +420,9 @@ static Suite *generate_suite(void) {
   tcase_add_test(tc, test_saves);
   tcase_add_test(tc, test_callback_stops);
   tcase_add_test(tc, test_bad_max_new_tokens);
+  tcase_add_test(tc, test_intervention_head_from_step_3);
+  tcase_add_test(tc, test_intervention_saves_at_steps);
+  tcase_add_test(tc, test_intervention_input_not_running);
   tcase_set_timeout(tc, 300);
   suite_add_tcase(s, tc);
   return s;

@@ -1,7 +1,7 @@
 /* test_cmd_generate.c — client/ctl/cmd_generate.c: the command line of
  * `nneditctl generate` into a request (every option, in the library's
- * terms), and the usage errors of bad values, each naming the option as
- * typed and quoting the value. */
+ * terms, and an intervention file), and the usage errors of bad values,
+ * each naming the option as typed and quoting the value. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,13 +205,82 @@ START_TEST(test_bounds) {
 }
 END_TEST
 
+/* -f FILE: the intervention from Generate's form of TRACE-JSON; the model,
+ * edit set and prompts from the file unless the command line gives them;
+ * --save-dir needs no --save then (the file may have save nodes). */
+START_TEST(test_file) {
+  ctl_t c = {.cmd = &ctl_cmd_generate};
+  const char *path =
+      put("g.json", "{\"model\": \"gpt2-script\", \"edit_set\": \"es-1\", "
+                    "\"prompt\": \"from the file\", \"nodes\": ["
+                    " {\"id\": 3, \"read\": {\"site\": \"layers.1.resid_post\"},"
+                    " \"steps\": [1, 3]},"
+                    " {\"id\": 4, \"save\": {\"value\": 3, \"name\": \"r\"},"
+                    " \"steps\": [1, 3]}]}");
+  char *from_file[] = {"-f", (char *)path, "--save-dir", g_dir, NULL};
+  char *over[] = {"m2", "--ids", "1,2", "--edit-set", "es-2", "-f",
+                  (char *)path, NULL};
+  const nne_client_generate_req_t *r;
+  const char *err;
+  ctl_gen_t *g;
+  uint32_t start;
+  int64_t stop;
+
+  ck_assert_int_eq(gen_parse(&c, from_file, &g, &err), 0);
+  r = ctl_gen_req(g);
+  ck_assert_str_eq(r->model, "gpt2-script");
+  ck_assert_str_eq(r->edit_set, "es-1");
+  ck_assert_uint_eq(r->n_prompts, 1);
+  ck_assert_str_eq(r->prompts[0].text, "from the file");
+  ck_assert_ptr_nonnull(r->intervention);
+  ck_assert_uint_eq(nne_client_igraph_size(r->intervention), 2);
+  ck_assert_int_eq(nne_client_igraph_get_steps(r->intervention, 4, &start,
+                                               &stop),
+                   1);
+  ck_assert(start == 1 && stop == 3);
+  ctl_gen_free(g);
+
+  ck_assert_int_eq(gen_parse(&c, over, &g, &err), 0);
+  r = ctl_gen_req(g);
+  ck_assert_str_eq(r->model, "m2");
+  ck_assert_str_eq(r->edit_set, "es-2");
+  ck_assert(r->n_prompts == 1 && r->prompts[0].n_ids == 2);
+  ck_assert_ptr_nonnull(r->intervention);
+  ctl_gen_free(g);
+}
+END_TEST
+
+START_TEST(test_file_refused) {
+  const char *bare = put("bare.json", "{\"nodes\": []}");
+  char *no_model[] = {"--prompt", "x", "-f", (char *)bare, NULL};
+  char *no_prompt[] = {"m", "-f", (char *)bare, NULL};
+  char *missing[] = {"m", "--prompt", "x", "-f", "/nonexistent/g.json", NULL};
+  char *bad_steps[] = {"m", "--prompt", "x", "-f", NULL, NULL};
+
+  assert_usage(no_model, "nneditctl: missing MODEL (an argument, or "
+                         "\"model\" in the file)\n");
+  assert_usage(no_prompt, "nneditctl: at least one --prompt (or --ids row)");
+  assert_usage(missing, "nneditctl: /nonexistent/g.json: ");
+  bad_steps[4] = (char *)put(
+      "bad.json", "{\"nodes\": [{\"read\": {\"site\": \"a\"}, \"steps\": "
+                  "[2, 1]}]}");
+  assert_usage(bad_steps, "nneditctl: ");
+  ck_assert_msg(strstr(capture_buf, "bad.json: nodes[0].steps: stop 1 is "
+                                    "not after start 2") != NULL,
+                "%s", capture_buf);
+}
+END_TEST
+
 static Suite *cmd_generate_suite(void) {
   Suite *s = suite_create("ctl_cmd_generate");
   TCase *tc = tcase_create("args");
+  tcase_add_checked_fixture(tc, tmpdir_setup, tmpdir_teardown);
   tcase_add_test(tc, test_all_options);
   tcase_add_test(tc, test_defaults);
   tcase_add_test(tc, test_bad_values);
   tcase_add_test(tc, test_bounds);
+  tcase_add_test(tc, test_file);
+  tcase_add_test(tc, test_file_refused);
   suite_add_tcase(s, tc);
   return s;
 }

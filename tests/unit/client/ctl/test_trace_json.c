@@ -1,6 +1,7 @@
 /* test_trace_json.c — client/ctl/trace_json.c: TRACE-JSON files become the
  * traces of one request (request-wide keys, invokes, graphs built node by
- * node), and malformed files are refused naming the place. */
+ * node), Generate's form one intervention whose nodes run at steps, and
+ * malformed files are refused naming the place. */
 #include <check.h>
 #include <stdalign.h>
 #include <stddef.h>
@@ -12,14 +13,22 @@
 #include "ctl_test.h"
 #include "trace_json.h"
 
-/* The file is refused, naming the place: k-th case of a table. */
-static void expect_refused(const char *path, size_t k, const char *needle) {
+typedef bool (*loader_t)(ctl_trace_file_t *tf, const char *path);
+
+/* The file is refused by `load` (a trace file's or Generate's), naming the
+ * place: k-th case of a table. */
+static void expect_refused_by(loader_t load, const char *path, size_t k,
+                              const char *needle) {
   ctl_trace_file_t tf;
-  bool ok = ctl_trace_file_load(&tf, path);
+  bool ok = load(&tf, path);
   ck_assert_msg(!ok, "case %zu was accepted", k);
   ck_assert_msg(strstr(tf.j.msg, needle) != NULL,
                 "case %zu: '%s' does not name '%s'", k, tf.j.msg, needle);
   ctl_trace_file_free(&tf);
+}
+
+static void expect_refused(const char *path, size_t k, const char *needle) {
+  expect_refused_by(ctl_trace_file_load, path, k, needle);
 }
 
 START_TEST(test_every_node_kind) {
@@ -232,6 +241,132 @@ START_TEST(test_simple_form_parts) {
 }
 END_TEST
 
+/* The steps node `id` of g runs at: start, and stop (-1: to the end), or
+ * "all" as start -1. */
+static void assert_steps(const nne_client_igraph_t *g, int id, int64_t start,
+                         int64_t stop) {
+  uint32_t a;
+  int64_t b;
+  int rc = nne_client_igraph_get_steps(g, id, &a, &b);
+  ck_assert_int_ge(rc, 0);
+  if (start < 0) {
+    ck_assert_msg(rc == 0, "node %d has steps", id);
+    return;
+  }
+  ck_assert_msg(rc == 1, "node %d has no steps", id);
+  ck_assert_msg(a == start && b == stop, "node %d: [%u, %lld)", id, a,
+                (long long)b);
+}
+
+/* Generate's form: the model, the edit set, prompts as one invoke of rows,
+ * and the nodes with their steps in every spelling. */
+START_TEST(test_generate_form) {
+  ctl_trace_file_t tf;
+  const nne_client_igraph_t *g;
+  ck_assert_msg(
+      ctl_trace_file_load_generate(
+          &tf,
+          put("g.json",
+              "{\"model\": \"gpt2-script\", \"edit_set\": \"es-1\", "
+              "\"prompts\": [\"a\", \"b\"], \"nodes\": ["
+              " {\"id\": 1, \"constant\": {\"scalar\": 0}},"
+              " {\"id\": 2, \"write\": {\"site\": \"layers.0.self_attn.z\", "
+              "\"value\": 1, \"last\": [16, 32]}, \"steps\": {\"start\": 3}},"
+              " {\"id\": 3, \"read\": {\"site\": \"layers.1.resid_post\", "
+              "\"invoke\": -1}, \"steps\": [1, 3]},"
+              " {\"id\": 4, \"save\": {\"value\": 3, \"name\": \"r\"}, "
+              "\"steps\": {\"start\": 1, \"stop\": 3}},"
+              " {\"id\": 5, \"call\": {\"fn\": \"mul\", \"args\": [{\"node\": "
+              "3}, 2.0]}, \"steps\": 2},"
+              " {\"id\": 6, \"read\": {\"site\": \"x\"}, \"steps\": [4, null]},"
+              " {\"id\": 7, \"read\": {\"site\": \"y\"}, \"steps\": [5]},"
+              " {\"id\": 8, \"read\": {\"site\": \"z\"}, \"steps\": \"all\"}]}")),
+      "%s", tf.j.msg);
+  ck_assert(tf.generate);
+  ck_assert_str_eq(tf.model, "gpt2-script");
+  ck_assert_str_eq(tf.edit_set, "es-1");
+  ck_assert_uint_eq(tf.n_traces, 1);
+  ck_assert_uint_eq(tf.traces[0].n_invokes, 1);
+  ck_assert_uint_eq(tf.traces[0].invokes[0].n_rows, 2);
+  ck_assert_str_eq(tf.traces[0].invokes[0].rows[1].text, "b");
+  g = tf.traces[0].graph;
+  ck_assert_uint_eq(nne_client_igraph_size(g), 8);
+  ck_assert_int_eq(nne_client_igraph_error(g, NULL), 0);
+  assert_steps(g, 1, -1, 0);
+  assert_steps(g, 2, 3, NNE_CLIENT_STEPS_END);
+  assert_steps(g, 3, 1, 3);
+  assert_steps(g, 4, 1, 3);
+  assert_steps(g, 5, 2, 3); /* step 2 alone: the 2nd .next() */
+  assert_steps(g, 6, 4, NNE_CLIENT_STEPS_END);
+  assert_steps(g, 7, 5, NNE_CLIENT_STEPS_END);
+  assert_steps(g, 8, -1, 0);
+  ctl_trace_file_free(&tf);
+
+  /* Without prompts or a model: the command line gives them. */
+  ck_assert_msg(ctl_trace_file_load_generate(
+                    &tf, put("g.json", "{\"nodes\": []}")),
+                "%s", tf.j.msg);
+  ck_assert_ptr_null(tf.model);
+  ck_assert_uint_eq(tf.traces[0].n_invokes, 0);
+  ck_assert_uint_eq(nne_client_igraph_size(tf.traces[0].graph), 0);
+  ctl_trace_file_free(&tf);
+}
+END_TEST
+
+START_TEST(test_generate_refused) {
+  static const struct {
+    const char *json, *needle;
+  } cases[] = {
+      {"{\"model\": \"m\"}", "nodes: expected an array of nodes (the "
+                             "intervention)"},
+      {"{\"nodes\": {}}", "nodes: expected an array of nodes"},
+      {"{\"nodes\": [], \"traces\": []}", "unknown key 'traces'"},
+      {"{\"nodes\": [], \"padding\": \"left\"}", "unknown key 'padding'"},
+      {"{\"nodes\": [], \"tokens\": [1], \"mask\": [1]}",
+       "unknown key 'mask'"},
+      {"{\"nodes\": [], \"tokens\": [1], \"prompt\": \"a\"}",
+       "expected exactly one of \"tokens\", \"prompt\" or \"prompts\""},
+      {"{\"nodes\": [], \"prompts\": []}",
+       "prompts: expected a non-empty array of texts"},
+      {"{\"nodes\": [{\"read\": {\"site\": \"a\", \"invoke\": 0}}]}",
+       "nodes[0].read.invoke: expected -1 or \"all\": Generate's prompts "
+       "are the batch"},
+      {"{\"nodes\": [{\"id\": 2, \"read\": {\"site\": \"a\"}}, {\"id\": 2, "
+       "\"read\": {\"site\": \"b\"}}]}",
+       "nodes[1].id: 2 is already the id of nodes[0]"},
+      {"{\"nodes\": [{\"save\": {\"value\": 4, \"name\": \"x\"}}]}",
+       "nodes[0].save.value: no node 4 in this trace"},
+      {"{\"nodes\": [{\"read\": {\"site\": \"a\"}, \"steps\": [3, 3]}]}",
+       "nodes[0].steps: stop 3 is not after start 3"},
+      {"{\"nodes\": [{\"read\": {\"site\": \"a\"}, \"steps\": -1}]}",
+       "nodes[0].steps: expected \"all\", a step k, [start, stop]"},
+      {"{\"nodes\": [{\"read\": {\"site\": \"a\"}, \"steps\": [null, 3]}]}",
+       "nodes[0].steps: expected \"all\""},
+      {"{\"nodes\": [{\"read\": {\"site\": \"a\"}, \"steps\": [1, 2, 3]}]}",
+       "nodes[0].steps: expected \"all\""},
+      {"{\"nodes\": [{\"read\": {\"site\": \"a\"}, \"steps\": \"every\"}]}",
+       "nodes[0].steps: expected \"all\""},
+      {"{\"nodes\": [{\"read\": {\"site\": \"a\"}, \"steps\": {\"stop\": "
+       "3}}]}",
+       "nodes[0].steps: expected \"all\""},
+      {"{\"nodes\": [{\"read\": {\"site\": \"a\"}, \"steps\": {\"start\": 1, "
+       "\"end\": 3}}]}",
+       "nodes[0].steps: unknown key 'end' (known: start, stop)"},
+      {"{\"nodes\": [{\"read\": {\"site\": \"a\"}, \"steps\": [1, "
+       "4294967296]}]}",
+       "nodes[0].steps: stop 4294967296 is not after start 1"},
+  };
+  size_t k;
+  for (k = 0; k < sizeof cases / sizeof cases[0]; k++)
+    expect_refused_by(ctl_trace_file_load_generate,
+                      put("g.json", cases[k].json), k, cases[k].needle);
+  /* A trace is one forward: steps are Generate's alone. */
+  expect_refused(one_trace("{\"read\": {\"site\": \"a\"}, \"steps\": 1}"), 0,
+                 "traces[0].nodes[0].steps: only Generate's intervention "
+                 "runs nodes at steps");
+}
+END_TEST
+
 static Suite *trace_json_suite(void) {
   Suite *s = suite_create("ctl_trace_json");
   TCase *tc = tcase_create("trace_json");
@@ -241,6 +376,8 @@ static Suite *trace_json_suite(void) {
   tcase_add_test(tc, test_refused_request);
   tcase_add_test(tc, test_simple_form_parts);
   tcase_add_test(tc, test_prompts);
+  tcase_add_test(tc, test_generate_form);
+  tcase_add_test(tc, test_generate_refused);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -274,37 +274,93 @@ START_TEST(test_callback_stops) {
 }
 END_TEST
 
+/* Steps 0 and 1, then four tensors named[i] holding vals[i] (twice), then
+ * the result listing them: a whole stream, decoded into *res. */
+static void stream_4_saves(const nne_client_generate_req_t *req,
+                           const char *const named[4], const float vals[4],
+                           nne_client_generate_result_t *res) {
+  nne_client_err_t err;
+  seen_t seen = {.stop_at = -1};
+  nne__gen_t *g = nne__gen_new(req, on_step, &seen, res, 1 << 20);
+  buf_t m;
+  size_t i;
+  ck_assert_ptr_nonnull(g);
+  m = step0();
+  ck_assert_int_eq(feed(g, &m, &err), NNE__STREAM_MORE);
+  m = step1();
+  ck_assert_int_eq(feed(g, &m, &err), NNE__STREAM_MORE);
+  for (i = 0; i < 4; i++) {
+    m = chunk(named[i], vals[i], vals[i]);
+    ck_assert_msg(feed(g, &m, &err) == NNE__STREAM_MORE, "%s", err.message);
+  }
+  m = result(2, named, 4);
+  ck_assert_int_eq(feed(g, &m, &err), NNE__STREAM_MORE);
+  ck_assert_int_eq(nne__gen_end(g, 0, &err), 0);
+  nne__gen_free(g);
+  ck_assert_uint_eq(res->n_saved, 4);
+}
+
 /* An edit set's saves come among the request's, named by the set; the
  * request's still come in their order. */
 START_TEST(test_edit_set_saves) {
   nne_client_generate_req_t req = base_req();
   nne_client_generate_result_t res;
-  nne_client_err_t err;
-  seen_t seen = {.stop_at = -1};
   const char *const listed[] = {"layers.0.resid_post@0", "steer@0",
                                 "layers.0.resid_post@1", "steer@1"};
-  buf_t msgs[7];
-  nne__gen_t *g;
-  size_t i;
+  const float vals[] = {0, 5, 1, 6};
 
   req.edit_set = "es-1";
-  g = nne__gen_new(&req, on_step, &seen, &res, 1 << 20);
-  msgs[0] = step0();
-  msgs[1] = step1();
-  msgs[2] = chunk(listed[0], 0, 0);
-  msgs[3] = chunk(listed[1], 5, 5);
-  msgs[4] = chunk(listed[2], 1, 1);
-  msgs[5] = chunk(listed[3], 6, 6);
-  msgs[6] = result(2, listed, 4);
-  for (i = 0; i < 7; i++)
-    ck_assert_int_eq(feed(g, &msgs[i], &err), NNE__STREAM_MORE);
-  ck_assert_int_eq(nne__gen_end(g, 0, &err), 0);
-  nne__gen_free(g);
-  ck_assert_uint_eq(res.n_saved, 4);
+  stream_4_saves(&req, listed, vals, &res);
   ck_assert(
       ((const float *)nne_client_generate_result_saved_at(&res, "steer", 1)
            ->data)[0] == 6.0f);
   nne_client_generate_result_free(&res);
+}
+END_TEST
+
+/* An intervention with a save node "resid" (node 2) at steps [0, 2) and a
+ * write (node 4) of a zeroed head from step 1 on: the graph of the tests
+ * below. Free with nne_client_igraph_free. */
+static nne_client_igraph_t *ivn_graph(void) {
+  nne_client_igraph_t *ig = nne_client_igraph_new();
+  nne_client_dim_range_t head1 = {.dim = -1, .start = 16, .stop = 32};
+  int r = nne_client_igraph_read(ig, "layers.1.resid_post",
+                                 NNE_CLIENT_INVOKE_ALL);
+  int s = nne_client_igraph_save(ig, r, "resid");
+  int z = nne_client_igraph_const_scalar(ig, 0.0);
+  int w = nne_client_igraph_write(ig, "layers.0.self_attn.z", z,
+                                  NNE_CLIENT_INVOKE_ALL, &head1, 1);
+  ck_assert_int_eq(nne_client_igraph_steps(ig, r, 0, 2), 0);
+  ck_assert_int_eq(nne_client_igraph_steps(ig, s, 0, 2), 0);
+  ck_assert_int_eq(nne_client_igraph_steps(ig, w, 1, NNE_CLIENT_STEPS_END), 0);
+  ck_assert_int_eq(nne_client_igraph_error(ig, NULL), 0);
+  return ig;
+}
+
+/* The intervention's saves come first in each step (as the daemon sends
+ * them), then the request's, which keep their order; saved_at finds both
+ * kinds by name and step. */
+START_TEST(test_intervention_saves) {
+  nne_client_generate_req_t req = base_req();
+  nne_client_generate_result_t res;
+  const char *const listed[] = {"resid@0", "layers.0.resid_post@0", "resid@1",
+                                "layers.0.resid_post@1"};
+  const float vals[] = {7, 0, 8, 1};
+  size_t i;
+
+  req.intervention = ivn_graph();
+  stream_4_saves(&req, listed, vals, &res);
+  for (i = 0; i < 4; i++)
+    ck_assert_str_eq(res.saved[i].name, listed[i]);
+  ck_assert(
+      ((const float *)nne_client_generate_result_saved_at(&res, "resid", 1)
+           ->data)[0] == 8.0f);
+  ck_assert(((const float *)nne_client_generate_result_saved_at(
+                 &res, "layers.0.resid_post", 1)
+                 ->data)[0] == 1.0f);
+  ck_assert_ptr_null(nne_client_generate_result_saved_at(&res, "resid", 2));
+  nne_client_generate_result_free(&res);
+  nne_client_igraph_free((nne_client_igraph_t *)req.intervention);
 }
 END_TEST
 
@@ -422,6 +478,34 @@ START_TEST(test_broken) {
     ASSERT_BROKEN(req, msgs,
                   "tensor 'steer@0' after the 1 tensors asked for (1 saves, "
                   "1 steps)");
+  }
+  {
+    /* An intervention's save at a step that was not streamed, with a
+     * leading zero, or under a name the graph does not save. */
+    nne_client_generate_req_t ri = req;
+    nne_client_igraph_t *ig = ivn_graph();
+    ri.intervention = ig;
+    {
+      buf_t msgs[] = {step0(), step1(), chunk("resid@2", 0, 0)};
+      ASSERT_BROKEN(ri, msgs,
+                    "tensor 'resid@2' came where 'layers.0.resid_post@0' was "
+                    "due");
+    }
+    {
+      buf_t msgs[] = {step0(), step1(), chunk("resid@01", 0, 0)};
+      ASSERT_BROKEN(ri, msgs, "tensor 'resid@01' came where");
+    }
+    {
+      buf_t msgs[] = {step0(), chunk("resid@0", 0, 0), chunk("resid@0", 0, 0)};
+      ASSERT_BROKEN(ri, msgs,
+                    "tensor 'resid@0': more than 1 tensors of the "
+                    "intervention's 1 saves in 1 steps");
+    }
+    {
+      buf_t msgs[] = {step0(), chunk("other@0", 0, 0)};
+      ASSERT_BROKEN(ri, msgs, "tensor 'other@0' came where");
+    }
+    nne_client_igraph_free(ig);
   }
   {
     /* max_new_tokens 1: step 1 cannot exist. */
@@ -546,6 +630,205 @@ START_TEST(test_request) {
 }
 END_TEST
 
+/* Generate's intervention, decoded back: its nodes (id and kind, a
+ * write's site and range) and the steps list. */
+typedef struct ivn_back {
+  int n_traces;
+  uint32_t ids[8], ops[8];
+  char write_site[NNE_CLIENT_SITE_MAX];
+  nnedit_v1_DimRange range;
+  size_t n;
+  nnedit_v1_NodeSteps steps[8];
+  size_t n_steps;
+} ivn_back_t;
+
+static bool node_back_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  ivn_back_t *b = *arg;
+  nnedit_v1_Node m = nnedit_v1_Node_init_zero;
+  (void)f;
+  if (!pb_decode(s, nnedit_v1_Node_fields, &m))
+    return false;
+  ck_assert_uint_lt(b->n, 8);
+  b->ids[b->n] = m.id;
+  b->ops[b->n] = m.which_op;
+  if (m.which_op == nnedit_v1_Node_write_tag) {
+    memcpy(b->write_site, m.op.write.site, sizeof b->write_site);
+    ck_assert_uint_eq(m.op.write.ranges_count, 1);
+    b->range = m.op.write.ranges[0];
+    ck_assert(!m.op.write.has_invoke);
+  }
+  b->n++;
+  return true;
+}
+
+static bool ivn_back_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  ivn_back_t *b = *arg;
+  nnedit_v1_Trace t = nnedit_v1_Trace_init_zero;
+  (void)f;
+  NNE_PB_DEC(t.nodes, node_back_dec, b);
+  b->n_traces++;
+  if (!pb_decode(s, nnedit_v1_Trace_fields, &t))
+    return false;
+  ck_assert_str_eq(t.name, "");
+  return true;
+}
+
+static bool steps_back_dec(pb_istream_t *s, const pb_field_t *f, void **arg) {
+  ivn_back_t *b = *arg;
+  (void)f;
+  ck_assert_uint_lt(b->n_steps, 8);
+  b->steps[b->n_steps] = (nnedit_v1_NodeSteps)nnedit_v1_NodeSteps_init_zero;
+  return pb_decode(s, nnedit_v1_NodeSteps_fields, &b->steps[b->n_steps++]);
+}
+
+/* Encodes req and decodes its intervention and steps back into *b. */
+static void request_back(const nne_client_generate_req_t *req, ivn_back_t *b) {
+  nnedit_v1_GenerateRequest m, back = nnedit_v1_GenerateRequest_init_zero;
+  nne__gen_enc_t enc;
+  uint8_t bytes[4096];
+  pb_ostream_t os = pb_ostream_from_buffer(bytes, sizeof bytes);
+  pb_istream_t is;
+  nne_client_err_t err;
+  memset(b, 0, sizeof *b);
+  ck_assert_int_eq(nne__gen_check(req, &err), 0);
+  nne__gen_req(req, &m, &enc);
+  ck_assert(pb_encode(&os, nnedit_v1_GenerateRequest_fields, &m));
+  NNE_PB_DEC(back.intervention, ivn_back_dec, b);
+  NNE_PB_DEC(back.steps, steps_back_dec, b);
+  is = pb_istream_from_buffer(bytes, os.bytes_written);
+  ck_assert(pb_decode(&is, nnedit_v1_GenerateRequest_fields, &back));
+}
+
+START_TEST(test_request_intervention) {
+  nne_client_generate_req_t req = base_req();
+  nne_client_igraph_t *ig = ivn_graph(), *empty = nne_client_igraph_new();
+  ivn_back_t b;
+
+  /* No intervention: neither field. */
+  request_back(&req, &b);
+  ck_assert_int_eq(b.n_traces, 0);
+  ck_assert_uint_eq(b.n_steps, 0);
+
+  req.intervention = ig;
+  request_back(&req, &b);
+  ck_assert_int_eq(b.n_traces, 1);
+  ck_assert_uint_eq(b.n, 4);
+  ck_assert(b.ids[0] == 1 && b.ids[1] == 2 && b.ids[2] == 3 && b.ids[3] == 4);
+  ck_assert_uint_eq(b.ops[0], nnedit_v1_Node_read_tag);
+  ck_assert_uint_eq(b.ops[1], nnedit_v1_Node_save_tag);
+  ck_assert_uint_eq(b.ops[2], nnedit_v1_Node_constant_tag);
+  ck_assert_uint_eq(b.ops[3], nnedit_v1_Node_write_tag);
+  ck_assert_str_eq(b.write_site, "layers.0.self_attn.z");
+  ck_assert(b.range.dim == -1 && b.range.start == 16 && b.range.stop == 32);
+  /* The steps in the order given; "to the end" is an unset stop. */
+  ck_assert_uint_eq(b.n_steps, 3);
+  ck_assert(b.steps[0].node == 1 && b.steps[0].start == 0);
+  ck_assert(b.steps[0].has_stop && b.steps[0].stop == 2);
+  ck_assert(b.steps[1].node == 2 && b.steps[1].has_stop);
+  ck_assert(b.steps[2].node == 4 && b.steps[2].start == 1);
+  ck_assert(!b.steps[2].has_stop);
+
+  /* An empty graph: an empty Trace, no steps. */
+  req.intervention = empty;
+  request_back(&req, &b);
+  ck_assert_int_eq(b.n_traces, 1);
+  ck_assert_uint_eq(b.n, 0);
+  ck_assert_uint_eq(b.n_steps, 0);
+  nne_client_igraph_free(ig);
+  nne_client_igraph_free(empty);
+}
+END_TEST
+
+/* nne_client_igraph_steps refuses what is not a range of an added node,
+ * recorded as the graph's error; a trace refuses a graph with steps. */
+START_TEST(test_igraph_steps) {
+  nne_client_igraph_t *ig = nne_client_igraph_new();
+  nne_client_err_t err;
+  int r = nne_client_igraph_read(ig, "layers.0.resid_post",
+                                 NNE_CLIENT_INVOKE_ALL);
+  struct {
+    int node;
+    uint32_t start;
+    int64_t stop;
+    const char *text;
+  } bad[] = {
+      {7, 0, 1, "node 7 (steps): no node 7 in the graph"},
+      {0, 0, 1, "node 0 (steps): no node 0 in the graph"},
+      {-3, 0, 1, "node -3 (steps): no node -3 in the graph"},
+      {1, 3, 3, "node 1 (steps): stop 3 is not after start 3"},
+      {1, 0, -2, "node 1 (steps): stop -2 is not after start 0"},
+      {1, 0, (int64_t)UINT32_MAX + 1, "stop 4294967296 is not after"},
+  };
+  size_t k;
+
+  for (k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    nne_client_igraph_t *g2 = nne_client_igraph_new();
+    nne_client_igraph_read(g2, "x", NNE_CLIENT_INVOKE_ALL);
+    ck_assert_int_eq(
+        nne_client_igraph_steps(g2, bad[k].node, bad[k].start, bad[k].stop),
+        -NNE_CLIENT_INVALID_ARGUMENT);
+    ck_assert_int_eq(nne_client_igraph_error(g2, &err),
+                     -NNE_CLIENT_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(err.message, bad[k].text) != NULL, "%s",
+                  err.message);
+    /* The error sticks: later calls add nothing. */
+    ck_assert_int_eq(nne_client_igraph_read(g2, "y", NNE_CLIENT_INVOKE_ALL),
+                     -NNE_CLIENT_INVALID_ARGUMENT);
+    ck_assert_uint_eq(nne_client_igraph_size(g2), 1);
+    nne_client_igraph_free(g2);
+  }
+  ck_assert_int_eq(nne_client_igraph_steps(NULL, 1, 0, 1),
+                   -NNE_CLIENT_INVALID_ARGUMENT);
+  {
+    uint32_t start = 9;
+    int64_t stop = 9;
+    ck_assert_int_eq(nne_client_igraph_get_steps(ig, r, &start, &stop), 0);
+    ck_assert(start == 0 && stop == NNE_CLIENT_STEPS_END);
+    ck_assert_int_eq(nne_client_igraph_steps(ig, r, 2, 3), 0);
+    ck_assert_int_eq(nne_client_igraph_get_steps(ig, r, &start, &stop), 1);
+    ck_assert(start == 2 && stop == 3);
+    ck_assert_int_eq(nne_client_igraph_get_steps(ig, 5, &start, &stop),
+                     -NNE_CLIENT_NOT_FOUND);
+  }
+  ck_assert_int_eq(nne_client_igraph_steps(ig, r, 0, NNE_CLIENT_STEPS_END),
+                   -NNE_CLIENT_INVALID_ARGUMENT);
+  nne_client_igraph_error(ig, &err);
+  ck_assert_msg(strstr(err.message, "node 1 (steps): the node has steps "
+                                    "already") != NULL,
+                "%s", err.message);
+  nne_client_igraph_free(ig);
+
+  /* Steps are Generate's: a trace's graph with some is refused before
+   * anything goes out (no daemon behind this address). */
+  {
+    nne_client_opts_t opts;
+    nne_client_t *cli;
+    nne_client_igraph_t *g3 = nne_client_igraph_new();
+    int64_t ids[] = {1, 2};
+    nne_client_token_row_t row = {.ids = ids, .n_ids = 2};
+    nne_client_invoke_t inv = {.rows = &row, .n_rows = 1};
+    nne_client_trace_t tr = {.invokes = &inv, .n_invokes = 1, .graph = g3};
+    nne_client_trace_req_t treq = {.model = "m", .traces = &tr,
+                                   .n_traces = 1};
+    nne_client_trace_results_t tres;
+    int x = nne_client_igraph_read(g3, "layers.0.resid_post",
+                                   NNE_CLIENT_INVOKE_ALL);
+    nne_client_igraph_save(g3, x, "r");
+    ck_assert_int_eq(nne_client_igraph_steps(g3, 2, 1, 2), 0);
+    nne_client_opts_init(&opts);
+    opts.address = "127.0.0.1:1";
+    ck_assert_int_eq(nne_client_connect(&opts, &cli, &err), 0);
+    ck_assert_int_eq(nne_client_trace(cli, &treq, &tres, &err),
+                     -NNE_CLIENT_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(err.message, "trace: traces[0].graph: node 2 has "
+                                      "steps, which only Generate") != NULL,
+                  "%s", err.message);
+    nne_client_close(cli);
+    nne_client_igraph_free(g3);
+  }
+}
+END_TEST
+
 #define ASSERT_REFUSED(req, text)                                              \
   do {                                                                         \
     nne_client_err_t e_;                                                       \
@@ -619,6 +902,25 @@ START_TEST(test_check) {
   r = req;
   r.max_new_tokens = 0;
   ck_assert_int_eq(nne__gen_check(&r, &err), 0);
+
+  /* The intervention: its build error, and its saves' tensor names. */
+  {
+    nne_client_igraph_t *ig = nne_client_igraph_new();
+    int x = nne_client_igraph_read(ig, "layers.0.resid_post",
+                                   NNE_CLIENT_INVOKE_ALL);
+    nne_client_igraph_save(ig, x, long_site);
+    r = req;
+    r.intervention = ig;
+    r.max_new_tokens = 10;
+    ck_assert_int_eq(nne__gen_check(&r, &err), 0);
+    r.max_new_tokens = 100;
+    ASSERT_REFUSED(r, "generate: intervention: node 2 (save): name "
+                      "'ssss");
+    ASSERT_REFUSED(r, "its tensors are named '<name>@<step>'");
+    nne_client_igraph_steps(ig, 9, 0, 1);
+    ASSERT_REFUSED(r, "generate: intervention: node 9 (steps): no node 9");
+    nne_client_igraph_free(ig);
+  }
 }
 END_TEST
 
@@ -629,6 +931,9 @@ static Suite *generate_suite(void) {
   tcase_add_test(tc, test_stream);
   tcase_add_test(tc, test_callback_stops);
   tcase_add_test(tc, test_edit_set_saves);
+  tcase_add_test(tc, test_intervention_saves);
+  tcase_add_test(tc, test_request_intervention);
+  tcase_add_test(tc, test_igraph_steps);
   tcase_add_test(tc, test_broken);
   tcase_add_test(tc, test_request);
   tcase_add_test(tc, test_check);
