@@ -30,7 +30,8 @@ typedef struct step {
   bool trim;         /* else a template */
   bool prefix_space; /* trim: the first token's one space was added */
   item_t *single, *pair;
-  size_t nsingle, npair; /* npair 0: no pair template */
+  size_t nsingle, npair;
+  bool has_pair; /* a pair form, possibly empty ("pair": []) */
 } step_t;
 
 struct nne__post {
@@ -252,10 +253,13 @@ static int load_into(nne__post_t *p, json_t *j, nne__path_t *path,
   step_t *s = step_new(p);
   if (!s)
     return NNE_ENOMEM;
-  if (strcmp(type, "TemplateProcessing") != 0)
+  if (strcmp(type, "TemplateProcessing") != 0) {
+    s->has_pair = true;
     return load_cls_sep(j, s, roberta, path, err);
+  }
   if ((rc = load_template(j, "single", &s->single, &s->nsingle, path, err)))
     return rc;
+  s->has_pair = json_is_array(json_object_get(j, "pair"));
   return load_template(j, "pair", &s->pair, &s->npair, path, err);
 }
 
@@ -295,7 +299,7 @@ bool nne__post_has_pair(const nne__post_t *p) {
    * the first made, with its single form. */
   for (size_t i = 0; p && i < p->n; i++)
     if (!p->steps[i].trim)
-      return p->steps[i].npair != 0;
+      return p->steps[i].has_pair;
   return true;
 }
 

@@ -185,6 +185,14 @@ START_TEST(test_pairs) {
   ck_assert_ptr_null(e.offsets); /* not asked for */
   nne_tokenizer_encoding_free(&e);
   nne_tokenizer_free(t);
+  /* "pair": [] loads, as in the reference, and a pair then encodes to the
+   * template alone: no ids (the reference's answer for the same file). */
+  t = tt_load("{" MODEL ",\"post_processor\":{\"type\":\"TemplateProcessing\","
+              "\"single\":[{\"Sequence\":{\"id\":\"A\"}}],\"pair\":[],"
+              "\"special_tokens\":{}}}");
+  ck_assert_str_eq(tt_offsets(t, "h", "i", NNE_TOK_ADD_SPECIAL), "");
+  ck_assert_str_eq(tt_ids(t, "h", NNE_TOK_ADD_SPECIAL), "0");
+  nne_tokenizer_free(t);
   t = tt_load("{" MODEL "}");
   ck_assert_int_eq(
       nne_tokenizer_encode_pair(t, "h", 1, "\xC3", 1, 0, &e, &err), NNE_EINVAL);
