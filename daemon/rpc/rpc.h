@@ -77,6 +77,9 @@ void nne_rpc_trace_in_free(nne_rpc_trace_in_t *in);
  * no model, as the handlers do them (for the fuzz drivers). */
 int nne_rpc_forward_decode(const nne_config_t *cfg, const uint8_t *buf,
                            size_t len, nne_err_t *err);
+/* A TokenizeRequest's (detokenize false) or DetokenizeRequest's. */
+int nne_rpc_text_decode(const nne_config_t *cfg, bool detokenize,
+                        const uint8_t *buf, size_t len, nne_err_t *err);
 int nne_rpc_generate_decode(const nne_config_t *cfg, const uint8_t *buf,
                             size_t len, nne_err_t *err);
 

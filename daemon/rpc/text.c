@@ -70,6 +70,28 @@ static void texts_free(texts_dec_t *td) {
   free(td->len);
 }
 
+/* The request's callbacks: texts and pairs within one allowance. */
+static void tokenize_dec_init(nnedit_v1_TokenizeRequest *in, texts_dec_t *td,
+                              texts_dec_t *pd, size_t *bytes_left,
+                              bool *overflow) {
+  memset(td, 0, sizeof *td);
+  memset(pd, 0, sizeof *pd);
+  td->bytes_left = pd->bytes_left = bytes_left;
+  td->overflow = pd->overflow = overflow;
+  td->over = "too many or too long texts";
+  pd->over = "too many or too long pairs";
+  NNE_PB_DEC(in->texts, texts_cb, td);
+  NNE_PB_DEC(in->pairs, texts_cb, pd);
+}
+
+static void detokenize_dec_init(nnedit_v1_DetokenizeRequest *in,
+                                nne_rows_dec_t *rows,
+                                const nne_config_t *cfg) {
+  nne_rows_dec_init(rows, nnedit_v1_TokenRow_ids_tag, MAX_TEXTS,
+                    cfg->max_message_bytes);
+  NNE_PB_DEC(in->rows, nne_rows_dec_cb, rows);
+}
+
 /* ---- Tokenize ------------------------------------------------------------ */
 
 /* One text's answer, built before encoding (the callbacks run twice).
@@ -273,16 +295,9 @@ void nne_rpc_inference_tokenize(nne_call_t *call, grpc_byte_buffer *req) {
   size_t i;
   int rc;
 
-  memset(&td, 0, sizeof td);
-  memset(&pd, 0, sizeof pd);
   memset(&r, 0, sizeof r);
   memset(&hold, 0, sizeof hold);
-  td.bytes_left = pd.bytes_left = &bytes_left;
-  td.overflow = pd.overflow = &overflow;
-  td.over = "too many or too long texts";
-  pd.over = "too many or too long pairs";
-  NNE_PB_DEC(in.texts, texts_cb, &td);
-  NNE_PB_DEC(in.pairs, texts_cb, &pd);
+  tokenize_dec_init(&in, &td, &pd, &bytes_left, &overflow);
   if (!nne_rpc_decode(call, req, nnedit_v1_TokenizeRequest_fields, &in,
                       &overflow)) {
     texts_free(&td);
@@ -321,6 +336,38 @@ void nne_rpc_inference_tokenize(nne_call_t *call, grpc_byte_buffer *req) {
   texts_free(&pd);
 }
 
+/* ---- decoding without a call (the fuzz driver) ---------------------------- */
+
+int nne_rpc_text_decode(const nne_config_t *cfg, bool detokenize,
+                        const uint8_t *buf, size_t len, nne_err_t *err) {
+  pb_istream_t s = pb_istream_from_buffer(buf, len);
+  int rc = 0;
+  if (!detokenize) {
+    nnedit_v1_TokenizeRequest in = nnedit_v1_TokenizeRequest_init_zero;
+    texts_dec_t td, pd;
+    size_t bytes_left = cfg->max_message_bytes;
+    bool overflow = false;
+    tokenize_dec_init(&in, &td, &pd, &bytes_left, &overflow);
+    if (!pb_decode(&s, nnedit_v1_TokenizeRequest_fields, &in))
+      rc = nne_err_set(err, overflow ? NNE_ERESOURCE : NNE_EINVAL, "%s",
+                       PB_GET_ERROR(&s));
+    else if (td.n != pd.n && pd.n != 0)
+      rc = nne_err_set(err, NNE_EINVAL, "pairs: %zu for %zu texts", pd.n,
+                       td.n);
+    texts_free(&td);
+    texts_free(&pd);
+  } else {
+    nnedit_v1_DetokenizeRequest in = nnedit_v1_DetokenizeRequest_init_zero;
+    nne_rows_dec_t rows;
+    detokenize_dec_init(&in, &rows, cfg);
+    if (!pb_decode(&s, nnedit_v1_DetokenizeRequest_fields, &in))
+      rc = nne_err_set(err, rows.overflow ? NNE_ERESOURCE : NNE_EINVAL, "%s",
+                       PB_GET_ERROR(&s));
+    nne_rows_free(&rows);
+  }
+  return rc;
+}
+
 /* ---- Detokenize ---------------------------------------------------------- */
 
 void nne_rpc_inference_detokenize(nne_call_t *call, grpc_byte_buffer *req) {
@@ -336,9 +383,7 @@ void nne_rpc_inference_detokenize(nne_call_t *call, grpc_byte_buffer *req) {
   int rc;
 
   memset(&hold, 0, sizeof hold);
-  nne_rows_dec_init(&rows, nnedit_v1_TokenRow_ids_tag, MAX_TEXTS,
-                    d->cfg->max_message_bytes);
-  NNE_PB_DEC(in.rows, nne_rows_dec_cb, &rows);
+  detokenize_dec_init(&in, &rows, d->cfg);
   if (!nne_rpc_decode(call, req, nnedit_v1_DetokenizeRequest_fields, &in,
                       &rows.overflow)) {
     nne_rows_free(&rows);

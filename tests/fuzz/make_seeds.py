@@ -3,8 +3,9 @@ trace_request/: ApplyEditsRequest messages like the ones the tests send
 (every op, tensor and scalar operands, ranges, names, a label) and
 TraceRequest messages (invokes with id and text rows, every node kind) and
 GenerateRequest messages (generate_request/: prompts, sampling, stops,
-saves, an intervention with step ranges) and ForwardRequest messages
-(forward_request/). Run with Debian's python and
+saves, an intervention with step ranges), ForwardRequest messages
+(forward_request/) and the other requests behind a selector byte
+(other_requests/). Run with Debian's python and
 the generated stubs: PYTHONPATH=build/gen_py /usr/bin/python3 make_seeds.py
 """
 import os
@@ -102,6 +103,24 @@ def main():
     for name, r in fwds.items():
         with open(os.path.join(out, name + ".bin"), "wb") as f:
             f.write(r.SerializeToString())
+    # fuzz_other_requests: the first byte picks the message (its driver).
+    from nnedit.v1 import admin_pb2, models_pb2
+    out = os.path.join(os.path.dirname(OUT), "other_requests")
+    os.makedirs(out, exist_ok=True)
+    others = {
+        "tokenize": (0, I.TokenizeRequest(model="gpt2-script", texts=["héllo wörld", "a\nb"],
+                                          pairs=["x", "y"])),
+        "detokenize": (1, I.DetokenizeRequest(model="gpt2-script", rows=[I.TokenRow(ids=[1, 2, 3])],
+                                              skip_special=True)),
+        "load": (3, models_pb2.LoadModelRequest(name="llama-trace", device="cpu", dtype=1)),
+        "describe": (5, models_pb2.DescribeModelRequest(name="gpt2-script", module="layers.0")),
+        "graph": (6, models_pb2.GraphRequest(model="gpt2-script", module="transformer.h.0.attn")),
+        "get": (8, edits_pb2.GetEditSetRequest(id="es-1")),
+        "stats": (10, admin_pb2.StatsRequest()),
+    }
+    for name, (sel, r) in others.items():
+        with open(os.path.join(out, name + ".bin"), "wb") as f:
+            f.write(bytes([sel]) + r.SerializeToString())
 
 
 if __name__ == "__main__":

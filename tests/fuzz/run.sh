@@ -19,7 +19,7 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -DNNE_FUZZ=ON -DNNE_FIXTURES=OFF \
 cmake --build build-fuzz -j"${NNE_JOBS:-2}" --target fuzz_all
 status=0
 for d in model_json family_map edits_json trace_json apply_request \
-    tokenizer_json trace_request generate_request forward_request tokenizer_encode; do
+    tokenizer_json trace_request generate_request forward_request tokenizer_encode other_requests; do
   found=build-fuzz/fuzz-found/$d
   mkdir -p "$found"
   echo "== $d: ${secs} s"
