@@ -257,11 +257,22 @@ static int run1(const nne__dec_t *d, const nne__bytelevel_t *bl,
       size_t n = in->len[i];
       acc.n = 0;
       if (d->kind == D_REPLACE) {
+        /* Capped as a normalizer's output (an empty pattern matches at
+         * every position). */
+        acc.limit = NNE__NORM_GROWTH * n + NNE__NORM_SLACK;
         if ((rc = nne__re_replace(&d->re, md, s, n, d->with, d->wlen, &acc, NULL, NULL,
                                   err))) {
+          bool over = acc.over;
           free(acc.p);
+          if (over)
+            return nne_err_set(err, NNE_ERESOURCE,
+                               "decoder Replace: a token of %zu bytes would "
+                               "grow past %zu",
+                               n, (size_t)(NNE__NORM_GROWTH * n +
+                                           NNE__NORM_SLACK));
           return rc;
         }
+        acc.limit = 0;
       } else if (d->kind == D_METASPACE) {
         for (size_t k = 0; k < n;) {
           size_t adv;

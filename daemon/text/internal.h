@@ -25,10 +25,20 @@
 
 /* ---- util.c: bytes, UTF-8, JSON helpers -------------------------------- */
 
+/* How far normalizers may grow a text: NFKC's widest expansion is 18 code
+ * points for one (U+FDFA), about 11 times its bytes; Prepend and Replace
+ * add a few bytes per match. Past this a tokenizer.json is hostile or
+ * broken, and the encode fails with NNE_ERESOURCE rather than allocate
+ * without bound. */
+#define NNE__NORM_GROWTH 64
+#define NNE__NORM_SLACK 65536
+
 /* A growing byte buffer (malloc'd; the owner frees p). */
 typedef struct nne__sbuf {
   char *p;
   size_t n, cap;
+  size_t limit; /* most bytes it may hold (0: any): a normalizer's output */
+  bool over;    /* an add was refused for the limit (NNE_ERESOURCE) */
 } nne__sbuf_t;
 
 int nne__sbuf_add(nne__sbuf_t *b, const void *s, size_t n);
@@ -170,6 +180,7 @@ typedef struct nne__scratch {
   nne__span_t *spans;
   size_t nspans, capspans;
   nne__sbuf_t norm, tmp, seg;
+  size_t norm_limit; /* bytes a normalizer's output may reach (0: any) */
   /* Offsets wanted: the alignments of tmp and seg, and the input text the
    * offsets count in (the text or the pair being encoded). */
   bool offsets;

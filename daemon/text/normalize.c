@@ -409,11 +409,17 @@ static int run1(const nne__norm_t *nm, nne__scratch_t *sc, const char *s,
 int nne__norm_run(const nne__norm_t *nm, nne__scratch_t *sc, const char *s,
                   size_t len, const uint32_t *al, nne__sbuf_t *out,
                   nne__align_t *alout, nne_err_t *err) {
-  if (nm->kind != N_SEQ)
-    return run1(nm, sc, s, len, al, out, alout, err);
+  int rc;
+  /* A normalizer may only grow the text so much (a chain of Replace with
+   * an empty pattern multiplies it): every output is capped. */
+  out->limit = sc->norm_limit;
+  out->over = false;
+  if (nm->kind != N_SEQ) {
+    rc = run1(nm, sc, s, len, al, out, alout, err);
+    return rc != 0 && out->over ? NNE_ERESOURCE : rc;
+  }
   /* A sequence runs its members one after another, through sc->tmp (and
    * sc->tmpal). */
-  int rc;
   out->n = 0;
   if ((rc = nne__sbuf_add(out, s, len)) != 0)
     return rc;

@@ -544,9 +544,16 @@ static int encode_region(const nne_tokenizer_t *t, nne__scratch_t *sc,
     /* The identity alignment moves to tmpal's place for the run. */
     nne__align_t in = sc->segal;
     sc->segal = (nne__align_t){0};
+    sc->norm_limit = NNE__NORM_GROWTH * n + NNE__NORM_SLACK;
     rc = nne__norm_run(t->norm, sc, s, n, sc->offsets ? in.v : NULL,
                        &sc->seg, &sc->segal, err);
     free(in.v);
+    if (rc == NNE_ERESOURCE)
+      return nne_err_set(err, NNE_ERESOURCE,
+                         "normalizer: %zu bytes of text would grow past %zu "
+                         "(%d times, plus %d)",
+                         n, sc->norm_limit, NNE__NORM_GROWTH,
+                         NNE__NORM_SLACK);
     if (rc)
       return rc;
     s = sc->seg.p;

@@ -10,6 +10,10 @@
 int nne__sbuf_add(nne__sbuf_t *b, const void *s, size_t n) {
   if (n == 0)
     return 0;
+  if (b->limit != 0 && b->n + n > b->limit) {
+    b->over = true;
+    return NNE_ERESOURCE;
+  }
   if (b->n + n + 1 > b->cap) {
     /* Keep one byte spare so that a finished buffer can be NUL-terminated. */
     if (nne_vec_grow(&b->p, &b->cap, b->n + n + 1, 1) != 0)

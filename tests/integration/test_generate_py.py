@@ -116,7 +116,7 @@ class Generate(unittest.TestCase):
                             return (output[0] + torch.from_numpy(steer),) + tuple(output[1:])
                         return [(path, add)]
 
-                    n = 12
+                    n = NEW
                     want, cap = rg.greedy_generate(self.eager[name], PROMPTS, n, step_hooks=hooks,
                                                    capture=[path])
                     plain, _ = rg.greedy_generate(self.eager[name], PROMPTS, n)
@@ -140,7 +140,7 @@ class Generate(unittest.TestCase):
         # nnsight: with model.generate(...): model.layers[0].self_attn.z[..., h] = 0
         # from step 3 on (.all() after 3 .next()s), and the residual saved at
         # steps 2..4 (iter[2:5]).
-        head, hd, n = 1, 16, 10
+        head, hd, n = 1, 16, NEW
         nodes = [I.Node(id=1, constant=I.ConstNode(scalar=0.0)),
                  I.Node(id=2, write=I.WriteNode(site="layers.0.self_attn.z", value=1, ranges=[
                      edits_pb2.DimRange(dim=-1, start=head * hd, stop=(head + 1) * hd)])),

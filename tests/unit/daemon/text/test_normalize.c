@@ -94,6 +94,46 @@ START_TEST(test_sequence) {
 }
 END_TEST
 
+/* A tokenizer whose normalizer is `k` Replace with an empty pattern (each
+ * inserts its content at every position). */
+static nne_tokenizer_t *replaces(int k) {
+  static char json[2048];
+  size_t at = (size_t)snprintf(
+      json, sizeof json,
+      "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+      "\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[");
+  for (int i = 0; i < k; i++)
+    at += (size_t)snprintf(json + at, sizeof json - at,
+                           "%s{\"type\":\"Replace\",\"pattern\":{\"String\":"
+                           "\"\"},\"content\":\"aaaaaaaa\"}",
+                           i ? "," : "");
+  snprintf(json + at, sizeof json - at, "]}}");
+  return tt_load(json);
+}
+
+/* Such a chain would multiply the text without bound: the encode fails
+ * with NNE_ERESOURCE naming the normalizer; a modest growth passes. */
+START_TEST(test_growth_is_capped) {
+  nne_tokenizer_t *t = replaces(8);
+  int32_t *ids = NULL;
+  size_t n = 0;
+  nne_err_t err;
+  ck_assert_int_eq(nne_tokenizer_encode(t, "aaaa", 4, 0, &ids, &n, &err),
+                   NNE_ERESOURCE);
+  ck_assert_msg(strstr(err.msg, "normalizer: 4 bytes of text would grow "
+                                "past") != NULL,
+                "%s", err.msg);
+  ck_assert_ptr_null(ids);
+  nne_tokenizer_free(t);
+  /* Two of them: 4 bytes become 404, well inside the cap. */
+  t = replaces(2);
+  ck_assert_int_eq(nne_tokenizer_encode(t, "aaaa", 4, 0, &ids, &n, &err), 0);
+  ck_assert_uint_eq(n, 404);
+  free(ids);
+  nne_tokenizer_free(t);
+}
+END_TEST
+
 static const char *load_err(const char *norm, int *code) {
   static char json[1024];
   snprintf(json, sizeof json,
@@ -203,6 +243,7 @@ static Suite *normalize_suite(void) {
   tcase_add_test(tc, test_lowercase);
   tcase_add_test(tc, test_strip_prepend_replace);
   tcase_add_test(tc, test_sequence);
+  tcase_add_test(tc, test_growth_is_capped);
   tcase_add_test(tc, test_alignment);
   tcase_add_test(tc, test_errors_name_the_path);
   suite_add_tcase(s, tc);
