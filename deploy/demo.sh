@@ -2,7 +2,8 @@
 # The main job, from a fresh clone: installs what is missing, builds nneditd
 # and nneditctl, generates the example model repository (small GPT-2, Llama
 # and GPT-NeoX models in Hugging Face layouts), starts nneditd on 127.0.0.1
-# with it, and shows a session through nneditctl. Stops the daemon at the end.
+# with it, and shows a session through nneditctl (models, prompts, forward,
+# traces, generation). Stops the daemon at the end.
 #
 #   deploy/demo.sh             the session above
 #   deploy/demo.sh --keep      leave the daemon running afterwards (prints how to stop it)
@@ -74,6 +75,22 @@ JSON
 echo; echo "\$ cat steer.json"; cat "$state/steer.json"
 show build/nneditctl trace -f "$state/steer.json" --save-dir "$state/saved"
 show /usr/bin/python3 -c "import numpy; print(numpy.load('$state/saved/pattern_rowsums.npy'))"
+
+# Generation with the KV cache, streamed as it comes: greedy, then seeded
+# sampling, then with layer 0's head 1 zeroed from step 3 on (a step-ranged
+# intervention, nnsight's iter[3:]).
+show build/nneditctl generate gpt2-script --prompt "The Eiffel Tower is in" --max-new-tokens 12
+show build/nneditctl generate llama-script --prompt "Once upon a time" --max-new-tokens 12 \
+  --temperature 0.8 --top-p 0.95 --seed 7
+cat >"$state/ablate.json" <<'JSON'
+{"nodes": [
+   {"id": 1, "constant": {"scalar": 0.0}},
+   {"id": 2, "write": {"site": "layers.0.self_attn.z", "value": 1,
+                       "ranges": [{"dim": -1, "start": 16, "stop": 32}]},
+    "steps": {"start": 3}}]}
+JSON
+show build/nneditctl generate gpt2-script --prompt "The Eiffel Tower is in" --max-new-tokens 12 \
+  -f "$state/ablate.json"
 
 echo
 echo "daemon log: $state/nneditd.log"
