@@ -159,6 +159,8 @@ static int check_sampling(gen_t *g, const nne_gen_opts_t *o, int64_t vocab,
   return 0;
 }
 
+/* Stop ids from `o` (the caller's, borrowed), stop strings from g->o
+ * (taken). */
 static int check_stops(gen_t *g, const nne_gen_opts_t *o,
                        const nne_model_entry_t *e, nne_err_t *err) {
   size_t i, n_eos = o->ignore_eos ? 0 : e->spec.n_eos;
@@ -179,22 +181,22 @@ static int check_stops(gen_t *g, const nne_gen_opts_t *o,
   }
   for (i = 0; i < n_eos; i++)
     g->stop_ids[g->n_stop_ids++] = e->spec.eos[i];
-  if (o->n_stop_strings > NNE_GEN_MAX_STOP_STRINGS)
+  if (g->o.n_stop_strings > NNE_GEN_MAX_STOP_STRINGS)
     return nne_err_set(err, NNE_ERESOURCE,
                        "stop_strings: %zu strings (at most %d)",
-                       o->n_stop_strings, NNE_GEN_MAX_STOP_STRINGS);
-  if (o->n_stop_strings > 0 && e->tokenizer == NULL)
+                       g->o.n_stop_strings, NNE_GEN_MAX_STOP_STRINGS);
+  if (g->o.n_stop_strings > 0 && e->tokenizer == NULL)
     return nne_err_set(err, NNE_ESTATE,
                        "stop_strings: model '%s' has no tokenizer (looked "
                        "for %s)",
                        e->name, e->tokenizer_file);
-  for (i = 0; i < o->n_stop_strings; i++) {
-    size_t len = strlen(o->stop_strings[i]);
+  for (i = 0; i < g->o.n_stop_strings; i++) {
+    size_t len = strlen(g->o.stop_strings[i]);
     if (len == 0 || len > NNE_GEN_MAX_STOP_LEN)
       return nne_err_set(err, NNE_EINVAL,
                          "stop_strings[%zu]: %zu bytes (1 to %d)", i, len,
                          NNE_GEN_MAX_STOP_LEN);
-    if (!nne_pb_utf8_valid(o->stop_strings[i]))
+    if (!nne_pb_utf8_valid(g->o.stop_strings[i]))
       return nne_err_set(err, NNE_EINVAL,
                          "stop_strings[%zu]: not valid UTF-8", i);
     if (len > g->max_stop_len)

@@ -281,6 +281,7 @@ class Generate(unittest.TestCase):
     def test_text_stop_strings(self):
         # The tokenizer's text: the streamed pieces add up to the row's text.
         steps, _, res = self.gen(request("gpt2-script", [PROMPTS[0]], 24))
+        steps_all = steps
         text = res.rows[0].text
         pieces = "".join(t.text for st in steps for t in st.tokens)
         self.assertEqual(pieces, text)
@@ -294,6 +295,16 @@ class Generate(unittest.TestCase):
         self.assertEqual(r.text, text[:i])
         self.assertEqual("".join(t.text for st in steps for t in st.tokens), text[:i])
         self.assertLess(len(r.ids), 24)
+        # A stop string across two tokens' pieces: from the last character
+        # of one piece to the first of the next.
+        pieces = [t.text for st in steps_all for t in st.tokens]
+        k = next(i for i in range(1, len(pieces)) if pieces[i - 1] and pieces[i] and
+                 len("".join(pieces[:i])) > 2)
+        at = len("".join(pieces[:k]))
+        across = text[at - 1:at + 1]
+        _, _, res = self.gen(request("gpt2-script", [PROMPTS[0]], 24, stop_strings=[across]))
+        self.assertEqual(res.rows[0].finish_reason, I.FINISH_REASON_STOP_STRING)
+        self.assertEqual(res.rows[0].text, text[:text.index(across)])
 
     def test_bad_requests(self):
         inf = self.d.inference
