@@ -620,6 +620,17 @@ int nne_infer_generate_prepare(nne_infer_generate_t *g,
                        "top_alternatives: %u (at most %d, and the "
                        "vocabulary)",
                        g->o.alternatives, NNE_GEN_MAX_ALTERNATIVES);
+  /* Every step's tokens and alternatives are kept until they are sent
+   * (and for the result): bounded. */
+  if ((uint64_t)g->o.max_new_tokens * (uint64_t)g->batch.B *
+          (g->o.alternatives + 1u) >
+      NNE_GEN_MAX_STEP_ENTRIES)
+    return nne_err_set(err, NNE_ERESOURCE,
+                       "max_new_tokens %u x %" PRId64 " rows x (1 + %u "
+                       "top_alternatives) is over %d entries a generation "
+                       "may keep",
+                       g->o.max_new_tokens, g->batch.B, g->o.alternatives,
+                       NNE_GEN_MAX_STEP_ENTRIES);
   if ((rc = check_sampling(g, &g->o, e->vocab_size, err)) != 0 ||
       (rc = check_stops(g, o, e, err)) != 0)
     return rc;

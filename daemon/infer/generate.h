@@ -54,6 +54,8 @@
 #define NNE_GEN_MAX_STOP_LEN 256
 #define NNE_GEN_MAX_ALTERNATIVES 100
 #define NNE_GEN_MAX_SAVES 64
+/* Tokens and alternatives a generation keeps: steps x rows x (1 + k). */
+#define NNE_GEN_MAX_STEP_ENTRIES (1 << 22)
 
 /* Why a row stopped (the numbers equal nnedit.v1.FinishReason). */
 typedef enum nne_gen_finish {
