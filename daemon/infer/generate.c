@@ -584,6 +584,35 @@ static int alloc_steps(gen_t *g, nne_err_t *err) {
   return 0;
 }
 
+/* A streamed tensor's name is at most 255 bytes: with a step's suffix
+ * ("@<last step>") the edit set's and the intervention's save names must
+ * still fit (the request's saves are bounded at decode). */
+static int check_save_names(gen_t *g, nne_err_t *err) {
+  char suffix[16];
+  size_t extra, i;
+  const nne_edit_set_t *set = g->hold.set;
+  const nne_trace_t *t = g->sess.n > 0 ? g->sess.traces[0] : NULL;
+  if (g->o.save_sequence)
+    return 0; /* no suffix */
+  extra = (size_t)snprintf(suffix, sizeof suffix, "@%u",
+                           g->o.max_new_tokens - 1);
+  for (i = 0; set != NULL && i < set->n_edits; i++)
+    if (set->edits[i].op == NNE_EDIT_SAVE &&
+        strlen(set->edits[i].name) + extra > 255)
+      return nne_err_set(err, NNE_EINVAL,
+                         "edit_set %s: edits[%zu]'s save name with a step "
+                         "(\"%s%s\") is over 255 bytes",
+                         set->id, i, set->edits[i].name, suffix);
+  for (i = 0; t != NULL && i < t->n_nodes; i++)
+    if (t->nodes[i].op == NNE_TRACE_SAVE &&
+        strlen(t->nodes[i].name) + extra > 255)
+      return nne_err_set(err, NNE_EINVAL,
+                         "intervention.nodes[%zu] (id %u): the save name "
+                         "with a step (+ \"%s\") is over 255 bytes",
+                         i, t->nodes[i].id, suffix);
+  return 0;
+}
+
 int nne_infer_generate_prepare(nne_infer_generate_t *g,
                                const nne_batch_group_t *prompts,
                                size_t n_invokes, nne_gen_opts_t *o,
@@ -644,7 +673,8 @@ int nne_infer_generate_prepare(nne_infer_generate_t *g,
                                    : "the model has none");
   if (g->cached && (rc = check_kv(g, e, err)) != 0)
     return rc;
-  if ((rc = prepare_intervention(g, n_invokes, err)) != 0 ||
+  if ((rc = check_save_names(g, err)) != 0 ||
+      (rc = prepare_intervention(g, n_invokes, err)) != 0 ||
       (rc = prepare_hooks(g, err)) != 0 || (rc = bind_segments(g, err)) != 0)
     return rc;
   return alloc_steps(g, err);

@@ -232,6 +232,8 @@ class Generate(unittest.TestCase):
              "intervention.nodes[0]"),
             (dict(intervention=I.Trace(nodes=[I.Node(id=1, ref=I.RefNode(name="x"))])), "ref"),
             (dict(intervention=I.Trace(nodes=[r3, s4]), save=["resid"]), "also save[0]"),
+            (dict(intervention=I.Trace(nodes=[r3, I.Node(id=4, save=I.SaveNode(value=3, name="n" * 254))])),
+             "the save name with a step (+ \"@3\") is over 255 bytes"),
         ]
         self.refused(cases)
 
