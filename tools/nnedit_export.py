@@ -9,9 +9,12 @@ pytorch_model.bin or their sharded *.index.json forms; tokenizer.json when
 present), and writes REPO/NAME/ for nneditd:
 
   model.pt        TorchScript archive: forward(input_ids, attention_mask) -> logits
-                  [batch, seq, vocab] (the daemon's forward contract)
+                  [batch, seq, vocab] (the daemon's forward contract); with the
+                  fixture classes also forward_cached (README, "Cached decoding"),
+                  checked by a greedy loop against the eager model's
   model.json      family, export kind, device, dtype, config, limits, pad token,
-                  and the parity figures measured here
+                  eos, kv_cache (with forward_cached), and the parity figures
+                  measured here
   tokenizer.json  copied from SRC when present
 
 Before writing, the archive (saved and loaded back) is run against the eager
@@ -528,8 +531,8 @@ class _NoExports:
     """torch.jit.trace scripts a module's @torch.jit.export methods (the
     fixture classes' forward_cached) instead of tracing them, and the
     scripted method then takes the submodules with it: the archive's
-    forward would call none of them. Lifted for the trace of forward (the
-    cached method is not exported by this tool yet)."""
+    forward would call none of them. Lifted when only forward is traced (a
+    transformers-shaped model; the others trace both, make_archive)."""
 
     def __init__(self, model):
         self.fns = [f for f in (getattr(type(m), "forward_cached", None)
@@ -555,14 +558,54 @@ def call_eager(model, ids, mask):
         return model(ids, mask)
 
 
-def make_archive(model, kind, example):
-    """A ScriptModule: torch.jit.trace or torch.jit.script of the model."""
+def has_cached(model):
+    """The model defines the cached-decoding method (the fixture classes do;
+    transformers models are not exported with it yet)."""
+    return not _is_transformers_model(model) and hasattr(type(model), "forward_cached")
+
+
+def cached_example(torch, example, layout, dtype, device):
+    """forward_cached's trace example from forward's: the same rows with a
+    past of 3 positions, so that one graph serves P = 0 and P > 0."""
+    ids, mask = example
+    b, s = ids.shape
+    layers, heads, dim = layout
+    past_len = 3
+    full = torch.cat((torch.ones(b, past_len, dtype=mask.dtype, device=device), mask), dim=1)
+    pos = (full.cumsum(-1) - 1).masked_fill(full == 0, 1)[:, past_len:]
+    past = [torch.zeros(b, heads, past_len, dim, dtype=dtype, device=device)
+            for _ in range(2 * layers)]
+    return ids, full, pos, past
+
+
+def make_archive(model, kind, example, cached=None):
+    """A ScriptModule: torch.jit.trace or torch.jit.script of the model;
+    with `cached` (forward_cached's example inputs) a trace of that method
+    too (trace_module: its submodule calls become forwardN methods, which
+    the daemon hooks as forward)."""
     import torch
     if kind == "script":
         if _is_transformers_model(model):
             raise ExportError("--export script: transformers models are not scriptable "
                               "(their forwards take **kwargs and return dataclasses); use trace")
         return torch.jit.script(model)
+    if cached is not None:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            # trace_module scripts an @torch.jit.export method instead of
+            # tracing it: the marker is lifted for the trace.
+            fn = type(model).forward_cached
+            mark = fn.__dict__.pop("_torchscript_modifier", None)
+            try:
+                return torch.jit.trace_module(model, {"forward": example, "forward_cached": cached},
+                                              check_trace=False, strict=False)
+            except Exception as e:
+                raise ExportError("torch.jit.trace_module of %s failed (torch %s): %s: %s"
+                                  % (type(model).__name__, torch.__version__, type(e).__name__,
+                                     str(e).strip().splitlines()[0] if str(e).strip() else ""))
+            finally:
+                if mark is not None:
+                    fn._torchscript_modifier = mark
     with torch.no_grad(), warnings.catch_warnings():
         # The tracer warns about every Python bool/int it records; the
         # parity check below is what decides whether the trace generalises.
@@ -638,6 +681,30 @@ def parity(torch, eager, loaded, checks):
 # writing the entry
 
 
+def cached_parity(torch, eager, loaded, checks, layout, dtype, device, steps=4):
+    """Greedy decoding through the archive's forward_cached against the eager
+    model's, the daemon's way (left-padded prompts, positions from the mask,
+    an empty past first): the worst relative logit difference over the
+    steps of every check prompt."""
+    layers, heads, dim = layout
+    worst = 0.0
+    with torch.no_grad():
+        for _, ids, mask in checks:
+            b = ids.shape[0]
+            pasts = [[torch.zeros(b, heads, 0, dim, dtype=dtype, device=device)
+                      for _ in range(2 * layers)] for _ in range(2)]
+            step_ids, full = ids, mask
+            for _ in range(steps):
+                pos = (full.cumsum(-1) - 1).masked_fill(full == 0, 1)[:, -step_ids.shape[1]:]
+                a, pasts[0] = eager.forward_cached(step_ids, full, pos, pasts[0])
+                c, pasts[1] = loaded.forward_cached(step_ids, full, pos, pasts[1])
+                la, lc = a[:, -1].float(), c[:, -1].float()
+                worst = max(worst, float((la - lc).abs().max()) / max(float(la.abs().max()), 1e-30))
+                step_ids = la.argmax(-1, keepdim=True)
+                full = torch.cat((full, torch.ones_like(step_ids)), dim=1)
+    return worst
+
+
 def export_model(model, repo, name, family=None, kind="trace", device="cpu", dtype=None,
                  max_batch=DEFAULT_MAX_BATCH, max_seq_len=None, tolerance=None, tokenizer=None,
                  pad_token_id=None, description=None, hf_config=None, source=None,
@@ -668,8 +735,16 @@ def export_model(model, repo, name, family=None, kind="trace", device="cpu", dty
     limit_seq = int(max_seq_len or cfg_max)
     example, checks = parity_inputs(torch, int(cfg.get("vocab_size") or vocab), dev, int(cfg_max))
 
+    summary = summary_config(cfg, int(vocab or 0))
+    layout = None
+    if has_cached(model):
+        layout = (summary.get("n_layers"), summary.get("n_kv_heads"), summary.get("head_dim"))
+        if None in layout:
+            raise ExportError("forward_cached: the config does not say the KV layout "
+                              "(layers, kv heads, head dim): %s" % (layout,))
     t0 = time.monotonic()
-    archive = make_archive(model, kind, example)
+    archive = make_archive(model, kind, example,
+                           cached_example(torch, example, layout, pdt, dev) if layout else None)
     t_export = time.monotonic() - t0
     if _perturb is not None:  # tests: an archive that does not match its model
         _perturb(archive)
@@ -689,6 +764,14 @@ def export_model(model, repo, name, family=None, kind="trace", device="cpu", dty
         if worst > tol:
             raise ExportError("refused: the archive differs from the eager model by %.3g relative "
                               "(bound %.3g for %s); nothing written" % (worst, tol, dtype))
+        if layout is not None:
+            cworst = cached_parity(torch, model, loaded, checks, layout, pdt, dev)
+            log("parity cached decoding     max relative logit difference %.3g (greedy, 4 steps)"
+                % cworst)
+            if cworst > tol:
+                raise ExportError("refused: the archive's forward_cached differs from the eager "
+                                  "model by %.3g relative (bound %.3g); nothing written"
+                                  % (cworst, tol))
         # The forward contract, as the daemon will call it: one token, no mask
         # argument for a scripted archive, an all-ones mask for a traced one.
         with torch.no_grad():
@@ -710,6 +793,11 @@ def export_model(model, repo, name, family=None, kind="trace", device="cpu", dty
             "config": summary_config(cfg, int(out.shape[-1])),
             "limits": {"max_batch": int(max_batch), "max_seq_len": limit_seq},
             "pad_token_id": int(pad_token_id),
+            **({"kv_cache": {"method": "forward_cached", "layers": int(layout[0]),
+                             "kv_heads": int(layout[1]), "head_dim": int(layout[2])}}
+               if layout is not None else {}),
+            **({"eos_token_id": cfg["eos_token_id"]}
+               if isinstance(cfg.get("eos_token_id"), (int, list)) else {}),
             "description": description or "%s exported by tools/nnedit_export.py" % cls,
             "export_info": {
                 "class": cls, "pad_token_from": pad_from,

@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 import make_tokenizer  # noqa: E402
 import nnedit_export  # noqa: E402
-from nnedit_testlib import Daemon, forward, models_pb2, wait_loaded  # noqa: E402
+from nnedit_testlib import Daemon, forward, generate, models_pb2, wait_loaded  # noqa: E402
 from nnedit_testlib import inference_pb2  # noqa: E402
 
 TOOL = os.path.join(SOURCE, "tools", "nnedit_export.py")
@@ -210,6 +210,35 @@ class Export(unittest.TestCase):
                     real = np.array(mask, dtype=bool)
                     diff = np.abs(t["logits"] - want)[real].max()
                     self.assertLessEqual(diff, ATOL, (n, mask))
+
+    def test_cached_decoding(self):
+        """Models that define forward_cached (the fixture classes) are exported
+        with it: model.json's kv_cache, Describe says so, and Generate with
+        the cache gives the eager model's greedy ids (recomputing agrees)."""
+        sys.path.insert(0, os.path.join(SOURCE, "tests", "fixtures"))
+        import reference_generate as rg
+        prompt = [5, 17, 999, 3, 42]
+        for n in self.names:
+            with self.subTest(model=n):
+                with open(os.path.join(self.repo, n, "model.json")) as f:
+                    spec = json.load(f)
+                info = self.describe(n).model
+                if n == "gpt2-hfshaped":  # a transformers model: not yet
+                    self.assertNotIn("kv_cache", spec)
+                    self.assertFalse(info.kv_cache)
+                    continue
+                self.assertEqual(spec["kv_cache"]["method"], "forward_cached")
+                self.assertTrue(info.kv_cache)
+                kv = rg.kv_shape(self.eager[n])
+                self.assertEqual((spec["kv_cache"]["layers"], spec["kv_cache"]["kv_heads"],
+                                  spec["kv_cache"]["head_dim"]), kv)
+                want, _ = rg.greedy_generate(self.eager[n], [prompt], 8)
+                for cache in (inference_pb2.CACHE_MODE_UNSPECIFIED, inference_pb2.CACHE_MODE_OFF):
+                    _, _, res = generate(self.d.inference, inference_pb2.GenerateRequest(
+                        model=n, prompts=[inference_pb2.TokenRow(ids=prompt)], max_new_tokens=8,
+                        ignore_eos=True, cache=cache))
+                    self.assertEqual(list(res.rows[0].ids), want[0], cache)
+                    self.assertEqual(res.kv_cache, cache == inference_pb2.CACHE_MODE_UNSPECIFIED)
 
     def test_save_equals_eager_hook(self):
         """A standard site's saved value is the eager module's output."""
