@@ -37,6 +37,27 @@ static void on_model_state(void *ctx, const nne_model_entry_t *e) {
 }
 
 /* A job or a load finished: a drain may move on. */
+/* Each executor thread works on its own CUDA streams and waits for them at
+ * the end of every job, so that nothing a job leaves behind (results, freed
+ * tensors) is still being computed when the loop or another thread touches
+ * it. Nothing happens on a machine without CUDA. */
+static void engine_thread_start(void *ctx) {
+  nne_err_t err;
+  (void)ctx;
+  if (nne_engine_thread_attach(&err) != 0)
+    nne_log_warn("executor thread: %s (it uses the default stream)", err.msg);
+}
+
+static void engine_after_work(void *ctx) {
+  nne_err_t err;
+  (void)ctx;
+  if (nne_engine_thread_sync(&err) != 0)
+    nne_log_error("executor thread: %s", err.msg);
+}
+
+static const nne_executor_hooks_t engine_hooks = {engine_thread_start,
+                                                  engine_after_work, NULL};
+
 static void poke(void *ctx) {
   nne_daemon_t *d = ctx;
   if (d->server != NULL)
@@ -122,11 +143,12 @@ int nne_daemon_init(nne_daemon_t *d, const nne_config_t *cfg, uv_loop_t *loop,
     nne_log_warn("--listen %s is reachable from other hosts %s (--insecure)",
                  cfg->listen,
                  cfg->tls_cert == NULL ? "in the clear" : "without tokens");
-  rc = nne_executor_init(&d->loader, loop, "loader", 1, 64, err);
+  rc = nne_executor_init_hooks(&d->loader, loop, "loader", 1, 64,
+                               &engine_hooks, err);
   if (rc != 0)
     goto fail_health;
-  rc = nne_executor_init(&d->compute, loop, "compute", cfg->workers,
-                         cfg->max_queue, err);
+  rc = nne_executor_init_hooks(&d->compute, loop, "compute", cfg->workers,
+                               cfg->max_queue, &engine_hooks, err);
   if (rc != 0)
     goto fail_loader;
   d->loader.after_done = d->compute.after_done = poke;

@@ -16,6 +16,8 @@ uint64_t nne_now_ns(void) {
 static void *worker_main(void *arg) {
   nne_executor_t *ex = arg;
 
+  if (ex->hooks.thread_start != NULL)
+    ex->hooks.thread_start(ex->hooks.ctx);
   pthread_mutex_lock(&ex->mu);
   for (;;) {
     nne_job_t *job;
@@ -33,6 +35,8 @@ static void *worker_main(void *arg) {
 
     job->t_start_ns = nne_now_ns();
     job->work(job);
+    if (ex->hooks.after_work != NULL)
+      ex->hooks.after_work(ex->hooks.ctx);
     job->t_end_ns = nne_now_ns();
 
     pthread_mutex_lock(&ex->mu);
@@ -115,9 +119,18 @@ static void close_noop(uv_handle_t *h) { (void)h; }
 
 int nne_executor_init(nne_executor_t *ex, uv_loop_t *loop, const char *name,
                       int n_workers, int max_queue, nne_err_t *err) {
+  return nne_executor_init_hooks(ex, loop, name, n_workers, max_queue, NULL,
+                                 err);
+}
+
+int nne_executor_init_hooks(nne_executor_t *ex, uv_loop_t *loop,
+                            const char *name, int n_workers, int max_queue,
+                            const nne_executor_hooks_t *hooks, nne_err_t *err) {
   int i, rc;
 
   memset(ex, 0, sizeof *ex);
+  if (hooks != NULL)
+    ex->hooks = *hooks;
   if (n_workers < 1 || n_workers > 4096 || max_queue < 1)
     return nne_err_set(err, NNE_EINVAL,
                        "executor %s: %d workers and a queue of %d (need at "

@@ -43,6 +43,14 @@ struct nne_job {
   uint64_t t_submit_ns, t_start_ns, t_end_ns; /* monotonic clock */
 };
 
+/* Optional calls on each worker thread, for state that is per thread (the
+ * engine's streams). Both run outside the executor's lock. */
+typedef struct nne_executor_hooks {
+  void (*thread_start)(void *ctx); /* before the worker's first job */
+  void (*after_work)(void *ctx);   /* after each job's work, before its done */
+  void *ctx;
+} nne_executor_hooks_t;
+
 typedef struct nne_executor {
   const char *name;
   uv_loop_t *loop;
@@ -58,6 +66,7 @@ typedef struct nne_executor {
   int n_workers;
   pthread_t *workers;
   bool stopping;
+  nne_executor_hooks_t hooks;
   atomic_int pending;            /* submitted and not yet done()'d */
   /* Optional: runs on the loop after each batch of done() callbacks (the
    * daemon lets a drain move on once the last job is done). */
@@ -76,6 +85,10 @@ typedef struct nne_executor {
  * is already closing). */
 int nne_executor_init(nne_executor_t *ex, uv_loop_t *loop, const char *name,
                       int n_workers, int max_queue, nne_err_t *err);
+/* The same, with per-thread hooks (copied; NULL for none). */
+int nne_executor_init_hooks(nne_executor_t *ex, uv_loop_t *loop,
+                            const char *name, int n_workers, int max_queue,
+                            const nne_executor_hooks_t *hooks, nne_err_t *err);
 
 /* Queues a job (loop thread only). NNE_ERESOURCE when the queue holds
  * max_queue jobs already, NNE_EUNAVAIL when the executor is stopping. */

@@ -227,6 +227,45 @@ static double figure(const nne_model_entry_t *e, figure_t f) {
   return 0;
 }
 
+/* Memory of every device a loaded model is on (each once): the CUDA
+ * caching allocator's figures where the build has them, the driver's free
+ * and total everywhere. */
+static void device_metrics(nne_prom_buf_t *b, const nne_registry_t *reg) {
+  static const char *const kinds[] = {"total", "free", "allocated",
+                                      "reserved", "peak_allocated"};
+  enum { MAX_DEVS = 16 };
+  nne_device_memory_t devs[MAX_DEVS];
+  const nne_model_entry_t *e;
+  size_t n = 0, j, k;
+  nne_err_t err;
+
+  for (e = reg->entries; e != NULL && n < MAX_DEVS; e = e->next) {
+    bool seen = false;
+    if (e->model == NULL)
+      continue;
+    for (j = 0; j < n && !seen; j++)
+      seen = strcmp(devs[j].device, e->device) == 0;
+    if (!seen && nne_engine_device_memory(e->device, &devs[n], &err) == 0)
+      n++;
+  }
+  nne_prom_family(b, "nnedit_device_memory_bytes", "gauge",
+                  "Memory of a device that holds models: total, free (the "
+                  "driver's; cpu: MemAvailable) and, on CUDA, the caching "
+                  "allocator's allocated, reserved and peak_allocated.");
+  for (j = 0; j < n; j++)
+    for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+      const uint64_t v[] = {devs[j].total_bytes, devs[j].free_bytes,
+                            devs[j].allocated_bytes, devs[j].reserved_bytes,
+                            devs[j].peak_allocated_bytes};
+      if (k >= 2 && !devs[j].allocator_stats)
+        break;
+      nne_prom_sample(b, "nnedit_device_memory_bytes",
+                      (const char *[]){"device", devs[j].device, "kind",
+                                       kinds[k], NULL},
+                      (double)v[k]);
+    }
+}
+
 static void model_metrics(nne_prom_buf_t *b, const nne_registry_t *reg) {
   static const nne_model_state_t states[] = {
       NNE_MODEL_AVAILABLE, NNE_MODEL_LOADING, NNE_MODEL_LOADED,
@@ -252,8 +291,16 @@ static void model_metrics(nne_prom_buf_t *b, const nne_registry_t *reg) {
                       (const char *[]){"model", e->name, "device", e->device,
                                        NULL},
                       e->model != NULL
-                          ? (double)nne_model_param_bytes(e->model)
+                          ? (double)nne_model_resident_bytes(e->model)
                           : 0);
+  nne_prom_family(b, "nnedit_model_kv_cache_bytes", "gauge",
+                  "Bytes of the KV caches of a model's running Generates.");
+  for (e = reg->entries; e != NULL; e = e->next)
+    if (has_cache(e))
+      nne_prom_sample(b, "nnedit_model_kv_cache_bytes",
+                      (const char *[]){"model", e->name, "device", e->device,
+                                       NULL},
+                      (double)e->kv_bytes);
   for (k = 0; k < sizeof per_model / sizeof per_model[0]; k++) {
     nne_prom_family(b, per_model[k].name, per_model[k].type,
                     per_model[k].help);
@@ -307,6 +354,7 @@ void nne_metrics_render(void *app, nne_prom_buf_t *b) {
   if (d->open) {
     executor_metrics(b, ex, 2);
     model_metrics(b, &d->registry);
+    device_metrics(b, &d->registry);
   }
 }
 

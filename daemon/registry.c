@@ -405,15 +405,9 @@ static int check_kv_cache(load_job_t *lj) {
     rc = nne_tensor_from_host(NNE_DTYPE_I64, one, 2, &one_v, &mask, &lj->err);
   if (rc == 0)
     rc = nne_tensor_from_host(NNE_DTYPE_I64, one, 2, &zero, &pos, &lj->err);
-  for (i = 0; rc == 0 && i < n; i++) {
-    nne_tensor_t *host = NULL;
-    rc = nne_tensor_from_host(nne_model_dtype(lj->model), shape, 4, NULL,
-                              &host, &lj->err);
-    if (rc == 0)
-      rc = nne_tensor_to_device(host, nne_model_device(lj->model), &past[i],
-                                &lj->err);
-    nne_tensor_unref(host);
-  }
+  for (i = 0; rc == 0 && i < n; i++)
+    rc = nne_tensor_zeros(nne_model_dtype(lj->model), shape, 4,
+                          nne_model_device(lj->model), &past[i], &lj->err);
   if (rc == 0)
     rc = nne_model_forward_cached(lj->model, sp->kv_method, ids, mask, pos,
                                   past, n, &logits, present, &lj->err);

@@ -108,6 +108,7 @@ struct nne_model_entry {
   double load_ms;
   char error[NNE_ERR_MSG_MAX]; /* why the last load failed */
   int in_flight;           /* calls holding the model */
+  uint64_t kv_bytes;       /* KV caches of its running Generates */
   bool present;            /* seen in the repository at the last scan */
   nne_registry_waiter_t *waiters; /* for the load/unload in progress */
   nne_model_entry_t *next;

@@ -208,17 +208,27 @@ static void apply_work(nne_job_t *job) {
   }
   for (i = 0; aj->rc == 0 && i < set->n_edits; i++)
     aj->rc = check_edit(aj, i, &set->edits[i]);
-  /* Operands live where the model does: moved once, here. */
+  /* Operands live where the model does, in their site's dtype: converted
+   * once, here, not in every forward on the set (a float32 steering vector
+   * for a bfloat16 model; a copy to the GPU). A value the site's dtype
+   * cannot hold fails now, naming the edit. */
   for (i = 0; aj->rc == 0 && i < set->n_edits; i++) {
     nne_edit_t *e = &set->edits[i];
+    nne_dtype_t want;
     nne_tensor_t *moved;
-    if (e->operand == NULL || strcmp(nne_model_device(model), "cpu") == 0)
+    if (e->operand == NULL)
       continue;
-    aj->rc = nne_tensor_to_device(e->operand, nne_model_device(model), &moved,
-                                  &aj->err);
+    want = aj->recs[0][e->hook].dtype;
+    if (want == nne_tensor_dtype(e->operand) &&
+        strcmp(nne_model_device(model), "cpu") == 0)
+      continue;
+    aj->rc = nne_tensor_to(e->operand, nne_model_device(model), want, &moved,
+                           &aj->err);
     if (aj->rc == 0) {
       nne_tensor_unref(e->operand);
       e->operand = moved;
+    } else {
+      nne_err_prefix(&aj->err, "edits[%zu].tensor (%s)", i, e->site_text);
     }
   }
   if (aj->rc == 0 && aj->record != NULL)
@@ -318,6 +328,8 @@ static void apply_done(nne_job_t *job) {
   apply_job_t *aj = (apply_job_t *)job;
   nne_call_t *call = aj->call;
 
+  if (aj->rc != 0)
+    nne_infer_hold_oom(&aj->hold, &aj->err);
   if (aj->rc == 0)
     aj->rc = create_set(aj);
   else if (aj->hold.entry != NULL)

@@ -104,9 +104,17 @@ int nne__err_libtorch(nne_err_t *err, int code, const char *ctx,
   // libtorch has no out-of-memory type that survives the interpreter; its
   // allocators' messages do.
   std::string_view body(what + start, len - start);
-  if (body.find("out of memory") != std::string_view::npos ||
-      body.find("can't allocate memory") != std::string_view::npos)
-    code = NNE_ENOMEM;
+  if (code == NNE_ENOMEM ||
+      body.find("out of memory") != std::string_view::npos ||
+      body.find("can't allocate memory") != std::string_view::npos) {
+    // The daemon adds the model and its device; the bytes come from here.
+    try {
+      std::string m = nne__oom_message(body);
+      return nne_err_set(err, NNE_ENOMEM, "%s: %s", ctx, m.c_str());
+    } catch (...) {
+      return nne_err_set(err, NNE_ENOMEM, "%s: out of memory", ctx);
+    }
+  }
   return nne_err_set(err, code, "%s: %.*s", ctx, static_cast<int>(len - start),
                      what + start);
 }

@@ -85,6 +85,45 @@ int nne_engine_cuda_device_count(void);
 int nne_engine_device_parse(const char *device, char *canon, size_t canon_len,
                             nne_err_t *err);
 
+/* ---- devices ----------------------------------------------------------- */
+
+/* Makes the calling thread an executor thread: on each CUDA device it
+ * computes on, it gets a stream of its own (from libtorch's pool, current
+ * for that thread only, taken the first time it uses the device), so that
+ * one thread's kernels and copies never queue behind another's. Other
+ * threads use libtorch's current (default) stream. Nothing happens without
+ * CUDA. Idempotent; executor threads call it first. */
+int nne_engine_thread_attach(nne_err_t *err);
+
+/* Waits until everything the calling thread queued on its own CUDA streams
+ * has run (nothing without CUDA). Executor threads call it after each job, so
+ * that every tensor a job hands back or lets go is complete before another
+ * thread reads or frees it. */
+int nne_engine_thread_sync(nne_err_t *err);
+
+/* A device's memory now. allocated/reserved/peak are the CUDA caching
+ * allocator's figures (allocator_stats = 1; only in a build against a CUDA
+ * libtorch); on "cpu" total is the physical memory and free the kernel's
+ * MemAvailable. */
+typedef struct nne_device_memory {
+  char device[24];               /* canonical: "cpu", "cuda:0" */
+  uint64_t total_bytes;
+  uint64_t free_bytes;
+  uint64_t allocated_bytes;      /* held by live tensors */
+  uint64_t reserved_bytes;       /* held by the allocator (allocated included) */
+  uint64_t peak_allocated_bytes; /* the most allocated at once since start */
+  int allocator_stats;           /* 1 when the three above are known */
+} nne_device_memory_t;
+int nne_engine_device_memory(const char *device, nne_device_memory_t *out,
+                             nne_err_t *err);
+
+/* 1 when `msg` is an allocator's out-of-memory message (libtorch's CPU or
+ * CUDA allocator), with the size of the allocation that failed in *bytes
+ * (0 when the message has none; CUDA's is rounded: "2.00 GiB"); 0
+ * otherwise. Errors the engine returns for such failures are NNE_ENOMEM
+ * with "out of memory: tried to allocate N bytes (...)" in the message. */
+int nne_engine_oom_bytes(const char *msg, uint64_t *bytes);
+
 /* ---- tensors ----------------------------------------------------------- */
 
 typedef struct nne_tensor nne_tensor_t;
@@ -94,6 +133,11 @@ typedef struct nne_tensor nne_tensor_t;
  * zeros. ndim may be 0 (a scalar). */
 int nne_tensor_from_host(nne_dtype_t dt, const int64_t *shape, int ndim,
                          const void *data, nne_tensor_t **out, nne_err_t *err);
+
+/* A new tensor of zeros made directly on `device` ("cpu", "cuda:0"): an
+ * empty KV cache ([B, H, 0, D]) needs no host copy. */
+int nne_tensor_zeros(nne_dtype_t dt, const int64_t *shape, int ndim,
+                     const char *device, nne_tensor_t **out, nne_err_t *err);
 
 /* Adds a reference and returns t. */
 nne_tensor_t *nne_tensor_ref(nne_tensor_t *t);
@@ -176,6 +220,9 @@ const char *nne_model_device(const nne_model_t *m);
 nne_dtype_t nne_model_dtype(const nne_model_t *m);
 uint64_t nne_model_param_count(const nne_model_t *m);
 uint64_t nne_model_param_bytes(const nne_model_t *m);
+/* Bytes the model's parameters and buffers hold on its device, each storage
+ * counted once (tied weights share one): what loading it cost there. */
+uint64_t nne_model_resident_bytes(const nne_model_t *m);
 
 /* The module tree in pre-order (the order of named_modules(): index 0 is the
  * root, children in registration order). */
@@ -382,6 +429,14 @@ int nne_edit_check(const int64_t *value_shape, int ndim, nne_edit_op_t op,
  * once to the model's device. */
 int nne_tensor_to_device(const nne_tensor_t *x, const char *device,
                          nne_tensor_t **out, nne_err_t *err);
+
+/* A copy of x on `device` in dtype `dt` (an edit's operand made ready for
+ * its site once, at apply, rather than converted in every forward).
+ * Narrowing a floating tensor (float32 to bfloat16 or float16) must not
+ * turn a finite value infinite: NNE_EINVAL says how many would, and the
+ * dtype's largest finite value. */
+int nne_tensor_to(const nne_tensor_t *x, const char *device, nne_dtype_t dt,
+                  nne_tensor_t **out, nne_err_t *err);
 
 /* ---- graph inspection ------------------------------------------------------
  *

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -99,6 +100,7 @@ struct nne_model {
   mask_kind mask = mask_kind::none;
   uint64_t param_count = 0;
   uint64_t param_bytes = 0;
+  uint64_t resident_bytes = 0; /* parameters and buffers, storages once */
   std::vector<module_rec> recs;
   std::vector<nne_module_info_t> infos;
   std::vector<torch::jit::Module> mods; /* the module of each infos[i] */
@@ -260,6 +262,21 @@ int nne__err_libtorch(nne_err_t *err, int code, const char *ctx,
  * as a plain std::runtime_error carrying the traceback, so the type alone
  * cannot tell a model's failure from a bug of ours. */
 bool nne__is_interpreter_error(const char *what) noexcept;
+
+/* device.cc. Before computing on `dev`: on an executor thread
+ * (nne_engine_thread_attach), gives the thread its own stream there the
+ * first time. Nothing for the CPU. */
+void nne__use_device(const c10::Device &dev);
+/* Waits for everything queued on the calling thread's current stream of
+ * `dev` (nothing for the CPU). */
+void nne__stream_sync(const c10::Device &dev);
+/* Before the last handle on a device tensor goes: tells the allocator that
+ * the calling thread's stream may still read its memory. */
+void nne__tensor_release_on_stream(const at::Tensor &t);
+/* The one-line message for an allocator's out-of-memory error `body`:
+ * "out of memory: tried to allocate N bytes (1.50 GiB): <libtorch's words,
+ * without the tuning advice>". */
+std::string nne__oom_message(std::string_view body);
 
 /* Runs f() (which returns 0 or a negative NNE_E* code) and turns any exception
  * into a code and a message prefixed by `ctx`. A libtorch error becomes

@@ -232,6 +232,23 @@ void read_tree(nne_model_t *m) {
 
 // Totals over distinct tensors: a tied weight (GPT-2's lm_head and wte) is
 // one tensor held by two modules and counts once.
+// What the weights hold on the device: every storage behind a parameter or
+// a buffer once (views and tied weights share one).
+void read_resident(nne_model_t *m) {
+  std::unordered_set<const void *> seen;
+  auto add = [&](const at::Tensor &t) {
+    if (!t.defined() || !t.has_storage())
+      return;
+    const c10::Storage &st = t.storage();
+    if (seen.insert(st.unsafeGetStorageImpl()).second)
+      m->resident_bytes += static_cast<uint64_t>(st.nbytes());
+  };
+  for (const at::Tensor &t : m->module.parameters(/*recurse=*/true))
+    add(t);
+  for (const at::Tensor &t : m->module.buffers(/*recurse=*/true))
+    add(t);
+}
+
 void read_params(nne_model_t *m) {
   std::unordered_set<const void *> seen;
   bool have_dtype = false;
@@ -371,6 +388,7 @@ int nne__forward_args(const nne_model_t *m, const nne_tensor_t *input_ids,
     return nne_err_set(err, NNE_EINVAL,
                        "forward: attention_mask: this model's forward "
                        "takes input_ids only");
+  nne__use_device(m->device);
   at::Tensor ids = input_ids->t.to(m->device);
   args->reserve(2);
   args->emplace_back(ids);
@@ -425,6 +443,7 @@ int nne__cached_args(const nne_model_t *m, const nne_tensor_t *input_ids,
                      const nne_tensor_t *position_ids,
                      nne_tensor_t *const *past, size_t n_past,
                      std::vector<c10::IValue> *args, nne_err_t *err) {
+  nne__use_device(m->device);
   if (input_ids == nullptr || attention_mask == nullptr ||
       position_ids == nullptr || (n_past > 0 && past == nullptr))
     return nne_err_set(err, NNE_EINVAL, "cached forward: NULL argument");
@@ -544,6 +563,7 @@ int nne_model_load(const char *path, const char *device, nne_dtype_t dt,
     if (rc != 0)
       return rc;
 
+    nne__use_device(m->device); // the weights' copies: the loader's stream
     try {
       m->module = torch::jit::load(path, m->device);
     } catch (const std::bad_alloc &) {
@@ -563,6 +583,7 @@ int nne_model_load(const char *path, const char *device, nne_dtype_t dt,
       return rc;
     read_tree(m.get());
     read_params(m.get());
+    read_resident(m.get());
     if (convert)
       nne__dtype_from_scalar(st, &m->dtype);
     *out = m.release();
@@ -601,6 +622,10 @@ uint64_t nne_model_param_count(const nne_model_t *m) {
 
 uint64_t nne_model_param_bytes(const nne_model_t *m) {
   return m->param_bytes;
+}
+
+uint64_t nne_model_resident_bytes(const nne_model_t *m) {
+  return m->resident_bytes;
 }
 
 size_t nne_model_module_count(const nne_model_t *m) {

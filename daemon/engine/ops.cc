@@ -303,21 +303,83 @@ extern "C" int nne_tensor_apply_edit(const nne_tensor_t *value,
   });
 }
 
-extern "C" int nne_tensor_to_device(const nne_tensor_t *x, const char *device,
-                                    nne_tensor_t **out, nne_err_t *err) {
-  return nne__guard(err, NNE_EINVAL, "to device", [&]() -> int {
-    if (x == nullptr || out == nullptr)
-      return nne_err_set(err, NNE_EINVAL, "to device: x or out is NULL");
+extern "C" int nne_tensor_zeros(nne_dtype_t dt, const int64_t *shape,
+                                int ndim, const char *device,
+                                nne_tensor_t **out, nne_err_t *err) {
+  return nne__guard(err, NNE_EINVAL, "zeros", [&]() -> int {
+    at::ScalarType st;
+    if (!nne__scalar_from_dtype(nne__dtype_int(dt), &st))
+      return nne_err_set(err, NNE_EINVAL, "zeros: invalid dtype %d",
+                         nne__dtype_int(dt));
+    if (ndim < 0 || ndim > NNE_TENSOR_MAX_DIMS || (ndim > 0 && shape == nullptr))
+      return nne_err_set(err, NNE_EINVAL, "zeros: %d dimensions", ndim);
+    if (out == nullptr)
+      return nne_err_set(err, NNE_EINVAL, "zeros: out is NULL");
+    for (int i = 0; i < ndim; i++)
+      if (shape[i] < 0)
+        return nne_err_set(err, NNE_EINVAL, "zeros: shape[%d] is negative", i);
     std::string canon;
     at::Device dev(at::kCPU);
     int rc = nne__device_parse(device, &canon, &dev, err);
     if (rc != 0)
       return rc;
     c10::InferenceMode guard;
-    // copy=true: a copy even when x is already there, as documented.
-    return nne__tensor_wrap(x->t.to(dev, x->t.scalar_type(),
-                                    /*non_blocking=*/false,
-                                    /*copy=*/true),
-                            out, err, "to device");
+    nne__use_device(dev);
+    std::vector<int64_t> sizes(shape, shape + ndim);
+    return nne__tensor_wrap(
+        at::zeros(sizes, at::TensorOptions().dtype(st).device(dev)), out, err,
+        "zeros");
   });
+}
+
+extern "C" int nne_tensor_to(const nne_tensor_t *x, const char *device,
+                             nne_dtype_t dt, nne_tensor_t **out,
+                             nne_err_t *err) {
+  return nne__guard(err, NNE_EINVAL, "convert", [&]() -> int {
+    if (x == nullptr || out == nullptr)
+      return nne_err_set(err, NNE_EINVAL, "convert: x or out is NULL");
+    std::string canon;
+    at::Device dev(at::kCPU);
+    int rc = nne__device_parse(device, &canon, &dev, err);
+    if (rc != 0)
+      return rc;
+    at::ScalarType st;
+    if (!nne__scalar_from_dtype(nne__dtype_int(dt), &st))
+      return nne_err_set(err, NNE_EINVAL, "convert: invalid dtype %d",
+                         nne__dtype_int(dt));
+    c10::InferenceMode guard;
+    nne__use_device(dev);
+    at::Tensor y = x->t.to(dev, st, /*non_blocking=*/false, /*copy=*/true);
+    const at::Tensor &src = x->t;
+    if (src.is_floating_point() && at::isFloatingType(st) &&
+        static_cast<int64_t>(c10::elementSize(st)) < src.element_size()) {
+      // Counted where the copy is (its device), compared as booleans so
+      // that nothing is converted twice.
+      int64_t n = at::logical_and(at::isinf(y),
+                                  at::isfinite(src).to(y.device()))
+                      .sum()
+                      .item<int64_t>();
+      if (n > 0) {
+        double big = st == at::kHalf ? 65504.0
+                     : st == at::kBFloat16 ? 3.3895313892515355e38
+                                           : 3.4028234663852886e38;
+        return nne_err_set(err, NNE_EINVAL,
+                           "%lld of %lld values are beyond %s's range "
+                           "(largest finite %g)",
+                           static_cast<long long>(n),
+                           static_cast<long long>(src.numel()),
+                           nne_dtype_name(dt), big);
+      }
+    }
+    return nne__tensor_wrap(std::move(y), out, err, "convert");
+  });
+}
+
+extern "C" int nne_tensor_to_device(const nne_tensor_t *x, const char *device,
+                                    nne_tensor_t **out, nne_err_t *err) {
+  if (x == nullptr || out == nullptr)
+    return nne_err_set(err, NNE_EINVAL, "to device: x or out is NULL");
+  // A copy even when x is already there, as documented (nne_tensor_to
+  // always copies).
+  return nne_tensor_to(x, device, x->dtype, out, err);
 }

@@ -91,6 +91,11 @@ void nne_tensor_unref(nne_tensor_t *t) {
   // that dropped their references before it.
   if (t->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     try {
+      nne__tensor_release_on_stream(t->t);
+    } catch (...) {
+      // Only a broken CUDA context makes this throw; free all the same.
+    }
+    try {
       delete t;
     } catch (...) {
       // at::Tensor's destructor does not throw; this keeps C callers safe
@@ -130,7 +135,22 @@ int nne_tensor_host_data(nne_tensor_t *t, const void **data, nne_err_t *err) {
       if (p == nullptr) {
         // A CPU tensor that is already contiguous is used as it is (no copy):
         // nothing in the engine writes to a tensor after handing it out.
-        at::Tensor h = t->t.to(at::kCPU).contiguous();
+        at::Tensor h;
+        if (t->t.device().is_cpu()) {
+          h = t->t.contiguous();
+        } else {
+          // From a device: into page-locked memory (libtorch's caching host
+          // allocator reuses it), as an asynchronous copy on this thread's
+          // stream, then a wait for that stream alone. A pageable copy
+          // would stage through a driver buffer; a device-wide wait would
+          // hold this request behind every other thread's kernels.
+          at::Tensor src = t->t.contiguous();
+          h = at::empty(src.sizes(), src.options()
+                                         .device(at::kCPU)
+                                         .pinned_memory(true));
+          h.copy_(src, /*non_blocking=*/true);
+          nne__stream_sync(src.device());
+        }
         p = h.data_ptr();
         // An empty tensor may have no storage at all; callers still get a
         // valid (never dereferenced) pointer.

@@ -137,6 +137,8 @@ static void fwd_done(nne_job_t *job) {
 
   fj->queue_ms = (double)(job->t_start_ns - job->t_submit_ns) / 1e6;
   fj->compute_ms = (double)(job->t_end_ns - job->t_start_ns) / 1e6;
+  if (fj->rc != 0)
+    nne_infer_hold_oom(&fj->hold, &fj->err);
   if (fj->use_backend)
     nne_infer_backend_commit(&fj->bk, fj->hold.entry);
   /* The stream needs nothing of the model or the set: their tensors are

@@ -65,8 +65,10 @@ static void gen_free(gen_t *g) {
 
 /* Lets go of the backend, the model, the set and the KV budget (loop). */
 static void gen_end(gen_t *g) {
-  if (g->hold.entry != NULL)
+  if (g->hold.entry != NULL) {
     nne_infer_backend_free(&g->bk, g->hold.entry);
+    g->hold.entry->kv_bytes -= g->kv_held;
+  }
   nne_infer_release(&g->hold, g->d);
   g->d->kv_bytes -= g->kv_held;
   g->kv_held = 0;
@@ -736,15 +738,9 @@ static int empty_cache(gen_t *g, step_io_t *io, nne_err_t *err) {
   io->present = calloc(io->n_kv, sizeof *io->present);
   if (io->past == NULL || io->present == NULL)
     return nne_err_set(err, NNE_ENOMEM, "out of memory");
-  for (i = 0; rc == 0 && i < io->n_kv; i++) {
-    nne_tensor_t *h = NULL;
-    rc = nne_tensor_from_host(nne_model_dtype(g->hold.model), shape, 4, NULL,
-                              &h, err);
-    if (rc == 0)
-      rc = nne_tensor_to_device(h, nne_model_device(g->hold.model),
-                                &io->past[i], err);
-    nne_tensor_unref(h);
-  }
+  for (i = 0; rc == 0 && i < io->n_kv; i++)
+    rc = nne_tensor_zeros(nne_model_dtype(g->hold.model), shape, 4,
+                          nne_model_device(g->hold.model), &io->past[i], err);
   return rc;
 }
 
@@ -1049,6 +1045,8 @@ static void gen_done(nne_job_t *job) {
   nne_call_t *call = g->call;
 
   g->queue_ms = (double)(job->t_start_ns - job->t_submit_ns) / 1e6;
+  if (g->rc != 0)
+    nne_infer_hold_oom(&g->hold, &g->err);
   if (g->use_backend)
     nne_infer_backend_commit(&g->bk, g->hold.entry);
   gen_end(g);
@@ -1075,6 +1073,7 @@ int nne_infer_generate_submit(nne_infer_generate_t *g, nne_err_t *err) {
   }
   g->kv_held = g->kv_bytes;
   g->d->kv_bytes += g->kv_held;
+  g->hold.entry->kv_bytes += g->kv_held;
   /* The call owns g from here: steps stream while the job runs. */
   nne_call_set_user(g->call, g, gen_free_user);
   return 0;

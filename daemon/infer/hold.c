@@ -58,3 +58,8 @@ void nne_infer_release(nne_infer_hold_t *h, nne_daemon_t *d) {
   h->entry = NULL;
   h->model = NULL;
 }
+
+void nne_infer_hold_oom(const nne_infer_hold_t *h, nne_err_t *err) {
+  if (err->code == NNE_ENOMEM && h->entry != NULL)
+    nne_err_prefix(err, "model '%s' on %s", h->entry->name, h->entry->device);
+}

@@ -43,6 +43,11 @@ int nne_infer_hold_set(nne_infer_hold_t *h, nne_daemon_t *d,
 /* Lets go of the set now (the rest of the call needs nothing of it). */
 void nne_infer_hold_drop_set(nne_infer_hold_t *h, nne_daemon_t *d);
 
+/* An out-of-memory error (NNE_ENOMEM) gets the model and its device in
+ * front: "model 'gpt2' on cuda:0: ...: out of memory: tried to allocate N
+ * bytes". Other errors are left as they are. */
+void nne_infer_hold_oom(const nne_infer_hold_t *h, nne_err_t *err);
+
 /* Lets go of everything; idempotent. */
 void nne_infer_release(nne_infer_hold_t *h, nne_daemon_t *d);
 

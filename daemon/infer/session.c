@@ -484,6 +484,8 @@ static void session_done(nne_job_t *job) {
   size_t i;
 
   s->queue_ms = (double)(job->t_start_ns - job->t_submit_ns) / 1e6;
+  if (s->rc != 0)
+    nne_infer_hold_oom(&s->hold, &s->err);
   for (i = 0; i < s->n_slots; i++)
     nne_infer_backend_commit(&s->slots[i], s->hold.entry);
   for (i = 0; i < s->n_tr; i++) {

@@ -100,6 +100,8 @@ static void fill_info(nnedit_v1_ModelInfo *mi, const nne_model_entry_t *e) {
     mi->max_seq_len = e->max_seq_len;
     mi->load_ms = e->load_ms;
     mi->kv_cache = e->kv_cache;
+    mi->device_bytes = nne_model_resident_bytes(e->model);
+    mi->kv_cache_bytes = e->kv_bytes;
     if (e->spec.n_eos > 0)
       NNE_PB_ENC(mi->eos_token_ids, enc_eos, e);
   }

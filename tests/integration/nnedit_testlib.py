@@ -35,6 +35,8 @@ NP_DTYPES = {
     tensor_pb2.DTYPE_FLOAT32: np.float32,
     tensor_pb2.DTYPE_FLOAT64: np.float64,
     tensor_pb2.DTYPE_FLOAT16: np.float16,
+    # numpy has no bfloat16: its bits, as uint16 (test_device_py widens them).
+    tensor_pb2.DTYPE_BFLOAT16: np.uint16,
     tensor_pb2.DTYPE_INT64: np.int64,
     tensor_pb2.DTYPE_INT32: np.int32,
     tensor_pb2.DTYPE_BOOL: np.bool_,

@@ -552,6 +552,93 @@ START_TEST(test_init_failure_leaves_loop_clean) {
 }
 END_TEST
 
+/* ---- per-thread hooks ---------------------------------------------------- */
+
+#define HOOK_WORKERS 3
+#define HOOK_JOBS 12
+
+typedef struct hjob {
+  nne_job_t job;
+  pthread_t work_thread;
+  atomic_int after_ran;   /* set by after_work on the job's own thread */
+  bool after_before_done; /* seen set when done ran */
+} hjob_t;
+
+static pthread_mutex_t hook_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t hook_started[HOOK_WORKERS + 1];
+static int hook_n_started, hook_n_after;
+static _Thread_local hjob_t *hook_current; /* the job this worker just ran */
+
+static void hook_start(void *ctx) {
+  (void)ctx;
+  pthread_mutex_lock(&hook_mu);
+  if (hook_n_started <= HOOK_WORKERS)
+    hook_started[hook_n_started] = pthread_self();
+  hook_n_started++;
+  pthread_mutex_unlock(&hook_mu);
+}
+
+static void hook_work(nne_job_t *job) {
+  hjob_t *h = (hjob_t *)job;
+  h->work_thread = pthread_self();
+  hook_current = h;
+}
+
+static void hook_after(void *ctx) {
+  (void)ctx;
+  if (hook_current != NULL)
+    atomic_store(&hook_current->after_ran, 1);
+  hook_current = NULL;
+  pthread_mutex_lock(&hook_mu);
+  hook_n_after++;
+  pthread_mutex_unlock(&hook_mu);
+}
+
+static void hook_done(nne_job_t *job) {
+  hjob_t *h = (hjob_t *)job;
+  h->after_before_done = atomic_load(&h->after_ran) == 1;
+  atomic_fetch_add(&done_count, 1);
+}
+
+/* Each worker runs thread_start once, on itself, before any job; each job
+ * is followed by after_work on its own worker before its done runs (the
+ * engine's streams: attached per thread, waited for before results are
+ * used). */
+START_TEST(test_thread_hooks) {
+  nne_executor_t ex;
+  nne_err_t err;
+  nne_executor_hooks_t hooks = {hook_start, hook_after, NULL};
+  hjob_t jobs[HOOK_JOBS];
+  int i, j;
+
+  hook_n_started = hook_n_after = 0;
+  ck_assert_int_eq(nne_executor_init_hooks(&ex, &loop, "compute", HOOK_WORKERS,
+                                           64, &hooks, &err),
+                   0);
+  memset(jobs, 0, sizeof jobs);
+  for (i = 0; i < HOOK_JOBS; i++) {
+    jobs[i].job.work = hook_work;
+    jobs[i].job.done = hook_done;
+    atomic_init(&jobs[i].after_ran, 0);
+    ck_assert_int_eq(nne_executor_submit(&ex, &jobs[i].job, &err), 0);
+  }
+  ck_assert_msg(run_until_atomic(&done_count, HOOK_JOBS, 10.0),
+                "jobs timed out");
+  nne_executor_close(&ex);
+  ck_assert_int_eq(hook_n_started, HOOK_WORKERS);
+  ck_assert_int_eq(hook_n_after, HOOK_JOBS);
+  for (i = 0; i < HOOK_JOBS; i++) {
+    bool found = false;
+    ck_assert_msg(jobs[i].after_before_done,
+                  "job %d was done before after_work ran", i);
+    for (j = 0; j < HOOK_WORKERS; j++)
+      found |= pthread_equal(jobs[i].work_thread, hook_started[j]) != 0;
+    ck_assert_msg(found, "job %d ran on a thread without thread_start", i);
+  }
+  loop_finish();
+}
+END_TEST
+
 START_TEST(test_now_ns_monotonic) {
   uint64_t a = nne_now_ns(), b;
   usleep(10000);
@@ -577,6 +664,7 @@ static Suite *executor_suite(void) {
   tcase_add_test(tc, test_progress_before_done);
   tcase_add_test(tc, test_init_failure_leaves_loop_clean);
   tcase_add_test(tc, test_now_ns_monotonic);
+  tcase_add_test(tc, test_thread_hooks);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -212,6 +212,136 @@ START_TEST(test_dtype_table) {
 }
 END_TEST
 
+/* What the device path can show without a GPU: per-thread streams are a
+ * no-op, the CPU's memory figures are the machine's, and the allocators'
+ * out-of-memory messages (CPU, and CUDA's as 1.13 and 2.x word them) give
+ * their sizes. */
+START_TEST(test_device_memory_and_oom) {
+  nne_device_memory_t m;
+  nne_err_t err = {0};
+  uint64_t b;
+  size_t i;
+  static const struct {
+    const char *msg;
+    int oom;
+    uint64_t bytes;
+  } msgs[] = {
+      {"[enforce fail at alloc_cpu.cpp:75] err == 0. DefaultCPUAllocator: "
+       "can't allocate memory: you tried to allocate 1610612736 bytes. Error "
+       "code 12 (Cannot allocate memory)",
+       1, 1610612736ull},
+      {"CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.19 GiB "
+       "total capacity; 75.12 GiB already allocated; 1.94 GiB free; 76.00 GiB "
+       "reserved in total by PyTorch)",
+       1, 2147483648ull},
+      {"CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total "
+       "capacity of 79.19 GiB of which 3.94 MiB is free.",
+       1, 20971520ull},
+      {"CUDA out of memory. Tried to allocate 512 bytes.", 1, 512},
+      {"CUDA error: out of memory", 1, 0},
+      {"index out of range in self", 0, 0},
+  };
+
+  ck_assert_int_eq(nne_engine_thread_attach(&err), 0);
+  ck_assert_int_eq(nne_engine_thread_attach(&err), 0); /* idempotent */
+  ck_assert_int_eq(nne_engine_thread_sync(&err), 0);
+
+  ck_assert_int_eq(nne_engine_device_memory("cpu", &m, &err), 0);
+  ck_assert_str_eq(m.device, "cpu");
+  ck_assert_uint_eq(m.total_bytes, (uint64_t)sysconf(_SC_PHYS_PAGES) *
+                                       (uint64_t)sysconf(_SC_PAGESIZE));
+  ck_assert_uint_gt(m.free_bytes, 0);
+  ck_assert_uint_le(m.free_bytes, m.total_bytes);
+  ck_assert_int_eq(m.allocator_stats, 0);
+  ck_assert_uint_eq(m.allocated_bytes, 0);
+  ck_assert_int_eq(nne_engine_device_memory("gpu", &m, &err), NNE_EINVAL);
+  ck_assert_int_eq(nne_engine_device_memory("cpu", NULL, &err), NNE_EINVAL);
+  if (nne_engine_cuda_device_count() == 0)
+    ck_assert_int_eq(nne_engine_device_memory("cuda:0", &m, &err), NNE_EINVAL);
+
+  for (i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
+    b = 12345;
+    ck_assert_int_eq(nne_engine_oom_bytes(msgs[i].msg, &b), msgs[i].oom);
+    if (msgs[i].oom)
+      ck_assert_uint_eq(b, msgs[i].bytes);
+    else
+      ck_assert_uint_eq(b, 12345); /* untouched */
+  }
+  ck_assert_int_eq(nne_engine_oom_bytes(NULL, &b), 0);
+}
+END_TEST
+
+/* Converting an operand for its site: narrowing must not make a finite
+ * value infinite; infinities already there are the caller's. */
+START_TEST(test_tensor_to_dtype) {
+  static const int64_t shape[] = {4};
+  const float vals[] = {1.5f, 70000.0f, 3.4e38f, -2.0f};
+  const float ok[] = {1.5f, INFINITY, -3.0f, 0.25f};
+  nne_tensor_t *x = NULL, *y = NULL;
+  nne_err_t err = {0};
+  const void *p;
+  const uint16_t *h;
+
+  ck_assert_int_eq(nne_tensor_from_host(NNE_DTYPE_F32, shape, 1, vals, &x, &err),
+                   0);
+  ck_assert_int_eq(nne_tensor_to(x, "cpu", NNE_DTYPE_F16, &y, &err),
+                   NNE_EINVAL);
+  ck_assert_ptr_null(y);
+  ck_assert_msg(strstr(err.msg, "2 of 4 values are beyond float16's range "
+                                "(largest finite 65504)") != NULL,
+                "%s", err.msg);
+  ck_assert_int_eq(nne_tensor_to(x, "cpu", NNE_DTYPE_BF16, &y, &err),
+                   NNE_EINVAL);
+  ck_assert_msg(strstr(err.msg, "1 of 4 values are beyond bfloat16's") != NULL,
+                "%s", err.msg);
+  /* Widening never fails; float64 holds everything. */
+  ck_assert_int_eq(nne_tensor_to(x, "cpu", NNE_DTYPE_F64, &y, &err), 0);
+  ck_assert_int_eq(nne_tensor_dtype(y), NNE_DTYPE_F64);
+  nne_tensor_unref(y);
+  y = NULL;
+  nne_tensor_unref(x);
+  ck_assert_int_eq(nne_tensor_from_host(NNE_DTYPE_F32, shape, 1, ok, &x, &err),
+                   0);
+  ck_assert_int_eq(nne_tensor_to(x, "cpu", NNE_DTYPE_BF16, &y, &err), 0);
+  ck_assert_int_eq(nne_tensor_dtype(y), NNE_DTYPE_BF16);
+  ck_assert_int_eq(nne_tensor_host_data(y, &p, &err), 0);
+  h = p;
+  ck_assert_uint_eq(h[0], 0x3fc0); /* 1.5 */
+  ck_assert_uint_eq(h[1], 0x7f80); /* +inf stays */
+  ck_assert_uint_eq(h[3], 0x3e80); /* 0.25 */
+  nne_tensor_unref(y);
+  ck_assert_int_eq(nne_tensor_to(x, "gpu", NNE_DTYPE_BF16, &y, &err),
+                   NNE_EINVAL);
+  nne_tensor_unref(x);
+
+  /* Zeros made where they are used: an empty KV cache, a small filled one. */
+  {
+    static const int64_t kv[] = {2, 4, 0, 16}, sq[] = {2, 3};
+    static const int64_t neg[] = {2, -1};
+    const float *f;
+    int i;
+    ck_assert_int_eq(nne_tensor_zeros(NNE_DTYPE_BF16, kv, 4, "cpu", &y, &err),
+                     0);
+    ck_assert_int_eq(nne_tensor_dtype(y), NNE_DTYPE_BF16);
+    ck_assert_int_eq(nne_tensor_ndim(y), 4);
+    ck_assert_int_eq(nne_tensor_numel(y), 0);
+    ck_assert_int_eq(nne_tensor_shape(y)[3], 16);
+    nne_tensor_unref(y);
+    ck_assert_int_eq(nne_tensor_zeros(NNE_DTYPE_F32, sq, 2, "cpu", &y, &err),
+                     0);
+    ck_assert_int_eq(nne_tensor_host_data(y, &p, &err), 0);
+    f = p;
+    for (i = 0; i < 6; i++)
+      ck_assert(f[i] == 0.0f);
+    nne_tensor_unref(y);
+    ck_assert_int_eq(nne_tensor_zeros(NNE_DTYPE_F32, neg, 2, "cpu", &y, &err),
+                     NNE_EINVAL);
+    ck_assert_int_eq(nne_tensor_zeros(NNE_DTYPE_F32, sq, 2, "gpu", &y, &err),
+                     NNE_EINVAL);
+  }
+}
+END_TEST
+
 START_TEST(test_device_parse) {
   char canon[16];
   nne_err_t err = {0};
@@ -1486,6 +1616,8 @@ static Suite *engine_suite(void) {
 
   tcase_add_test(tc, test_dtype_table);
   tcase_add_test(tc, test_device_parse);
+  tcase_add_test(tc, test_device_memory_and_oom);
+  tcase_add_test(tc, test_tensor_to_dtype);
   tcase_add_test(tc, test_engine_init);
   tcase_add_test(tc, test_tensor_round_trip);
   tcase_add_test(tc, test_tensor_shapes);
