@@ -2,7 +2,7 @@
 # deploy/gpu-bundle.sh — on a Debian 12 machine, pack what deploy/gpu-check.sh
 # needs on a machine that has PyTorch but none of Debian's packages (a GPU
 # node with no apt and no network): gRPC core, libuv, nanopb, jansson,
-# libmicrohttpd, check, protoc and pkgconf, unpacked into a prefix, plus the
+# libmicrohttpd, check, PCRE2, utf8proc, protoc and pkgconf, unpacked into a prefix, plus the
 # Python stubs of proto/ (grpc_tools is not there to make them).
 #
 #   deploy/gpu-bundle.sh [--out FILE.tar.gz]     (default: build-gpucheck/nnedit-gpu-bundle.tar.gz)
@@ -27,7 +27,8 @@ done
 # The packages the build asks pkg-config, CMake and protoc for; the rest is
 # their dependency closure below.
 SEEDS="libgrpc-dev libuv1-dev libnanopb-dev nanopb libjansson-dev
-       libmicrohttpd-dev check protobuf-compiler pkgconf python3-protobuf"
+       libmicrohttpd-dev check protobuf-compiler pkgconf python3-protobuf
+       libpcre2-dev libutf8proc-dev"
 # Never carried: the C runtime and toolchain pieces (the GPU machine's own,
 # newer ones must be used: a Debian libc6 on LD_LIBRARY_PATH would break
 # every program there), interpreters, and what only maintainer scripts use.

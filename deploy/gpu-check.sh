@@ -1,8 +1,9 @@
 #!/bin/bash
 # deploy/gpu-check.sh — build nnedit against the libtorch of the PyTorch on
 # this machine, export models with tools/nnedit_export.py, serve them with
-# nneditd and check parity, edits and traces against eager PyTorch on the
-# same device, then run the benchmarks. Writes OUT/summary.txt (and .json).
+# nneditd and check parity, edits, traces and greedy Generate against eager
+# PyTorch on the same device, then run the benchmarks. Writes OUT/summary.txt
+# (and .json).
 # See deploy/README-gpu.md.
 #
 #   deploy/gpu-check.sh [--device cpu|cuda|cuda:N] [--bundle FILE.tar.gz]

@@ -20,10 +20,19 @@ site available; Forward logits (plain and left-padded) and 12 saves
 relative to the largest logit; bfloat16: 3e-2); an edit set (scale
 layers.0.mlp_out by 0.5) equals an eager forward hook doing the same; a
 Trace that halves one layer's residual and saves the next layer's input
-equals eager with that hook. Then the benchmark (GPT-2-small-sized model):
-eager forward in this process vs Forward and a 12-save Trace over loopback,
-at batch 8 x 512 (cuda) or 1 x 128 (cpu), and the fixed overhead of a
-one-token Forward.
+equals eager with that hook; Generate greedy, 16 new tokens for two prompts
+(one left-padded) with the KV cache as model.json says, and one unpadded
+prompt with CACHE_MODE_OFF, against an eager greedy loop with the model's
+own cache on the same device (transformers: its forward with
+past_key_values; fixture classes: forward_cached, as
+tests/fixtures/reference_generate.py): float32 token sequences equal;
+bfloat16 equal, or parting only at a near-tie (eager's top-2 logits within
+the 3e-2 bound), with the leading tokens that matched. Then the benchmark
+(GPT-2-small-sized model): eager forward in this process vs Forward and a
+12-save Trace over loopback, at batch 8 x 512 (cuda) or 1 x 128 (cpu), the
+fixed overhead of a one-token Forward, and greedy Generate throughput,
+new tokens/s of the daemon vs the eager loop (8 x 128 prompt, 64 new on
+cuda; 1 x 32, 16 new on cpu).
 
 Writes RESULTS/check-summary.txt and .json after every model (a run stopped
 by a time limit keeps what it found); exits 1 when a check failed or was
@@ -104,8 +113,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import nnedit_export  # noqa: E402
-from nnedit_testlib import (NP_DTYPES, Daemon, forward, inference_pb2, models_pb2,  # noqa: E402
-                            tensor_pb2, trace, wait_loaded)
+from nnedit_testlib import (NP_DTYPES, Daemon, forward, generate, inference_pb2,  # noqa: E402
+                            models_pb2, tensor_pb2, trace, wait_loaded)
 from nnedit.v1 import edits_pb2, edits_pb2_grpc  # noqa: E402
 
 I = inference_pb2
@@ -176,9 +185,17 @@ def make_models(out):
             RESULTS["errors"].append("%s: export: %s" % (name, e))
             traceback.print_exc()
             continue
+        info = spec["export_info"]
         RESULTS["models"][name] = {"export_s": round(time.monotonic() - t0, 1), "family": spec["family"],
                                    "dtype": spec["dtype"], "export_kind": spec["export"],
-                                   "export_parity": spec["export_info"]["parity"],
+                                   "export_parity": info["parity"],
+                                   "export_kv_cache": (
+                                       "kv_cache %s, cached parity %.3g relative (worst at %s)"
+                                       % (spec["kv_cache"], info["cached_parity"]["relative"],
+                                          info["cached_parity"]["worst_at"])
+                                       if "kv_cache" in spec and "cached_parity" in info
+                                       else info.get("kv_cache", "no kv_cache")),
+                                   "eos_token_id": spec.get("eos_token_id"),
                                    "params": sum(p.numel() for p in model.parameters())}
         models[name] = (model, spec)
         log("exported %s in %.1f s" % (name, time.monotonic() - t0))
@@ -389,6 +406,150 @@ def check_model(d, name, model, spec):
 
 
 # --------------------------------------------------------------------------
+# Generate: the daemon's greedy decoding against an eager greedy loop
+
+
+GEN_NEW = 16                      # new tokens per row in the parity check
+GEN_PROMPT_LENS = (12, 7)         # two rows: the second left-padded
+
+
+def left_pad(prompts, pad_id):
+    """(ids, mask) on DEV, int64 [B, longest], left-padded (the daemon's way)."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[r, width - len(p):] = 1
+    return ids.to(DEV), mask.to(DEV)
+
+
+def eager_greedy(model, spec, prompts, n):
+    """Greedy decoding of n tokens per row on the eager model, on DEV, with a
+    KV cache, the way HF generate does it: left-padded prompts, a mask that
+    grows by a 1 per step, position ids cumsum(mask) - 1 (pads 1), the
+    prompt first and then one token per step. The cache is the model's own:
+    for a transformers model its forward with past_key_values None (it
+    makes its own cache, e.g. 5.x's DynamicCache(config) with Gemma-2's
+    sliding-window layers), then whatever it returned — not the export's
+    flat-list conversion, so the check is independent of it; for the
+    fixture classes their forward_cached with the flat past, as
+    tests/fixtures/reference_generate.py does. Returns (new ids per row,
+    [B, V] float32 logits of each step's last position)."""
+    pad_id = int(spec.get("pad_token_id", 0))
+    ids, mask = left_pad(prompts, pad_id)
+    b = ids.shape[0]
+    hf = nnedit_export._is_transformers_model(model)
+    if not hf:
+        kv = spec.get("kv_cache")
+        if kv is None:
+            raise RuntimeError("fixture model without kv_cache in model.json")
+        dt = next(model.parameters()).dtype
+        past = [torch.zeros(b, kv["kv_heads"], 0, kv["head_dim"], dtype=dt, device=DEV)
+                for _ in range(2 * kv["layers"])]
+    else:
+        past = None
+    out_ids, steps = [[] for _ in range(b)], []
+    step_ids = ids
+    with torch.no_grad():
+        for _ in range(n):
+            pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)[:, -step_ids.shape[1]:]
+            if hf:
+                out = model(input_ids=step_ids, attention_mask=mask, position_ids=pos,
+                            past_key_values=past, use_cache=True, return_dict=True)
+                logits, past = out.logits, out.past_key_values
+            else:
+                logits, past = model.forward_cached(step_ids, mask, pos, past)
+            last = logits[:, -1].float()
+            steps.append(last)
+            nxt = last.argmax(-1)
+            for r in range(b):
+                out_ids[r].append(int(nxt[r]))
+            step_ids = nxt[:, None]
+            mask = torch.cat((mask, torch.ones_like(step_ids)), dim=1)
+    return out_ids, steps
+
+
+def compare_tokens(got, want, eager_steps, row_of):
+    """Per row: leading tokens equal, and at the first difference eager's
+    top-2 margin relative to its largest logit (a near-tie explains a
+    difference within the parity bound; nothing else does)."""
+    rows = []
+    for r, (g, w) in enumerate(zip(got, want)):
+        k = 0
+        while k < min(len(g), len(w)) and g[k] == w[k]:
+            k += 1
+        row = {"leading_equal": k, "of": len(w), "equal": list(g) == list(w)}
+        if not row["equal"] and k < len(eager_steps):
+            lg = eager_steps[k][row_of(r)]
+            top = torch.topk(lg, 2).values
+            row["margin_at_first_difference"] = float(top[0] - top[1]) / max(float(lg.abs().max()), 1e-30)
+            row["daemon_token"] = int(g[k]) if k < len(g) else None
+            row["eager_token"] = int(w[k])
+        rows.append(row)
+    return rows
+
+
+def check_generate(d, name, model, spec):
+    """Generate greedy (cached, and one CACHE_MODE_OFF run) vs eager_greedy.
+    float32: the token sequences must be equal. bfloat16: they should be; a
+    row may part from eager's at a near-tie, i.e. where eager's top-2
+    logits differ by no more than the parity bound (3e-2 of the largest
+    logit): then it passes as `near-tie` with the number of leading tokens
+    that matched; a difference anywhere else fails."""
+    r = RESULTS["models"][name]
+    dtype = spec["dtype"]
+    vocab = spec["config"]["vocab_size"]
+    g = np.random.default_rng(13)
+    prompts = [g.integers(1, vocab, size=n).tolist() for n in GEN_PROMPT_LENS]
+    t0 = time.monotonic()
+    want, steps = eager_greedy(model, spec, prompts, GEN_NEW)
+    want1, steps1 = eager_greedy(model, spec, prompts[:1], GEN_NEW)
+
+    def req(ps, cache):
+        return I.GenerateRequest(model=name, prompts=[I.TokenRow(ids=p) for p in ps],
+                                 max_new_tokens=GEN_NEW, ignore_eos=True, cache=cache)
+
+    _, _, res = generate(d.inference, req(prompts, I.CACHE_MODE_UNSPECIFIED), timeout=600)
+    got = [list(row.ids) for row in res.rows]
+    # Recomputing runs forward, which has no position ids (arange, as
+    # HF's forward without them): one unpadded row, where those are the
+    # mask's positions too.
+    _, _, off = generate(d.inference, req(prompts[:1], I.CACHE_MODE_OFF), timeout=600)
+    got_off = [list(row.ids) for row in off.rows]
+    cached_rows = compare_tokens(got, want, steps, lambda i: i)
+    off_rows = compare_tokens(got_off, want1, steps1, lambda i: i)
+    bound = BOUND.get(dtype, 1e-4)
+
+    def verdict_of(rows):
+        if all(x["equal"] for x in rows):
+            return "PASS"
+        if dtype != "float32" and all(x["equal"] or x.get("margin_at_first_difference", 1.0) <= bound
+                                      for x in rows):
+            return "PASS near-tie"
+        return "FAIL"
+
+    want_kv = "kv_cache" in spec
+    v_cached, v_off = verdict_of(cached_rows), verdict_of(off_rows)
+    ok_flags = res.kv_cache == want_kv and not off.kv_cache
+    verdict_all = ("FAIL" if "FAIL" in (v_cached, v_off) or not ok_flags
+                   else "PASS near-tie" if "near-tie" in v_cached + v_off else "PASS")
+    r["generate"] = {
+        "verdict": verdict_all, "new_tokens": GEN_NEW, "prompt_lens": list(GEN_PROMPT_LENS),
+        "kv_cache": bool(res.kv_cache), "kv_cache_expected": want_kv,
+        "cached": {"verdict": v_cached, "rows": cached_rows},
+        "cache_off": {"verdict": v_off, "rows": off_rows},
+        "leading_equal_min": min(x["leading_equal"] for x in cached_rows + off_rows),
+        "expectation": ("float32: every token equal" if dtype == "float32" else
+                        "%s: every token equal, or parting only at a near-tie (eager's top-2 "
+                        "logits within %.3g of the largest)" % (dtype, bound)),
+        "seconds": round(time.monotonic() - t0, 2)}
+    log("%s generate: %s (cached %s, kv_cache %s; cache off %s; leading tokens equal >= %d of %d)"
+        % (name, verdict_all, v_cached, res.kv_cache, v_off, r["generate"]["leading_equal_min"],
+           GEN_NEW))
+
+
+# --------------------------------------------------------------------------
 # benchmark
 
 
@@ -472,6 +633,46 @@ def bench(d, name, model, spec):
     log("bench: %s" % json.dumps(b))
 
 
+def bench_generate(d, name, model, spec):
+    """Greedy Generate throughput: new tokens per second of wall time,
+    the daemon (over loopback, KV cache as model.json says) against
+    eager_greedy in this process on the same device, same prompts."""
+    b = RESULTS["bench"]
+    cuda = DEV.type == "cuda"
+    batch, plen, n = (8, 128, 64) if cuda else (1, 32, 16)
+    rounds = 3 if ARGS.quick else 7
+    vocab = spec["config"]["vocab_size"]
+    g = np.random.default_rng(17)
+    prompts = [g.integers(1, vocab, size=plen).tolist() for _ in range(batch)]
+    req = I.GenerateRequest(model=name, prompts=[I.TokenRow(ids=p) for p in prompts],
+                            max_new_tokens=n, ignore_eos=True)
+    timing = []
+
+    def daemon_gen():
+        _, _, res = generate(d.inference, req, timeout=600)
+        timing.append(res.timing)
+
+    def eager_gen():
+        eager_greedy(model, spec, prompts, n)
+
+    for f in (eager_gen, daemon_gen):  # warm-up
+        f()
+    e, emin = timed(eager_gen, rounds)
+    dg, dgmin = timed(daemon_gen, rounds)
+    toks = batch * n
+    b["generate_shape"] = "%d x %d prompt tokens, %d new, greedy, %s" % (batch, plen, n, name)
+    b["generate_eager_tok_s"] = round(toks / (e / 1e3), 1)
+    b["generate_daemon_tok_s"] = round(toks / (dg / 1e3), 1)
+    b["generate_tok_s_daemon_over_eager"] = round(e / dg, 3)
+    b["generate_daemon_kv_cache"] = bool("kv_cache" in spec)
+    per_tok = [t.per_token_ms for t in timing[1:]]
+    pre = [t.prefill_ms for t in timing[1:]]
+    if per_tok:
+        b["generate_daemon_prefill_ms"] = round(statistics.median(pre), 3)
+        b["generate_daemon_per_step_ms"] = round(statistics.median(per_tok), 3)
+    log("bench generate: %s" % json.dumps({k: v for k, v in b.items() if k.startswith("generate")}))
+
+
 # --------------------------------------------------------------------------
 
 
@@ -497,6 +698,19 @@ def summary_text():
             lines.append("    describe: family %s, %d layers, %d sites, unavailable %s, warnings %s"
                          % (r["describe"]["family"], r["describe"]["layers"], r["describe"]["sites"],
                             r["describe"]["unavailable_sites"], r["describe"]["warnings"]))
+        gen = r.get("generate")
+        if isinstance(gen, dict):
+            if "error" in gen:
+                lines.append("    generate: FAIL: %s" % gen["error"])
+            else:
+                lines.append("    generate %d new x %d rows: %s — cached %s (kv_cache %s), cache off %s; "
+                             "leading tokens equal >= %d of %d; expected: %s"
+                             % (gen["new_tokens"], len(gen["prompt_lens"]), gen["verdict"],
+                                gen["cached"]["verdict"], gen["kv_cache"], gen["cache_off"]["verdict"],
+                                gen["leading_equal_min"], gen["new_tokens"], gen["expectation"]))
+        ek = (r.get("export_kv_cache") or "")
+        if ek:
+            lines.append("    export: %s" % ek)
         if "export" in r:
             lines.append("    export: %s" % r["export"])
     b = RESULTS["bench"]
@@ -510,6 +724,13 @@ def summary_text():
             if k in b:
                 lines.append("  %-26s %s" % (k, b[k]))
         lines.append("  targets: trace <= 1.05x eager forward at 8 x 512 on cuda; overhead <= 0.2 ms")
+        if "generate_shape" in b:
+            lines.append("  generate (%s): tokens/s, median of rounds" % b["generate_shape"])
+            for k in ("generate_eager_tok_s", "generate_daemon_tok_s", "generate_tok_s_daemon_over_eager",
+                      "generate_daemon_kv_cache", "generate_daemon_prefill_ms",
+                      "generate_daemon_per_step_ms"):
+                if k in b:
+                    lines.append("  %-26s %s" % (k, b[k]))
     if RESULTS["errors"]:
         lines += ["", "errors:"] + ["  " + e for e in RESULTS["errors"]]
     return "\n".join(lines) + "\n"
@@ -571,6 +792,15 @@ def main():
                     RESULTS["errors"].append("%s: %s: %s" % (name, type(e).__name__, e))
                     traceback.print_exc()
                 write_summary()
+                if out_of_time("generate check of " + name, 15):
+                    continue
+                try:
+                    check_generate(d, name, model, spec)
+                except Exception as e:
+                    RESULTS["models"][name]["generate"] = {"verdict": "FAIL", "error": str(e)}
+                    RESULTS["errors"].append("%s: generate: %s: %s" % (name, type(e).__name__, e))
+                    traceback.print_exc()
+                write_summary()
             bname = BENCH_MODEL[kind]
             if bname in models and not out_of_time("benchmark", 45):
                 try:
@@ -578,6 +808,13 @@ def main():
                 except Exception as e:
                     RESULTS["errors"].append("bench: %s: %s" % (type(e).__name__, e))
                     traceback.print_exc()
+                write_summary()
+                if not out_of_time("generate benchmark", 40):
+                    try:
+                        bench_generate(d, bname, *models[bname])
+                    except Exception as e:
+                        RESULTS["errors"].append("bench generate: %s: %s" % (type(e).__name__, e))
+                        traceback.print_exc()
     finally:
         if d is not None:
             code = d.stop()

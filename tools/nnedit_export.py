@@ -9,18 +9,26 @@ pytorch_model.bin or their sharded *.index.json forms; tokenizer.json when
 present), and writes REPO/NAME/ for nneditd:
 
   model.pt        TorchScript archive: forward(input_ids, attention_mask) -> logits
-                  [batch, seq, vocab] (the daemon's forward contract); with the
-                  fixture classes also forward_cached (README, "Cached decoding"),
-                  checked by a greedy loop against the eager model's
+                  [batch, seq, vocab] (the daemon's forward contract), and
+                  forward_cached (README, "Cached decoding"): the fixture
+                  classes' own method, or for a transformers model the model's
+                  own cache path behind the contract's flat past/present lists
+                  (a DynamicCache built per call; legacy tuples for 4.x models
+                  without Cache support); both traced by one trace_module, and
+                  checked by a greedy loop against the eager model's at other
+                  past lengths than the traced one
   model.json      family, export kind, device, dtype, config, limits, pad token,
-                  eos, kv_cache (with forward_cached), and the parity figures
-                  measured here
+                  eos (generation config, else config), kv_cache (with
+                  forward_cached), and the parity figures measured here
   tokenizer.json  copied from SRC when present
 
 Before writing, the archive (saved and loaded back) is run against the eager
 model on a few prompts, padded ones included and at shapes other than the traced
 one; the max abs logit difference is printed and the export is refused above
---tolerance. A model whose family has no standard-name map in daemon/names/ is
+--tolerance. A transformers model whose cached method cannot be traced or does
+not match its eager cache path (a trace that recorded the past length as a
+constant, say) is exported without kv_cache, and the output says why
+(model.json export_info.kv_cache); Generate then recomputes each step. A model whose family has no standard-name map in daemon/names/ is
 refused (the families: gpt2, llama (Mistral, Qwen2/3, Gemma 1), gemma (Gemma 2/3),
 gpt_neox, gptj, opt, phi, bloom).
 
@@ -468,8 +476,9 @@ def _prepare_transformers(model, hf_torchscript_flag):
       `scores` sites read) would not exist in the graph, and SDPA takes
       data-dependent shortcuts (is_causal when the mask is all ones) that a
       trace would bake in;
-    * use_cache=False: a KV cache object is not a tensor and cannot be a
-      traced output (cached decoding is a separate method, later);
+    * use_cache=False (config and per call): forward returns the logits
+      only; a cache object is not a traceable output (forward_cached,
+      _HFCalls, passes use_cache=True and flattens the cache);
     * return_dict=False: ModelOutput dataclasses are not traceable outputs;
       tuples are (both are passed per call, in the forward below).
     * torchscript=True is NOT set by default: its one effect today is to clone
@@ -559,18 +568,174 @@ def call_eager(model, ids, mask):
 
 
 def has_cached(model):
-    """The model defines the cached-decoding method (the fixture classes do;
-    transformers models are not exported with it yet)."""
-    return not _is_transformers_model(model) and hasattr(type(model), "forward_cached")
+    """Whether the export tries the cached-decoding method: the fixture
+    classes define forward_cached themselves; a transformers model gets one
+    from _HFCalls (its own cache path, the past converted per call)."""
+    return _is_transformers_model(model) or hasattr(type(model), "forward_cached")
+
+
+def _hf_uses_cache_class(model):
+    """Whether the model takes a transformers Cache object as
+    past_key_values. transformers 5.x: yes (the legacy tuples are gone).
+    4.4x: when the class says so with _supports_cache_class (Llama, Qwen2,
+    Gemma-2 ...); the ones that do not (GPT-2 before its port to Cache)
+    take the legacy tuple of (key, value) pairs, which every 4.x model
+    still accepts. Without transformers importable (the tool's test, with a
+    transformers-shaped fixture model): the legacy tuples."""
+    try:
+        import transformers
+        from transformers.cache_utils import DynamicCache  # noqa: F401
+    except ImportError:
+        return False
+    try:
+        major = int(transformers.__version__.split(".")[0])
+    except ValueError:
+        major = 0
+    if major >= 5:
+        return True
+    return bool(getattr(type(model), "_supports_cache_class", False))
+
+
+def _hf_cache_from_flat(past, legacy):
+    """The flat past list [k0, v0, k1, v1, ...] as what the model takes.
+
+    A DynamicCache is built per call and filled with update(k, v, layer):
+    the one call that exists with the same meaning in 4.4x (key_cache lists)
+    and 5.x (DynamicLayer objects; from_legacy_cache and the constructor's
+    data argument came and went between versions). No config is given on
+    purpose: with one, 5.x makes sliding-window layers for Gemma-2 and the
+    like, which keep only the last window of keys and count their length in
+    a Python int (cumulative_length) that a trace would record as a
+    constant; plain DynamicLayers keep every position (the contract's
+    present = past + new) and the sliding-window mask is still applied,
+    by positions, in the attention mask. With P = 0 the entries are empty
+    [B, H, 0, D] tensors: the cache then reports length 0 in eager code,
+    and in the traced graph (recorded at P > 0) a cat with an empty tensor
+    and a size of 0 give the same result."""
+    pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
+    if legacy:
+        return tuple(pairs)
+    from transformers.cache_utils import DynamicCache
+    cache = DynamicCache()
+    for i, (k, v) in enumerate(pairs):
+        cache.update(k, v, i)
+    return cache
+
+
+def _hf_flat_from_cache(pkv):
+    """The model's returned cache (a Cache of either version, or legacy
+    tuples) as the flat present list."""
+    if hasattr(pkv, "self_attention_cache"):  # EncoderDecoderCache (cross-attention builds)
+        pkv = pkv.self_attention_cache
+    layers = getattr(pkv, "layers", None)
+    if layers is not None and all(hasattr(lay, "keys") and hasattr(lay, "values") for lay in layers):
+        pairs = [(lay.keys, lay.values) for lay in layers]              # 5.x
+    elif hasattr(pkv, "key_cache") and hasattr(pkv, "value_cache"):
+        pairs = list(zip(pkv.key_cache, pkv.value_cache))               # 4.4x DynamicCache
+    elif hasattr(pkv, "to_legacy_cache"):
+        pairs = list(pkv.to_legacy_cache())
+    else:
+        pairs = list(pkv)                                               # legacy tuples
+    flat = []
+    for pair in pairs:
+        flat += [pair[0], pair[1]]
+    return flat
+
+
+class _HFCalls(_CallAs):
+    """_CallAs plus forward_cached(input_ids, attention_mask, position_ids,
+    past) -> (logits, present) for a transformers model: the contract's
+    method (README, "Cached decoding") through the model's own cache path.
+    Like forward, it is an instance attribute for the duration of the trace
+    (torch.jit.trace_module traces `getattr(model, "forward_cached")`), so
+    the root stays the transformers model and both methods call the same
+    submodules, which the trace turns into forwardN methods.
+
+    What is passed, and why:
+    * attention_mask [B, P+S], 1 = token: what HF generate passes with a
+      cache (the mask covers past and new positions); the model makes its
+      4D mask from it (eager attention: a float mask, no is_causal shortcut).
+    * position_ids [B, S], the daemon's (cumsum(mask) - 1): what HF generate
+      computes itself for left-padded rows; without them the model would
+      count positions from the cache length (arange(P, P+S)) and a
+      left-padded row would get other rotary/learned positions than with
+      HF generate.
+    * cache_position arange(P, P+S), where the model's forward takes it
+      (4.4x; 5.x derives it or has dropped it): the slots of the new
+      positions in the cache and the causal part of the mask. Computed from
+      the tensors' sizes (P = mask width - S), which the tracer records as
+      size ops, so the graph works at every P; the model's own default is
+      the same arange but from the cache's bookkeeping.
+    * use_cache=True, return_dict=False: the cache comes back as the second
+      element of a tuple (ModelOutput is not a traceable output).
+    The attention implementation is "eager" for the same reasons as forward
+    (_prepare_transformers): SDPA would hide the pattern site and take
+    shortcuts (is_causal when nothing is padded) that a trace records."""
+
+    def __enter__(self):
+        model = super().__enter__()
+        cls_forward = type(model).forward
+        legacy = not _hf_uses_cache_class(model)
+        import inspect
+        try:
+            params = inspect.signature(cls_forward).parameters
+        except (TypeError, ValueError):
+            params = {}
+        with_cache_position = "cache_position" in params
+
+        def forward_cached(input_ids, attention_mask, position_ids, past):
+            import torch
+            kw = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                      past_key_values=_hf_cache_from_flat(past, legacy), use_cache=True,
+                      return_dict=False)
+            if with_cache_position:
+                s = input_ids.shape[1]
+                p = attention_mask.shape[1] - s
+                kw["cache_position"] = torch.arange(p, p + s, device=input_ids.device)
+            out = cls_forward(model, **kw)
+            if hasattr(out, "logits"):  # a version that ignores return_dict=False
+                logits, pkv = out.logits, out.past_key_values
+            else:
+                logits, pkv = out[0], out[1]
+            return logits, _hf_flat_from_cache(pkv)
+
+        model.forward_cached = forward_cached
+        return model
+
+    def __exit__(self, *exc):
+        self.model.__dict__.pop("forward_cached", None)
+        super().__exit__(*exc)
+
+
+def eager_cached(model, ids, mask, pos, past):
+    """forward_cached on the eager model: the fixture classes' own method,
+    or _HFCalls's for a transformers model."""
+    import torch
+    with torch.no_grad():
+        if _is_transformers_model(model):
+            with _HFCalls(model) as m:
+                return m.forward_cached(ids, mask, pos, past)
+        return model.forward_cached(ids, mask, pos, past)
+
+
+CACHED_EXAMPLE_PAST = 3
+
+
+def CACHED_EXAMPLE_SHAPE(example):  # noqa: N802 (read like the constant above)
+    """(P, S) of forward_cached's trace example."""
+    return CACHED_EXAMPLE_PAST, int(example[0].shape[1])
 
 
 def cached_example(torch, example, layout, dtype, device):
     """forward_cached's trace example from forward's: the same rows with a
-    past of 3 positions, so that one graph serves P = 0 and P > 0."""
+    past of 3 positions, so that one graph serves P = 0 and P > 0 (a cache
+    path with a branch on "is the cache empty" records its P > 0 side, which
+    also computes the right thing with an empty past: a cat with an empty
+    tensor, a length of 0)."""
     ids, mask = example
     b, s = ids.shape
     layers, heads, dim = layout
-    past_len = 3
+    past_len = CACHED_EXAMPLE_PAST
     full = torch.cat((torch.ones(b, past_len, dtype=mask.dtype, device=device), mask), dim=1)
     pos = (full.cumsum(-1) - 1).masked_fill(full == 0, 1)[:, past_len:]
     past = [torch.zeros(b, heads, past_len, dim, dtype=dtype, device=device)
@@ -594,11 +759,14 @@ def make_archive(model, kind, example, cached=None):
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             # trace_module scripts an @torch.jit.export method instead of
             # tracing it: the marker is lifted for the trace.
-            fn = type(model).forward_cached
-            mark = fn.__dict__.pop("_torchscript_modifier", None)
+            fn = getattr(type(model), "forward_cached", None)
+            mark = fn.__dict__.pop("_torchscript_modifier", None) if fn is not None else None
             try:
-                return torch.jit.trace_module(model, {"forward": example, "forward_cached": cached},
-                                              check_trace=False, strict=False)
+                methods = {"forward": example, "forward_cached": cached}
+                if _is_transformers_model(model):
+                    with _HFCalls(model) as m:
+                        return torch.jit.trace_module(m, methods, check_trace=False, strict=False)
+                return torch.jit.trace_module(model, methods, check_trace=False, strict=False)
             except Exception as e:
                 raise ExportError("torch.jit.trace_module of %s failed (torch %s): %s: %s"
                                   % (type(model).__name__, torch.__version__, type(e).__name__,
@@ -683,26 +851,58 @@ def parity(torch, eager, loaded, checks):
 
 def cached_parity(torch, eager, loaded, checks, layout, dtype, device, steps=4):
     """Greedy decoding through the archive's forward_cached against the eager
-    model's, the daemon's way (left-padded prompts, positions from the mask,
-    an empty past first): the worst relative logit difference over the
-    steps of every check prompt."""
+    model's (the fixture classes' method, or the model's own cache path
+    through _HFCalls), the daemon's way: left-padded prompts, positions from
+    the mask, an empty past first (P = 0, S = the prompt), then one token a
+    step (S = 1) at growing P. The trace example has P = 3, S = 6, so every
+    step runs the graph at a past length other than the traced one: a trace
+    that recorded the past length as a Python int (the cache's length,
+    a cache_position, a mask width) fails here.
+
+    Returns {"trace": worst relative logit difference archive vs eager,
+    "where": (prompt, step, P, S) of it, "cache": worst relative difference
+    of the eager cached step vs the eager model run on the whole sequence
+    with an empty past (a wrong conversion of the past, such as keys and
+    values swapped or a layer out of order, shows here and not in "trace"),
+    "shape": None or the first present tensor of the wrong shape}."""
     layers, heads, dim = layout
-    worst = 0.0
+    res = {"trace": 0.0, "where": None, "cache": 0.0, "shape": None}
+
+    def empty(b):
+        return [torch.zeros(b, heads, 0, dim, dtype=dtype, device=device) for _ in range(2 * layers)]
+
+    def rel(a, c):
+        return float((a - c).abs().max()) / max(float(a.abs().max()), 1e-30)
+
     with torch.no_grad():
-        for _, ids, mask in checks:
+        for pname, ids, mask in checks:
             b = ids.shape[0]
-            pasts = [[torch.zeros(b, heads, 0, dim, dtype=dtype, device=device)
-                      for _ in range(2 * layers)] for _ in range(2)]
-            step_ids, full = ids, mask
-            for _ in range(steps):
-                pos = (full.cumsum(-1) - 1).masked_fill(full == 0, 1)[:, -step_ids.shape[1]:]
-                a, pasts[0] = eager.forward_cached(step_ids, full, pos, pasts[0])
+            pasts = [empty(b), empty(b)]
+            step_ids, full, seq = ids, mask, ids
+            for step in range(steps):
+                s = step_ids.shape[1]
+                pos_all = (full.cumsum(-1) - 1).masked_fill(full == 0, 1)
+                pos = pos_all[:, -s:]
+                a, pasts[0] = eager_cached(eager, step_ids, full, pos, pasts[0])
                 c, pasts[1] = loaded.forward_cached(step_ids, full, pos, pasts[1])
+                want = (b, heads, full.shape[1], dim)
+                for n, t in enumerate(list(pasts[0]) + list(pasts[1])):
+                    if res["shape"] is None and (len(pasts[0]) != 2 * layers or len(pasts[1]) != 2 * layers
+                                                 or tuple(t.shape) != want):
+                        res["shape"] = ("%s step %d: present has %d/%d tensors, #%d is %s; expected "
+                                        "%d of %s" % (pname, step, len(pasts[0]), len(pasts[1]), n,
+                                                      list(t.shape), 2 * layers, list(want)))
                 la, lc = a[:, -1].float(), c[:, -1].float()
-                worst = max(worst, float((la - lc).abs().max()) / max(float(la.abs().max()), 1e-30))
+                r = rel(la, lc)
+                if res["where"] is None or r > res["trace"]:
+                    res["trace"], res["where"] = r, (pname, step, full.shape[1] - s, s)
+                if step > 0:  # step 0 is itself the whole sequence with an empty past
+                    whole, _ = eager_cached(eager, seq, full, pos_all, empty(b))
+                    res["cache"] = max(res["cache"], rel(whole[:, -1].float(), la))
                 step_ids = la.argmax(-1, keepdim=True)
+                seq = torch.cat((seq, step_ids), dim=1)
                 full = torch.cat((full, torch.ones_like(step_ids)), dim=1)
-    return worst
+    return res
 
 
 def export_model(model, repo, name, family=None, kind="trace", device="cpu", dtype=None,
@@ -736,42 +936,87 @@ def export_model(model, repo, name, family=None, kind="trace", device="cpu", dty
     example, checks = parity_inputs(torch, int(cfg.get("vocab_size") or vocab), dev, int(cfg_max))
 
     summary = summary_config(cfg, int(vocab or 0))
-    layout = None
+    hf = _is_transformers_model(model)
+    layout, no_cache, cp = None, None, None
     if has_cached(model):
         layout = (summary.get("n_layers"), summary.get("n_kv_heads"), summary.get("head_dim"))
         if None in layout:
-            raise ExportError("forward_cached: the config does not say the KV layout "
-                              "(layers, kv heads, head dim): %s" % (layout,))
-    t0 = time.monotonic()
-    archive = make_archive(model, kind, example,
-                           cached_example(torch, example, layout, pdt, dev) if layout else None)
-    t_export = time.monotonic() - t0
-    if _perturb is not None:  # tests: an archive that does not match its model
-        _perturb(archive)
+            if not hf:
+                raise ExportError("forward_cached: the config does not say the KV layout "
+                                  "(layers, kv heads, head dim): %s" % (layout,))
+            no_cache = "the config does not say the KV layout (layers, kv heads, head dim): %s" % (layout,)
+            layout = None
     dest = os.path.join(repo, name)
     os.makedirs(repo, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".%s.tmp" % name, dir=repo)
     try:
-        torch.jit.save(archive, os.path.join(tmp, "model.pt"))
-        loaded = torch.jit.load(os.path.join(tmp, "model.pt"), map_location=dev).eval()
-        rows = parity(torch, model, loaded, checks)
-        worst = 0.0
-        for pname, diff, scale in rows:
-            rel = diff / max(scale, 1e-30)
-            worst = max(worst, rel)
-            log("parity %-22s max abs logit difference %.3g (max |logit| %.3g, relative %.3g)"
-                % (pname, diff, scale, rel))
-        if worst > tol:
-            raise ExportError("refused: the archive differs from the eager model by %.3g relative "
-                              "(bound %.3g for %s); nothing written" % (worst, tol, dtype))
-        if layout is not None:
-            cworst = cached_parity(torch, model, loaded, checks, layout, pdt, dev)
-            log("parity cached decoding     max relative logit difference %.3g (greedy, 4 steps)"
-                % cworst)
-            if cworst > tol:
-                raise ExportError("refused: the archive's forward_cached differs from the eager "
-                                  "model by %.3g relative (bound %.3g); nothing written"
-                                  % (cworst, tol))
+        # A transformers model whose cached path does not trace correctly is
+        # exported without it (a second round, forward alone) rather than
+        # with a wrong method; the fixture classes define the method
+        # themselves, so there a failure is refused.
+        while True:
+            t0 = time.monotonic()
+            try:
+                archive = make_archive(model, kind, example,
+                                       cached_example(torch, example, layout, pdt, dev) if layout else None)
+            except ExportError as e:
+                if not (hf and layout):
+                    raise
+                no_cache = "tracing forward_cached failed: %s" % e
+                log("kv_cache: not exported: %s; tracing forward alone" % no_cache)
+                layout = None
+                continue
+            t_export = time.monotonic() - t0
+            if _perturb is not None:  # tests: an archive that does not match its model
+                _perturb(archive)
+            torch.jit.save(archive, os.path.join(tmp, "model.pt"))
+            loaded = torch.jit.load(os.path.join(tmp, "model.pt"), map_location=dev).eval()
+            rows = parity(torch, model, loaded, checks)
+            worst = 0.0
+            for pname, diff, scale in rows:
+                rel = diff / max(scale, 1e-30)
+                worst = max(worst, rel)
+                log("parity %-22s max abs logit difference %.3g (max |logit| %.3g, relative %.3g)"
+                    % (pname, diff, scale, rel))
+            if worst > tol:
+                raise ExportError("refused: the archive differs from the eager model by %.3g relative "
+                                  "(bound %.3g for %s); nothing written" % (worst, tol, dtype))
+            if layout is None:
+                break
+            try:
+                cp = cached_parity(torch, model, loaded, checks, layout, pdt, dev)
+            except Exception as e:  # eager or archive failing at another P, S than traced
+                if not hf:
+                    raise
+                no_cache = "forward_cached failed in the greedy check: %s: %s" % (
+                    type(e).__name__, (str(e).strip().splitlines() or [""])[0])
+                log("kv_cache: not exported: %s; tracing forward alone" % no_cache)
+                layout, cp = None, None
+                continue
+            log("parity cached decoding     max relative logit difference %.3g (greedy, 4 steps; "
+                "worst at %s step %d, past length %d, %d new); eager cached step vs whole "
+                "sequence %.3g" % ((cp["trace"],) + tuple(cp["where"]) + (cp["cache"],)))
+            problem = None
+            if cp["shape"]:
+                problem = "forward_cached returns a present list of the wrong shape (%s)" % cp["shape"]
+            elif cp["cache"] > tol:
+                problem = ("the eager cached step differs from the whole sequence recomputed by %.3g "
+                           "relative (bound %.3g): the past is not carried over correctly"
+                           % (cp["cache"], tol))
+            elif cp["trace"] > tol:
+                pn, st, pl, sl = cp["where"]
+                problem = ("the archive's forward_cached differs from the eager model by %.3g relative "
+                           "(bound %.3g), worst at %s step %d: past length P = %d, %d new positions; "
+                           "the trace was recorded at P = %d, S = %d, so it likely holds a Python int "
+                           "(such as the past length) as a constant"
+                           % ((cp["trace"], tol, pn, st, pl, sl) + CACHED_EXAMPLE_SHAPE(example)))
+            if problem is None:
+                break
+            if not hf:
+                raise ExportError("refused: %s; nothing written" % problem)
+            no_cache = problem
+            log("kv_cache: not exported: %s; tracing forward alone" % problem)
+            layout, cp = None, None
         # The forward contract, as the daemon will call it: one token, no mask
         # argument for a scripted archive, an all-ones mask for a traced one.
         with torch.no_grad():
@@ -781,6 +1026,7 @@ def export_model(model, repo, name, family=None, kind="trace", device="cpu", dty
         if out.dim() != 3 or tuple(out.shape[:2]) != (1, 1):
             raise ExportError("the archive returns %s for one token; expected [1, 1, vocab]"
                               % list(out.shape))
+        eos = _eos_token_id(model, cfg)
         if pad_token_id is None:
             pad_token_id, pad_from = _pad_token(cfg)
         else:
@@ -796,8 +1042,7 @@ def export_model(model, repo, name, family=None, kind="trace", device="cpu", dty
             **({"kv_cache": {"method": "forward_cached", "layers": int(layout[0]),
                              "kv_heads": int(layout[1]), "head_dim": int(layout[2])}}
                if layout is not None else {}),
-            **({"eos_token_id": cfg["eos_token_id"]}
-               if isinstance(cfg.get("eos_token_id"), (int, list)) else {}),
+            **({"eos_token_id": eos} if eos is not None else {}),
             "description": description or "%s exported by tools/nnedit_export.py" % cls,
             "export_info": {
                 "class": cls, "pad_token_from": pad_from,
@@ -806,6 +1051,12 @@ def export_model(model, repo, name, family=None, kind="trace", device="cpu", dty
                 "parity": [{"prompt": p, "max_abs_diff": d, "max_abs_logit": s}
                            for p, d, s in rows]},
         }
+        if cp is not None:
+            spec["export_info"]["cached_parity"] = {
+                "relative": cp["trace"], "worst_at": list(cp["where"]),
+                "cached_vs_whole_sequence": cp["cache"]}
+        if no_cache is not None:
+            spec["export_info"]["kv_cache"] = "not exported: " + no_cache
         if kind == "trace" and dev.type != "cpu":
             spec["export_info"]["note"] = ("traced on %s: the archive's factory ops (arange, "
                                            "zeros) are fixed to that device" % dev)
@@ -823,9 +1074,26 @@ def export_model(model, repo, name, family=None, kind="trace", device="cpu", dty
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    log("wrote %s (%s, %s, %s, %s; worst relative parity %.3g)"
-        % (dest, fam, kind, spec["device"], dtype, worst))
+    log("wrote %s (%s, %s, %s, %s; worst relative parity %.3g; %s)"
+        % (dest, fam, kind, spec["device"], dtype, worst,
+           "kv_cache forward_cached" if "kv_cache" in spec else
+           "no kv_cache: " + (no_cache or "the model has no cached method")))
     return spec
+
+
+def _eos_token_id(model, cfg):
+    """model.json's eos_token_id: the generation config's (what HF generate
+    stops at; some checkpoints list several ids there and one in config.json),
+    else the config's; an int or a list of ints, None when neither says."""
+    gc = getattr(model, "generation_config", None)
+    for v in (getattr(gc, "eos_token_id", None) if gc is not None else None, cfg.get("eos_token_id")):
+        if isinstance(v, (list, tuple)):
+            ids = [int(x) for x in v if isinstance(x, int) and not isinstance(x, bool) and x >= 0]
+            if ids:
+                return ids[0] if len(ids) == 1 else ids
+        elif isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+            return int(v)
+    return None
 
 
 def _pad_token(cfg):

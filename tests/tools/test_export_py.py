@@ -49,23 +49,42 @@ LAYOUT = {"gpt2": ("transformer.h", "attn"), "llama": ("model.layers", "self_att
 ATOL = 1e-5
 
 
-def transformers_shaped(model):
+def transformers_shaped(model, cache="legacy"):
     """The fixture GPT-2 dressed as a transformers model: its class lives in
     transformers' module and has transformers' name, its forward has GPT-2's
-    real parameter order (past_key_values before attention_mask), takes
-    use_cache/return_dict and returns a tuple, and it carries a config with
-    to_dict(). That is what the tool's transformers path (eager attention,
-    keyword call through a per-trace forward attribute) meets; Debian has no
-    transformers to meet it for real."""
+    real parameter order (past_key_values before attention_mask, then
+    token_type_ids, position_ids), takes use_cache/return_dict and returns a
+    tuple, and it carries a config with to_dict(). That is what the tool's
+    transformers path (eager attention, keyword calls through per-trace
+    forward and forward_cached attributes) meets; Debian has no transformers
+    to meet it for real.
+
+    cache: "legacy" — like GPT-2 before transformers moved it to Cache
+    objects (_supports_cache_class False): past_key_values a tuple of (key,
+    value) pairs, returned as (logits, presents); the cached step runs the
+    fixture's own cache code. "none" — a model that cannot take a cache
+    (the export must go without kv_cache and say why). "baked" — like
+    "legacy" but its positions come from the past length read as a Python
+    int, which a trace records as a constant (the export must detect it and
+    go without kv_cache)."""
     base = type(model)
 
-    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, use_cache=None,
-                return_dict=None):
-        assert past_key_values is None and use_cache is False and return_dict is False, \
-            (past_key_values, use_cache, return_dict)
-        return (base.forward(self, input_ids, attention_mask),)
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, use_cache=None, return_dict=None):
+        assert return_dict is False, return_dict
+        if past_key_values is None:
+            assert use_cache is False and position_ids is None, (use_cache, position_ids)
+            return (base.forward(self, input_ids, attention_mask),)
+        assert cache != "none", "this model takes no cache"
+        assert use_cache is True and isinstance(past_key_values, tuple), type(past_key_values)
+        past = [t for pair in past_key_values for t in pair]
+        if cache == "baked":
+            p = int(past[0].shape[2])  # a Python int: the tracer keeps its value
+            position_ids = (torch.arange(input_ids.shape[1]) + p).unsqueeze(0).expand_as(input_ids)
+        logits, present = base.forward_cached(self, input_ids, attention_mask, position_ids, past)
+        return (logits, tuple((present[2 * i], present[2 * i + 1]) for i in range(len(present) // 2)))
 
-    cls = type("GPT2LMHeadModel", (base,), {"forward": forward,
+    cls = type("GPT2LMHeadModel", (base,), {"forward": forward, "_supports_cache_class": False,
                                             "__module__": "transformers.models.gpt2.modeling_gpt2"})
 
     class Config:
@@ -223,10 +242,6 @@ class Export(unittest.TestCase):
                 with open(os.path.join(self.repo, n, "model.json")) as f:
                     spec = json.load(f)
                 info = self.describe(n).model
-                if n == "gpt2-hfshaped":  # a transformers model: not yet
-                    self.assertNotIn("kv_cache", spec)
-                    self.assertFalse(info.kv_cache)
-                    continue
                 self.assertEqual(spec["kv_cache"]["method"], "forward_cached")
                 self.assertTrue(info.kv_cache)
                 kv = rg.kv_shape(self.eager[n])
@@ -239,6 +254,48 @@ class Export(unittest.TestCase):
                         ignore_eos=True, cache=cache))
                     self.assertEqual(list(res.rows[0].ids), want[0], cache)
                     self.assertEqual(res.kv_cache, cache == inference_pb2.CACHE_MODE_UNSPECIFIED)
+
+    def test_transformers_cached_method(self):
+        """A transformers-shaped model gets forward_cached from the tool
+        (_HFCalls: the flat past converted to what the model takes and
+        back), traced with trace_module beside forward: the archive's root
+        is still the model, its submodules are shared, eos comes from the
+        config, the check compared it at other past lengths than traced."""
+        with open(os.path.join(self.repo, "gpt2-hfshaped", "model.json")) as f:
+            spec = json.load(f)
+        self.assertEqual(spec["kv_cache"], {"method": "forward_cached", "layers": 2, "kv_heads": 4,
+                                            "head_dim": 16})
+        self.assertEqual(spec["eos_token_id"], 999)
+        cp = spec["export_info"]["cached_parity"]
+        self.assertLessEqual(cp["relative"], 1e-4)
+        self.assertLessEqual(cp["cached_vs_whole_sequence"], 1e-4)
+        self.assertNotIn("forward_cached", self.eager["gpt2-hfshaped"].__dict__)
+        m = torch.jit.load(os.path.join(self.repo, "gpt2-hfshaped", "model.pt"))
+        self.assertEqual(m.original_name, "GPT2LMHeadModel")
+        # the cached graph calls the blocks (their traced methods), not inlined copies
+        calls = [n for n in m.forward_cached.graph.nodes() if n.kind() == "prim::CallMethod"]
+        self.assertTrue(calls, m.forward_cached.graph)
+
+    def test_transformers_without_a_cached_path(self):
+        """A model whose cached call fails, or whose trace holds the past
+        length as a constant, is exported without kv_cache, and the tool
+        says why (in its output and in model.json), rather than writing a
+        wrong method."""
+        repo = os.path.join(self.tmp, "repo-nocache")
+        for how, why in (("none", "forward_cached failed"), ("baked", "likely holds a Python int")):
+            with self.subTest(cache=how):
+                m = transformers_shaped(nnedit_export.fixture_checkpoint(
+                    "gpt2", os.path.join(self.tmp, "ckpt", "hf-" + how), "safetensors", "tiny", seed=79),
+                    cache=how)
+                spec = nnedit_export.export_model(m, repo, "gpt2-" + how)
+                self.assertNotIn("kv_cache", spec)
+                self.assertIn(why, spec["export_info"]["kv_cache"])
+                with open(os.path.join(repo, "gpt2-" + how, "model.json")) as f:
+                    self.assertNotIn("kv_cache", json.load(f))
+                self.assertNotIn("forward_cached", m.__dict__)
+                self.assertNotIn("forward", m.__dict__)
+                a = torch.jit.load(os.path.join(repo, "gpt2-" + how, "model.pt"))
+                self.assertFalse(hasattr(a, "forward_cached"))
 
     def test_save_equals_eager_hook(self):
         """A standard site's saved value is the eager module's output."""
