@@ -21,6 +21,40 @@
  * Threads: any function may be called from any thread. nne_model_forward may
  * run concurrently on one model from several threads. Each call sets
  * inference mode for its own thread.
+ *
+ * libtorch versions: the engine builds against Debian's libtorch 1.13 and,
+ * with the same source, the one inside a PyTorch 2.x wheel (2.0 ... 2.11, CPU
+ * or CUDA; cmake -DNNE_TORCH_PYTHON=<python>). The libtorch APIs it uses
+ * that changed between versions, and how the engine copes (compat.h holds
+ * the shims, keyed on <torch/version.h>):
+ *   - c10::optional / c10::nullopt: a class of its own in 1.13; an alias of
+ *     std::optional since late 2023, deprecated (C10_NODEPRECATED hides it)
+ *     since Dec 2024, to be removed. The engine says nne_compat::optional /
+ *     nne_compat::nullopt (std:: from 2.4 on, c10:: before) or `auto`.
+ *   - at::indexing::Slice: bounds c10::optional<int64_t> in 1.13,
+ *     std::optional<c10::SymInt> in 2.x. nne_compat::slice() converts
+ *     each bound to the type Slice::start() returns.
+ *   - torch.norm (nne_op_call "norm"): 1.13's Python computes it with
+ *     at::frobenius_norm / at::norm; 2.x's with at::linalg_vector_norm
+ *     (at::frobenius_norm is kept there only for old TorchScript). The
+ *     engine calls what the libtorch's own Python calls (#if in
+ *     trace_ops.cc), so its result stays Python's, bit for bit.
+ *   - C++ standard: C++17 for 1.13 ... 2.11; headers from 2.12 on are
+ *     reported to need C++20. CMakeLists.txt sets the engine's standard
+ *     from find_package(Torch)'s Torch_VERSION.
+ *   - _GLIBCXX_USE_CXX11_ABI: in TORCH_CXX_FLAGS for Debian's (1) and older
+ *     wheels (0); newer wheels' packages may not state it. CMakeLists.txt
+ *     applies TORCH_CXX_FLAGS to the engine and, when they lack the ABI,
+ *     takes it from the wheel's torch._C._GLIBCXX_USE_CXX11_ABI.
+ * Unchanged between them, as read (the engine uses these as they are):
+ * ivalue::Tuple::elements() (a TupleElements already in 1.13),
+ * Source::get_line() / SourceRange::findSourceRangeThatGenerated(),
+ * Node::print(), inlineCallTo(Node*, GraphFunction*, Graph*),
+ * FunctionSchema::checkAndNormalizeInputs (a template in 2.x, called the
+ * same way), at::native::wrapped_scalar_tensor.
+ * Only the 1.13 build is compiled and tested here: every 2.x point above
+ * was checked by reading 2.x sources, not by compiling (the 2.x norm code
+ * was compiled against 1.13's headers, which have the same functions).
  */
 #ifndef NNE_ENGINE_H
 #define NNE_ENGINE_H

@@ -15,6 +15,8 @@
 
 #include <torch/script.h>
 
+#include "compat.h"
+
 #include <atomic>
 #include <cstring>
 #include <deque>

@@ -106,7 +106,7 @@ std::string shape_of(const Value *v) {
   auto tt = v->type()->cast<c10::TensorType>();
   if (!tt)
     return "";
-  c10::optional<std::vector<int64_t>> sizes = tt->sizes().concrete_sizes();
+  auto sizes = tt->sizes().concrete_sizes(); // an optional vector
   if (!sizes)
     return "";
   std::string s = "[";
@@ -145,9 +145,9 @@ void add_node(nne_graph_t *g, Node *n, int depth, const char *instance,
   e.hook_site = -1;
   if (e.kind == NNE_GRAPH_HOOK) {
     g->edited = 1;
-    c10::optional<c10::IValue> site = n->inputs().size() >= 2
-                                          ? torch::jit::toIValue(n->input(1))
-                                          : c10::nullopt;
+    nne_compat::optional<c10::IValue> site =
+        n->inputs().size() >= 2 ? torch::jit::toIValue(n->input(1))
+                                : nne_compat::nullopt;
     if (site && site->isInt())
       e.hook_site = static_cast<int>(site->toInt());
   }

@@ -146,9 +146,9 @@ c10::Scalar scalar_of(const nne_op_arg_t *a) {
   }
 }
 
-c10::optional<c10::Scalar> opt_scalar(const nne_op_arg_t *a) {
+nne_compat::optional<c10::Scalar> opt_scalar(const nne_op_arg_t *a) {
   if (a == nullptr)
-    return c10::nullopt;
+    return nne_compat::nullopt;
   return scalar_of(a);
 }
 
@@ -176,9 +176,9 @@ at::ScalarType dtype_of(const nne_op_arg_t *a) {
   return st;
 }
 
-c10::optional<at::ScalarType> opt_dtype(const nne_op_arg_t *a) {
+nne_compat::optional<at::ScalarType> opt_dtype(const nne_op_arg_t *a) {
   if (a == nullptr)
-    return c10::nullopt;
+    return nne_compat::nullopt;
   return dtype_of(a);
 }
 
@@ -282,9 +282,9 @@ at::Tensor op_min(const bound &b) {
       at::min(x, b.arg[1]->integer, opt_bool(b.arg[2], false)));
 }
 
-c10::optional<int64_t> opt_dim(const nne_op_arg_t *a) {
+nne_compat::optional<int64_t> opt_dim(const nne_op_arg_t *a) {
   if (a == nullptr)
-    return c10::nullopt;
+    return nne_compat::nullopt;
   return a->integer;
 }
 
@@ -298,12 +298,29 @@ at::Tensor op_argmin(const bound &b) {
                     opt_bool(b.arg[2], false));
 }
 
-// torch.norm as PyTorch 1.13's torch/functional.py computes it: without p
-// (p="fro") the Frobenius norm over the given dims (all of them without
-// dims); with a number p, the vector p-norm over the given dims or all.
+// torch.norm as the torch/functional.py of the libtorch's own release
+// computes it, so that the result is Python's, bit for bit.
 at::Tensor op_norm(const bound &b) {
   const at::Tensor &x = tensor_of(b.arg[0]);
   const bool keepdim = opt_bool(b.arg[3], false);
+#if NNE_TORCH_AT_LEAST(2, 0)
+  // 2.x: a strided tensor on the CPU, CUDA or meta goes to
+  // linalg.vector_norm: the 2-norm without p (p="fro", which takes at most
+  // two dims there: more go to matrix_norm, which refuses them), the
+  // p-norm with a number p; over the given dims, or the whole tensor
+  // flattened without dims.
+  at::OptionalIntArrayRef dims;
+  if (b.arg[2] != nullptr)
+    dims = at::OptionalIntArrayRef(ints_of(b.arg[2]));
+  TORCH_CHECK(b.arg[1] != nullptr || !dims.has_value() || dims->size() <= 2,
+              "norm: p='fro' takes at most 2 dims, got ", dims->size());
+  const c10::Scalar p =
+      b.arg[1] != nullptr ? scalar_of(b.arg[1]) : c10::Scalar(2.0);
+  return at::linalg_vector_norm(x, p, dims, keepdim, opt_dtype(b.arg[4]));
+#else
+  // 1.13: without p (p="fro") the Frobenius norm over the given dims (all
+  // of them without dims); with a number p, the vector p-norm over the
+  // given dims or all.
   std::vector<int64_t> all;
   at::IntArrayRef dims;
   if (b.arg[2] != nullptr) {
@@ -315,10 +332,11 @@ at::Tensor op_norm(const bound &b) {
   }
   if (b.arg[1] == nullptr)
     return at::frobenius_norm(x, dims, keepdim);
-  c10::optional<c10::Scalar> p = scalar_of(b.arg[1]);
+  nne_compat::optional<c10::Scalar> p = scalar_of(b.arg[1]);
   if (b.arg[4] != nullptr)
     return at::norm(x, p, dims, keepdim, dtype_of(b.arg[4]));
   return at::norm(x, p, dims, keepdim);
+#endif
 }
 
 // x[items] as Python's indexing computes it (the same at::indexing code).
@@ -334,9 +352,11 @@ at::Tensor op_index(const bound &b) {
     switch (nne__enum_int(it.kind)) {
     case NNE_INDEX_INT: idx.emplace_back(it.index); break;
     case NNE_INDEX_SLICE:
-      idx.emplace_back(ix::Slice(
-          it.has_start ? c10::optional<int64_t>(it.start) : c10::nullopt,
-          it.has_stop ? c10::optional<int64_t>(it.stop) : c10::nullopt,
+      idx.emplace_back(nne_compat::slice(
+          it.has_start ? nne_compat::optional<int64_t>(it.start)
+                       : nne_compat::nullopt,
+          it.has_stop ? nne_compat::optional<int64_t>(it.stop)
+                      : nne_compat::nullopt,
           it.step == 0 ? 1 : it.step));
       break;
     case NNE_INDEX_ELLIPSIS: idx.emplace_back(ix::Ellipsis); break;
@@ -908,7 +928,7 @@ void call_site_bindings(nne_model_t *m, int module, size_t n_params,
   // calls are all there. Only when the call is not (a scripted parent that
   // calls the module from a helper method) is its own code, a copy with the
   // helpers inlined, made and read.
-  c10::optional<torch::jit::Method> fwd =
+  auto fwd = // an optional Method
       m->mods[parent].find_method("forward");
   if (fwd && bindings_from(m, *fwd->graph(), module, parent, bound))
     return;
@@ -1080,8 +1100,7 @@ int nne_model_call_module(nne_model_t *m, int module,
     // The model's module objects and their types are read-only after load;
     // a Method is a fresh (object, function) pair per call, and running one
     // function from several threads is what nne_model_forward does too.
-    c10::optional<torch::jit::Method> fwd =
-        m->mods[module].find_method("forward");
+    auto fwd = m->mods[module].find_method("forward"); // an optional Method
     if (!fwd)
       return nne_err_set(err, NNE_EINVAL, "%s (%s) has no forward method",
                          ctx, info.class_name);

@@ -202,8 +202,8 @@ at::Tensor hook_kernel(const at::Tensor &x, int64_t site) {
 
 // For a value typed Tensor? (GPT-2's padding mask): fires only when it holds
 // a tensor.
-c10::optional<at::Tensor> hook_opt_kernel(const c10::optional<at::Tensor> &x,
-                                          int64_t site) {
+nne_compat::optional<at::Tensor>
+hook_opt_kernel(const nne_compat::optional<at::Tensor> &x, int64_t site) {
   if (!x.has_value() || !x->defined())
     return x;
   return hook_kernel(*x, site);
