@@ -121,7 +121,8 @@ I = inference_pb2
 # bfloat16 has no numpy type: read its bytes as uint16 (widened below).
 NP_DTYPES[tensor_pb2.DTYPE_BFLOAT16] = np.uint16
 DEV = torch.device(ARGS.device)
-RESULTS = {"device": ARGS.device, "torch": torch.__version__, "models": {}, "bench": {}, "errors": []}
+RESULTS = {"device": ARGS.device, "torch": torch.__version__, "models": {}, "bench": {}, "errors": [],
+           "device_path": {}}
 
 
 def log(msg):
@@ -403,6 +404,208 @@ def check_model(d, name, model, spec):
     if want_next.get("v") is not None:
         d_abs, d_rel = rel_diff(f32(t["next_in"], dtype), want_next["v"], ones)
         r["trace_save"] = {"max_abs_diff": d_abs, "relative": d_rel, "verdict": verdict(d_rel, dtype)}
+
+
+# --------------------------------------------------------------------------
+# The device path: memory figures, requests on several streams at once, an
+# allocation the device cannot make, an edit operand in another dtype
+
+
+def archive_bytes(path):
+    """Bytes of an archive's parameters and buffers, each storage once (what
+    Describe's device_bytes must say)."""
+    m = torch.jit.load(path, map_location="cpu")
+    seen, total = set(), 0
+    for t in list(m.parameters()) + list(m.buffers()):
+        st = t.storage()
+        if st.data_ptr() not in seen:
+            seen.add(st.data_ptr())
+            total += st.nbytes()
+    return total
+
+
+def check_device(d, models, out):
+    """One set of checks of the daemon's device path, recorded in
+    RESULTS["device_path"] (each with a verdict)."""
+    from nnedit.v1 import admin_pb2, admin_pb2_grpc
+    r = RESULTS["device_path"]
+    admin = admin_pb2_grpc.AdminStub(d.channel)
+    canon = "cpu" if DEV.type == "cpu" else "cuda:%d" % (DEV.index or 0)
+
+    # Memory: Describe per model against its archive, Stats per device.
+    try:
+        worst = []
+        for name in models:
+            info = d.models.Describe(models_pb2.DescribeModelRequest(name=name), timeout=60).model
+            want = archive_bytes(os.path.join(out, "repo", name, "model.pt"))
+            if info.device_bytes != want:
+                worst.append("%s: device_bytes %d, archive %d" % (name, info.device_bytes, want))
+        st = admin.Stats(admin_pb2.StatsRequest(), timeout=60)
+        devs = {x.device: x for x in st.devices}
+        dev = devs.get(canon)
+        weights = sum(m.weights_bytes for m in st.memory if m.device == canon)
+        problems = list(worst)
+        if dev is None:
+            problems.append("Stats has no device %s (%s)" % (canon, sorted(devs)))
+        else:
+            if DEV.type == "cuda":
+                total = torch.cuda.get_device_properties(DEV).total_memory
+                if not dev.allocator_stats:
+                    problems.append("no caching-allocator figures (built without NNE_WITH_CUDA?)")
+                elif dev.allocated_bytes < weights:
+                    problems.append("allocated %d < the models' weights %d" % (dev.allocated_bytes, weights))
+                if dev.total_bytes != total:
+                    problems.append("total %d, torch says %d" % (dev.total_bytes, total))
+            if dev.models_bytes != weights:
+                problems.append("models_bytes %d, weights %d" % (dev.models_bytes, weights))
+        r["memory"] = {"verdict": "FAIL" if problems else "PASS", "problems": problems,
+                       "weights_bytes": weights,
+                       "allocated_bytes": dev.allocated_bytes if dev else None,
+                       "reserved_bytes": dev.reserved_bytes if dev else None,
+                       "total_bytes": dev.total_bytes if dev else None}
+        log("device memory: %s %s" % (r["memory"]["verdict"], problems or r["memory"]))
+    except Exception as e:
+        r["memory"] = {"verdict": "FAIL", "problems": ["%s: %s" % (type(e).__name__, e)]}
+
+    name = BENCH_MODEL.get(RESULTS.get("kind"), next(iter(models)))
+    if name not in models:
+        name = next(iter(models))
+    model, spec = models[name]
+    vocab = spec["config"]["vocab_size"]
+
+    # Streams: four clients at once, each with its own rows, several rounds;
+    # every answer equal to its own eager forward (a mix-up between the
+    # executor threads' streams would give another request's numbers or
+    # half-written ones).
+    try:
+        import threading
+        g = np.random.default_rng(11)
+        batches = [g.integers(1, vocab, size=(2, 64)).tolist() for _ in range(4)]
+        ones = [[1] * 64] * 2
+        want = [eager(model, b, ones) for b in batches]
+        worst, errors = [0.0], []
+
+        def client(k):
+            try:
+                for _ in range(5):
+                    _, t = forward(d.inference, name, batches[k], mask=ones, logits=I.LOGITS_MODE_ALL,
+                                   timeout=300)
+                    worst[0] = max(worst[0], rel_diff(f32(t["logits"], spec["dtype"]), want[k], ones)[1])
+            except Exception as e:
+                errors.append("%s: %s" % (type(e).__name__, e))
+
+        ths = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join(600)
+        v = verdict(worst[0], spec["dtype"]) if not errors else "FAIL"
+        r["concurrent"] = {"verdict": v, "relative": worst[0], "clients": 4, "rounds": 5,
+                           "errors": errors[:3]}
+        log("concurrent Forwards x4 x5: worst relative %.3g -> %s %s" % (worst[0], v, errors[:1]))
+    except Exception as e:
+        r["concurrent"] = {"verdict": "FAIL", "errors": ["%s: %s" % (type(e).__name__, e)]}
+
+    # Out of memory: a 256 GiB value (no device has it) is RESOURCE_EXHAUSTED
+    # naming the model, the device and the bytes; the daemon then answers as
+    # before. (The daemon runs with --max-trace-value-bytes 0 for this.)
+    overcommit = ""
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as f:
+            overcommit = f.read().strip()
+    except OSError:
+        pass
+    if DEV.type == "cpu" and overcommit == "1":
+        # Host memory that always overcommits would hand the 256 GiB out and
+        # the kernel would kill the daemon while filling it.
+        r["out_of_memory"] = {"verdict": "SKIP", "problems": ["vm.overcommit_memory=1"]}
+    else:
+        check_oom(d, name, canon, r)
+    check_bf16_operand(d, models, r)
+
+
+def check_oom(d, name, canon, r):
+    try:
+        import grpc
+        ids = [[5, 6, 7, 8]]
+        _, before = forward(d.inference, name, ids, logits=I.LOGITS_MODE_ALL, timeout=300)
+        nodes = [I.Node(id=1, call=I.CallNode(fn="full", args=[
+                     I.Arg(ints=I.IntList(values=[1 << 18, 1 << 18])), I.Arg(scalar=1.0)])),
+                 I.Node(id=2, save=I.SaveNode(value=1, name="big"))]
+        problems, details = [], ""
+        try:
+            trace(d.inference, name, [I.Trace(invokes=[I.Invoke(input_ids=[I.TokenRow(ids=ids[0])])],
+                                              nodes=nodes)], timeout=300)
+            problems.append("a 256 GiB value was allocated?")
+        except grpc.RpcError as e:
+            details = e.details()
+            if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                problems.append("status %s" % e.code())
+            for needle in ("model '%s' on %s" % (name, canon), "tried to allocate 274877906944 bytes"):
+                if needle not in details:
+                    problems.append("no %r in the message" % needle)
+        _, after = forward(d.inference, name, ids, logits=I.LOGITS_MODE_ALL, timeout=300)
+        if not np.array_equal(before["logits"], after["logits"]):
+            problems.append("a Forward after it answers differently")
+        r["out_of_memory"] = {"verdict": "FAIL" if problems else "PASS", "problems": problems,
+                              "message": details[:300]}
+        log("out of memory: %s %s" % (r["out_of_memory"]["verdict"], problems or details[:200]))
+    except Exception as e:
+        r["out_of_memory"] = {"verdict": "FAIL", "problems": ["%s: %s" % (type(e).__name__, e)]}
+
+
+
+def check_bf16_operand(d, models, r):
+    """An edit's float32 operand on a bfloat16 model: converted once to the
+    site's dtype (Get says so), equal to an eager hook adding it in
+    bfloat16; a value bfloat16 cannot hold is refused naming the edit."""
+    bf = [n for n, (_, sp) in models.items() if sp["dtype"] == "bfloat16"]
+    if not bf:
+        r["bf16_operand"] = {"verdict": "SKIP", "problems": ["no bfloat16 model"]}
+        return
+    try:
+        import grpc
+        name = bf[0]
+        model, spec = models[name]
+        layers = layer_list(model, spec["family"])
+        width = spec["config"].get("hidden_size") or spec["config"].get("n_embd") or spec["config"]["d_model"]
+        vec = np.random.default_rng(5).normal(size=width).astype(np.float32)
+        edits = edits_pb2_grpc.EditsStub(d.channel)
+
+        def edit(v):
+            return edits_pb2.ApplyEditsRequest(model=name, edits=[edits_pb2.Edit(
+                site="layers.1.resid_post", op=edits_pb2.EDIT_OP_ADD,
+                tensor=tensor_pb2.Tensor(dtype=tensor_pb2.DTYPE_FLOAT32, shape=[width],
+                                         data=v.tobytes()))])
+        problems = []
+        es = edits.Apply(edit(vec), timeout=300).edit_set
+        try:
+            got = edits.Get(edits_pb2.GetEditSetRequest(id=es.id), timeout=60)
+            if got.edits[0].tensor_dtype != tensor_pb2.DTYPE_BFLOAT16:
+                problems.append("operand kept as %s" % tensor_pb2.DType.Name(got.edits[0].tensor_dtype))
+            ids = np.random.default_rng(6).integers(1, spec["config"]["vocab_size"], size=(2, 16)).tolist()
+            ones = [[1] * 16] * 2
+            _, t = forward(d.inference, name, ids, mask=ones, logits=I.LOGITS_MODE_ALL, edit_set=es.id,
+                           timeout=300)
+            add = torch.from_numpy(vec).to(DEV, torch.bfloat16)
+            want = eager(model, ids, ones, [(layers[1], lambda m, a, o: replace_first(o, first(o) + add))])
+            rel = rel_diff(f32(t["logits"], "bfloat16"), want, ones)[1]
+            if verdict(rel, "bfloat16") != "PASS":
+                problems.append("edited logits differ by %.3g relative" % rel)
+        finally:
+            edits.Drop(edits_pb2.DropEditSetRequest(id=es.id), timeout=30)
+        bad = vec.copy()
+        bad[0] = 3.4e38
+        try:
+            edits.Apply(edit(bad), timeout=300)
+            problems.append("an operand beyond bfloat16's range was accepted")
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.INVALID_ARGUMENT or "beyond bfloat16's range" not in e.details():
+                problems.append("overflow: %s %s" % (e.code(), e.details()[:120]))
+        r["bf16_operand"] = {"verdict": "FAIL" if problems else "PASS", "problems": problems, "model": name}
+        log("bfloat16 operand: %s %s" % (r["bf16_operand"]["verdict"], problems))
+    except Exception as e:
+        r["bf16_operand"] = {"verdict": "FAIL", "problems": ["%s: %s" % (type(e).__name__, e)]}
 
 
 # --------------------------------------------------------------------------
@@ -713,6 +916,14 @@ def summary_text():
             lines.append("    export: %s" % ek)
         if "export" in r:
             lines.append("    export: %s" % r["export"])
+    dp = RESULTS.get("device_path") or {}
+    if dp:
+        lines += ["", "device path:"]
+        for k in ("memory", "concurrent", "out_of_memory", "bf16_operand"):
+            v = dp.get(k)
+            if isinstance(v, dict):
+                extra = {x: v[x] for x in v if x != "verdict"}
+                lines.append("  %-14s %s %s" % (k, v["verdict"], json.dumps(extra, default=str)[:300]))
     b = RESULTS["bench"]
     if b:
         lines += ["", "benchmark (%s): median/min ms" % b.get("shape", "?")]
@@ -767,7 +978,10 @@ def main():
                                               if os.environ.get("LD_LIBRARY_PATH") else "")
     d = None
     if models:
-        args = ["--device", ARGS.device, "--threads", str(threads), "--max-seq-len", "4096"]
+        # --max-trace-value-bytes 0: the out-of-memory check asks for more
+        # than any device has, which must reach the allocator.
+        args = ["--device", ARGS.device, "--threads", str(threads), "--max-seq-len", "4096",
+                "--max-trace-value-bytes", "0"]
         for n in models:
             args += ["--load", n]
         t0 = time.monotonic()
@@ -801,6 +1015,13 @@ def main():
                     RESULTS["errors"].append("%s: generate: %s: %s" % (name, type(e).__name__, e))
                     traceback.print_exc()
                 write_summary()
+            if not out_of_time("device path checks", 30):
+                try:
+                    check_device(d, models, out)
+                except Exception as e:
+                    RESULTS["errors"].append("device path: %s: %s" % (type(e).__name__, e))
+                    traceback.print_exc()
+                write_summary()
             bname = BENCH_MODEL[kind]
             if bname in models and not out_of_time("benchmark", 45):
                 try:
@@ -825,7 +1046,8 @@ def main():
     print(write_summary(final=True))
     failed = bool(RESULTS["errors"]) or any(
         isinstance(v, dict) and v.get("verdict") == "FAIL"
-        for r in RESULTS["models"].values() for v in r.values())
+        for r in RESULTS["models"].values() for v in r.values()) or any(
+        v.get("verdict") == "FAIL" for v in RESULTS["device_path"].values())
     return 1 if failed else 0
 
 

@@ -110,7 +110,14 @@ void nne__tensor_release_on_stream(const at::Tensor &t) {
   // queued on its own stream that have not run yet: marking the block as in
   // use on the releasing thread's stream makes the allocator wait for those
   // kernels before it hands the memory out again.
-  if (!t.defined() || t.device().is_cpu() || !t.has_storage())
+  //
+  // Only an executor thread's stream can have such kernels queued: any
+  // other thread (the loop) gets tensors only after their executor thread
+  // waited for its streams (nne_engine_thread_sync at the end of each job),
+  // and while a job uses a tensor it holds a handle, so its last release
+  // happens on that job's thread.
+  if (!t_streams.enabled || !t.defined() || t.device().is_cpu() ||
+      !t.has_storage())
     return;
   c10::impl::VirtualGuardImpl impl(t.device().type());
   impl.recordDataPtrOnStream(t.storage().data_ptr(),

@@ -20,7 +20,9 @@
  *
  * Threads: any function may be called from any thread. nne_model_forward may
  * run concurrently on one model from several threads. Each call sets
- * inference mode for its own thread.
+ * inference mode for its own thread. On CUDA, a thread that called
+ * nne_engine_thread_attach computes on streams of its own; every other
+ * thread on libtorch's current stream.
  *
  * libtorch versions: the engine builds against Debian's libtorch 1.13 and,
  * with the same source, the one inside a PyTorch 2.x wheel (2.0 ... 2.11, CPU
@@ -46,6 +48,17 @@
  *     wheels (0); newer wheels' packages may not state it. CMakeLists.txt
  *     applies TORCH_CXX_FLAGS to the engine and, when they lack the ABI,
  *     takes it from the wheel's torch._C._GLIBCXX_USE_CXX11_ABI.
+ *   - The device path (device.cc) uses only c10's device-generic interfaces,
+ *     the same from 1.13 through 2.x as read: c10::impl::VirtualGuardImpl
+ *     (getStream, getStreamFromGlobalPool, exchangeStream,
+ *     recordDataPtrOnStream), c10::Stream::synchronize. The CUDA caching
+ *     allocator's figures (NNE_WITH_CUDA, only against a CUDA libtorch):
+ *     c10::cuda::CUDACachingAllocator::getDeviceStats takes an int up to
+ *     2.2 and a c10::DeviceIndex after (the engine passes a DeviceIndex);
+ *     its DeviceStats type moved to c10::CachingDeviceAllocator in later
+ *     2.x (the engine says `auto` and reads index 0 of each statistic, the
+ *     aggregate in every version). -DNNE_CUDA_STATS=OFF builds without
+ *     them should a libtorch's CUDA headers refuse.
  * Unchanged between them, as read (the engine uses these as they are):
  * ivalue::Tuple::elements() (a TupleElements already in 1.13),
  * Source::get_line() / SourceRange::findSourceRangeThatGenerated(),
