@@ -12,7 +12,8 @@ weights (no hub): gpt2 (GPT-2 small, via a saved HF folder: the folder path of
 the tool), gpt2-bf16, llama (Llama-3.2-1B's config), qwen2 (Qwen2-0.5B's),
 gemma2 (Gemma-2-2B's, bfloat16); in-memory exports for all but gpt2. Without
 transformers (the CPU rehearsal on Debian): the fixture classes as HF folders
-(gpt2, llama, gpt_neox tiny; gpt2-small for the benchmark).
+(gpt2, llama, gpt_neox tiny; llama-bf16, the tiny llama in bfloat16; gpt2-small
+for the benchmark).
 
 Per model: the daemon loads it; Describe names the family with every standard
 site available; Forward logits (plain and left-padded) and 12 saves
@@ -79,7 +80,7 @@ TRANSFORMERS_MODELS = {"gpt2": ("gpt2", "float32", "folder"), "gpt2-bf16": ("gpt
                        "llama": ("llama", "float32", "memory"), "qwen2": ("qwen2", "float32", "memory"),
                        "gemma2": ("gemma2", "bfloat16", "memory")}
 FIXTURE_MODELS = {"gpt2": ("gpt2", "tiny"), "llama": ("llama", "tiny"), "gpt_neox": ("gpt_neox", "tiny"),
-                  "gpt2-small": ("gpt2", "small")}
+                  "llama-bf16": ("llama", "tiny", "bfloat16"), "gpt2-small": ("gpt2", "small")}
 BENCH_MODEL = {"transformers": "gpt2", "fixture": "gpt2-small"}
 
 
@@ -246,12 +247,13 @@ def export_transformers(name, how, out, repo):
 
 
 def export_fixture(name, how, out, repo):
-    family, size = how
+    family, size = how[:2]
+    dtype = how[2] if len(how) > 2 else "float32"
     folder = os.path.join(out, "ckpt", name)
     model = nnedit_export.fixture_checkpoint(family, folder, "safetensors", size, seed=5)
     spec = nnedit_export.export_folder(folder, repo, name, impl="fixture", device=ARGS.device,
-                                       force=True)
-    return model.to(DEV).eval(), spec
+                                       dtype=dtype, force=True)
+    return model.to(DEV, getattr(torch, dtype)).eval(), spec
 
 
 # --------------------------------------------------------------------------
