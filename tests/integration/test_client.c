@@ -30,6 +30,7 @@
 #include "nnedit.h"
 #include "npy.h"
 #include "daemon.h"
+#include "client_helpers.h"
 
 #define VOCAB 1000
 
@@ -44,35 +45,9 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static nne_client_t *client_to(const char *addr, int64_t timeout_ms) {
-  nne_client_opts_t o;
-  nne_client_t *c = NULL;
-  nne_client_err_t err;
-  nne_client_opts_init(&o);
-  o.address = addr;
-  o.timeout_ms = timeout_ms;
-  ck_assert_msg(nne_client_connect(&o, &c, &err) == 0, "connect: %s",
-                err.message);
-  return c;
-}
-
 /* A client of the suite's daemon, connected. */
 static nne_client_t *client(void) {
-  nne_client_err_t err;
-  nne_client_t *c = client_to(g_daemon.addr, 60000);
-  ck_assert_msg(nne_client_wait_ready(c, 10000, &err) == 0, "wait_ready: %s",
-                err.message);
-  return c;
-}
-
-static void load(nne_client_t *c, const char *name) {
-  nne_client_model_info_t info;
-  nne_client_err_t err;
-  int rc = nne_client_models_load(c, name, NULL, 0, &info, &err);
-  ck_assert_msg(rc == 0, "load %s: %s: %s", name,
-                nne_client_status_name(err.code), err.message);
-  ck_assert_int_eq(info.state, NNE_CLIENT_MODEL_LOADED);
-  nne_client_model_info_free(&info);
+  return nne_tc_ready(g_daemon.addr, 60000, 0);
 }
 
 static nne_fixture_t *fixture(const char *name) {
@@ -92,23 +67,7 @@ static void ref_load(const nne_fixture_t *f, const char *rel, nne_npy_t *out) {
                 msg);
 }
 
-/* Checks a failed call: its return value, code, and that the message names
- * every needle (NULL-terminated). */
-static void expect_status_v(int rc, const nne_client_err_t *err, int code,
-                            const char *const *needles, const char *what) {
-  size_t i;
-  ck_assert_msg(rc == -code && err->code == code,
-                "%s: expected %s, got rc %d, %s: %s", what,
-                nne_client_status_name(code), rc,
-                nne_client_status_name(err->code), err->message);
-  for (i = 0; needles != NULL && needles[i] != NULL; i++)
-    ck_assert_msg(strstr(err->message, needles[i]) != NULL,
-                  "%s: message '%s' does not name '%s'", what, err->message,
-                  needles[i]);
-}
-/* EXPECT_STATUS(call, &err, CODE, "needle", ..., NULL) */
-#define EXPECT_STATUS(rc, err, code, ...)                                      \
-  expect_status_v((rc), (err), (code), (const char *const[]){__VA_ARGS__}, #rc)
+#define EXPECT_STATUS NNE_TC_EXPECT_STATUS
 
 /* Token rows over a row-major matrix (or over explicit rows). */
 typedef struct batch {
@@ -319,7 +278,7 @@ START_TEST(test_local_errors) {
 
   /* Arguments that cannot go on the wire fail before any I/O: a client to a
    * port nobody listens on shows that nothing was sent. */
-  c = client_to("127.0.0.1:1", 5000);
+  c = nne_tc_connect("127.0.0.1:1", 5000, 0);
   t0 = now_s();
   memset(&req, 0, sizeof req);
   req.rows = &row;
@@ -380,7 +339,7 @@ START_TEST(test_local_errors) {
 END_TEST
 
 START_TEST(test_unavailable) {
-  nne_client_t *c = client_to("127.0.0.1:1", 5000);
+  nne_client_t *c = nne_tc_connect("127.0.0.1:1", 5000, 0);
   nne_client_health_t st;
   nne_client_model_list_t list;
   nne_client_err_t err;
@@ -482,7 +441,7 @@ END_TEST
 /* ---- serving ------------------------------------------------------------- */
 
 START_TEST(test_health) {
-  nne_client_t *c = client_to(g_daemon.addr, 60000);
+  nne_client_t *c = nne_tc_connect(g_daemon.addr, 60000, 0);
   const char *services[] = {"", "nnedit.v1.Models", "nnedit.v1.Inference",
                             "grpc.health.v1.Health"};
   nne_client_health_t st, w[4];
@@ -533,7 +492,7 @@ START_TEST(test_list) {
 
   ck_assert_msg(nne_fixtures_list(&names, &n, msg, sizeof msg) == 0, "%s", msg);
   ck_assert_uint_gt(n, 0);
-  load(c, names[0]);
+  nne_tc_load(c, names[0]);
   ck_assert_msg(nne_client_models_list(c, &list, &err) == 0, "%s", err.message);
   ck_assert_msg(strncmp(list.server_version, "nneditd ", 8) == 0,
                 "server_version '%s'", list.server_version);
@@ -655,7 +614,7 @@ START_TEST(test_forward_reference) {
   int64_t r, col;
   size_t i;
 
-  load(c, name);
+  nne_tc_load(c, name);
   ref_load(f, "logits_jit.npy", &ref);
   ref_load(f, "logits_masked_jit.npy", &mref);
   ck_assert_int_eq(ref.ndim, 3);
@@ -745,7 +704,7 @@ START_TEST(test_forward_single_and_padding) {
   char dir[] = "/tmp/nnedit-client-XXXXXX", path[128], msg[256];
   batch_t b;
 
-  load(c, name);
+  nne_tc_load(c, name);
   ref_load(f, "logits_jit.npy", &ref);
   batch_from_ids(&b, &f->input_ids);
   b.n_rows = 1;
@@ -828,7 +787,7 @@ START_TEST(test_forward_chunks_and_limits) {
   batch_t b;
   size_t r, j;
 
-  load(c, name);
+  nne_tc_load(c, name);
   memset(&b, 0, sizeof b);
   for (r = 0; r < 16; r++) {
     for (j = 0; j < 64; j++)
@@ -996,7 +955,7 @@ START_TEST(test_bad_inputs) {
   static int32_t m32[20][80];
   size_t lens[20], mlens[20], i, r, k;
 
-  load(c, "gpt2-script");
+  nne_tc_load(c, "gpt2-script");
   for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const bad_case_t *bc = &cases[i];
     nne_client_token_row_t rows[20];
@@ -1027,7 +986,7 @@ START_TEST(test_bad_inputs) {
     snprintf(what, sizeof what, "case %zu (rows '%s', mask '%s', top_k %u)", i,
              bc->rows, bc->mask ? bc->mask : "-", bc->top_k);
     rc = nne_client_forward(c, &req, &res, &err);
-    expect_status_v(rc, &err, bc->code, bc->needles, what);
+    nne_tc_expect_status_v(rc, &err, bc->code, bc->needles, what);
     ck_assert_ptr_null(res.rows);
   }
 
@@ -1137,7 +1096,7 @@ START_TEST(test_threads) {
   worker_t w[6];
   int i;
 
-  load(c, "gpt2-script");
+  nne_tc_load(c, "gpt2-script");
   ref_load(f, "logits_jit.npy", &ref);
   batch_from_ids(&b, &f->input_ids);
   for (i = 0; i < 6; i++) {
@@ -1163,7 +1122,7 @@ START_TEST(test_deadline) {
   batch_t b;
   size_t r, j;
 
-  load(c, "neox-script");
+  nne_tc_load(c, "neox-script");
   memset(&b, 0, sizeof b);
   for (r = 0; r < 16; r++) {
     for (j = 0; j < 64; j++)
@@ -1172,7 +1131,7 @@ START_TEST(test_deadline) {
   }
   b.n_rows = 16;
   /* 1 ms cannot cover a connection and a 16 x 64 forward pass. */
-  hasty = client_to(g_daemon.addr, 1);
+  hasty = nne_tc_connect(g_daemon.addr, 1, 0);
   EXPECT_STATUS(forward(hasty, "neox-script", &b, NNE_CLIENT_PAD_NONE, 1,
                         NNE_CLIENT_LOGITS_ALL, &res, &err),
                 &err, NNE_CLIENT_DEADLINE_EXCEEDED, "timeout 1 ms", NULL);
@@ -1359,7 +1318,7 @@ static void names_teardown(void) {
 
 static nne_client_t *names_client(void) {
   nne_client_err_t err;
-  nne_client_t *c = client_to(g_names_daemon.addr, 60000);
+  nne_client_t *c = nne_tc_connect(g_names_daemon.addr, 60000, 0);
   ck_assert_msg(nne_client_wait_ready(c, 10000, &err) == 0, "wait_ready: %s",
                 err.message);
   return c;
@@ -1648,7 +1607,7 @@ START_TEST(test_names_errors) {
   const char *far_site[] = {"layers.99.resid_post"};
   int rc;
 
-  load(c, NAMES_MODEL);
+  nne_tc_load(c, NAMES_MODEL);
   /* Unknown: NOT_FOUND with the closest valid names. */
   EXPECT_STATUS(nne_client_models_describe_module(c, NAMES_MODEL,
                                                   "layers.0.self_atn", &d,
@@ -1806,7 +1765,7 @@ START_TEST(test_names_save) {
   const char *saves[3];
   double diff;
 
-  load(c, name);
+  nne_tc_load(c, name);
   snprintf(layer0, sizeof layer0, "%s.0", fm->layer_list);
   snprintf(raw, sizeof raw, "%s.output", layer0);
   saves[0] = raw;
@@ -1851,7 +1810,7 @@ START_TEST(test_names_save_alias) {
   size_t i, n = sizeof saves / sizeof saves[0], rows;
   const float *p;
 
-  load(c, NAMES_MODEL);
+  nne_tc_load(c, NAMES_MODEL);
   forward_saves(c, NAMES_MODEL, f, saves, n, &res);
   for (i = 1; i < 4; i++)
     expect_same_tensor(&res.saved[0], &res.saved[i]);
@@ -1905,7 +1864,7 @@ START_TEST(test_unload_and_drain) {
   int code;
 
   own_daemon_start();
-  c = client_to(d->addr, 60000);
+  c = nne_tc_connect(d->addr, 60000, 0);
   ck_assert_int_eq(nne_client_wait_ready(c, 10000, &err), 0);
   memset(&b, 0, sizeof b);
   b.rows[0] = (nne_client_token_row_t){.ids = ids, .n_ids = 3};
@@ -1915,7 +1874,7 @@ START_TEST(test_unload_and_drain) {
   EXPECT_STATUS(forward(c, "gpt2-script", &b, 0, 1, 0, &res, &err), &err,
                 NNE_CLIENT_FAILED_PRECONDITION, "gpt2-script", "not loaded",
                 NULL);
-  load(c, "gpt2-script");
+  nne_tc_load(c, "gpt2-script");
   forward_ok(c, "gpt2-script", &b, 0, 1, 0, &res);
   nne_client_forward_result_free(&res);
   ck_assert_int_eq(nne_client_models_unload(c, "gpt2-script", &info, &err), 0);

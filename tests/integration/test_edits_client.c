@@ -40,6 +40,7 @@
 #include "nnedit.h"
 #include "npy.h"
 #include "daemon.h"
+#include "client_helpers.h"
 
 #define MODEL "gpt2-script"
 #define VOCAB 1000
@@ -49,50 +50,11 @@ static nne_test_daemon_t g_daemon;
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static nne_client_t *client_to(const char *addr) {
-  nne_client_opts_t o;
-  nne_client_t *c = NULL;
-  nne_client_err_t err;
-  nne_client_opts_init(&o);
-  o.address = addr;
-  o.timeout_ms = 120000;
-  ck_assert_msg(nne_client_connect(&o, &c, &err) == 0, "connect: %s",
-                err.message);
-  return c;
-}
-
 static nne_client_t *client(void) {
-  nne_client_err_t err;
-  nne_client_t *c = client_to(g_daemon.addr);
-  ck_assert_msg(nne_client_wait_ready(c, 10000, &err) == 0, "wait_ready: %s",
-                err.message);
-  return c;
+  return nne_tc_ready(g_daemon.addr, 120000, 0);
 }
 
-static void load(nne_client_t *c, const char *name) {
-  nne_client_model_info_t info;
-  nne_client_err_t err;
-  int rc = nne_client_models_load(c, name, NULL, 0, &info, &err);
-  ck_assert_msg(rc == 0, "load %s: %s: %s", name,
-                nne_client_status_name(err.code), err.message);
-  nne_client_model_info_free(&info);
-}
-
-static void expect_status_v(int rc, const nne_client_err_t *err, int code,
-                            const char *const *needles, const char *what) {
-  size_t i;
-  ck_assert_msg(rc == -code && err->code == code,
-                "%s: expected %s, got rc %d, %s: %s", what,
-                nne_client_status_name(code), rc,
-                nne_client_status_name(err->code), err->message);
-  for (i = 0; needles != NULL && needles[i] != NULL; i++)
-    ck_assert_msg(strstr(err->message, needles[i]) != NULL,
-                  "%s: message '%s' does not name '%s'", what, err->message,
-                  needles[i]);
-}
-/* EXPECT_STATUS(call, &err, CODE, "needle", ..., NULL) */
-#define EXPECT_STATUS(rc, err, code, ...)                                      \
-  expect_status_v((rc), (err), (code), (const char *const[]){__VA_ARGS__}, #rc)
+#define EXPECT_STATUS NNE_TC_EXPECT_STATUS
 
 /* The fixture's reference batch: 2 rows of 7 tokens. */
 typedef struct batch {
@@ -267,7 +229,7 @@ END_TEST
 
 /* Everything here is refused before any I/O: the client points nowhere. */
 START_TEST(test_local_errors) {
-  nne_client_t *c = client_to("127.0.0.1:1");
+  nne_client_t *c = nne_tc_connect("127.0.0.1:1", 120000, 0);
   nne_client_err_t err;
   nne_client_edit_set_info_t info;
   nne_client_edit_set_t set;
@@ -567,7 +529,7 @@ START_TEST(test_zero_pattern) {
   batch_t b;
   size_t i;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   batch_init(&b);
   memset(e, 0, sizeof e);
   e[0].site = "layers.0.self_attn.pattern";
@@ -678,7 +640,7 @@ START_TEST(test_save_only) {
   const char *save[] = {"layers.1.resid_post", "layers.0.self_attn.pattern"};
   batch_t b;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   batch_init(&b);
   memset(e, 0, sizeof e);
   e[0].site = "layers.1.resid_post"; /* no name: named by its site */
@@ -722,7 +684,7 @@ START_TEST(test_operands) {
   batch_t b;
   size_t i;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   batch_init(&b);
   fwd_ok(c, &b, NULL, save, 1, &pristine);
   memset(&t, 0, sizeof t);
@@ -808,7 +770,7 @@ START_TEST(test_apply_atomic) {
   size_t before, k;
   int rc;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   before = count_sets(c, MODEL);
   memset(&t, 0, sizeof t);
   t.dtype = NNE_CLIENT_DTYPE_FLOAT32;
@@ -878,7 +840,7 @@ START_TEST(test_graph) {
   const nne_client_graph_node_t *sm;
   size_t i, k;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   ck_assert_msg(nne_client_models_graph(c, MODEL, "layers.0.self_attn", NULL,
                                         &g, &err) == 0,
                 "graph: %s: %s", nne_client_status_name(err.code), err.message);
@@ -961,7 +923,7 @@ START_TEST(test_cache_stats) {
   batch_t b;
   size_t i;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   batch_init(&b);
   hits0 = cache_hits(c, &st);
   nne_client_stats_free(&st);
@@ -1052,7 +1014,7 @@ START_TEST(test_concurrent_sets) {
   batch_t b;
   int k;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   batch_init(&b);
   memset(&e0, 0, sizeof e0);
   e0.site = "layers.0.self_attn.pattern";

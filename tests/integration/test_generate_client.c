@@ -32,6 +32,7 @@
 
 #include "daemon.h"
 #include "nnedit.h"
+#include "client_helpers.h"
 
 #define MODEL "gpt2-script"
 #define PROMPT "The Eiffel Tower is in"
@@ -43,17 +44,7 @@ static int64_t g_vocab;
 /* ---- helpers ------------------------------------------------------------- */
 
 static nne_client_t *client(void) {
-  nne_client_opts_t o;
-  nne_client_t *c = NULL;
-  nne_client_err_t err;
-  nne_client_opts_init(&o);
-  o.address = g_daemon.addr;
-  o.timeout_ms = 120000;
-  ck_assert_msg(nne_client_connect(&o, &c, &err) == 0, "connect: %s",
-                err.message);
-  ck_assert_msg(nne_client_wait_ready(c, 10000, &err) == 0, "wait_ready: %s",
-                err.message);
-  return c;
+  return nne_tc_ready(g_daemon.addr, 120000, 0);
 }
 
 /* What the callback saw, row 0 and row 1 apart. */

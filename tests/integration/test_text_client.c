@@ -34,6 +34,7 @@
 #include "daemon.h"
 #include "fixtures.h"
 #include "nnedit.h"
+#include "client_helpers.h"
 
 #define MODEL "gpt2-script"
 #define NOTOK "notok"
@@ -45,26 +46,7 @@ static char g_repo[64];
 /* ---- helpers ------------------------------------------------------------- */
 
 static nne_client_t *client(void) {
-  nne_client_opts_t o;
-  nne_client_t *c = NULL;
-  nne_client_err_t err;
-  nne_client_opts_init(&o);
-  o.address = g_daemon.addr;
-  o.timeout_ms = 120000;
-  ck_assert_msg(nne_client_connect(&o, &c, &err) == 0, "connect: %s",
-                err.message);
-  ck_assert_msg(nne_client_wait_ready(c, 10000, &err) == 0, "wait_ready: %s",
-                err.message);
-  return c;
-}
-
-static void load(nne_client_t *c, const char *name) {
-  nne_client_model_info_t info;
-  nne_client_err_t err;
-  int rc = nne_client_models_load(c, name, NULL, 0, &info, &err);
-  ck_assert_msg(rc == 0, "load %s: %s: %s", name,
-                nne_client_status_name(err.code), err.message);
-  nne_client_model_info_free(&info);
+  return nne_tc_ready(g_daemon.addr, 120000, 0);
 }
 
 /* The ids the daemon makes of text (with the template unless raw); *n. */
@@ -208,7 +190,7 @@ START_TEST(test_describe) {
   nne_client_model_desc_t d;
   nne_client_err_t err;
   const nne_client_tokenizer_info_t *t;
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   ck_assert_int_eq(nne_client_models_describe(c, MODEL, &d, &err), 0);
   ck_assert(d.model.has_tokenizer);
   t = &d.model.tokenizer;
@@ -220,7 +202,7 @@ START_TEST(test_describe) {
     ck_assert_uint_eq(strlen(t->special[i].text), t->special[i].text_len);
   }
   nne_client_model_desc_free(&d);
-  load(c, NOTOK);
+  nne_tc_load(c, NOTOK);
   ck_assert_int_eq(nne_client_models_describe(c, NOTOK, &d, &err), 0);
   ck_assert(!d.model.has_tokenizer);
   nne_client_model_desc_free(&d);
@@ -238,7 +220,7 @@ START_TEST(test_round_trip) {
   int64_t *ids[2];
   size_t i, k;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   ck_assert_int_eq(nne_client_tokenize(c, MODEL, texts, 2, false, &tok, &err),
                    0);
   ck_assert_int_eq(nne_client_tokenize(c, MODEL, texts, 2, true, &raw, &err),
@@ -301,7 +283,7 @@ START_TEST(test_offsets_and_pairs) {
   char spelled[64];
   size_t k, len = 0, at = 0;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   ck_assert_int_eq(nne_client_tokenize(c, MODEL, texts, 1, true, &tok, &err),
                    0);
   for (k = 0; k < tok.texts[0].n_tokens; k++) {
@@ -351,7 +333,7 @@ START_TEST(test_forward_text) {
                                   .top_k = 5,
                                   .logits = NNE_CLIENT_LOGITS_LAST};
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   ids = tokenize_ids(c, PROMPT, false, &n);
   irow = (nne_client_token_row_t){.ids = ids, .n_ids = n};
   req.rows = &trow;
@@ -400,7 +382,7 @@ START_TEST(test_forward_mixed) {
                                   .n_rows = 2,
                                   .padding = NNE_CLIENT_PAD_LEFT,
                                   .top_k = 3};
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   forward_ok(c, &req, &mixed);
   ids = tokenize_ids(c, PROMPT, false, &n);
   rows[1] = (nne_client_token_row_t){.ids = ids, .n_ids = n};
@@ -436,7 +418,7 @@ START_TEST(test_trace_text) {
   const nne_client_tensor_t *x, *y;
   int rc;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   ids = tokenize_ids(c, PROMPT, false, &n);
   irow = (nne_client_token_row_t){.ids = ids, .n_ids = n};
   inv[0] = (nne_client_invoke_t){.rows = &trow, .n_rows = 1};
@@ -480,7 +462,7 @@ START_TEST(test_edit_set_text) {
   nne_client_forward_req_t req = {
       .model = MODEL, .n_rows = 1, .logits = NNE_CLIENT_LOGITS_LAST};
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   ids = tokenize_ids(c, PROMPT, false, &n);
   irow = (nne_client_token_row_t){.ids = ids, .n_ids = n};
   ck_assert_msg(nne_client_edits_apply(c, MODEL, &z, 1, "text", &es, &err) == 0,
@@ -517,7 +499,7 @@ START_TEST(test_no_tokenizer) {
   nne_client_forward_req_t req = {
       .model = NOTOK, .rows = &trow, .n_rows = 1, .top_k = 1};
 
-  load(c, NOTOK);
+  nne_tc_load(c, NOTOK);
   ck_assert_int_eq(nne_client_forward(c, &req, &res, &err),
                    -NNE_CLIENT_FAILED_PRECONDITION);
   ck_assert_msg(strstr(err.message, "tokenizer.json") != NULL, "%s",

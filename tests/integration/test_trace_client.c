@@ -41,6 +41,7 @@
 #include "fixtures.h"
 #include "nnedit.h"
 #include "daemon.h"
+#include "client_helpers.h"
 
 #define MODEL "gpt2-script"
 #define VOCAB 1000
@@ -237,52 +238,11 @@ static const char *const fake_py[] = {
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static nne_client_t *client_opts(const char *addr, uint64_t max_tensor) {
-  nne_client_opts_t o;
-  nne_client_t *c = NULL;
-  nne_client_err_t err;
-  nne_client_opts_init(&o);
-  o.address = addr;
-  o.timeout_ms = 120000;
-  if (max_tensor)
-    o.max_tensor_bytes = max_tensor;
-  ck_assert_msg(nne_client_connect(&o, &c, &err) == 0, "connect: %s",
-                err.message);
-  return c;
-}
-
 static nne_client_t *client_at(const char *addr) {
-  nne_client_err_t err;
-  nne_client_t *c = client_opts(addr, 0);
-  ck_assert_msg(nne_client_wait_ready(c, 10000, &err) == 0, "wait_ready: %s",
-                err.message);
-  return c;
+  return nne_tc_ready(addr, 120000, 0);
 }
 
-static void load(nne_client_t *c, const char *name) {
-  nne_client_model_info_t info;
-  nne_client_err_t err;
-  int rc = nne_client_models_load(c, name, NULL, 0, &info, &err);
-  ck_assert_msg(rc == 0, "load %s: %s: %s", name,
-                nne_client_status_name(err.code), err.message);
-  nne_client_model_info_free(&info);
-}
-
-static void expect_status_v(int rc, const nne_client_err_t *err, int code,
-                            const char *const *needles, const char *what) {
-  size_t i;
-  ck_assert_msg(rc == -code && err->code == code,
-                "%s: expected %s, got rc %d, %s: %s", what,
-                nne_client_status_name(code), rc,
-                nne_client_status_name(err->code), err->message);
-  for (i = 0; needles != NULL && needles[i] != NULL; i++)
-    ck_assert_msg(strstr(err->message, needles[i]) != NULL,
-                  "%s: message '%s' does not name '%s'", what, err->message,
-                  needles[i]);
-}
-/* EXPECT_STATUS(call, &err, CODE, "needle", ..., NULL) */
-#define EXPECT_STATUS(rc, err, code, ...)                                      \
-  expect_status_v((rc), (err), (code), (const char *const[]){__VA_ARGS__}, #rc)
+#define EXPECT_STATUS NNE_TC_EXPECT_STATUS
 
 static bool same_tensor(const nne_client_tensor_t *a,
                         const nne_client_tensor_t *b) {
@@ -592,7 +552,7 @@ END_TEST
 
 /* Refused before any I/O: the client points nowhere. */
 START_TEST(test_request_errors) {
-  nne_client_t *c = client_opts("127.0.0.1:1", 0);
+  nne_client_t *c = nne_tc_connect("127.0.0.1:1", 120000, 0);
   nne_client_igraph_t *g = nne_client_igraph_new(),
                       *g2 = nne_client_igraph_new(),
                       *bad = nne_client_igraph_new();
@@ -959,7 +919,7 @@ START_TEST(test_fake_bad_replies) {
       {"nologits", 2, NNE_CLIENT_LOGITS_LAST, NNE_CLIENT_INTERNAL,
        "traces[0]: logits were asked for and not sent"},
   };
-  nne_client_t *c = client_opts(g_fake.addr, 65536);
+  nne_client_t *c = nne_tc_connect(g_fake.addr, 120000, 65536);
   nne_client_trace_results_t res;
   nne_client_err_t err;
   size_t k;
@@ -1050,7 +1010,7 @@ START_TEST(test_daemon_save_equals_forward) {
   batch_t b;
   size_t i, k;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   batch_init(&b);
   forward_ok(c, b.rows, b.n_rows, &site, 1, &fr);
   nne_client_igraph_save(
@@ -1110,7 +1070,7 @@ START_TEST(test_daemon_two_invokes) {
   batch_t b;
   int64_t p, k;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   batch_init(&b);
   forward_ok(c, b.rows, 2, &site, 1, &fr);
   nne_client_igraph_save(g, nne_client_igraph_read(g, site, 0), "inv0");
@@ -1180,7 +1140,7 @@ START_TEST(test_daemon_write) {
   batch_t b;
   int r, m;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   batch_init(&b);
   forward_ok(c, b.rows, b.n_rows, NULL, 0, &fr);
   /* resid * 0 written back: every position changes. */
@@ -1258,7 +1218,7 @@ START_TEST(test_daemon_write_every_invoke) {
   nne_client_trace_req_t req;
   batch_t b;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   batch_init(&b);
   forward_ok(c, b.rows, 2, NULL, 0, &fr);
   nne_client_igraph_write(all, site, nne_client_igraph_const_scalar(all, 0.0),
@@ -1308,7 +1268,7 @@ START_TEST(test_daemon_session_ref) {
   batch_t b;
   double d;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   batch_init(&b);
   nne_client_igraph_save(gc, nne_client_igraph_read(gc, site, 0),
                          "clean_resid");
@@ -1356,7 +1316,7 @@ START_TEST(test_daemon_bad_graphs) {
   nne_client_err_t err;
   batch_t b;
 
-  load(c, MODEL);
+  nne_tc_load(c, MODEL);
   batch_init(&b);
   /* A write whose value is read at a later site. */
   nne_client_igraph_write(
