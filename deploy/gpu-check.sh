@@ -203,9 +203,16 @@ fi
 build() {
   set -e
   local cuda_args=()
-  # A CUDA libtorch's CMake config looks for the toolkit: point it at nvcc.
+  # A CUDA libtorch's CMake config (Caffe2's cuda.cmake) needs the CUDA
+  # toolkit before find_package(Torch) can succeed: point it at nvcc and the
+  # toolkit around it. Its major version must be the wheel's (cu130: 13).
   if command -v nvcc >/dev/null; then
-    cuda_args=(-DCMAKE_CUDA_COMPILER="$(command -v nvcc)")
+    local nvcc
+    nvcc=$(readlink -f "$(command -v nvcc)")
+    nvcc --version | tail -n 2
+    cuda_args=(-DCMAKE_CUDA_COMPILER="$nvcc" -DCUDAToolkit_ROOT="$(dirname "$(dirname "$nvcc")")")
+  else
+    echo "no nvcc on PATH: a CUDA libtorch's CMake config will not find the toolkit"
   fi
   cmake -S "$ROOT" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release -DNNE_FIXTURES=OFF \
     -DCMAKE_PREFIX_PATH="$CMAKE_PREFIX_EXTRA$TORCH_PREFIX" \

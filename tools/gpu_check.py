@@ -231,18 +231,10 @@ def export_transformers(name, how, out, repo):
     else:
         kw = dict(device=ARGS.device, dtype=dtype, max_seq_len=4096, force=True,
                   description="%s config, random weights" % key)
-        try:
-            spec = nnedit_export.export_model(model, repo, name, **kw)
-        except nnedit_export.ExportError as e:
-            if "torch.jit.trace" not in str(e):
-                raise
-            # GPU time is short: try transformers' own tracing flag at once
-            # rather than in a second run (it clones tied embeddings).
-            log("%s: %s; again with config.torchscript=True" % (name, e))
-            RESULTS["errors"].append("%s: plain trace failed, retried with --hf-torchscript: %s"
-                                     % (name, e))
-            spec = nnedit_export.export_model(model, repo, name, hf_torchscript=True, **kw)
-            spec["export_info"]["hf_torchscript"] = True
+        # No retry with config.torchscript: set on a model that exists it
+        # changes nothing (transformers reads it when tying weights at
+        # init), so a second trace would fail the same way, at GPU cost.
+        spec = nnedit_export.export_model(model, repo, name, **kw)
     return model, spec
 
 
@@ -654,6 +646,13 @@ def eager_greedy(model, spec, prompts, n):
                 for _ in range(2 * kv["layers"])]
     else:
         past = None
+        import transformers
+        if int(transformers.__version__.split(".")[0]) < 5:
+            # 4.x Gemma-2 makes a HybridCache sized to the prompt when given
+            # None, and the next step writes past its end (on CUDA a
+            # device-side assert that ends the run); a DynamicCache grows.
+            # 5.x makes a DynamicCache(config) itself.
+            past = transformers.DynamicCache()
     out_ids, steps = [[] for _ in range(b)], []
     step_ids = ids
     with torch.no_grad():

@@ -505,6 +505,11 @@ def _prepare_transformers(model, hf_torchscript_flag):
         cfg.use_cache = False
     if hf_torchscript_flag:
         cfg.torchscript = True
+        # transformers reads the flag when it ties the output embedding to
+        # the input one (it then clones rather than shares, which a trace
+        # needs in some versions): tie again so that the flag applies.
+        if hasattr(model, "tie_weights"):
+            model.tie_weights()
 
 
 class _CallAs:
@@ -527,6 +532,8 @@ class _CallAs:
         def forward(input_ids, attention_mask):
             out = cls_forward(model, input_ids=input_ids, attention_mask=attention_mask,
                               use_cache=False, return_dict=False)
+            if hasattr(out, "logits"):  # a version that ignores return_dict=False
+                return out.logits
             return out[0] if isinstance(out, (tuple, list)) else out
 
         self.model.forward = forward
@@ -578,9 +585,11 @@ def _hf_uses_cache_class(model):
     """Whether the model takes a transformers Cache object as
     past_key_values. transformers 5.x: yes (the legacy tuples are gone).
     4.4x: when the class says so with _supports_cache_class (Llama, Qwen2,
-    Gemma-2 ...); the ones that do not (GPT-2 before its port to Cache)
-    take the legacy tuple of (key, value) pairs, which every 4.x model
-    still accepts. Without transformers importable (the tool's test, with a
+    Gemma-2 ... up to 4.53), or when its forward takes cache_position (every
+    Cache-capable decoder from 4.45 on; 4.54 removed the class flag, and
+    its Llama/Qwen2/Gemma-2/GPT-2 no longer convert tuples); the others
+    (GPT-2 before its port to Cache) take the legacy tuple of (key, value)
+    pairs. Without transformers importable (the tool's test, with a
     transformers-shaped fixture model): the legacy tuples."""
     try:
         import transformers
@@ -591,9 +600,13 @@ def _hf_uses_cache_class(model):
         major = int(transformers.__version__.split(".")[0])
     except ValueError:
         major = 0
-    if major >= 5:
+    if major >= 5 or getattr(type(model), "_supports_cache_class", False):
         return True
-    return bool(getattr(type(model), "_supports_cache_class", False))
+    import inspect
+    try:
+        return "cache_position" in inspect.signature(type(model).forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _hf_cache_from_flat(past, legacy):
@@ -932,7 +945,10 @@ def export_model(model, repo, name, family=None, kind="trace", device="cpu", dty
              if hasattr(model, "get_output_embeddings") and model.get_output_embeddings() is not None
              else cfg.get("vocab_size"))
     cfg_max = cfg.get("max_position_embeddings") or cfg.get("n_positions") or 2048
-    limit_seq = int(max_seq_len or cfg_max)
+    # Never past the position table: a learned one (GPT-2's wpe, 1024 rows)
+    # would be indexed out of range by a longer request, on a GPU a
+    # device-side assert that ends every later CUDA call of the daemon.
+    limit_seq = min(int(max_seq_len), int(cfg_max)) if max_seq_len else int(cfg_max)
     example, checks = parity_inputs(torch, int(cfg.get("vocab_size") or vocab), dev, int(cfg_max))
 
     summary = summary_config(cfg, int(vocab or 0))

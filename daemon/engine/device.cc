@@ -15,6 +15,7 @@
 
 #if NNE_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
 #endif
@@ -97,7 +98,7 @@ void nne__use_device(const c10::Device &dev) {
 }
 
 void nne__stream_sync(const c10::Device &dev) {
-  if (dev.is_cpu())
+  if (!dev.is_cuda())
     return;
   c10::impl::VirtualGuardImpl impl(dev.type());
   impl.getStream(dev).synchronize();
@@ -105,7 +106,8 @@ void nne__stream_sync(const c10::Device &dev) {
 
 void nne__tensor_release_on_stream(const at::Tensor &t) {
   // The caching allocator gives a freed block back to the stream that
-  // allocated it, at once. A tensor made by one executor thread (a session's
+  // allocated it, at once (a block allocated on this thread's stream is
+  // left alone: recording is then a no-op). A tensor made by one executor thread (a session's
   // saved value, an edit's operand) may be read by kernels another thread
   // queued on its own stream that have not run yet: marking the block as in
   // use on the releasing thread's stream makes the allocator wait for those
@@ -116,8 +118,7 @@ void nne__tensor_release_on_stream(const at::Tensor &t) {
   // waited for its streams (nne_engine_thread_sync at the end of each job),
   // and while a job uses a tensor it holds a handle, so its last release
   // happens on that job's thread.
-  if (!t_streams.enabled || !t.defined() || t.device().is_cpu() ||
-      !t.has_storage())
+  if (!t_streams.enabled || !t.defined() || !t.is_cuda() || !t.has_storage())
     return;
   c10::impl::VirtualGuardImpl impl(t.device().type());
   impl.recordDataPtrOnStream(t.storage().data_ptr(),
@@ -163,23 +164,33 @@ int nne_engine_device_memory(const char *device, nne_device_memory_t *out,
       return 0;
     }
 #if NNE_WITH_CUDA
-    // Index 0 of each statistic is the aggregate over pool kinds in every
-    // libtorch since 1.x (StatType::AGGREGATE), wherever the enum lives.
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
-        static_cast<c10::DeviceIndex>(dev.index()));
-    out->allocated_bytes =
-        static_cast<uint64_t>(stats.allocated_bytes[0].current);
-    out->reserved_bytes = static_cast<uint64_t>(stats.reserved_bytes[0].current);
-    out->peak_allocated_bytes =
-        static_cast<uint64_t>(stats.allocated_bytes[0].peak);
-    out->allocator_stats = 1;
-    c10::cuda::CUDAGuard guard(dev.index());
-    size_t free_b = 0, total_b = 0;
-    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
-      out->free_bytes = free_b;
-      out->total_bytes = total_b;
-    } else {
-      (void)cudaGetLastError(); // not sticky: leave no error for libtorch
+    const auto idx = static_cast<c10::DeviceIndex>(dev.index());
+    // The allocator has figures only once CUDA was initialised (its first
+    // allocation); before, asking throws "did you call init?".
+    if (c10::cuda::CUDACachingAllocator::get() != nullptr &&
+        c10::cuda::CUDACachingAllocator::get()->initialized()) {
+      // Index 0 of each statistic is the aggregate over pool kinds in every
+      // libtorch since 1.x (StatType::AGGREGATE), wherever the enum lives.
+      const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(idx);
+      out->allocated_bytes =
+          static_cast<uint64_t>(stats.allocated_bytes[0].current);
+      out->reserved_bytes =
+          static_cast<uint64_t>(stats.reserved_bytes[0].current);
+      out->peak_allocated_bytes =
+          static_cast<uint64_t>(stats.allocated_bytes[0].peak);
+      out->allocator_stats = 1;
+    }
+    // cudaMemGetInfo needs a context on the device: only where one exists
+    // already (a GPU no model uses keeps its memory).
+    if (c10::cuda::hasPrimaryContext(idx)) {
+      c10::cuda::CUDAGuard guard(idx);
+      size_t free_b = 0, total_b = 0;
+      if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+        out->free_bytes = free_b;
+        out->total_bytes = total_b;
+      } else {
+        (void)cudaGetLastError(); // not sticky: leave no error for libtorch
+      }
     }
 #endif
     return 0;

@@ -7,6 +7,7 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <cctype>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -74,10 +75,12 @@ const char k_interpreter_marker[] =
 //     ...
 //   RuntimeError: index out of range in self
 // Only the last paragraph tells the caller what was wrong; the traceback is
-// for the model's author and can be kilobytes long. Returns where that
-// paragraph starts: the last line that begins in column 0 (the traceback's
-// lines are indented).
-size_t last_paragraph(const char *msg, size_t len) {
+// for the model's author and can be kilobytes long (and a traced model's
+// "original code" part has unindented lines of Python). Returns where that
+// paragraph starts: the last line that begins in column 0 (the serialized
+// traceback's lines are indented). Call it on a message whose tails
+// (message_end) are cut: libtorch's CUDA advice is unindented too.
+size_t error_start(const char *msg, size_t len) {
   if (std::strstr(msg, k_interpreter_marker) == nullptr)
     return 0;
   for (size_t i = len; i > 1; i--) {
@@ -85,6 +88,39 @@ size_t last_paragraph(const char *msg, size_t len) {
       return i - 1;
   }
   return 0;
+}
+
+// Where the error proper ends: libtorch appends advice for CUDA errors and,
+// with TORCH_SHOW_CPP_STACKTRACES=1, a C++ stack; neither is for a client.
+size_t message_end(const char *msg, size_t start, size_t len) {
+  static const char *const tails[] = {"\nCUDA kernel errors might be",
+                                      "\nException raised from "};
+  std::string_view body(msg + start, len - start);
+  for (const char *t : tails) {
+    size_t at = body.find(t);
+    if (at != std::string_view::npos)
+      len = start + at;
+  }
+  while (len > start && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+    len--;
+  return len;
+}
+
+// Allocators say "CUDA out of memory.", "Out of memory. Tried to allocate"
+// (the device-generic allocator of later 2.x), "can't allocate memory"
+// (the CPU's), "CUDA error: out of memory" (cuBLAS and friends).
+bool says_out_of_memory(std::string_view s) {
+  static const char k_oom[] = "out of memory";
+  const size_t n = sizeof k_oom - 1;
+  for (size_t i = 0; i + n <= s.size(); i++) {
+    size_t k = 0;
+    while (k < n && std::tolower(static_cast<unsigned char>(s[i + k])) ==
+                        static_cast<unsigned char>(k_oom[k]))
+      k++;
+    if (k == n)
+      return true;
+  }
+  return s.find("can't allocate memory") != std::string_view::npos;
 }
 
 } // namespace
@@ -100,13 +136,12 @@ int nne__err_libtorch(nne_err_t *err, int code, const char *ctx,
   size_t len = std::strlen(what);
   while (len > 0 && (what[len - 1] == '\n' || what[len - 1] == ' '))
     len--; // no trailing blank lines in a one-line status message
-  size_t start = last_paragraph(what, len);
+  len = message_end(what, 0, len);
+  size_t start = error_start(what, len);
   // libtorch has no out-of-memory type that survives the interpreter; its
   // allocators' messages do.
   std::string_view body(what + start, len - start);
-  if (code == NNE_ENOMEM ||
-      body.find("out of memory") != std::string_view::npos ||
-      body.find("can't allocate memory") != std::string_view::npos) {
+  if (code == NNE_ENOMEM || says_out_of_memory(body)) {
     // The daemon adds the model and its device; the bytes come from here.
     try {
       std::string m = nne__oom_message(body);

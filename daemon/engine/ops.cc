@@ -13,6 +13,7 @@ extern "C" int nne_tensor_clone(const nne_tensor_t *x, nne_tensor_t **out,
                                 nne_err_t *err) {
   return nne__guard(err, NNE_EINVAL, "clone", [&]() -> int {
     c10::InferenceMode guard;
+    nne__use_device(x->t.device());
     return nne__tensor_wrap(x->t.clone(at::MemoryFormat::Contiguous), out, err,
                             "clone");
   });
@@ -23,6 +24,7 @@ extern "C" int nne_tensor_split_last(const nne_tensor_t *x, int parts, int part,
                                      nne_err_t *err) {
   return nne__guard(err, NNE_EINVAL, "split", [&]() -> int {
     c10::InferenceMode guard;
+    nne__use_device(x->t.device());
     const at::Tensor &t = x->t;
     if (t.dim() < 1 || parts < 1 || part < 0 || part >= parts || heads < 0)
       return nne_err_set(err, NNE_EINVAL,
@@ -235,6 +237,7 @@ extern "C" int nne_tensor_apply_edit(const nne_tensor_t *value,
     // Hooks run in inference mode, but a caller outside a forward may not.
     c10::InferenceMode guard;
     const at::Tensor &v = value->t;
+    nne__use_device(v.device());
     // The operand in the value's dtype on its device, so that the op is
     // computed in the value's dtype (a float64 operand onto a float32 value
     // is rounded to float32 first) and never changes the result's dtype.

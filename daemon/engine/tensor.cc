@@ -27,6 +27,9 @@ int nne__tensor_wrap(at::Tensor t, nne_tensor_t **out, nne_err_t *err,
   return 0;
 }
 
+// Device-to-host copies up to this size go through page-locked memory.
+constexpr int64_t k_pinned_max = int64_t{64} << 20;
+
 extern "C" {
 
 int nne_tensor_from_host(nne_dtype_t dt, const int64_t *shape, int ndim,
@@ -89,12 +92,14 @@ void nne_tensor_unref(nne_tensor_t *t) {
     return;
   // acq_rel: the thread that frees must see every write made by the threads
   // that dropped their references before it.
+  // Every release, not only the last: the thread that drops the last
+  // reference may not be the one whose kernels still read the memory.
+  try {
+    nne__tensor_release_on_stream(t->t);
+  } catch (...) {
+    // Only a broken CUDA context makes this throw; release all the same.
+  }
   if (t->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    try {
-      nne__tensor_release_on_stream(t->t);
-    } catch (...) {
-      // Only a broken CUDA context makes this throw; free all the same.
-    }
     try {
       delete t;
     } catch (...) {
@@ -138,6 +143,12 @@ int nne_tensor_host_data(nne_tensor_t *t, const void **data, nne_err_t *err) {
         at::Tensor h;
         if (t->t.device().is_cpu()) {
           h = t->t.contiguous();
+        } else if (t->t.numel() * t->t.element_size() > k_pinned_max) {
+          // libtorch's caching host allocator keeps page-locked blocks (at a
+          // power of two) for good: a multi-GB logits copy would pin that
+          // much host memory for the life of the process. Large copies go
+          // through pageable memory (synchronous on this thread's stream).
+          h = t->t.contiguous().to(at::kCPU);
         } else {
           // From a device: into page-locked memory (libtorch's caching host
           // allocator reuses it), as an asynchronous copy on this thread's
@@ -186,6 +197,7 @@ int nne_tensor_select_positions(const nne_tensor_t *x, const int64_t *pos,
                            static_cast<long long>(pos[b]),
                            static_cast<long long>(S));
     c10::InferenceMode guard;
+    nne__use_device(x->t.device());
     // Row b of the result is row b*S + pos[b] of x seen as [B*S, V].
     at::Tensor flat = at::empty({B}, at::TensorOptions().dtype(at::kLong));
     int64_t *f = flat.data_ptr<int64_t>();
@@ -218,6 +230,7 @@ int nne_tensor_topk(const nne_tensor_t *x, int k, nne_tensor_t **ids,
       return nne_err_set(err, NNE_EINVAL, "topk: k = %d is outside [1, %lld]",
                          k, static_cast<long long>(V));
     c10::InferenceMode guard;
+    nne__use_device(x->t.device());
     at::Tensor xf = x->t.to(at::kFloat);
     auto top = at::topk(xf, k, /*dim=*/-1, /*largest=*/true, /*sorted=*/true);
     at::Tensor val = std::get<0>(top);

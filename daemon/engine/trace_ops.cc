@@ -1009,6 +1009,14 @@ int nne_op_call(const char *fn, const nne_op_arg_t *args, size_t n,
       return rc;
     // Inference mode is thread-local: set for this call on this thread.
     c10::InferenceMode guard;
+    // A trace may call functions before its forward runs: they must go to
+    // this thread's own stream too, or nothing orders them with the forward.
+    for (size_t i = 0; i < n; i++) {
+      if (args[i].kind == NNE_ARG_TENSOR && args[i].tensor != nullptr) {
+        nne__use_device(args[i].tensor->t.device());
+        break;
+      }
+    }
     at::Tensor r;
     try {
       r = b.op->impl(b);
@@ -1097,6 +1105,7 @@ int nne_model_call_module(nne_model_t *m, int module,
   // A libtorch error here is the module refusing its inputs (a dtype, a
   // shape, an argument of another type): the caller's.
   return nne__guard(err, NNE_EINVAL, ctx, [&]() -> int {
+    nne__use_device(m->device);
     // The model's module objects and their types are read-only after load;
     // a Method is a fresh (object, function) pair per call, and running one
     // function from several threads is what nne_model_forward does too.

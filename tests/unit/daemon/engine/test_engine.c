@@ -1311,6 +1311,16 @@ static const char odd_models_py[] =
     "        return {'hidden': x + 1.0, 'logits': x}\n"
     "class Raises(Base):\n"
     "    def forward(self, input_ids: Tensor) -> Tensor:\n"
+    "        if input_ids.size(1) == 6:\n"
+    "            raise RuntimeError('CUDA error: out of memory\\nCUDA kernel errors"
+    " might be asynchronously reported at some other API call\\nFor debugging"
+    " consider passing CUDA_LAUNCH_BLOCKING=1\\nCompile with TORCH_USE_CUDA_DSA"
+    " to enable device-side assertions.\\n')\n"
+    "        if input_ids.size(1) == 7:\n"
+    "            raise RuntimeError('CUDA out of memory. Tried to allocate 2.00 GiB."
+    " GPU 0 has a total capacity of 79.19 GiB of which 1.2 GiB is free. If"
+    " reserved but unallocated memory is large try setting"
+    " PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True')\n"
     "        if input_ids.size(1) > 4:\n"
     "            raise RuntimeError('sequence too long for this model')\n"
     "        return self.emb(input_ids)\n"
@@ -1478,6 +1488,33 @@ START_TEST(test_odd_arity_and_outputs) {
     ck_assert_msg(strstr(err.msg, "sequence too long for this model") != NULL,
                   "%s", err.msg);
     ck_assert_msg(strstr(err.msg, "Traceback") == NULL, "%s", err.msg);
+    ck_assert_ptr_eq(out, sentinel);
+    nne_tensor_unref(t);
+  }
+  /* Allocation failures as CUDA words them, through the interpreter (which
+   * rethrows them as plain errors): out of memory, with the error line
+   * itself rather than libtorch's advice after it, and the size. */
+  {
+    int64_t six[6] = {1, 2, 3, 4, 5, 6}, seven[7] = {1, 2, 3, 4, 5, 6, 7};
+    nne_tensor_t *t = tensor(NNE_DTYPE_I64, 1, 6, six);
+    ck_assert_int_eq(nne_model_forward(m, t, NULL, &out, &err), NNE_ENOMEM);
+    printf("CUDA runtime error: %s\n", err.msg);
+    ck_assert_msg(strstr(err.msg, "forward: out of memory: ") == err.msg &&
+                      strstr(err.msg, "CUDA error: out of memory") != NULL,
+                  "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "CUDA kernel errors") == NULL &&
+                      strstr(err.msg, "TORCH_USE_CUDA_DSA") == NULL,
+                  "%s", err.msg);
+    nne_tensor_unref(t);
+    t = tensor(NNE_DTYPE_I64, 1, 7, seven);
+    ck_assert_int_eq(nne_model_forward(m, t, NULL, &out, &err), NNE_ENOMEM);
+    printf("CUDA allocator: %s\n", err.msg);
+    ck_assert_msg(strstr(err.msg, "out of memory: tried to allocate "
+                                  "2147483648 bytes (2.00 GiB): ") != NULL,
+                  "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "GPU 0 has a total capacity") != NULL &&
+                      strstr(err.msg, "PYTORCH_CUDA_ALLOC_CONF") == NULL,
+                  "%s", err.msg);
     ck_assert_ptr_eq(out, sentinel);
     nne_tensor_unref(t);
   }
