@@ -235,35 +235,24 @@ static void device_metrics(nne_prom_buf_t *b, const nne_registry_t *reg) {
                                       "reserved", "peak_allocated"};
   enum { MAX_DEVS = 16 };
   nne_device_memory_t devs[MAX_DEVS];
-  const nne_model_entry_t *e;
-  size_t n = 0, j, k;
-  nne_err_t err;
+  size_t n = nne_registry_devices(reg, false, devs, MAX_DEVS), j, k;
 
-  for (e = reg->entries; e != NULL && n < MAX_DEVS; e = e->next) {
-    bool seen = false;
-    if (e->model == NULL)
-      continue;
-    for (j = 0; j < n && !seen; j++)
-      seen = strcmp(devs[j].device, e->device) == 0;
-    if (!seen && nne_engine_device_memory(e->device, &devs[n], &err) == 0)
-      n++;
-  }
   nne_prom_family(b, "nnedit_device_memory_bytes", "gauge",
                   "Memory of a device that holds models: total, free (the "
                   "driver's; cpu: MemAvailable) and, on CUDA, the caching "
                   "allocator's allocated, reserved and peak_allocated.");
-  for (j = 0; j < n; j++)
-    for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-      const uint64_t v[] = {devs[j].total_bytes, devs[j].free_bytes,
-                            devs[j].allocated_bytes, devs[j].reserved_bytes,
-                            devs[j].peak_allocated_bytes};
-      if (k >= 2 && !devs[j].allocator_stats)
-        break;
+  for (j = 0; j < n; j++) {
+    const uint64_t v[] = {devs[j].total_bytes, devs[j].free_bytes,
+                          devs[j].allocated_bytes, devs[j].reserved_bytes,
+                          devs[j].peak_allocated_bytes};
+    /* The last three are the CUDA caching allocator's, when known. */
+    size_t kinds_n = devs[j].allocator_stats ? 5 : 2;
+    for (k = 0; k < kinds_n; k++)
       nne_prom_sample(b, "nnedit_device_memory_bytes",
                       (const char *[]){"device", devs[j].device, "kind",
                                        kinds[k], NULL},
                       (double)v[k]);
-    }
+  }
 }
 
 static void model_metrics(nne_prom_buf_t *b, const nne_registry_t *reg) {

@@ -850,3 +850,22 @@ int nne_registry_check_dtype(const char *field, nne_dtype_t dt,
                      "(float32, float16, bfloat16, float64)",
                      field, name);
 }
+
+size_t nne_registry_devices(const nne_registry_t *reg, bool with_cpu,
+                            nne_device_memory_t *out, size_t max) {
+  const nne_model_entry_t *e;
+  size_t n = 0, j;
+  nne_err_t err;
+  if (with_cpu && max > 0 && nne_engine_device_memory("cpu", &out[0], &err) == 0)
+    n = 1;
+  for (e = reg->entries; e != NULL && n < max; e = e->next) {
+    bool seen = false;
+    if (e->model == NULL)
+      continue;
+    for (j = 0; j < n && !seen; j++)
+      seen = strcmp(out[j].device, e->device) == 0;
+    if (!seen && nne_engine_device_memory(e->device, &out[n], &err) == 0)
+      n++;
+  }
+  return n;
+}

@@ -179,6 +179,12 @@ int nne_registry_unload(nne_registry_t *reg, nne_model_entry_t *entry,
  * reference (*model) until nne_registry_release. */
 int nne_registry_acquire(nne_registry_t *reg, nne_model_entry_t *entry,
                          nne_model_t **model, nne_err_t *err);
+/* The memory figures of every device a loaded model is on, each once, after
+ * "cpu" when with_cpu; at most max of them into out. A device whose figures
+ * cannot be read is left out (they are advisory). Returns how many. */
+size_t nne_registry_devices(const nne_registry_t *reg, bool with_cpu,
+                            nne_device_memory_t *out, size_t max);
+
 void nne_registry_release(nne_registry_t *reg, nne_model_entry_t *entry,
                           nne_model_t *model);
 

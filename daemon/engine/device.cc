@@ -82,6 +82,20 @@ uint64_t mem_available() {
 
 } // namespace
 
+bool nne__says_out_of_memory(std::string_view s) {
+  static const char k_oom[] = "out of memory";
+  const size_t n = sizeof k_oom - 1;
+  for (size_t i = 0; i + n <= s.size(); i++) {
+    size_t k = 0;
+    while (k < n && std::tolower(static_cast<unsigned char>(s[i + k])) ==
+                        static_cast<unsigned char>(k_oom[k]))
+      k++;
+    if (k == n)
+      return true;
+  }
+  return s.find("can't allocate memory") != std::string_view::npos;
+}
+
 void nne__use_device(const c10::Device &dev) {
   if (!dev.is_cuda() || !t_streams.enabled)
     return;
@@ -238,8 +252,7 @@ int nne_engine_oom_bytes(const char *msg, uint64_t *bytes) {
         }
       }
     }
-  } else if (std::strstr(msg, "out of memory") == nullptr &&
-             std::strstr(msg, "can't allocate memory") == nullptr) {
+  } else if (!nne__says_out_of_memory(msg)) {
     return 0;
   }
   if (bytes != nullptr)

@@ -7,7 +7,6 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
-#include <cctype>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -106,23 +105,6 @@ size_t message_end(const char *msg, size_t start, size_t len) {
   return len;
 }
 
-// Allocators say "CUDA out of memory.", "Out of memory. Tried to allocate"
-// (the device-generic allocator of later 2.x), "can't allocate memory"
-// (the CPU's), "CUDA error: out of memory" (cuBLAS and friends).
-bool says_out_of_memory(std::string_view s) {
-  static const char k_oom[] = "out of memory";
-  const size_t n = sizeof k_oom - 1;
-  for (size_t i = 0; i + n <= s.size(); i++) {
-    size_t k = 0;
-    while (k < n && std::tolower(static_cast<unsigned char>(s[i + k])) ==
-                        static_cast<unsigned char>(k_oom[k]))
-      k++;
-    if (k == n)
-      return true;
-  }
-  return s.find("can't allocate memory") != std::string_view::npos;
-}
-
 } // namespace
 
 bool nne__is_interpreter_error(const char *what) noexcept {
@@ -141,7 +123,7 @@ int nne__err_libtorch(nne_err_t *err, int code, const char *ctx,
   // libtorch has no out-of-memory type that survives the interpreter; its
   // allocators' messages do.
   std::string_view body(what + start, len - start);
-  if (code == NNE_ENOMEM || says_out_of_memory(body)) {
+  if (code == NNE_ENOMEM || nne__says_out_of_memory(body)) {
     // The daemon adds the model and its device; the bytes come from here.
     try {
       std::string m = nne__oom_message(body);

@@ -128,10 +128,10 @@ struct nne_model {
 bool nne__module_path_of(torch::jit::Value *v, torch::jit::Value *self,
                          const std::string &base, std::string *out);
 
-/* ---- own code and variant code, for graph inspection (graph.cc) --------
+/* ---- own code (own_code.cc), for variants and graph inspection --------
  *
- * variant.cc builds a module's own code and the variants; graph.cc lists
- * them. Both number a module's own-code nodes the same way, so that a
+ * variant.cc builds the variants from a module's own code; graph.cc lists
+ * it. Both number a module's own-code nodes the same way, so that a
  * selector ("PATH:KIND#K") means the same node everywhere. */
 
 /* The own code of `module`: a copy of its forward graph with helper
@@ -139,13 +139,40 @@ bool nne__module_path_of(torch::jit::Value *v, torch::jit::Value *self,
  * calls. nullptr when the module has no forward graph (a ModuleList). */
 std::shared_ptr<torch::jit::Graph> nne__own_code(const nne_model_t *m,
                                                  int module);
+/* The same for any method graph (fn's graph copied, helpers inlined). */
+std::shared_ptr<torch::jit::Graph>
+nne__own_graph(torch::jit::GraphFunction *fn);
+/* Inlines g's helper functions and self's helper methods, round after round
+ * until none is left (throws past a bound on nesting). */
+void nne__inline_helpers(torch::jit::Graph &g);
+/* Every node of block b and its sub-blocks, in order, appended to out. */
+void nne__list_nodes(torch::jit::Block *b,
+                     std::vector<torch::jit::Node *> *out);
+/* A class's method as a defined graph function, or nullptr. */
+torch::jit::GraphFunction *nne__method_of(const c10::ClassTypePtr &cls,
+                                          const std::string &name);
+/* Module `module`'s forward (nne__method_of), or nullptr. */
+torch::jit::GraphFunction *nne__forward_of(const nne_model_t *m, int module);
 
-/* nne_model_module_nodes' cached list for `module`; the caller has checked
- * that the module exists and has a forward. Lives with the model. */
+/* nne_model_module_nodes' cached list for `module` (built on first use);
+ * the caller has checked that the module exists and has a forward. Lives
+ * with the model. */
 const nne__node_list *nne__module_node_list(nne_model_t *m, int module);
 
 /* The line of source a node came from, trimmed; "" when there is none. */
 std::string nne__source_line(const torch::jit::Node *n);
+
+/* NNE_EINVAL "<what>: module N does not exist" unless module is an index of
+ * m's module tree. */
+int nne__check_module(const nne_model_t *m, int module, const char *what,
+                      nne_err_t *err);
+/* A module's path, or "(root)". */
+std::string nne__module_label(const nne_model_t *m, int module);
+
+/* Tensor, and Tensor or Tensor? (what a site may sit on: a hook on a
+ * Tensor? fires only when it holds a tensor). */
+bool nne__is_tensor_type(const c10::TypePtr &t);
+bool nne__is_hookable_type(const c10::TypePtr &t);
 
 /* Where a node of a rebuilt variant graph comes from (nne__variant_inspect).
  * Each tagged node carries its own torch::jit::Scope, which libtorch copies
@@ -275,6 +302,11 @@ void nne__stream_sync(const c10::Device &dev);
 /* Before the last handle on a device tensor goes: tells the allocator that
  * the calling thread's stream may still read its memory. */
 void nne__tensor_release_on_stream(const at::Tensor &t);
+/* Whether a libtorch message reports a failed allocation, in any of the
+ * allocators' wordings: "CUDA out of memory.", "Out of memory. Tried to
+ * allocate" (the device-generic allocator of later 2.x), "can't allocate
+ * memory" (the CPU's), "CUDA error: out of memory" (cuBLAS and friends). */
+bool nne__says_out_of_memory(std::string_view s);
 /* The one-line message for an allocator's out-of-memory error `body`:
  * "out of memory: tried to allocate N bytes (1.50 GiB): <libtorch's words,
  * without the tuning advice>". */

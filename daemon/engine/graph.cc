@@ -3,7 +3,7 @@
 // as a variant runs it.
 //
 // Pristine (no variant): the module's own code exactly as
-// nne_model_module_nodes numbers it (variant.cc builds both with
+// nne_model_module_nodes numbers it (own_code.cc builds both with
 // nne__own_code), so the listing's selectors are the ones an edit uses.
 //
 // Through a variant: variant.cc rebuilds the code the variant was compiled

@@ -1,5 +1,5 @@
-// variant.cc — sites, hooks and variants (see engine.h): the own-code nodes
-// of a module, and copies of forward with a hook op at each chosen site.
+// variant.cc — sites, hooks and variants (see engine.h): copies of forward
+// with a hook op at each chosen site, built from the own code of own_code.cc.
 //
 // How a variant is built (field notes: shared/design/NOTES-torchscript.md):
 //   1. Copy root.forward's graph. A method graph is first turned into the
@@ -231,213 +231,15 @@ const c10::Symbol k_hook_opt = c10::Symbol::fromQualString("nnedit::hook_opt");
 // Nesting of method calls is bounded by the module tree (TorchScript has no
 // recursion); the limit only guards against a malformed archive.
 constexpr int k_max_depth = 256;
-// Rounds of helper inlining: a helper that calls a helper that calls ...
-constexpr int k_max_helper_rounds = 64;
-
-bool is_tensor(const c10::TypePtr &t) {
-  return t->kind() == c10::TypeKind::TensorType;
-}
-
-bool is_optional_tensor(const c10::TypePtr &t) {
-  return t->kind() == c10::TypeKind::OptionalType &&
-         is_tensor(t->castRaw<c10::OptionalType>()->getElementType());
-}
-
-// A site may sit on a Tensor or a Tensor? (whose hook fires only when the
-// value holds a tensor).
-bool is_hookable(const c10::TypePtr &t) {
-  return is_tensor(t) || is_optional_tensor(t);
-}
 
 std::string type_str(const c10::TypePtr &t) {
   return t->annotation_str();
 }
 
-// ---- own code ------------------------------------------------------------
-
-// The graph function a helper call (prim::CallFunction) or a method call on
-// self calls, or nullptr when it is not one we inline.
-GraphFunction *helper_callee(Node *n, Value *self) {
-  if (n->kind() == c10::prim::CallFunction) {
-    if (n->inputs().empty())
-      return nullptr;
-    auto ft = n->input(0)->type()->cast<c10::FunctionType>();
-    if (!ft || ft->function() == nullptr)
-      return nullptr;
-    return torch::jit::tryToGraphFunction(*ft->function());
-  }
-  if (n->kind() == c10::prim::CallMethod && self != nullptr &&
-      !n->inputs().empty() && n->input(0) == self) {
-    auto cls = self->type()->cast<c10::ClassType>();
-    if (!cls)
-      return nullptr;
-    torch::jit::Function *f = cls->findMethod(n->s(c10::attr::name));
-    return f == nullptr ? nullptr : torch::jit::tryToGraphFunction(*f);
-  }
-  return nullptr;
-}
-
-void collect_helpers(Block *b, Value *self, std::vector<Node *> *out) {
-  for (Node *n : b->nodes()) {
-    if (helper_callee(n, self) != nullptr)
-      out->push_back(n);
-    for (Block *sub : n->blocks())
-      collect_helpers(sub, self, out);
-  }
-}
-
-// Turns a method graph into the module's own code: helper functions and
-// self's helper methods inlined, round after round until none is left.
-void inline_helpers(Graph &g) {
-  Value *self = g.inputs().empty() ? nullptr : g.inputs()[0];
-  for (int round = 0; round < k_max_helper_rounds; round++) {
-    std::vector<Node *> calls;
-    collect_helpers(g.block(), self, &calls);
-    if (calls.empty())
-      return;
-    for (Node *n : calls) {
-      GraphFunction *callee = helper_callee(n, self);
-      callee->ensure_defined();
-      Node *fn_const = nullptr;
-      if (n->kind() == c10::prim::CallFunction) {
-        // The callee's graph does not take the function value itself.
-        fn_const = n->input(0)->node();
-        n->removeInput(0);
-      }
-      torch::jit::inlineCallTo(n, callee, callee->graph().get());
-      if (fn_const != nullptr && fn_const->kind() == c10::prim::Constant &&
-          !fn_const->output()->hasUses())
-        fn_const->destroy();
-    }
-  }
-  throw std::runtime_error("helper functions nest more than " +
-                           std::to_string(k_max_helper_rounds) + " deep");
-}
-
-void list_nodes(Block *b, std::vector<Node *> *out) {
-  for (Node *n : b->nodes()) {
-    out->push_back(n);
-    for (Block *sub : n->blocks())
-      list_nodes(sub, out);
-  }
-}
-
-GraphFunction *method_of(const c10::ClassTypePtr &cls,
-                         const std::string &name) {
-  if (!cls)
-    return nullptr;
-  torch::jit::Function *f = cls->findMethod(name);
-  GraphFunction *gf =
-      f == nullptr ? nullptr : torch::jit::tryToGraphFunction(*f);
-  if (gf != nullptr)
-    gf->ensure_defined();
-  return gf;
-}
-
-GraphFunction *forward_of(const nne_model_t *m, int module) {
-  return method_of(m->mods[static_cast<size_t>(module)].type(), "forward");
-}
-
-// A copy of a method's graph as own code.
-std::shared_ptr<Graph> own_graph(GraphFunction *fn) {
-  std::shared_ptr<Graph> g = fn->graph()->copy();
-  inline_helpers(*g);
-  return g;
-}
-
-// The line of source a node came from (the model's Python where the archive
-// kept it), trimmed; "" when there is none.
-std::string source_line(const Node *n) {
-  try {
-    torch::jit::SourceRange r = n->sourceRange();
-    if (auto orig = r.findSourceRangeThatGenerated())
-      r = *orig;
-    if (!r.source())
-      return "";
-    const auto &src = r.source();
-    std::string line = src->get_line(src->lineno_for_offset(r.start())).str();
-    size_t a = line.find_first_not_of(" \t");
-    size_t b = line.find_last_not_of(" \t\r\n");
-    if (a == std::string::npos)
-      return "";
-    line = line.substr(a, b - a + 1);
-    if (line.size() > 200)
-      line = line.substr(0, 200) + "...";
-    return line;
-  } catch (...) {
-    return ""; // a source we cannot read is no reason to fail
-  }
-}
-
-unsigned tensor_bits(at::ArrayRef<Value *> vs) {
-  unsigned bits = 0;
-  for (size_t i = 0; i < vs.size() && i < 32; i++)
-    if (is_hookable(vs[i]->type()))
-      bits |= 1u << i;
-  return bits;
-}
-
-std::unique_ptr<nne__node_list> make_node_list(const nne_model_t *m,
-                                               int module) {
-  GraphFunction *fn = forward_of(m, module);
-  std::shared_ptr<Graph> g = own_graph(fn);
-  std::vector<Node *> nodes;
-  list_nodes(g->block(), &nodes);
-  auto list = std::make_unique<nne__node_list>();
-  std::unordered_map<std::string, int> seen;
-  const std::string &base = m->recs[static_cast<size_t>(module)].path;
-  Value *self = g->inputs()[0];
-  list->infos.resize(nodes.size());
-  for (size_t i = 0; i < nodes.size(); i++) {
-    Node *n = nodes[i];
-    nne_node_info_t &info = list->infos[i];
-    list->strings.emplace_back(n->kind().toQualString());
-    info.kind = list->strings.back().c_str();
-    info.occurrence = seen[list->strings.back()]++;
-    info.n_inputs = static_cast<int>(n->inputs().size());
-    info.n_outputs = static_cast<int>(n->outputs().size());
-    info.tensor_inputs = tensor_bits(n->inputs());
-    info.tensor_outputs = tensor_bits(n->outputs());
-    std::string callee;
-    if (n->kind() == c10::prim::CallMethod && !n->inputs().empty() &&
-        !nne__module_path_of(n->input(0), self, base, &callee))
-      callee.clear();
-    list->strings.push_back(std::move(callee));
-    info.callee = list->strings.back().c_str();
-    list->strings.push_back(source_line(n));
-    info.source = list->strings.back().c_str();
-  }
-  return list;
-}
-
-// The cached node list of a module (built on first use). The caller has
-// checked the index and that the module has a forward.
-const nne__node_list *node_list(nne_model_t *m, int module) {
-  std::lock_guard<std::mutex> lock(m->nodes_mu);
-  auto &slot = m->nodes[static_cast<size_t>(module)];
-  if (!slot)
-    slot = make_node_list(m, module);
-  return slot.get();
-}
-
-int check_module(const nne_model_t *m, int module, const char *what,
-                 nne_err_t *err) {
-  if (module < 0 || static_cast<size_t>(module) >= m->infos.size())
-    return nne_err_set(err, NNE_EINVAL,
-                       "%s: module %d does not exist (the model has %zu)", what,
-                       module, m->infos.size());
-  return 0;
-}
-
-std::string module_label(const nne_model_t *m, int module) {
-  const std::string &p = m->recs[static_cast<size_t>(module)].path;
-  return p.empty() ? std::string("(root)") : p;
-}
-
 // ---- sites ---------------------------------------------------------------
 
 std::string site_name(const nne_model_t *m, const site_rec &s) {
-  std::string base = module_label(m, s.module);
+  std::string base = nne__module_label(m, s.module);
   switch (s.kind) {
   case NNE_SITE_INPUT: return base + ".input." + std::to_string(s.index);
   case NNE_SITE_OUTPUT: return base + ".output." + std::to_string(s.index);
@@ -463,7 +265,7 @@ int check_site(nne_model_t *m, size_t i, site_rec *s, nne_err_t *err) {
                        "%s: kind %d is not a site kind (1 input, 2 output, "
                        "3 node, 4 node input)",
                        where, s->kind);
-  int rc = check_module(m, s->module, where, err);
+  int rc = nne__check_module(m, s->module, where, err);
   if (rc != 0)
     return rc;
   s->name = site_name(m, *s);
@@ -472,7 +274,7 @@ int check_site(nne_model_t *m, size_t i, site_rec *s, nne_err_t *err) {
   if (info.call_index < 0)
     return nne_err_set(err, NNE_EINVAL,
                        "%s (%s): forward never calls this module", where, nm);
-  GraphFunction *fn = forward_of(m, s->module);
+  GraphFunction *fn = nne__forward_of(m, s->module);
   if (fn == nullptr)
     return nne_err_set(err, NNE_EINVAL, "%s (%s): the module has no forward",
                        where, nm);
@@ -487,7 +289,7 @@ int check_site(nne_model_t *m, size_t i, site_rec *s, nne_err_t *err) {
                          "%s (%s): forward takes %zu argument%s after self",
                          where, nm, n_in, n_in == 1 ? "" : "s");
     const c10::Argument &a = schema.arguments()[s->index + 1];
-    if (!is_hookable(a.type()))
+    if (!nne__is_hookable_type(a.type()))
       return nne_err_set(err, NNE_EINVAL,
                          "%s (%s): argument '%s' is %s, not a tensor", where,
                          nm, a.name().c_str(), type_str(a.type()).c_str());
@@ -508,7 +310,7 @@ int check_site(nne_model_t *m, size_t i, site_rec *s, nne_err_t *err) {
                          "%s (%s): forward returns one %s, not a tuple", where,
                          nm, type_str(t).c_str());
     }
-    if (!is_hookable(t))
+    if (!nne__is_hookable_type(t))
       return nne_err_set(err, NNE_EINVAL,
                          "%s (%s): output %d is %s, not a tensor", where, nm,
                          s->index, type_str(t).c_str());
@@ -520,7 +322,7 @@ int check_site(nne_model_t *m, size_t i, site_rec *s, nne_err_t *err) {
   if (s->occurrence < 0)
     return nne_err_set(err, NNE_EINVAL, "%s (%s): occurrence %d is negative",
                        where, nm, s->occurrence);
-  const nne__node_list *list = node_list(m, s->module);
+  const nne__node_list *list = nne__module_node_list(m, s->module);
   const nne_node_info_t *hit = nullptr;
   int count = 0;
   for (const nne_node_info_t &ni : list->infos) {
@@ -604,7 +406,7 @@ std::shared_ptr<Graph> prepared_code(nne_model_t *m, GraphFunction *fn) {
       return it->second;
   }
   // Made without the lock: two builds may both make it; the first kept wins.
-  std::shared_ptr<Graph> g = own_graph(fn);
+  std::shared_ptr<Graph> g = nne__own_graph(fn);
   optimize(g);
   std::lock_guard<std::mutex> lock(m->prepared_mu);
   return m->prepared.emplace(fn, std::move(g)).first->second;
@@ -653,7 +455,7 @@ struct builder {
   // records strides that a replacement need not have.
   Value *hook(Graph &g, Value *v, int site) {
     Value *out = g.insert(
-        is_tensor(v->type()) ? k_hook : k_hook_opt,
+        nne__is_tensor_type(v->type()) ? k_hook : k_hook_opt,
         {torch::jit::NamedValue(v),
          torch::jit::NamedValue(c10::IValue(static_cast<int64_t>(site)))});
     sites[site].hooks++;
@@ -665,7 +467,7 @@ struct builder {
   Value *chain(Graph &g, Value *v, const std::vector<int> &ids, Node *before) {
     if (ids.empty())
       return v;
-    if (!is_hookable(v->type())) {
+    if (!nne__is_hookable_type(v->type())) {
       // Statically None here (an Optional argument passed as None): the
       // site exists but cannot fire at this call.
       for (int id : ids)
@@ -750,7 +552,7 @@ struct builder {
     if (ids.empty())
       return;
     std::vector<Node *> nodes;
-    list_nodes(g.block(), &nodes);
+    nne__list_nodes(g.block(), &nodes);
     // Targets first: hooks and their constants are nodes too.
     std::vector<Node *> target(ids.size(), nullptr);
     for (size_t k = 0; k < ids.size(); k++) {
@@ -805,8 +607,8 @@ struct builder {
   // forward (g was made the way nne__own_code makes it).
   void tag_own(Graph &g, int mod, bool is_forward, int copy) {
     std::vector<Node *> nodes;
-    list_nodes(g.block(), &nodes);
-    const nne__node_list *pristine = is_forward ? node_list(m, mod) : nullptr;
+    nne__list_nodes(g.block(), &nodes);
+    const nne__node_list *pristine = is_forward ? nne__module_node_list(m, mod) : nullptr;
     for (size_t i = 0; i < nodes.size(); i++) {
       nne__node_tag t;
       t.role = nne__node_tag::own;
@@ -902,7 +704,7 @@ struct builder {
       throw std::runtime_error("module calls nest more than " +
                                std::to_string(k_max_depth) + " deep");
     if (raw)
-      inline_helpers(*g);
+      nne__inline_helpers(*g);
     if (insp != nullptr)
       tag_own(*g, mod, is_forward, copy);
     {
@@ -961,7 +763,7 @@ struct builder {
         continue;
       // The call's receiver type is what this graph runs.
       GraphFunction *callee =
-          method_of(c.node->input(0)->type()->cast<c10::ClassType>(), c.method);
+          nne__method_of(c.node->input(0)->type()->cast<c10::ClassType>(), c.method);
       if (callee == nullptr)
         continue; // not a graph: nothing of ours can be inside
       if (prepared && !node_sites) {
@@ -1008,19 +810,6 @@ void compile(nne_variant_t *v, std::shared_ptr<Graph> g,
 
 // ---- for graph.cc --------------------------------------------------------
 
-std::shared_ptr<Graph> nne__own_code(const nne_model_t *m, int module) {
-  GraphFunction *fn = forward_of(m, module);
-  return fn == nullptr ? nullptr : own_graph(fn);
-}
-
-const nne__node_list *nne__module_node_list(nne_model_t *m, int module) {
-  return node_list(m, module);
-}
-
-std::string nne__source_line(const Node *n) {
-  return source_line(n);
-}
-
 bool nne__is_hook(const Node *n) {
   return n->kind() == k_hook || n->kind() == k_hook_opt;
 }
@@ -1030,7 +819,7 @@ int nne__variant_inspect(nne_model_t *m, const nne_variant_t *v, int module,
   if (v->model != m)
     return nne_err_set(err, NNE_EINVAL,
                        "the variant was built for another model");
-  GraphFunction *root = method_of(m->mods[0].type(), v->method);
+  GraphFunction *root = nne__method_of(m->mods[0].type(), v->method);
   if (root == nullptr)
     return nne_err_set(err, NNE_EINVAL, "the model has no %s",
                        v->method.c_str());
@@ -1055,53 +844,6 @@ int nne__variant_inspect(nne_model_t *m, const nne_variant_t *v, int module,
 }
 
 extern "C" {
-
-int nne_model_module_nodes(nne_model_t *m, int module,
-                           const nne_node_info_t **nodes, size_t *n,
-                           nne_err_t *err) {
-  return nne__guard(err, NNE_EINVAL, "module nodes", [&]() -> int {
-    if (m == nullptr || nodes == nullptr || n == nullptr)
-      return nne_err_set(err, NNE_EINVAL, "module nodes: NULL argument");
-    int rc = check_module(m, module, "module nodes", err);
-    if (rc != 0)
-      return rc;
-    if (forward_of(m, module) == nullptr)
-      return nne_err_set(
-          err, NNE_EINVAL, "module nodes: %s (%s) has no forward",
-          module_label(m, module).c_str(), m->recs[module].class_name.c_str());
-    const nne__node_list *list = node_list(m, module);
-    *nodes = list->infos.empty() ? nullptr : list->infos.data();
-    *n = list->infos.size();
-    return 0;
-  });
-}
-
-int nne_model_module_arity(nne_model_t *m, int module, int *n_inputs,
-                           int *n_outputs, nne_err_t *err) {
-  return nne__guard(err, NNE_EINVAL, "module arity", [&]() -> int {
-    if (m == nullptr || n_inputs == nullptr || n_outputs == nullptr)
-      return nne_err_set(err, NNE_EINVAL, "module arity: NULL argument");
-    int rc = check_module(m, module, "module arity", err);
-    if (rc != 0)
-      return rc;
-    GraphFunction *fn = forward_of(m, module);
-    if (fn == nullptr) {
-      *n_inputs = -1;
-      *n_outputs = -1;
-      return 0;
-    }
-    const c10::FunctionSchema &schema = fn->getSchema();
-    int in = static_cast<int>(schema.arguments().size()) - 1;
-    int out = -1;
-    if (schema.returns().size() == 1) {
-      auto tt = schema.returns()[0].type()->cast<c10::TupleType>();
-      out = tt ? static_cast<int>(tt->elements().size()) : 1;
-    }
-    *n_inputs = in;
-    *n_outputs = out;
-    return 0;
-  });
-}
 
 int nne_variant_build(nne_model_t *m, const nne_site_t *sites, size_t n,
                       nne_variant_t **out, nne_err_t *err) {
@@ -1134,7 +876,7 @@ int nne_variant_build_method(nne_model_t *m, const char *method,
 
     if (method == nullptr)
       return nne_err_set(err, NNE_EINVAL, "variant: NULL method");
-    GraphFunction *root = method_of(m->mods[0].type(), method);
+    GraphFunction *root = nne__method_of(m->mods[0].type(), method);
     if (root == nullptr)
       return nne_err_set(err, NNE_EINVAL, "variant: the model has no %s",
                          method);

@@ -9,7 +9,7 @@
 typedef struct stats_ctx {
   nne_model_entry_t **entries;
   size_t n;
-  /* Devices: "cpu", then each other device a listed model is on. */
+  /* Devices: "cpu", then each other device a loaded model is on. */
   nne_device_memory_t *devs;
   size_t n_devs;
 } stats_ctx_t;
@@ -66,25 +66,6 @@ static bool fill_device(void *ctx, size_t i, void *msg) {
   return true;
 }
 
-/* sc->devs: "cpu" and every other device of a listed model, once each. A
- * device whose figures cannot be read is left out (logged by no one: the
- * figures are advisory). */
-static void collect_devices(stats_ctx_t *sc) {
-  size_t k, j;
-  nne_err_t err;
-  if (nne_engine_device_memory("cpu", &sc->devs[0], &err) == 0)
-    sc->n_devs = 1;
-  for (k = 0; k < sc->n; k++) {
-    const nne_model_entry_t *e = sc->entries[k];
-    bool seen = false;
-    for (j = 0; j < sc->n_devs && !seen; j++)
-      seen = strcmp(sc->devs[j].device, e->device) == 0;
-    if (!seen &&
-        nne_engine_device_memory(e->device, &sc->devs[sc->n_devs], &err) == 0)
-      sc->n_devs++;
-  }
-}
-
 void nne_rpc_admin_stats(nne_call_t *call, grpc_byte_buffer *req) {
   nne_daemon_t *d = nne_call_app(call);
   nnedit_v1_StatsRequest in = nnedit_v1_StatsRequest_init_zero;
@@ -120,7 +101,7 @@ void nne_rpc_admin_stats(nne_call_t *call, grpc_byte_buffer *req) {
   mem_list.fill = fill_memory;
   mem_list.msg_size = sizeof(nnedit_v1_ModelMemory);
   NNE_PB_ENC(out.memory, nne_pb_list_enc, &mem_list);
-  collect_devices(&sc);
+  sc.n_devs = nne_registry_devices(&d->registry, true, sc.devs, n + 1);
   dev_list = list;
   dev_list.n = sc.n_devs;
   dev_list.fill = fill_device;

@@ -1,5 +1,5 @@
 /* test_engine_ops.c — the tensor functions a trace may call and calling one
- * submodule (daemon/engine/trace_ops.cc: nne_op_check, nne_op_call,
+ * submodule (daemon/engine/trace_ops.cc: nne_op_check, nne_op_call; call_module.cc:
  * nne_model_call_module).
  *
  *   - every whitelisted function, by position and by keyword, with
